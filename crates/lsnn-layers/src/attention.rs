@@ -1,0 +1,199 @@
+//! MultiHeadSpikingAttention (SPEC §3.5): [B, L, D] → [B, L, D].
+//!
+//! ```text
+//! q, k, v = W_q x, W_k x, W_v x                      split into heads [B, heads, L, D/heads]
+//! q̂, k̂, v̂ = LIF firing rates over spike_steps with a constant current (rate form, SPEC §3.1)
+//! A = softmax(q̂·k̂ᵀ / √(D/heads) + mask)             causal (default) or none
+//! out = W_o · merge_heads(A·v̂)
+//! ```
+//! The rate is elementwise, so it is taken before the head split. The softmax is candle-nn's
+//! differentiable `ops::softmax` (not `softmax_last_dim`, which has no backward, SPEC §3.9).
+//! Keys: `q`, `k`, `v`, `o` (`.weight` [D, D], `.bias` [D]).
+
+use crate::error::{LayerError, Result};
+use crate::lif::{self, LifConfig};
+use crate::nn::{check_width, Linear};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::VarBuilder;
+
+/// Hyperparameters of [`MultiHeadSpikingAttention`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionConfig {
+    /// Model width D.
+    pub d_model: usize,
+    /// Heads (must divide D).
+    pub heads: usize,
+    /// Spike steps of the rate code.
+    pub spike_steps: usize,
+    /// LIF parameters.
+    pub lif: LifConfig,
+    /// Causal mask (default true).
+    pub causal: bool,
+}
+
+impl AttentionConfig {
+    /// D / heads.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.heads
+    }
+}
+
+/// Key/value cache for streaming: k̂ and v̂ of the positions seen so far.
+#[derive(Debug, Clone)]
+pub struct AttentionCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+    capacity: usize,
+}
+
+impl AttentionCache {
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The spiking attention layer.
+#[derive(Debug, Clone)]
+pub struct MultiHeadSpikingAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    cfg: AttentionConfig,
+}
+
+impl MultiHeadSpikingAttention {
+    /// Creates the layer's weights through `vb`.
+    pub fn new(cfg: &AttentionConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.heads == 0 || cfg.d_model % cfg.heads != 0 {
+            return Err(crate::config::heads_error(cfg.d_model, cfg.heads));
+        }
+        if cfg.spike_steps == 0 {
+            return Err(LayerError::config(
+                "attention_spike_steps",
+                "0; expected at least 1",
+            ));
+        }
+        cfg.lif.validate()?;
+        let d = cfg.d_model;
+        Ok(MultiHeadSpikingAttention {
+            q: Linear::new(d, d, vb.pp("q"))?,
+            k: Linear::new(d, d, vb.pp("k"))?,
+            v: Linear::new(d, d, vb.pp("v"))?,
+            o: Linear::new(d, d, vb.pp("o"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AttentionConfig {
+        &self.cfg
+    }
+
+    fn rate(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
+        lif::lif_const_rate(&lin.forward(x)?, self.cfg.spike_steps, &self.cfg.lif)
+    }
+
+    /// [B, L, D] → [B, heads, L, dh].
+    fn split(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        Ok(x.reshape((b, l, self.cfg.heads, self.cfg.head_dim()))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    /// The firing rates q̂, k̂, v̂ [B, L, D] (exposed for tests that check attention given them).
+    pub fn rates(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        Ok((
+            self.rate(&self.q, x)?,
+            self.rate(&self.k, x)?,
+            self.rate(&self.v, x)?,
+        ))
+    }
+
+    /// Attention given the rates [B, L, D] each.
+    pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = q.dims3()?;
+        let (q, k, v) = (self.split(q)?, self.split(k)?, self.split(v)?);
+        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
+        let mut scores = q.matmul(&k.t()?)?.affine(scale, 0.0)?;
+        if self.cfg.causal {
+            scores = scores.broadcast_add(&causal_mask(l, scores.dtype(), scores.device())?)?;
+        }
+        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let ctx = a.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
+        Ok(self.o.forward(&ctx)?)
+    }
+
+    /// The sequence call.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        check_width(x, "attention input [B, L, D]", 3, self.cfg.d_model)?;
+        let (q, k, v) = self.rates(x)?;
+        self.attend(&q, &k, &v)
+    }
+
+    /// An empty cache for `batch` rows and up to `capacity` positions.
+    pub fn new_cache(
+        &self,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<AttentionCache> {
+        let shape = (batch, self.cfg.heads, capacity, self.cfg.head_dim());
+        Ok(AttentionCache {
+            k: Tensor::zeros(shape, dtype, device)?,
+            v: Tensor::zeros(shape, dtype, device)?,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// One position x_t [B, D] → out_t [B, D], attending to the cached positions and itself
+    /// (causal attention only; no gradient through the cache).
+    pub fn step(&self, x: &Tensor, cache: &mut AttentionCache) -> Result<Tensor> {
+        if !self.cfg.causal {
+            return Err(LayerError::Unsupported {
+                feature: "streaming non-causal attention".into(),
+                detail: "a position would need the future; use the sequence call".into(),
+            });
+        }
+        check_width(x, "attention step input [B, D]", 2, self.cfg.d_model)?;
+        if cache.len >= cache.capacity {
+            return Err(LayerError::SequenceTooLong {
+                len: cache.len + 1,
+                start: 0,
+                max: cache.capacity,
+            });
+        }
+        let (b, d) = x.dims2()?;
+        let x3 = x.reshape((b, 1, d))?;
+        let (q, k, v) = self.rates(&x3)?;
+        let (q, k, v) = (self.split(&q)?, self.split(&k)?, self.split(&v)?);
+        cache.k.slice_set(&k.detach(), 2, cache.len)?;
+        cache.v.slice_set(&v.detach(), 2, cache.len)?;
+        cache.len += 1;
+        let keys = cache.k.narrow(2, 0, cache.len)?;
+        let values = cache.v.narrow(2, 0, cache.len)?;
+        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
+        let scores = q.matmul(&keys.t()?)?.affine(scale, 0.0)?;
+        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let ctx = a.matmul(&values)?.transpose(1, 2)?.reshape((b, d))?;
+        Ok(self.o.forward(&ctx)?)
+    }
+}
+
+/// 0 on and below the diagonal, −∞ above: [L, L].
+pub fn causal_mask(l: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..l)
+        .flat_map(|i| (0..l).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(v, (l, l), device)?.to_dtype(dtype)?)
+}

@@ -1,0 +1,632 @@
+//! [`ModelConfig`]: the model and run configuration, loaded from JSON files written by the Python
+//! original's `save_config` (SPEC §3.8) or by lsnn itself, with [`Default`] equal to SPEC §8.
+//!
+//! Rules (SPEC §3.8): honoured fields are read; the original's fields lsnn has no use for are
+//! accepted and ignored; `use_stdp`, `use_meta_plasticity` or `use_continual_learning` set to true,
+//! unknown keys, heads that do not divide `hidden_dim`, and tasks or liquid backbones lsnn does not
+//! have are clear errors. A field the file lacks (or holds as `null`) takes the original's own
+//! derivation where it had one (`embedding_dim` = `input_dim`, `vocab_size` = `output_dim`,
+//! `num_spike_steps` = max(1, sequence_length / 4), `attention_spike_steps` =
+//! max(1, sequence_length / heads), `max_position_embeddings` = `sequence_length`, the dropouts
+//! = `dropout`), else the SPEC §8 default. [`ModelConfig::to_json`] writes every field resolved.
+
+use crate::attention::AttentionConfig;
+use crate::block::BlockConfig;
+use crate::cfc::CfcMode;
+use crate::error::{LayerError, Result};
+use crate::lif::{LifConfig, ResetMechanism, Surrogate};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The surrogate gradient's family, as written in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SurrogateKind {
+    /// fast_sigmoid(k = `surrogate_slope`).
+    #[default]
+    FastSigmoid,
+    /// atan(α = `surrogate_alpha`).
+    Atan,
+}
+
+/// Every field of a run's configuration (see the module docs for how files are read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `"llm"` (the only task so far).
+    pub task_type: String,
+    /// Input width (the embedding width's default).
+    pub input_dim: usize,
+    /// Embedding width D_emb.
+    pub embedding_dim: usize,
+    /// Model width D.
+    pub hidden_dim: usize,
+    /// Output width (the vocabulary's default).
+    pub output_dim: usize,
+    /// Vocabulary size V.
+    pub vocab_size: usize,
+    /// Liquid units H.
+    pub liquid_units: usize,
+    /// `"cfc"`: the dense CfC of SPEC §3.3.
+    pub liquid_backbone: String,
+    /// Spiking units S.
+    pub spiking_units: usize,
+    /// LIF threshold θ.
+    pub spike_threshold: f64,
+    /// LIF decay β.
+    pub beta: f64,
+    /// Hybrid blocks.
+    pub num_layers: usize,
+    /// Encoder spike steps T.
+    pub num_spike_steps: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Training sequence length L.
+    pub sequence_length: usize,
+    /// Size of the position table.
+    pub max_position_embeddings: usize,
+    /// Dropout after each block and in the head.
+    pub dropout: f64,
+    /// Accepted for compatibility; attention has no dropout (SPEC §3.6).
+    pub attention_dropout: f64,
+    /// Dropout on the embeddings.
+    pub embedding_dropout: f64,
+    /// LayerNorm ε.
+    pub layer_norm_eps: f64,
+    /// Std of the embedding initialisation.
+    pub initializer_range: f64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Global-norm gradient clipping (0 disables).
+    pub gradient_clip: f64,
+    /// Epochs.
+    pub num_epochs: usize,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// `"cpu"`, `"cuda"` or `"cuda:N"`.
+    pub device: String,
+    /// Half precision where the device supports it (on CPU: a warning and f32).
+    pub mixed_precision: bool,
+    /// Attention rate-code steps.
+    pub attention_spike_steps: usize,
+    /// CfC backbone width.
+    pub backbone_units: usize,
+    /// CfC backbone depth.
+    pub backbone_layers: usize,
+    /// CfC mixing mode.
+    pub cfc_mode: CfcMode,
+    /// LIF reset mechanism.
+    pub reset_mechanism: ResetMechanism,
+    /// Surrogate family.
+    pub surrogate: SurrogateKind,
+    /// fast_sigmoid slope k.
+    pub surrogate_slope: f64,
+    /// atan α.
+    pub surrogate_alpha: f64,
+    /// Label smoothing of the training objective.
+    pub label_smoothing: f64,
+    /// EMA decay of the weights (0 disables the EMA).
+    pub ema_decay: f64,
+    /// Linear warm-up steps before cosine decay.
+    pub warmup_steps: usize,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    /// AMSGrad variant of AdamW.
+    pub amsgrad: bool,
+    /// Memory cleanup every this many batches.
+    pub cleanup_every: usize,
+    /// Early-stopping patience in epochs (0 disables).
+    pub early_stopping_patience: usize,
+}
+
+impl Default for ModelConfig {
+    /// SPEC §8: the lm-small model of SPEC §7 and its training recipe.
+    fn default() -> Self {
+        ModelConfig {
+            task_type: "llm".into(),
+            input_dim: 128,
+            embedding_dim: 128,
+            hidden_dim: 128,
+            output_dim: 256,
+            vocab_size: 256,
+            liquid_units: 64,
+            liquid_backbone: "cfc".into(),
+            spiking_units: 64,
+            spike_threshold: 1.0,
+            beta: 0.95,
+            num_layers: 2,
+            num_spike_steps: 4,
+            num_attention_heads: 4,
+            sequence_length: 64,
+            max_position_embeddings: 64,
+            dropout: 0.1,
+            attention_dropout: 0.1,
+            embedding_dropout: 0.1,
+            layer_norm_eps: 1e-5,
+            initializer_range: 0.02,
+            batch_size: 8,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            gradient_clip: 1.0,
+            num_epochs: 6,
+            seed: 42,
+            device: "cpu".into(),
+            mixed_precision: false,
+            attention_spike_steps: 8,
+            backbone_units: 128,
+            backbone_layers: 1,
+            cfc_mode: CfcMode::Default,
+            reset_mechanism: ResetMechanism::Subtract,
+            surrogate: SurrogateKind::FastSigmoid,
+            surrogate_slope: 25.0,
+            surrogate_alpha: 2.0,
+            label_smoothing: 0.1,
+            ema_decay: 0.999,
+            warmup_steps: 100,
+            gradient_accumulation_steps: 1,
+            amsgrad: false,
+            cleanup_every: 50,
+            early_stopping_patience: 0,
+        }
+    }
+}
+
+/// Fields of the original's `ModelConfig` that lsnn reads.
+pub const HONOURED_FIELDS: &[&str] = &[
+    "task_type",
+    "input_dim",
+    "embedding_dim",
+    "hidden_dim",
+    "output_dim",
+    "vocab_size",
+    "liquid_units",
+    "liquid_backbone",
+    "spiking_units",
+    "spike_threshold",
+    "beta",
+    "num_layers",
+    "num_spike_steps",
+    "num_attention_heads",
+    "sequence_length",
+    "max_position_embeddings",
+    "dropout",
+    "attention_dropout",
+    "embedding_dropout",
+    "layer_norm_eps",
+    "initializer_range",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "gradient_clip",
+    "num_epochs",
+    "seed",
+    "device",
+    "mixed_precision",
+];
+
+/// Fields of the original that are accepted whatever they hold (but see [`REFUSED_FLAGS`]).
+pub const IGNORED_FIELDS: &[&str] = &[
+    "use_cache",
+    "multi_gpu_strategy",
+    "gpu_ids",
+    "distributed_backend",
+    "sync_batchnorm",
+    "find_unused_parameters",
+    "conv_channels",
+    "conv_kernel_sizes",
+    "conv_strides",
+    "conv_padding",
+    "use_stdp",
+    "stdp_type",
+    "stdp_learning_rate",
+    "stdp_tau_plus",
+    "stdp_tau_minus",
+    "stdp_target_rate",
+    "stdp_layers_to_enhance",
+    "use_meta_plasticity",
+    "meta_lr",
+    "meta_history_length",
+    "meta_hidden_dim",
+    "use_continual_learning",
+    "consolidation_strength",
+    "plasticity_decay",
+    "use_experience_replay",
+    "replay_buffer_size",
+    "replay_sampling_strategy",
+    "compute_importance_interval",
+];
+
+/// Flags whose `true` names a feature lsnn does not have.
+pub const REFUSED_FLAGS: &[(&str, &str)] = &[
+    ("use_stdp", "STDP plasticity"),
+    ("use_meta_plasticity", "meta-plasticity"),
+    ("use_continual_learning", "continual learning"),
+];
+
+/// lsnn's own optional fields.
+pub const LSNN_FIELDS: &[&str] = &[
+    "attention_spike_steps",
+    "backbone_units",
+    "backbone_layers",
+    "cfc_mode",
+    "reset_mechanism",
+    "surrogate",
+    "surrogate_slope",
+    "surrogate_alpha",
+    "label_smoothing",
+    "ema_decay",
+    "warmup_steps",
+    "gradient_accumulation_steps",
+    "amsgrad",
+    "cleanup_every",
+    "early_stopping_patience",
+];
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn suggest(key: &str) -> Option<String> {
+    HONOURED_FIELDS
+        .iter()
+        .chain(IGNORED_FIELDS)
+        .chain(LSNN_FIELDS)
+        .map(|k| (levenshtein(key, k), *k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k.to_owned())
+}
+
+/// The error for heads that do not divide `hidden`, with the nearest valid values.
+pub fn heads_error(hidden: usize, heads: usize) -> LayerError {
+    let divisors: Vec<usize> = (1..=hidden).filter(|h| hidden % h == 0).collect();
+    let mut near: Vec<usize> = divisors.clone();
+    near.sort_by_key(|&d| (d as i64 - heads as i64).abs());
+    let mut hs: Vec<usize> = near.into_iter().take(2).collect();
+    hs.sort();
+    let suggest_heads = hs
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let suggest_hidden = match hidden.checked_div(heads) {
+        None => "any (heads must be at least 1)".to_string(),
+        Some(q) => {
+            let lo = q * heads;
+            let hi = lo + heads;
+            if lo == 0 {
+                hi.to_string()
+            } else {
+                format!("{lo} or {hi}")
+            }
+        }
+    };
+    LayerError::HeadsDoNotDivide {
+        hidden,
+        heads,
+        suggest_heads,
+        suggest_hidden,
+    }
+}
+
+impl ModelConfig {
+    /// Reads a config file's text (the original's or lsnn's) by the SPEC §3.8 rules.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        let value: Value = serde_json::from_str(text)?;
+        let Value::Object(map) = value else {
+            return Err(LayerError::config(
+                "<root>",
+                "expected a JSON object of config fields",
+            ));
+        };
+        Self::from_map(map)
+    }
+
+    /// [`ModelConfig::from_json_str`] on an already parsed object.
+    pub fn from_map(map: Map<String, Value>) -> Result<Self> {
+        for key in map.keys() {
+            let k = key.as_str();
+            if !(HONOURED_FIELDS.contains(&k)
+                || IGNORED_FIELDS.contains(&k)
+                || LSNN_FIELDS.contains(&k))
+            {
+                return Err(LayerError::UnknownField {
+                    field: key.clone(),
+                    suggestion: suggest(k),
+                });
+            }
+        }
+        for (flag, feature) in REFUSED_FLAGS {
+            match map.get(*flag) {
+                Some(Value::Bool(true)) => {
+                    return Err(LayerError::Unsupported {
+                        feature: (*feature).to_string(),
+                        detail: format!(
+                        "`{flag}` is true, and lsnn does not implement {feature}; set it to false"
+                    ),
+                    })
+                }
+                Some(Value::Bool(false)) | Some(Value::Null) | None => {}
+                Some(other) => {
+                    return Err(LayerError::config(
+                        flag,
+                        format!("expected true or false, got {other}"),
+                    ))
+                }
+            }
+        }
+        // Keep the fields lsnn reads; drop nulls so that they take their derivation.
+        let mut kept = Map::new();
+        for (k, v) in map {
+            if !v.is_null() && !IGNORED_FIELDS.contains(&k.as_str()) {
+                kept.insert(k, v);
+            }
+        }
+        let d = ModelConfig::default();
+        let mut base = serde_json::to_value(&d)?;
+        let obj = base
+            .as_object_mut()
+            .expect("a struct serialises to an object");
+        for (k, v) in &kept {
+            obj.insert(k.clone(), v.clone());
+        }
+        // The original's derivations for fields the file lacks, from the resolved values.
+        let has = |k: &str| kept.contains_key(k);
+        let u = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(1);
+        if !has("embedding_dim") && has("input_dim") {
+            obj.insert("embedding_dim".into(), kept["input_dim"].clone());
+        }
+        if !has("input_dim") && has("embedding_dim") {
+            obj.insert("input_dim".into(), kept["embedding_dim"].clone());
+        }
+        if !has("vocab_size") && has("output_dim") {
+            obj.insert("vocab_size".into(), kept["output_dim"].clone());
+        }
+        if !has("output_dim") && has("vocab_size") {
+            obj.insert("output_dim".into(), kept["vocab_size"].clone());
+        }
+        if !has("num_attention_heads") {
+            obj.insert("num_attention_heads".into(), 8.into());
+        }
+        if !has("num_epochs") {
+            obj.insert("num_epochs".into(), 10.into());
+        }
+        let seq = u(obj, "sequence_length");
+        if !has("num_spike_steps") {
+            obj.insert("num_spike_steps".into(), (seq / 4).max(1).into());
+        }
+        if !has("max_position_embeddings") {
+            obj.insert("max_position_embeddings".into(), seq.into());
+        }
+        if !has("attention_spike_steps") {
+            let heads = u(obj, "num_attention_heads").max(1);
+            obj.insert("attention_spike_steps".into(), (seq / heads).max(1).into());
+        }
+        for k in ["attention_dropout", "embedding_dropout"] {
+            if !has(k) {
+                let p = obj["dropout"].clone();
+                obj.insert(k.into(), p);
+            }
+        }
+        let cfg: ModelConfig = serde_json::from_value(base)
+            .map_err(|e| LayerError::config("<file>", e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every field, resolved, as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a config always serialises")
+    }
+
+    /// Checks every constraint the model relies on.
+    pub fn validate(&self) -> Result<()> {
+        match self.task_type.as_str() {
+            "llm" => {}
+            "robotics" | "vision" => {
+                return Err(LayerError::Unsupported {
+                    feature: format!("task_type \"{}\"", self.task_type),
+                    detail: "only \"llm\" exists so far (the time-series task is planned)".into(),
+                })
+            }
+            other => {
+                return Err(LayerError::config(
+                    "task_type",
+                    format!("\"{other}\"; expected \"llm\""),
+                ))
+            }
+        }
+        match self.liquid_backbone.as_str() {
+            "cfc" => {}
+            "ncp" | "ltc" => {
+                return Err(LayerError::Unsupported {
+                    feature: format!("liquid_backbone \"{}\"", self.liquid_backbone),
+                    detail: "not supported yet; use \"cfc\" (the dense CfC)".into(),
+                })
+            }
+            other => {
+                return Err(LayerError::config(
+                    "liquid_backbone",
+                    format!("\"{other}\"; expected \"cfc\""),
+                ))
+            }
+        }
+        for (name, v) in [
+            ("embedding_dim", self.embedding_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("vocab_size", self.vocab_size),
+            ("liquid_units", self.liquid_units),
+            ("spiking_units", self.spiking_units),
+            ("num_layers", self.num_layers),
+            ("num_spike_steps", self.num_spike_steps),
+            ("num_attention_heads", self.num_attention_heads),
+            ("sequence_length", self.sequence_length),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("batch_size", self.batch_size),
+            ("attention_spike_steps", self.attention_spike_steps),
+            ("backbone_units", self.backbone_units),
+            ("backbone_layers", self.backbone_layers),
+            (
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
+            ),
+        ] {
+            if v == 0 {
+                return Err(LayerError::config(name, "0; expected at least 1"));
+            }
+        }
+        if self.hidden_dim % self.num_attention_heads != 0 {
+            return Err(heads_error(self.hidden_dim, self.num_attention_heads));
+        }
+        if self.sequence_length > self.max_position_embeddings {
+            return Err(LayerError::config(
+                "sequence_length",
+                format!(
+                    "{} exceeds max_position_embeddings {}",
+                    self.sequence_length, self.max_position_embeddings
+                ),
+            ));
+        }
+        for (name, p) in [
+            ("dropout", self.dropout),
+            ("attention_dropout", self.attention_dropout),
+            ("embedding_dropout", self.embedding_dropout),
+            ("label_smoothing", self.label_smoothing),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(LayerError::config(
+                    name,
+                    format!("{p}; expected a value in [0, 1)"),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(LayerError::config(
+                "ema_decay",
+                format!("{}; expected a value in [0, 1)", self.ema_decay),
+            ));
+        }
+        for (name, v) in [
+            ("learning_rate", self.learning_rate),
+            ("layer_norm_eps", self.layer_norm_eps),
+            ("initializer_range", self.initializer_range),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(LayerError::config(
+                    name,
+                    format!("{v}; expected a positive number"),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("weight_decay", self.weight_decay),
+            ("gradient_clip", self.gradient_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(LayerError::config(
+                    name,
+                    format!("{v}; expected a non-negative number"),
+                ));
+            }
+        }
+        self.lif().validate()?;
+        self.parse_device()?;
+        Ok(())
+    }
+
+    /// The LIF parameters.
+    pub fn lif(&self) -> LifConfig {
+        LifConfig {
+            beta: self.beta,
+            threshold: self.spike_threshold,
+            reset: self.reset_mechanism,
+            surrogate: match self.surrogate {
+                SurrogateKind::FastSigmoid => Surrogate::FastSigmoid {
+                    slope: self.surrogate_slope,
+                },
+                SurrogateKind::Atan => Surrogate::Atan {
+                    alpha: self.surrogate_alpha,
+                },
+            },
+        }
+    }
+
+    /// The block configuration.
+    pub fn block(&self) -> BlockConfig {
+        BlockConfig {
+            d_model: self.hidden_dim,
+            spiking_units: self.spiking_units,
+            liquid_units: self.liquid_units,
+            spike_steps: self.num_spike_steps,
+            lif: self.lif(),
+            backbone_units: self.backbone_units,
+            backbone_layers: self.backbone_layers,
+            cfc_mode: self.cfc_mode,
+            layer_norm_eps: self.layer_norm_eps,
+            encoder_dropout: 0.2,
+            block_dropout: 0.1,
+        }
+    }
+
+    /// The attention configuration.
+    pub fn attention(&self) -> AttentionConfig {
+        AttentionConfig {
+            d_model: self.hidden_dim,
+            heads: self.num_attention_heads,
+            spike_steps: self.attention_spike_steps,
+            lif: self.lif(),
+            causal: true,
+        }
+    }
+
+    /// Number of attention layers (one after every odd block).
+    pub fn num_attention_layers(&self) -> usize {
+        self.num_layers / 2
+    }
+
+    /// `device` parsed: `None` for the CPU, `Some(ordinal)` for CUDA.
+    pub fn parse_device(&self) -> Result<Option<usize>> {
+        match self.device.as_str() {
+            "cpu" => Ok(None),
+            "cuda" => Ok(Some(0)),
+            d => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(Some(n)),
+                _ => Err(LayerError::config(
+                    "device",
+                    format!("\"{d}\"; expected \"cpu\", \"cuda\" or \"cuda:N\""),
+                )),
+            },
+        }
+    }
+
+    /// The candle device; CUDA in a build without the `cuda` feature is a clear error.
+    pub fn candle_device(&self) -> Result<candle_core::Device> {
+        match self.parse_device()? {
+            None => Ok(candle_core::Device::Cpu),
+            Some(n) => {
+                if !candle_core::utils::cuda_is_available() {
+                    return Err(LayerError::Unsupported {
+                        feature: format!("device \"{}\"", self.device),
+                        detail: "this build has no CUDA support; rebuild with `--features cuda` or use \"cpu\"".into(),
+                    });
+                }
+                Ok(candle_core::Device::new_cuda(n)?)
+            }
+        }
+    }
+}

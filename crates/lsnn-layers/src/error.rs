@@ -1,0 +1,114 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in `lsnn-layers`.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// A tensor of the wrong rank or width.
+    #[error("{what}: expected {expected}, got shape {actual:?}")]
+    Shape {
+        /// Which input.
+        what: &'static str,
+        /// What was expected.
+        expected: String,
+        /// The shape received.
+        actual: Vec<usize>,
+    },
+    /// A token id outside the vocabulary.
+    #[error("token id {id} at batch {batch}, position {position} is outside the vocabulary of {vocab} tokens (expected 0..{vocab})")]
+    TokenOutOfRange {
+        /// The offending id.
+        id: i64,
+        /// The vocabulary size.
+        vocab: usize,
+        /// Row in the batch.
+        batch: usize,
+        /// Position in the sequence.
+        position: usize,
+    },
+    /// A sequence longer than the position table.
+    #[error("sequence of {len} positions (starting at {start}) is longer than max_position_embeddings = {max}")]
+    SequenceTooLong {
+        /// Positions requested.
+        len: usize,
+        /// First position.
+        start: usize,
+        /// The table's size.
+        max: usize,
+    },
+    /// NaN or infinity in an input.
+    #[error(
+        "{what} contains {count} non-finite values (NaN or infinity); expected finite numbers"
+    )]
+    NonFinite {
+        /// Which input.
+        what: &'static str,
+        /// How many values are not finite.
+        count: usize,
+    },
+    /// A configuration value that is invalid.
+    #[error("invalid config field `{field}`: {message}")]
+    Config {
+        /// The field.
+        field: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+    /// A configuration key neither lsnn nor the Python original knows (a typo?).
+    #[error("unknown config field `{field}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownField {
+        /// The key.
+        field: String,
+        /// The closest known key.
+        suggestion: Option<String>,
+    },
+    /// A feature of the Python original or of the spec that lsnn does not have (yet).
+    #[error("{feature} is not supported: {detail}")]
+    Unsupported {
+        /// The feature.
+        feature: String,
+        /// Why and what to do instead.
+        detail: String,
+    },
+    /// `hidden_dim` not divisible by `num_attention_heads`.
+    #[error("hidden_dim {hidden} is not divisible by num_attention_heads {heads}; use {suggest_heads} heads, or hidden_dim {suggest_hidden}")]
+    HeadsDoNotDivide {
+        /// hidden_dim.
+        hidden: usize,
+        /// num_attention_heads.
+        heads: usize,
+        /// The nearest head counts that divide hidden_dim.
+        suggest_heads: String,
+        /// The nearest hidden sizes divisible by the head count.
+        suggest_hidden: String,
+    },
+    /// A vocabulary that does not match the tokenizer.
+    #[error("vocab_size {config} does not match the tokenizer's {tokenizer} tokens")]
+    VocabMismatch {
+        /// From the config.
+        config: usize,
+        /// From the tokenizer.
+        tokenizer: usize,
+    },
+    /// Malformed JSON.
+    #[error("cannot parse config: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// An error from lsnn-memory.
+    #[error(transparent)]
+    Memory(#[from] lsnn_memory::MemoryError),
+}
+
+impl LayerError {
+    /// A [`LayerError::Config`].
+    pub fn config(field: &str, message: impl Into<String>) -> Self {
+        LayerError::Config {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, LayerError>;

@@ -1,0 +1,312 @@
+//! The language model (SPEC §3.6) with the SPEC §3.7 parameter names.
+//!
+//! ```text
+//! x = Dropout(TokenEmbedding(ids) + PositionEmbedding(0..L));  x = W_in x
+//! for i in 0..num_layers:
+//!     x, h_i = Block_i(x, h_i);  x = Dropout(LayerNorm_i(x))
+//!     if i is odd: x = x + Attention_{(i−1)/2}(x)
+//! logits = W_2·Dropout(LayerNorm(GELU(W_1 x)))            D → 2D → vocab
+//! loss = cross-entropy(logits[:, :−1], ids[:, 1:]), optional label smoothing
+//! ```
+//! [`LanguageModel::step`] is the streaming form: one token per call with per-block liquid
+//! state and attention key/value caches, equal to the sequence call position by position.
+
+use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
+use crate::block::{BlockState, HybridLiquidSpikingBlock};
+use crate::config::ModelConfig;
+use crate::error::{LayerError, Result};
+use crate::nn::{dropout, gelu, LayerNorm, Linear, Mode};
+use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+/// The output head: D → 2D → V.
+#[derive(Debug, Clone)]
+struct Head {
+    fc1: Linear,
+    norm: LayerNorm,
+    fc2: Linear,
+}
+
+/// The hybrid liquid–spiking language model.
+#[derive(Debug, Clone)]
+pub struct LanguageModel {
+    tok_emb: Tensor,
+    pos_emb: Tensor,
+    in_proj: Linear,
+    blocks: Vec<HybridLiquidSpikingBlock>,
+    norms: Vec<LayerNorm>,
+    attns: Vec<MultiHeadSpikingAttention>,
+    head: Head,
+    cfg: ModelConfig,
+}
+
+/// Streaming state: position, each block's liquid state, each attention layer's cache.
+#[derive(Debug, Clone)]
+pub struct LmState {
+    position: usize,
+    blocks: Vec<BlockState>,
+    caches: Vec<AttentionCache>,
+}
+
+impl LmState {
+    /// Tokens consumed so far.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+}
+
+/// The losses of a batch.
+#[derive(Debug, Clone)]
+pub struct LmLoss {
+    /// The training objective (label-smoothed when smoothing > 0), a scalar with a graph.
+    pub objective: Tensor,
+    /// The unsmoothed mean cross-entropy (what is reported), detached.
+    pub cross_entropy: Tensor,
+}
+
+impl LanguageModel {
+    /// Creates (or loads, depending on `vb`'s backend) every parameter.
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let tok_emb = vb.get_with_hints(
+            (cfg.vocab_size, cfg.embedding_dim),
+            "tok_emb.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: cfg.initializer_range,
+            },
+        )?;
+        let pos_emb = vb.get_with_hints(
+            (cfg.max_position_embeddings, cfg.embedding_dim),
+            "pos_emb.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: cfg.initializer_range,
+            },
+        )?;
+        let in_proj = Linear::new(cfg.embedding_dim, cfg.hidden_dim, vb.pp("in_proj"))?;
+        let bc = cfg.block();
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        let mut norms = Vec::with_capacity(cfg.num_layers);
+        let mut attns = Vec::new();
+        for i in 0..cfg.num_layers {
+            blocks.push(HybridLiquidSpikingBlock::new(
+                &bc,
+                vb.pp(format!("blocks.{i}")),
+            )?);
+            norms.push(LayerNorm::new(
+                cfg.hidden_dim,
+                cfg.layer_norm_eps,
+                vb.pp(format!("norms.{i}")),
+            )?);
+            if i % 2 == 1 {
+                let j = (i - 1) / 2;
+                attns.push(MultiHeadSpikingAttention::new(
+                    &cfg.attention(),
+                    vb.pp(format!("attns.{j}")),
+                )?);
+            }
+        }
+        let d = cfg.hidden_dim;
+        let head = Head {
+            fc1: Linear::new(d, 2 * d, vb.pp("head.fc1"))?,
+            norm: LayerNorm::new(2 * d, cfg.layer_norm_eps, vb.pp("head.norm"))?,
+            fc2: Linear::new(2 * d, cfg.vocab_size, vb.pp("head.fc2"))?,
+        };
+        Ok(LanguageModel {
+            tok_emb,
+            pos_emb,
+            in_proj,
+            blocks,
+            norms,
+            attns,
+            head,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The blocks.
+    pub fn blocks(&self) -> &[HybridLiquidSpikingBlock] {
+        &self.blocks
+    }
+
+    /// The attention layers.
+    pub fn attentions(&self) -> &[MultiHeadSpikingAttention] {
+        &self.attns
+    }
+
+    /// The device of the parameters.
+    pub fn device(&self) -> &Device {
+        self.tok_emb.device()
+    }
+
+    /// Checks ids [B, L] (integer, within the vocabulary, L within the position table starting
+    /// at `start`) and returns them as u32.
+    pub fn check_ids(&self, ids: &Tensor, start: usize) -> Result<Tensor> {
+        if ids.rank() != 2 || ids.dtype().is_float() {
+            return Err(LayerError::Shape {
+                what: "token ids",
+                expected: "an integer tensor [B, L]".into(),
+                actual: ids.dims().to_vec(),
+            });
+        }
+        let (b, l) = ids.dims2()?;
+        if b == 0 || l == 0 {
+            return Err(LayerError::Shape {
+                what: "token ids",
+                expected: "a non-empty [B, L]".into(),
+                actual: ids.dims().to_vec(),
+            });
+        }
+        if start + l > self.cfg.max_position_embeddings {
+            return Err(LayerError::SequenceTooLong {
+                len: l,
+                start,
+                max: self.cfg.max_position_embeddings,
+            });
+        }
+        let v = ids.to_dtype(DType::I64)?.to_vec2::<i64>()?;
+        for (bi, row) in v.iter().enumerate() {
+            for (p, &id) in row.iter().enumerate() {
+                if id < 0 || id as usize >= self.cfg.vocab_size {
+                    return Err(LayerError::TokenOutOfRange {
+                        id,
+                        vocab: self.cfg.vocab_size,
+                        batch: bi,
+                        position: start + p,
+                    });
+                }
+            }
+        }
+        Ok(ids.to_dtype(DType::U32)?)
+    }
+
+    fn embed(&self, ids: &Tensor, start: usize, mode: &mut Mode<'_>) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let tok = self
+            .tok_emb
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, l, self.cfg.embedding_dim))?;
+        let pos = self.pos_emb.narrow(0, start, l)?;
+        let x = tok.broadcast_add(&pos)?;
+        let x = dropout(&x, self.cfg.embedding_dropout, mode)?;
+        Ok(self.in_proj.forward(&x)?)
+    }
+
+    fn head(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
+        let y = self.head.norm.forward(&gelu(&self.head.fc1.forward(x)?)?)?;
+        let y = dropout(&y, self.cfg.dropout, mode)?;
+        Ok(self.head.fc2.forward(&y)?)
+    }
+
+    /// Logits [B, L, V] for ids [B, L].
+    pub fn forward(&self, ids: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
+        let ids = self.check_ids(ids, 0)?;
+        let mut x = self.embed(&ids, 0, mode)?;
+        for i in 0..self.blocks.len() {
+            let (y, _h) = self.blocks[i].forward(&x, None, mode)?;
+            x = dropout(&self.norms[i].forward(&y)?, self.cfg.dropout, mode)?;
+            if i % 2 == 1 {
+                x = (&x + self.attns[(i - 1) / 2].forward(&x)?)?;
+            }
+        }
+        self.head(&x, mode)
+    }
+
+    /// Next-token loss of ids [B, L] (L ≥ 2): the objective (with `label_smoothing`) and the
+    /// unsmoothed cross-entropy.
+    pub fn loss(
+        &self,
+        ids: &Tensor,
+        label_smoothing: f64,
+        mode: &mut Mode<'_>,
+    ) -> Result<(Tensor, LmLoss)> {
+        let (_, l) = ids.dims2().map_err(|_| LayerError::Shape {
+            what: "token ids",
+            expected: "[B, L] with L >= 2".into(),
+            actual: ids.dims().to_vec(),
+        })?;
+        if l < 2 {
+            return Err(LayerError::Shape {
+                what: "token ids",
+                expected: "[B, L] with L >= 2".into(),
+                actual: ids.dims().to_vec(),
+            });
+        }
+        let logits = self.forward(ids, mode)?;
+        let loss = next_token_loss(&logits, &ids.to_dtype(DType::U32)?, label_smoothing)?;
+        Ok((logits, loss))
+    }
+
+    /// A fresh streaming state for `batch` rows.
+    pub fn new_state(&self, batch: usize) -> Result<LmState> {
+        let dt = self.tok_emb.dtype();
+        let dev = self.device();
+        Ok(LmState {
+            position: 0,
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| b.zero_state(batch, dt, dev))
+                .collect::<Result<_>>()?,
+            caches: self
+                .attns
+                .iter()
+                .map(|a| a.new_cache(batch, self.cfg.max_position_embeddings, dt, dev))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// One token per row, ids [B] → logits [B, V], advancing `state` (evaluation mode).
+    pub fn step(&self, ids: &Tensor, state: &mut LmState) -> Result<Tensor> {
+        if ids.rank() != 1 {
+            return Err(LayerError::Shape {
+                what: "step token ids",
+                expected: "[B]".into(),
+                actual: ids.dims().to_vec(),
+            });
+        }
+        let ids2 = self.check_ids(&ids.unsqueeze(1)?, state.position)?;
+        let mode = &mut Mode::Eval;
+        let mut x = self.embed(&ids2, state.position, mode)?.squeeze(1)?;
+        for i in 0..self.blocks.len() {
+            let y = self.blocks[i].step(&x, &mut state.blocks[i], mode)?;
+            x = self.norms[i].forward(&y)?;
+            if i % 2 == 1 {
+                let j = (i - 1) / 2;
+                x = (&x + self.attns[j].step(&x, &mut state.caches[j])?)?;
+            }
+        }
+        state.position += 1;
+        self.head(&x, mode)
+    }
+}
+
+/// Mean next-token cross-entropy of logits [B, L, V] against ids [B, L] (targets ids[:, 1:]),
+/// with the label-smoothed objective beside it.
+pub fn next_token_loss(logits: &Tensor, ids: &Tensor, label_smoothing: f64) -> Result<LmLoss> {
+    let (b, l, v) = logits.dims3()?;
+    let pred = logits.i((.., ..l - 1, ..))?.reshape((b * (l - 1), v))?;
+    let target = ids.i((.., 1..))?.contiguous()?.reshape(b * (l - 1))?;
+    let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
+    let nll = logp
+        .gather(&target.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()?
+        .mean_all()?;
+    let objective = if label_smoothing > 0.0 {
+        let uniform = logp.mean(D::Minus1)?.neg()?.mean_all()?;
+        ((&nll * (1.0 - label_smoothing))? + (uniform * label_smoothing)?)?
+    } else {
+        nll.clone()
+    };
+    Ok(LmLoss {
+        objective,
+        cross_entropy: nll.detach(),
+    })
+}

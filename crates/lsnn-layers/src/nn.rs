@@ -1,0 +1,253 @@
+//! Building blocks shared by the layers: train/eval [`Mode`] with the seeded generator, a
+//! PyTorch-layout [`Linear`], a differentiable [`LayerNorm`] (candle-nn's passes no gradient,
+//! SPEC §3.9), exact-erf GELU, inverted dropout, and [`SeededInit`], a `VarBuilder` backend that
+//! creates trainable variables from the project's seeded generator.
+
+use crate::error::{LayerError, Result};
+use crate::rng::SeededRng;
+use candle_core::{DType, Device, Module, Shape, Tensor, Var, D};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
+use std::sync::Mutex;
+
+/// Evaluation, or training with the generator that draws dropout masks.
+#[derive(Debug)]
+pub enum Mode<'a> {
+    /// No dropout.
+    Eval,
+    /// Dropout on, masks from this generator.
+    Train(&'a mut SeededRng),
+}
+
+impl Mode<'_> {
+    /// True in training mode.
+    pub fn is_train(&self) -> bool {
+        matches!(self, Mode::Train(_))
+    }
+}
+
+/// Inverted dropout with probability `p` in training mode; the identity in evaluation mode.
+pub fn dropout(x: &Tensor, p: f64, mode: &mut Mode<'_>) -> Result<Tensor> {
+    match mode {
+        Mode::Train(rng) if p > 0.0 => {
+            let mask = rng.dropout_mask(x.shape(), p, x.dtype(), x.device())?;
+            Ok((x * mask)?)
+        }
+        _ => Ok(x.clone()),
+    }
+}
+
+/// Exact (erf) GELU.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.gelu_erf()?)
+}
+
+/// y = x·Wᵀ + b with W [out, in] (PyTorch's layout), over any leading dimensions.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// A linear layer with PyTorch's default initialisation U(−1/√in, 1/√in).
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let b = 1.0 / (in_dim as f64).sqrt();
+        Self::with_init(in_dim, out_dim, Init::Uniform { lo: -b, up: b }, vb)
+    }
+
+    /// A linear layer whose weight is initialised Xavier-uniform (ncps' CfC) and bias as
+    /// PyTorch's default.
+    pub fn xavier(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let a = (6.0 / (in_dim + out_dim) as f64).sqrt();
+        let weight =
+            vb.get_with_hints((out_dim, in_dim), "weight", Init::Uniform { lo: -a, up: a })?;
+        let b = 1.0 / (in_dim as f64).sqrt();
+        let bias = vb.get_with_hints(out_dim, "bias", Init::Uniform { lo: -b, up: b })?;
+        Ok(Linear { weight, bias })
+    }
+
+    fn with_init(in_dim: usize, out_dim: usize, init: Init, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+        let bias = vb.get_with_hints(out_dim, "bias", init)?;
+        Ok(Linear { weight, bias })
+    }
+
+    /// The weight [out, in].
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias [out].
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// Input width.
+    pub fn in_dim(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let lead: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((lead, in_dim))?;
+        let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("rank >= 1") = self.out_dim();
+        y.reshape(out)
+    }
+}
+
+/// LayerNorm over the last dimension with biased variance and a real backward.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Weight 1, bias 0.
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(dim, "bias", Init::Const(0.0))?;
+        Ok(LayerNorm { weight, bias, eps })
+    }
+
+    /// The scale.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Checks that `x` has `rank` dimensions with the last one equal to `width`.
+pub fn check_width(x: &Tensor, what: &'static str, rank: usize, width: usize) -> Result<()> {
+    if x.rank() != rank || x.dims()[rank - 1] != width {
+        return Err(LayerError::Shape {
+            what,
+            expected: format!("rank {rank} with last dimension {width}"),
+            actual: x.dims().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Fails with [`LayerError::NonFinite`] if `x` holds NaN or infinity.
+pub fn check_finite(x: &Tensor, what: &'static str) -> Result<()> {
+    if !x.dtype().is_float() {
+        return Ok(());
+    }
+    let v = x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let count = v.iter().filter(|f| !f.is_finite()).count();
+    if count > 0 {
+        return Err(LayerError::NonFinite { what, count });
+    }
+    Ok(())
+}
+
+/// A `VarBuilder` backend creating trainable [`Var`]s, initialised from a [`SeededRng`] by the
+/// requested [`Init`], and registering them in a [`VarMap`] under their full names.
+pub struct SeededInit {
+    varmap: VarMap,
+    rng: Mutex<SeededRng>,
+}
+
+impl std::fmt::Debug for SeededInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeededInit").finish_non_exhaustive()
+    }
+}
+
+impl SeededInit {
+    /// A `VarBuilder` that fills `varmap` from `rng`.
+    pub fn var_builder(
+        varmap: &VarMap,
+        rng: SeededRng,
+        dtype: DType,
+        device: &Device,
+    ) -> VarBuilder<'static> {
+        VarBuilder::from_backend(
+            Box::new(SeededInit {
+                varmap: varmap.clone(),
+                rng: Mutex::new(rng),
+            }),
+            dtype,
+            device.clone(),
+        )
+    }
+}
+
+impl SimpleBackend for SeededInit {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let mut map = self.varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = map.get(name) {
+            if v.shape() != &s {
+                candle_core::bail!(
+                    "parameter {name} requested as {s:?} but exists as {:?}",
+                    v.shape()
+                );
+            }
+            return Ok(v.as_tensor().clone());
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let t = match h {
+            Init::Const(c) => Tensor::full(c, s, dev)?.to_dtype(dtype)?,
+            Init::Uniform { lo, up } => rng.uniform_tensor(s, lo, up, dtype, dev)?,
+            Init::Randn { mean, stdev } => rng.normal_tensor(s, mean, stdev, dtype, dev)?,
+            Init::Kaiming { .. } => {
+                candle_core::bail!("parameter {name}: Kaiming init is not used by lsnn")
+            }
+        };
+        let v = Var::from_tensor(&t)?;
+        let out = v.as_tensor().clone();
+        map.insert(name.to_owned(), v);
+        Ok(out)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let map = self.varmap.data().lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(name) {
+            Some(v) => Ok(v.as_tensor().clone()),
+            None => candle_core::bail!("parameter {name} does not exist"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.varmap
+            .data()
+            .lock()
+            .map(|m| m.contains_key(name))
+            .unwrap_or(false)
+    }
+}

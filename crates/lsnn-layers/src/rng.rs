@@ -1,0 +1,159 @@
+//! The project's own seeded generator (candle cannot seed its CPU generator, SPEC §3.9).
+//!
+//! xoshiro256** seeded through SplitMix64; the whole state is four `u64`s that a checkpoint saves
+//! and restores. Every random number of a run — initialisation, dropout masks, data order,
+//! sampling — comes from here, so a run is reproducible from its seed.
+
+use candle_core::{DType, Device, Shape, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// A seedable, saveable pseudo-random generator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeededRng {
+    s: [u64; 4],
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl SeededRng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let s = [
+            splitmix(&mut x),
+            splitmix(&mut x),
+            splitmix(&mut x),
+            splitmix(&mut x),
+        ];
+        SeededRng { s }
+    }
+
+    /// The full state (to save).
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator resumed from a saved state; `None` for the all-zero state, which xoshiro
+    /// cannot leave.
+    pub fn from_state(s: [u64; 4]) -> Option<Self> {
+        if s == [0; 4] {
+            None
+        } else {
+            Some(SeededRng { s })
+        }
+    }
+
+    /// A new generator derived from this one (for an independent stream).
+    pub fn fork(&mut self) -> Self {
+        SeededRng::new(self.next_u64())
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in [0, 1) as f32 (24 random bits).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+
+    /// Uniform integer in 0..n (n > 0), without modulo bias.
+    pub fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0, "below(0)");
+        let zone = u64::MAX - (u64::MAX % n);
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return v % n;
+            }
+        }
+    }
+
+    /// A standard normal sample (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        loop {
+            let u1 = self.next_f64();
+            if u1 > 0.0 {
+                let u2 = self.next_f64();
+                return (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            }
+        }
+    }
+
+    /// Shuffles `v` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+
+    /// A tensor of U(lo, hi) samples.
+    pub fn uniform_tensor<S: Into<Shape>>(
+        &mut self,
+        shape: S,
+        lo: f64,
+        hi: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let shape = shape.into();
+        let v: Vec<f64> = (0..shape.elem_count())
+            .map(|_| lo + (hi - lo) * self.next_f64())
+            .collect();
+        Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
+    }
+
+    /// A tensor of N(mean, std²) samples.
+    pub fn normal_tensor<S: Into<Shape>>(
+        &mut self,
+        shape: S,
+        mean: f64,
+        std: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let shape = shape.into();
+        let v: Vec<f64> = (0..shape.elem_count())
+            .map(|_| mean + std * self.normal())
+            .collect();
+        Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
+    }
+
+    /// An inverted-dropout mask: each element is 0 with probability `p`, else 1/(1−p).
+    pub fn dropout_mask(
+        &mut self,
+        shape: &Shape,
+        p: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let pf = p as f32;
+        let v: Vec<f32> = (0..shape.elem_count())
+            .map(|_| if self.next_f32() < pf { 0.0 } else { scale })
+            .collect();
+        Tensor::from_vec(v, shape.clone(), device)?.to_dtype(dtype)
+    }
+}

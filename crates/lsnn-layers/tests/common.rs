@@ -1,0 +1,69 @@
+//! Shared helpers for the lsnn-layers tests.
+#![allow(dead_code)]
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn load(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture_path(name), &Device::Cpu).expect("fixture loads")
+}
+
+pub fn scalar(t: &Tensor) -> f64 {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()[0]
+}
+
+pub fn vec_f32(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+/// A VarMap holding the given tensors as trainable variables, and a VarBuilder over it.
+pub fn varmap_from(tensors: &HashMap<String, Tensor>) -> (VarMap, VarBuilder<'static>) {
+    let vm = VarMap::new();
+    {
+        let mut data = vm.data().lock().unwrap();
+        for (k, t) in tensors {
+            data.insert(k.clone(), Var::from_tensor(t).unwrap());
+        }
+    }
+    let vb = VarBuilder::from_varmap(&vm, candle_core::DType::F32, &Device::Cpu);
+    (vm, vb)
+}
+
+/// max |a − b|.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    vec_f32(a)
+        .iter()
+        .zip(vec_f32(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Asserts |a − b| ≤ tol·max(1, |b|) elementwise.
+pub fn assert_grad_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+    for (i, (x, y)) in vec_f32(a).iter().zip(vec_f32(b)).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * y.abs().max(1.0),
+            "{what}[{i}]: {x} vs reference {y}"
+        );
+    }
+}
