@@ -134,6 +134,11 @@ impl MultiHeadSpikingAttention {
 
     /// The sequence call.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        crate::nn::check_finite(x, "attention input")?;
+        self.forward_unchecked(x)
+    }
+
+    pub(crate) fn forward_unchecked(&self, x: &Tensor) -> Result<Tensor> {
         check_width(x, "attention input [B, L, D]", 3, self.cfg.d_model)?;
         let (q, k, v) = self.rates(x)?;
         self.attend(&q, &k, &v)
@@ -159,6 +164,11 @@ impl MultiHeadSpikingAttention {
     /// One position x_t [B, D] → out_t [B, D], attending to the cached positions and itself
     /// (causal attention only; no gradient through the cache).
     pub fn step(&self, x: &Tensor, cache: &mut AttentionCache) -> Result<Tensor> {
+        crate::nn::check_finite(x, "attention step input")?;
+        self.step_unchecked(x, cache)
+    }
+
+    pub(crate) fn step_unchecked(&self, x: &Tensor, cache: &mut AttentionCache) -> Result<Tensor> {
         if !self.cfg.causal {
             return Err(LayerError::Unsupported {
                 feature: "streaming non-causal attention".into(),

@@ -128,7 +128,7 @@ impl HybridLiquidSpikingBlock {
 
     /// s = rate + 0.1·LayerNorm_S(mean U) for x [N, D] → [N, S].
     fn spiking(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let enc = self.encoder.forward_rate(x, mode)?;
+        let enc = self.encoder.forward_rate_unchecked(x, mode)?;
         let norm = self.pnorm.forward(&enc.mean_mem)?;
         Ok((enc.spikes + norm.affine(POTENTIAL_SCALE, 0.0)?)?)
     }
@@ -155,6 +155,22 @@ impl HybridLiquidSpikingBlock {
 
     /// The sequence call: x [B, L, D] and an optional initial h [B, H] → (out [B, L, D], h_L).
     pub fn forward(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        mode: &mut Mode<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        crate::nn::check_finite(x, "block input")?;
+        if let Some(h) = h0 {
+            crate::nn::check_finite(h, "block initial state")?;
+        }
+        self.forward_unchecked(x, h0, mode)
+    }
+
+    /// [`HybridLiquidSpikingBlock::forward`] without the NaN/infinity scan of the input (the LM's
+    /// internal path: a non-finite activation there must reach the loss, where the trainer
+    /// skips the batch).
+    pub(crate) fn forward_unchecked(
         &self,
         x: &Tensor,
         h0: Option<&Tensor>,
@@ -189,6 +205,17 @@ impl HybridLiquidSpikingBlock {
 
     /// One position of the sequence call: x_t [B, D] → out_t [B, D], advancing `state`.
     pub fn step(&self, x: &Tensor, state: &mut BlockState, mode: &mut Mode<'_>) -> Result<Tensor> {
+        crate::nn::check_finite(x, "block step input")?;
+        self.step_unchecked(x, state, mode)
+    }
+
+    /// [`HybridLiquidSpikingBlock::step`] without the input scan.
+    pub(crate) fn step_unchecked(
+        &self,
+        x: &Tensor,
+        state: &mut BlockState,
+        mode: &mut Mode<'_>,
+    ) -> Result<Tensor> {
         check_width(x, "block step input [B, D]", 2, self.cfg.d_model)?;
         self.check_state(&state.h, x.dim(0)?)?;
         let s = self.spiking(x, mode)?;

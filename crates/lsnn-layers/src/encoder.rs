@@ -90,6 +90,15 @@ impl SpikingEncoder {
 
     /// Rate form: `spikes` = mean_t S2 [N, S].
     pub fn forward_rate(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
+        crate::nn::check_finite(x, "encoder input")?;
+        self.forward_rate_unchecked(x, mode)
+    }
+
+    pub(crate) fn forward_rate_unchecked(
+        &self,
+        x: &Tensor,
+        mode: &mut Mode<'_>,
+    ) -> Result<EncoderOutput> {
         let i2 = self.second_current(x, mode)?;
         let (rate, mean_mem) = lif::lif_rate_and_mean_mem(&i2, &self.cfg.lif)?;
         Ok(EncoderOutput {
@@ -100,6 +109,7 @@ impl SpikingEncoder {
 
     /// Spike-train form: `spikes` = S2 as [N, T, S].
     pub fn forward_spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
+        crate::nn::check_finite(x, "encoder input")?;
         let i2 = self.second_current(x, mode)?;
         let s2 = lif::lif_spikes(&i2, &self.cfg.lif)?;
         let (_, mean_mem) = lif::lif_rate_and_mean_mem(&i2.detach(), &self.cfg.lif)?;

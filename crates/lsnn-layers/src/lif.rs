@@ -600,6 +600,18 @@ fn check_input(x: &Tensor, what: &'static str, min_rank: usize) -> Result<()> {
     Ok(())
 }
 
+/// A multi-step call needs at least one step on its time axis.
+fn check_time_axis(x: &Tensor, what: &'static str) -> Result<()> {
+    if x.dim(0)? == 0 {
+        return Err(LayerError::Shape {
+            what,
+            expected: "at least one time step (T >= 1)".into(),
+            actual: x.dims().to_vec(),
+        });
+    }
+    Ok(())
+}
+
 fn check_steps(steps: usize) -> Result<()> {
     if steps == 0 {
         return Err(LayerError::config(
@@ -613,6 +625,7 @@ fn check_steps(steps: usize) -> Result<()> {
 /// Spikes [T, …] from currents [T, …].
 pub fn lif_spikes(currents: &Tensor, cfg: &LifConfig) -> Result<Tensor> {
     check_input(currents, "lif currents [T, …]", 1)?;
+    check_time_axis(currents, "lif currents [T, …]")?;
     if fused_available(currents) {
         let op = LifOp {
             cfg: *cfg,
@@ -628,6 +641,7 @@ pub fn lif_spikes(currents: &Tensor, cfg: &LifConfig) -> Result<Tensor> {
 /// (mean_t S_t, mean_t U_t) from currents [T, …]; the mean membrane carries no gradient.
 pub fn lif_rate_and_mean_mem(currents: &Tensor, cfg: &LifConfig) -> Result<(Tensor, Tensor)> {
     check_input(currents, "lif currents [T, …]", 1)?;
+    check_time_axis(currents, "lif currents [T, …]")?;
     if fused_available(currents) {
         let op = LifOp {
             cfg: *cfg,

@@ -16,7 +16,7 @@ use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::config::ModelConfig;
 use crate::error::{LayerError, Result};
 use crate::nn::{dropout, gelu, LayerNorm, Linear, Mode};
-use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 /// The output head: D → 2D → V.
@@ -209,37 +209,37 @@ impl LanguageModel {
         let ids = self.check_ids(ids, 0)?;
         let mut x = self.embed(&ids, 0, mode)?;
         for i in 0..self.blocks.len() {
-            let (y, _h) = self.blocks[i].forward(&x, None, mode)?;
+            let (y, _h) = self.blocks[i].forward_unchecked(&x, None, mode)?;
             x = dropout(&self.norms[i].forward(&y)?, self.cfg.dropout, mode)?;
             if i % 2 == 1 {
-                x = (&x + self.attns[(i - 1) / 2].forward(&x)?)?;
+                x = (&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?;
             }
         }
         self.head(&x, mode)
     }
 
-    /// Next-token loss of ids [B, L] (L ≥ 2): the objective (with `label_smoothing`) and the
-    /// unsmoothed cross-entropy.
+    /// Next-token loss of a window ids [B, L + 1] (L ≥ 1): the model reads ids[:, :L] and is
+    /// scored on ids[:, 1:]. Returns the logits [B, L, V] and the losses. Because the model is
+    /// causal this equals SPEC §3.6's cross-entropy(logits(ids)[:, :−1], ids[:, 1:]), without
+    /// spending a position of the table on the last token.
     pub fn loss(
         &self,
         ids: &Tensor,
         label_smoothing: f64,
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, LmLoss)> {
-        let (_, l) = ids.dims2().map_err(|_| LayerError::Shape {
+        let bad = || LayerError::Shape {
             what: "token ids",
-            expected: "[B, L] with L >= 2".into(),
+            expected: "a window [B, L + 1] with L >= 1".into(),
             actual: ids.dims().to_vec(),
-        })?;
-        if l < 2 {
-            return Err(LayerError::Shape {
-                what: "token ids",
-                expected: "[B, L] with L >= 2".into(),
-                actual: ids.dims().to_vec(),
-            });
+        };
+        let (_, w) = ids.dims2().map_err(|_| bad())?;
+        if w < 2 {
+            return Err(bad());
         }
-        let logits = self.forward(ids, mode)?;
-        let loss = next_token_loss(&logits, &ids.to_dtype(DType::U32)?, label_smoothing)?;
+        let logits = self.forward(&ids.narrow(1, 0, w - 1)?, mode)?;
+        let targets = ids.narrow(1, 1, w - 1)?.to_dtype(DType::U32)?;
+        let loss = next_token_loss(&logits, &targets, label_smoothing)?;
         Ok((logits, loss))
     }
 
@@ -275,11 +275,11 @@ impl LanguageModel {
         let mode = &mut Mode::Eval;
         let mut x = self.embed(&ids2, state.position, mode)?.squeeze(1)?;
         for i in 0..self.blocks.len() {
-            let y = self.blocks[i].step(&x, &mut state.blocks[i], mode)?;
+            let y = self.blocks[i].step_unchecked(&x, &mut state.blocks[i], mode)?;
             x = self.norms[i].forward(&y)?;
             if i % 2 == 1 {
                 let j = (i - 1) / 2;
-                x = (&x + self.attns[j].step(&x, &mut state.caches[j])?)?;
+                x = (&x + self.attns[j].step_unchecked(&x, &mut state.caches[j])?)?;
             }
         }
         state.position += 1;
@@ -287,12 +287,12 @@ impl LanguageModel {
     }
 }
 
-/// Mean next-token cross-entropy of logits [B, L, V] against ids [B, L] (targets ids[:, 1:]),
-/// with the label-smoothed objective beside it.
-pub fn next_token_loss(logits: &Tensor, ids: &Tensor, label_smoothing: f64) -> Result<LmLoss> {
+/// Mean cross-entropy of logits [B, L, V] against targets [B, L] (already shifted), with the
+/// label-smoothed objective beside it: (1 − ε)·NLL + ε·mean_v(−log p_v).
+pub fn next_token_loss(logits: &Tensor, targets: &Tensor, label_smoothing: f64) -> Result<LmLoss> {
     let (b, l, v) = logits.dims3()?;
-    let pred = logits.i((.., ..l - 1, ..))?.reshape((b * (l - 1), v))?;
-    let target = ids.i((.., 1..))?.contiguous()?.reshape(b * (l - 1))?;
+    let pred = logits.reshape((b * l, v))?;
+    let target = targets.contiguous()?.reshape(b * l)?;
     let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
     let nll = logp
         .gather(&target.unsqueeze(1)?, 1)?

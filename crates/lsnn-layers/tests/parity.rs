@@ -172,7 +172,11 @@ fn lm_parity_with_the_pytorch_model() {
         );
     }
     let ids = &f["ids"];
-    let (logits, loss) = model.loss(ids, 0.0, &mut Mode::Eval).unwrap();
+    let logits = model.forward(ids, &mut Mode::Eval).unwrap();
+    let (shifted, loss) = model.loss(ids, 0.0, &mut Mode::Eval).unwrap();
+    // The loss reads ids[:, :-1]; causality makes its logits those of the full call.
+    let l_in = ids.dim(1).unwrap() - 1;
+    assert!(max_abs_diff(&shifted, &logits.narrow(1, 0, l_in).unwrap()) <= 1e-6);
     let reference = &f["logits"];
     let (b, l, v) = logits.dims3().unwrap();
     assert_eq!(v, cfg.vocab_size);

@@ -1,0 +1,537 @@
+//! The fused LIF custom ops against the per-step reference composition (bit for bit in forward,
+//! 1e-5 relative in gradients), against an independent plain-Rust f64 BPTT of SPEC §3.1, and on
+//! bad input.
+
+use candle_core::{DType, Device, Tensor, Var};
+use lsnn_layers::lif::{self, reference, LifConfig, ResetMechanism, Surrogate};
+use lsnn_layers::{LayerError, SeededRng};
+use proptest::prelude::*;
+
+const RESETS: [ResetMechanism; 3] = [
+    ResetMechanism::Subtract,
+    ResetMechanism::Zero,
+    ResetMechanism::None,
+];
+const SURROGATES: [Surrogate; 2] = [
+    Surrogate::FastSigmoid { slope: 25.0 },
+    Surrogate::Atan { alpha: 2.0 },
+];
+
+fn randn(rng: &mut SeededRng, dims: &[usize], mean: f64, std: f64, dtype: DType) -> Tensor {
+    rng.normal_tensor(dims, mean, std, dtype, &Device::Cpu)
+        .unwrap()
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+/// Asserts |a − b| ≤ 1e-5·max(1, |b|) elementwise; returns a description of the first miss.
+fn grads_close(a: &Tensor, b: &Tensor) -> std::result::Result<(), String> {
+    if a.dims() != b.dims() {
+        return Err(format!("shapes {:?} vs {:?}", a.dims(), b.dims()));
+    }
+    for (i, (x, y)) in f32s(a).iter().zip(f32s(b)).enumerate() {
+        if (x - y).abs() > 1e-5 * y.abs().max(1.0) || !x.is_finite() {
+            return Err(format!("[{i}]: fused {x} vs reference {y}"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Spikes,
+    RateMem,
+    ConstSpikes,
+    ConstRate,
+}
+
+const FORMS: [Form; 4] = [
+    Form::Spikes,
+    Form::RateMem,
+    Form::ConstSpikes,
+    Form::ConstRate,
+];
+
+/// Runs one form through the fused op and the reference on the same random input; checks the
+/// forward bit for bit and the gradient of sum(output · w) within 1e-5 relative.
+fn fused_vs_reference(
+    form: Form,
+    neurons: &[usize],
+    steps: usize,
+    cfg: &LifConfig,
+    seed: u64,
+) -> std::result::Result<f64, String> {
+    let mut rng = SeededRng::new(seed);
+    let in_dims: Vec<usize> = match form {
+        Form::Spikes | Form::RateMem => [&[steps][..], neurons].concat(),
+        Form::ConstSpikes | Form::ConstRate => neurons.to_vec(),
+    };
+    let x = randn(&mut rng, &in_dims, 0.5, 0.8, DType::F32);
+    let vf = Var::from_tensor(&x).unwrap();
+    let vr = Var::from_tensor(&x).unwrap();
+    let (of, or, extra) = match form {
+        Form::Spikes => (
+            lif::lif_spikes(vf.as_tensor(), cfg).unwrap(),
+            reference::lif_spikes(vr.as_tensor(), cfg).unwrap(),
+            None,
+        ),
+        Form::RateMem => {
+            let (rf, mf) = lif::lif_rate_and_mean_mem(vf.as_tensor(), cfg).unwrap();
+            let (rr, mr) = reference::lif_rate_and_mean_mem(vr.as_tensor(), cfg).unwrap();
+            (rf, rr, Some((mf, mr)))
+        }
+        Form::ConstSpikes => (
+            lif::lif_const_spikes(vf.as_tensor(), steps, cfg).unwrap(),
+            reference::lif_const_spikes(vr.as_tensor(), steps, cfg).unwrap(),
+            None,
+        ),
+        Form::ConstRate => (
+            lif::lif_const_rate(vf.as_tensor(), steps, cfg).unwrap(),
+            reference::lif_const_rate(vr.as_tensor(), steps, cfg).unwrap(),
+            None,
+        ),
+    };
+    let out_dims: Vec<usize> = match form {
+        Form::Spikes | Form::ConstSpikes => [&[steps][..], neurons].concat(),
+        Form::RateMem | Form::ConstRate => neurons.to_vec(),
+    };
+    if of.dims() != out_dims.as_slice() || or.dims() != out_dims.as_slice() {
+        return Err(format!(
+            "{form:?}: output shapes {:?} / {:?}, expected {out_dims:?}",
+            of.dims(),
+            or.dims()
+        ));
+    }
+    if bits(&of) != bits(&or) {
+        return Err(format!("{form:?}: forward differs from the reference"));
+    }
+    if let Some((mf, mr)) = &extra {
+        if bits(mf) != bits(mr) {
+            return Err(format!(
+                "{form:?}: mean membrane differs from the reference"
+            ));
+        }
+    }
+    let w = randn(&mut rng, &out_dims, 0.0, 1.0, DType::F32);
+    let gf = (&of * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let gr = (&or * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let gf = gf.get(vf.as_tensor()).ok_or("no fused gradient")?;
+    let gr = gr.get(vr.as_tensor()).ok_or("no reference gradient")?;
+    grads_close(gf, gr).map_err(|e| format!("{form:?} gradient {e}"))?;
+    // The firing rate, so that callers can make sure spikes actually fire.
+    Ok(of.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64)
+}
+
+fn neuron_dims() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![
+        (1usize..=400).prop_map(|a| vec![a]),
+        (1usize..=20, 1usize..=20).prop_map(|(a, b)| vec![a, b]),
+        (1usize..=7, 1usize..=7, 1usize..=7).prop_map(|(a, b, c)| vec![a, b, c]),
+    ]
+}
+
+fn beta() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        1 => Just(1.0),
+        4 => (0.5f64..1.0).prop_filter("beta in (0.5, 1]", |b| *b > 0.5),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fused_equals_reference(
+        neurons in neuron_dims(),
+        steps in 1usize..=12,
+        beta in beta(),
+        threshold in 0.3f64..=1.5,
+        reset in 0usize..3,
+        surrogate in 0usize..2,
+        seed in any::<u64>(),
+    ) {
+        let cfg = LifConfig {
+            beta,
+            threshold,
+            reset: RESETS[reset],
+            surrogate: SURROGATES[surrogate],
+        };
+        for (k, form) in FORMS.iter().enumerate() {
+            let r = fused_vs_reference(*form, &neurons, steps, &cfg, seed.wrapping_add(k as u64));
+            prop_assert!(r.is_ok(), "{:?} {:?} T={} {:?}: {}", form, neurons, steps, cfg, r.unwrap_err());
+        }
+    }
+}
+
+/// Every form and reset mode on the same fixed grid of parameters, so that each combination is
+/// covered whatever proptest draws, and spikes are seen to fire.
+#[test]
+fn fused_equals_reference_every_mode() {
+    for reset in RESETS {
+        for surrogate in SURROGATES {
+            let cfg = LifConfig {
+                beta: 0.9,
+                threshold: 1.0,
+                reset,
+                surrogate,
+            };
+            for form in FORMS {
+                let rate = fused_vs_reference(form, &[3, 17], 7, &cfg, 11)
+                    .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+                assert!(
+                    rate > 0.05 && rate < 0.95,
+                    "{form:?} {cfg:?}: firing rate {rate} does not exercise spikes"
+                );
+            }
+        }
+    }
+}
+
+/// Enough neuron·steps (> 2^15) and neurons (> 512, not a multiple of it) for the rayon path.
+#[test]
+fn fused_equals_reference_on_the_parallel_path() {
+    let neurons = [4usize, 2073];
+    let steps = 8;
+    assert!(neurons.iter().product::<usize>() * steps > 1 << 15);
+    for reset in RESETS {
+        for (k, surrogate) in SURROGATES.into_iter().enumerate() {
+            let cfg = LifConfig {
+                beta: 0.93,
+                threshold: 0.8,
+                reset,
+                surrogate,
+            };
+            for form in FORMS {
+                let rate = fused_vs_reference(form, &neurons, steps, &cfg, 100 + k as u64)
+                    .unwrap_or_else(|e| panic!("parallel {cfg:?}: {e}"));
+                assert!(rate > 0.05, "{form:?}: firing rate {rate}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An independent plain-Rust f64 implementation of SPEC §3.1 and its surrogate BPTT.
+// ---------------------------------------------------------------------------------------------
+
+fn surrogate_derivative(s: Surrogate, x: f64) -> f64 {
+    match s {
+        Surrogate::FastSigmoid { slope } => 1.0 / (slope * x.abs() + 1.0).powi(2),
+        Surrogate::Atan { alpha } => {
+            let y = std::f64::consts::PI / 2.0 * alpha * x;
+            alpha / 2.0 / (1.0 + y * y)
+        }
+    }
+}
+
+/// Membranes U_t and spikes S_t, [T][N], from currents i(t, j).
+fn plain_forward(
+    cfg: &LifConfig,
+    steps: usize,
+    n: usize,
+    i: impl Fn(usize, usize) -> f64,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let (b, th) = (cfg.beta, cfg.threshold);
+    let mut u = vec![0.0f64; n];
+    let mut us = Vec::new();
+    let mut ss = Vec::new();
+    for t in 0..steps {
+        for (j, uj) in u.iter_mut().enumerate() {
+            let r = if *uj - th > 0.0 { 1.0 } else { 0.0 };
+            *uj = match cfg.reset {
+                ResetMechanism::Subtract => b * *uj + i(t, j) - r * th,
+                ResetMechanism::Zero => b * ((1.0 - r) * *uj) + i(t, j),
+                ResetMechanism::None => b * *uj + i(t, j),
+            };
+        }
+        ss.push(
+            u.iter()
+                .map(|&v| if v - th > 0.0 { 1.0 } else { 0.0 })
+                .collect(),
+        );
+        us.push(u.clone());
+    }
+    (us, ss)
+}
+
+/// dL/dU_t, [T][N], given dL/dS_t: dL/dU_t = dL/dS_t·σ'(U_t − θ) + β·dL/dU_{t+1}, the carried
+/// term times (1 − r_{t+1}) = (1 − H(U_t − θ)) for the zero reset.
+fn plain_bptt(cfg: &LifConfig, us: &[Vec<f64>], gs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let steps = us.len();
+    let n = us[0].len();
+    let th = cfg.threshold;
+    let mut du = vec![vec![0.0; n]; steps];
+    for t in (0..steps).rev() {
+        for j in 0..n {
+            let mut carried = 0.0;
+            if t + 1 < steps {
+                carried = cfg.beta * du[t + 1][j];
+                if cfg.reset == ResetMechanism::Zero && us[t][j] - th > 0.0 {
+                    carried = 0.0;
+                }
+            }
+            du[t][j] = gs[t][j] * surrogate_derivative(cfg.surrogate, us[t][j] - th) + carried;
+        }
+    }
+    du
+}
+
+fn rel_close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1.0)
+}
+
+#[test]
+fn fused_gradients_equal_an_independent_f64_bptt() {
+    let dev = Device::Cpu;
+    let (steps, n) = (9usize, 37usize);
+    for reset in RESETS {
+        for surrogate in SURROGATES {
+            let cfg = LifConfig {
+                beta: 0.85,
+                threshold: 0.9,
+                reset,
+                surrogate,
+            };
+            let mut rng = SeededRng::new(5);
+            let seq: Vec<f64> = (0..steps * n).map(|_| 0.5 + 0.8 * rng.normal()).collect();
+            let cst: Vec<f64> = (0..n).map(|_| 0.5 + 0.8 * rng.normal()).collect();
+            let w_seq: Vec<f64> = (0..steps * n).map(|_| rng.normal()).collect();
+            let w_n: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+            let (us_seq, ss_seq) = plain_forward(&cfg, steps, n, |t, j| seq[t * n + j]);
+            let (us_c, ss_c) = plain_forward(&cfg, steps, n, |_, j| cst[j]);
+            let fired: f64 = ss_seq.iter().flatten().sum::<f64>() / (steps * n) as f64;
+            assert!(fired > 0.1 && fired < 0.9, "{cfg:?}: firing rate {fired}");
+            let by_t = |v: &[f64]| -> Vec<Vec<f64>> { v.chunks(n).map(|c| c.to_vec()).collect() };
+            // A rate's gradient g reaches every step as g/T.
+            let rate_g: Vec<Vec<f64>> = vec![w_n.iter().map(|g| g / steps as f64).collect(); steps];
+            let sum_t = |du: &[Vec<f64>]| -> Vec<f64> {
+                (0..n).map(|j| du.iter().map(|r| r[j]).sum()).collect()
+            };
+
+            let x_seq = Var::from_vec(seq.clone(), (steps, n), &dev).unwrap();
+            let x_c = Var::from_vec(cst.clone(), n, &dev).unwrap();
+            let w_seq_t = Tensor::from_vec(w_seq.clone(), (steps, n), &dev).unwrap();
+            let w_n_t = Tensor::from_vec(w_n.clone(), n, &dev).unwrap();
+
+            let cases: Vec<(Form, Vec<f64>, Vec<f64>)> = FORMS
+                .iter()
+                .map(|&form| {
+                    let (out, var, w, want_out, want_grad) = match form {
+                        Form::Spikes => (
+                            lif::lif_spikes(x_seq.as_tensor(), &cfg).unwrap(),
+                            &x_seq,
+                            &w_seq_t,
+                            ss_seq.concat(),
+                            plain_bptt(&cfg, &us_seq, &by_t(&w_seq)).concat(),
+                        ),
+                        Form::RateMem => (
+                            lif::lif_rate_and_mean_mem(x_seq.as_tensor(), &cfg)
+                                .unwrap()
+                                .0,
+                            &x_seq,
+                            &w_n_t,
+                            sum_t(&ss_seq).iter().map(|c| c / steps as f64).collect(),
+                            plain_bptt(&cfg, &us_seq, &rate_g).concat(),
+                        ),
+                        Form::ConstSpikes => (
+                            lif::lif_const_spikes(x_c.as_tensor(), steps, &cfg).unwrap(),
+                            &x_c,
+                            &w_seq_t,
+                            ss_c.concat(),
+                            sum_t(&plain_bptt(&cfg, &us_c, &by_t(&w_seq))),
+                        ),
+                        Form::ConstRate => (
+                            lif::lif_const_rate(x_c.as_tensor(), steps, &cfg).unwrap(),
+                            &x_c,
+                            &w_n_t,
+                            sum_t(&ss_c).iter().map(|c| c / steps as f64).collect(),
+                            sum_t(&plain_bptt(&cfg, &us_c, &rate_g)),
+                        ),
+                    };
+                    assert_eq!(out.dtype(), DType::F64);
+                    let got = f64s(&out);
+                    assert_eq!(got.len(), want_out.len(), "{form:?}");
+                    for (k, (a, b)) in got.iter().zip(&want_out).enumerate() {
+                        assert!(
+                            rel_close(*a, *b, 1e-12),
+                            "{form:?} {cfg:?} out[{k}]: {a} vs {b}"
+                        );
+                    }
+                    let g = (&out * w).unwrap().sum_all().unwrap().backward().unwrap();
+                    (form, f64s(g.get(var.as_tensor()).unwrap()), want_grad)
+                })
+                .collect();
+            for (form, got, want) in cases {
+                assert_eq!(got.len(), want.len(), "{form:?}");
+                assert!(
+                    want.iter().any(|g| g.abs() > 1e-3),
+                    "{form:?}: trivial gradient"
+                );
+                for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        rel_close(*a, *b, 1e-10),
+                        "{form:?} {cfg:?} grad[{k}]: fused {a} vs plain BPTT {b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn mean_membrane_is_the_mean_of_u_and_carries_no_gradient() {
+    let dev = Device::Cpu;
+    let (steps, n) = (6usize, 23usize);
+    for reset in RESETS {
+        let cfg = LifConfig {
+            beta: 0.8,
+            threshold: 0.7,
+            reset,
+            surrogate: Surrogate::default(),
+        };
+        let mut rng = SeededRng::new(9);
+        let seq: Vec<f64> = (0..steps * n).map(|_| 0.5 + 0.8 * rng.normal()).collect();
+        let (us, ss) = plain_forward(&cfg, steps, n, |t, j| seq[t * n + j]);
+        assert!(ss.iter().flatten().any(|&s| s > 0.0), "spikes fire");
+        let want: Vec<f64> = (0..n)
+            .map(|j| us.iter().map(|u| u[j]).sum::<f64>() / steps as f64)
+            .collect();
+
+        // f64: the mean of the hand-computed U_t.
+        let x = Var::from_vec(seq.clone(), (steps, n), &dev).unwrap();
+        let (rate, mem) = lif::lif_rate_and_mean_mem(x.as_tensor(), &cfg).unwrap();
+        for (k, (a, b)) in f64s(&mem).iter().zip(&want).enumerate() {
+            assert!(
+                rel_close(*a, *b, 1e-12),
+                "{reset:?} mean mem[{k}]: {a} vs {b}"
+            );
+        }
+        // f32 too.
+        let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
+        let (_, mem32) = lif::lif_rate_and_mean_mem(&x32, &cfg).unwrap();
+        for (k, (a, b)) in f32s(&mem32).iter().zip(&want).enumerate() {
+            assert!(
+                rel_close(*a as f64, *b, 1e-5),
+                "{reset:?} f32 mean mem[{k}]"
+            );
+        }
+
+        // A loss of the mean membrane alone gives the current no (or a zero) gradient.
+        let w =
+            Tensor::from_vec((0..n).map(|_| rng.normal()).collect::<Vec<_>>(), n, &dev).unwrap();
+        let mem_loss = (&mem * &w).unwrap().sum_all().unwrap();
+        if let Ok(g) = mem_loss.backward() {
+            if let Some(g) = g.get(x.as_tensor()) {
+                assert!(
+                    f64s(g).iter().all(|v| *v == 0.0),
+                    "{reset:?}: mean membrane leaks a gradient"
+                );
+            }
+        }
+        // Adding the mean membrane to a rate loss leaves the rate's gradient unchanged.
+        let rate_loss = (&rate * &w).unwrap().sum_all().unwrap();
+        let g_rate = rate_loss.backward().unwrap();
+        let g_rate = f64s(g_rate.get(x.as_tensor()).unwrap());
+        assert!(g_rate.iter().any(|v| *v != 0.0), "the rate has a gradient");
+        let both = (&rate_loss + (&mem * 3.0).unwrap().sum_all().unwrap()).unwrap();
+        let g_both = both.backward().unwrap();
+        assert_eq!(
+            f64s(g_both.get(x.as_tensor()).unwrap()),
+            g_rate,
+            "{reset:?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_lif_input_is_an_error() {
+    let x = Tensor::ones(5, DType::F32, &Device::Cpu).unwrap();
+    let cfg = LifConfig::default();
+    assert!(matches!(
+        lif::lif_const_rate(&x, 0, &cfg),
+        Err(LayerError::Config { .. })
+    ));
+    assert!(matches!(
+        lif::lif_const_spikes(&x, 0, &cfg),
+        Err(LayerError::Config { .. })
+    ));
+    assert!(lif::lif_const_rate(&x, 1, &cfg).is_ok());
+
+    let bad_beta = LifConfig {
+        beta: 1.5,
+        ..LifConfig::default()
+    };
+    match bad_beta.validate() {
+        Err(LayerError::Config { field, message }) => {
+            assert_eq!(field, "beta");
+            assert!(message.contains("1.5"), "{message}");
+        }
+        other => panic!("beta 1.5 accepted: {other:?}"),
+    }
+    for beta in [0.0, -0.1, f64::NAN] {
+        let c = LifConfig {
+            beta,
+            ..LifConfig::default()
+        };
+        assert!(c.validate().is_err(), "beta {beta}");
+    }
+    assert!(LifConfig {
+        beta: 1.0,
+        ..LifConfig::default()
+    }
+    .validate()
+    .is_ok());
+    for threshold in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let c = LifConfig {
+            threshold,
+            ..LifConfig::default()
+        };
+        match c.validate() {
+            Err(LayerError::Config { field, .. }) => assert_eq!(field, "spike_threshold"),
+            other => panic!("threshold {threshold} accepted: {other:?}"),
+        }
+    }
+    let bad_surrogate = LifConfig {
+        surrogate: Surrogate::FastSigmoid { slope: 0.0 },
+        ..LifConfig::default()
+    };
+    assert!(bad_surrogate.validate().is_err());
+    // Integer currents are refused with a shape/dtype error rather than a panic.
+    let ints = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+    assert!(matches!(
+        lif::lif_spikes(&ints, &cfg),
+        Err(LayerError::Shape { .. })
+    ));
+    // A multi-step call needs a time axis with at least one step (T = 0 once returned a rate
+    // tensor of shape [5] backed by no data, which panicked when read).
+    let scalar = Tensor::new(1f32, &Device::Cpu).unwrap();
+    assert!(matches!(
+        lif::lif_spikes(&scalar, &cfg),
+        Err(LayerError::Shape { .. })
+    ));
+    let no_steps = Tensor::zeros((0, 5), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(
+        lif::lif_rate_and_mean_mem(&no_steps, &cfg),
+        Err(LayerError::Shape { .. })
+    ));
+    assert!(matches!(
+        lif::lif_spikes(&no_steps, &cfg),
+        Err(LayerError::Shape { .. })
+    ));
+}

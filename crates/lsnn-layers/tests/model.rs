@@ -1,0 +1,517 @@
+//! The language model and the hybrid block: checkpoint key names and shapes (SPEC §3.7), a
+//! gradient for every parameter, determinism, streaming, and typed errors on bad input (SPEC §6).
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarMap;
+use lsnn_layers::block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
+use lsnn_layers::cfc::CfcMode;
+use lsnn_layers::lif::LifConfig;
+use lsnn_layers::nn::check_finite;
+use lsnn_layers::{init_model, LayerError, Mode, ModelConfig, SeededInit, SeededRng};
+use std::collections::BTreeMap;
+
+/// A small model whose spikes fire.
+fn small_config(num_layers: usize, backbone_layers: usize) -> ModelConfig {
+    let cfg = ModelConfig {
+        input_dim: 12,
+        embedding_dim: 12,
+        hidden_dim: 16,
+        output_dim: 24,
+        vocab_size: 24,
+        liquid_units: 8,
+        spiking_units: 10,
+        spike_threshold: 0.5,
+        num_layers,
+        num_spike_steps: 3,
+        num_attention_heads: 2,
+        attention_spike_steps: 4,
+        sequence_length: 6,
+        max_position_embeddings: 9,
+        initializer_range: 1.0,
+        backbone_units: 14,
+        backbone_layers,
+        ..ModelConfig::default()
+    };
+    cfg.validate().unwrap();
+    cfg
+}
+
+fn ids(rng: &mut SeededRng, b: usize, l: usize, vocab: usize) -> Tensor {
+    let v: Vec<u32> = (0..b * l).map(|_| rng.below(vocab as u64) as u32).collect();
+    Tensor::from_vec(v, (b, l), &Device::Cpu).unwrap()
+}
+
+fn f32s(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    f32s(a)
+        .iter()
+        .zip(f32s(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The SPEC §3.7 table for `cfg`.
+fn expected_keys(cfg: &ModelConfig) -> BTreeMap<String, Vec<usize>> {
+    let (v, e, d) = (cfg.vocab_size, cfg.embedding_dim, cfg.hidden_dim);
+    let (s, h, u) = (cfg.spiking_units, cfg.liquid_units, cfg.backbone_units);
+    let mut m = BTreeMap::new();
+    let mut put = |k: String, shape: &[usize]| {
+        assert!(m.insert(k, shape.to_vec()).is_none());
+    };
+    let linear = |put: &mut dyn FnMut(String, &[usize]), name: &str, out: usize, inp: usize| {
+        put(format!("{name}.weight"), &[out, inp]);
+        put(format!("{name}.bias"), &[out]);
+    };
+    put("tok_emb.weight".into(), &[v, e]);
+    put("pos_emb.weight".into(), &[cfg.max_position_embeddings, e]);
+    linear(&mut put, "in_proj", d, e);
+    for i in 0..cfg.num_layers {
+        let b = format!("blocks.{i}");
+        linear(&mut put, &format!("{b}.encoder.fc1"), 2 * s, d);
+        linear(&mut put, &format!("{b}.encoder.fc2"), s, 2 * s);
+        put(format!("{b}.pnorm.weight"), &[s]);
+        put(format!("{b}.pnorm.bias"), &[s]);
+        for k in 0..cfg.backbone_layers {
+            let inp = if k == 0 { s + h } else { u };
+            linear(&mut put, &format!("{b}.cfc.backbone.{k}"), u, inp);
+        }
+        for n in ["ff1", "ff2", "time_a", "time_b"] {
+            linear(&mut put, &format!("{b}.cfc.{n}"), h, u);
+        }
+        linear(&mut put, &format!("{b}.fuse"), d, h + s);
+        put(format!("{b}.fuse_norm.weight"), &[d]);
+        put(format!("{b}.fuse_norm.bias"), &[d]);
+        linear(&mut put, &format!("{b}.gate"), d, d);
+        put(format!("norms.{i}.weight"), &[d]);
+        put(format!("norms.{i}.bias"), &[d]);
+    }
+    for j in 0..cfg.num_layers / 2 {
+        for n in ["q", "k", "v", "o"] {
+            linear(&mut put, &format!("attns.{j}.{n}"), d, d);
+        }
+    }
+    linear(&mut put, "head.fc1", 2 * d, d);
+    put("head.norm.weight".into(), &[2 * d]);
+    put("head.norm.bias".into(), &[2 * d]);
+    linear(&mut put, "head.fc2", v, 2 * d);
+    m
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("lsnn-layers-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn saved_keys_and_shapes_follow_the_spec_table() {
+    let cfg = small_config(4, 2);
+    let (_model, varmap) = init_model(&cfg, SeededRng::new(1), &Device::Cpu).unwrap();
+    let dir = TempDir::new("keys");
+    let path = dir.0.join("model.safetensors");
+    varmap.save(&path).unwrap();
+    let loaded = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let want = expected_keys(&cfg);
+    let got: BTreeMap<String, Vec<usize>> = loaded
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
+    for (k, shape) in &want {
+        assert_eq!(&got[k], shape, "{k}");
+        assert_eq!(loaded[k].dtype(), DType::F32, "{k}");
+    }
+    // 4 layers, 2 attention layers, 2 backbone layers: the table's size.
+    assert_eq!(want.len(), 10 + 4 * 26 + 2 * 8);
+    // The saved values are the model's values.
+    let data = varmap.data().lock().unwrap();
+    for (k, var) in data.iter() {
+        assert_eq!(
+            max_abs_diff(var.as_tensor(), &loaded[k]),
+            0.0,
+            "{k} saved value"
+        );
+    }
+    // Initialisation (SPEC §3.7): LayerNorms 1/0, embeddings N(0, range²), Linear U(±1/√in).
+    assert!(f32s(&loaded["blocks.0.pnorm.weight"])
+        .iter()
+        .all(|v| *v == 1.0));
+    assert!(f32s(&loaded["head.norm.bias"]).iter().all(|v| *v == 0.0));
+    let emb = f32s(&loaded["tok_emb.weight"]);
+    let std = (emb.iter().map(|v| v * v).sum::<f32>() / emb.len() as f32).sqrt();
+    assert!((std - 1.0).abs() < 0.2, "embedding std {std}");
+    let bound = 1.0 / (cfg.hidden_dim as f32).sqrt();
+    let gate = f32s(&loaded["blocks.1.gate.weight"]);
+    assert!(gate.iter().all(|v| v.abs() <= bound));
+    assert!(gate.iter().any(|v| v.abs() > 0.5 * bound));
+}
+
+#[test]
+fn every_parameter_gets_a_finite_nonzero_gradient() {
+    let cfg = small_config(2, 2);
+    let (model, varmap) = init_model(&cfg, SeededRng::new(2), &Device::Cpu).unwrap();
+    let mut rng = SeededRng::new(3);
+    let x = ids(&mut rng, 3, cfg.sequence_length, cfg.vocab_size);
+    let (logits, loss) = model.loss(&x, 0.1, &mut Mode::Train(&mut rng)).unwrap();
+    let (lb, _, lv) = logits.dims3().unwrap();
+    assert_eq!((lb, lv), (3, cfg.vocab_size));
+    let objective = loss.objective.to_scalar::<f32>().unwrap();
+    let ce = loss.cross_entropy.to_scalar::<f32>().unwrap();
+    assert!(objective.is_finite() && ce.is_finite());
+    let grads = loss.objective.backward().unwrap();
+    let data = varmap.data().lock().unwrap();
+
+    // The first block's encoder fires on this input (x = W_in(tok_emb[ids] + pos_emb)).
+    let l = cfg.sequence_length;
+    let emb = data["tok_emb.weight"]
+        .as_tensor()
+        .index_select(&x.flatten_all().unwrap(), 0)
+        .unwrap()
+        .reshape((3, l, cfg.embedding_dim))
+        .unwrap()
+        .broadcast_add(&data["pos_emb.weight"].as_tensor().narrow(0, 0, l).unwrap())
+        .unwrap()
+        .reshape((3 * l, cfg.embedding_dim))
+        .unwrap();
+    let h = emb
+        .matmul(&data["in_proj.weight"].as_tensor().t().unwrap())
+        .unwrap()
+        .broadcast_add(data["in_proj.bias"].as_tensor())
+        .unwrap();
+    let rate = model.blocks()[0]
+        .encoder()
+        .forward_rate(&h, &mut Mode::Eval)
+        .unwrap()
+        .spikes
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(rate > 0.05 && rate < 0.95, "block 0 firing rate {rate}");
+
+    assert_eq!(data.len(), expected_keys(&cfg).len());
+    let mut problems = Vec::new();
+    for (k, var) in data.iter() {
+        match grads.get(var.as_tensor()) {
+            None => problems.push(format!("{k}: no gradient")),
+            Some(g) => {
+                let v = f32s(g);
+                if v.iter().any(|x| !x.is_finite()) {
+                    problems.push(format!("{k}: non-finite gradient"));
+                } else if v.iter().all(|x| *x == 0.0) {
+                    problems.push(format!("{k}: zero gradient"));
+                }
+            }
+        }
+    }
+    problems.sort();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn initialisation_and_training_forward_are_deterministic() {
+    let cfg = small_config(2, 1);
+    let dev = Device::Cpu;
+    let (m1, v1) = init_model(&cfg, SeededRng::new(5), &dev).unwrap();
+    let (_m2, v2) = init_model(&cfg, SeededRng::new(5), &dev).unwrap();
+    let (_m3, v3) = init_model(&cfg, SeededRng::new(6), &dev).unwrap();
+    let (d1, d2, d3) = (
+        v1.data().lock().unwrap(),
+        v2.data().lock().unwrap(),
+        v3.data().lock().unwrap(),
+    );
+    let mut differ = 0;
+    for (k, t) in d1.iter() {
+        assert_eq!(max_abs_diff(t.as_tensor(), d2[k].as_tensor()), 0.0, "{k}");
+        if max_abs_diff(t.as_tensor(), d3[k].as_tensor()) > 0.0 {
+            differ += 1;
+        }
+    }
+    // Everything random differs with another seed (LayerNorms are constant).
+    let random = d1
+        .keys()
+        .filter(|k| !k.contains("norm.") && !k.starts_with("norms."))
+        .count();
+    assert_eq!(differ, random, "parameters that differ between seeds");
+
+    let mut rng = SeededRng::new(0);
+    let x = ids(&mut rng, 2, cfg.sequence_length, cfg.vocab_size);
+    let a = m1
+        .forward(&x, &mut Mode::Train(&mut SeededRng::new(77)))
+        .unwrap();
+    let b = m1
+        .forward(&x, &mut Mode::Train(&mut SeededRng::new(77)))
+        .unwrap();
+    assert_eq!(f32s(&a), f32s(&b), "same dropout seed, same logits");
+    let c = m1
+        .forward(&x, &mut Mode::Train(&mut SeededRng::new(78)))
+        .unwrap();
+    assert!(max_abs_diff(&a, &c) > 1e-3, "another dropout seed");
+    let e1 = m1.forward(&x, &mut Mode::Eval).unwrap();
+    let e2 = m1.forward(&x, &mut Mode::Eval).unwrap();
+    assert_eq!(f32s(&e1), f32s(&e2));
+    assert!(
+        max_abs_diff(&a, &e1) > 1e-3,
+        "dropout is active in training"
+    );
+}
+
+fn block_config() -> BlockConfig {
+    BlockConfig {
+        d_model: 12,
+        spiking_units: 8,
+        liquid_units: 6,
+        spike_steps: 4,
+        lif: LifConfig {
+            threshold: 0.5,
+            ..LifConfig::default()
+        },
+        backbone_units: 10,
+        backbone_layers: 2,
+        cfc_mode: CfcMode::Default,
+        layer_norm_eps: 1e-5,
+        encoder_dropout: 0.2,
+        block_dropout: 0.1,
+    }
+}
+
+fn block(seed: u64) -> HybridLiquidSpikingBlock {
+    let vb = SeededInit::var_builder(
+        &VarMap::new(),
+        SeededRng::new(seed),
+        DType::F32,
+        &Device::Cpu,
+    );
+    HybridLiquidSpikingBlock::new(&block_config(), vb).unwrap()
+}
+
+#[test]
+fn block_streaming_equals_the_sequence_call() {
+    let blk = block(31);
+    let dev = Device::Cpu;
+    let mut rng = SeededRng::new(32);
+    let (b, l, d) = (3usize, 7usize, 12usize);
+    let x = rng
+        .normal_tensor((b, l, d), 0.0, 1.5, DType::F32, &dev)
+        .unwrap();
+    let h_init = rng
+        .normal_tensor((b, 6), 0.0, 1.0, DType::F32, &dev)
+        .unwrap();
+    let rate = blk
+        .encoder()
+        .forward_rate(&x.reshape((b * l, d)).unwrap(), &mut Mode::Eval)
+        .unwrap()
+        .spikes
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(rate > 0.05 && rate < 0.95, "firing rate {rate}");
+    for h0 in [None, Some(&h_init)] {
+        let (out, h_last) = blk.forward(&x, h0, &mut Mode::Eval).unwrap();
+        assert_eq!(out.dims(), &[b, l, d]);
+        assert_eq!(h_last.dims(), &[b, 6]);
+        let mut state = match h0 {
+            Some(h) => BlockState { h: h.clone() },
+            None => blk.zero_state(b, DType::F32, &dev).unwrap(),
+        };
+        for t in 0..l {
+            let xt = x.i((.., t, ..)).unwrap().contiguous().unwrap();
+            let yt = blk.step(&xt, &mut state, &mut Mode::Eval).unwrap();
+            let want = out.i((.., t, ..)).unwrap().contiguous().unwrap();
+            let diff = max_abs_diff(&yt, &want);
+            assert!(
+                diff <= 1e-5,
+                "h0 given: {}, position {t}: {diff}",
+                h0.is_some()
+            );
+        }
+        assert!(max_abs_diff(&state.h, &h_last) <= 1e-5);
+    }
+    // The given initial state matters.
+    let (a, _) = blk.forward(&x, None, &mut Mode::Eval).unwrap();
+    let (c, _) = blk.forward(&x, Some(&h_init), &mut Mode::Eval).unwrap();
+    assert!(max_abs_diff(&a, &c) > 1e-3);
+}
+
+fn shape_error(r: lsnn_layers::Result<impl std::fmt::Debug>, what: &str) -> String {
+    match r {
+        Err(e @ LayerError::Shape { .. }) => e.to_string(),
+        other => panic!("{what}: expected a Shape error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    let cfg = small_config(2, 1);
+    let dev = Device::Cpu;
+    let (model, _vm) = init_model(&cfg, SeededRng::new(9), &dev).unwrap();
+    let fwd = |ids: &Tensor| model.forward(ids, &mut Mode::Eval);
+
+    // Rank 1, rank 3 and float ids.
+    let msg = shape_error(fwd(&Tensor::new(&[1u32, 2, 3], &dev).unwrap()), "rank 1");
+    assert!(msg.contains("[3]"), "{msg}");
+    shape_error(
+        fwd(&Tensor::zeros((1, 2, 2), DType::U32, &dev).unwrap()),
+        "rank 3",
+    );
+    shape_error(
+        fwd(&Tensor::zeros((1, 4), DType::F32, &dev).unwrap()),
+        "f32 ids",
+    );
+
+    // An id ≥ vocab, and a negative id: the error names the id, row and position.
+    let v = cfg.vocab_size as u32;
+    let big = Tensor::new(&[[1u32, 2, 3], [4, v, 5]], &dev).unwrap();
+    match fwd(&big) {
+        Err(
+            e @ LayerError::TokenOutOfRange {
+                id,
+                vocab,
+                batch,
+                position,
+            },
+        ) => {
+            assert_eq!(
+                (id, vocab, batch, position),
+                (v as i64, cfg.vocab_size, 1, 1)
+            );
+            assert!(e.to_string().contains("position 1"), "{e}");
+        }
+        other => panic!("id = vocab accepted: {other:?}"),
+    }
+    let neg = Tensor::new(&[[0i64, 1, 2, -1]], &dev).unwrap();
+    match fwd(&neg) {
+        Err(LayerError::TokenOutOfRange {
+            id,
+            batch,
+            position,
+            ..
+        }) => assert_eq!((id, batch, position), (-1, 0, 3)),
+        other => panic!("negative id accepted: {other:?}"),
+    }
+    // The largest valid id is fine.
+    assert!(fwd(&Tensor::new(&[[v - 1, 0]], &dev).unwrap()).is_ok());
+
+    // Longer than the position table.
+    let max = cfg.max_position_embeddings;
+    let long = Tensor::zeros((1, max + 1), DType::U32, &dev).unwrap();
+    match fwd(&long) {
+        Err(LayerError::SequenceTooLong { len, max: m, .. }) => {
+            assert_eq!((len, m), (max + 1, max))
+        }
+        other => panic!("too long accepted: {other:?}"),
+    }
+    assert!(fwd(&Tensor::zeros((1, max), DType::U32, &dev).unwrap()).is_ok());
+    // The loss refuses a sequence with no next token.
+    assert!(matches!(
+        model.loss(
+            &Tensor::zeros((2, 1), DType::U32, &dev).unwrap(),
+            0.0,
+            &mut Mode::Eval
+        ),
+        Err(LayerError::Shape { .. })
+    ));
+
+    // Block inputs of the wrong width or rank, and a wrong initial state.
+    let blk = block(40);
+    let m = &mut Mode::Eval;
+    let d = blk.config().d_model;
+    let x = Tensor::zeros((2, 3, d), DType::F32, &dev).unwrap();
+    assert!(blk.forward(&x, None, m).is_ok());
+    shape_error(
+        blk.forward(
+            &Tensor::zeros((2, 3, d + 1), DType::F32, &dev).unwrap(),
+            None,
+            m,
+        ),
+        "block width",
+    );
+    shape_error(
+        blk.forward(&Tensor::zeros((6, d), DType::F32, &dev).unwrap(), None, m),
+        "block rank",
+    );
+    for bad_h in [(2usize, 5usize), (3, 6), (2, 7)] {
+        let h = Tensor::zeros(bad_h, DType::F32, &dev).unwrap();
+        let msg = shape_error(blk.forward(&x, Some(&h), m), "initial h");
+        assert!(msg.contains("[2, 6]"), "{msg}");
+    }
+    let mut state = BlockState {
+        h: Tensor::zeros((3, 6), DType::F32, &dev).unwrap(),
+    };
+    shape_error(
+        blk.step(
+            &Tensor::zeros((2, d), DType::F32, &dev).unwrap(),
+            &mut state,
+            m,
+        ),
+        "step state",
+    );
+    shape_error(blk.step(&x, &mut state, m), "step rank");
+
+    // NaN and infinity.
+    let t = Tensor::new(&[1.0f32, f32::NAN, 2.0, f32::INFINITY], &dev).unwrap();
+    match check_finite(&t, "test input") {
+        Err(e @ LayerError::NonFinite { count, what }) => {
+            assert_eq!((count, what), (2, "test input"));
+            assert!(e.to_string().contains("test input"));
+        }
+        other => panic!("NaN accepted: {other:?}"),
+    }
+    assert!(check_finite(&Tensor::new(&[1.0f64, -3.0], &dev).unwrap(), "ok").is_ok());
+}
+
+#[test]
+fn non_finite_float_inputs_are_refused_by_every_layer_entry_point() {
+    let blk = block(3);
+    let d = blk.config().d_model;
+    let mut v = vec![0.5f32; 2 * 3 * d];
+    v[7] = f32::NAN;
+    v[11] = f32::INFINITY;
+    let x = Tensor::from_vec(v, (2, 3, d), &Device::Cpu).unwrap();
+    let err = blk.forward(&x, None, &mut Mode::Eval).unwrap_err();
+    assert!(
+        matches!(err, LayerError::NonFinite { count: 2, .. }),
+        "{err}"
+    );
+    let mut state = blk.zero_state(2, DType::F32, &Device::Cpu).unwrap();
+    let x0 = x.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
+    assert!(matches!(
+        blk.step(&x0, &mut state, &mut Mode::Eval),
+        Err(LayerError::NonFinite { .. })
+    ));
+    let flat = x.reshape((6, d)).unwrap();
+    assert!(matches!(
+        blk.encoder().forward_rate(&flat, &mut Mode::Eval),
+        Err(LayerError::NonFinite { .. })
+    ));
+    // The same input without the bad values is accepted.
+    let ok = Tensor::full(0.5f32, (2, 3, d), &Device::Cpu).unwrap();
+    assert!(blk.forward(&ok, None, &mut Mode::Eval).is_ok());
+}

@@ -1,0 +1,334 @@
+//! Atomic checkpoints (SPEC §5).
+//!
+//! A run directory holds checkpoint directories and a pointer file `CURRENT` naming the current
+//! one. A save writes the complete set — `model.safetensors`, `ema.safetensors`,
+//! `optimizer.safetensors`, `config.json`, `trainer_state.json`, `metrics.csv` — into a new
+//! directory, syncs every file and the directory, then switches `CURRENT` with one rename (of a
+//! synced temporary pointer file). A crash at any instant leaves either the old set or the new one
+//! current, never a mix; older sets are removed only after the switch.
+//!
+//! On load every file must agree: the three safetensors files and `trainer_state.json` carry the
+//! same step and the same hash of `config.json`, else a typed error names what disagrees. The
+//! caller checks keys and shapes against the model it builds from the config.
+
+use crate::error::{Result, TrainError};
+use candle_core::{Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The pointer file.
+pub const CURRENT: &str = "CURRENT";
+/// File names of a set.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// EMA weights.
+pub const EMA_FILE: &str = "ema.safetensors";
+/// Optimizer moments and the accumulation buffer.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The fully resolved config.
+pub const CONFIG_FILE: &str = "config.json";
+/// Step, epoch, generator states, counters.
+pub const STATE_FILE: &str = "trainer_state.json";
+/// The metrics log.
+pub const METRICS_FILE: &str = "metrics.csv";
+
+/// The stages of a save, in order; a test hook can fail at any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveStage {
+    /// Before anything is written.
+    Begin,
+    /// After each file of the set is written and synced (the file's name).
+    FileWritten(&'static str),
+    /// After the new directory is synced, before the pointer switch.
+    BeforeSwitch,
+    /// After the switch, before old sets are removed.
+    AfterSwitch,
+}
+
+/// What a checkpoint holds.
+#[derive(Debug)]
+pub struct CheckpointData<'a> {
+    /// The step all files carry.
+    pub step: u64,
+    /// `config.json`'s text.
+    pub config_json: &'a str,
+    /// `trainer_state.json`'s text.
+    pub state_json: &'a str,
+    /// Model weights by name.
+    pub model: &'a BTreeMap<String, Tensor>,
+    /// EMA weights by name.
+    pub ema: &'a BTreeMap<String, Tensor>,
+    /// Optimizer tensors by name (`m.*`, `v.*`, `vmax.*`, `acc.*`).
+    pub optimizer: &'a BTreeMap<String, Tensor>,
+    /// `metrics.csv`'s text.
+    pub metrics_csv: &'a str,
+}
+
+/// A loaded, consistent checkpoint.
+#[derive(Debug)]
+pub struct LoadedCheckpoint {
+    /// The set's directory.
+    pub dir: PathBuf,
+    /// The step.
+    pub step: u64,
+    /// `config.json`'s text.
+    pub config_json: String,
+    /// `trainer_state.json`'s text.
+    pub state_json: String,
+    /// Model weights.
+    pub model: HashMap<String, Tensor>,
+    /// EMA weights.
+    pub ema: HashMap<String, Tensor>,
+    /// Optimizer tensors.
+    pub optimizer: HashMap<String, Tensor>,
+    /// `metrics.csv`'s text.
+    pub metrics_csv: String,
+}
+
+/// FNV-1a of the config text, hex: ties every file of a set to one config.
+pub fn config_hash(config_json: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in config_json.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    format!("{h:016x}")
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path).map_err(TrainError::io(path))?;
+    f.write_all(bytes).map_err(TrainError::io(path))?;
+    f.sync_all().map_err(TrainError::io(path))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    let d = std::fs::File::open(dir).map_err(TrainError::io(dir))?;
+    d.sync_all().map_err(TrainError::io(dir))
+}
+
+fn safetensors_bytes(
+    kind: &str,
+    step: u64,
+    hash: &str,
+    tensors: &BTreeMap<String, Tensor>,
+    path: &Path,
+) -> Result<Vec<u8>> {
+    let mut meta = HashMap::new();
+    meta.insert("lsnn.kind".to_string(), kind.to_string());
+    meta.insert("lsnn.step".to_string(), step.to_string());
+    meta.insert("lsnn.config_hash".to_string(), hash.to_string());
+    let contiguous: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+        .map_err(|e| TrainError::ckpt(path, format!("cannot serialise: {e}")))
+}
+
+/// Writes `data` as the new current checkpoint of `run_dir`; returns the set's directory.
+/// `hook` is called at each [`SaveStage`]; an error from it aborts the save there (tests use
+/// this to inject failures).
+pub fn save_with_hook(
+    run_dir: &Path,
+    data: &CheckpointData<'_>,
+    hook: &mut dyn FnMut(SaveStage) -> std::io::Result<()>,
+) -> Result<PathBuf> {
+    let fail = |stage: SaveStage, e: std::io::Error| {
+        TrainError::ckpt(run_dir, format!("save failed at {stage:?}: {e}"))
+    };
+    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    hook(SaveStage::Begin).map_err(|e| fail(SaveStage::Begin, e))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let name = format!("ckpt-{:010}-{nanos:x}", data.step);
+    let dir = run_dir.join(&name);
+    std::fs::create_dir(&dir).map_err(TrainError::io(&dir))?;
+    let hash = config_hash(data.config_json);
+    let files: [(&'static str, Vec<u8>); 6] = [
+        (
+            MODEL_FILE,
+            safetensors_bytes("model", data.step, &hash, data.model, &dir)?,
+        ),
+        (
+            EMA_FILE,
+            safetensors_bytes("ema", data.step, &hash, data.ema, &dir)?,
+        ),
+        (
+            OPTIMIZER_FILE,
+            safetensors_bytes("optimizer", data.step, &hash, data.optimizer, &dir)?,
+        ),
+        (CONFIG_FILE, data.config_json.as_bytes().to_vec()),
+        (STATE_FILE, data.state_json.as_bytes().to_vec()),
+        (METRICS_FILE, data.metrics_csv.as_bytes().to_vec()),
+    ];
+    for (fname, bytes) in &files {
+        write_synced(&dir.join(fname), bytes)?;
+        hook(SaveStage::FileWritten(fname)).map_err(|e| fail(SaveStage::FileWritten(fname), e))?;
+    }
+    sync_dir(&dir)?;
+    hook(SaveStage::BeforeSwitch).map_err(|e| fail(SaveStage::BeforeSwitch, e))?;
+    let tmp = run_dir.join(format!("{CURRENT}.tmp"));
+    write_synced(&tmp, format!("{name}\n").as_bytes())?;
+    let cur = run_dir.join(CURRENT);
+    std::fs::rename(&tmp, &cur).map_err(TrainError::io(&cur))?;
+    sync_dir(run_dir)?;
+    hook(SaveStage::AfterSwitch).map_err(|e| fail(SaveStage::AfterSwitch, e))?;
+    remove_stale(run_dir, &name);
+    Ok(dir)
+}
+
+/// [`save_with_hook`] without a hook.
+pub fn save(run_dir: &Path, data: &CheckpointData<'_>) -> Result<PathBuf> {
+    save_with_hook(run_dir, data, &mut |_| Ok(()))
+}
+
+/// Removes checkpoint directories other than `keep` (best effort: a leftover never breaks a load).
+fn remove_stale(run_dir: &Path, keep: &str) {
+    if let Ok(entries) = std::fs::read_dir(run_dir) {
+        for e in entries.flatten() {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            if n.starts_with("ckpt-") && n != keep && e.path().is_dir() {
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::warn!(
+                        "could not remove old checkpoint {}: {err}",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The directory of the current set: `run_dir/CURRENT`'s target, or `run_dir` itself when it is a
+/// set (holds `model.safetensors`).
+pub fn resolve(run_dir: &Path) -> Result<PathBuf> {
+    let cur = run_dir.join(CURRENT);
+    if cur.exists() {
+        let name = std::fs::read_to_string(&cur).map_err(TrainError::io(&cur))?;
+        let name = name.trim();
+        if name.is_empty() || name.contains('/') || name.contains("..") {
+            return Err(TrainError::ckpt(
+                &cur,
+                format!("pointer names {name:?}, expected a checkpoint directory name"),
+            ));
+        }
+        let dir = run_dir.join(name);
+        if !dir.is_dir() {
+            return Err(TrainError::ckpt(
+                &dir,
+                "the directory CURRENT points to is missing",
+            ));
+        }
+        Ok(dir)
+    } else if run_dir.join(MODEL_FILE).exists() {
+        Ok(run_dir.to_path_buf())
+    } else if !run_dir.exists() {
+        Err(TrainError::ckpt(run_dir, "no such directory"))
+    } else {
+        Err(TrainError::ckpt(
+            run_dir,
+            "no checkpoint here (neither a CURRENT pointer nor model.safetensors)",
+        ))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| TrainError::ckpt(path, format!("missing or unreadable: {e}")))
+}
+
+fn read_st(path: &Path, kind: &str) -> Result<(HashMap<String, Tensor>, u64, String)> {
+    let bytes = read(path)?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| TrainError::ckpt(path, format!("corrupted or truncated safetensors: {e}")))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| TrainError::ckpt(path, format!("corrupted or truncated safetensors: {e}")))?;
+    let m = meta.metadata().clone().unwrap_or_default();
+    let get = |k: &str| {
+        m.get(k).cloned().ok_or_else(|| {
+            TrainError::ckpt(
+                path,
+                format!("metadata lacks {k}; not an lsnn checkpoint file"),
+            )
+        })
+    };
+    let got_kind = get("lsnn.kind")?;
+    if got_kind != kind {
+        return Err(TrainError::ckpt(
+            path,
+            format!("holds {got_kind:?} tensors, expected {kind:?}"),
+        ));
+    }
+    let step = get("lsnn.step")?
+        .parse::<u64>()
+        .map_err(|e| TrainError::ckpt(path, format!("bad step in metadata: {e}")))?;
+    Ok((tensors, step, get("lsnn.config_hash")?))
+}
+
+/// Loads the current set of `run_dir` and checks that its files agree on step and config.
+pub fn load(run_dir: &Path) -> Result<LoadedCheckpoint> {
+    let dir = resolve(run_dir)?;
+    let config_json = String::from_utf8(read(&dir.join(CONFIG_FILE))?)
+        .map_err(|_| TrainError::ckpt(dir.join(CONFIG_FILE), "not UTF-8"))?;
+    let state_json = String::from_utf8(read(&dir.join(STATE_FILE))?)
+        .map_err(|_| TrainError::ckpt(dir.join(STATE_FILE), "not UTF-8"))?;
+    let metrics_csv = String::from_utf8(read(&dir.join(METRICS_FILE))?)
+        .map_err(|_| TrainError::ckpt(dir.join(METRICS_FILE), "not UTF-8"))?;
+    let hash = config_hash(&config_json);
+    let state: serde_json::Value =
+        serde_json::from_str(&state_json).map_err(|e| TrainError::Json {
+            path: dir.join(STATE_FILE),
+            source: e,
+        })?;
+    let state_step = state["step"]
+        .as_u64()
+        .ok_or_else(|| TrainError::ckpt(dir.join(STATE_FILE), "no integer `step`"))?;
+    let state_hash = state["config_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if state_hash != hash {
+        return Err(TrainError::ckpt(
+            dir.join(STATE_FILE),
+            format!("written for config {state_hash}, but config.json hashes to {hash}"),
+        ));
+    }
+    let mut parts = Vec::new();
+    for (file, kind) in [
+        (MODEL_FILE, "model"),
+        (EMA_FILE, "ema"),
+        (OPTIMIZER_FILE, "optimizer"),
+    ] {
+        let p = dir.join(file);
+        let (t, step, h) = read_st(&p, kind)?;
+        if step != state_step {
+            return Err(TrainError::ckpt(
+                &p,
+                format!("is at step {step}, trainer_state.json at step {state_step}"),
+            ));
+        }
+        if h != hash {
+            return Err(TrainError::ckpt(
+                &p,
+                format!("written for config {h}, config.json hashes to {hash}"),
+            ));
+        }
+        parts.push(t);
+    }
+    let optimizer = parts.pop().expect("three parts");
+    let ema = parts.pop().expect("three parts");
+    let model = parts.pop().expect("three parts");
+    Ok(LoadedCheckpoint {
+        dir,
+        step: state_step,
+        config_json,
+        state_json,
+        model,
+        ema,
+        optimizer,
+        metrics_csv,
+    })
+}

@@ -1,0 +1,76 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `lsnn-train`.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A file could not be read or written.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file that cannot be used.
+    #[error("data file {path}: {message}")]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// A checkpoint directory that is missing, incomplete, corrupted or inconsistent.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The directory or file.
+        path: PathBuf,
+        /// What disagrees or is missing.
+        message: String,
+    },
+    /// An invalid training setting.
+    #[error("invalid training setting `{field}`: {message}")]
+    Config {
+        /// The setting.
+        field: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// Malformed JSON.
+    #[error("json error in {path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An error from the layers.
+    #[error(transparent)]
+    Layer(#[from] lsnn_layers::LayerError),
+    /// An error from the memory crate.
+    #[error(transparent)]
+    Memory(#[from] lsnn_memory::MemoryError),
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+
+    pub(crate) fn ckpt(path: impl Into<PathBuf>, message: impl Into<String>) -> TrainError {
+        TrainError::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;

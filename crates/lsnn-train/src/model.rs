@@ -1,0 +1,71 @@
+//! The small model trait the trainer is generic over, and its implementation for lsnn-layers'
+//! language model.
+
+use crate::error::Result;
+use candle_core::{DType, Tensor, D};
+use candle_nn::VarBuilder;
+use lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
+
+/// What the trainer needs of a model.
+pub trait TrainableModel: Sized {
+    /// Builds the model; its trainable variables come from `vb` (a `SeededInit` backend for a
+    /// fresh run, stored tensors for evaluation).
+    fn build(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self>;
+    /// The losses of a batch of windows ids [B, L + 1].
+    fn batch_loss(&self, ids: &Tensor, label_smoothing: f64, mode: &mut Mode<'_>)
+        -> Result<LmLoss>;
+    /// Greedy completion of equal-length prompts, `max_new` tokens each.
+    fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>>;
+}
+
+impl TrainableModel for LanguageModel {
+    fn build(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(LanguageModel::new(cfg, vb)?)
+    }
+
+    fn batch_loss(
+        &self,
+        ids: &Tensor,
+        label_smoothing: f64,
+        mode: &mut Mode<'_>,
+    ) -> Result<LmLoss> {
+        Ok(self.loss(ids, label_smoothing, mode)?.1)
+    }
+
+    fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>> {
+        let b = prompts.len();
+        if b == 0 {
+            return Ok(Vec::new());
+        }
+        let plen = prompts[0].len();
+        if plen == 0 || prompts.iter().any(|p| p.len() != plen) {
+            return Err(crate::TrainError::Config {
+                field: "prompts".into(),
+                message: "expected non-empty prompts of equal length".into(),
+            });
+        }
+        let dev = self.device().clone();
+        let mut state = self.new_state(b)?;
+        let mut logits = None;
+        for t in 0..plen {
+            let col: Vec<u32> = prompts.iter().map(|p| p[t]).collect();
+            logits = Some(self.step(&Tensor::from_vec(col, b, &dev)?, &mut state)?);
+        }
+        let mut outs = vec![Vec::with_capacity(max_new); b];
+        for k in 0..max_new {
+            let next = logits
+                .as_ref()
+                .expect("prompt is non-empty")
+                .argmax(D::Minus1)?
+                .to_dtype(DType::U32)?;
+            let v = next.to_vec1::<u32>()?;
+            for (o, &t) in outs.iter_mut().zip(&v) {
+                o.push(t);
+            }
+            if k + 1 < max_new {
+                logits = Some(self.step(&next, &mut state)?);
+            }
+        }
+        Ok(outs)
+    }
+}

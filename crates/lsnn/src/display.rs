@@ -1,0 +1,129 @@
+//! Renders trainer events: an indicatif progress bar on a terminal, plain lines otherwise.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use lsnn_train::Event;
+use std::io::IsTerminal;
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// Shows events.
+pub struct Display {
+    bar: Option<ProgressBar>,
+    last_line: std::time::Instant,
+}
+
+impl Display {
+    /// A bar on a terminal, plain lines otherwise.
+    pub fn new() -> Self {
+        Display {
+            bar: None,
+            last_line: std::time::Instant::now(),
+        }
+    }
+
+    fn line(&self, s: &str) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => println!("{s}"),
+        }
+    }
+
+    /// Handles one event.
+    pub fn on_event(&mut self, e: &Event) {
+        match e {
+            Event::Start {
+                epochs,
+                batches_per_epoch,
+                parameters,
+                resumed_at,
+                bigram_baseline,
+            } => {
+                self.line(&format!(
+                    "training: {parameters} parameters, {epochs} epochs x {batches_per_epoch} batches; bigram baseline {bigram_baseline:.4} nats/token{}",
+                    resumed_at.map(|b| format!("; resumed after {b} batches")).unwrap_or_default()
+                ));
+                if std::io::stderr().is_terminal() {
+                    let bar = ProgressBar::new((*epochs * *batches_per_epoch) as u64);
+                    bar.set_style(
+                        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    if let Some(b) = resumed_at {
+                        bar.set_position(*b);
+                    }
+                    self.bar = Some(bar);
+                }
+            }
+            Event::Batch {
+                epoch,
+                batch,
+                of,
+                step,
+                loss,
+                lr,
+                tokens_per_s,
+                live_bytes,
+            } => {
+                let msg = format!(
+                    "epoch {} batch {batch}/{of} step {step} loss {loss:.4} lr {lr:.2e} {tokens_per_s:.0} tok/s live {:.1} MiB",
+                    epoch + 1,
+                    mib(*live_bytes)
+                );
+                match &self.bar {
+                    Some(b) => {
+                        b.inc(1);
+                        b.set_message(msg);
+                    }
+                    None => {
+                        if self.last_line.elapsed().as_secs_f64() >= 10.0 {
+                            self.last_line = std::time::Instant::now();
+                            println!("{msg}");
+                        }
+                    }
+                }
+            }
+            Event::Skipped { reason, total } => self.line(&format!(
+                "skipped a batch ({reason}); {total} skipped so far"
+            )),
+            Event::Memory {
+                label,
+                usage,
+                released,
+            } => self.line(&format!(
+                "memory [{label}]: live {:.1} MiB, peak {:.1} MiB, rss {:.1} MiB{}",
+                mib(usage.live_bytes),
+                mib(usage.peak_bytes),
+                mib(usage.rss_bytes),
+                released
+                    .map(|r| format!(", cleanup released {:.1} MiB", mib(r)))
+                    .unwrap_or_default()
+            )),
+            Event::EpochEnd {
+                epoch,
+                train_loss,
+                eval,
+            } => self.line(&format!(
+                "epoch {}: train loss {train_loss:.4}, val loss {:.4} (ppl {:.3}){}",
+                epoch + 1,
+                eval.loss,
+                eval.perplexity,
+                eval.accuracy
+                    .map(|a| format!(", exact-match accuracy {:.1}%", a * 100.0))
+                    .unwrap_or_default()
+            )),
+            Event::Checkpoint { dir } => self.line(&format!("checkpoint: {}", dir.display())),
+            Event::EarlyStop { epoch } => {
+                self.line(&format!("early stop after epoch {}", epoch + 1))
+            }
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `lsnn`: train, generate, evaluate and benchmark hybrid liquid–spiking language models.
+//!
+//! ```text
+//! lsnn train    [--config FILE.json] [--data FILE] [--epochs N] [--out DIR] [--resume DIR]
+//!               [--seed N] [--memory-budget SIZE] [--max-batches N]
+//! lsnn generate --checkpoint DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed N]
+//! lsnn eval     --checkpoint DIR [--data FILE] [--dump-logits FILE.safetensors]
+//! lsnn bench    --workload lm-small|lm-medium [--json] [--steps N] [--full]
+//! ```
+
+mod bench;
+mod commands;
+mod display;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOC: lsnn_train::lsnn_memory::CountingAlloc = lsnn_train::lsnn_memory::CountingAlloc;
+
+/// Hybrid liquid–spiking neural networks, without memory leaks.
+#[derive(Debug, Parser)]
+#[command(name = "lsnn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model (defaults: SPEC §8's lm-small on the built-in arithmetic task).
+    Train(commands::TrainArgs),
+    /// Generate text from a checkpoint, one token at a time with the streaming state.
+    Generate(commands::GenerateArgs),
+    /// Evaluate a checkpoint: loss, perplexity and (built-in task) exact-match accuracy.
+    Eval(commands::EvalArgs),
+    /// Measure training and inference throughput on a SPEC §7 workload.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LSNN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Train(a) => commands::train(a),
+        Command::Generate(a) => commands::generate(a),
+        Command::Eval(a) => commands::eval(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Default output directory of `lsnn train`.
+pub fn default_out() -> PathBuf {
+    PathBuf::from("runs/default")
+}
