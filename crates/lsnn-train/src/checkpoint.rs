@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The safetensors metadata key holding `{"kind", "step", "config_hash"}`.
+pub const META_KEY: &str = "lsnn";
 /// The pointer file.
 pub const CURRENT: &str = "CURRENT";
 /// File names of a set.
@@ -114,10 +116,13 @@ fn safetensors_bytes(
     tensors: &BTreeMap<String, Tensor>,
     path: &Path,
 ) -> Result<Vec<u8>> {
+    // One metadata key: safetensors writes its metadata map in hash order, and a checkpoint's
+    // bytes must not depend on the process that wrote it.
     let mut meta = HashMap::new();
-    meta.insert("lsnn.kind".to_string(), kind.to_string());
-    meta.insert("lsnn.step".to_string(), step.to_string());
-    meta.insert("lsnn.config_hash".to_string(), hash.to_string());
+    meta.insert(
+        META_KEY.to_string(),
+        format!("{{\"kind\":\"{kind}\",\"step\":{step},\"config_hash\":\"{hash}\"}}"),
+    );
     let contiguous: Vec<(String, Tensor)> = tensors
         .iter()
         .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
@@ -247,25 +252,26 @@ fn read_st(path: &Path, kind: &str) -> Result<(HashMap<String, Tensor>, u64, Str
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| TrainError::ckpt(path, format!("corrupted or truncated safetensors: {e}")))?;
     let m = meta.metadata().clone().unwrap_or_default();
-    let get = |k: &str| {
-        m.get(k).cloned().ok_or_else(|| {
-            TrainError::ckpt(
-                path,
-                format!("metadata lacks {k}; not an lsnn checkpoint file"),
-            )
-        })
-    };
-    let got_kind = get("lsnn.kind")?;
+    let text = m.get(META_KEY).ok_or_else(|| {
+        TrainError::ckpt(path, format!("metadata lacks {META_KEY}; not an lsnn checkpoint file"))
+    })?;
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| TrainError::ckpt(path, format!("unreadable {META_KEY} metadata: {e}")))?;
+    let got_kind = v["kind"].as_str().unwrap_or_default();
     if got_kind != kind {
         return Err(TrainError::ckpt(
             path,
             format!("holds {got_kind:?} tensors, expected {kind:?}"),
         ));
     }
-    let step = get("lsnn.step")?
-        .parse::<u64>()
-        .map_err(|e| TrainError::ckpt(path, format!("bad step in metadata: {e}")))?;
-    Ok((tensors, step, get("lsnn.config_hash")?))
+    let step = v["step"]
+        .as_u64()
+        .ok_or_else(|| TrainError::ckpt(path, "no integer step in the metadata"))?;
+    let hash = v["config_hash"]
+        .as_str()
+        .ok_or_else(|| TrainError::ckpt(path, "no config_hash in the metadata"))?
+        .to_string();
+    Ok((tensors, step, hash))
 }
 
 /// Loads the current set of `run_dir` and checks that its files agree on step and config.

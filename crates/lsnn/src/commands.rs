@@ -26,9 +26,9 @@ pub struct TrainArgs {
     /// Epochs (overrides the config).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Where checkpoints go.
-    #[arg(long, default_value = "runs/default")]
-    out: PathBuf,
+    /// Where checkpoints go (default runs/default; with --resume, the resumed directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run checkpointed in DIR exactly where it stopped.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
@@ -55,8 +55,9 @@ fn load_config(path: &Path) -> Result<ModelConfig> {
 /// `lsnn train`.
 pub fn train(a: TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
+    let out = a.out.clone().or_else(|| a.resume.clone()).unwrap_or_else(crate::default_out);
     let mut opts = TrainOptions {
-        out_dir: a.out.clone(),
+        out_dir: out.clone(),
         max_batches: a.max_batches,
         eval_with_ema: a.eval_ema,
         ..TrainOptions::default()
@@ -101,7 +102,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             "stopped after {} batches ({} optimizer steps); resume with --resume {}",
             summary.batches,
             summary.steps,
-            a.resume.as_ref().unwrap_or(&a.out).display()
+            out.display()
         );
     }
     if let Some(e) = summary.last_eval {
@@ -120,7 +121,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         summary.skipped,
         summary.tokens_per_s,
         started.elapsed().as_secs_f64(),
-        a.out.display()
+        out.display()
     );
     Ok(())
 }
