@@ -109,6 +109,16 @@ impl MultiHeadSpikingAttention {
             .contiguous()?)
     }
 
+    /// The sequence call with the rates computed by the per-step reference LIF (for tests and
+    /// benchmarks of the fused kernel).
+    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
+        check_width(x, "attention input [B, L, D]", 3, self.cfg.d_model)?;
+        let r = |lin: &Linear| {
+            lif::reference::lif_const_rate(&lin.forward(x)?, self.cfg.spike_steps, &self.cfg.lif)
+        };
+        self.attend(&r(&self.q)?, &r(&self.k)?, &r(&self.v)?)
+    }
+
     /// The firing rates q̂, k̂, v̂ [B, L, D] (exposed for tests that check attention given them).
     pub fn rates(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         Ok((

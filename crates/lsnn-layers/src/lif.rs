@@ -135,75 +135,93 @@ impl LifConfig {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scalar kernel, generic over f32/f64. The arithmetic is written in exactly the order of the
-// reference composition so that forward results agree bit for bit.
+// Scalar kernels, generic over f32/f64. The arithmetic is written in exactly the order of the
+// reference composition so that forward results agree bit for bit. The reset mechanism and the
+// surrogate are const generics so that every inner loop is branch-free and vectorisable.
 // ---------------------------------------------------------------------------------------------
+
+const SUBTRACT: u8 = 0;
+const ZERO: u8 = 1;
+const NONE: u8 = 2;
+const FAST_SIGMOID: u8 = 0;
+const ATAN: u8 = 1;
 
 #[derive(Clone, Copy)]
 struct K<T> {
     beta: T,
     theta: T,
-    reset: ResetMechanism,
-    surrogate: Surrogate,
+    /// fast_sigmoid: k; atan: π/2·α.
+    s1: T,
+    /// atan: α/2.
+    s2: T,
 }
 
 impl<T: WithDType> K<T> {
     fn new(c: &LifConfig) -> Self {
+        let (s1, s2) = match c.surrogate {
+            Surrogate::FastSigmoid { slope } => (slope, 0.0),
+            Surrogate::Atan { alpha } => (std::f64::consts::FRAC_PI_2 * alpha, alpha / 2.0),
+        };
         K {
             beta: T::from_f64(c.beta),
             theta: T::from_f64(c.threshold),
-            reset: c.reset,
-            surrogate: c.surrogate,
+            s1: T::from_f64(s1),
+            s2: T::from_f64(s2),
         }
     }
 
+    /// 1 when U − θ > 0, else 0.
     #[inline(always)]
-    fn fired(&self, u: T) -> bool {
-        u - self.theta > T::zero()
+    fn h(&self, u: T) -> T {
+        if u - self.theta > T::zero() {
+            T::one()
+        } else {
+            T::zero()
+        }
     }
 
     /// U_t from U_{t−1} and I_t.
     #[inline(always)]
-    fn step(&self, u: T, i: T) -> T {
-        let r = if self.fired(u) { T::one() } else { T::zero() };
-        match self.reset {
-            ResetMechanism::Subtract => self.beta * u + i - r * self.theta,
-            ResetMechanism::Zero => self.beta * ((T::one() - r) * u) + i,
-            ResetMechanism::None => self.beta * u + i,
+    fn step<const R: u8>(&self, u: T, i: T) -> T {
+        let r = self.h(u);
+        match R {
+            SUBTRACT => self.beta * u + i - r * self.theta,
+            ZERO => self.beta * ((T::one() - r) * u) + i,
+            _ => self.beta * u + i,
         }
     }
 
     /// σ'(U − θ).
     #[inline(always)]
-    fn surrogate(&self, u: T) -> T {
+    fn surrogate<const S: u8>(&self, u: T) -> T {
         let x = u - self.theta;
-        match self.surrogate {
-            Surrogate::FastSigmoid { slope } => {
+        match S {
+            FAST_SIGMOID => {
                 let ax = if x < T::zero() { T::zero() - x } else { x };
-                let d = T::from_f64(slope) * ax + T::one();
+                let d = self.s1 * ax + T::one();
                 T::one() / (d * d)
             }
-            Surrogate::Atan { alpha } => {
-                let y = T::from_f64(std::f64::consts::FRAC_PI_2 * alpha) * x;
-                T::from_f64(alpha / 2.0) / (T::one() + y * y)
+            _ => {
+                let y = self.s1 * x;
+                self.s2 / (T::one() + y * y)
             }
         }
     }
 
     /// dU_t/dU_{t−1} as the BPTT carry sees it, given U_{t−1}.
     #[inline(always)]
-    fn carry(&self, u_prev: T) -> T {
-        match self.reset {
-            ResetMechanism::Zero if self.fired(u_prev) => T::zero(),
+    fn carry<const R: u8>(&self, u_prev: T) -> T {
+        match R {
+            ZERO => self.beta * (T::one() - self.h(u_prev)),
             _ => self.beta,
         }
     }
 }
 
 /// Neurons handled by one rayon task.
-const TASK: usize = 512;
+const TASK: usize = 1024;
 /// Below this many neuron-steps the kernels run on the calling thread.
-const PAR_MIN: usize = 1 << 15;
+const PAR_MIN: usize = 1 << 16;
 
 /// A raw pointer that may cross threads; every task writes a disjoint set of indices.
 #[derive(Clone, Copy)]
@@ -215,12 +233,15 @@ unsafe impl<T> Send for SyncPtr<T> {}
 unsafe impl<T> Sync for SyncPtr<T> {}
 
 impl<T> SyncPtr<T> {
+    /// The sub-slice `[start, start + len)` of the buffer.
+    ///
     /// # Safety
-    /// `idx` is in bounds and no other thread writes it concurrently.
+    /// The range is in bounds and no other thread accesses it while the slice lives.
     #[inline(always)]
-    unsafe fn write(self, idx: usize, v: T) {
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
         // SAFETY: guaranteed by the caller.
-        unsafe { self.0.add(idx).write(v) }
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }
 }
 
@@ -235,131 +256,228 @@ fn for_neuron_ranges(n: usize, steps: usize, f: impl Fn(usize, usize) + Sync) {
     }
 }
 
-/// Where the current of step t comes from.
-#[derive(Clone, Copy)]
-enum Current<'a, T> {
-    /// [T, N] row-major.
-    Seq(&'a [T]),
-    /// [N], the same every step.
-    Const(&'a [T]),
-}
-
-impl<T: Copy> Current<'_, T> {
-    #[inline(always)]
-    fn at(&self, t: usize, n: usize, j: usize) -> T {
-        match self {
-            Current::Seq(s) => s[t * n + j],
-            Current::Const(s) => s[j],
-        }
+/// The current of step `t` for neurons `[a, a + w)`: a row of [T, N], or the constant [N].
+#[inline(always)]
+fn current_row<T>(cur: &[T], constant: bool, t: usize, n: usize, a: usize, w: usize) -> &[T] {
+    if constant {
+        &cur[a..a + w]
+    } else {
+        &cur[t * n + a..t * n + a + w]
     }
 }
 
 /// What the forward kernel writes.
-enum FwdOut<T> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FwdOut {
     /// Spikes [T, N].
-    Spikes(SyncPtr<T>),
-    /// Rate [N] (and, when the second pointer is given, mean membrane at offset N).
-    Rate(SyncPtr<T>, bool),
+    Spikes,
+    /// Rate [N].
+    Rate,
+    /// Rate [N] then mean membrane [N].
+    RateMem,
 }
 
-fn forward_kernel<T: WithDType>(
+fn forward_kernel<T: WithDType, const R: u8>(
     k: K<T>,
-    cur: Current<'_, T>,
+    cur: &[T],
+    constant: bool,
     steps: usize,
     n: usize,
-    out: FwdOut<T>,
+    kind: FwdOut,
+    out: SyncPtr<T>,
 ) {
     let inv_t = T::from_f64(1.0 / steps as f64);
-    let out = &out;
     for_neuron_ranges(n, steps, |a, b| {
         let w = b - a;
         let mut u = vec![T::zero(); w];
-        let mut count = vec![T::zero(); w];
-        let mut usum = vec![T::zero(); w];
+        let mut count = vec![T::zero(); if kind == FwdOut::Spikes { 0 } else { w }];
+        let mut usum = vec![T::zero(); if kind == FwdOut::RateMem { w } else { 0 }];
         for t in 0..steps {
-            for j in 0..w {
-                let nu = k.step(u[j], cur.at(t, n, a + j));
-                u[j] = nu;
-                let s = if k.fired(nu) { T::one() } else { T::zero() };
-                match out {
-                    // SAFETY: index t·N + a + j belongs to this task's neuron range.
-                    FwdOut::Spikes(p) => unsafe { p.write(t * n + a + j, s) },
-                    FwdOut::Rate(..) => {
-                        count[j] += s;
-                        usum[j] += nu;
+            let row = current_row(cur, constant, t, n, a, w);
+            match kind {
+                FwdOut::Spikes => {
+                    // SAFETY: row t, neurons [a, b) belong to this task only.
+                    let o = unsafe { out.slice(t * n + a, w) };
+                    for ((uj, &ij), oj) in u.iter_mut().zip(row).zip(o.iter_mut()) {
+                        let nu = k.step::<R>(*uj, ij);
+                        *uj = nu;
+                        *oj = k.h(nu);
+                    }
+                }
+                FwdOut::Rate => {
+                    for ((uj, &ij), cj) in u.iter_mut().zip(row).zip(count.iter_mut()) {
+                        let nu = k.step::<R>(*uj, ij);
+                        *uj = nu;
+                        *cj += k.h(nu);
+                    }
+                }
+                FwdOut::RateMem => {
+                    for (((uj, &ij), cj), sj) in u
+                        .iter_mut()
+                        .zip(row)
+                        .zip(count.iter_mut())
+                        .zip(usum.iter_mut())
+                    {
+                        let nu = k.step::<R>(*uj, ij);
+                        *uj = nu;
+                        *cj += k.h(nu);
+                        *sj += nu;
                     }
                 }
             }
         }
-        if let FwdOut::Rate(p, with_mem) = out {
-            for j in 0..w {
-                // SAFETY: indices a + j and N + a + j belong to this task's neuron range.
-                unsafe {
-                    p.write(a + j, count[j] * inv_t);
-                    if *with_mem {
-                        p.write(n + a + j, usum[j] * inv_t);
-                    }
+        if kind != FwdOut::Spikes {
+            // SAFETY: neurons [a, b) of the rate (and of the membrane half) belong to this task.
+            let o = unsafe { out.slice(a, w) };
+            for (oj, &cj) in o.iter_mut().zip(&count) {
+                *oj = cj * inv_t;
+            }
+            if kind == FwdOut::RateMem {
+                // SAFETY: as above, in the second half of the output.
+                let o = unsafe { out.slice(n + a, w) };
+                for (oj, &sj) in o.iter_mut().zip(&usum) {
+                    *oj = sj * inv_t;
                 }
             }
         }
     });
 }
 
-/// Upstream gradient of S_t.
-#[derive(Clone, Copy)]
-enum UpGrad<'a, T> {
-    /// [T, N].
-    Seq(&'a [T]),
-    /// [N], the gradient of a rate: every step receives g/T.
-    Rate(&'a [T]),
-}
-
-/// BPTT: writes dL/dI ([T, N] for a sequence current, [N] for a constant one).
-fn backward_kernel<T: WithDType>(
+/// BPTT: writes dL/dI ([T, N] for a sequence current, [N] for a constant one). The upstream
+/// gradient is [T, N] per step (`rate = false`) or [N] of a rate (every step receives g/T).
+#[allow(clippy::too_many_arguments)]
+fn backward_kernel<T: WithDType, const R: u8, const S: u8>(
     k: K<T>,
-    cur: Current<'_, T>,
-    up: UpGrad<'_, T>,
+    cur: &[T],
+    constant: bool,
+    up: &[T],
+    rate: bool,
     steps: usize,
     n: usize,
     out: SyncPtr<T>,
 ) {
     let inv_t = T::from_f64(1.0 / steps as f64);
-    let is_const = matches!(cur, Current::Const(_));
     for_neuron_ranges(n, steps, |a, b| {
         let w = b - a;
-        // Recompute the membrane of every step for this neuron range (U_{-1} = 0 at index 0).
+        // Recompute the membrane of every step for this neuron range (row 0 holds U_{-1} = 0).
         let mut hist = vec![T::zero(); (steps + 1) * w];
         for t in 0..steps {
-            for j in 0..w {
-                hist[(t + 1) * w + j] = k.step(hist[t * w + j], cur.at(t, n, a + j));
+            let row = current_row(cur, constant, t, n, a, w);
+            let (prev, next) = hist.split_at_mut((t + 1) * w);
+            let prev = &prev[t * w..];
+            for ((nx, &p), &i) in next[..w].iter_mut().zip(prev).zip(row) {
+                *nx = k.step::<R>(p, i);
             }
         }
         let mut carry = vec![T::zero(); w];
-        let mut acc = vec![T::zero(); w];
-        for t in (0..steps).rev() {
-            for j in 0..w {
-                let u = hist[(t + 1) * w + j];
-                let g = match up {
-                    UpGrad::Seq(g) => g[t * n + a + j],
-                    UpGrad::Rate(g) => g[a + j] * inv_t,
-                };
-                let du = g * k.surrogate(u) + carry[j];
-                if is_const {
-                    acc[j] += du;
-                } else {
-                    // SAFETY: index t·N + a + j belongs to this task's neuron range.
-                    unsafe { out.write(t * n + a + j, du) };
-                }
-                carry[j] = k.carry(hist[t * w + j]) * du;
+        let mut acc = vec![T::zero(); if constant { w } else { 0 }];
+        let mut scaled = vec![T::zero(); if rate { w } else { 0 }];
+        if rate {
+            for (s, &g) in scaled.iter_mut().zip(&up[a..b]) {
+                *s = g * inv_t;
             }
         }
-        if is_const {
-            for (j, &g) in acc.iter().enumerate() {
-                // SAFETY: index a + j belongs to this task's neuron range.
-                unsafe { out.write(a + j, g) };
+        for t in (0..steps).rev() {
+            let g: &[T] = if rate {
+                &scaled
+            } else {
+                &up[t * n + a..t * n + b]
+            };
+            let u_t = &hist[(t + 1) * w..(t + 2) * w];
+            let u_prev = &hist[t * w..(t + 1) * w];
+            if constant {
+                for ((((c, &gj), &u), &up_), aj) in carry
+                    .iter_mut()
+                    .zip(g)
+                    .zip(u_t)
+                    .zip(u_prev)
+                    .zip(acc.iter_mut())
+                {
+                    let du = gj * k.surrogate::<S>(u) + *c;
+                    *aj += du;
+                    *c = k.carry::<R>(up_) * du;
+                }
+            } else {
+                // SAFETY: row t, neurons [a, b) belong to this task only.
+                let o = unsafe { out.slice(t * n + a, w) };
+                for ((((c, &gj), &u), &up_), oj) in carry
+                    .iter_mut()
+                    .zip(g)
+                    .zip(u_t)
+                    .zip(u_prev)
+                    .zip(o.iter_mut())
+                {
+                    let du = gj * k.surrogate::<S>(u) + *c;
+                    *oj = du;
+                    *c = k.carry::<R>(up_) * du;
+                }
             }
+        }
+        if constant {
+            // SAFETY: neurons [a, b) belong to this task only.
+            let o = unsafe { out.slice(a, w) };
+            o.copy_from_slice(&acc);
         }
     });
+}
+
+fn reset_code(r: ResetMechanism) -> u8 {
+    match r {
+        ResetMechanism::Subtract => SUBTRACT,
+        ResetMechanism::Zero => ZERO,
+        ResetMechanism::None => NONE,
+    }
+}
+
+fn forward_dispatch<T: WithDType>(
+    c: &LifConfig,
+    cur: &[T],
+    constant: bool,
+    steps: usize,
+    n: usize,
+    kind: FwdOut,
+    out: SyncPtr<T>,
+) {
+    let k = K::<T>::new(c);
+    match reset_code(c.reset) {
+        SUBTRACT => forward_kernel::<T, SUBTRACT>(k, cur, constant, steps, n, kind, out),
+        ZERO => forward_kernel::<T, ZERO>(k, cur, constant, steps, n, kind, out),
+        _ => forward_kernel::<T, NONE>(k, cur, constant, steps, n, kind, out),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_dispatch<T: WithDType>(
+    c: &LifConfig,
+    cur: &[T],
+    constant: bool,
+    up: &[T],
+    rate: bool,
+    steps: usize,
+    n: usize,
+    out: SyncPtr<T>,
+) {
+    let k = K::<T>::new(c);
+    let s = match c.surrogate {
+        Surrogate::FastSigmoid { .. } => FAST_SIGMOID,
+        Surrogate::Atan { .. } => ATAN,
+    };
+    match (reset_code(c.reset), s) {
+        (SUBTRACT, FAST_SIGMOID) => {
+            backward_kernel::<T, SUBTRACT, FAST_SIGMOID>(k, cur, constant, up, rate, steps, n, out)
+        }
+        (SUBTRACT, _) => {
+            backward_kernel::<T, SUBTRACT, ATAN>(k, cur, constant, up, rate, steps, n, out)
+        }
+        (ZERO, FAST_SIGMOID) => {
+            backward_kernel::<T, ZERO, FAST_SIGMOID>(k, cur, constant, up, rate, steps, n, out)
+        }
+        (ZERO, _) => backward_kernel::<T, ZERO, ATAN>(k, cur, constant, up, rate, steps, n, out),
+        (_, FAST_SIGMOID) => {
+            backward_kernel::<T, NONE, FAST_SIGMOID>(k, cur, constant, up, rate, steps, n, out)
+        }
+        (_, _) => backward_kernel::<T, NONE, ATAN>(k, cur, constant, up, rate, steps, n, out),
+    }
 }
 
 fn contiguous<'a, T: WithDType>(
@@ -398,44 +516,51 @@ struct LifOp {
 
 impl LifOp {
     fn run<T: WithDType>(&self, x: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
-        let k = K::<T>::new(&self.cfg);
+        let c = &self.cfg;
         match self.form {
-            Form::SeqSpikes | Form::SeqRateMem => {
+            Form::SeqSpikes => {
                 let steps = dims[0];
                 let n = x.len() / steps.max(1);
-                if self.form == Form::SeqSpikes {
-                    let mut out = vec![T::zero(); x.len()];
-                    forward_kernel(
-                        k,
-                        Current::Seq(x),
-                        steps,
-                        n,
-                        FwdOut::Spikes(SyncPtr(out.as_mut_ptr())),
-                    );
-                    (out, Shape::from(dims))
-                } else {
-                    let mut out = vec![T::zero(); 2 * n];
-                    forward_kernel(
-                        k,
-                        Current::Seq(x),
-                        steps,
-                        n,
-                        FwdOut::Rate(SyncPtr(out.as_mut_ptr()), true),
-                    );
-                    let mut d = dims.to_vec();
-                    d[0] = 2;
-                    (out, Shape::from(d))
-                }
+                let mut out = vec![T::zero(); x.len()];
+                forward_dispatch(
+                    c,
+                    x,
+                    false,
+                    steps,
+                    n,
+                    FwdOut::Spikes,
+                    SyncPtr(out.as_mut_ptr()),
+                );
+                (out, Shape::from(dims))
+            }
+            Form::SeqRateMem => {
+                let steps = dims[0];
+                let n = x.len() / steps.max(1);
+                let mut out = vec![T::zero(); 2 * n];
+                forward_dispatch(
+                    c,
+                    x,
+                    false,
+                    steps,
+                    n,
+                    FwdOut::RateMem,
+                    SyncPtr(out.as_mut_ptr()),
+                );
+                let mut d = dims.to_vec();
+                d[0] = 2;
+                (out, Shape::from(d))
             }
             Form::ConstSpikes => {
                 let n = x.len();
                 let mut out = vec![T::zero(); n * self.steps];
-                forward_kernel(
-                    k,
-                    Current::Const(x),
+                forward_dispatch(
+                    c,
+                    x,
+                    true,
                     self.steps,
                     n,
-                    FwdOut::Spikes(SyncPtr(out.as_mut_ptr())),
+                    FwdOut::Spikes,
+                    SyncPtr(out.as_mut_ptr()),
                 );
                 let mut d = vec![self.steps];
                 d.extend_from_slice(dims);
@@ -444,12 +569,14 @@ impl LifOp {
             Form::ConstRate => {
                 let n = x.len();
                 let mut out = vec![T::zero(); n];
-                forward_kernel(
-                    k,
-                    Current::Const(x),
+                forward_dispatch(
+                    c,
+                    x,
+                    true,
                     self.steps,
                     n,
-                    FwdOut::Rate(SyncPtr(out.as_mut_ptr()), false),
+                    FwdOut::Rate,
+                    SyncPtr(out.as_mut_ptr()),
                 );
                 (out, Shape::from(dims))
             }
@@ -509,40 +636,20 @@ struct LifBwdOp {
 
 impl LifBwdOp {
     fn run<T: WithDType>(&self, x: &[T], dims: &[usize], g: &[T]) -> Vec<T> {
-        let k = K::<T>::new(&self.fwd.cfg);
+        let c = &self.fwd.cfg;
         let mut out = vec![T::zero(); x.len()];
         let p = SyncPtr(out.as_mut_ptr());
         match self.fwd.form {
             Form::SeqSpikes | Form::SeqRateMem => {
                 let steps = dims[0];
                 let n = x.len() / steps.max(1);
-                let up = if self.fwd.form == Form::SeqSpikes {
-                    UpGrad::Seq(g)
-                } else {
-                    UpGrad::Rate(g)
-                };
-                backward_kernel(k, Current::Seq(x), up, steps, n, p);
+                let rate = self.fwd.form == Form::SeqRateMem;
+                backward_dispatch(c, x, false, g, rate, steps, n, p);
             }
             Form::ConstSpikes => {
-                backward_kernel(
-                    k,
-                    Current::Const(x),
-                    UpGrad::Seq(g),
-                    self.fwd.steps,
-                    x.len(),
-                    p,
-                );
+                backward_dispatch(c, x, true, g, false, self.fwd.steps, x.len(), p)
             }
-            Form::ConstRate => {
-                backward_kernel(
-                    k,
-                    Current::Const(x),
-                    UpGrad::Rate(g),
-                    self.fwd.steps,
-                    x.len(),
-                    p,
-                );
-            }
+            Form::ConstRate => backward_dispatch(c, x, true, g, true, self.fwd.steps, x.len(), p),
         }
         out
     }

@@ -94,13 +94,162 @@ impl Linear {
     }
 }
 
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Linear {
+    /// x·Wᵀ + b as two candle ops (matmul, then a broadcast add): the path on devices without the
+    /// fused kernel, and the reference the fused one is tested against.
+    pub fn forward_composed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let lead: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((lead, in_dim))?;
-        let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        let y = x
+            .reshape((lead, in_dim))?
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("rank >= 1") = self.out_dim();
+        y.reshape(out)
+    }
+}
+
+/// y = x·Wᵀ + b as one CPU custom op: one gemm with the bias pre-filled in the output, so the
+/// graph keeps no separate matmul result (less memory, one op fewer); backward
+/// dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy.
+#[derive(Debug, Clone, Copy)]
+struct LinearOp;
+
+fn contiguous_slice<'a, T: candle_core::WithDType>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> candle_core::Result<&'a [T]> {
+    let d = s.as_slice::<T>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&d[a..b]),
+        None => candle_core::bail!("linear: operands must be contiguous"),
+    }
+}
+
+fn linear_kernel<T: candle_core::WithDType>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<T> {
+    let mut dst = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        dst.extend_from_slice(b);
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 && m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: dst is [m, n] row-major, x is [m, k] row-major, w is [n, k] row-major so that
+    // wᵀ is [k, n] with column stride k and row stride 1; all slices have those exact lengths.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    dst
+}
+
+impl candle_core::CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+        s3: &candle_core::CpuStorage,
+        l3: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        let (m, k) = l1.shape().dims2()?;
+        let (n, k2) = l2.shape().dims2()?;
+        if k != k2 || l3.shape().elem_count() != n {
+            candle_core::bail!(
+                "linear: x {:?}, w {:?}, b {:?} do not fit",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let out = match candle_core::backend::BackendStorage::dtype(s1) {
+            DType::F32 => candle_core::CpuStorage::F32(linear_kernel::<f32>(
+                contiguous_slice(s1, l1)?,
+                contiguous_slice(s2, l2)?,
+                contiguous_slice(s3, l3)?,
+                m,
+                k,
+                n,
+            )),
+            DType::F64 => candle_core::CpuStorage::F64(linear_kernel::<f64>(
+                contiguous_slice(s1, l1)?,
+                contiguous_slice(s2, l2)?,
+                contiguous_slice(s3, l3)?,
+                m,
+                k,
+                n,
+            )),
+            dt => candle_core::bail!("linear: dtype {dt:?} not supported"),
+        };
+        Ok((out, Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = dy.matmul(w)?;
+        let dw = dy.t()?.matmul(x)?;
+        let db = dy.sum(0)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let fused = x.device().is_cpu()
+            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && x.dtype() == self.weight.dtype()
+            && self.weight.is_contiguous()
+            && self.bias.is_contiguous();
+        if !fused {
+            return self.forward_composed(x);
+        }
+        let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let lead: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((lead, in_dim))?.contiguous()?;
+        let y = x2.apply_op3(&self.weight, &self.bias, LinearOp)?;
         let mut out = dims.to_vec();
         *out.last_mut().expect("rank >= 1") = self.out_dim();
         y.reshape(out)

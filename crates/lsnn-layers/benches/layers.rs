@@ -1,0 +1,166 @@
+//! Criterion benches at the lm-small sizes of SPEC §7, fused against the per-step reference,
+//! forward + backward.
+//!
+//! Run: `cargo bench -p lsnn-layers --bench layers`
+//! Single-threaded figures: `RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 cargo bench ...`
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use criterion::{criterion_group, criterion_main, Criterion};
+use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+use lsnn_layers::lif::{self, reference, LifConfig};
+use lsnn_layers::{Mode, SeededInit, SeededRng};
+
+fn lif_cfg() -> LifConfig {
+    LifConfig {
+        beta: 0.95,
+        threshold: 1.0,
+        ..LifConfig::default()
+    }
+}
+
+fn bench_lif(c: &mut Criterion) {
+    // lm-small's q/k/v: B·L·D = 8·64·128 = 65,536 neurons, T = 8 rate steps.
+    let mut rng = SeededRng::new(1);
+    let x = Var::from_tensor(
+        &rng.normal_tensor(65_536, 0.8, 1.0, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let cfg = lif_cfg();
+    let mut g = c.benchmark_group("lif_const_rate_T8_N65536_fwd_bwd");
+    g.bench_function("fused", |b| {
+        b.iter(|| {
+            let r = lif::lif_const_rate(x.as_tensor(), 8, &cfg).unwrap();
+            r.sum_all().unwrap().backward().unwrap()
+        })
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| {
+            let r = reference::lif_const_rate(x.as_tensor(), 8, &cfg).unwrap();
+            r.sum_all().unwrap().backward().unwrap()
+        })
+    });
+    g.finish();
+    // The multi-step form on [T, N] currents.
+    let xs = Var::from_tensor(
+        &rng.normal_tensor((8, 65_536), 0.5, 1.0, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("lif_spikes_T8_N65536_fwd_bwd");
+    g.bench_function("fused", |b| {
+        b.iter(|| {
+            lif::lif_spikes(xs.as_tensor(), &cfg)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        })
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| {
+            reference::lif_spikes(xs.as_tensor(), &cfg)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn bench_encoder(c: &mut Criterion) {
+    let cfg = SpikingEncoderConfig {
+        in_dim: 128,
+        units: 64,
+        steps: 4,
+        lif: lif_cfg(),
+        dropout: 0.2,
+    };
+    let vm = VarMap::new();
+    let enc = SpikingEncoder::new(
+        &cfg,
+        SeededInit::var_builder(&vm, SeededRng::new(2), DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let x = SeededRng::new(3)
+        .normal_tensor((512, 128), 0.0, 1.0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let mut g = c.benchmark_group("spiking_encoder_lm_small_fwd_bwd");
+    g.bench_function("fused", |b| {
+        b.iter(|| {
+            enc.forward_rate(&x, &mut Mode::Eval)
+                .unwrap()
+                .spikes
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        })
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| {
+            enc.forward_rate_reference(&x, &mut Mode::Eval)
+                .unwrap()
+                .spikes
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn bench_attention(c: &mut Criterion) {
+    let cfg = AttentionConfig {
+        d_model: 128,
+        heads: 4,
+        spike_steps: 8,
+        lif: lif_cfg(),
+        causal: true,
+    };
+    let vm = VarMap::new();
+    let att = MultiHeadSpikingAttention::new(
+        &cfg,
+        SeededInit::var_builder(&vm, SeededRng::new(4), DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let x = SeededRng::new(5)
+        .normal_tensor((8, 64, 128), 0.0, 1.0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let mut g = c.benchmark_group("attention_lm_small_fwd_bwd");
+    g.bench_function("fused", |b| {
+        b.iter(|| {
+            att.forward(&x)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        })
+    });
+    g.bench_function("reference", |b| {
+        b.iter(|| {
+            att.forward_reference(&x)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        })
+    });
+    g.finish();
+    let _ = Tensor::zeros(1, DType::F32, &Device::Cpu);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench_lif, bench_encoder, bench_attention
+}
+criterion_main!(benches);
