@@ -1,15 +1,33 @@
 //! Project automation, reached as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
-//! - `ci`: what `.ci/run` runs — the README test command, `cargo fmt --check`, clippy with
-//!   warnings denied.
+//! - `ci`: everything `.ci/run` runs.
+//! - `leakcheck [--case NAME] [--long]`: builds in release and runs every leak case and control
+//!   (each in its own process, single-threaded), prints the table, writes
+//!   `target/leakcheck/report.json`, fails if a case leaks or a control goes uncaught.
+//! - `bench-gate [--update]`: measures the deterministic figures (allocations and peak live
+//!   bytes per step and per component, single-threaded; instruction counts under callgrind),
+//!   compares them with `crates/lsnn-bench/baseline.json` (fail beyond +5%), and checks the
+//!   fused/reference time ratios against generous floors. `--update` rewrites the baseline.
 //!
 //! It drives cargo through the `CARGO` environment variable and depends on no lsnn crate.
 
 use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Allowed growth of a gated figure.
+const TOLERANCE: f64 = 0.05;
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn run(mut cmd: Command) -> Result<()> {
@@ -21,16 +39,184 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-/// The steps of CI, in order.
+fn build_bench() -> Result<()> {
+    let mut b = cargo();
+    b.current_dir(root())
+        .args(["build", "--release", "-p", "lsnn-bench", "--bins"]);
+    run(b)
+}
+
+fn leakcheck(args: &[String]) -> Result<()> {
+    build_bench()?;
+    let mut c = Command::new(root().join("target/release/lsnn-leakcheck"));
+    c.current_dir(root())
+        .arg("all")
+        .args(["--out", "target/leakcheck/report.json"])
+        .args(args);
+    run(c)
+}
+
+fn single_threaded(c: &mut Command) -> &mut Command {
+    c.env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+}
+
+fn callgrind_instructions(exe: &Path) -> Result<f64> {
+    let out = root().join("target/bench-gate/callgrind.out");
+    std::fs::create_dir_all(out.parent().expect("has a parent"))?;
+    let mut c = Command::new("valgrind");
+    single_threaded(&mut c)
+        .current_dir(root())
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .arg("instr");
+    let o = c
+        .output()
+        .context("running valgrind (install it: apt-get install valgrind)")?;
+    if !o.status.success() {
+        bail!("callgrind failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let text = std::fs::read_to_string(&out)?;
+    for line in text.lines() {
+        if let Some(v) = line
+            .strip_prefix("summary:")
+            .or_else(|| line.strip_prefix("totals:"))
+        {
+            let n: f64 = v
+                .split_whitespace()
+                .next()
+                .context("empty summary line")?
+                .parse()?;
+            return Ok(n);
+        }
+    }
+    bail!("no summary line in {}", out.display())
+}
+
+fn bench_gate(args: &[String]) -> Result<()> {
+    let update = args.iter().any(|a| a == "--update");
+    build_bench()?;
+    let exe = root().join("target/release/lsnn-gate");
+    let mut c = Command::new(&exe);
+    single_threaded(&mut c).current_dir(root()).arg("measure");
+    let o = c.output().context("running lsnn-gate")?;
+    if !o.status.success() {
+        bail!(
+            "lsnn-gate measure failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let measured: Value = serde_json::from_slice(&o.stdout)?;
+    let mut metrics: Map<String, Value> =
+        measured["metrics"].as_object().cloned().unwrap_or_default();
+    let ratios: Map<String, Value> = measured["ratios"].as_object().cloned().unwrap_or_default();
+    metrics.insert(
+        "instructions.tiny-lm.2-train-1-infer".into(),
+        json!(callgrind_instructions(&exe)?),
+    );
+
+    let path = root().join("crates/lsnn-bench/baseline.json");
+    let baseline: Value = if path.exists() {
+        serde_json::from_str(&std::fs::read_to_string(&path)?)?
+    } else {
+        json!({})
+    };
+    let base = baseline["metrics"].as_object().cloned().unwrap_or_default();
+    let floors = baseline["ratio_floors"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let ceilings = baseline["ratio_ceilings"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+
+    let mut failures = Vec::new();
+    println!(
+        "{:<58} {:>16} {:>16} {:>9}  verdict",
+        "figure (lower is better)", "baseline", "measured", "change"
+    );
+    for (k, v) in &metrics {
+        let m = v.as_f64().unwrap_or(f64::NAN);
+        match base.get(k).and_then(Value::as_f64) {
+            Some(b) => {
+                let change = if b > 0.0 { m / b - 1.0 } else { 0.0 };
+                let bad = m > b * (1.0 + TOLERANCE) + 0.5;
+                println!(
+                    "{k:<58} {b:>16.0} {m:>16.0} {:>+8.2}%  {}",
+                    change * 100.0,
+                    if bad { "REGRESSION" } else { "ok" }
+                );
+                if bad {
+                    failures.push(format!(
+                        "{k}: {m:.0} vs baseline {b:.0} ({:+.2}%, limit +{:.0}%)",
+                        change * 100.0,
+                        TOLERANCE * 100.0
+                    ));
+                }
+            }
+            None => println!("{k:<58} {:>16} {m:>16.0} {:>9}  new", "-", "-"),
+        }
+    }
+    for k in base.keys() {
+        if !metrics.contains_key(k) {
+            failures.push(format!("{k}: in the baseline but no longer measured"));
+        }
+    }
+    println!(
+        "\n{:<58} {:>10} {:>10}  verdict",
+        "ratio (one run, noisy)", "measured", "bound"
+    );
+    for (k, v) in &ratios {
+        let r = v.as_f64().unwrap_or(f64::NAN);
+        let (bound, bad) = if let Some(f) = floors.get(k).and_then(Value::as_f64) {
+            (format!(">= {f}"), r.is_nan() || r < f)
+        } else if let Some(c) = ceilings.get(k).and_then(Value::as_f64) {
+            (format!("<= {c}"), r.is_nan() || r > c)
+        } else {
+            ("-".into(), false)
+        };
+        println!(
+            "{k:<58} {r:>10.3} {bound:>10}  {}",
+            if bad { "FAIL" } else { "ok" }
+        );
+        if bad {
+            failures.push(format!("{k}: {r:.3}, expected {bound}"));
+        }
+    }
+    if update {
+        let mut b = baseline.as_object().cloned().unwrap_or_default();
+        b.insert("metrics".into(), Value::Object(metrics));
+        b.entry("ratio_floors").or_insert(json!({}));
+        b.entry("ratio_ceilings").or_insert(json!({}));
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&Value::Object(b))? + "\n",
+        )?;
+        println!("\nbaseline rewritten: {}", path.display());
+        return Ok(());
+    }
+    if !failures.is_empty() {
+        bail!("bench-gate failed:\n  {}", failures.join("\n  "));
+    }
+    println!(
+        "\nbench-gate: no figure regressed beyond {:.0}% and every ratio is within its bound",
+        TOLERANCE * 100.0
+    );
+    Ok(())
+}
+
+/// The steps of CI, in order (what `.ci/run` runs).
 fn ci() -> Result<()> {
     let mut test = cargo();
-    test.args(["test", "--workspace"]);
+    test.current_dir(root()).args(["test", "--workspace"]);
     run(test)?;
     let mut fmt = cargo();
-    fmt.args(["fmt", "--all", "--check"]);
+    fmt.current_dir(root()).args(["fmt", "--all", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args([
+    clippy.current_dir(root()).args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -39,14 +225,21 @@ fn ci() -> Result<()> {
         "warnings",
     ]);
     run(clippy)?;
-    Ok(())
+    leakcheck(&[])?;
+    bench_gate(&[])
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some(other) => bail!("unknown xtask command {other:?}; expected one of: ci"),
-        None => bail!("usage: cargo xtask <ci>"),
+        Some("leakcheck") => leakcheck(&args[1..]),
+        Some("bench-gate") => bench_gate(&args[1..]),
+        Some(other) => {
+            bail!("unknown xtask command {other:?}; expected ci, leakcheck or bench-gate")
+        }
+        None => bail!(
+            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update]>"
+        ),
     }
 }

@@ -253,7 +253,10 @@ fn read_st(path: &Path, kind: &str) -> Result<(HashMap<String, Tensor>, u64, Str
         .map_err(|e| TrainError::ckpt(path, format!("corrupted or truncated safetensors: {e}")))?;
     let m = meta.metadata().clone().unwrap_or_default();
     let text = m.get(META_KEY).ok_or_else(|| {
-        TrainError::ckpt(path, format!("metadata lacks {META_KEY}; not an lsnn checkpoint file"))
+        TrainError::ckpt(
+            path,
+            format!("metadata lacks {META_KEY}; not an lsnn checkpoint file"),
+        )
     })?;
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| TrainError::ckpt(path, format!("unreadable {META_KEY} metadata: {e}")))?;

@@ -416,6 +416,7 @@ impl<M: TrainableModel> Trainer<M> {
             ));
         }
         let data = TokenDataset::from_source(&state.data_source, cfg.sequence_length)?;
+        check_position(&ck.dir.join(checkpoint::STATE_FILE), &state, &cfg, &data)?;
         let device = cfg.candle_device()?;
         let varmap = VarMap::new();
         let vb = SeededInit::var_builder(&varmap, SeededRng::new(cfg.seed), DType::F32, &device);
@@ -572,7 +573,8 @@ impl<M: TrainableModel> Trainer<M> {
         self.state.accum_in_window += 1;
         self.state.batches_seen += 1;
         self.state.tokens_seen += (ids.elem_count() - ids.dim(0)?) as u64;
-        if ce.is_finite() && obj.is_finite() {
+        let finite = ce.is_finite() && obj.is_finite();
+        if finite {
             let grads = loss.objective.backward()?;
             drop(loss);
             for (name, var) in &self.vars {
@@ -598,7 +600,7 @@ impl<M: TrainableModel> Trainer<M> {
         if self.state.accum_in_window >= self.cfg.gradient_accumulation_steps {
             self.finish_window()?;
         }
-        Ok(if ce.is_finite() { ce as f64 } else { f64::NAN })
+        Ok(if finite { ce as f64 } else { f64::NAN })
     }
 
     fn finish_window(&mut self) -> Result<()> {
@@ -776,11 +778,10 @@ impl<M: TrainableModel> Trainer<M> {
     pub fn run(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<TrainSummary> {
         let start = Instant::now();
         let tokens_at_start = self.state.tokens_seen;
-        let per_epoch = self.batches_per_epoch();
         let param_count: usize = self.vars.iter().map(|(_, v)| v.elem_count()).sum();
         on_event(&Event::Start {
             epochs: self.cfg.num_epochs,
-            batches_per_epoch: per_epoch,
+            batches_per_epoch: self.batches_per_epoch(),
             parameters: param_count,
             resumed_at: (self.state.batches_seen > 0).then_some(self.state.batches_seen),
             bigram_baseline: self.bigram,
@@ -788,82 +789,15 @@ impl<M: TrainableModel> Trainer<M> {
         on_event(&self.memory_event("start", None)?);
         let mut last_eval = None;
         let mut interrupted = false;
-        let bsz = self.cfg.batch_size;
-        'epochs: while !self.state.finished && self.state.epoch < self.cfg.num_epochs {
-            if self.state.batch_in_epoch == 0 {
-                self.state.epoch_order = self.data.epoch_order(&mut self.data_rng);
-            }
-            while self.state.batch_in_epoch < per_epoch {
-                if let Some(maxb) = self.opts.max_batches {
-                    if self.state.batches_seen >= maxb {
-                        interrupted = true;
-                        break 'epochs;
-                    }
-                }
-                let b = self.state.batch_in_epoch;
-                let windows: Vec<u32> = self.state.epoch_order[b * bsz..(b + 1) * bsz].to_vec();
-                let ids = self.batch_tensor(&windows, false)?;
-                let lr = self.current_lr();
-                let loss = self.train_batch(&ids)?;
-                self.state.batch_in_epoch += 1;
-                if loss.is_nan() {
-                    on_event(&Event::Skipped {
-                        reason: "non-finite loss".into(),
-                        total: self.state.skipped_batches + self.state.skipped_steps,
-                    });
-                }
-                let secs = start.elapsed().as_secs_f64().max(1e-9);
-                on_event(&Event::Batch {
-                    epoch: self.state.epoch,
-                    batch: b + 1,
-                    of: per_epoch,
-                    step: self.state.step,
-                    loss,
-                    lr,
-                    tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs,
-                    live_bytes: lsnn_memory::alloc::live_bytes(),
-                });
-                self.manager.check()?;
-                let epoch_end = self.state.batch_in_epoch == per_epoch;
-                if let Some(CleanupReason::Periodic) =
-                    cleanup_after_batch(self.state.batches_seen, self.cfg.cleanup_every, epoch_end)
-                {
-                    self.manager.cleanup()?;
+        let clock = (start, tokens_at_start);
+        while !self.state.finished && self.state.epoch < self.cfg.num_epochs {
+            match self.epoch(on_event, clock)? {
+                Some(eval) => last_eval = Some(eval),
+                None => {
+                    interrupted = true;
+                    break;
                 }
             }
-            // Epoch end.
-            let eval = self.evaluate()?;
-            last_eval = Some(eval);
-            let train_loss = self.epoch_train_loss();
-            self.push_metrics(Some(&eval));
-            self.state.val_history.push(eval.loss);
-            if self.state.best_val_loss.is_none_or(|b| eval.loss < b) {
-                self.state.best_val_loss = Some(eval.loss);
-            }
-            on_event(&Event::EpochEnd {
-                epoch: self.state.epoch,
-                train_loss,
-                eval,
-            });
-            let report = self.manager.cleanup()?;
-            on_event(&self.memory_event(
-                &format!("epoch {}", self.state.epoch + 1),
-                Some(report.rss_released()),
-            )?);
-            self.state.epoch += 1;
-            self.state.batch_in_epoch = 0;
-            self.state.epoch_order.clear();
-            let stop = should_stop_early(&self.state.val_history, self.cfg.early_stopping_patience);
-            if stop {
-                on_event(&Event::EarlyStop {
-                    epoch: self.state.epoch - 1,
-                });
-            }
-            if stop || self.state.epoch >= self.cfg.num_epochs {
-                self.state.finished = true;
-            }
-            let dir = self.save_checkpoint()?;
-            on_event(&Event::Checkpoint { dir });
         }
         if interrupted {
             let dir = self.save_checkpoint()?;
@@ -880,6 +814,100 @@ impl<M: TrainableModel> Trainer<M> {
             seconds: secs,
             interrupted,
         })
+    }
+
+    /// Trains the rest of the current epoch and finishes it (evaluation, metrics, cleanup with a
+    /// memory line, checkpoint), ignoring `max_batches`. The unit the leak suite repeats.
+    pub fn train_epoch(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<EvalResult> {
+        let saved = self.opts.max_batches.take();
+        let r = self.epoch(on_event, (Instant::now(), self.state.tokens_seen));
+        self.opts.max_batches = saved;
+        Ok(r?.expect("no batch limit while training an epoch"))
+    }
+
+    /// One epoch from the current position; `None` when `max_batches` stopped it first.
+    fn epoch(
+        &mut self,
+        on_event: &mut dyn FnMut(&Event),
+        (start, tokens_at_start): (Instant, u64),
+    ) -> Result<Option<EvalResult>> {
+        let per_epoch = self.batches_per_epoch();
+        let bsz = self.cfg.batch_size;
+        // Draw the epoch's order once: a run interrupted right after drawing it (at an epoch
+        // boundary) saved it, and a resume must not draw again.
+        if self.state.epoch_order.is_empty() {
+            self.state.epoch_order = self.data.epoch_order(&mut self.data_rng);
+        }
+        while self.state.batch_in_epoch < per_epoch {
+            if let Some(maxb) = self.opts.max_batches {
+                if self.state.batches_seen >= maxb {
+                    return Ok(None);
+                }
+            }
+            let b = self.state.batch_in_epoch;
+            let windows = &self.state.epoch_order[b * bsz..(b + 1) * bsz];
+            let ids = self.batch_tensor(windows, false)?;
+            let lr = self.current_lr();
+            let loss = self.train_batch(&ids)?;
+            self.state.batch_in_epoch += 1;
+            if loss.is_nan() {
+                on_event(&Event::Skipped {
+                    reason: "non-finite loss".into(),
+                    total: self.state.skipped_batches + self.state.skipped_steps,
+                });
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            on_event(&Event::Batch {
+                epoch: self.state.epoch,
+                batch: b + 1,
+                of: per_epoch,
+                step: self.state.step,
+                loss,
+                lr,
+                tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs,
+                live_bytes: lsnn_memory::alloc::live_bytes(),
+            });
+            self.manager.check()?;
+            let epoch_end = self.state.batch_in_epoch == per_epoch;
+            if let Some(CleanupReason::Periodic) =
+                cleanup_after_batch(self.state.batches_seen, self.cfg.cleanup_every, epoch_end)
+            {
+                self.manager.cleanup()?;
+            }
+        }
+        // Epoch end.
+        let eval = self.evaluate()?;
+        let train_loss = self.epoch_train_loss();
+        self.push_metrics(Some(&eval));
+        self.state.val_history.push(eval.loss);
+        if self.state.best_val_loss.is_none_or(|b| eval.loss < b) {
+            self.state.best_val_loss = Some(eval.loss);
+        }
+        on_event(&Event::EpochEnd {
+            epoch: self.state.epoch,
+            train_loss,
+            eval,
+        });
+        let report = self.manager.cleanup()?;
+        on_event(&self.memory_event(
+            &format!("epoch {}", self.state.epoch + 1),
+            Some(report.rss_released()),
+        )?);
+        self.state.epoch += 1;
+        self.state.batch_in_epoch = 0;
+        self.state.epoch_order.clear();
+        let stop = should_stop_early(&self.state.val_history, self.cfg.early_stopping_patience);
+        if stop {
+            on_event(&Event::EarlyStop {
+                epoch: self.state.epoch - 1,
+            });
+        }
+        if stop || self.state.epoch >= self.cfg.num_epochs {
+            self.state.finished = true;
+        }
+        let dir = self.save_checkpoint()?;
+        on_event(&Event::Checkpoint { dir });
+        Ok(Some(eval))
     }
 
     fn epoch_train_loss(&self) -> f64 {
@@ -913,6 +941,55 @@ impl<M: TrainableModel> Trainer<M> {
             sum / n as f64
         }
     }
+}
+
+/// The saved position must fit the data and the config (a changed data file or an edited state
+/// would otherwise index past the windows mid-run).
+fn check_position(
+    path: &Path,
+    state: &TrainerState,
+    cfg: &ModelConfig,
+    data: &TokenDataset,
+) -> Result<()> {
+    let windows = data.train_windows();
+    let per_epoch = windows / cfg.batch_size.max(1);
+    let order = &state.epoch_order;
+    if !order.is_empty() && (order.len() != windows || order.iter().any(|&w| w as usize >= windows))
+    {
+        return Err(TrainError::ckpt(
+            path,
+            format!(
+                "epoch_order lists {} windows (largest {}), but the data has {windows} training \
+                 windows; was the data file changed?",
+                order.len(),
+                order.iter().max().copied().unwrap_or(0)
+            ),
+        ));
+    }
+    if state.batch_in_epoch > per_epoch || (state.batch_in_epoch > 0 && order.is_empty()) {
+        return Err(TrainError::ckpt(
+            path,
+            format!(
+                "batch_in_epoch {} with {} windows in epoch_order, expected at most {per_epoch} \
+                 batches per epoch and an order once an epoch has started",
+                state.batch_in_epoch,
+                order.len()
+            ),
+        ));
+    }
+    if state.accum_in_window >= cfg.gradient_accumulation_steps
+        || state.accum_valid > state.accum_in_window
+    {
+        return Err(TrainError::ckpt(
+            path,
+            format!(
+                "accum_in_window {} / accum_valid {}, expected accum_valid <= accum_in_window < \
+                 gradient_accumulation_steps {}",
+                state.accum_in_window, state.accum_valid, cfg.gradient_accumulation_steps
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_keys(

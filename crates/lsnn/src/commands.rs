@@ -55,7 +55,11 @@ fn load_config(path: &Path) -> Result<ModelConfig> {
 /// `lsnn train`.
 pub fn train(a: TrainArgs) -> Result<()> {
     let started = std::time::Instant::now();
-    let out = a.out.clone().or_else(|| a.resume.clone()).unwrap_or_else(crate::default_out);
+    let out = a
+        .out
+        .clone()
+        .or_else(|| a.resume.clone())
+        .unwrap_or_else(crate::default_out);
     let mut opts = TrainOptions {
         out_dir: out.clone(),
         max_batches: a.max_batches,

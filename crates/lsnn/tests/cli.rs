@@ -14,12 +14,20 @@ fn lsnn(args: &[&str], cwd: &Path) -> Output {
 
 fn ok(o: &Output) -> String {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "lsnn failed:\nstdout:\n{out}\nstderr:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "lsnn failed:\nstdout:\n{out}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     out
 }
 
 fn err(o: &Output) -> String {
-    assert!(!o.status.success(), "expected a failure, got:\n{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        !o.status.success(),
+        "expected a failure, got:\n{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -42,7 +50,9 @@ const CONFIG: &str = r#"{
 
 fn setup(dir: &Path) {
     std::fs::write(dir.join("config.json"), CONFIG).unwrap();
-    let text: String = (0..120).map(|i| format!("line {i}: the quick brown fox {}\n", i * 7 % 13)).collect();
+    let text: String = (0..120)
+        .map(|i| format!("line {i}: the quick brown fox {}\n", i * 7 % 13))
+        .collect();
     std::fs::write(dir.join("data.txt"), text).unwrap();
 }
 
@@ -70,10 +80,20 @@ fn resume_in_a_fresh_process_is_bit_exact() {
     let straight = ok(&lsnn(&[&common[..], &["--out", "straight"]].concat(), &d));
     assert!(straight.contains("done: val loss"), "{straight}");
     // 7 batches: mid-epoch (each epoch has more batches) and inside a window of 3.
-    let first = ok(&lsnn(&[&common[..], &["--out", "split", "--max-batches", "7"]].concat(), &d));
-    assert!(first.contains("stopped after 7 batches (2 optimizer steps)"), "{first}");
+    let first = ok(&lsnn(
+        &[&common[..], &["--out", "split", "--max-batches", "7"]].concat(),
+        &d,
+    ));
+    assert!(
+        first.contains("stopped after 7 batches (2 optimizer steps)"),
+        "{first}"
+    );
     let state: serde_json::Value = serde_json::from_slice(
-        &current_files(&d.join("split")).into_iter().find(|(n, _)| n == "trainer_state.json").unwrap().1,
+        &current_files(&d.join("split"))
+            .into_iter()
+            .find(|(n, _)| n == "trainer_state.json")
+            .unwrap()
+            .1,
     )
     .unwrap();
     assert_eq!(state["accum_in_window"], 1);
@@ -82,7 +102,10 @@ fn resume_in_a_fresh_process_is_bit_exact() {
     let a = current_files(&d.join("straight"));
     let b = current_files(&d.join("split"));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "{name} differs between the straight and the resumed run");
+        assert!(
+            x == y,
+            "{name} differs between the straight and the resumed run"
+        );
     }
     // Resuming with a different config is refused rather than silently mixed.
     let e = err(&lsnn(&["train", "--resume", "split", "--epochs", "3"], &d));
@@ -94,33 +117,146 @@ fn resume_in_a_fresh_process_is_bit_exact() {
 fn eval_generate_and_their_errors() {
     let d = scratch("eval");
     setup(&d);
-    ok(&lsnn(&["train", "--config", "config.json", "--data", "data.txt", "--out", "run", "--epochs", "1"], &d));
-    let e = ok(&lsnn(&["eval", "--checkpoint", "run", "--dump-logits", "dump.safetensors"], &d));
+    ok(&lsnn(
+        &[
+            "train",
+            "--config",
+            "config.json",
+            "--data",
+            "data.txt",
+            "--out",
+            "run",
+            "--epochs",
+            "1",
+        ],
+        &d,
+    ));
+    let e = ok(&lsnn(
+        &[
+            "eval",
+            "--checkpoint",
+            "run",
+            "--dump-logits",
+            "dump.safetensors",
+        ],
+        &d,
+    ));
     assert!(e.contains("val loss") && e.contains("perplexity"), "{e}");
-    let t = candle_core::safetensors::load(d.join("dump.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let t = candle_core::safetensors::load(d.join("dump.safetensors"), &candle_core::Device::Cpu)
+        .unwrap();
     let (n, l) = t["ids"].dims2().unwrap();
     assert_eq!(t["ids"].dtype(), candle_core::DType::I64);
     assert_eq!(t["logits"].dims(), &[n, l, 256]);
     assert_eq!(l, 16);
-    let g = ok(&lsnn(&["generate", "--checkpoint", "run", "--prompt", "line 1", "--max-tokens", "8", "--seed", "3"], &d));
+    let g = ok(&lsnn(
+        &[
+            "generate",
+            "--checkpoint",
+            "run",
+            "--prompt",
+            "line 1",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "3",
+        ],
+        &d,
+    ));
     assert!(g.starts_with("line 1") && g.trim_end().len() >= 6, "{g}");
     // Same seed, same text.
-    let g2 = ok(&lsnn(&["generate", "--checkpoint", "run", "--prompt", "line 1", "--max-tokens", "8", "--seed", "3"], &d));
+    let g2 = ok(&lsnn(
+        &[
+            "generate",
+            "--checkpoint",
+            "run",
+            "--prompt",
+            "line 1",
+            "--max-tokens",
+            "8",
+            "--seed",
+            "3",
+        ],
+        &d,
+    ));
     assert_eq!(g, g2);
-    let too_long = err(&lsnn(&["generate", "--checkpoint", "run", "--prompt", "line 1", "--max-tokens", "30"], &d));
-    assert!(too_long.contains("max_position_embeddings = 24"), "{too_long}");
+    let too_long = err(&lsnn(
+        &[
+            "generate",
+            "--checkpoint",
+            "run",
+            "--prompt",
+            "line 1",
+            "--max-tokens",
+            "30",
+        ],
+        &d,
+    ));
+    assert!(
+        too_long.contains("max_position_embeddings = 24"),
+        "{too_long}"
+    );
     let missing = err(&lsnn(&["eval", "--checkpoint", "nowhere"], &d));
-    assert!(missing.contains("nowhere") && missing.contains("no such directory"), "{missing}");
+    assert!(
+        missing.contains("nowhere") && missing.contains("no such directory"),
+        "{missing}"
+    );
     std::fs::write(d.join("empty.txt"), "").unwrap();
-    let empty = err(&lsnn(&["train", "--config", "config.json", "--data", "empty.txt", "--out", "x"], &d));
+    let empty = err(&lsnn(
+        &[
+            "train",
+            "--config",
+            "config.json",
+            "--data",
+            "empty.txt",
+            "--out",
+            "x",
+        ],
+        &d,
+    ));
     assert!(empty.contains("empty"), "{empty}");
     std::fs::write(d.join("bad.json"), CONFIG.replace("\"seed\"", "\"sede\"")).unwrap();
-    let bad = err(&lsnn(&["train", "--config", "bad.json", "--data", "data.txt", "--out", "x"], &d));
-    assert!(bad.contains("unknown config field `sede`") && bad.contains("seed"), "{bad}");
-    std::fs::write(d.join("stdp.json"), CONFIG.replace("\"seed\": 5", "\"seed\": 5, \"use_stdp\": true")).unwrap();
-    let stdp = err(&lsnn(&["train", "--config", "stdp.json", "--data", "data.txt", "--out", "x"], &d));
+    let bad = err(&lsnn(
+        &[
+            "train", "--config", "bad.json", "--data", "data.txt", "--out", "x",
+        ],
+        &d,
+    ));
+    assert!(
+        bad.contains("unknown config field `sede`") && bad.contains("seed"),
+        "{bad}"
+    );
+    std::fs::write(
+        d.join("stdp.json"),
+        CONFIG.replace("\"seed\": 5", "\"seed\": 5, \"use_stdp\": true"),
+    )
+    .unwrap();
+    let stdp = err(&lsnn(
+        &[
+            "train",
+            "--config",
+            "stdp.json",
+            "--data",
+            "data.txt",
+            "--out",
+            "x",
+        ],
+        &d,
+    ));
     assert!(stdp.contains("STDP"), "{stdp}");
-    let budget = err(&lsnn(&["train", "--config", "config.json", "--data", "data.txt", "--out", "x", "--memory-budget", "1KiB"], &d));
+    let budget = err(&lsnn(
+        &[
+            "train",
+            "--config",
+            "config.json",
+            "--data",
+            "data.txt",
+            "--out",
+            "x",
+            "--memory-budget",
+            "1KiB",
+        ],
+        &d,
+    ));
     assert!(budget.contains("memory budget exceeded"), "{budget}");
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -130,7 +266,8 @@ fn an_original_python_config_trains() {
     let d = scratch("orig");
     // The Python original's own file (SPEC §3.8), shrunk in length only.
     let sample = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../lsnn-layers/tests/fixtures/orig_config_sample.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../lsnn-layers/tests/fixtures/orig_config_sample.json"),
     )
     .unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&sample).unwrap();
@@ -142,12 +279,33 @@ fn an_original_python_config_trains() {
     v["liquid_units"] = 8.into();
     v["spiking_units"] = 8.into();
     std::fs::write(d.join("orig.json"), v.to_string()).unwrap();
-    let text: String = (0..60).map(|i| format!("{i} apples and {} pears\n", i % 5)).collect();
+    let text: String = (0..60)
+        .map(|i| format!("{i} apples and {} pears\n", i % 5))
+        .collect();
     std::fs::write(d.join("data.txt"), text).unwrap();
-    let out = ok(&lsnn(&["train", "--config", "orig.json", "--data", "data.txt", "--out", "run", "--max-batches", "3"], &d));
+    let out = ok(&lsnn(
+        &[
+            "train",
+            "--config",
+            "orig.json",
+            "--data",
+            "data.txt",
+            "--out",
+            "run",
+            "--max-batches",
+            "3",
+        ],
+        &d,
+    ));
     assert!(out.contains("stopped after 3 batches"), "{out}");
-    let cfg: serde_json::Value =
-        serde_json::from_slice(&current_files(&d.join("run")).into_iter().find(|(n, _)| n == "config.json").unwrap().1).unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &current_files(&d.join("run"))
+            .into_iter()
+            .find(|(n, _)| n == "config.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
     // Fully resolved: lsnn's own fields are written out too.
     assert_eq!(cfg["num_attention_heads"], 3);
     assert_eq!(cfg["backbone_units"], 128);

@@ -1,0 +1,205 @@
+//! `lsnn-leakcheck`: runs the leak regression cases, each in its own child process.
+//!
+//! ```text
+//! lsnn-leakcheck list
+//! lsnn-leakcheck run NAME          one case in this process; prints its JSON row
+//! lsnn-leakcheck all [--case NAME] [--out FILE] [--long]
+//! ```
+//! `all` spawns `run` per case with one compute thread, prints the table, writes the report
+//! (`{"ok", "cases": [...], "components": [...]}`) and exits non-zero if a case leaked or a
+//! control went uncaught.
+
+use anyhow::{bail, Context, Result};
+use lsnn_bench::{cases, components, CaseReport, Kind};
+use lsnn_memory::{CountingAlloc, Verdict};
+use std::path::PathBuf;
+use std::process::Command;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+fn kib(b: u64) -> String {
+    format!("{:.1}", b as f64 / 1024.0)
+}
+
+fn run_child(name: &str) -> Result<CaseReport> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(["run", name])
+        .env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+        .output()
+        .with_context(|| format!("spawning case {name}"))?;
+    if !out.status.success() {
+        bail!(
+            "case {name} failed to run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    serde_json::from_str(text.trim()).with_context(|| format!("case {name} printed {text:?}"))
+}
+
+fn soak(epochs: usize) -> Result<CaseReport> {
+    // The Python original's own recommendation: at least 100 epochs of a small model.
+    let mut case = cases::by_name("trainer-epoch").expect("the epoch case exists");
+    case.config.iterations = epochs;
+    case.config.warmup = 5;
+    let mut r = lsnn_bench::run_case(&case)?;
+    r.name = format!("soak/{epochs}-epochs");
+    Ok(r)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("list") => {
+            for c in cases::all() {
+                println!("{:<42} {:?}  {}", c.name, c.kind, c.description);
+            }
+            Ok(())
+        }
+        Some("run") => {
+            let name = args.get(1).context("run NAME")?;
+            let case = cases::by_name(name)
+                .with_context(|| format!("no case named {name}; see `list`"))?;
+            let r = lsnn_bench::run_case(&case)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Some("soak") => {
+            let r = soak(args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100))?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Some("all") => all(&args[1..]),
+        _ => {
+            bail!("usage: lsnn-leakcheck list | run NAME | all [--case NAME] [--out FILE] [--long]")
+        }
+    }
+}
+
+fn all(args: &[String]) -> Result<()> {
+    let mut only = None;
+    let mut out = PathBuf::from("target/leakcheck/report.json");
+    let mut long = false;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--case" => {
+                only = Some(args.get(i + 1).context("--case NAME")?.clone());
+                i += 1;
+            }
+            "--out" => {
+                out = PathBuf::from(args.get(i + 1).context("--out FILE")?);
+                i += 1;
+            }
+            "--long" => long = true,
+            other => bail!("unknown argument {other}"),
+        }
+        i += 1;
+    }
+    let names: Vec<&'static str> = cases::all()
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| {
+            only.as_deref()
+                .is_none_or(|o| *n == o || n.starts_with(&format!("{o}/")))
+        })
+        .collect();
+    if names.is_empty() {
+        bail!("no case matches {only:?}; see `lsnn-leakcheck list`");
+    }
+    let mut rows = Vec::new();
+    println!(
+        "{:<40} {:<8} {:>5} {:>22} {:>10} {:>20} {:>20} {:>7}",
+        "case",
+        "kind",
+        "iters",
+        "live KiB start → end",
+        "slope B/it",
+        "peak KiB first → last",
+        "rss KiB start → end",
+        "verdict"
+    );
+    for n in names {
+        let r = run_child(n)?;
+        println!(
+            "{:<40} {:<8} {:>5} {:>22} {:>10.1} {:>20} {:>20} {:>7}{}",
+            r.name,
+            format!("{:?}", r.kind).to_lowercase(),
+            r.iterations,
+            format!("{} → {}", kib(r.live_start), kib(r.live_end)),
+            r.slope_bytes_per_iter,
+            format!("{} → {}", kib(r.peak_first), kib(r.peak_last)),
+            format!("{} → {}", kib(r.rss_start), kib(r.rss_end)),
+            match r.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Leak => "leak",
+            },
+            if r.ok {
+                ""
+            } else if r.kind == Kind::Control {
+                "   <- CONTROL NOT CAUGHT"
+            } else {
+                "   <- LEAK"
+            }
+        );
+        rows.push(r);
+    }
+    if long {
+        let r = soak(100)?;
+        println!(
+            "{:<40} {:<8} {:>5} live {} → {} KiB, rss {} → {} KiB: {:?}",
+            r.name,
+            "case",
+            r.iterations,
+            kib(r.live_start),
+            kib(r.live_end),
+            kib(r.rss_start),
+            kib(r.rss_end),
+            r.verdict
+        );
+        rows.push(r);
+    }
+    let comps = if only.is_none() {
+        components::measure_all(5)?
+    } else {
+        Vec::new()
+    };
+    if !comps.is_empty() {
+        println!(
+            "\n{:<40} {:>14} {:>16} {:>8}",
+            "component (fwd+bwd)", "fused peak KiB", "per-step peak KiB", "ratio"
+        );
+        for c in &comps {
+            println!(
+                "{:<40} {:>14} {:>16} {:>8.3}",
+                c.name,
+                kib(c.fused_peak_bytes),
+                kib(c.reference_peak_bytes),
+                c.peak_ratio
+            );
+        }
+    }
+    let ok = rows.iter().all(|r| r.ok);
+    let report = serde_json::json!({ "ok": ok, "cases": rows, "components": comps });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)?;
+    println!("\nreport: {}", out.display());
+    if !ok {
+        let bad: Vec<&str> = rows
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| r.name.as_str())
+            .collect();
+        bail!("leakcheck failed: {bad:?}");
+    }
+    println!(
+        "leakcheck: all {} cases pass and every control is caught",
+        rows.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,553 @@
+//! The leak regression cases and their controls.
+//!
+//! Every real path has a control that runs the *same* workload plus one small, realistic leak of
+//! about 4 KiB per iteration — a per-step spike tensor pushed into a growing `Vec`, a running
+//! loss summed without `detach` (its graph node survives), an accumulator re-allocated and kept,
+//! an EMA done by allocating new tensors and keeping the old ones, a growing history buffer — so
+//! the check is shown to catch a leak of that size on top of the real workload's own noise.
+//! Chains stay bounded (≤ 110 links) so that dropping them cannot overflow the stack (SPEC §3.9).
+
+use crate::{spec_config, BenchError, Iteration, Kind, LeakCase, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+use lsnn_layers::block::{BlockConfig, HybridLiquidSpikingBlock};
+use lsnn_layers::cfc::CfcMode;
+use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+use lsnn_layers::lif::LifConfig;
+use lsnn_layers::{init_model, LanguageModel, Mode, ModelConfig, SeededInit, SeededRng};
+use lsnn_memory::{LeakConfig, MemoryManager};
+use lsnn_train::optim::{AdamW, AdamWConfig, Ema};
+use std::collections::BTreeMap;
+
+/// The small leak a control adds to its workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leak {
+    /// None: the real case.
+    None,
+    /// The iteration's 4 KiB spike/rate tensor pushed into a growing `Vec`.
+    SpikeVec,
+    /// A running loss summed without `detach`: one 4 KiB graph node survives per iteration.
+    RunningLossGraph,
+    /// A 4 KiB accumulator re-allocated every call and kept.
+    ReallocAccumulator,
+    /// An EMA that allocates a new 4 KiB tensor per update and keeps the old one.
+    AllocatingEma,
+    /// A history buffer growing by 1,024 floats per iteration.
+    HistoryBuffer,
+}
+
+/// State of a control's leak.
+struct Leaker {
+    leak: Leak,
+    kept: Vec<Tensor>,
+    history: Vec<f32>,
+    running: Option<Tensor>,
+    var: Var,
+    shadow: Tensor,
+}
+
+impl Leaker {
+    fn new(leak: Leak) -> Result<Self> {
+        let var = Var::ones(1024, DType::F32, &Device::Cpu)?;
+        let shadow = Tensor::zeros(1024, DType::F32, &Device::Cpu)?;
+        Ok(Leaker {
+            leak,
+            kept: Vec::new(),
+            history: Vec::new(),
+            running: None,
+            var,
+            shadow,
+        })
+    }
+
+    /// Leaks once; `spikes` is the iteration's own spike/rate output (at least 1,024 values).
+    fn leak(&mut self, spikes: Option<&Tensor>) -> Result<()> {
+        match self.leak {
+            Leak::None => {}
+            Leak::SpikeVec => {
+                let s = match spikes {
+                    Some(s) => s.flatten_all()?.narrow(0, 0, 1024)?.copy()?,
+                    None => Tensor::zeros(1024, DType::F32, &Device::Cpu)?,
+                };
+                self.kept.push(s.detach());
+            }
+            Leak::RunningLossGraph => {
+                let term = self.var.as_tensor().affine(1.0, 0.0)?.mean_all()?;
+                self.running = Some(match self.running.take() {
+                    Some(r) => (r + term)?,
+                    None => term,
+                });
+            }
+            Leak::ReallocAccumulator => {
+                self.kept
+                    .push(Tensor::zeros(1024, DType::F32, &Device::Cpu)?)
+            }
+            Leak::AllocatingEma => {
+                let next =
+                    (self.shadow.affine(0.999, 0.0)? + self.var.as_tensor().affine(0.001, 0.0)?)?;
+                self.kept.push(std::mem::replace(&mut self.shadow, next));
+            }
+            Leak::HistoryBuffer => self.history.extend(std::iter::repeat_n(0.5f32, 1024)),
+        }
+        Ok(())
+    }
+}
+
+fn lif() -> LifConfig {
+    LifConfig {
+        beta: 0.9,
+        threshold: 0.5,
+        ..LifConfig::default()
+    }
+}
+
+fn vb(vm: &VarMap, seed: u64) -> candle_nn::VarBuilder<'static> {
+    SeededInit::var_builder(vm, SeededRng::new(seed), DType::F32, &Device::Cpu)
+}
+
+fn normal(shape: &[usize], seed: u64) -> Result<Tensor> {
+    Ok(SeededRng::new(seed).normal_tensor(shape, 0.0, 1.0, DType::F32, &Device::Cpu)?)
+}
+
+/// The tiny LM the training-path cases use.
+pub fn tiny_config() -> ModelConfig {
+    let mut c = ModelConfig::default();
+    c.embedding_dim = 32;
+    c.input_dim = 32;
+    c.hidden_dim = 32;
+    c.spiking_units = 16;
+    c.liquid_units = 16;
+    c.num_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_spike_steps = 3;
+    c.attention_spike_steps = 3;
+    c.sequence_length = 16;
+    c.max_position_embeddings = 16;
+    c.batch_size = 4;
+    c.backbone_units = 32;
+    c.spike_threshold = 0.5;
+    c.initializer_range = 0.5;
+    c.warmup_steps = 2;
+    c.num_epochs = 1_000;
+    c.cleanup_every = 0;
+    c
+}
+
+fn ids_pool(b: usize, l: usize) -> Result<Vec<Tensor>> {
+    let mut rng = SeededRng::new(99);
+    (0..4)
+        .map(|_| {
+            let v: Vec<u32> = (0..b * l).map(|_| rng.below(256) as u32).collect();
+            Ok(Tensor::from_vec(v, (b, l), &Device::Cpu)?)
+        })
+        .collect()
+}
+
+fn sorted_vars(vm: &VarMap) -> Vec<(String, Var)> {
+    let mut v: Vec<(String, Var)> = vm
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
+    let cfg = SpikingEncoderConfig {
+        in_dim: 64,
+        units: 32,
+        steps: 4,
+        lif: lif(),
+        dropout: 0.2,
+    };
+    let vm = VarMap::new();
+    let enc = SpikingEncoder::new(&cfg, vb(&vm, 1))?;
+    let x = normal(&[32, 64], 2)?;
+    let mut rng = SeededRng::new(3);
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        let out = enc.forward_rate(&x, &mut Mode::Train(&mut rng))?;
+        if backward {
+            let g = out.spikes.sum_all()?.backward()?;
+            drop(g);
+        }
+        leaker.leak(Some(&out.spikes))
+    }))
+}
+
+fn block_case(backward: bool, leak: Leak) -> Result<Iteration> {
+    let cfg = BlockConfig {
+        d_model: 64,
+        spiking_units: 32,
+        liquid_units: 32,
+        spike_steps: 4,
+        lif: lif(),
+        backbone_units: 64,
+        backbone_layers: 1,
+        cfc_mode: CfcMode::Default,
+        layer_norm_eps: 1e-5,
+        encoder_dropout: 0.2,
+        block_dropout: 0.1,
+    };
+    let vm = VarMap::new();
+    let block = HybridLiquidSpikingBlock::new(&cfg, vb(&vm, 4))?;
+    let x = normal(&[2, 16, 64], 5)?;
+    let mut rng = SeededRng::new(6);
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        let (out, h) = block.forward(&x, None, &mut Mode::Train(&mut rng))?;
+        if backward {
+            let g = (out.sum_all()? + h.sum_all()?)?.backward()?;
+            drop(g);
+        }
+        leaker.leak(Some(&out))
+    }))
+}
+
+fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
+    let cfg = AttentionConfig {
+        d_model: 64,
+        heads: 4,
+        spike_steps: 4,
+        lif: lif(),
+        causal: true,
+    };
+    let vm = VarMap::new();
+    let att = MultiHeadSpikingAttention::new(&cfg, vb(&vm, 7))?;
+    let x = normal(&[2, 16, 64], 8)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        let out = att.forward(&x)?;
+        if backward {
+            let g = out.sum_all()?.backward()?;
+            drop(g);
+        }
+        leaker.leak(Some(&out))
+    }))
+}
+
+/// Model, its variables and AdamW for the training-path cases.
+fn tiny_training() -> Result<(LanguageModel, Vec<(String, Var)>, AdamW, ModelConfig)> {
+    let cfg = tiny_config();
+    let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
+    let vars = sorted_vars(&vm);
+    let opt = AdamW::new(&vars, AdamWConfig::default())?;
+    Ok((model, vars, opt, cfg))
+}
+
+fn train_step_case(leak: Leak) -> Result<Iteration> {
+    let (model, vars, mut opt, cfg) = tiny_training()?;
+    let pool = ids_pool(cfg.batch_size, cfg.sequence_length + 1)?;
+    let mut rng = SeededRng::new(10);
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |i| {
+        let (_, loss) = model.loss(&pool[i % pool.len()], 0.1, &mut Mode::Train(&mut rng))?;
+        let grads = loss.objective.backward()?;
+        let g: BTreeMap<String, Tensor> = vars
+            .iter()
+            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
+            .collect();
+        drop(grads);
+        opt.step(&g, 1e-3, 1.0)?;
+        leaker.leak(None)
+    }))
+}
+
+fn ema_case(leak: Leak) -> Result<Iteration> {
+    let (_model, vars, _opt, _cfg) = tiny_training()?;
+    let mut ema = Ema::new(&vars, 0.999)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        ema.update(&vars)?;
+        leaker.leak(None)
+    }))
+}
+
+fn generation_case(leak: Leak) -> Result<Iteration> {
+    let (model, _vars, _opt, cfg) = tiny_training()?;
+    let mut state = model.new_state(1)?;
+    let mut token = Tensor::new(&[10u32], &Device::Cpu)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        if state.position() == cfg.max_position_embeddings {
+            state = model.new_state(1)?;
+        }
+        let logits = model.step(&token, &mut state)?;
+        token = logits
+            .argmax(candle_core::D::Minus1)?
+            .to_dtype(DType::U32)?;
+        leaker.leak(None)
+    }))
+}
+
+fn checkpoint_case(leak: Leak) -> Result<Iteration> {
+    let (_model, vars, _opt, cfg) = tiny_training()?;
+    let dir =
+        std::env::temp_dir().join(format!("lsnn-leak-ckpt-{}-{:?}", std::process::id(), leak));
+    let _ = std::fs::remove_dir_all(&dir);
+    let manager = MemoryManager::cpu();
+    let config_json = cfg.to_json();
+    let mut leaker = Leaker::new(leak)?;
+    let mut kept: Vec<Tensor> = Vec::new();
+    Ok(Box::new(move |i| {
+        let model: BTreeMap<String, Tensor> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let state = format!(
+            "{{\"step\": {i}, \"config_hash\": \"{}\"}}",
+            lsnn_train::checkpoint::config_hash(&config_json)
+        );
+        let data = lsnn_train::checkpoint::CheckpointData {
+            step: i as u64,
+            config_json: &config_json,
+            state_json: &state,
+            model: &model,
+            ema: &model,
+            optimizer: &BTreeMap::new(),
+            metrics_csv: "step\n",
+        };
+        lsnn_train::checkpoint::save(&dir, &data)?;
+        let loaded = lsnn_train::checkpoint::load(&dir)?;
+        if loaded.model.len() != model.len() {
+            return Err(BenchError::Other("checkpoint lost tensors".into()));
+        }
+        if leak == Leak::SpikeVec {
+            // The control keeps one loaded 4 KiB slice per iteration.
+            let t = &loaded.model["head.fc2.bias"];
+            kept.push(t.narrow(0, 0, t.dim(0)?.min(1024))?.copy()?);
+            kept.push(Tensor::zeros(1024 - 256, DType::F32, &Device::Cpu)?);
+        } else {
+            leaker.leak(None)?;
+        }
+        drop(loaded);
+        manager.cleanup()?;
+        Ok(())
+    }))
+}
+
+fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
+    use lsnn_train::{TokenDataset, TrainOptions, Trainer};
+    let mut cfg = tiny_config();
+    cfg.num_epochs = 1_000;
+    let text: String = (0..40)
+        .map(|i| format!("{i:03} fish swim {}\n", i % 7))
+        .collect();
+    let tokens: Vec<u32> = text.bytes().map(u32::from).collect();
+    let split = tokens.len() * 3 / 4;
+    let data = TokenDataset::new(
+        tokens[..split].to_vec(),
+        tokens[split..].to_vec(),
+        cfg.sequence_length,
+        lsnn_train::DataSource::TextFile {
+            path: "<leakcheck>".into(),
+        },
+    )?;
+    let dir =
+        std::env::temp_dir().join(format!("lsnn-leak-epoch-{}-{:?}", std::process::id(), leak));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = TrainOptions {
+        out_dir: dir,
+        accuracy_problems: 0,
+        log_every: 1_000_000,
+        ..TrainOptions::default()
+    };
+    let mut trainer: Trainer = Trainer::new(cfg, data, opts)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        trainer.train_epoch(&mut |_| {})?;
+        leaker.leak(None)
+    }))
+}
+
+fn with_rss(mut c: LeakConfig, bytes: u64) -> LeakConfig {
+    c.max_rss_growth_bytes = Some(bytes);
+    c
+}
+
+/// Every case and control.
+pub fn all() -> Vec<LeakCase> {
+    let mut v = Vec::new();
+    let mut add = |name: &'static str,
+                   desc: &'static str,
+                   cfg: LeakConfig,
+                   leak: Leak,
+                   make: fn(Leak) -> Result<Iteration>| {
+        v.push(LeakCase {
+            name,
+            kind: if leak == Leak::None {
+                Kind::Case
+            } else {
+                Kind::Control
+            },
+            description: desc,
+            config: cfg,
+            setup: Box::new(move || make(leak)),
+        });
+    };
+    let c = spec_config;
+    add(
+        "encoder/fwd",
+        "SpikingEncoder forward (rate form), training mode",
+        c(),
+        Leak::None,
+        |l| encoder_case(false, l),
+    );
+    add(
+        "encoder/fwd/control-spike-vec",
+        "the same, keeping each iteration's 4 KiB rate tensor in a Vec",
+        c(),
+        Leak::SpikeVec,
+        |l| encoder_case(false, l),
+    );
+    add(
+        "encoder/fwd-bwd",
+        "SpikingEncoder forward + backward",
+        c(),
+        Leak::None,
+        |l| encoder_case(true, l),
+    );
+    add(
+        "encoder/fwd-bwd/control-running-loss",
+        "the same, plus a running loss summed without detach",
+        c(),
+        Leak::RunningLossGraph,
+        |l| encoder_case(true, l),
+    );
+    add(
+        "block/fwd",
+        "HybridLiquidSpikingBlock forward",
+        c(),
+        Leak::None,
+        |l| block_case(false, l),
+    );
+    add(
+        "block/fwd/control-history",
+        "the same, with a history buffer growing 4 KiB per call",
+        c(),
+        Leak::HistoryBuffer,
+        |l| block_case(false, l),
+    );
+    add(
+        "block/fwd-bwd",
+        "HybridLiquidSpikingBlock forward + backward",
+        c(),
+        Leak::None,
+        |l| block_case(true, l),
+    );
+    add(
+        "block/fwd-bwd/control-running-loss",
+        "the same, plus a running loss summed without detach",
+        c(),
+        Leak::RunningLossGraph,
+        |l| block_case(true, l),
+    );
+    add(
+        "attention/fwd",
+        "MultiHeadSpikingAttention forward",
+        c(),
+        Leak::None,
+        |l| attention_case(false, l),
+    );
+    add(
+        "attention/fwd/control-realloc-acc",
+        "the same, re-allocating and keeping a 4 KiB accumulator per call",
+        c(),
+        Leak::ReallocAccumulator,
+        |l| attention_case(false, l),
+    );
+    add(
+        "attention/fwd-bwd",
+        "MultiHeadSpikingAttention forward + backward",
+        c(),
+        Leak::None,
+        |l| attention_case(true, l),
+    );
+    add(
+        "attention/fwd-bwd/control-spike-vec",
+        "the same, keeping a 4 KiB output slice per call",
+        c(),
+        Leak::SpikeVec,
+        |l| attention_case(true, l),
+    );
+    add(
+        "train-step",
+        "LM training step: forward, loss, backward, AdamW (in place)",
+        c(),
+        Leak::None,
+        train_step_case,
+    );
+    add(
+        "train-step/control-running-loss",
+        "the same, plus a running loss summed without detach",
+        c(),
+        Leak::RunningLossGraph,
+        train_step_case,
+    );
+    add(
+        "ema",
+        "in-place EMA update of every LM weight",
+        c(),
+        Leak::None,
+        ema_case,
+    );
+    add(
+        "ema/control-allocating-ema",
+        "the same, plus an EMA that allocates new tensors and keeps the old",
+        c(),
+        Leak::AllocatingEma,
+        ema_case,
+    );
+    add(
+        "generation",
+        "streaming generation, one token per iteration (state reset at the position limit)",
+        c(),
+        Leak::None,
+        generation_case,
+    );
+    add(
+        "generation/control-history",
+        "the same, keeping a growing history of 1,024 floats per token",
+        c(),
+        Leak::HistoryBuffer,
+        generation_case,
+    );
+    add(
+        "checkpoint",
+        "atomic checkpoint save + load + cleanup (live bytes and RSS)",
+        with_rss(c(), 1 << 20),
+        Leak::None,
+        checkpoint_case,
+    );
+    add(
+        "checkpoint/control-kept-tensors",
+        "the same, keeping 4 KiB of each loaded checkpoint",
+        with_rss(c(), 1 << 20),
+        Leak::SpikeVec,
+        checkpoint_case,
+    );
+    add(
+        "trainer-epoch",
+        "a whole trainer epoch with evaluation and cleanup at its end (live bytes and RSS)",
+        with_rss(c(), 1 << 20),
+        Leak::None,
+        trainer_epoch_case,
+    );
+    add(
+        "trainer-epoch/control-history",
+        "the same, with a history buffer growing 4 KiB per epoch",
+        with_rss(c(), 1 << 20),
+        Leak::HistoryBuffer,
+        trainer_epoch_case,
+    );
+    v
+}
+
+/// The case named `name`.
+pub fn by_name(name: &str) -> Option<LeakCase> {
+    all().into_iter().find(|c| c.name == name)
+}

@@ -1,0 +1,172 @@
+//! Per-component peak live bytes (forward + backward) of the fused forms against the per-step
+//! references at the lm-small sizes of SPEC §7, and their time ratios. Measure single-threaded
+//! with the counting allocator installed.
+
+use crate::Result;
+use candle_core::{DType, Device, Var};
+use candle_nn::VarMap;
+use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+use lsnn_layers::lif::{self, reference, LifConfig};
+use lsnn_layers::{Mode, SeededInit, SeededRng};
+use lsnn_memory::{alloc, PeakWindow};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One component's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ComponentReport {
+    /// The component and sizes.
+    pub name: String,
+    /// Peak live bytes above the start, fused.
+    pub fused_peak_bytes: u64,
+    /// Peak live bytes above the start, per-step reference.
+    pub reference_peak_bytes: u64,
+    /// fused / reference.
+    pub peak_ratio: f64,
+    /// Median wall time of fused fwd+bwd, ms.
+    pub fused_ms: f64,
+    /// Median wall time of the reference fwd+bwd, ms.
+    pub reference_ms: f64,
+    /// reference / fused.
+    pub speedup: f64,
+    /// Allocations of one fused fwd+bwd.
+    pub fused_allocs: u64,
+}
+
+fn peak_above(f: &mut dyn FnMut() -> Result<()>) -> Result<u64> {
+    f()?;
+    let start = alloc::live_bytes();
+    let w = PeakWindow::open();
+    f()?;
+    Ok(w.close().saturating_sub(start))
+}
+
+fn median_ms(f: &mut dyn FnMut() -> Result<()>, reps: usize) -> Result<f64> {
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    Ok(t[reps / 2])
+}
+
+fn allocs(f: &mut dyn FnMut() -> Result<()>) -> Result<u64> {
+    let a = alloc::allocation_count();
+    f()?;
+    Ok(alloc::allocation_count() - a)
+}
+
+fn measure(
+    name: &str,
+    fused: &mut dyn FnMut() -> Result<()>,
+    refr: &mut dyn FnMut() -> Result<()>,
+    reps: usize,
+) -> Result<ComponentReport> {
+    let fp = peak_above(fused)?;
+    let rp = peak_above(refr)?;
+    let fa = allocs(fused)?;
+    let fm = median_ms(fused, reps)?;
+    let rm = median_ms(refr, reps)?;
+    Ok(ComponentReport {
+        name: name.to_string(),
+        fused_peak_bytes: fp,
+        reference_peak_bytes: rp,
+        peak_ratio: fp as f64 / rp.max(1) as f64,
+        fused_ms: fm,
+        reference_ms: rm,
+        speedup: rm / fm.max(1e-9),
+        fused_allocs: fa,
+    })
+}
+
+/// LIF rate form (T = 8, N = 65,536), SpikingEncoder and attention at lm-small sizes.
+pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
+    let lif_cfg = LifConfig {
+        beta: 0.95,
+        threshold: 1.0,
+        ..LifConfig::default()
+    };
+    let dev = Device::Cpu;
+    let mut out = Vec::new();
+
+    let x =
+        Var::from_tensor(&SeededRng::new(1).normal_tensor(65_536, 0.8, 1.0, DType::F32, &dev)?)?;
+    out.push(measure(
+        "lif-rate T=8 N=65536",
+        &mut || {
+            lif::lif_const_rate(x.as_tensor(), 8, &lif_cfg)?
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        &mut || {
+            reference::lif_const_rate(x.as_tensor(), 8, &lif_cfg)?
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        reps,
+    )?);
+
+    let cfg = SpikingEncoderConfig {
+        in_dim: 128,
+        units: 64,
+        steps: 4,
+        lif: lif_cfg,
+        dropout: 0.2,
+    };
+    let vm = VarMap::new();
+    let enc = SpikingEncoder::new(
+        &cfg,
+        SeededInit::var_builder(&vm, SeededRng::new(2), DType::F32, &dev),
+    )?;
+    let xe = SeededRng::new(3).normal_tensor((512, 128), 0.0, 1.0, DType::F32, &dev)?;
+    out.push(measure(
+        "encoder N=512 D=128 S=64 T=4",
+        &mut || {
+            enc.forward_rate(&xe, &mut Mode::Eval)?
+                .spikes
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        &mut || {
+            enc.forward_rate_reference(&xe, &mut Mode::Eval)?
+                .spikes
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        reps,
+    )?);
+
+    let acfg = AttentionConfig {
+        d_model: 128,
+        heads: 4,
+        spike_steps: 8,
+        lif: lif_cfg,
+        causal: true,
+    };
+    let vm = VarMap::new();
+    let att = MultiHeadSpikingAttention::new(
+        &acfg,
+        SeededInit::var_builder(&vm, SeededRng::new(4), DType::F32, &dev),
+    )?;
+    let xa = SeededRng::new(5).normal_tensor((8, 64, 128), 0.0, 1.0, DType::F32, &dev)?;
+    out.push(measure(
+        "attention B=8 L=64 D=128 h=4 steps=8",
+        &mut || {
+            att.forward(&xa)?.sum_all()?.backward()?;
+            Ok(())
+        },
+        &mut || {
+            att.forward_reference(&xa)?.sum_all()?.backward()?;
+            Ok(())
+        },
+        reps,
+    )?);
+    Ok(out)
+}

@@ -1,0 +1,779 @@
+//! Checkpoints (SPEC §5, §6): save → resume restores everything, resume-then-continue equals a
+//! straight run bit for bit, a failed save leaves the previous checkpoint current, and corrupted,
+//! truncated or mismatched checkpoints are typed errors that name what disagrees.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{batch, bits, options, scratch, snapshot, tiny_config, write_text_file};
+use lsnn_train::checkpoint::{self, SaveStage};
+use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig};
+use lsnn_train::{TokenDataset, TrainError, TrainOptions, Trainer};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A run on a text file (resume rebuilds the data from the file): 22 training windows = 5
+/// batches of 4 per epoch, 2 epochs, accumulation 3 → 10 batches, 3 optimizer steps.
+fn resume_config() -> ModelConfig {
+    ModelConfig {
+        num_epochs: 2,
+        gradient_accumulation_steps: 3,
+        ..tiny_config()
+    }
+}
+
+fn text_data(dir: &Path) -> TokenDataset {
+    let path = write_text_file(dir, "data.txt", 400);
+    let data = TokenDataset::from_text_file(&path, 16).unwrap();
+    assert_eq!(data.train_windows() / 4, 5, "five batches per epoch");
+    data
+}
+
+fn read_set(run_dir: &Path) -> BTreeMap<&'static str, Vec<u8>> {
+    let dir = checkpoint::resolve(run_dir).unwrap();
+    [
+        checkpoint::MODEL_FILE,
+        checkpoint::EMA_FILE,
+        checkpoint::OPTIMIZER_FILE,
+        checkpoint::CONFIG_FILE,
+        checkpoint::STATE_FILE,
+        checkpoint::METRICS_FILE,
+    ]
+    .into_iter()
+    .map(|f| (f, std::fs::read(dir.join(f)).unwrap()))
+    .collect()
+}
+
+fn tensor_bits(m: &HashMap<String, Tensor>) -> BTreeMap<String, (Vec<usize>, Vec<u32>)> {
+    m.iter()
+        .map(|(k, t)| (k.clone(), (t.dims().to_vec(), bits(t))))
+        .collect()
+}
+
+/// Asserts two tensor maps hold the same names, shapes and bits; names the first difference.
+#[track_caller]
+fn assert_same_tensors(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, what: &str) {
+    let (x, y) = (tensor_bits(a), tensor_bits(b));
+    let names_x: Vec<&String> = x.keys().collect();
+    let names_y: Vec<&String> = y.keys().collect();
+    assert_eq!(names_x, names_y, "{what}: tensor names differ");
+    for (k, v) in &x {
+        assert!(y[k] == *v, "{what}: tensor {k} differs");
+    }
+}
+
+/// The checkpoint of a run interrupted after `k` batches, then resumed and run to the end,
+/// equals that of one uninterrupted run, file for file and byte for byte.
+fn resume_equals_straight_run(ks: &[u64], name: &str) {
+    let root = scratch(name);
+    let data = text_data(&root);
+
+    let straight = root.join("straight");
+    let mut t =
+        Trainer::<LanguageModel>::new(resume_config(), data.clone(), options(&straight)).unwrap();
+    let s = t.run(&mut |_| {}).unwrap();
+    // Windows end at batches 3, 6 and 9; the tenth batch's window stays open.
+    assert_eq!((s.batches, s.steps), (10, 3));
+    assert!(t.state().finished);
+
+    let resumed = root.join("resumed");
+    let mut t = Trainer::<LanguageModel>::new(
+        resume_config(),
+        data,
+        TrainOptions {
+            max_batches: Some(ks[0]),
+            ..options(&resumed)
+        },
+    )
+    .unwrap();
+    let s = t.run(&mut |_| {}).unwrap();
+    assert!(s.interrupted);
+    assert_eq!(s.batches, ks[0]);
+    drop(t);
+    for &k in &ks[1..] {
+        let mut t = Trainer::<LanguageModel>::resume(
+            &resumed,
+            TrainOptions {
+                max_batches: Some(k),
+                ..options(&resumed)
+            },
+        )
+        .unwrap();
+        let s = t.run(&mut |_| {}).unwrap();
+        assert!(s.interrupted);
+        assert_eq!(s.batches, k);
+    }
+    let mut t = Trainer::<LanguageModel>::resume(&resumed, options(&resumed)).unwrap();
+    assert_eq!(t.state().batches_seen, *ks.last().unwrap());
+    let s = t.run(&mut |_| {}).unwrap();
+    assert!(!s.interrupted);
+    assert_eq!((s.batches, s.steps), (10, 3));
+
+    let a = read_set(&straight);
+    let b = read_set(&resumed);
+    for (file, bytes) in &a {
+        // First the contents, to name what differs; then the bytes.
+        if *file == checkpoint::STATE_FILE {
+            let x: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            let y: serde_json::Value = serde_json::from_slice(&b[file]).unwrap();
+            assert_eq!(x, y, "{file} differs after resume at {ks:?}");
+        }
+        if file.ends_with(".safetensors") {
+            assert_same_tensors(
+                &candle_core::safetensors::load_buffer(bytes, &Device::Cpu).unwrap(),
+                &candle_core::safetensors::load_buffer(&b[file], &Device::Cpu).unwrap(),
+                &format!("{file} after resume at {ks:?}"),
+            );
+        }
+        assert!(
+            *bytes == b[file],
+            "{file} bytes differ after resume at {ks:?}"
+        );
+    }
+}
+
+#[test]
+fn resume_mid_epoch_inside_accumulation_window_equals_straight_run() {
+    // Batch 4: mid-epoch (5 per epoch), one batch into the second accumulation window.
+    resume_equals_straight_run(&[4], "resume-k4");
+}
+
+#[test]
+fn resume_at_epoch_boundary_equals_straight_run() {
+    // Batch 5: exactly the end of epoch 1, two batches into the second accumulation window.
+    resume_equals_straight_run(&[5], "resume-k5");
+}
+
+#[test]
+fn resume_twice_equals_straight_run() {
+    // Interrupted at 2 and at 7 (second epoch, inside the third window).
+    resume_equals_straight_run(&[2, 7], "resume-k2-k7");
+}
+
+/// Save → resume: every variable, EMA weight, optimizer moment, accumulation buffer, the state
+/// and the metrics equal the saved ones (the resumed trainer saves exactly what was saved).
+#[test]
+fn resume_restores_every_tensor_and_the_state() {
+    let root = scratch("resume-restores");
+    let data = text_data(&root);
+    let first = root.join("first");
+    let mut t = Trainer::<LanguageModel>::new(
+        resume_config(),
+        data,
+        TrainOptions {
+            max_batches: Some(4),
+            ..options(&first)
+        },
+    )
+    .unwrap();
+    t.run(&mut |_| {}).unwrap();
+    let vars_before = snapshot(&t);
+    let saved = checkpoint::load(&first).unwrap();
+    assert_eq!(saved.step, 1);
+    assert_eq!(saved.step, t.state().step);
+
+    // The saved weights are the trainer's.
+    for (name, v) in t.vars() {
+        assert_eq!(bits(&saved.model[name]), bits(v.as_tensor()), "{name}");
+    }
+    // The EMA (decay 0.9, one update) differs from the weights; the moments are non-zero; the
+    // accumulation buffer of the open window (one batch in) is saved.
+    let n = t.vars().len();
+    assert_eq!(saved.model.len(), n);
+    assert_eq!(saved.ema.len(), n);
+    assert!(tensor_bits(&saved.ema) != tensor_bits(&saved.model));
+    let acc_keys = saved
+        .optimizer
+        .keys()
+        .filter(|k| k.starts_with("acc."))
+        .count();
+    assert_eq!(acc_keys, n, "the partial window's gradients are saved");
+    assert_eq!(
+        saved.optimizer.len(),
+        3 * n,
+        "m, v and acc for each variable"
+    );
+    let state: serde_json::Value = serde_json::from_str(&saved.state_json).unwrap();
+    assert_eq!(state["accum_in_window"], 1);
+    assert_eq!(state["accum_valid"], 1);
+    assert_eq!(state["batch_in_epoch"], 4);
+
+    let second = root.join("second");
+    let r = Trainer::<LanguageModel>::resume(&first, options(&second)).unwrap();
+    assert_eq!(snapshot(&r), vars_before, "weights differ after resume");
+    let st = r.state();
+    assert_eq!(st.step, 1);
+    assert_eq!(st.batches_seen, 4);
+    assert_eq!(st.accum_in_window, 1);
+    assert_eq!(st.epoch_order, t.state().epoch_order);
+    assert_eq!(
+        serde_json::to_value(st).unwrap(),
+        state,
+        "the resumed state is the saved one"
+    );
+    assert_eq!(r.metrics_csv(), saved.metrics_csv);
+    assert_eq!(r.config(), t.config());
+
+    r.save_checkpoint().unwrap();
+    let again = checkpoint::load(&second).unwrap();
+    assert_same_tensors(&again.model, &saved.model, "weights");
+    assert_same_tensors(&again.ema, &saved.ema, "EMA");
+    assert_same_tensors(
+        &again.optimizer,
+        &saved.optimizer,
+        "optimizer moments / accumulation buffer",
+    );
+    assert_eq!(again.state_json, saved.state_json);
+    assert_eq!(again.config_json, saved.config_json);
+    assert_eq!(again.metrics_csv, saved.metrics_csv);
+}
+
+/// A trainer with a checkpoint at step 1 in `run_dir`, then trained to step 2 (not saved).
+fn trainer_with_old_checkpoint(run_dir: &Path) -> (Trainer<LanguageModel>, PathBuf) {
+    let data = text_data(run_dir);
+    let mut t = Trainer::<LanguageModel>::new(tiny_config(), data, options(run_dir)).unwrap();
+    t.train_batch(&batch(&t, 0)).unwrap();
+    let old = t.save_checkpoint().unwrap();
+    t.train_batch(&batch(&t, 1)).unwrap();
+    assert_eq!(t.state().step, 2);
+    (t, old)
+}
+
+fn fail_at(target: SaveStage) -> impl FnMut(SaveStage) -> std::io::Result<()> {
+    move |stage| {
+        if stage == target {
+            Err(std::io::Error::other("injected failure"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_failed_save_leaves_the_previous_checkpoint_current() {
+    let run_dir = scratch("failed-save");
+    let (t, old) = trainer_with_old_checkpoint(&run_dir);
+    let old_model = std::fs::read(old.join(checkpoint::MODEL_FILE)).unwrap();
+    let mut stages = vec![SaveStage::Begin];
+    for f in [
+        checkpoint::MODEL_FILE,
+        checkpoint::EMA_FILE,
+        checkpoint::OPTIMIZER_FILE,
+        checkpoint::CONFIG_FILE,
+        checkpoint::STATE_FILE,
+        checkpoint::METRICS_FILE,
+    ] {
+        stages.push(SaveStage::FileWritten(f));
+    }
+    stages.push(SaveStage::BeforeSwitch);
+    for stage in stages {
+        let err = t
+            .save_checkpoint_with_hook(&mut fail_at(stage))
+            .unwrap_err();
+        match &err {
+            TrainError::Checkpoint { message, .. } => {
+                assert!(
+                    message.contains("save failed") && message.contains("injected failure"),
+                    "{stage:?}: {message}"
+                );
+            }
+            other => panic!("{stage:?}: expected a checkpoint error, got {other:?}"),
+        }
+        assert_eq!(checkpoint::resolve(&run_dir).unwrap(), old, "{stage:?}");
+        let ck = checkpoint::load(&run_dir).unwrap();
+        assert_eq!(
+            ck.step, 1,
+            "{stage:?}: the old checkpoint is no longer current"
+        );
+        assert_eq!(
+            std::fs::read(old.join(checkpoint::MODEL_FILE)).unwrap(),
+            old_model,
+            "{stage:?}: the old checkpoint was overwritten"
+        );
+        let r = Trainer::<LanguageModel>::resume(&run_dir, options(&run_dir)).unwrap();
+        assert_eq!(r.state().step, 1);
+    }
+
+    // Failing after the switch: the new set is current and whole.
+    let err = t
+        .save_checkpoint_with_hook(&mut fail_at(SaveStage::AfterSwitch))
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Checkpoint { .. }), "{err:?}");
+    let cur = checkpoint::resolve(&run_dir).unwrap();
+    assert_ne!(cur, old);
+    assert_eq!(checkpoint::load(&run_dir).unwrap().step, 2);
+    let r = Trainer::<LanguageModel>::resume(&run_dir, options(&run_dir)).unwrap();
+    assert_eq!(snapshot(&r), snapshot(&t));
+
+    // The next successful save removes every leftover set.
+    let newest = t.save_checkpoint().unwrap();
+    let sets: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ckpt-"))
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(checkpoint::resolve(&run_dir).unwrap(), newest);
+}
+
+// ---- corrupted, truncated and mismatched checkpoints ----
+
+/// A valid checkpoint (step 1, one batch into an accumulation window of 2) to corrupt.
+fn template() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = scratch("corrupt-template");
+        let data = text_data(&root);
+        let cfg = ModelConfig {
+            gradient_accumulation_steps: 2,
+            ..tiny_config()
+        };
+        let run = root.join("run");
+        let mut t = Trainer::<LanguageModel>::new(cfg, data, options(&run)).unwrap();
+        for b in 0..3 {
+            t.train_batch(&batch(&t, b)).unwrap();
+        }
+        t.save_checkpoint().unwrap();
+        run
+    })
+}
+
+/// A copy of the template run directory; returns (run dir, set dir).
+fn fresh_copy(name: &str) -> (PathBuf, PathBuf) {
+    let src = template();
+    let dst = scratch(&format!("corrupt-{name}"));
+    let set = checkpoint::resolve(src).unwrap();
+    let set_name = set.file_name().unwrap();
+    std::fs::create_dir_all(dst.join(set_name)).unwrap();
+    for e in std::fs::read_dir(&set).unwrap().flatten() {
+        std::fs::copy(e.path(), dst.join(set_name).join(e.file_name())).unwrap();
+    }
+    std::fs::copy(src.join(checkpoint::CURRENT), dst.join(checkpoint::CURRENT)).unwrap();
+    // The copy itself is valid.
+    Trainer::<LanguageModel>::resume(&dst, options(&dst)).unwrap();
+    let set = dst.join(set_name);
+    (dst, set)
+}
+
+/// Resuming `run_dir` fails with a checkpoint error whose path ends with `file` and whose message
+/// contains every one of `words`.
+#[track_caller]
+fn expect_checkpoint_error(run_dir: &Path, file: &str, words: &[&str]) {
+    let err = Trainer::<LanguageModel>::resume(run_dir, options(run_dir)).unwrap_err();
+    let shown = err.to_string();
+    match &err {
+        TrainError::Checkpoint { path, message } => {
+            assert!(
+                path.ends_with(file),
+                "error names {} instead of {file}: {shown}",
+                path.display()
+            );
+            for w in words {
+                assert!(message.contains(w), "{w:?} not in: {shown}");
+            }
+            assert!(shown.contains(file), "{shown}");
+        }
+        other => panic!("expected TrainError::Checkpoint naming {file}, got {other:?}"),
+    }
+}
+
+/// Rewrites a safetensors file of the set through `edit`, keeping its metadata.
+fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone();
+    assert!(meta.is_some(), "lsnn files carry metadata");
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    edit(&mut tensors);
+    let out = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), meta).unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn truncated_model_file_is_a_checkpoint_error() {
+    let (run, set) = fresh_copy("truncated");
+    let p = set.join(checkpoint::MODEL_FILE);
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    expect_checkpoint_error(&run, checkpoint::MODEL_FILE, &["truncated"]);
+    // Truncated inside the 8-byte length prefix, and empty.
+    std::fs::write(&p, &bytes[..5]).unwrap();
+    expect_checkpoint_error(&run, checkpoint::MODEL_FILE, &["truncated"]);
+    std::fs::write(&p, b"").unwrap();
+    expect_checkpoint_error(&run, checkpoint::MODEL_FILE, &["truncated"]);
+}
+
+#[test]
+fn flipped_header_bytes_are_a_checkpoint_error() {
+    let (run, set) = fresh_copy("flipped");
+    let p = set.join(checkpoint::EMA_FILE);
+    let good = std::fs::read(&p).unwrap();
+    // Inside the JSON header.
+    let mut bytes = good.clone();
+    for b in &mut bytes[8..16] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    expect_checkpoint_error(&run, checkpoint::EMA_FILE, &["corrupted"]);
+    // In the header length.
+    let mut bytes = good;
+    bytes[3] ^= 0x40;
+    std::fs::write(&p, &bytes).unwrap();
+    expect_checkpoint_error(&run, checkpoint::EMA_FILE, &["corrupted"]);
+}
+
+#[test]
+fn missing_files_are_checkpoint_errors() {
+    for file in [
+        checkpoint::EMA_FILE,
+        checkpoint::MODEL_FILE,
+        checkpoint::OPTIMIZER_FILE,
+        checkpoint::CONFIG_FILE,
+        checkpoint::STATE_FILE,
+        checkpoint::METRICS_FILE,
+    ] {
+        let (run, set) = fresh_copy(&format!("missing-{file}"));
+        std::fs::remove_file(set.join(file)).unwrap();
+        expect_checkpoint_error(&run, file, &["missing"]);
+        assert!(checkpoint::load(&run).is_err());
+    }
+}
+
+#[test]
+fn a_step_that_disagrees_is_a_checkpoint_error() {
+    let (run, set) = fresh_copy("step");
+    let p = set.join(checkpoint::STATE_FILE);
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(state["step"], 1);
+    state["step"] = 5.into();
+    std::fs::write(&p, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    expect_checkpoint_error(
+        &run,
+        checkpoint::MODEL_FILE,
+        &["step 1", "trainer_state.json at step 5"],
+    );
+    // A non-integer step.
+    state["step"] = "one".into();
+    std::fs::write(&p, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["step"]);
+}
+
+#[test]
+fn a_different_config_is_a_checkpoint_error() {
+    let (run, set) = fresh_copy("config");
+    let p = set.join(checkpoint::CONFIG_FILE);
+    let mut cfg = ModelConfig::from_json_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    cfg.hidden_dim = 32;
+    std::fs::write(&p, cfg.to_json()).unwrap();
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["config.json hashes to"]);
+
+    // Also rewriting trainer_state.json's hash: now the weights were written for another config.
+    let sp = set.join(checkpoint::STATE_FILE);
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sp).unwrap()).unwrap();
+    state["config_hash"] = checkpoint::config_hash(&cfg.to_json()).into();
+    std::fs::write(&sp, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    expect_checkpoint_error(
+        &run,
+        checkpoint::MODEL_FILE,
+        &["written for config", "config.json hashes to"],
+    );
+}
+
+#[test]
+fn a_dangling_or_malformed_pointer_is_a_checkpoint_error() {
+    let (run, _) = fresh_copy("pointer");
+    std::fs::write(run.join(checkpoint::CURRENT), "ckpt-9999999999-gone\n").unwrap();
+    expect_checkpoint_error(
+        &run,
+        "ckpt-9999999999-gone",
+        &["CURRENT points to is missing"],
+    );
+    std::fs::write(run.join(checkpoint::CURRENT), "../elsewhere\n").unwrap();
+    expect_checkpoint_error(&run, checkpoint::CURRENT, &["pointer names"]);
+    std::fs::write(run.join(checkpoint::CURRENT), "\n").unwrap();
+    expect_checkpoint_error(&run, checkpoint::CURRENT, &["pointer names"]);
+
+    // No checkpoint at all, and no directory at all.
+    let empty = scratch("corrupt-empty");
+    let err = Trainer::<LanguageModel>::resume(&empty, options(&empty)).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Checkpoint { message, .. } if message.contains("no checkpoint here")),
+        "{err:?}"
+    );
+    let gone = empty.join("nope");
+    let err = Trainer::<LanguageModel>::resume(&gone, options(&gone)).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Checkpoint { message, .. } if message.contains("no such directory")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn unknown_tensors_are_checkpoint_errors() {
+    let (run, set) = fresh_copy("unknown-optimizer");
+    rewrite_safetensors(&set.join(checkpoint::OPTIMIZER_FILE), |m| {
+        m.insert(
+            "m.bogus".into(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
+    // The rewritten file is otherwise consistent: load accepts it, resume refuses it.
+    checkpoint::load(&run).unwrap();
+    expect_checkpoint_error(
+        &run,
+        checkpoint::OPTIMIZER_FILE,
+        &["unknown tensor", "m.bogus"],
+    );
+
+    let (run, set) = fresh_copy("unknown-model");
+    rewrite_safetensors(&set.join(checkpoint::MODEL_FILE), |m| {
+        m.insert(
+            "extra.weight".into(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::MODEL_FILE,
+        &["unknown tensor", "extra.weight"],
+    );
+
+    let (run, set) = fresh_copy("unknown-ema");
+    rewrite_safetensors(&set.join(checkpoint::EMA_FILE), |m| {
+        m.insert(
+            "head.fc3.bias".into(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::EMA_FILE,
+        &["unknown tensor", "head.fc3.bias"],
+    );
+}
+
+#[test]
+fn missing_tensors_are_checkpoint_errors() {
+    let (run, set) = fresh_copy("missing-ema-tensor");
+    rewrite_safetensors(&set.join(checkpoint::EMA_FILE), |m| {
+        assert!(m.remove("head.fc2.bias").is_some());
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::EMA_FILE,
+        &["missing tensor head.fc2.bias"],
+    );
+
+    let (run, set) = fresh_copy("missing-moment");
+    rewrite_safetensors(&set.join(checkpoint::OPTIMIZER_FILE), |m| {
+        assert!(m.remove("v.tok_emb.weight").is_some());
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::OPTIMIZER_FILE,
+        &["missing tensor v.tok_emb.weight"],
+    );
+
+    // The open accumulation window's buffer.
+    let (run, set) = fresh_copy("missing-acc");
+    rewrite_safetensors(&set.join(checkpoint::OPTIMIZER_FILE), |m| {
+        assert!(m.remove("acc.in_proj.bias").is_some());
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::OPTIMIZER_FILE,
+        &["missing tensor acc.in_proj.bias"],
+    );
+}
+
+#[test]
+fn wrong_shapes_and_dtypes_are_checkpoint_errors() {
+    let (run, set) = fresh_copy("shape-model");
+    rewrite_safetensors(&set.join(checkpoint::MODEL_FILE), |m| {
+        m.insert(
+            "head.fc1.bias".into(),
+            Tensor::zeros(31, DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::MODEL_FILE,
+        &["head.fc1.bias has shape [31], expected [32]"],
+    );
+
+    let (run, set) = fresh_copy("shape-optimizer");
+    rewrite_safetensors(&set.join(checkpoint::OPTIMIZER_FILE), |m| {
+        m.insert(
+            "m.in_proj.weight".into(),
+            Tensor::zeros((16, 15), DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::OPTIMIZER_FILE,
+        &["m.in_proj.weight has shape [16, 15], expected [16, 16]"],
+    );
+
+    let (run, set) = fresh_copy("shape-acc");
+    rewrite_safetensors(&set.join(checkpoint::OPTIMIZER_FILE), |m| {
+        m.insert(
+            "acc.in_proj.bias".into(),
+            Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap(),
+        );
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::OPTIMIZER_FILE,
+        &["acc.in_proj.bias has shape"],
+    );
+
+    let (run, set) = fresh_copy("dtype-model");
+    rewrite_safetensors(&set.join(checkpoint::MODEL_FILE), |m| {
+        let t = m["in_proj.bias"].to_dtype(DType::F64).unwrap();
+        m.insert("in_proj.bias".into(), t);
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::MODEL_FILE,
+        &["in_proj.bias", "expected f32"],
+    );
+}
+
+#[test]
+fn files_swapped_between_kinds_are_checkpoint_errors() {
+    let (run, set) = fresh_copy("swapped");
+    std::fs::copy(
+        set.join(checkpoint::EMA_FILE),
+        set.join(checkpoint::MODEL_FILE),
+    )
+    .unwrap();
+    expect_checkpoint_error(
+        &run,
+        checkpoint::MODEL_FILE,
+        &["\"ema\"", "expected \"model\""],
+    );
+
+    // A plain safetensors file without lsnn metadata.
+    let (run, set) = fresh_copy("no-metadata");
+    let p = set.join(checkpoint::MODEL_FILE);
+    let tensors = candle_core::safetensors::load(&p, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(&tensors, &p).unwrap();
+    expect_checkpoint_error(&run, checkpoint::MODEL_FILE, &["metadata lacks"]);
+
+    // A set file at another step (an older save's file mixed in), and unreadable metadata.
+    let (run, set) = fresh_copy("mixed-step");
+    let p = set.join(checkpoint::OPTIMIZER_FILE);
+    let good = std::fs::read(&p).unwrap();
+    let edit_meta = |f: &dyn Fn(&str) -> String| {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&good).unwrap();
+        let mut meta = meta.metadata().clone().unwrap();
+        let text = meta[checkpoint::META_KEY].clone();
+        meta.insert(checkpoint::META_KEY.into(), f(&text));
+        let tensors = candle_core::safetensors::load_buffer(&good, &Device::Cpu).unwrap();
+        let out = safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(meta))
+            .unwrap();
+        std::fs::write(&p, out).unwrap();
+    };
+    edit_meta(&|t| {
+        assert!(t.contains("\"step\":1"), "{t}");
+        t.replace("\"step\":1", "\"step\":0")
+    });
+    expect_checkpoint_error(
+        &run,
+        checkpoint::OPTIMIZER_FILE,
+        &["at step 0", "at step 1"],
+    );
+    edit_meta(&|t| t[..t.len() / 2].to_string());
+    expect_checkpoint_error(&run, checkpoint::OPTIMIZER_FILE, &["unreadable"]);
+}
+
+/// Two saves of one state write the same bytes (nothing depends on the process or the clock).
+#[test]
+fn saves_of_one_state_are_byte_identical() {
+    let root = scratch("same-bytes");
+    let data = text_data(&root);
+    let mut t =
+        Trainer::<LanguageModel>::new(resume_config(), data, options(&root.join("a"))).unwrap();
+    for b in 0..4 {
+        t.train_batch(&batch(&t, b)).unwrap();
+    }
+    t.save_checkpoint().unwrap();
+    let r = Trainer::<LanguageModel>::resume(&root.join("a"), options(&root.join("b"))).unwrap();
+    r.save_checkpoint().unwrap();
+    let (a, b) = (read_set(&root.join("a")), read_set(&root.join("b")));
+    for (file, bytes) in &a {
+        assert!(
+            *bytes == b[file],
+            "{file} differs between two saves of one state"
+        );
+    }
+}
+
+#[test]
+fn malformed_state_json_is_a_typed_error() {
+    let (run, set) = fresh_copy("state-json");
+    std::fs::write(set.join(checkpoint::STATE_FILE), "{ not json").unwrap();
+    let err = Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap_err();
+    match err {
+        TrainError::Json { path, .. } => assert!(path.ends_with(checkpoint::STATE_FILE)),
+        other => panic!("expected a JSON error naming trainer_state.json, got {other:?}"),
+    }
+}
+
+/// A resumed position that does not fit the data (the data file changed since the save, or the
+/// state was edited) is a typed error naming trainer_state.json, not a panic mid-run.
+#[test]
+fn a_position_that_does_not_fit_the_data_is_a_checkpoint_error() {
+    let root = scratch("position-vs-data");
+    let data = text_data(&root);
+    let run = root.join("run");
+    let mut t = Trainer::<LanguageModel>::new(
+        resume_config(),
+        data,
+        TrainOptions {
+            max_batches: Some(4),
+            ..options(&run)
+        },
+    )
+    .unwrap();
+    t.run(&mut |_| {}).unwrap();
+    drop(t);
+    let state_path = checkpoint::resolve(&run)
+        .unwrap()
+        .join(checkpoint::STATE_FILE);
+    let good_state = std::fs::read(&state_path).unwrap();
+
+    // The data file shrank: the saved window order names windows that no longer exist.
+    write_text_file(&root, "data.txt", 200);
+    expect_checkpoint_error(
+        &run,
+        checkpoint::STATE_FILE,
+        &["epoch_order", "training windows"],
+    );
+    write_text_file(&root, "data.txt", 400);
+    Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap();
+
+    // Edited positions.
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&good_state).unwrap();
+        f(&mut v);
+        std::fs::write(&state_path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    };
+    edit(&|v| v["epoch_order"] = serde_json::json!([0, 1, 2]));
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["epoch_order"]);
+    edit(&|v| v["epoch_order"][16] = 1000.into());
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["epoch_order"]);
+    edit(&|v| v["epoch_order"] = serde_json::json!([]));
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["batch_in_epoch"]);
+    edit(&|v| v["batch_in_epoch"] = 6.into());
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["batch_in_epoch"]);
+    edit(&|v| v["accum_valid"] = 2.into());
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["accum_valid"]);
+    edit(&|v| v["accum_in_window"] = 3.into());
+    expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["accum_in_window"]);
+    edit(&|_| {});
+    let mut t = Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap();
+    assert_eq!(t.run(&mut |_| {}).unwrap().batches, 10);
+}

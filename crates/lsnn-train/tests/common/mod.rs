@@ -1,0 +1,153 @@
+//! Shared helpers for the lsnn-train integration tests: a tiny model config, small data sets,
+//! scratch directories and tensor comparisons.
+#![allow(dead_code)]
+
+use candle_core::{DType, Tensor};
+use lsnn_train::lsnn_layers::ModelConfig;
+use lsnn_train::{DataSource, TokenDataset, TrainOptions, TrainableModel, Trainer};
+use std::path::{Path, PathBuf};
+
+/// A model small enough that a training batch takes milliseconds in the dev profile.
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig {
+        input_dim: 16,
+        embedding_dim: 16,
+        hidden_dim: 16,
+        output_dim: 256,
+        vocab_size: 256,
+        liquid_units: 8,
+        spiking_units: 8,
+        num_layers: 2,
+        num_spike_steps: 2,
+        num_attention_heads: 2,
+        attention_spike_steps: 2,
+        sequence_length: 16,
+        max_position_embeddings: 16,
+        backbone_units: 16,
+        backbone_layers: 1,
+        dropout: 0.05,
+        attention_dropout: 0.0,
+        embedding_dropout: 0.05,
+        batch_size: 4,
+        learning_rate: 1e-2,
+        warmup_steps: 2,
+        num_epochs: 1,
+        label_smoothing: 0.0,
+        ema_decay: 0.9,
+        cleanup_every: 3,
+        ..ModelConfig::default()
+    }
+}
+
+/// A small repetitive English text.
+pub fn repetitive_text(bytes: usize) -> String {
+    let unit = "the cat sat on the mat. the dog sat on the log. ";
+    unit.chars().cycle().take(bytes).collect()
+}
+
+/// An in-memory data set of repetitive text: `train_windows` training windows of length 16 and
+/// a few validation windows.
+pub fn text_dataset(train_windows: usize) -> TokenDataset {
+    let seq = 16;
+    let train: Vec<u32> = repetitive_text(train_windows * seq + 1)
+        .bytes()
+        .map(u32::from)
+        .collect();
+    let val: Vec<u32> = repetitive_text(3 * seq + 1 + 7)
+        .bytes()
+        .skip(7)
+        .map(u32::from)
+        .collect();
+    TokenDataset::new(
+        train,
+        val,
+        seq,
+        DataSource::TextFile {
+            path: PathBuf::from("<in-memory test text>"),
+        },
+    )
+    .expect("valid data set")
+}
+
+/// A fresh, empty scratch directory unique to this test binary and `name` (a rerun replaces it).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("lsnn-train-tests")
+        .join(env!("CARGO_CRATE_NAME"))
+        .join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).expect("clear scratch dir");
+    }
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Writes a text file of repetitive text into `dir` and returns its path.
+pub fn write_text_file(dir: &Path, name: &str, bytes: usize) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, repetitive_text(bytes)).expect("write text file");
+    p
+}
+
+/// Options writing to `out_dir`, no accuracy scoring, a metrics row every step.
+pub fn options(out_dir: &Path) -> TrainOptions {
+    TrainOptions {
+        out_dir: out_dir.to_path_buf(),
+        log_every: 1,
+        accuracy_problems: 0,
+        ..TrainOptions::default()
+    }
+}
+
+/// The ids [B, L + 1] of training batch `b` in window order 0, 1, 2, ….
+pub fn batch<M: TrainableModel>(t: &Trainer<M>, b: usize) -> Tensor {
+    let bsz = t.config().batch_size;
+    let l = t.config().sequence_length + 1;
+    let mut flat = Vec::with_capacity(bsz * l);
+    for w in b * bsz..(b + 1) * bsz {
+        flat.extend_from_slice(t.data().train_window(w));
+    }
+    Tensor::from_vec(flat, (bsz, l), &candle_core::Device::Cpu).expect("batch tensor")
+}
+
+/// The bits of a tensor's values.
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .and_then(|x| x.to_dtype(DType::F32))
+        .and_then(|x| x.to_vec1::<f32>())
+        .expect("f32 values")
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
+}
+
+/// Every variable's name and value bits; compares bit for bit and prints compactly.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Snapshot(pub Vec<(String, Vec<u32>)>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // FNV-1a of every value's bits per variable: enough to see which ones differ.
+        let hashes: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, b)| {
+                let h = b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+                    (h ^ x as u64).wrapping_mul(0x0000_0100_0000_01B3)
+                });
+                format!("{n}:{:08x}", h as u32)
+            })
+            .collect();
+        write!(f, "Snapshot[{}]", hashes.join(" "))
+    }
+}
+
+/// The trainer's variables, bit for bit.
+pub fn snapshot<M: TrainableModel>(t: &Trainer<M>) -> Snapshot {
+    Snapshot(
+        t.vars()
+            .iter()
+            .map(|(n, v)| (n.clone(), bits(v.as_tensor())))
+            .collect(),
+    )
+}
