@@ -112,26 +112,27 @@ fn normal(shape: &[usize], seed: u64) -> Result<Tensor> {
 
 /// The tiny LM the training-path cases use.
 pub fn tiny_config() -> ModelConfig {
-    let mut c = ModelConfig::default();
-    c.embedding_dim = 32;
-    c.input_dim = 32;
-    c.hidden_dim = 32;
-    c.spiking_units = 16;
-    c.liquid_units = 16;
-    c.num_layers = 2;
-    c.num_attention_heads = 2;
-    c.num_spike_steps = 3;
-    c.attention_spike_steps = 3;
-    c.sequence_length = 16;
-    c.max_position_embeddings = 16;
-    c.batch_size = 4;
-    c.backbone_units = 32;
-    c.spike_threshold = 0.5;
-    c.initializer_range = 0.5;
-    c.warmup_steps = 2;
-    c.num_epochs = 1_000;
-    c.cleanup_every = 0;
-    c
+    ModelConfig {
+        embedding_dim: 32,
+        input_dim: 32,
+        hidden_dim: 32,
+        spiking_units: 16,
+        liquid_units: 16,
+        num_layers: 2,
+        num_attention_heads: 2,
+        num_spike_steps: 3,
+        attention_spike_steps: 3,
+        sequence_length: 16,
+        max_position_embeddings: 16,
+        batch_size: 4,
+        backbone_units: 32,
+        spike_threshold: 0.5,
+        initializer_range: 0.5,
+        warmup_steps: 2,
+        num_epochs: 1_000,
+        cleanup_every: 0,
+        ..ModelConfig::default()
+    }
 }
 
 fn ids_pool(b: usize, l: usize) -> Result<Vec<Tensor>> {
@@ -230,8 +231,10 @@ fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
     }))
 }
 
-/// Model, its variables and AdamW for the training-path cases.
-fn tiny_training() -> Result<(LanguageModel, Vec<(String, Var)>, AdamW, ModelConfig)> {
+/// Model, its variables, AdamW and the config of the training-path cases.
+type Training = (LanguageModel, Vec<(String, Var)>, AdamW, ModelConfig);
+
+fn tiny_training() -> Result<Training> {
     let cfg = tiny_config();
     let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
     let vars = sorted_vars(&vm);

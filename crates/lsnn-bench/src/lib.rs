@@ -136,7 +136,7 @@ impl CaseReport {
 /// Runs one case under the detector (in this process: run it in a child for isolation).
 pub fn run_case(case: &LeakCase) -> Result<CaseReport> {
     let mut it = (case.setup)()?;
-    let report = LeakDetector::new(case.config.clone()).run(|i| it(i))?;
+    let report = LeakDetector::new(case.config.clone()).run(&mut it)?;
     drop(it);
     Ok(CaseReport::new(case, &report))
 }

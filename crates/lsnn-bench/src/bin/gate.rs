@@ -107,10 +107,11 @@ fn per_step(step: &mut Step, train: bool) -> Result<(u64, u64)> {
 }
 
 fn lm_small() -> ModelConfig {
-    let mut c = ModelConfig::default();
-    c.num_spike_steps = 4;
-    c.attention_spike_steps = 8;
-    c
+    ModelConfig {
+        num_spike_steps: 4,
+        attention_spike_steps: 8,
+        ..ModelConfig::default()
+    }
 }
 
 fn measure() -> Result<()> {
