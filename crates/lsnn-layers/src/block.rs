@@ -204,6 +204,10 @@ impl HybridLiquidSpikingBlock {
     }
 
     /// One position of the sequence call: x_t [B, D] → out_t [B, D], advancing `state`.
+    ///
+    /// The new state keeps its autograd graph (for truncated back-propagation through time);
+    /// when not training, detach it between steps (as [`crate::LanguageModel::step`] does) or
+    /// every step's graph stays chained to the next.
     pub fn step(&self, x: &Tensor, state: &mut BlockState, mode: &mut Mode<'_>) -> Result<Tensor> {
         crate::nn::check_finite(x, "block step input")?;
         self.step_unchecked(x, state, mode)

@@ -276,6 +276,10 @@ impl LanguageModel {
         let mut x = self.embed(&ids2, state.position, mode)?.squeeze(1)?;
         for i in 0..self.blocks.len() {
             let y = self.blocks[i].step_unchecked(&x, &mut state.blocks[i], mode)?;
+            // Streaming is evaluation: a state carried with its graph would chain every step's
+            // graph to the next (trainable weights are Vars, so ops are tracked) and keep the
+            // whole history alive until the state is dropped.
+            state.blocks[i].h = state.blocks[i].h.detach();
             x = self.norms[i].forward(&y)?;
             if i % 2 == 1 {
                 let j = (i - 1) / 2;
@@ -283,7 +287,7 @@ impl LanguageModel {
             }
         }
         state.position += 1;
-        self.head(&x, mode)
+        Ok(self.head(&x, mode)?.detach())
     }
 }
 

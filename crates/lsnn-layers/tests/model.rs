@@ -515,3 +515,21 @@ fn non_finite_float_inputs_are_refused_by_every_layer_entry_point() {
     let ok = Tensor::full(0.5f32, (2, 3, d), &Device::Cpu).unwrap();
     assert!(blk.forward(&ok, None, &mut Mode::Eval).is_ok());
 }
+
+#[test]
+fn streaming_state_and_logits_carry_no_graph() {
+    // Trainable weights are Vars, so every op is tracked: a state carried with its graph would
+    // chain every generated token's graph to the next (found by the leak suite).
+    let cfg = small_config(2, 1);
+    let (model, _vm) = init_model(&cfg, SeededRng::new(9), &Device::Cpu).unwrap();
+    let mut state = model.new_state(2).unwrap();
+    for t in 0..3u32 {
+        let logits = model
+            .step(&Tensor::new(&[t, t + 1], &Device::Cpu).unwrap(), &mut state)
+            .unwrap();
+        assert!(!logits.track_op(), "step {t}: logits keep a graph");
+    }
+    // The full forward of the same model does track (the check above can fail).
+    let ids = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
+    assert!(model.forward(&ids, &mut Mode::Eval).unwrap().track_op());
+}
