@@ -67,7 +67,11 @@ impl Leaker {
             Leak::None => {}
             Leak::SpikeVec => {
                 let s = match spikes {
-                    Some(s) => s.flatten_all()?.narrow(0, 0, 1024)?.copy()?,
+                    Some(s) => s
+                        .flatten_all()?
+                        .narrow(0, 0, 1024)?
+                        .force_contiguous()?
+                        .detach(),
                     None => Tensor::zeros(1024, DType::F32, &Device::Cpu)?,
                 };
                 self.kept.push(s.detach());
@@ -322,7 +326,11 @@ fn checkpoint_case(leak: Leak) -> Result<Iteration> {
         if leak == Leak::SpikeVec {
             // The control keeps one loaded 4 KiB slice per iteration.
             let t = &loaded.model["head.fc2.bias"];
-            kept.push(t.narrow(0, 0, t.dim(0)?.min(1024))?.copy()?);
+            kept.push(
+                t.narrow(0, 0, t.dim(0)?.min(1024))?
+                    .force_contiguous()?
+                    .detach(),
+            );
             kept.push(Tensor::zeros(1024 - 256, DType::F32, &Device::Cpu)?);
         } else {
             leaker.leak(None)?;

@@ -115,10 +115,10 @@ impl AdamW {
                 message: format!("no parameter named {name}"),
             });
         };
-        st.m = m.copy()?;
-        st.v = v.copy()?;
+        st.m = m.force_contiguous()?.detach();
+        st.v = v.force_contiguous()?.detach();
         if let (Some(dst), Some(src)) = (st.vmax.as_mut(), vmax) {
-            *dst = src.copy()?;
+            *dst = src.force_contiguous()?.detach();
         }
         Ok(())
     }
@@ -227,7 +227,7 @@ impl Ema {
     pub fn new(vars: &[(String, Var)], decay: f64) -> Result<Self> {
         let shadow = vars
             .iter()
-            .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().force_contiguous()?.detach())))
             .collect::<Result<_>>()?;
         Ok(Ema { decay, shadow })
     }
@@ -244,7 +244,8 @@ impl Ema {
 
     /// Replaces the average of `name` with a copy of `t`.
     pub fn restore(&mut self, name: &str, t: &Tensor) -> Result<()> {
-        self.shadow.insert(name.to_owned(), t.copy()?);
+        self.shadow
+            .insert(name.to_owned(), t.force_contiguous()?.detach());
         Ok(())
     }
 

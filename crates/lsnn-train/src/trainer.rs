@@ -492,8 +492,10 @@ impl<M: TrainableModel> Trainer<M> {
             };
             t.opt.restore(&name, &m, &v, vmax.as_ref())?;
             if t.state.accum_valid > 0 {
-                t.acc
-                    .insert(name.clone(), get(format!("acc.{name}"))?.copy()?);
+                t.acc.insert(
+                    name.clone(),
+                    get(format!("acc.{name}"))?.force_contiguous()?.detach(),
+                );
             }
         }
         t.opt.set_step_count(t.state.step);
@@ -587,7 +589,8 @@ impl<M: TrainableModel> Trainer<M> {
                     }
                     Some(a) => *a = (&*a + g)?,
                     None => {
-                        self.acc.insert(name.clone(), g.contiguous()?.copy()?);
+                        self.acc
+                            .insert(name.clone(), g.force_contiguous()?.detach());
                     }
                 }
             }

@@ -233,3 +233,54 @@ fn naive_tensor_op_ema_allocates_the_parameter_bytes() {
         assert!(bytes > 100 * SMALL);
     }
 }
+
+#[path = "common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+#[test]
+fn memory_kept_between_batches_is_about_the_training_state() {
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // Between batches the trainer keeps weights, EMA, two moments and the accumulation buffers
+    // (five copies of the parameters) plus small bookkeeping — not any activation. Copying a
+    // gradient that is a view into a larger buffer kept that whole buffer alive (a regression
+    // that held ~55 MB at lm-small size).
+    let cfg = lsnn_train::lsnn_layers::ModelConfig {
+        gradient_accumulation_steps: 2,
+        ..common::tiny_config()
+    };
+    let dir = common::scratch("memory-between-batches");
+    let mut t: lsnn_train::Trainer =
+        lsnn_train::Trainer::new(cfg, common::text_dataset(16), common::options(&dir)).unwrap();
+    let params: u64 = t
+        .vars()
+        .iter()
+        .map(|(_, v)| v.elem_count() as u64 * 4)
+        .sum();
+    // Warm the thread-local scratch of gemm and candle with one plain forward + backward.
+    {
+        use lsnn_train::TrainableModel;
+        let ids = common::batch(&t, 0);
+        let mut rng = SeededRng::new(1);
+        let loss = t
+            .model()
+            .batch_loss(
+                &ids,
+                0.0,
+                &mut lsnn_train::lsnn_layers::Mode::Train(&mut rng),
+            )
+            .unwrap();
+        drop(loss.objective.backward().unwrap());
+    }
+    let before = alloc::live_bytes();
+    for b in 0..4 {
+        let ids = common::batch(&t, b);
+        t.train_batch(&ids).unwrap();
+        let kept = alloc::live_bytes().saturating_sub(before);
+        // Accumulation buffers (1x params) plus ids and a little bookkeeping.
+        assert!(
+            kept <= params + 64 * 1024,
+            "after batch {b}: {kept} bytes kept for {params} parameter bytes"
+        );
+    }
+}
