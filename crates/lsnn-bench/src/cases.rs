@@ -88,8 +88,8 @@ impl Leaker {
                     .push(Tensor::zeros(1024, DType::F32, &Device::Cpu)?)
             }
             Leak::AllocatingEma => {
-                let next =
-                    (self.shadow.affine(0.999, 0.0)? + self.var.as_tensor().detach().affine(0.001, 0.0)?)?;
+                let next = (self.shadow.affine(0.999, 0.0)?
+                    + self.var.as_tensor().detach().affine(0.001, 0.0)?)?;
                 self.kept.push(std::mem::replace(&mut self.shadow, next));
             }
             Leak::HistoryBuffer => self.history.extend(std::iter::repeat_n(0.5f32, 1024)),
