@@ -183,22 +183,15 @@ impl HybridLiquidSpikingBlock {
             .spiking(&x.reshape((b * l, d))?, mode)?
             .reshape((b, l, sdim))?;
         let proj = self.cfc.input_projection(&s)?;
-        let prepared = self.cfc.prepare()?;
-        let mut h = match h0 {
+        let h0 = match h0 {
             Some(h) => {
                 self.check_state(h, b)?;
                 h.clone()
             }
             None => Tensor::zeros((b, self.cfg.liquid_units), x.dtype(), x.device())?,
         };
-        let mut hs = Vec::with_capacity(l);
-        for t in 0..l {
-            h = self
-                .cfc
-                .step_projected(&proj.narrow(1, t, 1)?.squeeze(1)?, &h, &prepared)?;
-            hs.push(h.clone());
-        }
-        let hs = Tensor::stack(&hs, 1)?;
+        let hs = self.cfc.sequence(&proj, &h0)?;
+        let h = hs.narrow(1, l - 1, 1)?.squeeze(1)?;
         let out = self.output(x, &hs, &s, mode)?;
         Ok((out, h))
     }

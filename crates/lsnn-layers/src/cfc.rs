@@ -177,6 +177,61 @@ impl Cfc {
         })
     }
 
+    /// h_1..h_L [B, L, H] from the input projection proj [B, L, U] (see [`Cfc::input_projection`])
+    /// and h_0 [B, H]. On the CPU with one backbone layer this is one fused custom op (forward and
+    /// BPTT backward in one pass each); otherwise [`Cfc::sequence_composed`].
+    pub fn sequence(&self, proj: &Tensor, h0: &Tensor) -> Result<Tensor> {
+        let (b, l, u) = proj.dims3()?;
+        check_width(h0, "cfc initial state [B, H]", 2, self.cfg.hidden_size)?;
+        let fused = proj.device().is_cpu()
+            && matches!(
+                proj.dtype(),
+                candle_core::DType::F32 | candle_core::DType::F64
+            )
+            && h0.dtype() == proj.dtype()
+            && self.cfg.backbone_layers == 1
+            && u == self.cfg.backbone_units
+            && h0.dim(0)? == b;
+        if !fused {
+            return self.sequence_composed(proj, h0);
+        }
+        let w = self.prepare()?;
+        let packed = Tensor::cat(
+            &[
+                w.w_h_t.flatten_all()?,
+                w.w_head_t.flatten_all()?,
+                w.b_head.clone(),
+            ],
+            0,
+        )?;
+        let op = crate::cfc_fused::CfcSeqOp {
+            dims: crate::cfc_fused::Dims {
+                b,
+                l,
+                u,
+                h: self.cfg.hidden_size,
+            },
+            mode: self.cfg.mode,
+        };
+        Ok(proj
+            .contiguous()?
+            .apply_op3(&packed, &h0.contiguous()?, op)?)
+    }
+
+    /// [`Cfc::sequence`] as a loop of [`Cfc::step_projected`] (the reference of the fused op, and
+    /// the path elsewhere).
+    pub fn sequence_composed(&self, proj: &Tensor, h0: &Tensor) -> Result<Tensor> {
+        let (_, l, _) = proj.dims3()?;
+        let prepared = self.prepare()?;
+        let mut h = h0.clone();
+        let mut hs = Vec::with_capacity(l);
+        for t in 0..l {
+            h = self.step_projected(&proj.narrow(1, t, 1)?.squeeze(1)?, &h, &prepared)?;
+            hs.push(h.clone());
+        }
+        Ok(Tensor::stack(&hs, 1)?)
+    }
+
     /// One step from a precomputed input projection p [B, U] (see [`Cfc::input_projection`]).
     pub fn step_projected(&self, p: &Tensor, h: &Tensor, w: &PreparedCfc) -> Result<Tensor> {
         let mut z = lecun_tanh(&(p + h.matmul(&w.w_h_t)?)?)?;

@@ -16,6 +16,7 @@
 pub mod attention;
 pub mod block;
 pub mod cfc;
+mod cfc_fused;
 pub mod config;
 pub mod encoder;
 mod error;

@@ -235,7 +235,6 @@ fn naive_tensor_op_ema_allocates_the_parameter_bytes() {
 }
 
 #[path = "common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 #[test]
