@@ -3,9 +3,10 @@
 //! with the counting allocator installed.
 
 use crate::Result;
-use candle_core::{DType, Device, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::lif::{self, reference, LifConfig};
 use lsnn_layers::{Mode, SeededInit, SeededRng};
@@ -164,6 +165,38 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
         },
         &mut || {
             att.forward_reference(&xa)?.sum_all()?.backward()?;
+            Ok(())
+        },
+        reps,
+    )?);
+
+    let ccfg = CfcConfig {
+        input_size: 64,
+        hidden_size: 64,
+        backbone_units: 128,
+        backbone_layers: 1,
+        mode: CfcMode::Default,
+        ts: 1.0,
+    };
+    let vm = VarMap::new();
+    let cell = Cfc::new(
+        &ccfg,
+        SeededInit::var_builder(&vm, SeededRng::new(6), DType::F32, &dev),
+    )?;
+    let s = SeededRng::new(7).normal_tensor((8, 64, 64), 0.0, 1.0, DType::F32, &dev)?;
+    let h0 = Tensor::zeros((8, 64), DType::F32, &dev)?;
+    out.push(measure(
+        "cfc-seq B=8 L=64 U=128 H=64",
+        &mut || {
+            cell.sequence(&cell.input_projection(&s)?, &h0)?
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        &mut || {
+            cell.sequence_composed(&cell.input_projection(&s)?, &h0)?
+                .sum_all()?
+                .backward()?;
             Ok(())
         },
         reps,
