@@ -149,18 +149,6 @@ fn ids_pool(b: usize, l: usize) -> Result<Vec<Tensor>> {
         .collect()
 }
 
-fn sorted_vars(vm: &VarMap) -> Vec<(String, Var)> {
-    let mut v: Vec<(String, Var)> = vm
-        .data()
-        .lock()
-        .expect("varmap")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
 fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
     let cfg = SpikingEncoderConfig {
         in_dim: 64,
@@ -241,7 +229,7 @@ type Training = (LanguageModel, Vec<(String, Var)>, AdamW, ModelConfig);
 fn tiny_training() -> Result<Training> {
     let cfg = tiny_config();
     let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
-    let vars = sorted_vars(&vm);
+    let vars = lsnn_layers::named_vars(&vm);
     let opt = AdamW::new(&vars, AdamWConfig::default())?;
     Ok((model, vars, opt, cfg))
 }
@@ -324,14 +312,9 @@ fn checkpoint_case(leak: Leak) -> Result<Iteration> {
             return Err(BenchError::Other("checkpoint lost tensors".into()));
         }
         if leak == Leak::SpikeVec {
-            // The control keeps one loaded 4 KiB slice per iteration.
-            let t = &loaded.model["head.fc2.bias"];
-            kept.push(
-                t.narrow(0, 0, t.dim(0)?.min(1024))?
-                    .force_contiguous()?
-                    .detach(),
-            );
-            kept.push(Tensor::zeros(1024 - 256, DType::F32, &Device::Cpu)?);
+            // The control keeps 4 KiB (1,024 values) of each loaded checkpoint.
+            let t = loaded.model["tok_emb.weight"].flatten_all()?;
+            kept.push(t.narrow(0, 0, 1024)?.force_contiguous()?.detach());
         } else {
             leaker.leak(None)?;
         }

@@ -39,6 +39,20 @@ pub use rng::SeededRng;
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
+/// The trainable variables of `varmap`, sorted by name (a stable order for optimizers, EMA and
+/// checkpoints).
+pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let mut v: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 /// A freshly initialised model (SPEC §3.7 initialisation, from `rng`) and the [`VarMap`] holding
 /// its trainable variables under the SPEC §3.7 names.
 pub fn init_model(

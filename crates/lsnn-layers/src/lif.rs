@@ -218,19 +218,21 @@ impl<T: WithDType> K<T> {
     }
 }
 
-/// Neurons handled by one rayon task.
-const TASK: usize = 1024;
+/// Neurons handled by one rayon task (and one block of the sequential path).
+#[doc(hidden)]
+pub const TASK: usize = 1024;
 /// Below this many neuron-steps the kernels run on the calling thread.
-const PAR_MIN: usize = 1 << 16;
+#[doc(hidden)]
+pub const PAR_MIN: usize = 1 << 16;
 
 /// A raw pointer that may cross threads; every task writes a disjoint set of indices.
 #[derive(Clone, Copy)]
 struct SyncPtr<T>(*mut T);
 // SAFETY: used only for disjoint writes from rayon tasks that all finish before the owning
 // buffer is read or dropped.
-unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T: Send> Send for SyncPtr<T> {}
 // SAFETY: as above.
-unsafe impl<T> Sync for SyncPtr<T> {}
+unsafe impl<T: Send> Sync for SyncPtr<T> {}
 
 impl<T> SyncPtr<T> {
     /// The sub-slice `[start, start + len)` of the buffer.
@@ -248,7 +250,11 @@ impl<T> SyncPtr<T> {
 /// Runs `f(start, end)` over neuron ranges, in parallel when the work is large.
 fn for_neuron_ranges(n: usize, steps: usize, f: impl Fn(usize, usize) + Sync) {
     if n * steps < PAR_MIN || n <= TASK {
-        f(0, n);
+        // Sequential, but still in blocks of TASK neurons, so that backward's recomputed
+        // membrane history is (T + 1)·TASK values, never (T + 1)·N.
+        for c in 0..n.div_ceil(TASK) {
+            f(c * TASK, ((c + 1) * TASK).min(n));
+        }
     } else {
         (0..n.div_ceil(TASK))
             .into_par_iter()

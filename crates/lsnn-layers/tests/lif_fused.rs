@@ -203,12 +203,13 @@ fn fused_equals_reference_every_mode() {
     }
 }
 
-/// Enough neuron·steps (> 2^15) and neurons (> 512, not a multiple of it) for the rayon path.
+/// Enough neuron·steps and neurons (not a multiple of the block) for the rayon path.
 #[test]
 fn fused_equals_reference_on_the_parallel_path() {
-    let neurons = [4usize, 2073];
+    let neurons = [8usize, 2073];
     let steps = 8;
-    assert!(neurons.iter().product::<usize>() * steps > 1 << 15);
+    let n: usize = neurons.iter().product();
+    assert!(n * steps >= 2 * lif::PAR_MIN && n > 4 * lif::TASK && n % lif::TASK != 0);
     for reset in RESETS {
         for (k, surrogate) in SURROGATES.into_iter().enumerate() {
             let cfg = LifConfig {

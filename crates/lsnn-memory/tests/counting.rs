@@ -26,7 +26,7 @@ fn live_and_peak_follow_a_vec_exactly() {
     let _g = lock();
     let before = alloc::stats();
     let w = PeakWindow::open();
-    let v: Vec<u8> = Vec::with_capacity(1 << 20);
+    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(1 << 20));
     let mid = alloc::live_bytes();
     drop(v);
     let peak = w.close();
@@ -43,10 +43,10 @@ fn nested_scopes_report_exact_peaks() {
     let _g = lock();
     let m = MemoryManager::cpu();
     let outer = m.scope("outer");
-    let a: Vec<u8> = Vec::with_capacity(300_000);
+    let a: Vec<u8> = std::hint::black_box(Vec::with_capacity(300_000));
     drop(a);
     let inner = m.scope("inner");
-    let b: Vec<u8> = Vec::with_capacity(100_000);
+    let b: Vec<u8> = std::hint::black_box(Vec::with_capacity(100_000));
     drop(b);
     let ri = inner.finish();
     let ro = outer.finish();
@@ -61,7 +61,7 @@ fn nested_scopes_report_exact_peaks() {
     // An inner peak that is higher than anything before folds into the outer scope.
     let outer = m.scope("outer2");
     let inner = m.scope("inner2");
-    let c: Vec<u8> = Vec::with_capacity(500_000);
+    let c: Vec<u8> = std::hint::black_box(Vec::with_capacity(500_000));
     drop(c);
     let ri = inner.finish();
     let ro = outer.finish();

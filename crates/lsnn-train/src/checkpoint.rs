@@ -143,6 +143,22 @@ pub fn save_with_hook(
         TrainError::ckpt(run_dir, format!("save failed at {stage:?}: {e}"))
     };
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    // Refuse a set that `load` would reject before anything is written or switched.
+    let hash = config_hash(data.config_json);
+    let state: serde_json::Value = serde_json::from_str(data.state_json).map_err(|e| {
+        TrainError::ckpt(run_dir, format!("trainer state to save is not JSON: {e}"))
+    })?;
+    if state["step"].as_u64() != Some(data.step)
+        || state["config_hash"].as_str() != Some(hash.as_str())
+    {
+        return Err(TrainError::ckpt(
+            run_dir,
+            format!(
+                "refusing to save: the trainer state names step {} and config {}, the set is step {} of config {hash}",
+                state["step"], state["config_hash"], data.step
+            ),
+        ));
+    }
     hook(SaveStage::Begin).map_err(|e| fail(SaveStage::Begin, e))?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -151,7 +167,6 @@ pub fn save_with_hook(
     let name = format!("ckpt-{:010}-{nanos:x}", data.step);
     let dir = run_dir.join(&name);
     std::fs::create_dir(&dir).map_err(TrainError::io(&dir))?;
-    let hash = config_hash(data.config_json);
     let files: [(&'static str, Vec<u8>); 6] = [
         (
             MODEL_FILE,
@@ -174,6 +189,8 @@ pub fn save_with_hook(
         hook(SaveStage::FileWritten(fname)).map_err(|e| fail(SaveStage::FileWritten(fname), e))?;
     }
     sync_dir(&dir)?;
+    // The new directory's entry must be durable before a pointer names it.
+    sync_dir(run_dir)?;
     hook(SaveStage::BeforeSwitch).map_err(|e| fail(SaveStage::BeforeSwitch, e))?;
     let tmp = run_dir.join(format!("{CURRENT}.tmp"));
     write_synced(&tmp, format!("{name}\n").as_bytes())?;

@@ -205,12 +205,13 @@ impl AdamW {
 pub fn global_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
     let mut total = 0f64;
     for g in grads.values() {
-        let s: f32 = g
+        // In f64: squares of large but finite gradients overflow f32.
+        let s: f64 = g
+            .to_dtype(candle_core::DType::F64)?
             .sqr()?
             .sum_all()?
-            .to_dtype(candle_core::DType::F32)?
             .to_scalar()?;
-        total += s as f64;
+        total += s;
     }
     Ok(total.sqrt())
 }

@@ -242,18 +242,6 @@ impl<M: TrainableModel> std::fmt::Debug for Trainer<M> {
 pub const METRICS_HEADER: &str =
     "step,epoch,batches,lr,train_loss,val_loss,val_ppl,accuracy,skipped";
 
-fn sorted_vars(vm: &VarMap) -> Vec<(String, Var)> {
-    let mut v: Vec<(String, Var)> = vm
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
 impl<M: TrainableModel> Trainer<M> {
     /// A fresh run of `cfg` on `data`.
     pub fn new(cfg: ModelConfig, data: TokenDataset, opts: TrainOptions) -> Result<Self> {
@@ -276,7 +264,7 @@ impl<M: TrainableModel> Trainer<M> {
         let varmap = VarMap::new();
         let vb = SeededInit::var_builder(&varmap, init_rng, DType::F32, &device);
         let model = M::build(&cfg, vb)?;
-        let vars = sorted_vars(&varmap);
+        let vars = lsnn_layers::named_vars(&varmap);
         let config_json = cfg.to_json();
         let windows = data.train_windows();
         let per_epoch = (windows / cfg.batch_size) as u64;
@@ -421,7 +409,7 @@ impl<M: TrainableModel> Trainer<M> {
         let varmap = VarMap::new();
         let vb = SeededInit::var_builder(&varmap, SeededRng::new(cfg.seed), DType::F32, &device);
         let model = M::build(&cfg, vb)?;
-        let vars = sorted_vars(&varmap);
+        let vars = lsnn_layers::named_vars(&varmap);
         check_keys(&ck.dir.join(checkpoint::MODEL_FILE), &vars, &ck.model, "")?;
         check_keys(&ck.dir.join(checkpoint::EMA_FILE), &vars, &ck.ema, "")?;
         for (name, var) in &vars {
@@ -453,8 +441,11 @@ impl<M: TrainableModel> Trainer<M> {
             }
         }
         for k in ck.optimizer.keys() {
+            // Accumulation buffers belong to an open window only.
             let known = expected.contains(k)
-                || (k.starts_with("acc.") && t.vars.iter().any(|(n, _)| k[4..] == *n));
+                || (t.state.accum_valid > 0
+                    && k.starts_with("acc.")
+                    && t.vars.iter().any(|(n, _)| k[4..] == *n));
             if !known {
                 return Err(TrainError::ckpt(
                     ck.dir.join(checkpoint::OPTIMIZER_FILE),
@@ -477,6 +468,11 @@ impl<M: TrainableModel> Trainer<M> {
                             Err(TrainError::ckpt(
                                 ck.dir.join(checkpoint::OPTIMIZER_FILE),
                                 format!("{k} has shape {:?}, expected {:?}", x.dims(), var.dims()),
+                            ))
+                        } else if x.dtype() != DType::F32 {
+                            Err(TrainError::ckpt(
+                                ck.dir.join(checkpoint::OPTIMIZER_FILE),
+                                format!("{k} is {:?}, expected f32", x.dtype()),
                             ))
                         } else {
                             Ok(x.to_device(&t.device)?)
@@ -589,8 +585,15 @@ impl<M: TrainableModel> Trainer<M> {
                     }
                     Some(a) => *a = (&*a + g)?,
                     None => {
-                        self.acc
-                            .insert(name.clone(), g.force_contiguous()?.detach());
+                        // A fresh buffer goes through the same 0 + g as a reused one, so a
+                        // resumed run (which starts with no buffers) writes the same bits.
+                        let a = g.zeros_like()?.force_contiguous()?.detach();
+                        if crate::inplace::fast_path(&[&a, g]) {
+                            a.inplace_op2(g, &crate::inplace::Axpby { a: 1.0, b: 1.0 })?;
+                            self.acc.insert(name.clone(), a);
+                        } else {
+                            self.acc.insert(name.clone(), (a + g)?);
+                        }
                     }
                 }
             }
@@ -745,8 +748,14 @@ impl<M: TrainableModel> Trainer<M> {
             }
         }
         if self.state.accum_valid > 0 {
-            for (name, a) in &self.acc {
-                optimizer.insert(format!("acc.{name}"), a.clone());
+            // Every parameter gets a buffer (zeros where none has received a gradient yet), so
+            // that a load can insist on the complete set.
+            for (name, var) in &self.vars {
+                let a = match self.acc.get(name) {
+                    Some(a) => a.clone(),
+                    None => var.as_tensor().zeros_like()?.detach(),
+                };
+                optimizer.insert(format!("acc.{name}"), a);
             }
         }
         let mut state = self.state.clone();
@@ -851,11 +860,18 @@ impl<M: TrainableModel> Trainer<M> {
             let windows = &self.state.epoch_order[b * bsz..(b + 1) * bsz];
             let ids = self.batch_tensor(windows, false)?;
             let lr = self.current_lr();
+            let steps_skipped_before = self.state.skipped_steps;
             let loss = self.train_batch(&ids)?;
             self.state.batch_in_epoch += 1;
             if loss.is_nan() {
                 on_event(&Event::Skipped {
                     reason: "non-finite loss".into(),
+                    total: self.state.skipped_batches + self.state.skipped_steps,
+                });
+            }
+            if self.state.skipped_steps > steps_skipped_before {
+                on_event(&Event::Skipped {
+                    reason: "non-finite gradient norm; optimizer step not applied".into(),
                     total: self.state.skipped_batches + self.state.skipped_steps,
                 });
             }
@@ -907,6 +923,11 @@ impl<M: TrainableModel> Trainer<M> {
         }
         if stop || self.state.epoch >= self.cfg.num_epochs {
             self.state.finished = true;
+            // The last, partial accumulation window is applied, not dropped: the schedule
+            // planned a step for it.
+            if self.state.accum_in_window > 0 {
+                self.finish_window()?;
+            }
         }
         let dir = self.save_checkpoint()?;
         on_event(&Event::Checkpoint { dir });

@@ -72,8 +72,9 @@ fn resume_equals_straight_run(ks: &[u64], name: &str) {
     let mut t =
         Trainer::<LanguageModel>::new(resume_config(), data.clone(), options(&straight)).unwrap();
     let s = t.run(&mut |_| {}).unwrap();
-    // Windows end at batches 3, 6 and 9; the tenth batch's window stays open.
-    assert_eq!((s.batches, s.steps), (10, 3));
+    // Windows end at batches 3, 6 and 9; the tenth batch's partial window is applied when the
+    // run finishes (the schedule planned 4 steps).
+    assert_eq!((s.batches, s.steps), (10, 4));
     assert!(t.state().finished);
 
     let resumed = root.join("resumed");
@@ -107,7 +108,7 @@ fn resume_equals_straight_run(ks: &[u64], name: &str) {
     assert_eq!(t.state().batches_seen, *ks.last().unwrap());
     let s = t.run(&mut |_| {}).unwrap();
     assert!(!s.interrupted);
-    assert_eq!((s.batches, s.steps), (10, 3));
+    assert_eq!((s.batches, s.steps), (10, 4));
 
     let a = read_set(&straight);
     let b = read_set(&resumed);
@@ -148,6 +149,13 @@ fn resume_at_epoch_boundary_equals_straight_run() {
 fn resume_twice_equals_straight_run() {
     // Interrupted at 2 and at 7 (second epoch, inside the third window).
     resume_equals_straight_run(&[2, 7], "resume-k2-k7");
+}
+
+#[test]
+fn resume_at_window_boundaries_equals_straight_run() {
+    // Interrupted right after windows close (no open window: the resumed run starts with no
+    // accumulation buffers, the straight one reuses zeroed ones).
+    resume_equals_straight_run(&[3, 6], "resume-k3-k6");
 }
 
 /// Save → resume: every variable, EMA weight, optimizer moment, accumulation buffer, the state
@@ -776,4 +784,39 @@ fn a_position_that_does_not_fit_the_data_is_a_checkpoint_error() {
     edit(&|_| {});
     let mut t = Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap();
     assert_eq!(t.run(&mut |_| {}).unwrap().batches, 10);
+}
+
+#[test]
+fn a_set_whose_state_disagrees_is_refused_before_anything_is_switched() {
+    use std::collections::BTreeMap;
+    let dir = common::scratch("checkpoint/refuse-mismatch");
+    let config = "{\"a\": 1}";
+    let hash = checkpoint::config_hash(config);
+    let empty = BTreeMap::new();
+    let good_state = format!("{{\"step\": 5, \"config_hash\": \"{hash}\"}}");
+    let save = |step: u64, state: &str| {
+        checkpoint::save(
+            &dir,
+            &checkpoint::CheckpointData {
+                step,
+                config_json: config,
+                state_json: state,
+                model: &empty,
+                ema: &empty,
+                optimizer: &empty,
+                metrics_csv: "step\n",
+            },
+        )
+    };
+    save(5, &good_state).unwrap();
+    assert_eq!(checkpoint::load(&dir).unwrap().step, 5);
+    // The state names another step, then another config: both refused, the old set stays.
+    let err = save(6, &good_state).unwrap_err().to_string();
+    assert!(err.contains("refusing to save"), "{err}");
+    let other = format!(
+        "{{\"step\": 6, \"config_hash\": \"{}\"}}",
+        checkpoint::config_hash("{}")
+    );
+    assert!(save(6, &other).is_err());
+    assert_eq!(checkpoint::load(&dir).unwrap().step, 5);
 }

@@ -7,8 +7,7 @@
 //! tokens/s = B·L / median step time; peak RSS is the process's `VmHWM`.
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::VarMap;
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use lsnn_train::lsnn_layers::{init_model, Mode, ModelConfig, SeededRng};
 use lsnn_train::lsnn_memory::{alloc, rss};
@@ -69,18 +68,6 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn vars_of(vm: &VarMap) -> Vec<(String, Var)> {
-    let mut v: Vec<(String, Var)> = vm
-        .data()
-        .lock()
-        .expect("varmap")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
 /// `lsnn bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
     if a.steps == 0 {
@@ -89,7 +76,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = workload(&a.workload)?;
     let dev = Device::Cpu;
     let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &dev)?;
-    let vars = vars_of(&vm);
+    let vars = lsnn_train::lsnn_layers::named_vars(&vm);
     let mut opt = AdamW::new(
         &vars,
         AdamWConfig {

@@ -29,14 +29,7 @@ struct Step {
 impl Step {
     fn new(cfg: &ModelConfig) -> Result<Self> {
         let (model, vm) = init_model(cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
-        let mut vars: Vec<(String, Var)> = vm
-            .data()
-            .lock()
-            .expect("varmap")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = lsnn_layers::named_vars(&vm);
         let opt = AdamW::new(&vars, AdamWConfig::default())?;
         let mut r = SeededRng::new(7);
         let (b, l) = (cfg.batch_size, cfg.sequence_length + 1);

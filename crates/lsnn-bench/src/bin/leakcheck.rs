@@ -23,9 +23,14 @@ fn kib(b: u64) -> String {
 }
 
 fn run_child(name: &str) -> Result<CaseReport> {
+    run_child_args(&["run", name], name)
+}
+
+/// Runs this binary with `args` in a child process with one compute thread; parses its row.
+fn run_child_args(args: &[&str], name: &str) -> Result<CaseReport> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
-        .args(["run", name])
+        .args(args)
         .env("RAYON_NUM_THREADS", "1")
         .env("CANDLE_NUM_THREADS", "1")
         .output()
@@ -148,7 +153,7 @@ fn all(args: &[String]) -> Result<()> {
         rows.push(r);
     }
     if long {
-        let r = soak(100)?;
+        let r = run_child_args(&["soak", "100"], "soak")?;
         println!(
             "{:<40} {:<8} {:>5} live {} → {} KiB, rss {} → {} KiB: {:?}",
             r.name,
