@@ -33,7 +33,10 @@ pub struct CountingAlloc;
 
 #[inline]
 fn on_alloc(size: u64) {
-    INSTALLED.store(true, Ordering::Relaxed);
+    // Read first: a store on every allocation would bounce the flag's cache line between cores.
+    if !INSTALLED.load(Ordering::Relaxed) {
+        INSTALLED.store(true, Ordering::Relaxed);
+    }
     ALLOCS.fetch_add(1, Ordering::Relaxed);
     ALLOCATED_TOTAL.fetch_add(size, Ordering::Relaxed);
     let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
