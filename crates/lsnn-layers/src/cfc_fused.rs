@@ -14,6 +14,7 @@
 //! accumulating the weight gradients with gemm. Nothing but the inputs and the output is kept.
 
 use crate::cfc::CfcMode;
+use crate::kernel::contiguous_slice;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType,
 };
@@ -263,18 +264,6 @@ fn backward<T: Real>(
     (dproj, dpacked, carry)
 }
 
-fn cpu<'a, T: WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [T]> {
-    let d = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&d[a..b]),
-        None => candle_core::bail!("cfc-seq: {what} must be contiguous"),
-    }
-}
-
 impl CustomOp3 for CfcSeqOp {
     fn name(&self) -> &'static str {
         "cfc-seq"
@@ -299,15 +288,15 @@ impl CustomOp3 for CfcSeqOp {
         let out = match s1.dtype() {
             DType::F32 => CpuStorage::F32(forward::<f32>(
                 self,
-                cpu(s1, l1, "proj")?,
-                cpu(s2, l2, "weights")?,
-                cpu(s3, l3, "h0")?,
+                contiguous_slice(s1, l1, "cfc-seq: proj")?,
+                contiguous_slice(s2, l2, "cfc-seq: weights")?,
+                contiguous_slice(s3, l3, "cfc-seq: h0")?,
             )),
             DType::F64 => CpuStorage::F64(forward::<f64>(
                 self,
-                cpu(s1, l1, "proj")?,
-                cpu(s2, l2, "weights")?,
-                cpu(s3, l3, "h0")?,
+                contiguous_slice(s1, l1, "cfc-seq: proj")?,
+                contiguous_slice(s2, l2, "cfc-seq: weights")?,
+                contiguous_slice(s3, l3, "cfc-seq: h0")?,
             )),
             dt => candle_core::bail!("cfc-seq: dtype {dt:?} not supported"),
         };

@@ -20,6 +20,7 @@ mod cfc_fused;
 pub mod config;
 pub mod encoder;
 mod error;
+pub mod kernel;
 pub mod lif;
 pub mod model;
 pub mod nn;

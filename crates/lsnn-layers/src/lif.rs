@@ -486,18 +486,6 @@ fn backward_dispatch<T: WithDType>(
     }
 }
 
-fn contiguous<'a, T: WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    op: &str,
-) -> candle_core::Result<&'a [T]> {
-    let data = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
 /// Which fused form an op computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
@@ -604,11 +592,17 @@ impl CustomOp1 for LifOp {
         let dims = l.dims();
         match s.dtype() {
             DType::F32 => {
-                let (v, sh) = self.run(contiguous::<f32>(s, l, self.name())?, dims);
+                let (v, sh) = self.run(
+                    crate::kernel::contiguous_slice::<f32>(s, l, self.name())?,
+                    dims,
+                );
                 Ok((CpuStorage::F32(v), sh))
             }
             DType::F64 => {
-                let (v, sh) = self.run(contiguous::<f64>(s, l, self.name())?, dims);
+                let (v, sh) = self.run(
+                    crate::kernel::contiguous_slice::<f64>(s, l, self.name())?,
+                    dims,
+                );
                 Ok((CpuStorage::F64(v), sh))
             }
             dt => candle_core::bail!(
@@ -676,14 +670,14 @@ impl CustomOp2 for LifBwdOp {
         let dims = l1.dims();
         let out = match s1.dtype() {
             DType::F32 => CpuStorage::F32(self.run(
-                contiguous::<f32>(s1, l1, "lif-bwd")?,
+                crate::kernel::contiguous_slice::<f32>(s1, l1, "lif-bwd")?,
                 dims,
-                contiguous::<f32>(s2, l2, "lif-bwd")?,
+                crate::kernel::contiguous_slice::<f32>(s2, l2, "lif-bwd")?,
             )),
             DType::F64 => CpuStorage::F64(self.run(
-                contiguous::<f64>(s1, l1, "lif-bwd")?,
+                crate::kernel::contiguous_slice::<f64>(s1, l1, "lif-bwd")?,
                 dims,
-                contiguous::<f64>(s2, l2, "lif-bwd")?,
+                crate::kernel::contiguous_slice::<f64>(s2, l2, "lif-bwd")?,
             )),
             dt => candle_core::bail!("lif-bwd: dtype {dt:?} not supported"),
         };
@@ -834,13 +828,13 @@ pub mod reference {
         fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
             let out = match s.dtype() {
                 DType::F32 => CpuStorage::F32(
-                    contiguous::<f32>(s, l, "atan-spike")?
+                    crate::kernel::contiguous_slice::<f32>(s, l, "atan-spike")?
                         .iter()
                         .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
                         .collect(),
                 ),
                 DType::F64 => CpuStorage::F64(
-                    contiguous::<f64>(s, l, "atan-spike")?
+                    crate::kernel::contiguous_slice::<f64>(s, l, "atan-spike")?
                         .iter()
                         .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
                         .collect(),

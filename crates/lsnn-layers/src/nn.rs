@@ -117,17 +117,6 @@ impl Linear {
 #[derive(Debug, Clone, Copy)]
 struct LinearOp;
 
-fn contiguous_slice<'a, T: candle_core::WithDType>(
-    s: &'a candle_core::CpuStorage,
-    l: &candle_core::Layout,
-) -> candle_core::Result<&'a [T]> {
-    let d = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&d[a..b]),
-        None => candle_core::bail!("linear: operands must be contiguous"),
-    }
-}
-
 fn linear_kernel<T: candle_core::WithDType>(
     x: &[T],
     w: &[T],
@@ -200,17 +189,17 @@ impl candle_core::CustomOp3 for LinearOp {
         }
         let out = match candle_core::backend::BackendStorage::dtype(s1) {
             DType::F32 => candle_core::CpuStorage::F32(linear_kernel::<f32>(
-                contiguous_slice(s1, l1)?,
-                contiguous_slice(s2, l2)?,
-                contiguous_slice(s3, l3)?,
+                crate::kernel::contiguous_slice(s1, l1, "linear: x")?,
+                crate::kernel::contiguous_slice(s2, l2, "linear: weight")?,
+                crate::kernel::contiguous_slice(s3, l3, "linear: bias")?,
                 m,
                 k,
                 n,
             )),
             DType::F64 => candle_core::CpuStorage::F64(linear_kernel::<f64>(
-                contiguous_slice(s1, l1)?,
-                contiguous_slice(s2, l2)?,
-                contiguous_slice(s3, l3)?,
+                crate::kernel::contiguous_slice(s1, l1, "linear: x")?,
+                crate::kernel::contiguous_slice(s2, l2, "linear: weight")?,
+                crate::kernel::contiguous_slice(s3, l3, "linear: bias")?,
                 m,
                 k,
                 n,

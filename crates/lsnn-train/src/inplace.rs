@@ -4,27 +4,30 @@
 
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Tensor};
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let d = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&d[a..b]),
-        None => candle_core::bail!("{op}: source must be contiguous"),
-    }
-}
+use lsnn_layers::kernel::{contiguous_slice, contiguous_slice_mut_f32};
 
-fn slice_mut<'a>(
-    s: &'a mut CpuStorage,
-    l: &Layout,
+/// dst[i] ← f(dst[i], src[i]) over two contiguous f32 operands of the same length.
+fn zip_apply(
     op: &str,
-) -> candle_core::Result<&'a mut [f32]> {
-    let (a, b) = match l.contiguous_offsets() {
-        Some(r) => r,
-        None => candle_core::bail!("{op}: destination must be contiguous"),
-    };
-    match s {
-        CpuStorage::F32(v) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("{op}: expected f32"),
+    dst: &mut CpuStorage,
+    dl: &Layout,
+    src: &CpuStorage,
+    sl: &Layout,
+    f: impl Fn(f32, f32) -> f32,
+) -> candle_core::Result<()> {
+    let s = contiguous_slice::<f32>(src, sl, op)?;
+    let d = contiguous_slice_mut_f32(dst, dl, op)?;
+    if s.len() != d.len() {
+        candle_core::bail!(
+            "{op}: {} source elements for {} destination elements",
+            s.len(),
+            d.len()
+        );
     }
+    for (x, &y) in d.iter_mut().zip(s) {
+        *x = f(*x, y);
+    }
+    Ok(())
 }
 
 /// True when the in-place CPU kernels apply to all of `ts`.
@@ -53,12 +56,7 @@ impl InplaceOp2 for Axpby {
         src: &CpuStorage,
         sl: &Layout,
     ) -> candle_core::Result<()> {
-        let s = slice(src, sl, "axpby")?;
-        let d = slice_mut(dst, dl, "axpby")?;
-        for (x, &y) in d.iter_mut().zip(s) {
-            *x = self.a * *x + self.b * y;
-        }
-        Ok(())
+        zip_apply("axpby", dst, dl, src, sl, |x, y| self.a * x + self.b * y)
     }
 }
 
@@ -82,12 +80,9 @@ impl InplaceOp2 for AxpbySq {
         src: &CpuStorage,
         sl: &Layout,
     ) -> candle_core::Result<()> {
-        let s = slice(src, sl, "axpby-sq")?;
-        let d = slice_mut(dst, dl, "axpby-sq")?;
-        for (x, &y) in d.iter_mut().zip(s) {
-            *x = self.a * *x + self.b * (y * y);
-        }
-        Ok(())
+        zip_apply("axpby-sq", dst, dl, src, sl, |x, y| {
+            self.a * x + self.b * (y * y)
+        })
     }
 }
 
@@ -106,14 +101,14 @@ impl InplaceOp2 for MaxInPlace {
         src: &CpuStorage,
         sl: &Layout,
     ) -> candle_core::Result<()> {
-        let s = slice(src, sl, "max-in-place")?;
-        let d = slice_mut(dst, dl, "max-in-place")?;
-        for (x, &y) in d.iter_mut().zip(s) {
-            if y > *x {
-                *x = y;
-            }
-        }
-        Ok(())
+        zip_apply(
+            "max-in-place",
+            dst,
+            dl,
+            src,
+            sl,
+            |x, y| if y > x { y } else { x },
+        )
     }
 }
 
@@ -145,9 +140,17 @@ impl InplaceOp3 for AdamUpdate {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> candle_core::Result<()> {
-        let m = slice(ms, ml, "adamw-update")?;
-        let v = slice(vs, vl, "adamw-update")?;
-        let p = slice_mut(dst, dl, "adamw-update")?;
+        let m = contiguous_slice::<f32>(ms, ml, "adamw-update: m")?;
+        let v = contiguous_slice::<f32>(vs, vl, "adamw-update: v")?;
+        let p = contiguous_slice_mut_f32(dst, dl, "adamw-update: parameter")?;
+        if m.len() != p.len() || v.len() != p.len() {
+            candle_core::bail!(
+                "adamw-update: moments of {} and {} elements for {}",
+                m.len(),
+                v.len(),
+                p.len()
+            );
+        }
         let decay = 1.0 - self.lr * self.wd;
         for ((x, &mi), &vi) in p.iter_mut().zip(m).zip(v) {
             let mhat = mi / self.bc1;
