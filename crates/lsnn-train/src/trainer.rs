@@ -66,6 +66,8 @@ pub struct TrainerState {
     pub data_source: DataSource,
     /// Sum and count of the unsmoothed training loss since the last metrics row.
     pub loss_window: (f64, u64),
+    /// Sum and count of the unsmoothed training loss of the current epoch.
+    pub epoch_loss: (f64, u64),
     /// True once the run has finished (all epochs or early stop).
     pub finished: bool,
 }
@@ -290,6 +292,7 @@ impl<M: TrainableModel> Trainer<M> {
             config_hash: checkpoint::config_hash(&config_json),
             data_source: data.source().clone(),
             loss_window: (0.0, 0),
+            epoch_loss: (0.0, 0),
             finished: false,
         };
         Self::assemble(
@@ -600,6 +603,8 @@ impl<M: TrainableModel> Trainer<M> {
             self.state.accum_valid += 1;
             self.state.loss_window.0 += ce as f64;
             self.state.loss_window.1 += 1;
+            self.state.epoch_loss.0 += ce as f64;
+            self.state.epoch_loss.1 += 1;
         } else {
             self.state.skipped_batches += 1;
         }
@@ -896,7 +901,7 @@ impl<M: TrainableModel> Trainer<M> {
         }
         // Epoch end.
         let eval = self.evaluate()?;
-        let train_loss = self.epoch_train_loss();
+        let train_loss = self.take_epoch_train_loss();
         self.push_metrics(Some(&eval));
         self.state.val_history.push(eval.loss);
         if self.state.best_val_loss.is_none_or(|b| eval.loss < b) {
@@ -934,31 +939,10 @@ impl<M: TrainableModel> Trainer<M> {
         Ok(Some(eval))
     }
 
-    fn epoch_train_loss(&self) -> f64 {
-        // The mean of this epoch's metrics rows' train losses is coarse; recompute from the
-        // rows written since the last epoch row.
-        let mut sum = 0.0;
-        let mut n = 0usize;
-        for row in self.metrics.iter().rev() {
-            let f: Vec<&str> = row.split(',').collect();
-            if f.len() < 6 || f[0] == "step" {
-                break;
-            }
-            if !f[5].is_empty() {
-                break;
-            }
-            if let Ok(v) = f[4].parse::<f64>() {
-                if v.is_finite() {
-                    sum += v;
-                    n += 1;
-                }
-            }
-        }
-        let (s, c) = self.state.loss_window;
-        if c > 0 {
-            sum += s / c as f64;
-            n += 1;
-        }
+    /// Mean unsmoothed loss of the epoch's trained batches (NaN when every one was skipped);
+    /// restarts the accumulator.
+    fn take_epoch_train_loss(&mut self) -> f64 {
+        let (sum, n) = std::mem::take(&mut self.state.epoch_loss);
         if n == 0 {
             f64::NAN
         } else {

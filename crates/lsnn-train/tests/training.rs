@@ -51,6 +51,22 @@ fn loss_falls_by_a_third_on_repetitive_text() {
     assert!((early - 256f64.ln()).abs() < 1.0, "early loss {early}");
     assert_eq!(summary.steps, 48);
     assert!(!summary.interrupted);
+    // Each epoch's reported train loss is the mean of its batches' losses.
+    let epoch_losses: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::EpochEnd { train_loss, .. } => Some(*train_loss),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(epoch_losses.len(), 3);
+    for (e, got) in epoch_losses.iter().enumerate() {
+        let want = mean(&losses[e * 16..(e + 1) * 16]);
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "epoch {e}: {got} vs mean {want}"
+        );
+    }
     let eval = summary.last_eval.expect("an epoch finished");
     assert!(
         eval.loss < 0.7 * 256f64.ln(),
