@@ -17,7 +17,7 @@ use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::lif::LifConfig;
 use lsnn_layers::{init_model, LanguageModel, Mode, ModelConfig, SeededInit, SeededRng};
 use lsnn_memory::{LeakConfig, MemoryManager};
-use lsnn_train::optim::{AdamW, AdamWConfig, Ema};
+use lsnn_train::optim::Ema;
 use std::collections::BTreeMap;
 
 /// The small leak a control adds to its workload.
@@ -139,16 +139,6 @@ pub fn tiny_config() -> ModelConfig {
     }
 }
 
-fn ids_pool(b: usize, l: usize) -> Result<Vec<Tensor>> {
-    let mut rng = SeededRng::new(99);
-    (0..4)
-        .map(|_| {
-            let v: Vec<u32> = (0..b * l).map(|_| rng.below(256) as u32).collect();
-            Ok(Tensor::from_vec(v, (b, l), &Device::Cpu)?)
-        })
-        .collect()
-}
-
 fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
     let cfg = SpikingEncoderConfig {
         in_dim: 64,
@@ -223,37 +213,28 @@ fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
     }))
 }
 
-/// Model, its variables, AdamW and the config of the training-path cases.
-type Training = (LanguageModel, Vec<(String, Var)>, AdamW, ModelConfig);
+/// Model, its variables and the config of the training-path cases.
+type Training = (LanguageModel, Vec<(String, Var)>, ModelConfig);
 
 fn tiny_training() -> Result<Training> {
     let cfg = tiny_config();
     let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
     let vars = lsnn_layers::named_vars(&vm);
-    let opt = AdamW::new(&vars, AdamWConfig::default())?;
-    Ok((model, vars, opt, cfg))
+    Ok((model, vars, cfg))
 }
 
 fn train_step_case(leak: Leak) -> Result<Iteration> {
-    let (model, vars, mut opt, cfg) = tiny_training()?;
-    let pool = ids_pool(cfg.batch_size, cfg.sequence_length + 1)?;
-    let mut rng = SeededRng::new(10);
+    // The SPEC §7 step (the one `lsnn bench` and the gate measure) on the tiny LM.
+    let mut bench = lsnn_train::workload::StepBench::new(&tiny_config())?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |i| {
-        let (_, loss) = model.loss(&pool[i % pool.len()], 0.1, &mut Mode::Train(&mut rng))?;
-        let grads = loss.objective.backward()?;
-        let g: BTreeMap<String, Tensor> = vars
-            .iter()
-            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
-            .collect();
-        drop(grads);
-        opt.step(&g, 1e-3, 1.0)?;
+        bench.train_step(i, false)?;
         leaker.leak(None)
     }))
 }
 
 fn ema_case(leak: Leak) -> Result<Iteration> {
-    let (_model, vars, _opt, _cfg) = tiny_training()?;
+    let (_model, vars, _cfg) = tiny_training()?;
     let mut ema = Ema::new(&vars, 0.999)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
@@ -263,7 +244,7 @@ fn ema_case(leak: Leak) -> Result<Iteration> {
 }
 
 fn generation_case(leak: Leak) -> Result<Iteration> {
-    let (model, _vars, _opt, cfg) = tiny_training()?;
+    let (model, _vars, cfg) = tiny_training()?;
     let mut state = model.new_state(1)?;
     let mut token = Tensor::new(&[10u32], &Device::Cpu)?;
     let mut leaker = Leaker::new(leak)?;
@@ -280,7 +261,7 @@ fn generation_case(leak: Leak) -> Result<Iteration> {
 }
 
 fn checkpoint_case(leak: Leak) -> Result<Iteration> {
-    let (_model, vars, _opt, cfg) = tiny_training()?;
+    let (_model, vars, cfg) = tiny_training()?;
     let dir =
         std::env::temp_dir().join(format!("lsnn-leak-ckpt-{}-{:?}", std::process::id(), leak));
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,6 +17,7 @@ pub mod model;
 pub mod optim;
 pub mod schedule;
 pub mod trainer;
+pub mod workload;
 
 pub use data::{ArithmeticTask, ByteTokenizer, DataSource, TokenDataset};
 pub use error::{Result, TrainError};

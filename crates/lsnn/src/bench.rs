@@ -7,12 +7,9 @@
 //! tokens/s = B·L / median step time; peak RSS is the process's `VmHWM`.
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use lsnn_train::lsnn_layers::{init_model, Mode, ModelConfig, SeededRng};
 use lsnn_train::lsnn_memory::{alloc, rss};
-use lsnn_train::optim::{global_norm, AdamW, AdamWConfig, Ema};
-use std::collections::BTreeMap;
+use lsnn_train::workload::{workload, StepBench};
 use std::time::Instant;
 
 /// Arguments of `lsnn bench`.
@@ -32,32 +29,6 @@ pub struct BenchArgs {
     full: bool,
 }
 
-/// The SPEC §7 workload configs.
-pub fn workload(name: &str) -> Result<ModelConfig> {
-    let mut c = ModelConfig::default();
-    match name {
-        "lm-small" => {}
-        "lm-medium" => {
-            c.embedding_dim = 256;
-            c.input_dim = 256;
-            c.hidden_dim = 256;
-            c.spiking_units = 128;
-            c.liquid_units = 128;
-            c.num_layers = 4;
-            c.num_attention_heads = 8;
-            c.sequence_length = 128;
-            c.max_position_embeddings = 128;
-            c.batch_size = 16;
-        }
-        other => bail!("unknown workload {other:?}; expected lm-small or lm-medium"),
-    }
-    c.num_spike_steps = 4;
-    c.attention_spike_steps = 8;
-    c.backbone_units = 128;
-    c.backbone_layers = 1;
-    Ok(c)
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -73,61 +44,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.steps == 0 {
         bail!("--steps 0; expected at least 1");
     }
-    let cfg = workload(&a.workload)?;
-    let dev = Device::Cpu;
-    let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &dev)?;
-    let vars = lsnn_train::lsnn_layers::named_vars(&vm);
-    let mut opt = AdamW::new(
-        &vars,
-        AdamWConfig {
-            weight_decay: 0.01,
-            ..AdamWConfig::default()
-        },
-    )?;
-    let (b, l) = (cfg.batch_size, cfg.sequence_length);
-    let mut rng = SeededRng::new(7);
-    let pool: Vec<Tensor> = (0..8)
-        .map(|_| {
-            let v: Vec<u32> = (0..b * (l + 1)).map(|_| rng.below(256) as u32).collect();
-            Tensor::from_vec(v, (b, l + 1), &dev)
-        })
-        .collect::<candle_core::Result<_>>()?;
-    let mut dropout = SeededRng::new(11);
-    let mut ema = if a.full {
-        Some(Ema::new(&vars, 0.999)?)
-    } else {
-        None
-    };
-    let mut step = |i: usize, full: bool, opt: &mut AdamW, ema: &mut Option<Ema>| -> Result<()> {
-        let ids = &pool[i % pool.len()];
-        let (_, loss) = model.loss(ids, 0.0, &mut Mode::Train(&mut dropout))?;
-        let grads = loss.objective.backward()?;
-        let g: BTreeMap<String, Tensor> = vars
-            .iter()
-            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
-            .collect();
-        let mut scale = 1.0;
-        if full {
-            let n = global_norm(&g)?;
-            if n > 1.0 {
-                scale = 1.0 / n;
-            }
-        }
-        opt.step(&g, 1e-3, scale)?;
-        if let (true, Some(e)) = (full, ema.as_mut()) {
-            e.update(&vars)?;
-        }
-        Ok(())
-    };
+    let mut bench = StepBench::new(&workload(&a.workload)?)?;
     for i in 0..3 {
-        step(i, false, &mut opt, &mut ema)?;
+        bench.train_step(i, false)?;
     }
     let mut times = Vec::with_capacity(a.steps);
     let allocs_before = alloc::allocation_count();
     let peak_window = alloc::PeakWindow::open();
     for i in 0..a.steps {
         let t = Instant::now();
-        step(3 + i, false, &mut opt, &mut ema)?;
+        bench.train_step(3 + i, false)?;
         times.push(t.elapsed().as_secs_f64());
     }
     let peak_live = peak_window.close();
@@ -138,25 +64,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let mut ft = Vec::with_capacity(a.steps);
         for i in 0..a.steps {
             let t = Instant::now();
-            step(i, true, &mut opt, &mut ema)?;
+            bench.train_step(i, true)?;
             ft.push(t.elapsed().as_secs_f64());
         }
         full_ms = Some(median(&mut ft) * 1e3);
     }
-    let infer_ids: Vec<Tensor> = pool
-        .iter()
-        .map(|p| p.narrow(1, 0, l))
-        .collect::<candle_core::Result<_>>()?;
     for i in 0..3 {
-        model.forward(&infer_ids[i % 8], &mut Mode::Eval)?;
+        bench.infer_step(i)?;
     }
     let mut it = Vec::with_capacity(a.steps);
     for i in 0..a.steps {
         let t = Instant::now();
-        let out = model.forward(&infer_ids[i % 8], &mut Mode::Eval)?;
-        let _ = out.to_dtype(DType::F32)?;
+        bench.infer_step(i)?;
         it.push(t.elapsed().as_secs_f64());
     }
+    let (b, l) = (bench.config().batch_size, bench.config().sequence_length);
     let infer_ms = median(&mut it) * 1e3;
     let tokens = (b * l) as f64;
     let peak_rss_mib = rss::peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0);

@@ -7,81 +7,20 @@
 //! ```
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor, Var};
 use lsnn_bench::{cases, components};
-use lsnn_layers::{init_model, Mode, ModelConfig, SeededRng};
 use lsnn_memory::{alloc, CountingAlloc, PeakWindow};
-use lsnn_train::optim::{AdamW, AdamWConfig};
+use lsnn_train::workload::{workload, StepBench};
 use std::collections::BTreeMap;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-struct Step {
-    model: lsnn_layers::LanguageModel,
-    vars: Vec<(String, Var)>,
-    opt: AdamW,
-    pool: Vec<Tensor>,
-    rng: SeededRng,
-    seq: usize,
-}
-
-impl Step {
-    fn new(cfg: &ModelConfig) -> Result<Self> {
-        let (model, vm) = init_model(cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
-        let vars = lsnn_layers::named_vars(&vm);
-        let opt = AdamW::new(&vars, AdamWConfig::default())?;
-        let mut r = SeededRng::new(7);
-        let (b, l) = (cfg.batch_size, cfg.sequence_length + 1);
-        let pool = (0..8)
-            .map(|_| {
-                Tensor::from_vec(
-                    (0..b * l)
-                        .map(|_| r.below(256) as u32)
-                        .collect::<Vec<u32>>(),
-                    (b, l),
-                    &Device::Cpu,
-                )
-            })
-            .collect::<candle_core::Result<_>>()?;
-        Ok(Step {
-            model,
-            vars,
-            opt,
-            pool,
-            rng: SeededRng::new(11),
-            seq: cfg.sequence_length,
-        })
-    }
-
-    fn train(&mut self, i: usize) -> Result<()> {
-        let (_, loss) = self
-            .model
-            .loss(&self.pool[i % 8], 0.0, &mut Mode::Train(&mut self.rng))?;
-        let grads = loss.objective.backward()?;
-        let g: BTreeMap<String, Tensor> = self
-            .vars
-            .iter()
-            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
-            .collect();
-        drop(grads);
-        self.opt.step(&g, 1e-3, 1.0)?;
-        Ok(())
-    }
-
-    fn infer(&mut self, i: usize) -> Result<()> {
-        let ids = self.pool[i % 8].narrow(1, 0, self.seq)?;
-        self.model.forward(&ids, &mut Mode::Eval)?;
-        Ok(())
-    }
-}
-
-fn per_step(step: &mut Step, train: bool) -> Result<(u64, u64)> {
+fn per_step(step: &mut StepBench, train: bool) -> Result<(u64, u64)> {
     for i in 0..3 {
         if train {
-            step.train(i)?
+            step.train_step(i, false)?
         } else {
-            step.infer(i)?
+            step.infer_step(i)?
         }
     }
     let n = 4;
@@ -90,26 +29,18 @@ fn per_step(step: &mut Step, train: bool) -> Result<(u64, u64)> {
     let w = PeakWindow::open();
     for i in 0..n {
         if train {
-            step.train(3 + i)?
+            step.train_step(3 + i, false)?
         } else {
-            step.infer(3 + i)?
+            step.infer_step(3 + i)?
         }
     }
     let peak = w.close().saturating_sub(start);
     Ok(((alloc::allocation_count() - a0) / n as u64, peak))
 }
 
-fn lm_small() -> ModelConfig {
-    ModelConfig {
-        num_spike_steps: 4,
-        attention_spike_steps: 8,
-        ..ModelConfig::default()
-    }
-}
-
 fn measure() -> Result<()> {
     let mut m = BTreeMap::new();
-    let mut s = Step::new(&lm_small())?;
+    let mut s = StepBench::new(&workload("lm-small")?)?;
     let (a, p) = per_step(&mut s, true)?;
     m.insert("lm-small.train_step.allocs".to_string(), a as f64);
     m.insert("lm-small.train_step.peak_live_bytes".to_string(), p as f64);
@@ -132,10 +63,10 @@ fn measure() -> Result<()> {
 
 fn instr() -> Result<()> {
     // A fixed, small workload: two training steps and one inference of the leak-suite's tiny LM.
-    let mut s = Step::new(&cases::tiny_config())?;
-    s.train(0)?;
-    s.train(1)?;
-    s.infer(2)?;
+    let mut s = StepBench::new(&cases::tiny_config())?;
+    s.train_step(0, false)?;
+    s.train_step(1, false)?;
+    s.infer_step(2)?;
     Ok(())
 }
 
