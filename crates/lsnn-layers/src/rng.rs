@@ -78,9 +78,9 @@ impl SeededRng {
         (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
-    /// Uniform integer in 0..n (n > 0), without modulo bias.
-    pub fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0, "below(0)");
+    /// Uniform integer in 0..n, without modulo bias (an empty range cannot be asked for).
+    pub fn below(&mut self, n: std::num::NonZeroU64) -> u64 {
+        let n = n.get();
         let zone = u64::MAX - (u64::MAX % n);
         loop {
             let v = self.next_u64();
@@ -104,7 +104,7 @@ impl SeededRng {
     /// Shuffles `v` in place (Fisher–Yates).
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
+            let j = self.below(std::num::NonZeroU64::MIN.saturating_add(i as u64)) as usize;
             v.swap(i, j);
         }
     }

@@ -60,7 +60,9 @@ fn check_var(
     let idxs: Vec<usize> = if n <= samples {
         (0..n).collect()
     } else {
-        (0..samples).map(|_| rng.below(n as u64) as usize).collect()
+        (0..samples)
+            .map(|_| rng.below(std::num::NonZeroU64::new(n as u64).unwrap()) as usize)
+            .collect()
     };
     for &i in &idxs {
         let fd = central_difference(var, i, loss);

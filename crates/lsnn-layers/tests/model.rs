@@ -37,7 +37,9 @@ fn small_config(num_layers: usize, backbone_layers: usize) -> ModelConfig {
 }
 
 fn ids(rng: &mut SeededRng, b: usize, l: usize, vocab: usize) -> Tensor {
-    let v: Vec<u32> = (0..b * l).map(|_| rng.below(vocab as u64) as u32).collect();
+    let v: Vec<u32> = (0..b * l)
+        .map(|_| rng.below(std::num::NonZeroU64::new(vocab as u64).unwrap()) as u32)
+        .collect();
     Tensor::from_vec(v, (b, l), &Device::Cpu).unwrap()
 }
 

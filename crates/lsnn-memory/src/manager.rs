@@ -207,14 +207,14 @@ impl MemoryManager {
         if let Some(l) = &config.budget {
             l.validate("memory budget")?;
         }
-        if config.timeline_capacity == 0 {
+        let Some(capacity) = std::num::NonZeroUsize::new(config.timeline_capacity) else {
             return Err(MemoryError::InvalidConfig(
                 "timeline capacity 0; expected at least 1 sample".into(),
             ));
-        }
+        };
         Ok(MemoryManager {
             inner: Arc::new(Inner {
-                timeline: Mutex::new(Timeline::new(config.timeline_capacity)),
+                timeline: Mutex::new(Timeline::new(capacity)),
                 config,
                 probe,
                 pool: AccumulatorPool::new(),

@@ -33,9 +33,9 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// An empty timeline keeping the newest `capacity` samples (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+    /// An empty timeline keeping the newest `capacity` samples.
+    pub fn new(capacity: std::num::NonZeroUsize) -> Self {
+        let capacity = capacity.get();
         Timeline {
             capacity,
             samples: VecDeque::with_capacity(capacity),

@@ -188,7 +188,7 @@ fn unbudgeted_requests_beyond_the_machine_are_refused() {
 proptest! {
     #[test]
     fn timeline_never_exceeds_capacity(cap in 1usize..50, n in 0u64..200) {
-        let mut t = Timeline::new(cap);
+        let mut t = Timeline::new(std::num::NonZeroUsize::new(cap).unwrap());
         for i in 0..n {
             t.push(sample(i));
         }

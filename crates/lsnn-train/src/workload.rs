@@ -13,6 +13,9 @@ use candle_core::{Device, Tensor, Var};
 use lsnn_layers::{init_model, named_vars, LanguageModel, Mode, ModelConfig, SeededRng};
 use std::collections::BTreeMap;
 
+/// Byte tokens.
+const BYTES: std::num::NonZeroU64 = std::num::NonZeroU64::new(256).unwrap();
+
 /// The names [`workload`] knows.
 pub const WORKLOADS: &[&str] = &["lm-small", "lm-medium"];
 
@@ -77,7 +80,7 @@ impl StepBench {
         let mut rng = SeededRng::new(7);
         let pool = (0..8)
             .map(|_| {
-                let v: Vec<u32> = (0..b * l).map(|_| rng.below(256) as u32).collect();
+                let v: Vec<u32> = (0..b * l).map(|_| rng.below(BYTES) as u32).collect();
                 Tensor::from_vec(v, (b, l), &Device::Cpu)
             })
             .collect::<candle_core::Result<_>>()?;

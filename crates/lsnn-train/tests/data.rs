@@ -256,7 +256,11 @@ fn bigram_baseline_is_lower_on_predictable_text() {
     };
     let det = TokenDataset::new(cycle(4001), cycle(401), seq, src.clone()).unwrap();
     let mut rng = SeededRng::new(9);
-    let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(256) as u32).collect() };
+    let mut random = |n: usize| -> Vec<u32> {
+        (0..n)
+            .map(|_| rng.below(std::num::NonZeroU64::new(256).unwrap()) as u32)
+            .collect()
+    };
     let rnd = TokenDataset::new(random(4001), random(401), seq, src).unwrap();
     let b_det = bigram_baseline(&det, 256);
     let b_rnd = bigram_baseline(&rnd, 256);
