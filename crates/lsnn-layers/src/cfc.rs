@@ -140,15 +140,9 @@ impl Cfc {
         let w = self.backbone[0]
             .weight()
             .narrow(1, 0, self.cfg.input_size)?;
-        let dims = x.dims().to_vec();
-        let lead: usize = dims[..dims.len() - 1].iter().product();
-        let y = x
-            .reshape((lead, self.cfg.input_size))?
-            .matmul(&w.t()?)?
-            .broadcast_add(self.backbone[0].bias())?;
-        let mut out = dims;
-        *out.last_mut().expect("rank >= 1") = self.cfg.backbone_units;
-        Ok(y.reshape(out)?)
+        let (x2, lead) = crate::nn::as_matrix(x, self.cfg.input_size, "cfc input projection")?;
+        let y = x2.matmul(&w.t()?)?.broadcast_add(self.backbone[0].bias())?;
+        Ok(y.reshape([lead, vec![self.cfg.backbone_units]].concat())?)
     }
 
     /// Packs the per-step weights (differentiably) for a sequence of [`Cfc::step_projected`].

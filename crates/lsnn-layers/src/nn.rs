@@ -98,16 +98,25 @@ impl Linear {
     /// x·Wᵀ + b as two candle ops (matmul, then a broadcast add): the path on devices without the
     /// fused kernel, and the reference the fused one is tested against.
     pub fn forward_composed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims();
-        let in_dim = dims[dims.len() - 1];
-        let lead: usize = dims[..dims.len() - 1].iter().product();
-        let y = x
-            .reshape((lead, in_dim))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("rank >= 1") = self.out_dim();
-        y.reshape(out)
+        let (x2, lead) = as_matrix(x, self.in_dim(), "linear input")?;
+        let y = x2.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?;
+        y.reshape([lead, vec![self.out_dim()]].concat())
+    }
+}
+
+/// x [.., in] as a matrix [Π leading dims, in] and the leading dims, or an error naming `what`
+/// when x is a scalar or its last dimension is not `in_dim`.
+pub(crate) fn as_matrix(
+    x: &Tensor,
+    in_dim: usize,
+    what: &str,
+) -> candle_core::Result<(Tensor, Vec<usize>)> {
+    match x.dims().split_last() {
+        Some((&last, lead)) if last == in_dim => Ok((
+            x.reshape((lead.iter().product::<usize>(), in_dim))?,
+            lead.to_vec(),
+        )),
+        _ => candle_core::bail!("{what}: expected shape [.., {in_dim}], got {:?}", x.dims()),
     }
 }
 
@@ -234,14 +243,11 @@ impl Module for Linear {
         if !fused {
             return self.forward_composed(x);
         }
-        let dims = x.dims();
-        let in_dim = dims[dims.len() - 1];
-        let lead: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((lead, in_dim))?.contiguous()?;
-        let y = x2.apply_op3(&self.weight, &self.bias, LinearOp)?;
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("rank >= 1") = self.out_dim();
-        y.reshape(out)
+        let (x2, lead) = as_matrix(x, self.in_dim(), "linear input")?;
+        let y = x2
+            .contiguous()?
+            .apply_op3(&self.weight, &self.bias, LinearOp)?;
+        y.reshape([lead, vec![self.out_dim()]].concat())
     }
 }
 

@@ -89,3 +89,27 @@ fn fused_linear_equals_the_composed_one() {
     check(DType::F32, &[512], 128, 256, 1e-4);
     let _ = Tensor::zeros(1, DType::F32, &Device::Cpu);
 }
+
+#[test]
+fn scalars_and_wrong_widths_are_errors_not_panics() {
+    let vm = VarMap::new();
+    let lin = Linear::new(
+        4,
+        3,
+        SeededInit::var_builder(&vm, SeededRng::new(1), DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let scalar = Tensor::new(1f32, &Device::Cpu).unwrap();
+    let wide = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
+    for x in [&scalar, &wide] {
+        let e = lin.forward(x).unwrap_err().to_string();
+        assert!(e.contains("expected shape [.., 4]"), "{e}");
+        assert!(lin.forward_composed(x).is_err());
+    }
+    assert_eq!(
+        lin.forward(&Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap())
+            .unwrap()
+            .dims(),
+        &[2, 3, 3]
+    );
+}
