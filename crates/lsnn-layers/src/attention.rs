@@ -6,14 +6,15 @@
 //! A = softmax(q̂·k̂ᵀ / √(D/heads) + mask)             causal (default) or none
 //! out = W_o · merge_heads(A·v̂)
 //! ```
-//! The rate is elementwise, so it is taken before the head split. The softmax is candle-nn's
-//! differentiable `ops::softmax` (not `softmax_last_dim`, which has no backward, SPEC §3.9).
+//! The rate is elementwise, so it is taken before the head split. Scaling, the causal mask and the
+//! softmax are one fused op with its own backward ([`crate::fused::masked_softmax`]; candle-nn's
+//! `softmax_last_dim` has none, SPEC §3.9).
 //! Keys: `q`, `k`, `v`, `o` (`.weight` [D, D], `.bias` [D]).
 
 use crate::error::{LayerError, Result};
 use crate::lif::{self, LifConfig};
 use crate::nn::{check_width, Linear};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 /// Hyperparameters of [`MultiHeadSpikingAttention`].
@@ -133,11 +134,7 @@ impl MultiHeadSpikingAttention {
         let (b, l, d) = q.dims3()?;
         let (q, k, v) = (self.split(q)?, self.split(k)?, self.split(v)?);
         let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
-        let mut scores = q.matmul(&k.t()?)?.affine(scale, 0.0)?;
-        if self.cfg.causal {
-            scores = scores.broadcast_add(&causal_mask(l, scores.dtype(), scores.device())?)?;
-        }
-        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let a = crate::fused::masked_softmax(&q.matmul(&k.t()?)?, scale, self.cfg.causal)?;
         let ctx = a.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
         Ok(self.o.forward(&ctx)?)
     }
@@ -203,17 +200,8 @@ impl MultiHeadSpikingAttention {
         let keys = cache.k.narrow(2, 0, cache.len)?;
         let values = cache.v.narrow(2, 0, cache.len)?;
         let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
-        let scores = q.matmul(&keys.t()?)?.affine(scale, 0.0)?;
-        let a = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let a = crate::fused::masked_softmax(&q.matmul(&keys.t()?)?, scale, false)?;
         let ctx = a.matmul(&values)?.transpose(1, 2)?.reshape((b, d))?;
         Ok(self.o.forward(&ctx)?)
     }
-}
-
-/// 0 on and below the diagonal, −∞ above: [L, L].
-pub fn causal_mask(l: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let v: Vec<f32> = (0..l)
-        .flat_map(|i| (0..l).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(v, (l, l), device)?.to_dtype(dtype)?)
 }

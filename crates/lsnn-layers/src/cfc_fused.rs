@@ -14,34 +14,8 @@
 //! accumulating the weight gradients with gemm. Nothing but the inputs and the output is kept.
 
 use crate::cfc::CfcMode;
-use crate::kernel::contiguous_slice;
-use candle_core::{
-    backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, WithDType,
-};
-
-/// The transcendental functions the kernel needs.
-pub(crate) trait Real: WithDType {
-    fn tanh_(self) -> Self;
-    fn exp_(self) -> Self;
-}
-
-impl Real for f32 {
-    fn tanh_(self) -> Self {
-        self.tanh()
-    }
-    fn exp_(self) -> Self {
-        self.exp()
-    }
-}
-
-impl Real for f64 {
-    fn tanh_(self) -> Self {
-        self.tanh()
-    }
-    fn exp_(self) -> Self {
-        self.exp()
-    }
-}
+use crate::kernel::{contiguous_slice, Real};
+use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 const LECUN_A: f64 = 1.7159;
 const LECUN_B: f64 = 0.666;
@@ -62,9 +36,10 @@ pub(crate) struct CfcSeqOp {
     pub mode: CfcMode,
 }
 
-/// dst[m×n] (row-major) = (read ? dst : 0) + lhs·rhs, with explicit strides (row, column).
+/// Sequential gemm (the CfC's matrices are far too small to split across threads).
 #[allow(clippy::too_many_arguments)]
-fn mm<T: WithDType>(
+#[inline(always)]
+fn mm<T: candle_core::WithDType>(
     m: usize,
     n: usize,
     k: usize,
@@ -77,32 +52,14 @@ fn mm<T: WithDType>(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
-    debug_assert!(dst.len() >= m * n);
-    // SAFETY: dst holds m·n elements row-major; lhs and rhs are indexed within their slices by
-    // the given strides (checked by the callers' shapes); no aliasing between dst and the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            read,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    crate::kernel::matmul(
+        crate::kernel::Gemm { m, n, k },
+        dst,
+        read,
+        (lhs, lhs_rs, lhs_cs),
+        (rhs, rhs_rs, rhs_cs),
+        false,
+    );
 }
 
 struct Weights<'a, T> {

@@ -3,6 +3,26 @@
 
 use candle_core::{CpuStorage, Layout, WithDType};
 
+/// Runs `$body` with `$t` bound to the element type of `$dt` (f32 or f64) and wraps the `Vec`
+/// it returns in the matching `CpuStorage`; other dtypes are an error naming the op.
+macro_rules! float_kernel {
+    ($name:expr, $dt:expr, |$t:ident| $body:expr) => {
+        match $dt {
+            candle_core::DType::F32 => {
+                type $t = f32;
+                candle_core::CpuStorage::F32($body)
+            }
+            candle_core::DType::F64 => {
+                type $t = f64;
+                candle_core::CpuStorage::F64($body)
+            }
+            dt => candle_core::bail!("{}: dtype {dt:?} not supported, expected f32 or f64", $name),
+        }
+    };
+}
+
+pub(crate) use float_kernel;
+
 /// The elements of `s` under `l`, which must be contiguous (custom ops get arbitrary layouts;
 /// their callers make operands contiguous first). `what` names the op and operand in the error.
 pub fn contiguous_slice<'a, T: WithDType>(
@@ -29,5 +49,197 @@ pub fn contiguous_slice_mut_f32<'a>(
     match s {
         CpuStorage::F32(v) => Ok(&mut v[a..b]),
         _ => candle_core::bail!("{what}: expected f32"),
+    }
+}
+
+/// The floating-point element types the CPU kernels are written for (f32, f64), with the
+/// transcendental functions they need.
+pub(crate) trait Real: WithDType {
+    fn tanh_(self) -> Self;
+    fn exp_(self) -> Self;
+    fn ln_(self) -> Self;
+    fn sqrt_(self) -> Self;
+    fn erf_(self) -> Self;
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn tanh_(self) -> Self {
+        self.tanh()
+    }
+    #[inline(always)]
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    #[inline(always)]
+    fn ln_(self) -> Self {
+        self.ln()
+    }
+    #[inline(always)]
+    fn sqrt_(self) -> Self {
+        self.sqrt()
+    }
+    #[inline(always)]
+    fn erf_(self) -> Self {
+        libm::erff(self)
+    }
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn tanh_(self) -> Self {
+        self.tanh()
+    }
+    #[inline(always)]
+    fn exp_(self) -> Self {
+        self.exp()
+    }
+    #[inline(always)]
+    fn ln_(self) -> Self {
+        self.ln()
+    }
+    #[inline(always)]
+    fn sqrt_(self) -> Self {
+        self.sqrt()
+    }
+    #[inline(always)]
+    fn erf_(self) -> Self {
+        libm::erf(self)
+    }
+}
+
+/// Below this many elements of work a row kernel runs on the calling thread: splitting smaller
+/// jobs costs more in thread hand-over than it saves (SPEC §3.9).
+pub const PAR_ROWS_MIN: usize = 1 << 15;
+
+/// Runs `f(rows, out_rows)` over consecutive row ranges of `0..rows`, where `out_rows` is the
+/// matching part of `out` (`width` elements per row; `out` may be empty with `width` 0), and
+/// returns each range's result in order. With more than one rayon thread and at least
+/// [`PAR_ROWS_MIN`] elements of `work`, the ranges run in parallel.
+pub(crate) fn row_chunks<T: Send, R: Send>(
+    out: &mut [T],
+    width: usize,
+    rows: usize,
+    work: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    debug_assert_eq!(out.len(), rows * width);
+    let threads = rayon::current_num_threads();
+    let parallel = parallel_allowed() && threads > 1 && work >= PAR_ROWS_MIN && rows >= 2;
+    if !parallel {
+        return vec![f(0..rows, out)];
+    }
+    let per = rows.div_ceil(threads * 4).max(1);
+    let mut pieces = Vec::with_capacity(rows.div_ceil(per));
+    let mut rest = out;
+    let mut start = 0;
+    while start < rows {
+        let end = (start + per).min(rows);
+        let (a, b) = rest.split_at_mut((end - start) * width);
+        pieces.push((start..end, a));
+        rest = b;
+        start = end;
+    }
+    pieces.into_par_iter().map(|(r, s)| f(r, s)).collect()
+}
+
+thread_local! {
+    static SEQUENTIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the kernels' own multi-threading off on this thread (row kernels, LIF, linear
+/// gemm all run on the calling thread), for callers that already keep every core busy with
+/// coarser work, such as one batch shard per thread. Restores the previous setting afterwards.
+pub fn sequential<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SEQUENTIAL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(SEQUENTIAL.with(|c| c.replace(true)));
+    f()
+}
+
+/// False inside [`sequential`]: the kernels must not split their work across threads.
+pub fn parallel_allowed() -> bool {
+    !SEQUENTIAL.with(|c| c.get())
+}
+
+/// Sizes of a matrix product dst [m × n] = lhs [m × k] · rhs [k × n].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// Products below this many multiply-adds stay on one thread even when splitting is allowed.
+const GEMM_PAR_MIN: usize = 1 << 18;
+
+/// dst (row-major [m × n]) = (read ? dst : 0) + lhs·rhs, each operand given as (slice, row
+/// stride, column stride). `parallel` lets gemm use rayon for large products (never inside
+/// [`sequential`]).
+///
+/// # Panics
+/// When an operand's strides reach outside its slice: a bug in the calling kernel, which derives
+/// them from shapes it has already checked.
+pub(crate) fn matmul<T: WithDType>(
+    g: Gemm,
+    dst: &mut [T],
+    read: bool,
+    lhs: (&[T], usize, usize),
+    rhs: (&[T], usize, usize),
+    parallel: bool,
+) {
+    let Gemm { m, n, k } = g;
+    if m == 0 || n == 0 {
+        return;
+    }
+    let reach = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.saturating_sub(1)) * rs + (cols.saturating_sub(1)) * cs + 1
+    };
+    assert!(dst.len() >= m * n, "gemm: dst too short");
+    if k > 0 {
+        assert!(
+            lhs.0.len() >= reach(m, k, lhs.1, lhs.2),
+            "gemm: lhs too short"
+        );
+        assert!(
+            rhs.0.len() >= reach(k, n, rhs.1, rhs.2),
+            "gemm: rhs too short"
+        );
+    }
+    let threads = rayon::current_num_threads();
+    let par = if parallel && threads > 1 && m * n * k >= GEMM_PAR_MIN && parallel_allowed() {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: dst holds m·n elements row-major and the operands are indexed within their slices
+    // by the given strides (asserted above); dst does not alias the inputs (it is `&mut`).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            read,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
     }
 }

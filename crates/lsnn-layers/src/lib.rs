@@ -2,6 +2,8 @@
 //!
 //! The layers of SPEC §3 as candle modules:
 //!
+//! - [`fused`]: LayerNorm, GELU, the attention softmax and the cross-entropy as single CPU ops with
+//!   their own backward;
 //! - [`lif`]: leaky integrate-and-fire neurons with surrogate gradients — fused CPU custom ops for
 //!   the multi-step recurrence (forward and BPTT backward in one pass each) and the per-step
 //!   [`lif::reference`] composition;
@@ -20,6 +22,7 @@ mod cfc_fused;
 pub mod config;
 pub mod encoder;
 mod error;
+pub mod fused;
 pub mod kernel;
 pub mod lif;
 pub mod model;

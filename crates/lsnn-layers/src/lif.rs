@@ -249,7 +249,7 @@ impl<T> SyncPtr<T> {
 
 /// Runs `f(start, end)` over neuron ranges, in parallel when the work is large.
 fn for_neuron_ranges(n: usize, steps: usize, f: impl Fn(usize, usize) + Sync) {
-    if n * steps < PAR_MIN || n <= TASK {
+    if n * steps < PAR_MIN || n <= TASK || !crate::kernel::parallel_allowed() {
         // Sequential, but still in blocks of TASK neurons, so that backward's recomputed
         // membrane history is (T + 1)·TASK values, never (T + 1)·N.
         for c in 0..n.div_ceil(TASK) {

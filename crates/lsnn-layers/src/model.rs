@@ -16,7 +16,7 @@ use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::config::ModelConfig;
 use crate::error::{LayerError, Result};
 use crate::nn::{dropout, gelu, LayerNorm, Linear, Mode};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// The output head: D → 2D → V.
@@ -297,15 +297,10 @@ pub fn next_token_loss(logits: &Tensor, targets: &Tensor, label_smoothing: f64) 
     let (b, l, v) = logits.dims3()?;
     let pred = logits.reshape((b * l, v))?;
     let target = targets.contiguous()?.reshape(b * l)?;
-    let logp = candle_nn::ops::log_softmax(&pred, D::Minus1)?;
-    let nll = logp
-        .gather(&target.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .neg()?
-        .mean_all()?;
+    let terms = crate::fused::cross_entropy_terms(&pred, &target)?;
+    let nll = terms.get(0)?;
     let objective = if label_smoothing > 0.0 {
-        let uniform = logp.mean(D::Minus1)?.neg()?.mean_all()?;
-        ((&nll * (1.0 - label_smoothing))? + (uniform * label_smoothing)?)?
+        ((&nll * (1.0 - label_smoothing))? + (terms.get(1)? * label_smoothing)?)?
     } else {
         nll.clone()
     };

@@ -5,7 +5,7 @@
 
 use crate::error::{LayerError, Result};
 use crate::rng::SeededRng;
-use candle_core::{DType, Device, Module, Shape, Tensor, Var, D};
+use candle_core::{DType, Device, Module, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder, VarMap};
 use std::sync::Mutex;
@@ -37,9 +37,9 @@ pub fn dropout(x: &Tensor, p: f64, mode: &mut Mode<'_>) -> Result<Tensor> {
     }
 }
 
-/// Exact (erf) GELU.
+/// Exact (erf) GELU (the fused op of [`crate::fused::gelu`]).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.gelu_erf()?)
+    Ok(crate::fused::gelu(x)?)
 }
 
 /// y = x·Wᵀ + b with W [out, in] (PyTorch's layout), over any leading dimensions.
@@ -122,7 +122,8 @@ pub(crate) fn as_matrix(
 
 /// y = x·Wᵀ + b as one CPU custom op: one gemm with the bias pre-filled in the output, so the
 /// graph keeps no separate matmul result (less memory, one op fewer); backward
-/// dx = dy·W, dW = dyᵀ·x, db = Σ_rows dy.
+/// dx = dy·W ([`LinearDxOp`]) and dW = dyᵀ·x with db = Σ_rows dy ([`LinearDwOp`]), each one gemm
+/// call on the slices (no transposed copies, no candle reduction).
 #[derive(Debug, Clone, Copy)]
 struct LinearOp;
 
@@ -138,38 +139,63 @@ fn linear_kernel<T: candle_core::WithDType>(
     for _ in 0..m {
         dst.extend_from_slice(b);
     }
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 && m * n * k >= 1 << 15 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: dst is [m, n] row-major, x is [m, k] row-major, w is [n, k] row-major so that
-    // wᵀ is [k, n] with column stride k and row stride 1; all slices have those exact lengths.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    // x is [m, k] row-major; w is [n, k] row-major, so wᵀ [k, n] has row stride 1, column k.
+    crate::kernel::matmul(
+        crate::kernel::Gemm { m, n, k },
+        &mut dst,
+        true,
+        (x, k, 1),
+        (w, 1, k),
+        true,
+    );
     dst
+}
+
+/// Packed [n·k + n]: dW = dyᵀ·x [n, k], then db = Σ_rows dy [n].
+fn linear_dw_kernel<T: candle_core::WithDType>(
+    dy: &[T],
+    x: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); n * k + n];
+    let (dw, db) = out.split_at_mut(n * k);
+    // dyᵀ [n, m]: row stride 1, column stride n.
+    crate::kernel::matmul(
+        crate::kernel::Gemm { m: n, n: k, k: m },
+        dw,
+        false,
+        (dy, 1, n),
+        (x, k, 1),
+        true,
+    );
+    for row in dy.chunks_exact(n.max(1)) {
+        for (a, &v) in db.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+    out
+}
+
+/// dx = dy·W [m, k].
+fn linear_dx_kernel<T: candle_core::WithDType>(
+    dy: &[T],
+    w: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<T> {
+    let mut dx = vec![T::zero(); m * k];
+    crate::kernel::matmul(
+        crate::kernel::Gemm { m, n: k, k: n },
+        &mut dx,
+        false,
+        (dy, n, 1),
+        (w, k, 1),
+        true,
+    );
+    dx
 }
 
 impl candle_core::CustomOp3 for LinearOp {
@@ -196,25 +222,16 @@ impl candle_core::CustomOp3 for LinearOp {
                 l3.dims()
             );
         }
-        let out = match candle_core::backend::BackendStorage::dtype(s1) {
-            DType::F32 => candle_core::CpuStorage::F32(linear_kernel::<f32>(
-                crate::kernel::contiguous_slice(s1, l1, "linear: x")?,
-                crate::kernel::contiguous_slice(s2, l2, "linear: weight")?,
-                crate::kernel::contiguous_slice(s3, l3, "linear: bias")?,
-                m,
-                k,
-                n,
-            )),
-            DType::F64 => candle_core::CpuStorage::F64(linear_kernel::<f64>(
-                crate::kernel::contiguous_slice(s1, l1, "linear: x")?,
-                crate::kernel::contiguous_slice(s2, l2, "linear: weight")?,
-                crate::kernel::contiguous_slice(s3, l3, "linear: bias")?,
-                m,
-                k,
-                n,
-            )),
-            dt => candle_core::bail!("linear: dtype {dt:?} not supported"),
-        };
+        use crate::kernel::contiguous_slice as cs;
+        let dt = candle_core::backend::BackendStorage::dtype(s1);
+        let out = crate::kernel::float_kernel!("linear", dt, |T| linear_kernel::<T>(
+            cs(s1, l1, "linear: x")?,
+            cs(s2, l2, "linear: weight")?,
+            cs(s3, l3, "linear: bias")?,
+            m,
+            k,
+            n,
+        ));
         Ok((out, Shape::from((m, n))))
     }
 
@@ -226,10 +243,89 @@ impl candle_core::CustomOp3 for LinearOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dx = dy.matmul(w)?;
-        let dw = dy.t()?.matmul(x)?;
-        let db = dy.sum(0)?;
+        let (n, k) = w.dims2()?;
+        let dy = dy.contiguous()?;
+        let dx = dy.apply_op2_no_bwd(w, &LinearDxOp)?;
+        let packed = dy.apply_op2_no_bwd(x, &LinearDwOp)?;
+        let dw = packed.narrow(0, 0, n * k)?.reshape((n, k))?;
+        let db = packed.narrow(0, n * k, n)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Backward of [`LinearOp`] for the input: (dy [m, n], W [n, k]) → dx [m, k].
+#[derive(Debug, Clone, Copy)]
+struct LinearDxOp;
+
+impl candle_core::CustomOp2 for LinearDxOp {
+    fn name(&self) -> &'static str {
+        "linear-dx"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        let (m, n) = l1.shape().dims2()?;
+        let (n2, k) = l2.shape().dims2()?;
+        if n != n2 {
+            candle_core::bail!(
+                "linear-dx: dy {:?} and w {:?} do not fit",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        use crate::kernel::contiguous_slice as cs;
+        let dt = candle_core::backend::BackendStorage::dtype(s1);
+        let out = crate::kernel::float_kernel!("linear-dx", dt, |T| linear_dx_kernel::<T>(
+            cs(s1, l1, "linear-dx: dy")?,
+            cs(s2, l2, "linear-dx: weight")?,
+            m,
+            k,
+            n,
+        ));
+        Ok((out, Shape::from((m, k))))
+    }
+}
+
+/// Backward of [`LinearOp`] for the parameters: (dy [m, n], x [m, k]) → [dW (n·k) | db (n)].
+#[derive(Debug, Clone, Copy)]
+struct LinearDwOp;
+
+impl candle_core::CustomOp2 for LinearDwOp {
+    fn name(&self) -> &'static str {
+        "linear-dw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        let (m, n) = l1.shape().dims2()?;
+        let (m2, k) = l2.shape().dims2()?;
+        if m != m2 {
+            candle_core::bail!(
+                "linear-dw: dy {:?} and x {:?} do not fit",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        use crate::kernel::contiguous_slice as cs;
+        let dt = candle_core::backend::BackendStorage::dtype(s1);
+        let out = crate::kernel::float_kernel!("linear-dw", dt, |T| linear_dw_kernel::<T>(
+            cs(s1, l1, "linear-dw: dy")?,
+            cs(s2, l2, "linear-dw: x")?,
+            m,
+            k,
+            n,
+        ));
+        Ok((out, Shape::from(n * k + n)))
     }
 }
 
@@ -271,15 +367,16 @@ impl LayerNorm {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    /// The same normalisation composed from candle ops (the reference of the fused op).
+    pub fn forward_composed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        crate::fused::layer_norm_composed(x, &self.weight, &self.bias, self.eps)
+    }
 }
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        crate::fused::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 

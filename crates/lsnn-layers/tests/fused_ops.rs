@@ -1,0 +1,236 @@
+//! The fused row ops (LayerNorm, GELU, masked softmax, cross-entropy) against their candle
+//! compositions: forward values and the gradients of every input, in f64 (tight) and f32, on
+//! the sequential and the multi-threaded kernel paths.
+
+use candle_core::{DType, Device, Tensor, Var};
+use lsnn_layers::{fused, kernel, SeededRng};
+
+fn randn(seed: u64, shape: &[usize], dtype: DType) -> Var {
+    Var::from_tensor(
+        &SeededRng::new(seed)
+            .normal_tensor(shape, 0.0, 1.0, dtype, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// |a − b| ≤ tol·max(1, |b|∞), with a message naming `what`.
+fn close(a: &Tensor, b: &Tensor, tol: f64, what: &str) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+    let d = max_abs(&(a - b).unwrap());
+    let scale = max_abs(b).max(1.0);
+    assert!(d <= tol * scale, "{what}: differs by {d} (scale {scale})");
+}
+
+/// Runs `f` (fused) and `g` (composed) on `inputs`, compares the outputs, then the gradients of
+/// Σ out ⊙ R (R random) with respect to every input.
+fn check(
+    inputs: &[&Var],
+    f: impl Fn(&[Tensor]) -> Tensor,
+    g: impl Fn(&[Tensor]) -> Tensor,
+    tol: f64,
+    what: &str,
+) {
+    let ts: Vec<Tensor> = inputs.iter().map(|v| v.as_tensor().clone()).collect();
+    let a = f(&ts);
+    let b = g(&ts);
+    close(&a, &b, tol, &format!("{what} forward"));
+    let r = SeededRng::new(99)
+        .normal_tensor(a.dims(), 0.0, 1.0, a.dtype(), &Device::Cpu)
+        .unwrap();
+    let ga = (&a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let gb = (&b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for (i, v) in inputs.iter().enumerate() {
+        let x = ga.get(v.as_tensor()).expect("fused gradient");
+        let y = gb.get(v.as_tensor()).expect("composed gradient");
+        close(x, y, tol, &format!("{what} gradient of input {i}"));
+    }
+}
+
+fn layer_norm_case(dtype: DType, rows: &[usize], d: usize, tol: f64) {
+    let mut shape = rows.to_vec();
+    shape.push(d);
+    let x = randn(1, &shape, dtype);
+    // A non-trivial scale and shift, so their gradients are not the identity's.
+    let w = randn(2, &[d], dtype);
+    let b = randn(3, &[d], dtype);
+    check(
+        &[&x, &w, &b],
+        |t| fused::layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+        |t| fused::layer_norm_composed(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+        tol,
+        &format!("layer_norm {dtype:?} {shape:?}"),
+    );
+}
+
+fn gelu_case(dtype: DType, shape: &[usize], tol: f64) {
+    let x = randn(4, shape, dtype);
+    check(
+        &[&x],
+        |t| fused::gelu(&t[0]).unwrap(),
+        |t| fused::gelu_composed(&t[0]).unwrap(),
+        tol,
+        &format!("gelu {dtype:?} {shape:?}"),
+    );
+}
+
+fn softmax_case(dtype: DType, shape: &[usize], causal: bool, tol: f64) {
+    let s = randn(5, shape, dtype);
+    check(
+        &[&s],
+        |t| fused::masked_softmax(&t[0], 0.3, causal).unwrap(),
+        |t| fused::masked_softmax_composed(&t[0], 0.3, causal).unwrap(),
+        tol,
+        &format!("masked_softmax {dtype:?} {shape:?} causal {causal}"),
+    );
+}
+
+fn cross_entropy_case(dtype: DType, n: usize, v: usize, tol: f64) {
+    let x = randn(6, &[n, v], dtype);
+    let mut rng = SeededRng::new(7);
+    let t: Vec<u32> = (0..n)
+        .map(|_| rng.below(std::num::NonZeroU64::new(v as u64).unwrap()) as u32)
+        .collect();
+    let t = Tensor::from_vec(t, n, &Device::Cpu).unwrap();
+    check(
+        &[&x],
+        |a| fused::cross_entropy_terms(&a[0], &t).unwrap(),
+        |a| fused::cross_entropy_terms_composed(&a[0], &t).unwrap(),
+        tol,
+        &format!("cross_entropy {dtype:?} [{n}, {v}]"),
+    );
+}
+
+fn all_cases() {
+    layer_norm_case(DType::F64, &[7], 5, 1e-12);
+    layer_norm_case(DType::F64, &[3, 4], 33, 1e-12);
+    layer_norm_case(DType::F32, &[300], 128, 1e-5);
+    gelu_case(DType::F64, &[9, 13], 1e-12);
+    gelu_case(DType::F32, &[300, 128], 1e-5);
+    for causal in [false, true] {
+        softmax_case(DType::F64, &[2, 3, 6, 6], causal, 1e-12);
+        softmax_case(DType::F32, &[4, 4, 64, 64], causal, 1e-5);
+    }
+    // Queries that are the last 3 of 7 key positions (a cached stream).
+    softmax_case(DType::F64, &[2, 3, 7], true, 1e-12);
+    cross_entropy_case(DType::F64, 11, 17, 1e-12);
+    cross_entropy_case(DType::F32, 512, 256, 1e-5);
+}
+
+#[test]
+fn fused_ops_equal_their_compositions_on_one_thread() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(all_cases);
+}
+
+#[test]
+fn fused_ops_equal_their_compositions_on_two_threads() {
+    // The f32 cases are large enough (≥ 2^15 elements) to split their rows across the pool.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap()
+        .install(all_cases);
+}
+
+#[test]
+fn split_and_sequential_kernels_agree() {
+    let x = randn(8, &[600, 128], DType::F32);
+    let w = randn(9, &[128], DType::F32);
+    let b = randn(10, &[128], DType::F32);
+    let run = || {
+        let y = fused::layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+        let g = fused::gelu(&y).unwrap();
+        let grads = g.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        (
+            g,
+            grads.get(x.as_tensor()).unwrap().clone(),
+            grads.get(w.as_tensor()).unwrap().clone(),
+        )
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (a, ax, aw) = pool.install(run);
+    let (b2, bx, bw) = pool.install(|| kernel::sequential(run));
+    // Rows are independent: outputs and dx are bit-identical; dw sums partial sums per chunk.
+    assert_eq!(
+        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        b2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+    assert_eq!(
+        ax.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        bx.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+    close(&aw, &bw, 1e-5, "layer_norm dw split vs sequential");
+    assert!(kernel::parallel_allowed());
+    kernel::sequential(|| assert!(!kernel::parallel_allowed()));
+    assert!(kernel::parallel_allowed());
+}
+
+#[test]
+fn causal_rows_give_zero_weight_to_the_future() {
+    let s = randn(11, &[1, 5, 5], DType::F64);
+    let p = fused::masked_softmax(s.as_tensor(), 1.0, true).unwrap();
+    let v = p.squeeze(0).unwrap().to_vec2::<f64>().unwrap();
+    for (i, row) in v.iter().enumerate() {
+        let total: f64 = row.iter().sum();
+        assert!((total - 1.0).abs() < 1e-12, "row {i} sums to {total}");
+        for (j, &x) in row.iter().enumerate() {
+            if j > i {
+                assert_eq!(x, 0.0, "row {i} sees key {j}");
+            } else {
+                assert!(x > 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let dev = &Device::Cpu;
+    let x = Tensor::zeros((4, 6), DType::F32, dev).unwrap();
+    let w5 = Tensor::ones(5, DType::F32, dev).unwrap();
+    let e = fused::layer_norm(&x, &w5, &w5, 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[6]"), "{e}");
+    let scalar = Tensor::new(1f32, dev).unwrap();
+    assert!(fused::layer_norm(&scalar, &w5, &w5, 1e-5).is_err());
+    // Causal attention with more queries than keys has no meaning.
+    let e = fused::masked_softmax(
+        &Tensor::zeros((2, 5, 3), DType::F32, dev).unwrap(),
+        1.0,
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("Lk >= Lq"), "{e}");
+    assert!(
+        fused::masked_softmax(&Tensor::zeros(3, DType::F32, dev).unwrap(), 1.0, false).is_err()
+    );
+    let t = Tensor::new(&[0u32, 6, 1, 2], dev).unwrap();
+    let e = fused::cross_entropy_terms(&x, &t).unwrap_err().to_string();
+    assert!(e.contains("target 6") && e.contains("0..6"), "{e}");
+    let short = Tensor::new(&[0u32, 1], dev).unwrap();
+    assert!(fused::cross_entropy_terms(&x, &short).is_err());
+    let float_targets = Tensor::zeros(4, DType::F32, dev).unwrap();
+    assert!(fused::cross_entropy_terms(&x, &float_targets).is_err());
+}
