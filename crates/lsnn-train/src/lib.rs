@@ -16,6 +16,7 @@ pub mod inplace;
 pub mod model;
 pub mod optim;
 pub mod schedule;
+pub mod shard;
 pub mod trainer;
 pub mod workload;
 

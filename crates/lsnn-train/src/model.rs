@@ -6,8 +6,9 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 use lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
 
-/// What the trainer needs of a model.
-pub trait TrainableModel: Sized {
+/// What the trainer needs of a model. `Sync` because the shards of a batch
+/// ([`crate::shard`]) run the same model on several threads at once.
+pub trait TrainableModel: Sized + Sync {
     /// Builds the model; its trainable variables come from `vb` (a `SeededInit` backend for a
     /// fresh run, stored tensors for evaluation).
     fn build(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self>;

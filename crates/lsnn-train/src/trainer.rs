@@ -564,24 +564,24 @@ impl<M: TrainableModel> Trainer<M> {
     /// Processes one micro-batch of training windows (and steps the optimizer at a window end).
     /// Returns the unsmoothed loss (NaN when skipped).
     pub fn train_batch(&mut self, ids: &Tensor) -> Result<f64> {
-        let loss = {
-            let mut mode = Mode::Train(&mut self.dropout_rng);
-            self.model
-                .batch_loss(ids, self.cfg.label_smoothing, &mut mode)?
-        };
-        let ce: f32 = loss.cross_entropy.to_dtype(DType::F32)?.to_scalar()?;
-        let obj: f32 = loss.objective.to_dtype(DType::F32)?.to_scalar()?;
+        let batch = crate::shard::loss_and_grads(
+            &self.model,
+            ids,
+            self.cfg.label_smoothing,
+            &mut self.dropout_rng,
+            &self.vars,
+        )?;
+        let ce = batch.cross_entropy;
         self.state.accum_in_window += 1;
         self.state.batches_seen += 1;
         self.state.tokens_seen += (ids.elem_count() - ids.dim(0)?) as u64;
-        let finite = ce.is_finite() && obj.is_finite();
-        if finite {
-            let grads = loss.objective.backward()?;
-            drop(loss);
-            for (name, var) in &self.vars {
-                let Some(g) = grads.get(var.as_tensor()) else {
+        let finite = batch.grads.is_some();
+        if let Some(grads) = batch.grads {
+            for ((name, _), g) in self.vars.iter().zip(grads) {
+                let Some(g) = g else {
                     continue;
                 };
+                let g = &g;
                 match self.acc.get_mut(name) {
                     Some(a) if crate::inplace::fast_path(&[a, g]) => {
                         a.inplace_op2(g, &crate::inplace::Axpby { a: 1.0, b: 1.0 })?;
@@ -601,9 +601,9 @@ impl<M: TrainableModel> Trainer<M> {
                 }
             }
             self.state.accum_valid += 1;
-            self.state.loss_window.0 += ce as f64;
+            self.state.loss_window.0 += ce;
             self.state.loss_window.1 += 1;
-            self.state.epoch_loss.0 += ce as f64;
+            self.state.epoch_loss.0 += ce;
             self.state.epoch_loss.1 += 1;
         } else {
             self.state.skipped_batches += 1;
@@ -611,7 +611,7 @@ impl<M: TrainableModel> Trainer<M> {
         if self.state.accum_in_window >= self.cfg.gradient_accumulation_steps {
             self.finish_window()?;
         }
-        Ok(if finite { ce as f64 } else { f64::NAN })
+        Ok(if finite { ce } else { f64::NAN })
     }
 
     fn finish_window(&mut self) -> Result<()> {

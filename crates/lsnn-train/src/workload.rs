@@ -108,16 +108,18 @@ impl StepBench {
     /// Training step `i` (batch `i mod 8`); `full` adds clipping and the EMA update.
     pub fn train_step(&mut self, i: usize, full: bool) -> Result<()> {
         let ids = &self.pool[i % self.pool.len()];
-        let (_, loss) = self
-            .model
-            .loss(ids, 0.0, &mut Mode::Train(&mut self.dropout))?;
-        let grads = loss.objective.backward()?;
+        let batch =
+            crate::shard::loss_and_grads(&self.model, ids, 0.0, &mut self.dropout, &self.vars)?;
+        let grads = batch.grads.ok_or_else(|| TrainError::Config {
+            field: "benchmark step".into(),
+            message: format!("the loss is not finite ({})", batch.objective),
+        })?;
         let g: BTreeMap<String, Tensor> = self
             .vars
             .iter()
-            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
+            .zip(grads)
+            .filter_map(|((k, _), g)| g.map(|g| (k.clone(), g)))
             .collect();
-        drop(grads);
         let mut scale = 1.0;
         if full {
             let n = global_norm(&g)?;
@@ -135,10 +137,18 @@ impl StepBench {
         Ok(())
     }
 
-    /// Inference step `i`: a [B, L] forward in evaluation mode.
+    /// Inference step `i`: a [B, L] forward in evaluation mode, the batch's shards
+    /// ([`crate::shard`]) on separate threads.
     pub fn infer_step(&mut self, i: usize) -> Result<()> {
         let ids = self.pool[i % self.pool.len()].narrow(1, 0, self.cfg.sequence_length)?;
-        self.model.forward(&ids, &mut Mode::Eval)?;
+        let shards = crate::shard::shard_rows(ids.dim(0)?);
+        let model = &self.model;
+        for r in crate::shard::run_shards(shards.len(), |k| {
+            let (start, len) = shards[k];
+            model.forward(&ids.narrow(0, start, len)?, &mut Mode::Eval)
+        }) {
+            r?;
+        }
         Ok(())
     }
 }

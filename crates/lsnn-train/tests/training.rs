@@ -6,10 +6,11 @@ mod common;
 use common::{batch, options, scratch, snapshot, text_dataset, tiny_config};
 use lsnn_train::lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
 use lsnn_train::schedule::{cleanup_after_batch, lr_at, should_stop_early, CleanupReason};
+use lsnn_train::shard::BATCH_SHARDS;
 use lsnn_train::{DataSource, Event, TokenDataset, TrainableModel, Trainer};
 use proptest::prelude::*;
-use std::cell::Cell;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
@@ -119,18 +120,19 @@ fn identical_runs_give_bit_identical_weights() {
     assert_ne!(snapshot(&t), a.0);
 }
 
-/// A `LanguageModel` whose training loss is NaN on training call number `AT` (0-based); with
+/// A `LanguageModel` whose training loss is NaN in one shard of training batch number `AT`
+/// (0-based; the last of its [`BATCH_SHARDS`] loss calls, the other shard stays finite); with
 /// `OBJECTIVE_ONLY` only the objective is NaN and the reported cross-entropy stays finite.
 struct NanAt<const AT: usize, const OBJECTIVE_ONLY: bool> {
     inner: LanguageModel,
-    train_calls: Cell<usize>,
+    train_calls: AtomicUsize,
 }
 
 impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainableModel for NanAt<AT, OBJECTIVE_ONLY> {
     fn build(cfg: &ModelConfig, vb: candle_nn::VarBuilder) -> lsnn_train::Result<Self> {
         Ok(NanAt {
             inner: LanguageModel::build(cfg, vb)?,
-            train_calls: Cell::new(0),
+            train_calls: AtomicUsize::new(0),
         })
     }
 
@@ -145,9 +147,9 @@ impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainableModel for NanAt<AT, O
         if !train {
             return Ok(loss);
         }
-        let i = self.train_calls.get();
-        self.train_calls.set(i + 1);
-        if i != AT {
+        // Every batch of the tests' configuration has at least BATCH_SHARDS rows.
+        let i = self.train_calls.fetch_add(1, Ordering::SeqCst);
+        if i != AT * BATCH_SHARDS + BATCH_SHARDS - 1 {
             return Ok(loss);
         }
         Ok(LmLoss {

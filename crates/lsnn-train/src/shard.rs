@@ -1,0 +1,152 @@
+//! Batch-parallel steps: a batch is split by rows into a fixed number of shards whose forward
+//! and backward passes run on separate threads, and the shards' gradients are summed.
+//!
+//! The layers' kernels are too small to gain from splitting each op across threads (the thread
+//! hand-over costs more than half an op saves), while whole shards keep every core busy for a
+//! full forward and backward with one hand-over per step. Inside a shard the kernels run on
+//! their thread alone ([`lsnn_layers::kernel::sequential`]).
+//!
+//! The result is the gradient of the whole batch's mean loss: shard k of B_k rows contributes
+//! (B_k / B)·∇loss_k. The shard count is [`BATCH_SHARDS`], not the number of threads, and each
+//! shard draws its dropout masks from its own generator forked from the caller's in shard order,
+//! so a run's numbers are the same on one thread or many.
+
+use crate::error::Result;
+use crate::model::TrainableModel;
+use candle_core::{DType, Tensor, Var};
+use lsnn_layers::{Mode, SeededRng};
+
+/// Shards a batch is split into (fewer when it has fewer rows).
+pub const BATCH_SHARDS: usize = 2;
+
+/// The row ranges (start, len) of a batch of `rows`: [`BATCH_SHARDS`] near-equal parts, the
+/// first ones one row longer when it does not divide.
+pub fn shard_rows(rows: usize) -> Vec<(usize, usize)> {
+    let k = BATCH_SHARDS.min(rows).max(1);
+    let (base, extra) = (rows / k, rows % k);
+    let mut start = 0;
+    (0..k)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = (start, len);
+            start += len;
+            r
+        })
+        .collect()
+}
+
+/// Runs `f(i)` for each shard index `0..n`, on separate rayon threads when there is more than
+/// one shard and more than one thread, each with the kernels' own threading off; results in
+/// shard order.
+pub fn run_shards<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    use rayon::prelude::*;
+    if n > 1 && rayon::current_num_threads() > 1 {
+        (0..n)
+            .into_par_iter()
+            .map(|i| lsnn_layers::kernel::sequential(|| f(i)))
+            .collect()
+    } else {
+        (0..n).map(f).collect()
+    }
+}
+
+/// The losses and gradients of one training batch.
+#[derive(Debug)]
+pub struct BatchGrads {
+    /// The unsmoothed mean cross-entropy over the batch.
+    pub cross_entropy: f64,
+    /// The training objective (label-smoothed when asked) over the batch.
+    pub objective: f64,
+    /// ∇objective for each of the given variables (in their order; `None` for a variable the
+    /// loss does not reach), or `None` as a whole when a loss was not finite and no backward
+    /// pass ran.
+    pub grads: Option<Vec<Option<Tensor>>>,
+}
+
+struct ShardOut {
+    ce: f64,
+    obj: f64,
+    grads: Option<Vec<Option<Tensor>>>,
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Forward in training mode, loss and backward for a batch of windows ids [B, L + 1], split into
+/// shards (see the module docs). Dropout masks come from generators forked from `rng`.
+pub fn loss_and_grads<M: TrainableModel>(
+    model: &M,
+    ids: &Tensor,
+    label_smoothing: f64,
+    rng: &mut SeededRng,
+    vars: &[(String, Var)],
+) -> Result<BatchGrads> {
+    let rows = ids.dim(0)?;
+    let shards = shard_rows(rows);
+    let rngs: Vec<SeededRng> = shards.iter().map(|_| rng.fork()).collect();
+    let outs = run_shards(shards.len(), |i| -> Result<ShardOut> {
+        let (start, len) = shards[i];
+        let part = ids.narrow(0, start, len)?;
+        let mut r = rngs[i].clone();
+        let loss = model.batch_loss(&part, label_smoothing, &mut Mode::Train(&mut r))?;
+        let (ce, obj) = (scalar(&loss.cross_entropy)?, scalar(&loss.objective)?);
+        if !(ce.is_finite() && obj.is_finite()) {
+            return Ok(ShardOut {
+                ce,
+                obj,
+                grads: None,
+            });
+        }
+        let objective = if len == rows {
+            loss.objective
+        } else {
+            (loss.objective * (len as f64 / rows as f64))?
+        };
+        let store = objective.backward()?;
+        let grads = vars
+            .iter()
+            .map(|(_, v)| store.get(v.as_tensor()).cloned())
+            .collect();
+        Ok(ShardOut {
+            ce,
+            obj,
+            grads: Some(grads),
+        })
+    });
+    let mut ce = 0.0;
+    let mut obj = 0.0;
+    let mut total: Option<Vec<Option<Tensor>>> = None;
+    let mut finite = true;
+    for ((_, len), out) in shards.iter().zip(outs) {
+        let out = out?;
+        let w = *len as f64 / rows as f64;
+        ce += w * out.ce;
+        obj += w * out.obj;
+        match (out.grads, finite) {
+            (Some(g), true) => {
+                total = Some(match total {
+                    None => g,
+                    Some(acc) => acc
+                        .into_iter()
+                        .zip(g)
+                        .map(|pair| match pair {
+                            (Some(a), Some(b)) => Ok(Some((a + b)?)),
+                            (a, None) => Ok(a),
+                            (None, b) => Ok(b),
+                        })
+                        .collect::<Result<_>>()?,
+                })
+            }
+            _ => {
+                finite = false;
+                total = None;
+            }
+        }
+    }
+    Ok(BatchGrads {
+        cross_entropy: ce,
+        objective: obj,
+        grads: if finite { total } else { None },
+    })
+}

@@ -1,0 +1,174 @@
+//! Batch shards: the sharded gradient is the gradient of the whole batch's mean loss, and a
+//! step's numbers do not depend on how many threads run it.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::tiny_config;
+use lsnn_train::lsnn_layers::{init_model, named_vars, LanguageModel, Mode, SeededRng};
+use lsnn_train::shard::{loss_and_grads, shard_rows, BatchGrads, BATCH_SHARDS};
+use lsnn_train::TrainableModel;
+
+fn ids(rows: usize, len: usize, seed: u64) -> Tensor {
+    let mut rng = SeededRng::new(seed);
+    let v: Vec<u32> = (0..rows * len)
+        .map(|_| rng.below(std::num::NonZeroU64::new(256).unwrap()) as u32)
+        .collect();
+    Tensor::from_vec(v, (rows, len), &Device::Cpu).unwrap()
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+#[test]
+fn rows_split_into_near_equal_shards_in_order() {
+    assert_eq!(BATCH_SHARDS, 2);
+    assert_eq!(shard_rows(8), vec![(0, 4), (4, 4)]);
+    assert_eq!(shard_rows(5), vec![(0, 3), (3, 2)]);
+    assert_eq!(shard_rows(1), vec![(0, 1)]);
+}
+
+/// The sharded gradient against one backward pass through Σ_k (B_k/B)·loss_k built in a single
+/// graph, with the shards' dropout generators forked the same way.
+fn matches_single_graph(rows: usize, smoothing: f64) {
+    let cfg = tiny_config();
+    let (model, vm) = init_model(&cfg, SeededRng::new(5), &Device::Cpu).unwrap();
+    let vars = named_vars(&vm);
+    let batch = ids(rows, cfg.sequence_length + 1, 9);
+    let mut rng = SeededRng::new(21);
+    let mut manual_rng = rng.clone();
+    let got = loss_and_grads(&model, &batch, smoothing, &mut rng, &vars).unwrap();
+    let shards = shard_rows(rows);
+    assert_eq!(shards.len(), BATCH_SHARDS.min(rows));
+    let mut forks: Vec<SeededRng> = shards.iter().map(|_| manual_rng.fork()).collect();
+    assert_eq!(
+        rng, manual_rng,
+        "the caller's generator advances by one fork per shard"
+    );
+    let mut total: Option<Tensor> = None;
+    let mut ce = 0.0;
+    for ((start, len), r) in shards.iter().zip(forks.iter_mut()) {
+        let part = batch.narrow(0, *start, *len).unwrap();
+        let loss = model
+            .batch_loss(&part, smoothing, &mut Mode::Train(r))
+            .unwrap();
+        let w = *len as f64 / rows as f64;
+        ce += w * loss
+            .cross_entropy
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let term = (loss.objective * w).unwrap();
+        total = Some(match total {
+            None => term,
+            Some(t) => (t + term).unwrap(),
+        });
+    }
+    let total = total.unwrap();
+    let obj = total
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    assert!(
+        (got.cross_entropy - ce).abs() < 1e-6,
+        "{} vs {ce}",
+        got.cross_entropy
+    );
+    assert!(
+        (got.objective - obj).abs() < 1e-6,
+        "{} vs {obj}",
+        got.objective
+    );
+    let store = total.backward().unwrap();
+    let grads = got.grads.expect("finite batch has gradients");
+    assert_eq!(grads.len(), vars.len());
+    let mut checked = 0;
+    for ((name, var), g) in vars.iter().zip(&grads) {
+        let want = store.get(var.as_tensor());
+        match (g, want) {
+            (Some(g), Some(w)) => {
+                let d = (g - w)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let scale = w
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .max(1e-3);
+                assert!(d <= 1e-5 * scale.max(1.0), "{name}: differs by {d}");
+                assert!(scale > 0.0, "{name}: zero gradient");
+                checked += 1;
+            }
+            (None, None) => {}
+            (a, b) => panic!(
+                "{name}: gradient present {} vs {}",
+                a.is_some(),
+                b.is_some()
+            ),
+        }
+    }
+    assert!(
+        checked > vars.len() / 2,
+        "only {checked} gradients compared"
+    );
+}
+
+#[test]
+fn sharded_gradient_is_the_gradient_of_the_batch_mean() {
+    matches_single_graph(4, 0.0);
+    // Unequal shards (3 + 2 rows) are weighted by their rows; label smoothing on.
+    matches_single_graph(5, 0.1);
+    // One row: a single shard, the plain step.
+    matches_single_graph(1, 0.0);
+}
+
+fn step_on(
+    threads: usize,
+    model: &LanguageModel,
+    vars: &[(String, candle_core::Var)],
+) -> BatchGrads {
+    let batch = ids(4, tiny_config().sequence_length + 1, 3);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| loss_and_grads(model, &batch, 0.1, &mut SeededRng::new(8), vars).unwrap())
+}
+
+#[test]
+fn a_step_gives_the_same_bits_on_one_thread_and_on_two() {
+    let (model, vm) = init_model(&tiny_config(), SeededRng::new(6), &Device::Cpu).unwrap();
+    let vars = named_vars(&vm);
+    let one = step_on(1, &model, &vars);
+    let two = step_on(2, &model, &vars);
+    assert_eq!(one.cross_entropy.to_bits(), two.cross_entropy.to_bits());
+    assert_eq!(one.objective.to_bits(), two.objective.to_bits());
+    for (((name, _), a), b) in vars.iter().zip(one.grads.unwrap()).zip(two.grads.unwrap()) {
+        match (a, b) {
+            (Some(a), Some(b)) => assert_eq!(bits(&a), bits(&b), "{name}"),
+            (None, None) => {}
+            _ => panic!("{name}: gradient present on one side only"),
+        }
+    }
+}
