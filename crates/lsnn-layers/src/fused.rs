@@ -9,6 +9,7 @@
 //! kernels to (forward values and gradients).
 
 use crate::kernel::{contiguous_slice, float_kernel, row_chunks, Real};
+use crate::rng::SeededRng;
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape,
     Tensor, D,
@@ -652,5 +653,118 @@ impl CustomOp3 for CrossEntropyBwdOp {
             contiguous_slice(s3, l3, "cross-entropy-bwd: grad")?,
         ));
         Ok((out, l1.shape().clone()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout
+
+/// Inverted dropout: each element of `x` is zeroed with probability `p` ∈ [0, 1) and the rest
+/// scaled by 1/(1 − p), the mask drawn from `rng` ([`SeededRng::dropout_bits`]). The op keeps
+/// the mask as one bit per element (not a tensor of the input's size), and its backward is the
+/// same masking applied to the gradient (no gradient is computed for a mask).
+pub fn dropout(x: &Tensor, p: f64, rng: &mut SeededRng) -> candle_core::Result<Tensor> {
+    if !(0.0..1.0).contains(&p) {
+        candle_core::bail!("dropout: probability {p} outside [0, 1)");
+    }
+    if !available(x) {
+        return x * rng.dropout_mask(x.shape(), p, x.dtype(), x.device())?;
+    }
+    let op = DropoutOp {
+        keep: std::sync::Arc::new(rng.dropout_bits(x.elem_count(), p)),
+        scale: 1.0 / (1.0 - p),
+    };
+    x.contiguous()?.apply_op1(op)
+}
+
+#[derive(Debug, Clone)]
+struct DropoutOp {
+    keep: std::sync::Arc<Vec<u64>>,
+    scale: f64,
+}
+
+impl DropoutOp {
+    fn apply<T: Real>(&self, x: &[T]) -> Vec<T> {
+        let scale = T::from_f64(self.scale);
+        let mut out = vec![T::zero(); x.len()];
+        for ((o, xs), &word) in out.chunks_mut(64).zip(x.chunks(64)).zip(self.keep.iter()) {
+            for (j, (o, &v)) in o.iter_mut().zip(xs).enumerate() {
+                if word >> j & 1 == 1 {
+                    *o = v * scale;
+                }
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        if l.shape().elem_count().div_ceil(64) != self.keep.len() {
+            candle_core::bail!(
+                "dropout: a mask of {} words for {} elements",
+                self.keep.len(),
+                l.shape().elem_count()
+            );
+        }
+        let out = float_kernel!(self.name(), s.dtype(), |T| self
+            .apply::<T>(contiguous_slice(s, l, "dropout: x")?));
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(dy.contiguous()?.apply_op1_no_bwd(self)?))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeding a backward pass with a given gradient
+
+/// A scalar node whose backward hands `grad` (the shape of `x`) to `x`: `seed(x, g).backward()`
+/// back-propagates g through x's graph, as `(x ⊙ g).sum().backward()` would without the extra
+/// product and its gradients. For stage-by-stage back-propagation, where a later stage's
+/// backward gives the gradient of this stage's output. Only meaningful as the root of a backward
+/// pass (its own incoming gradient is taken to be 1).
+pub fn seed(x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+    if x.shape() != grad.shape() {
+        candle_core::bail!(
+            "seed: gradient {:?} for a tensor {:?}",
+            grad.dims(),
+            x.dims()
+        );
+    }
+    if !available(x) {
+        return (x * grad.detach())?.sum_all();
+    }
+    x.apply_op1(SeedOp {
+        grad: grad.detach(),
+    })
+}
+
+#[derive(Debug, Clone)]
+struct SeedOp {
+    grad: Tensor,
+}
+
+impl CustomOp1 for SeedOp {
+    fn name(&self) -> &'static str {
+        "seed"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, _l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s.dtype() {
+            DType::F32 => CpuStorage::F32(vec![0.0]),
+            DType::F64 => CpuStorage::F64(vec![0.0]),
+            dt => candle_core::bail!("seed: dtype {dt:?} not supported, expected f32 or f64"),
+        };
+        Ok((out, Shape::from(())))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, _g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.grad.clone()))
     }
 }

@@ -16,7 +16,7 @@ use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::config::ModelConfig;
 use crate::error::{LayerError, Result};
 use crate::nn::{dropout, gelu, LayerNorm, Linear, Mode};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 /// The output head: D → 2D → V.
@@ -209,13 +209,20 @@ impl LanguageModel {
         let ids = self.check_ids(ids, 0)?;
         let mut x = self.embed(&ids, 0, mode)?;
         for i in 0..self.blocks.len() {
-            let (y, _h) = self.blocks[i].forward_unchecked(&x, None, mode)?;
-            x = dropout(&self.norms[i].forward(&y)?, self.cfg.dropout, mode)?;
-            if i % 2 == 1 {
-                x = (&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?;
-            }
+            x = self.layer(i, &x, mode)?;
         }
         self.head(&x, mode)
+    }
+
+    /// Block i, its norm and dropout, and after odd blocks the attention residual.
+    fn layer(&self, i: usize, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
+        let (y, _h) = self.blocks[i].forward_unchecked(x, None, mode)?;
+        let x = dropout(&self.norms[i].forward(&y)?, self.cfg.dropout, mode)?;
+        if i % 2 == 1 {
+            Ok((&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?)
+        } else {
+            Ok(x)
+        }
     }
 
     /// Next-token loss of a window ids [B, L + 1] (L ≥ 1): the model reads ids[:, :L] and is
@@ -228,19 +235,75 @@ impl LanguageModel {
         label_smoothing: f64,
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, LmLoss)> {
-        let bad = || LayerError::Shape {
-            what: "token ids",
-            expected: "a window [B, L + 1] with L >= 1".into(),
-            actual: ids.dims().to_vec(),
-        };
-        let (_, w) = ids.dims2().map_err(|_| bad())?;
-        if w < 2 {
-            return Err(bad());
-        }
-        let logits = self.forward(&ids.narrow(1, 0, w - 1)?, mode)?;
-        let targets = ids.narrow(1, 1, w - 1)?.to_dtype(DType::U32)?;
+        let (inputs, targets) = split_window(ids)?;
+        let logits = self.forward(&inputs, mode)?;
         let loss = next_token_loss(&logits, &targets, label_smoothing)?;
         Ok((logits, loss))
+    }
+
+    /// The training step's loss and gradients for a window ids [B, L + 1] (as [`Self::loss`]),
+    /// back-propagated stage by stage: the embedding, each block with its norm (and attention),
+    /// and the head with the loss are separate graphs joined by copies of their boundary
+    /// activations, and each stage's graph is dropped as soon as its gradients are taken. A
+    /// single backward pass keeps every activation alive to its end while gradients of many
+    /// stages are in flight; staged, the peak is the activations plus one stage's gradients.
+    ///
+    /// `scale` multiplies the objective (a shard's share of its batch). Returns the losses
+    /// (detached, unscaled) and the gradients of the trainable variables, or `None` when a loss
+    /// is not finite (then no backward pass runs).
+    pub fn loss_and_grads(
+        &self,
+        ids: &Tensor,
+        label_smoothing: f64,
+        mode: &mut Mode<'_>,
+        scale: f64,
+    ) -> Result<(LmLoss, Option<candle_core::backprop::GradStore>)> {
+        let (inputs, targets) = split_window(ids)?;
+        let ids = self.check_ids(&inputs, 0)?;
+        // stages[i] = (the stage's input leaf, or None for the embedding; its output).
+        let mut stages: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(self.blocks.len() + 1);
+        let mut x = self.embed(&ids, 0, mode)?;
+        stages.push((None, x.clone()));
+        for i in 0..self.blocks.len() {
+            let leaf = Var::from_tensor(&x.detach())?;
+            x = self.layer(i, leaf.as_tensor(), mode)?;
+            stages.push((Some(leaf), x.clone()));
+        }
+        let head_in = Var::from_tensor(&x.detach())?;
+        drop(x);
+        let logits = self.head(head_in.as_tensor(), mode)?;
+        let loss = next_token_loss(&logits, &targets, label_smoothing)?;
+        drop(logits);
+        let finite = |t: &Tensor| -> Result<bool> {
+            Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
+        };
+        let values = LmLoss {
+            objective: loss.objective.detach(),
+            cross_entropy: loss.cross_entropy.clone(),
+        };
+        if !(finite(&values.objective)? && finite(&values.cross_entropy)?) {
+            return Ok((values, None));
+        }
+        let root = if scale == 1.0 {
+            loss.objective
+        } else {
+            (loss.objective * scale)?
+        };
+        let mut grads = root.backward()?;
+        drop(root);
+        let mut upstream = grads.remove(head_in.as_tensor());
+        while let Some((input, output)) = stages.pop() {
+            let Some(g) = upstream.take() else {
+                break;
+            };
+            let stage = crate::fused::seed(&output, &g)?.backward()?;
+            drop(output);
+            grads.extend(stage)?;
+            if let Some(leaf) = input {
+                upstream = grads.remove(leaf.as_tensor());
+            }
+        }
+        Ok((values, Some(grads)))
     }
 
     /// A fresh streaming state for `batch` rows.
@@ -289,6 +352,24 @@ impl LanguageModel {
         state.position += 1;
         Ok(self.head(&x, mode)?.detach())
     }
+}
+
+/// A window ids [B, L + 1] (L ≥ 1) as the model's input ids[:, :L] and the targets ids[:, 1:]
+/// (u32).
+fn split_window(ids: &Tensor) -> Result<(Tensor, Tensor)> {
+    let bad = || LayerError::Shape {
+        what: "token ids",
+        expected: "a window [B, L + 1] with L >= 1".into(),
+        actual: ids.dims().to_vec(),
+    };
+    let (_, w) = ids.dims2().map_err(|_| bad())?;
+    if w < 2 {
+        return Err(bad());
+    }
+    Ok((
+        ids.narrow(1, 0, w - 1)?,
+        ids.narrow(1, 1, w - 1)?.to_dtype(DType::U32)?,
+    ))
 }
 
 /// Mean cross-entropy of logits [B, L, V] against targets [B, L] (already shifted), with the

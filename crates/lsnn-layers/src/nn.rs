@@ -26,13 +26,11 @@ impl Mode<'_> {
     }
 }
 
-/// Inverted dropout with probability `p` in training mode; the identity in evaluation mode.
+/// Inverted dropout with probability `p` in training mode (the fused op of
+/// [`crate::fused::dropout`], a bit mask per element); the identity in evaluation mode.
 pub fn dropout(x: &Tensor, p: f64, mode: &mut Mode<'_>) -> Result<Tensor> {
     match mode {
-        Mode::Train(rng) if p > 0.0 => {
-            let mask = rng.dropout_mask(x.shape(), p, x.dtype(), x.device())?;
-            Ok((x * mask)?)
-        }
+        Mode::Train(rng) if p > 0.0 => Ok(crate::fused::dropout(x, p, rng)?),
         _ => Ok(x.clone()),
     }
 }

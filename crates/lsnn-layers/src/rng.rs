@@ -141,7 +141,29 @@ impl SeededRng {
         Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
     }
 
-    /// An inverted-dropout mask: each element is 0 with probability `p`, else 1/(1−p).
+    /// A dropout keep-mask of `n` bits (bit i of word i/64 is element i): each element is
+    /// dropped (bit 0) with probability `p`, from 32 random bits per element (two per draw), so
+    /// `p` is honoured to within 2⁻³². Callers check `p` ([`crate::fused::dropout`] and the
+    /// config do); p ≤ 0 keeps every element and p ≥ 1 drops every one.
+    pub fn dropout_bits(&mut self, n: usize, p: f64) -> Vec<u64> {
+        // Drop when the 32-bit draw is below p·2³² (the cast saturates: 0 below, 2⁶⁴−1 above).
+        let threshold = (p * 4_294_967_296.0).round() as u64;
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        let mut i = 0;
+        while i < n {
+            let r = self.next_u64();
+            for half in [r & 0xFFFF_FFFF, r >> 32] {
+                if i < n && half >= threshold {
+                    bits[i / 64] |= 1 << (i % 64);
+                }
+                i += 1;
+            }
+        }
+        bits
+    }
+
+    /// An inverted-dropout mask tensor: each element is 0 with probability `p`, else 1/(1−p)
+    /// (the same draws as [`SeededRng::dropout_bits`]).
     pub fn dropout_mask(
         &mut self,
         shape: &Shape,
@@ -149,10 +171,17 @@ impl SeededRng {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
+        let n = shape.elem_count();
+        let bits = self.dropout_bits(n, p);
         let scale = (1.0 / (1.0 - p)) as f32;
-        let pf = p as f32;
-        let v: Vec<f32> = (0..shape.elem_count())
-            .map(|_| if self.next_f32() < pf { 0.0 } else { scale })
+        let v: Vec<f32> = (0..n)
+            .map(|i| {
+                if bits[i / 64] >> (i % 64) & 1 == 1 {
+                    scale
+                } else {
+                    0.0
+                }
+            })
             .collect();
         Tensor::from_vec(v, shape.clone(), device)?.to_dtype(dtype)
     }

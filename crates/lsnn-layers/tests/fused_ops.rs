@@ -234,3 +234,57 @@ fn bad_inputs_are_errors_not_panics() {
     let float_targets = Tensor::zeros(4, DType::F32, dev).unwrap();
     assert!(fused::cross_entropy_terms(&x, &float_targets).is_err());
 }
+
+#[test]
+fn dropout_drops_at_its_rate_scales_the_rest_and_masks_the_gradient() {
+    let n = 1 << 20;
+    let x = Var::from_tensor(&Tensor::ones(n, DType::F32, &Device::Cpu).unwrap()).unwrap();
+    for p in [0.1, 0.2, 0.5] {
+        let mut rng = SeededRng::new(12);
+        let y = fused::dropout(x.as_tensor(), p, &mut rng).unwrap();
+        let v = y.to_vec1::<f32>().unwrap();
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let dropped = v.iter().filter(|&&a| a == 0.0).count();
+        assert!(v.iter().all(|&a| a == 0.0 || a == scale));
+        // The binomial standard deviation is below 5e-4 here; allow 5 of them.
+        let rate = dropped as f64 / n as f64;
+        assert!((rate - p).abs() < 2.5e-3, "p {p}: dropped {rate}");
+        // The same draws as the mask tensor of the composed path.
+        let mask = SeededRng::new(12)
+            .dropout_mask(x.shape(), p, DType::F32, &Device::Cpu)
+            .unwrap();
+        assert_eq!(v, mask.to_vec1::<f32>().unwrap());
+        let r = SeededRng::new(13)
+            .normal_tensor(n, 0.0, 1.0, DType::F32, &Device::Cpu)
+            .unwrap();
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap();
+        let want = (&r * &mask).unwrap();
+        assert_eq!(gx.to_vec1::<f32>().unwrap(), want.to_vec1::<f32>().unwrap());
+    }
+    let mut rng = SeededRng::new(1);
+    for bad in [1.0, -0.1, f64::NAN] {
+        let e = fused::dropout(x.as_tensor(), bad, &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[0, 1)"), "{e}");
+    }
+}
+
+#[test]
+fn seed_back_propagates_the_given_gradient() {
+    let x = randn(14, &[5, 7], DType::F64);
+    let g = SeededRng::new(15)
+        .normal_tensor((5, 7), 0.0, 1.0, DType::F64, &Device::Cpu)
+        .unwrap();
+    let y = (x.as_tensor().tanh().unwrap() * 3.0).unwrap();
+    let got = fused::seed(&y, &g).unwrap().backward().unwrap();
+    let want = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+    close(
+        got.get(x.as_tensor()).unwrap(),
+        want.get(x.as_tensor()).unwrap(),
+        1e-12,
+        "seed",
+    );
+    assert!(fused::seed(&y, &g.t().unwrap()).is_err());
+}

@@ -535,3 +535,59 @@ fn streaming_state_and_logits_carry_no_graph() {
     let ids = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
     assert!(model.forward(&ids, &mut Mode::Eval).unwrap().track_op());
 }
+
+/// The staged backward of `loss_and_grads` gives the gradients of one backward pass through the
+/// same forward (same dropout draws), scaled, for every parameter.
+#[test]
+fn staged_backward_equals_one_backward_pass() {
+    for num_layers in [1, 2, 3] {
+        let cfg = small_config(num_layers, 1);
+        let (model, vm) = init_model(&cfg, SeededRng::new(3), &Device::Cpu).unwrap();
+        let window = ids(
+            &mut SeededRng::new(4),
+            3,
+            cfg.sequence_length + 1,
+            cfg.vocab_size,
+        );
+        for train in [false, true] {
+            let mut r1 = SeededRng::new(10);
+            let mut r2 = r1.clone();
+            let mut m1 = if train {
+                Mode::Train(&mut r1)
+            } else {
+                Mode::Eval
+            };
+            let mut m2 = if train {
+                Mode::Train(&mut r2)
+            } else {
+                Mode::Eval
+            };
+            let (_, plain) = model.loss(&window, 0.1, &mut m1).unwrap();
+            let want = plain.objective.backward().unwrap();
+            let (values, got) = model.loss_and_grads(&window, 0.1, &mut m2, 0.25).unwrap();
+            let got = got.expect("finite loss");
+            let a = values.objective.to_scalar::<f32>().unwrap();
+            let b = plain.objective.to_scalar::<f32>().unwrap();
+            assert_eq!(a, b, "objective (layers {num_layers}, train {train})");
+            let vars = lsnn_layers::named_vars(&vm);
+            assert!(!vars.is_empty());
+            for (name, v) in &vars {
+                let w = want.get(v.as_tensor());
+                let g = got.get(v.as_tensor());
+                let (Some(w), Some(g)) = (w, g) else {
+                    panic!(
+                        "{name}: gradient missing (plain {}, staged {})",
+                        w.is_some(),
+                        g.is_some()
+                    );
+                };
+                let d = max_abs_diff(&(w * 0.25).unwrap(), g);
+                let scale = f32s(w).iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+                assert!(
+                    d <= 1e-5 * scale.max(1.0),
+                    "{name}: staged differs by {d} (layers {num_layers}, train {train})"
+                );
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! language model.
 
 use crate::error::Result;
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 use lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
@@ -17,6 +18,36 @@ pub trait TrainableModel: Sized + Sync {
         -> Result<LmLoss>;
     /// Greedy completion of equal-length prompts, `max_new` tokens each.
     fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>>;
+
+    /// The losses of a training batch (detached) and the gradients of `scale`·objective, or
+    /// `None` for the gradients when a loss is not finite (no backward pass then). The default
+    /// is [`TrainableModel::batch_loss`] and one backward pass; models may back-propagate in
+    /// stages to hold less memory.
+    fn loss_and_grads(
+        &self,
+        ids: &Tensor,
+        label_smoothing: f64,
+        mode: &mut Mode<'_>,
+        scale: f64,
+    ) -> Result<(LmLoss, Option<GradStore>)> {
+        let loss = self.batch_loss(ids, label_smoothing, mode)?;
+        let finite = |t: &Tensor| -> Result<bool> {
+            Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
+        };
+        let values = LmLoss {
+            objective: loss.objective.detach(),
+            cross_entropy: loss.cross_entropy.detach(),
+        };
+        if !(finite(&values.objective)? && finite(&values.cross_entropy)?) {
+            return Ok((values, None));
+        }
+        let root = if scale == 1.0 {
+            loss.objective
+        } else {
+            (loss.objective * scale)?
+        };
+        Ok((values, Some(root.backward()?)))
+    }
 }
 
 impl TrainableModel for LanguageModel {
@@ -31,6 +62,22 @@ impl TrainableModel for LanguageModel {
         mode: &mut Mode<'_>,
     ) -> Result<LmLoss> {
         Ok(self.loss(ids, label_smoothing, mode)?.1)
+    }
+
+    fn loss_and_grads(
+        &self,
+        ids: &Tensor,
+        label_smoothing: f64,
+        mode: &mut Mode<'_>,
+        scale: f64,
+    ) -> Result<(LmLoss, Option<GradStore>)> {
+        Ok(LanguageModel::loss_and_grads(
+            self,
+            ids,
+            label_smoothing,
+            mode,
+            scale,
+        )?)
     }
 
     fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>> {

@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::tiny_config;
 use lsnn_train::lsnn_layers::{init_model, named_vars, LanguageModel, Mode, SeededRng};
-use lsnn_train::shard::{loss_and_grads, shard_rows, BatchGrads, BATCH_SHARDS};
+use lsnn_train::shard::{loss_and_grads, shard_rows, BatchGrads, SHARD_ROWS};
 use lsnn_train::TrainableModel;
 
 fn ids(rows: usize, len: usize, seed: u64) -> Tensor {
@@ -29,9 +29,12 @@ fn bits(t: &Tensor) -> Vec<u32> {
 
 #[test]
 fn rows_split_into_near_equal_shards_in_order() {
-    assert_eq!(BATCH_SHARDS, 2);
+    assert_eq!(SHARD_ROWS, 4);
     assert_eq!(shard_rows(8), vec![(0, 4), (4, 4)]);
     assert_eq!(shard_rows(5), vec![(0, 3), (3, 2)]);
+    assert_eq!(shard_rows(9), vec![(0, 3), (3, 3), (6, 3)]);
+    assert_eq!(shard_rows(16), vec![(0, 4), (4, 4), (8, 4), (12, 4)]);
+    assert_eq!(shard_rows(4), vec![(0, 4)]);
     assert_eq!(shard_rows(1), vec![(0, 1)]);
 }
 
@@ -46,7 +49,7 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
     let mut manual_rng = rng.clone();
     let got = loss_and_grads(&model, &batch, smoothing, &mut rng, &vars).unwrap();
     let shards = shard_rows(rows);
-    assert_eq!(shards.len(), BATCH_SHARDS.min(rows));
+    assert_eq!(shards.len(), rows.div_ceil(SHARD_ROWS));
     let mut forks: Vec<SeededRng> = shards.iter().map(|_| manual_rng.fork()).collect();
     assert_eq!(
         rng, manual_rng,
@@ -136,9 +139,11 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
 
 #[test]
 fn sharded_gradient_is_the_gradient_of_the_batch_mean() {
-    matches_single_graph(4, 0.0);
+    matches_single_graph(8, 0.0);
     // Unequal shards (3 + 2 rows) are weighted by their rows; label smoothing on.
     matches_single_graph(5, 0.1);
+    // Three shards, more than the threads of a two-core machine.
+    matches_single_graph(9, 0.0);
     // One row: a single shard, the plain step.
     matches_single_graph(1, 0.0);
 }
@@ -148,7 +153,7 @@ fn step_on(
     model: &LanguageModel,
     vars: &[(String, candle_core::Var)],
 ) -> BatchGrads {
-    let batch = ids(4, tiny_config().sequence_length + 1, 3);
+    let batch = ids(9, tiny_config().sequence_length + 1, 3);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -171,4 +176,62 @@ fn a_step_gives_the_same_bits_on_one_thread_and_on_two() {
             _ => panic!("{name}: gradient present on one side only"),
         }
     }
+}
+
+/// A model whose second loss call of a batch (its second shard) has a NaN objective.
+struct NanSecondShard {
+    inner: LanguageModel,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl TrainableModel for NanSecondShard {
+    fn build(
+        cfg: &lsnn_train::lsnn_layers::ModelConfig,
+        vb: candle_nn::VarBuilder,
+    ) -> lsnn_train::Result<Self> {
+        Ok(NanSecondShard {
+            inner: LanguageModel::build(cfg, vb)?,
+            calls: Default::default(),
+        })
+    }
+
+    fn batch_loss(
+        &self,
+        ids: &Tensor,
+        label_smoothing: f64,
+        mode: &mut Mode<'_>,
+    ) -> lsnn_train::Result<lsnn_train::lsnn_layers::LmLoss> {
+        let mut loss = self.inner.batch_loss(ids, label_smoothing, mode)?;
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            loss.objective = (loss.objective * f64::NAN)?;
+        }
+        Ok(loss)
+    }
+
+    fn greedy_complete(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new: usize,
+    ) -> lsnn_train::Result<Vec<Vec<u32>>> {
+        self.inner.greedy_complete(prompts, max_new)
+    }
+}
+
+#[test]
+fn one_non_finite_shard_skips_the_whole_batch() {
+    let (inner, vm) = init_model(&tiny_config(), SeededRng::new(6), &Device::Cpu).unwrap();
+    let vars = named_vars(&vm);
+    let model = NanSecondShard {
+        inner,
+        calls: Default::default(),
+    };
+    let batch = ids(8, tiny_config().sequence_length + 1, 4);
+    let got = loss_and_grads(&model, &batch, 0.0, &mut SeededRng::new(2), &vars).unwrap();
+    assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        got.grads.is_none(),
+        "a batch with a NaN shard kept gradients"
+    );
+    assert!(got.objective.is_nan());
+    assert!(got.cross_entropy.is_finite());
 }

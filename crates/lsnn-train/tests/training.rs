@@ -6,7 +6,7 @@ mod common;
 use common::{batch, options, scratch, snapshot, text_dataset, tiny_config};
 use lsnn_train::lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
 use lsnn_train::schedule::{cleanup_after_batch, lr_at, should_stop_early, CleanupReason};
-use lsnn_train::shard::BATCH_SHARDS;
+use lsnn_train::shard::shard_rows;
 use lsnn_train::{DataSource, Event, TokenDataset, TrainableModel, Trainer};
 use proptest::prelude::*;
 use std::path::PathBuf;
@@ -121,7 +121,7 @@ fn identical_runs_give_bit_identical_weights() {
 }
 
 /// A `LanguageModel` whose training loss is NaN in one shard of training batch number `AT`
-/// (0-based; the last of its [`BATCH_SHARDS`] loss calls, the other shard stays finite); with
+/// (0-based; the last of its shards' loss calls, the others stay finite); with
 /// `OBJECTIVE_ONLY` only the objective is NaN and the reported cross-entropy stays finite.
 struct NanAt<const AT: usize, const OBJECTIVE_ONLY: bool> {
     inner: LanguageModel,
@@ -147,9 +147,10 @@ impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainableModel for NanAt<AT, O
         if !train {
             return Ok(loss);
         }
-        // Every batch of the tests' configuration has at least BATCH_SHARDS rows.
+        // Every batch of these tests has the configuration's batch size.
+        let shards = shard_rows(tiny_config().batch_size).len();
         let i = self.train_calls.fetch_add(1, Ordering::SeqCst);
-        if i != AT * BATCH_SHARDS + BATCH_SHARDS - 1 {
+        if i != AT * shards + shards - 1 {
             return Ok(loss);
         }
         Ok(LmLoss {

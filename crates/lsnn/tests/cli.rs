@@ -42,7 +42,7 @@ const CONFIG: &str = r#"{
   "task_type": "llm", "vocab_size": 256, "input_dim": 16, "embedding_dim": 16, "hidden_dim": 16,
   "output_dim": 256, "spiking_units": 8, "liquid_units": 8, "num_layers": 2,
   "num_attention_heads": 2, "num_spike_steps": 3, "attention_spike_steps": 3,
-  "sequence_length": 16, "max_position_embeddings": 24, "batch_size": 4, "num_epochs": 2,
+  "sequence_length": 16, "max_position_embeddings": 24, "batch_size": 6, "num_epochs": 2,
   "backbone_units": 16, "backbone_layers": 1, "spike_threshold": 0.5, "seed": 5,
   "gradient_accumulation_steps": 3, "warmup_steps": 4, "learning_rate": 0.003,
   "initializer_range": 0.5, "cleanup_every": 4
