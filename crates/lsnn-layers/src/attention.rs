@@ -93,6 +93,17 @@ impl MultiHeadSpikingAttention {
         })
     }
 
+    /// The same layer with detached parameters (see [`crate::nn::Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        MultiHeadSpikingAttention {
+            q: self.q.detached(),
+            k: self.k.detached(),
+            v: self.v.detached(),
+            o: self.o.detached(),
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &AttentionConfig {
         &self.cfg

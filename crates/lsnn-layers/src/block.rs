@@ -12,8 +12,9 @@
 use crate::cfc::{Cfc, CfcConfig, CfcMode};
 use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
+use crate::fused::NormGelu;
 use crate::lif::LifConfig;
-use crate::nn::{check_width, dropout, gelu, LayerNorm, Linear, Mode};
+use crate::nn::{check_width, LayerNorm, Linear, Mode};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -99,6 +100,19 @@ impl HybridLiquidSpikingBlock {
         })
     }
 
+    /// The same block with detached parameters (see [`crate::nn::Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        HybridLiquidSpikingBlock {
+            encoder: self.encoder.detached(),
+            pnorm: self.pnorm.detached(),
+            cfc: self.cfc.detached(),
+            fuse: self.fuse.detached(),
+            fuse_norm: self.fuse_norm.detached(),
+            gate: self.gate.detached(),
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BlockConfig {
         &self.cfg
@@ -136,10 +150,13 @@ impl HybridLiquidSpikingBlock {
     fn output(&self, x: &Tensor, h: &Tensor, s: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         let last = x.rank() - 1;
         let fused = self.fuse.forward(&Tensor::cat(&[h, s], last)?)?;
-        let y = gelu(&self.fuse_norm.forward(&fused)?)?;
-        let y = dropout(&y, self.cfg.block_dropout, mode)?;
-        let g = candle_nn::ops::sigmoid(&self.gate.forward(x)?)?;
-        Ok((y + (g * x)?)?)
+        let y = self.fuse_norm.with_gelu(
+            &fused,
+            NormGelu::NormThenGelu,
+            self.cfg.block_dropout,
+            mode,
+        )?;
+        Ok(crate::fused::gated_residual(&y, &self.gate.forward(x)?, x)?)
     }
 
     fn check_state(&self, h: &Tensor, batch: usize) -> Result<()> {

@@ -77,6 +77,18 @@ pub struct PreparedCfc {
 }
 
 impl Cfc {
+    /// The same cell with detached parameters (see [`crate::nn::Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        Cfc {
+            backbone: self.backbone.iter().map(Linear::detached).collect(),
+            ff1: self.ff1.detached(),
+            ff2: self.ff2.detached(),
+            time_a: self.time_a.detached(),
+            time_b: self.time_b.detached(),
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// Creates the cell's weights through `vb` (Xavier-uniform weights as ncps).
     pub fn new(cfg: &CfcConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.backbone_layers == 0 || cfg.backbone_units == 0 || cfg.hidden_size == 0 {

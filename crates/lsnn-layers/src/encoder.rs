@@ -65,6 +65,15 @@ impl SpikingEncoder {
         })
     }
 
+    /// The same encoder with detached parameters (see [`Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        SpikingEncoder {
+            fc1: self.fc1.detached(),
+            fc2: self.fc2.detached(),
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SpikingEncoderConfig {
         &self.cfg
@@ -83,8 +92,16 @@ impl SpikingEncoder {
     fn second_current(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
         let i1 = self.fc1.forward(x)?;
-        let s1 = lif::lif_const_spikes(&i1, self.cfg.steps, &self.cfg.lif)?;
-        let s1 = dropout(&s1, self.cfg.dropout, mode)?;
+        let s1 = match mode {
+            Mode::Train(rng) if self.cfg.dropout > 0.0 => lif::lif_const_spikes_dropout(
+                &i1,
+                self.cfg.steps,
+                &self.cfg.lif,
+                self.cfg.dropout,
+                rng,
+            )?,
+            _ => lif::lif_const_spikes(&i1, self.cfg.steps, &self.cfg.lif)?,
+        };
         Ok(self.fc2.forward(&s1)?)
     }
 

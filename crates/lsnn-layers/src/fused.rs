@@ -670,35 +670,49 @@ pub fn dropout(x: &Tensor, p: f64, rng: &mut SeededRng) -> candle_core::Result<T
     if !available(x) {
         return x * rng.dropout_mask(x.shape(), p, x.dtype(), x.device())?;
     }
-    let op = DropoutOp {
-        keep: std::sync::Arc::new(rng.dropout_bits(x.elem_count(), p)),
-        scale: 1.0 / (1.0 - p),
-    };
-    x.contiguous()?.apply_op1(op)
+    x.contiguous()?
+        .apply_op1(KeepMask::draw(rng, x.elem_count(), p))
 }
 
+/// An inverted-dropout mask, one bit per element (1 = kept, scaled by 1/(1 − p)). As a custom
+/// op it masks its input, and its backward masks the gradient the same way.
 #[derive(Debug, Clone)]
-struct DropoutOp {
+pub(crate) struct KeepMask {
     keep: std::sync::Arc<Vec<u64>>,
     scale: f64,
 }
 
-impl DropoutOp {
-    fn apply<T: Real>(&self, x: &[T]) -> Vec<T> {
+impl KeepMask {
+    /// A mask for `n` elements dropped with probability `p` (checked by the caller).
+    pub(crate) fn draw(rng: &mut SeededRng, n: usize, p: f64) -> Self {
+        KeepMask {
+            keep: std::sync::Arc::new(rng.dropout_bits(n, p)),
+            scale: 1.0 / (1.0 - p),
+        }
+    }
+
+    /// `x` masked in place.
+    pub(crate) fn apply_in_place<T: Real>(&self, x: &mut [T]) {
         let scale = T::from_f64(self.scale);
-        let mut out = vec![T::zero(); x.len()];
-        for ((o, xs), &word) in out.chunks_mut(64).zip(x.chunks(64)).zip(self.keep.iter()) {
-            for (j, (o, &v)) in o.iter_mut().zip(xs).enumerate() {
-                if word >> j & 1 == 1 {
-                    *o = v * scale;
-                }
+        for (xs, &word) in x.chunks_mut(64).zip(self.keep.iter()) {
+            for (j, v) in xs.iter_mut().enumerate() {
+                *v = if word >> j & 1 == 1 {
+                    *v * scale
+                } else {
+                    T::zero()
+                };
             }
         }
+    }
+
+    fn apply<T: Real>(&self, x: &[T]) -> Vec<T> {
+        let mut out = x.to_vec();
+        self.apply_in_place(&mut out);
         out
     }
 }
 
-impl CustomOp1 for DropoutOp {
+impl CustomOp1 for KeepMask {
     fn name(&self) -> &'static str {
         "dropout"
     }
@@ -766,5 +780,425 @@ impl CustomOp1 for SeedOp {
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, _g: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(self.grad.clone()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm and GELU (and dropout) as one op
+
+/// The order of the two row ops in [`norm_gelu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormGelu {
+    /// GELU(LayerNorm(x)) (the block's fusion output).
+    NormThenGelu,
+    /// LayerNorm(GELU(x)) (the output head).
+    GeluThenNorm,
+}
+
+/// exact GELU and its derivative at v.
+#[inline(always)]
+fn gelu_and_slope<T: Real>(v: T) -> (T, T) {
+    let half = T::from_f64(0.5);
+    let cdf = half * (T::one() + (v * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf_());
+    let pdf =
+        T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt()) * (T::zero() - half * v * v).exp_();
+    (v * cdf, cdf + v * pdf)
+}
+
+/// LayerNorm (weight `w`, bias `b`, ε) and exact GELU in the given order, then inverted dropout
+/// with probability p when `dropout` is given, as one op that keeps only its input (and the
+/// mask's bits) for backward: the normalised and activated intermediates are recomputed there.
+pub fn norm_gelu(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+    order: NormGelu,
+    dropout: Option<(f64, &mut SeededRng)>,
+) -> candle_core::Result<Tensor> {
+    let d = last_dim(x, "norm_gelu input")?;
+    if w.dims() != [d] || b.dims() != [d] {
+        candle_core::bail!(
+            "norm_gelu: weight {:?} and bias {:?} must both be [{d}] for input {:?}",
+            w.dims(),
+            b.dims(),
+            x.dims()
+        );
+    }
+    if let Some((p, _)) = &dropout {
+        if !(0.0..1.0).contains(p) {
+            candle_core::bail!("dropout: probability {p} outside [0, 1)");
+        }
+    }
+    if !(available(x) && x.dtype() == w.dtype() && x.dtype() == b.dtype()) {
+        let y = match order {
+            NormGelu::NormThenGelu => gelu(&layer_norm(x, w, b, eps)?)?,
+            NormGelu::GeluThenNorm => layer_norm(&gelu(x)?, w, b, eps)?,
+        };
+        return match dropout {
+            Some((p, rng)) if p > 0.0 => self::dropout(&y, p, rng),
+            _ => Ok(y),
+        };
+    }
+    let mask = match dropout {
+        Some((p, rng)) if p > 0.0 => Some(KeepMask::draw(rng, x.elem_count(), p)),
+        _ => None,
+    };
+    let x2 = x.reshape(((), d))?.contiguous()?;
+    let op = NormGeluOp { eps, order, mask };
+    x2.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?
+        .reshape(x.shape())
+}
+
+/// [`norm_gelu`] from the separate ops (composed LayerNorm, composed GELU, dropout tensor mask).
+pub fn norm_gelu_composed(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+    order: NormGelu,
+    dropout: Option<(f64, &mut SeededRng)>,
+) -> candle_core::Result<Tensor> {
+    let y = match order {
+        NormGelu::NormThenGelu => gelu_composed(&layer_norm_composed(x, w, b, eps)?)?,
+        NormGelu::GeluThenNorm => layer_norm_composed(&gelu_composed(x)?, w, b, eps)?,
+    };
+    match dropout {
+        Some((p, rng)) if p > 0.0 => &y * rng.dropout_mask(y.shape(), p, y.dtype(), y.device())?,
+        _ => Ok(y),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct NormGeluOp {
+    eps: f64,
+    order: NormGelu,
+    mask: Option<KeepMask>,
+}
+
+impl NormGeluOp {
+    fn fwd<T: Real>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+        let d = w.len();
+        let rows = x.len() / d;
+        let eps = T::from_f64(self.eps);
+        let mut y = vec![T::zero(); x.len()];
+        row_chunks(&mut y, d, rows, 8 * x.len(), |range, out| {
+            let mut g = vec![T::zero(); d];
+            for (i, r) in range.enumerate() {
+                let xr = &x[r * d..(r + 1) * d];
+                let yr = &mut out[i * d..(i + 1) * d];
+                match self.order {
+                    NormGelu::NormThenGelu => {
+                        let (mean, rstd) = moments(xr, eps);
+                        for j in 0..d {
+                            yr[j] = gelu_and_slope((xr[j] - mean) * rstd * w[j] + b[j]).0;
+                        }
+                    }
+                    NormGelu::GeluThenNorm => {
+                        for j in 0..d {
+                            g[j] = gelu_and_slope(xr[j]).0;
+                        }
+                        let (mean, rstd) = moments(&g, eps);
+                        for j in 0..d {
+                            yr[j] = (g[j] - mean) * rstd * w[j] + b[j];
+                        }
+                    }
+                }
+            }
+        });
+        if let Some(m) = &self.mask {
+            m.apply_in_place(&mut y);
+        }
+        y
+    }
+
+    /// Packed [(N + 2)·D]: dx, dw, db, given dy already masked (the bias only enters GELU's
+    /// slope in the norm-then-GELU order).
+    fn bwd<T: Real>(&self, x: &[T], w: &[T], b: &[T], dy: &[T]) -> Vec<T> {
+        let d = w.len();
+        let rows = x.len() / d;
+        let eps = T::from_f64(self.eps);
+        let n = T::from_f64(d as f64);
+        let mut out = vec![T::zero(); (rows + 2) * d];
+        let (dx, tail) = out.split_at_mut(rows * d);
+        let partials = row_chunks(dx, d, rows, 12 * x.len(), |range, o| {
+            let mut dw = vec![T::zero(); d];
+            let mut db = vec![T::zero(); d];
+            // The LayerNorm's input row, the gradient at its output, GELU's slope at x.
+            let mut u = vec![T::zero(); d];
+            let mut du = vec![T::zero(); d];
+            let mut slope = vec![T::zero(); d];
+            for (i, r) in range.enumerate() {
+                let xr = &x[r * d..(r + 1) * d];
+                let dyr = &dy[r * d..(r + 1) * d];
+                if self.order == NormGelu::GeluThenNorm {
+                    for j in 0..d {
+                        (u[j], slope[j]) = gelu_and_slope(xr[j]);
+                    }
+                } else {
+                    u.copy_from_slice(xr);
+                }
+                let (mean, rstd) = moments(&u, eps);
+                if self.order == NormGelu::NormThenGelu {
+                    for j in 0..d {
+                        let z = (u[j] - mean) * rstd * w[j] + b[j];
+                        du[j] = dyr[j] * gelu_and_slope(z).1;
+                    }
+                } else {
+                    du.copy_from_slice(dyr);
+                }
+                let (mut sg, mut sgx) = (T::zero(), T::zero());
+                let orow = &mut o[i * d..(i + 1) * d];
+                for j in 0..d {
+                    let xh = (u[j] - mean) * rstd;
+                    let gj = du[j] * w[j];
+                    orow[j] = gj;
+                    sg += gj;
+                    sgx += gj * xh;
+                    dw[j] += du[j] * xh;
+                    db[j] += du[j];
+                }
+                let (mg, mgx) = (sg / n, sgx / n);
+                for j in 0..d {
+                    let xh = (u[j] - mean) * rstd;
+                    let du_in = rstd * (orow[j] - mg - xh * mgx);
+                    orow[j] = if self.order == NormGelu::GeluThenNorm {
+                        du_in * slope[j]
+                    } else {
+                        du_in
+                    };
+                }
+            }
+            (dw, db)
+        });
+        let (tdw, tdb) = tail.split_at_mut(d);
+        for (dw, db) in partials {
+            for j in 0..d {
+                tdw[j] += dw[j];
+                tdb[j] += db[j];
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp3 for NormGeluOp {
+    fn name(&self) -> &'static str {
+        "norm-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if let Some(m) = &self.mask {
+            if l1.shape().elem_count().div_ceil(64) != m.keep.len() {
+                candle_core::bail!("norm-gelu: the dropout mask does not fit {:?}", l1.dims());
+            }
+        }
+        let out = float_kernel!(self.name(), s1.dtype(), |T| self.fwd::<T>(
+            contiguous_slice(s1, l1, "norm-gelu: x")?,
+            contiguous_slice(s2, l2, "norm-gelu: weight")?,
+            contiguous_slice(s3, l3, "norm-gelu: bias")?,
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let rows = x.dim(0)?;
+        let dy = match &self.mask {
+            Some(m) => dy.contiguous()?.apply_op1_no_bwd(m)?,
+            None => dy.contiguous()?,
+        };
+        // The bias (D values) rides in the op: a custom op takes at most three tensors.
+        let bias = b.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let op = NormGeluBwdOp {
+            fwd: self.clone(),
+            bias,
+        };
+        let packed = x.apply_op3_no_bwd(w, &dy, &op)?;
+        Ok((
+            Some(packed.narrow(0, 0, rows)?),
+            Some(packed.get(rows)?),
+            Some(packed.get(rows + 1)?),
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct NormGeluBwdOp {
+    fwd: NormGeluOp,
+    bias: Vec<f64>,
+}
+
+impl CustomOp3 for NormGeluBwdOp {
+    fn name(&self) -> &'static str {
+        "norm-gelu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, d) = l1.shape().dims2()?;
+        if self.bias.len() != d {
+            candle_core::bail!("norm-gelu-bwd: bias of {} for width {d}", self.bias.len());
+        }
+        let out = float_kernel!(self.name(), s1.dtype(), |T| {
+            let b: Vec<T> = self
+                .bias
+                .iter()
+                .map(|&v| <T as candle_core::WithDType>::from_f64(v))
+                .collect();
+            self.fwd.bwd::<T>(
+                contiguous_slice(s1, l1, "norm-gelu-bwd: x")?,
+                contiguous_slice(s2, l2, "norm-gelu-bwd: weight")?,
+                &b,
+                contiguous_slice(s3, l3, "norm-gelu-bwd: dy")?,
+            )
+        });
+        Ok((out, Shape::from((rows + 2, d))))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gated residual
+
+/// y + σ(a) ⊙ x (the block's gated residual; all three of one shape) as one op: the gate σ(a)
+/// and the product are not kept, backward recomputes σ(a) from a.
+pub fn gated_residual(y: &Tensor, a: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    if y.shape() != a.shape() || y.shape() != x.shape() {
+        candle_core::bail!(
+            "gated_residual: y {:?}, a {:?} and x {:?} must have one shape",
+            y.dims(),
+            a.dims(),
+            x.dims()
+        );
+    }
+    if !(available(y) && y.dtype() == a.dtype() && y.dtype() == x.dtype()) {
+        return gated_residual_composed(y, a, x);
+    }
+    y.contiguous()?
+        .apply_op3(&a.contiguous()?, &x.contiguous()?, GatedResidualOp)
+}
+
+/// [`gated_residual`] from candle ops (candle-nn's sigmoid, a product and a sum).
+pub fn gated_residual_composed(y: &Tensor, a: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    y + (candle_nn::ops::sigmoid(a)? * x)?
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GatedResidualOp;
+
+#[inline(always)]
+fn sigmoid<T: Real>(v: T) -> T {
+    T::one() / (T::one() + (T::zero() - v).exp_())
+}
+
+fn gated_fwd<T: Real>(y: &[T], a: &[T], x: &[T]) -> Vec<T> {
+    let mut out = vec![T::zero(); y.len()];
+    row_chunks(&mut out, 1, y.len(), 4 * y.len(), |range, o| {
+        let s = range.start;
+        for (i, v) in o.iter_mut().enumerate() {
+            *v = y[s + i] + sigmoid(a[s + i]) * x[s + i];
+        }
+    });
+    out
+}
+
+/// Packed [2·n]: da = g⊙x⊙σ(a)(1 − σ(a)), then dx = g⊙σ(a).
+fn gated_bwd<T: Real>(a: &[T], x: &[T], g: &[T]) -> Vec<T> {
+    let n = a.len();
+    let mut out = vec![T::zero(); 2 * n];
+    let (da, dx) = out.split_at_mut(n);
+    for i in 0..n {
+        let s = sigmoid(a[i]);
+        da[i] = g[i] * x[i] * s * (T::one() - s);
+        dx[i] = g[i] * s;
+    }
+    out
+}
+
+impl CustomOp3 for GatedResidualOp {
+    fn name(&self) -> &'static str {
+        "gated-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = float_kernel!(self.name(), s1.dtype(), |T| gated_fwd::<T>(
+            contiguous_slice(s1, l1, "gated-residual: y")?,
+            contiguous_slice(s2, l2, "gated-residual: a")?,
+            contiguous_slice(s3, l3, "gated-residual: x")?,
+        ));
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        a: &Tensor,
+        x: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let packed = a.apply_op3_no_bwd(x, &g, &GatedResidualBwdOp)?;
+        let n = a.elem_count();
+        Ok((
+            Some(g),
+            Some(packed.narrow(0, 0, n)?.reshape(a.shape())?),
+            Some(packed.narrow(0, n, n)?.reshape(x.shape())?),
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GatedResidualBwdOp;
+
+impl CustomOp3 for GatedResidualBwdOp {
+    fn name(&self) -> &'static str {
+        "gated-residual-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = float_kernel!(self.name(), s1.dtype(), |T| gated_bwd::<T>(
+            contiguous_slice(s1, l1, "gated-residual-bwd: a")?,
+            contiguous_slice(s2, l2, "gated-residual-bwd: x")?,
+            contiguous_slice(s3, l3, "gated-residual-bwd: g")?,
+        ));
+        Ok((out, Shape::from(2 * l1.shape().elem_count())))
     }
 }

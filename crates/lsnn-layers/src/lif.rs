@@ -506,6 +506,9 @@ struct LifOp {
     form: Form,
     /// Steps for the constant-current forms.
     steps: usize,
+    /// Dropout applied to the output spikes inside the op (so the undropped train is never
+    /// kept), and to the incoming gradient in backward.
+    dropout: Option<crate::fused::KeepMask>,
 }
 
 impl LifOp {
@@ -592,17 +595,23 @@ impl CustomOp1 for LifOp {
         let dims = l.dims();
         match s.dtype() {
             DType::F32 => {
-                let (v, sh) = self.run(
+                let (mut v, sh) = self.run(
                     crate::kernel::contiguous_slice::<f32>(s, l, self.name())?,
                     dims,
                 );
+                if let Some(m) = &self.dropout {
+                    m.apply_in_place(&mut v);
+                }
                 Ok((CpuStorage::F32(v), sh))
             }
             DType::F64 => {
-                let (v, sh) = self.run(
+                let (mut v, sh) = self.run(
                     crate::kernel::contiguous_slice::<f64>(s, l, self.name())?,
                     dims,
                 );
+                if let Some(m) = &self.dropout {
+                    m.apply_in_place(&mut v);
+                }
                 Ok((CpuStorage::F64(v), sh))
             }
             dt => candle_core::bail!(
@@ -622,6 +631,10 @@ impl CustomOp1 for LifOp {
             // Only the rate half carries a gradient; the mean membrane is detached by definition.
             Form::SeqRateMem => grad.get(0)?.contiguous()?,
             _ => grad.contiguous()?,
+        };
+        let grad = match &self.dropout {
+            Some(m) => grad.apply_op1_no_bwd(m)?,
+            None => grad,
         };
         let op = LifBwdOp { fwd: self.clone() };
         Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad, &op)?))
@@ -738,6 +751,7 @@ pub fn lif_spikes(currents: &Tensor, cfg: &LifConfig) -> Result<Tensor> {
             cfg: *cfg,
             form: Form::SeqSpikes,
             steps: 0,
+            dropout: None,
         };
         Ok(currents.contiguous()?.apply_op1(op)?)
     } else {
@@ -754,6 +768,7 @@ pub fn lif_rate_and_mean_mem(currents: &Tensor, cfg: &LifConfig) -> Result<(Tens
             cfg: *cfg,
             form: Form::SeqRateMem,
             steps: 0,
+            dropout: None,
         };
         let both = currents.contiguous()?.apply_op1(op)?;
         Ok((both.get(0)?, both.get(1)?.detach()))
@@ -771,10 +786,43 @@ pub fn lif_const_spikes(current: &Tensor, steps: usize, cfg: &LifConfig) -> Resu
             cfg: *cfg,
             form: Form::ConstSpikes,
             steps,
+            dropout: None,
         };
         Ok(current.contiguous()?.apply_op1(op)?)
     } else {
         reference::lif_const_spikes(current, steps, cfg)
+    }
+}
+
+/// [`lif_const_spikes`] followed by inverted dropout with probability `p` (masks from `rng`), as
+/// one op: the spike train before dropout is never kept for backward.
+pub fn lif_const_spikes_dropout(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    p: f64,
+    rng: &mut crate::rng::SeededRng,
+) -> Result<Tensor> {
+    check_input(current, "lif constant current", 0)?;
+    check_steps(steps)?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(LayerError::config(
+            "dropout",
+            format!("{p}; expected [0, 1)"),
+        ));
+    }
+    if fused_available(current) {
+        let op = LifOp {
+            cfg: *cfg,
+            form: Form::ConstSpikes,
+            steps,
+            dropout: (p > 0.0)
+                .then(|| crate::fused::KeepMask::draw(rng, current.elem_count() * steps, p)),
+        };
+        Ok(current.contiguous()?.apply_op1(op)?)
+    } else {
+        let s = reference::lif_const_spikes(current, steps, cfg)?;
+        Ok(crate::fused::dropout(&s, p, rng)?)
     }
 }
 
@@ -788,6 +836,7 @@ pub fn lif_const_rate(current: &Tensor, steps: usize, cfg: &LifConfig) -> Result
             cfg: *cfg,
             form: Form::ConstRate,
             steps,
+            dropout: None,
         };
         Ok(current.contiguous()?.apply_op1(op)?)
     } else {

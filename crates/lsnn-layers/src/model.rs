@@ -15,7 +15,8 @@ use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
 use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::config::ModelConfig;
 use crate::error::{LayerError, Result};
-use crate::nn::{dropout, gelu, LayerNorm, Linear, Mode};
+use crate::fused::NormGelu;
+use crate::nn::{dropout, LayerNorm, Linear, Mode};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
@@ -125,6 +126,35 @@ impl LanguageModel {
         })
     }
 
+    /// The same model with every parameter detached from autograd, sharing their storage (no
+    /// copy): its forward builds no graph, so each activation is freed as soon as the next op
+    /// has read it. For inference, evaluation and generation; the numbers are those of the
+    /// original model, and an optimizer step on the original is seen by it.
+    pub fn detached(&self) -> Self {
+        LanguageModel {
+            tok_emb: self.tok_emb.detach(),
+            pos_emb: self.pos_emb.detach(),
+            in_proj: self.in_proj.detached(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(HybridLiquidSpikingBlock::detached)
+                .collect(),
+            norms: self.norms.iter().map(LayerNorm::detached).collect(),
+            attns: self
+                .attns
+                .iter()
+                .map(MultiHeadSpikingAttention::detached)
+                .collect(),
+            head: Head {
+                fc1: self.head.fc1.detached(),
+                norm: self.head.norm.detached(),
+                fc2: self.head.fc2.detached(),
+            },
+            cfg: self.cfg.clone(),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -199,8 +229,12 @@ impl LanguageModel {
     }
 
     fn head(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let y = self.head.norm.forward(&gelu(&self.head.fc1.forward(x)?)?)?;
-        let y = dropout(&y, self.cfg.dropout, mode)?;
+        let y = self.head.norm.with_gelu(
+            &self.head.fc1.forward(x)?,
+            NormGelu::GeluThenNorm,
+            self.cfg.dropout,
+            mode,
+        )?;
         Ok(self.head.fc2.forward(&y)?)
     }
 

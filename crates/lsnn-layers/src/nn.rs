@@ -81,6 +81,15 @@ impl Linear {
         &self.bias
     }
 
+    /// The same layer with its parameters detached from autograd (sharing their storage): ops
+    /// on it build no graph, for inference.
+    pub fn detached(&self) -> Self {
+        Linear {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+        }
+    }
+
     /// Input width.
     pub fn in_dim(&self) -> usize {
         self.weight.dims()[1]
@@ -364,6 +373,48 @@ impl LayerNorm {
     /// The scale.
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// The same layer with detached parameters (see [`Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        LayerNorm {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            eps: self.eps,
+        }
+    }
+
+    /// The shift.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// ε.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// LayerNorm and exact GELU in `order`, then dropout with probability `p` in training mode,
+    /// as one op ([`crate::fused::norm_gelu`]).
+    pub fn with_gelu(
+        &self,
+        x: &Tensor,
+        order: crate::fused::NormGelu,
+        p: f64,
+        mode: &mut Mode<'_>,
+    ) -> Result<Tensor> {
+        let drop = match mode {
+            Mode::Train(rng) if p > 0.0 => Some((p, &mut **rng)),
+            _ => None,
+        };
+        Ok(crate::fused::norm_gelu(
+            x,
+            &self.weight,
+            &self.bias,
+            self.eps,
+            order,
+            drop,
+        )?)
     }
 
     /// The same normalisation composed from candle ops (the reference of the fused op).

@@ -173,8 +173,8 @@ impl SeededRng {
     ) -> candle_core::Result<Tensor> {
         let n = shape.elem_count();
         let bits = self.dropout_bits(n, p);
-        let scale = (1.0 / (1.0 - p)) as f32;
-        let v: Vec<f32> = (0..n)
+        let scale = 1.0 / (1.0 - p);
+        let v: Vec<f64> = (0..n)
             .map(|i| {
                 if bits[i / 64] >> (i % 64) & 1 == 1 {
                     scale

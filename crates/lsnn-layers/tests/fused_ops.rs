@@ -114,7 +114,50 @@ fn cross_entropy_case(dtype: DType, n: usize, v: usize, tol: f64) {
     );
 }
 
+fn norm_gelu_case(dtype: DType, rows: usize, d: usize, order: fused::NormGelu, p: f64, tol: f64) {
+    let x = randn(16, &[rows, d], dtype);
+    let w = randn(17, &[d], dtype);
+    let b = randn(18, &[d], dtype);
+    fn drop(p: f64, rng: &mut SeededRng) -> Option<(f64, &mut SeededRng)> {
+        (p > 0.0).then_some((p, rng))
+    }
+    check(
+        &[&x, &w, &b],
+        |t| {
+            let mut rng = SeededRng::new(31);
+            fused::norm_gelu(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
+        },
+        |t| {
+            let mut rng = SeededRng::new(31);
+            fused::norm_gelu_composed(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
+        },
+        tol,
+        &format!("norm_gelu {order:?} p {p} {dtype:?} [{rows}, {d}]"),
+    );
+}
+
+fn gated_case(dtype: DType, shape: &[usize], tol: f64) {
+    let y = randn(19, shape, dtype);
+    let a = randn(20, shape, dtype);
+    let x = randn(21, shape, dtype);
+    check(
+        &[&y, &a, &x],
+        |t| fused::gated_residual(&t[0], &t[1], &t[2]).unwrap(),
+        |t| fused::gated_residual_composed(&t[0], &t[1], &t[2]).unwrap(),
+        tol,
+        &format!("gated_residual {dtype:?} {shape:?}"),
+    );
+}
+
 fn all_cases() {
+    for order in [fused::NormGelu::NormThenGelu, fused::NormGelu::GeluThenNorm] {
+        for p in [0.0, 0.3] {
+            norm_gelu_case(DType::F64, 7, 9, order, p, 1e-12);
+            norm_gelu_case(DType::F32, 300, 128, order, p, 1e-5);
+        }
+    }
+    gated_case(DType::F64, &[3, 5, 7], 1e-12);
+    gated_case(DType::F32, &[300, 128], 1e-5);
     layer_norm_case(DType::F64, &[7], 5, 1e-12);
     layer_norm_case(DType::F64, &[3, 4], 33, 1e-12);
     layer_norm_case(DType::F32, &[300], 128, 1e-5);
@@ -233,6 +276,21 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(fused::cross_entropy_terms(&x, &short).is_err());
     let float_targets = Tensor::zeros(4, DType::F32, dev).unwrap();
     assert!(fused::cross_entropy_terms(&x, &float_targets).is_err());
+    let order = fused::NormGelu::NormThenGelu;
+    let e = fused::norm_gelu(&x, &w5, &w5, 1e-5, order, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[6]"), "{e}");
+    let w6 = Tensor::ones(6, DType::F32, dev).unwrap();
+    let mut rng = SeededRng::new(1);
+    let e = fused::norm_gelu(&x, &w6, &w6, 1e-5, order, Some((1.5, &mut rng)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[0, 1)"), "{e}");
+    let e = fused::gated_residual(&x, &x, &x.t().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one shape"), "{e}");
 }
 
 #[test]

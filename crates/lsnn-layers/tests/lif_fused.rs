@@ -536,3 +536,47 @@ fn invalid_lif_input_is_an_error() {
         Err(LayerError::Shape { .. })
     ));
 }
+
+/// Spikes with dropout inside the op equal spikes followed by the dropout op, drawn from the same
+/// generator state: the same bits forward and the same gradient.
+#[test]
+fn spikes_with_dropout_inside_equal_spikes_then_dropout() {
+    let cfg = LifConfig {
+        threshold: 0.5,
+        ..LifConfig::default()
+    };
+    for (dims, dtype) in [
+        (vec![37, 11], DType::F32),
+        (vec![300, 128], DType::F32),
+        (vec![9], DType::F64),
+    ] {
+        let x = Var::from_tensor(&randn(&mut SeededRng::new(1), &dims, 0.6, 0.5, dtype)).unwrap();
+        let run = |fused: bool| {
+            let mut rng = SeededRng::new(77);
+            let y = if fused {
+                lif::lif_const_spikes_dropout(x.as_tensor(), 4, &cfg, 0.2, &mut rng).unwrap()
+            } else {
+                let s = lif::lif_const_spikes(x.as_tensor(), 4, &cfg).unwrap();
+                lsnn_layers::fused::dropout(&s, 0.2, &mut rng).unwrap()
+            };
+            let w = randn(&mut SeededRng::new(2), y.dims(), 0.0, 1.0, dtype);
+            let g = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            (
+                y.to_dtype(DType::F64).unwrap(),
+                g.get(x.as_tensor()).unwrap().to_dtype(DType::F64).unwrap(),
+                rng,
+            )
+        };
+        let (ya, ga, ra) = run(true);
+        let (yb, gb, rb) = run(false);
+        assert_eq!(f64s(&ya), f64s(&yb), "{dims:?} forward");
+        assert_eq!(f64s(&ga), f64s(&gb), "{dims:?} gradient");
+        assert_eq!(ra, rb, "{dims:?}: the generators advanced differently");
+        // Dropout did drop something, and spikes fired.
+        let v = f64s(&ya);
+        assert!(v.contains(&0.0) && v.iter().any(|&a| a > 0.0));
+    }
+    let x = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    let e = lif::lif_const_spikes_dropout(&x, 2, &cfg, 1.0, &mut SeededRng::new(1)).unwrap_err();
+    assert!(matches!(e, LayerError::Config { .. }), "{e}");
+}

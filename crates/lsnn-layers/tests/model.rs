@@ -591,3 +591,51 @@ fn staged_backward_equals_one_backward_pass() {
         }
     }
 }
+
+/// The detached model computes the same logits and builds no graph; an update of the original's
+/// parameters is seen by it (shared storage, no copy).
+#[test]
+fn the_detached_model_shares_parameters_and_builds_no_graph() {
+    let cfg = small_config(2, 1);
+    let (model, vm) = init_model(&cfg, SeededRng::new(3), &Device::Cpu).unwrap();
+    let frozen = model.detached();
+    let window = ids(
+        &mut SeededRng::new(4),
+        2,
+        cfg.sequence_length,
+        cfg.vocab_size,
+    );
+    let a = model.forward(&window, &mut Mode::Eval).unwrap();
+    let b = frozen.forward(&window, &mut Mode::Eval).unwrap();
+    assert_eq!(f32s(&a), f32s(&b));
+    let tracked = a.sum_all().unwrap().backward().unwrap();
+    let grads = b.sum_all().unwrap().backward().unwrap();
+    // Only the root itself is in a store of a graph-free forward.
+    assert_eq!(
+        grads.get_ids().count(),
+        1,
+        "the detached forward built a graph"
+    );
+    for (name, v) in lsnn_layers::named_vars(&vm) {
+        assert!(
+            tracked.get(v.as_tensor()).is_some(),
+            "{name}: the original is not tracked"
+        );
+        assert!(
+            grads.get(v.as_tensor()).is_none(),
+            "{name}: the detached model is tracked"
+        );
+    }
+    for (_, v) in lsnn_layers::named_vars(&vm) {
+        v.set(&(v.as_tensor() * 0.5).unwrap()).unwrap();
+    }
+    let c = frozen.forward(&window, &mut Mode::Eval).unwrap();
+    assert!(
+        max_abs_diff(&b, &c) > 0.0,
+        "the detached model did not see the update"
+    );
+    assert_eq!(
+        f32s(&c),
+        f32s(&model.forward(&window, &mut Mode::Eval).unwrap())
+    );
+}

@@ -19,6 +19,16 @@ pub trait TrainableModel: Sized + Sync {
     /// Greedy completion of equal-length prompts, `max_new` tokens each.
     fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>>;
 
+    /// The unsmoothed mean cross-entropy of a batch of windows ids [B, L + 1] in evaluation
+    /// mode. The default is [`TrainableModel::batch_loss`]; models may skip building a graph.
+    fn eval_cross_entropy(&self, ids: &Tensor) -> Result<f64> {
+        let loss = self.batch_loss(ids, 0.0, &mut Mode::Eval)?;
+        Ok(loss
+            .cross_entropy
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?)
+    }
+
     /// The losses of a training batch (detached) and the gradients of `scale`·objective, or
     /// `None` for the gradients when a loss is not finite (no backward pass then). The default
     /// is [`TrainableModel::batch_loss`] and one backward pass; models may back-propagate in
@@ -80,7 +90,17 @@ impl TrainableModel for LanguageModel {
         )?)
     }
 
+    fn eval_cross_entropy(&self, ids: &Tensor) -> Result<f64> {
+        // Detached parameters: no graph is built, each activation is freed once read.
+        let loss = self.detached().batch_loss(ids, 0.0, &mut Mode::Eval)?;
+        Ok(loss
+            .cross_entropy
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?)
+    }
+
     fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>> {
+        let this = self.detached();
         let b = prompts.len();
         if b == 0 {
             return Ok(Vec::new());
@@ -93,11 +113,11 @@ impl TrainableModel for LanguageModel {
             });
         }
         let dev = self.device().clone();
-        let mut state = self.new_state(b)?;
+        let mut state = this.new_state(b)?;
         let mut logits = None;
         for t in 0..plen {
             let col: Vec<u32> = prompts.iter().map(|p| p[t]).collect();
-            logits = Some(self.step(&Tensor::from_vec(col, b, &dev)?, &mut state)?);
+            logits = Some(this.step(&Tensor::from_vec(col, b, &dev)?, &mut state)?);
         }
         let mut outs = vec![Vec::with_capacity(max_new); b];
         for k in 0..max_new {
@@ -111,7 +131,7 @@ impl TrainableModel for LanguageModel {
                 o.push(t);
             }
             if k + 1 < max_new {
-                logits = Some(self.step(&next, &mut state)?);
+                logits = Some(this.step(&next, &mut state)?);
             }
         }
         Ok(outs)

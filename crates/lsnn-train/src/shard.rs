@@ -29,7 +29,13 @@ pub const SHARD_ROWS: usize = 4;
 /// The row ranges (start, len) of a batch of `rows`: ⌈rows / [`SHARD_ROWS`]⌉ near-equal parts,
 /// the first ones one row longer when they do not divide evenly.
 pub fn shard_rows(rows: usize) -> Vec<(usize, usize)> {
-    let k = rows.div_ceil(SHARD_ROWS).max(1);
+    even_parts(rows, rows.div_ceil(SHARD_ROWS))
+}
+
+/// `rows` split into `parts` near-equal consecutive ranges (start, len) (fewer when there are
+/// fewer rows), for work whose rows are independent, such as an evaluation forward.
+pub fn even_parts(rows: usize, parts: usize) -> Vec<(usize, usize)> {
+    let k = parts.clamp(1, rows.max(1));
     let (base, extra) = (rows / k, rows % k);
     let mut start = 0;
     (0..k)

@@ -15,7 +15,7 @@ use crate::optim::{global_norm, AdamW, AdamWConfig, Ema};
 use crate::schedule::{cleanup_after_batch, lr_at, should_stop_early, CleanupReason};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use lsnn_layers::{LanguageModel, Mode, ModelConfig, SeededInit, SeededRng};
+use lsnn_layers::{LanguageModel, ModelConfig, SeededInit, SeededRng};
 use lsnn_memory::{ManagerConfig, MemoryLimit, MemoryManager, MemoryUsage};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -1059,9 +1059,8 @@ pub fn evaluate_model<M: TrainableModel>(
             flat.extend_from_slice(data.val_window(w));
         }
         let ids = Tensor::from_vec(flat, (end - i, l), device)?;
-        let loss = model.batch_loss(&ids, 0.0, &mut Mode::Eval)?;
-        let ce: f32 = loss.cross_entropy.to_dtype(DType::F32)?.to_scalar()?;
-        total += ce as f64 * (end - i) as f64;
+        let ce = model.eval_cross_entropy(&ids)?;
+        total += ce * (end - i) as f64;
         count += end - i;
         i = end;
     }

@@ -55,6 +55,8 @@ pub fn workload(name: &str) -> Result<ModelConfig> {
 #[derive(Debug)]
 pub struct StepBench {
     model: LanguageModel,
+    /// The same parameters detached, for inference steps (no graph).
+    infer: LanguageModel,
     vars: Vec<(String, Var)>,
     opt: AdamW,
     /// Created by the first `full` step, so plain steps carry no EMA copy.
@@ -85,6 +87,7 @@ impl StepBench {
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(StepBench {
+            infer: model.detached(),
             model,
             vars,
             opt,
@@ -137,14 +140,14 @@ impl StepBench {
         Ok(())
     }
 
-    /// Inference step `i`: a [B, L] forward in evaluation mode, the batch's shards
-    /// ([`crate::shard`]) on separate threads.
+    /// Inference step `i`: a [B, L] forward in evaluation mode, without a graph (detached
+    /// parameters), its rows split evenly over the threads.
     pub fn infer_step(&mut self, i: usize) -> Result<()> {
         let ids = self.pool[i % self.pool.len()].narrow(1, 0, self.cfg.sequence_length)?;
-        let shards = crate::shard::shard_rows(ids.dim(0)?);
-        let model = &self.model;
-        for r in crate::shard::run_shards(shards.len(), |k| {
-            let (start, len) = shards[k];
+        let parts = crate::shard::even_parts(ids.dim(0)?, rayon::current_num_threads());
+        let model = &self.infer;
+        for r in crate::shard::run_shards(parts.len(), |k| {
+            let (start, len) = parts[k];
             model.forward(&ids.narrow(0, start, len)?, &mut Mode::Eval)
         }) {
             r?;
