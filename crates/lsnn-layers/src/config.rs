@@ -152,7 +152,7 @@ impl Default for ModelConfig {
             learning_rate: 1e-3,
             weight_decay: 0.01,
             gradient_clip: 1.0,
-            num_epochs: 15,
+            num_epochs: 35,
             seed: 42,
             device: "cpu".into(),
             mixed_precision: false,
