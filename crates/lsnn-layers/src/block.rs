@@ -12,7 +12,7 @@
 use crate::cfc::{Cfc, CfcConfig, CfcMode};
 use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
-use crate::fused::NormGelu;
+use crate::fused::NormAct;
 use crate::lif::LifConfig;
 use crate::nn::{check_width, LayerNorm, Linear, Mode};
 use candle_core::{DType, Module, Tensor};
@@ -150,12 +150,9 @@ impl HybridLiquidSpikingBlock {
     fn output(&self, x: &Tensor, h: &Tensor, s: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         let last = x.rank() - 1;
         let fused = self.fuse.forward(&Tensor::cat(&[h, s], last)?)?;
-        let y = self.fuse_norm.with_gelu(
-            &fused,
-            NormGelu::NormThenGelu,
-            self.cfg.block_dropout,
-            mode,
-        )?;
+        let y =
+            self.fuse_norm
+                .with_act(&fused, NormAct::NormThenGelu, self.cfg.block_dropout, mode)?;
         Ok(crate::fused::gated_residual(&y, &self.gate.forward(x)?, x)?)
     }
 

@@ -4,9 +4,10 @@
 //! chain costs a fresh zero gradient plus an add of its input's size, so a chain of `k` ops over
 //! an [N, D] activation makes about 3·k passes over N·D values where the fused op makes two.
 //!
-//! Every op has a `*_composed` form built from differentiable candle ops: the path on devices and
-//! dtypes without a kernel (anything but CPU f32/f64), and the reference the tests hold the fused
-//! kernels to (forward values and gradients).
+//! Every op but dropout and `seed` has a `*_composed` form built from differentiable candle ops:
+//! the path on devices and dtypes without a kernel (anything but CPU f32/f64), and the reference
+//! the tests hold the fused kernels to (forward values and gradients). Dropout is tested against
+//! the mask tensor of the same draws, `seed` against the product-and-sum it stands for.
 
 use crate::kernel::{contiguous_slice, float_kernel, row_chunks, Real};
 use crate::rng::SeededRng;
@@ -500,6 +501,19 @@ pub fn cross_entropy_terms(logits: &Tensor, targets: &Tensor) -> candle_core::Re
     if n == 0 || v == 0 {
         candle_core::bail!("cross_entropy: empty logits {:?}", logits.dims());
     }
+    if targets.dtype() != DType::U32 {
+        // Check in i64 first: a cast to u32 would wrap a negative or huge id into the range.
+        let t = targets.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+        if let Some((i, &bad)) = t
+            .iter()
+            .enumerate()
+            .find(|(_, &c)| c < 0 || c as usize >= v)
+        {
+            candle_core::bail!(
+                "cross_entropy: target {bad} at row {i} is outside the vocabulary 0..{v}"
+            );
+        }
+    }
     let targets = targets.to_dtype(DType::U32)?.contiguous()?;
     if !available(logits) {
         return cross_entropy_terms_composed(logits, &targets);
@@ -667,6 +681,10 @@ pub fn dropout(x: &Tensor, p: f64, rng: &mut SeededRng) -> candle_core::Result<T
     if !(0.0..1.0).contains(&p) {
         candle_core::bail!("dropout: probability {p} outside [0, 1)");
     }
+    if p == 0.0 {
+        // Nothing to drop and nothing drawn, on every path.
+        return Ok(x.clone());
+    }
     if !available(x) {
         return x * rng.dropout_mask(x.shape(), p, x.dtype(), x.device())?;
     }
@@ -689,6 +707,11 @@ impl KeepMask {
             keep: std::sync::Arc::new(rng.dropout_bits(n, p)),
             scale: 1.0 / (1.0 - p),
         }
+    }
+
+    /// True when the mask has exactly the words `n` elements need.
+    pub(crate) fn fits(&self, n: usize) -> bool {
+        n.div_ceil(64) == self.keep.len()
     }
 
     /// `x` masked in place.
@@ -718,7 +741,7 @@ impl CustomOp1 for KeepMask {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        if l.shape().elem_count().div_ceil(64) != self.keep.len() {
+        if !self.fits(l.shape().elem_count()) {
             candle_core::bail!(
                 "dropout: a mask of {} words for {} elements",
                 self.keep.len(),
@@ -784,11 +807,13 @@ impl CustomOp1 for SeedOp {
 }
 
 // ---------------------------------------------------------------------------------------------
-// LayerNorm and GELU (and dropout) as one op
+// LayerNorm, optionally with GELU, and dropout as one op
 
-/// The order of the two row ops in [`norm_gelu`].
+/// What [`norm_act`] computes before its dropout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NormGelu {
+pub enum NormAct {
+    /// LayerNorm(x) alone (the norm after each block).
+    Norm,
     /// GELU(LayerNorm(x)) (the block's fusion output).
     NormThenGelu,
     /// LayerNorm(GELU(x)) (the output head).
@@ -805,21 +830,22 @@ fn gelu_and_slope<T: Real>(v: T) -> (T, T) {
     (v * cdf, cdf + v * pdf)
 }
 
-/// LayerNorm (weight `w`, bias `b`, ε) and exact GELU in the given order, then inverted dropout
-/// with probability p when `dropout` is given, as one op that keeps only its input (and the
-/// mask's bits) for backward: the normalised and activated intermediates are recomputed there.
-pub fn norm_gelu(
+/// LayerNorm (weight `w`, bias `b`, ε), alone or with exact GELU in the given order, then
+/// inverted dropout with probability p when `dropout` is given, as one op that keeps only its
+/// input (and the mask's bits) for backward: the normalised and activated intermediates are
+/// recomputed there.
+pub fn norm_act(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     eps: f64,
-    order: NormGelu,
+    order: NormAct,
     dropout: Option<(f64, &mut SeededRng)>,
 ) -> candle_core::Result<Tensor> {
-    let d = last_dim(x, "norm_gelu input")?;
+    let d = last_dim(x, "norm_act input")?;
     if w.dims() != [d] || b.dims() != [d] {
         candle_core::bail!(
-            "norm_gelu: weight {:?} and bias {:?} must both be [{d}] for input {:?}",
+            "norm_act: weight {:?} and bias {:?} must both be [{d}] for input {:?}",
             w.dims(),
             b.dims(),
             x.dims()
@@ -832,8 +858,9 @@ pub fn norm_gelu(
     }
     if !(available(x) && x.dtype() == w.dtype() && x.dtype() == b.dtype()) {
         let y = match order {
-            NormGelu::NormThenGelu => gelu(&layer_norm(x, w, b, eps)?)?,
-            NormGelu::GeluThenNorm => layer_norm(&gelu(x)?, w, b, eps)?,
+            NormAct::Norm => layer_norm(x, w, b, eps)?,
+            NormAct::NormThenGelu => gelu(&layer_norm(x, w, b, eps)?)?,
+            NormAct::GeluThenNorm => layer_norm(&gelu(x)?, w, b, eps)?,
         };
         return match dropout {
             Some((p, rng)) if p > 0.0 => self::dropout(&y, p, rng),
@@ -845,23 +872,24 @@ pub fn norm_gelu(
         _ => None,
     };
     let x2 = x.reshape(((), d))?.contiguous()?;
-    let op = NormGeluOp { eps, order, mask };
+    let op = NormActOp { eps, order, mask };
     x2.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?
         .reshape(x.shape())
 }
 
-/// [`norm_gelu`] from the separate ops (composed LayerNorm, composed GELU, dropout tensor mask).
-pub fn norm_gelu_composed(
+/// [`norm_act`] from the separate ops (composed LayerNorm, composed GELU, dropout tensor mask).
+pub fn norm_act_composed(
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
     eps: f64,
-    order: NormGelu,
+    order: NormAct,
     dropout: Option<(f64, &mut SeededRng)>,
 ) -> candle_core::Result<Tensor> {
     let y = match order {
-        NormGelu::NormThenGelu => gelu_composed(&layer_norm_composed(x, w, b, eps)?)?,
-        NormGelu::GeluThenNorm => layer_norm_composed(&gelu_composed(x)?, w, b, eps)?,
+        NormAct::Norm => layer_norm_composed(x, w, b, eps)?,
+        NormAct::NormThenGelu => gelu_composed(&layer_norm_composed(x, w, b, eps)?)?,
+        NormAct::GeluThenNorm => layer_norm_composed(&gelu_composed(x)?, w, b, eps)?,
     };
     match dropout {
         Some((p, rng)) if p > 0.0 => &y * rng.dropout_mask(y.shape(), p, y.dtype(), y.device())?,
@@ -870,13 +898,13 @@ pub fn norm_gelu_composed(
 }
 
 #[derive(Debug, Clone)]
-struct NormGeluOp {
+struct NormActOp {
     eps: f64,
-    order: NormGelu,
+    order: NormAct,
     mask: Option<KeepMask>,
 }
 
-impl NormGeluOp {
+impl NormActOp {
     fn fwd<T: Real>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let d = w.len();
         let rows = x.len() / d;
@@ -888,13 +916,19 @@ impl NormGeluOp {
                 let xr = &x[r * d..(r + 1) * d];
                 let yr = &mut out[i * d..(i + 1) * d];
                 match self.order {
-                    NormGelu::NormThenGelu => {
+                    NormAct::Norm => {
+                        let (mean, rstd) = moments(xr, eps);
+                        for j in 0..d {
+                            yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+                        }
+                    }
+                    NormAct::NormThenGelu => {
                         let (mean, rstd) = moments(xr, eps);
                         for j in 0..d {
                             yr[j] = gelu_and_slope((xr[j] - mean) * rstd * w[j] + b[j]).0;
                         }
                     }
-                    NormGelu::GeluThenNorm => {
+                    NormAct::GeluThenNorm => {
                         for j in 0..d {
                             g[j] = gelu_and_slope(xr[j]).0;
                         }
@@ -931,7 +965,7 @@ impl NormGeluOp {
             for (i, r) in range.enumerate() {
                 let xr = &x[r * d..(r + 1) * d];
                 let dyr = &dy[r * d..(r + 1) * d];
-                if self.order == NormGelu::GeluThenNorm {
+                if self.order == NormAct::GeluThenNorm {
                     for j in 0..d {
                         (u[j], slope[j]) = gelu_and_slope(xr[j]);
                     }
@@ -939,7 +973,7 @@ impl NormGeluOp {
                     u.copy_from_slice(xr);
                 }
                 let (mean, rstd) = moments(&u, eps);
-                if self.order == NormGelu::NormThenGelu {
+                if self.order == NormAct::NormThenGelu {
                     for j in 0..d {
                         let z = (u[j] - mean) * rstd * w[j] + b[j];
                         du[j] = dyr[j] * gelu_and_slope(z).1;
@@ -962,7 +996,7 @@ impl NormGeluOp {
                 for j in 0..d {
                     let xh = (u[j] - mean) * rstd;
                     let du_in = rstd * (orow[j] - mg - xh * mgx);
-                    orow[j] = if self.order == NormGelu::GeluThenNorm {
+                    orow[j] = if self.order == NormAct::GeluThenNorm {
                         du_in * slope[j]
                     } else {
                         du_in
@@ -982,9 +1016,9 @@ impl NormGeluOp {
     }
 }
 
-impl CustomOp3 for NormGeluOp {
+impl CustomOp3 for NormActOp {
     fn name(&self) -> &'static str {
-        "norm-gelu"
+        "norm-act"
     }
 
     fn cpu_fwd(
@@ -997,14 +1031,14 @@ impl CustomOp3 for NormGeluOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         if let Some(m) = &self.mask {
-            if l1.shape().elem_count().div_ceil(64) != m.keep.len() {
-                candle_core::bail!("norm-gelu: the dropout mask does not fit {:?}", l1.dims());
+            if !m.fits(l1.shape().elem_count()) {
+                candle_core::bail!("norm-act: the dropout mask does not fit {:?}", l1.dims());
             }
         }
         let out = float_kernel!(self.name(), s1.dtype(), |T| self.fwd::<T>(
-            contiguous_slice(s1, l1, "norm-gelu: x")?,
-            contiguous_slice(s2, l2, "norm-gelu: weight")?,
-            contiguous_slice(s3, l3, "norm-gelu: bias")?,
+            contiguous_slice(s1, l1, "norm-act: x")?,
+            contiguous_slice(s2, l2, "norm-act: weight")?,
+            contiguous_slice(s3, l3, "norm-act: bias")?,
         ));
         Ok((out, l1.shape().clone()))
     }
@@ -1022,9 +1056,13 @@ impl CustomOp3 for NormGeluOp {
             Some(m) => dy.contiguous()?.apply_op1_no_bwd(m)?,
             None => dy.contiguous()?,
         };
-        // The bias (D values) rides in the op: a custom op takes at most three tensors.
-        let bias = b.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let op = NormGeluBwdOp {
+        // The bias (D values) rides in the op: a custom op takes at most three tensors. Only
+        // GELU's slope after the norm needs it.
+        let bias = match self.order {
+            NormAct::NormThenGelu => b.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+            _ => vec![0.0; b.elem_count()],
+        };
+        let op = NormActBwdOp {
             fwd: self.clone(),
             bias,
         };
@@ -1038,14 +1076,14 @@ impl CustomOp3 for NormGeluOp {
 }
 
 #[derive(Debug, Clone)]
-struct NormGeluBwdOp {
-    fwd: NormGeluOp,
+struct NormActBwdOp {
+    fwd: NormActOp,
     bias: Vec<f64>,
 }
 
-impl CustomOp3 for NormGeluBwdOp {
+impl CustomOp3 for NormActBwdOp {
     fn name(&self) -> &'static str {
-        "norm-gelu-bwd"
+        "norm-act-bwd"
     }
 
     fn cpu_fwd(
@@ -1059,7 +1097,7 @@ impl CustomOp3 for NormGeluBwdOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, d) = l1.shape().dims2()?;
         if self.bias.len() != d {
-            candle_core::bail!("norm-gelu-bwd: bias of {} for width {d}", self.bias.len());
+            candle_core::bail!("norm-act-bwd: bias of {} for width {d}", self.bias.len());
         }
         let out = float_kernel!(self.name(), s1.dtype(), |T| {
             let b: Vec<T> = self
@@ -1068,10 +1106,10 @@ impl CustomOp3 for NormGeluBwdOp {
                 .map(|&v| <T as candle_core::WithDType>::from_f64(v))
                 .collect();
             self.fwd.bwd::<T>(
-                contiguous_slice(s1, l1, "norm-gelu-bwd: x")?,
-                contiguous_slice(s2, l2, "norm-gelu-bwd: weight")?,
+                contiguous_slice(s1, l1, "norm-act-bwd: x")?,
+                contiguous_slice(s2, l2, "norm-act-bwd: weight")?,
                 &b,
-                contiguous_slice(s3, l3, "norm-gelu-bwd: dy")?,
+                contiguous_slice(s3, l3, "norm-act-bwd: dy")?,
             )
         });
         Ok((out, Shape::from((rows + 2, d))))

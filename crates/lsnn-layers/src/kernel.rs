@@ -1,5 +1,7 @@
-//! Shared plumbing of the CPU custom ops (LIF, linear, CfC sequence, and lsnn-train's in-place
-//! optimizer ops): the contiguous element slice of a `CpuStorage` under its layout.
+//! Shared plumbing of the CPU custom ops (LIF, linear, CfC sequence, the row ops of
+//! [`crate::fused`], and lsnn-train's in-place optimizer ops): the contiguous element slice of a
+//! `CpuStorage` under its layout, the f32/f64 dispatch, gemm on slices, row kernels split over
+//! rayon, and the thread-local switch that keeps kernels on their calling thread.
 
 use candle_core::{CpuStorage, Layout, WithDType};
 
@@ -112,10 +114,19 @@ impl Real for f64 {
 /// jobs costs more in thread hand-over than it saves (SPEC §3.9).
 pub const PAR_ROWS_MIN: usize = 1 << 15;
 
+/// Work (elements) per piece of a row kernel. The pieces depend on the sizes alone, never on the
+/// thread count, so reductions over pieces (LayerNorm's dw, the cross-entropy sums) give the
+/// same bits on one thread or many.
+const PIECE_WORK: usize = 1 << 16;
+
 /// Runs `f(rows, out_rows)` over consecutive row ranges of `0..rows`, where `out_rows` is the
 /// matching part of `out` (`width` elements per row; `out` may be empty with `width` 0), and
-/// returns each range's result in order. With more than one rayon thread and at least
-/// [`PAR_ROWS_MIN`] elements of `work`, the ranges run in parallel.
+/// returns each range's result in order. The ranges hold about [`PIECE_WORK`] elements of
+/// `work` each, fixed by the sizes; with more than one rayon thread and at least
+/// [`PAR_ROWS_MIN`] elements of `work` (and not inside [`sequential`]) they run in parallel.
+///
+/// # Panics
+/// When `out.len() != rows * width`: a bug in the calling kernel, which sizes `out` itself.
 pub(crate) fn row_chunks<T: Send, R: Send>(
     out: &mut [T],
     width: usize,
@@ -124,13 +135,16 @@ pub(crate) fn row_chunks<T: Send, R: Send>(
     f: impl Fn(std::ops::Range<usize>, &mut [T]) -> R + Sync,
 ) -> Vec<R> {
     use rayon::prelude::*;
-    debug_assert_eq!(out.len(), rows * width);
-    let threads = rayon::current_num_threads();
-    let parallel = parallel_allowed() && threads > 1 && work >= PAR_ROWS_MIN && rows >= 2;
-    if !parallel {
+    assert_eq!(
+        out.len(),
+        rows * width,
+        "row_chunks: output of the wrong size"
+    );
+    let per_row = work.div_ceil(rows.max(1)).max(1);
+    let per = (PIECE_WORK / per_row).clamp(1, rows.max(1));
+    if per >= rows {
         return vec![f(0..rows, out)];
     }
-    let per = rows.div_ceil(threads * 4).max(1);
     let mut pieces = Vec::with_capacity(rows.div_ceil(per));
     let mut rest = out;
     let mut start = 0;
@@ -141,7 +155,15 @@ pub(crate) fn row_chunks<T: Send, R: Send>(
         rest = b;
         start = end;
     }
-    pieces.into_par_iter().map(|(r, s)| f(r, s)).collect()
+    let parallel = parallel_allowed()
+        && rayon::current_num_threads() > 1
+        && work >= PAR_ROWS_MIN
+        && pieces.len() >= 2;
+    if parallel {
+        pieces.into_par_iter().map(|(r, s)| f(r, s)).collect()
+    } else {
+        pieces.into_iter().map(|(r, s)| f(r, s)).collect()
+    }
 }
 
 thread_local! {

@@ -593,6 +593,15 @@ impl CustomOp1 for LifOp {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l.dims();
+        if let Some(m) = &self.dropout {
+            let n = l.shape().elem_count() * self.steps;
+            if !m.fits(n) {
+                candle_core::bail!(
+                    "{}: a dropout mask that does not fit {n} spikes",
+                    self.name()
+                );
+            }
+        }
         match s.dtype() {
             DType::F32 => {
                 let (mut v, sh) = self.run(

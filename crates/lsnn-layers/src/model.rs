@@ -15,7 +15,7 @@ use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
 use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::config::ModelConfig;
 use crate::error::{LayerError, Result};
-use crate::fused::NormGelu;
+use crate::fused::NormAct;
 use crate::nn::{dropout, LayerNorm, Linear, Mode};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
@@ -200,6 +200,13 @@ impl LanguageModel {
                 max: self.cfg.max_position_embeddings,
             });
         }
+        self.check_token_values(ids, start)?;
+        Ok(ids.to_dtype(DType::U32)?)
+    }
+
+    /// Every id of an integer ids [B, L] (positions from `start`) within the vocabulary, checked
+    /// in i64 before any narrowing cast could wrap it.
+    fn check_token_values(&self, ids: &Tensor, start: usize) -> Result<()> {
         let v = ids.to_dtype(DType::I64)?.to_vec2::<i64>()?;
         for (bi, row) in v.iter().enumerate() {
             for (p, &id) in row.iter().enumerate() {
@@ -213,7 +220,32 @@ impl LanguageModel {
                 }
             }
         }
-        Ok(ids.to_dtype(DType::U32)?)
+        Ok(())
+    }
+
+    /// A window ids [B, L + 1] (L ≥ 1) as the model's input ids[:, :L] and the targets
+    /// ids[:, 1:] (u32); the targets' ids are checked against the vocabulary here (the input's
+    /// by [`Self::check_ids`]).
+    fn split_window(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        let bad = || LayerError::Shape {
+            what: "token ids",
+            expected: "a window [B, L + 1] with L >= 1".into(),
+            actual: ids.dims().to_vec(),
+        };
+        if ids.dtype().is_float() {
+            return Err(LayerError::Shape {
+                what: "token ids",
+                expected: "an integer tensor [B, L + 1]".into(),
+                actual: ids.dims().to_vec(),
+            });
+        }
+        let (_, w) = ids.dims2().map_err(|_| bad())?;
+        if w < 2 {
+            return Err(bad());
+        }
+        let targets = ids.narrow(1, 1, w - 1)?;
+        self.check_token_values(&targets, 1)?;
+        Ok((ids.narrow(1, 0, w - 1)?, targets.to_dtype(DType::U32)?))
     }
 
     fn embed(&self, ids: &Tensor, start: usize, mode: &mut Mode<'_>) -> Result<Tensor> {
@@ -229,9 +261,9 @@ impl LanguageModel {
     }
 
     fn head(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let y = self.head.norm.with_gelu(
+        let y = self.head.norm.with_act(
             &self.head.fc1.forward(x)?,
-            NormGelu::GeluThenNorm,
+            NormAct::GeluThenNorm,
             self.cfg.dropout,
             mode,
         )?;
@@ -251,7 +283,7 @@ impl LanguageModel {
     /// Block i, its norm and dropout, and after odd blocks the attention residual.
     fn layer(&self, i: usize, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         let (y, _h) = self.blocks[i].forward_unchecked(x, None, mode)?;
-        let x = dropout(&self.norms[i].forward(&y)?, self.cfg.dropout, mode)?;
+        let x = self.norms[i].with_act(&y, NormAct::Norm, self.cfg.dropout, mode)?;
         if i % 2 == 1 {
             Ok((&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?)
         } else {
@@ -269,7 +301,7 @@ impl LanguageModel {
         label_smoothing: f64,
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, LmLoss)> {
-        let (inputs, targets) = split_window(ids)?;
+        let (inputs, targets) = self.split_window(ids)?;
         let logits = self.forward(&inputs, mode)?;
         let loss = next_token_loss(&logits, &targets, label_smoothing)?;
         Ok((logits, loss))
@@ -292,7 +324,7 @@ impl LanguageModel {
         mode: &mut Mode<'_>,
         scale: f64,
     ) -> Result<(LmLoss, Option<candle_core::backprop::GradStore>)> {
-        let (inputs, targets) = split_window(ids)?;
+        let (inputs, targets) = self.split_window(ids)?;
         let ids = self.check_ids(&inputs, 0)?;
         // stages[i] = (the stage's input leaf, or None for the embedding; its output).
         let mut stages: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(self.blocks.len() + 1);
@@ -327,8 +359,12 @@ impl LanguageModel {
         drop(root);
         let mut upstream = grads.remove(head_in.as_tensor());
         while let Some((input, output)) = stages.pop() {
+            // Every stage's output feeds the next stage, so a gradient always reaches it.
             let Some(g) = upstream.take() else {
-                break;
+                return Err(LayerError::Candle(candle_core::Error::Msg(format!(
+                    "staged backward: no gradient reached the output of stage {}",
+                    stages.len()
+                ))));
             };
             let stage = crate::fused::seed(&output, &g)?.backward()?;
             drop(output);
@@ -386,24 +422,6 @@ impl LanguageModel {
         state.position += 1;
         Ok(self.head(&x, mode)?.detach())
     }
-}
-
-/// A window ids [B, L + 1] (L ≥ 1) as the model's input ids[:, :L] and the targets ids[:, 1:]
-/// (u32).
-fn split_window(ids: &Tensor) -> Result<(Tensor, Tensor)> {
-    let bad = || LayerError::Shape {
-        what: "token ids",
-        expected: "a window [B, L + 1] with L >= 1".into(),
-        actual: ids.dims().to_vec(),
-    };
-    let (_, w) = ids.dims2().map_err(|_| bad())?;
-    if w < 2 {
-        return Err(bad());
-    }
-    Ok((
-        ids.narrow(1, 0, w - 1)?,
-        ids.narrow(1, 1, w - 1)?.to_dtype(DType::U32)?,
-    ))
 }
 
 /// Mean cross-entropy of logits [B, L, V] against targets [B, L] (already shifted), with the

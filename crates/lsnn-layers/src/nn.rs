@@ -394,12 +394,12 @@ impl LayerNorm {
         self.eps
     }
 
-    /// LayerNorm and exact GELU in `order`, then dropout with probability `p` in training mode,
-    /// as one op ([`crate::fused::norm_gelu`]).
-    pub fn with_gelu(
+    /// This LayerNorm, alone or with exact GELU as `act` says, then dropout with probability `p`
+    /// in training mode, as one op ([`crate::fused::norm_act`]).
+    pub fn with_act(
         &self,
         x: &Tensor,
-        order: crate::fused::NormGelu,
+        act: crate::fused::NormAct,
         p: f64,
         mode: &mut Mode<'_>,
     ) -> Result<Tensor> {
@@ -407,12 +407,12 @@ impl LayerNorm {
             Mode::Train(rng) if p > 0.0 => Some((p, &mut **rng)),
             _ => None,
         };
-        Ok(crate::fused::norm_gelu(
+        Ok(crate::fused::norm_act(
             x,
             &self.weight,
             &self.bias,
             self.eps,
-            order,
+            act,
             drop,
         )?)
     }

@@ -114,7 +114,7 @@ fn cross_entropy_case(dtype: DType, n: usize, v: usize, tol: f64) {
     );
 }
 
-fn norm_gelu_case(dtype: DType, rows: usize, d: usize, order: fused::NormGelu, p: f64, tol: f64) {
+fn norm_act_case(dtype: DType, rows: usize, d: usize, order: fused::NormAct, p: f64, tol: f64) {
     let x = randn(16, &[rows, d], dtype);
     let w = randn(17, &[d], dtype);
     let b = randn(18, &[d], dtype);
@@ -125,14 +125,14 @@ fn norm_gelu_case(dtype: DType, rows: usize, d: usize, order: fused::NormGelu, p
         &[&x, &w, &b],
         |t| {
             let mut rng = SeededRng::new(31);
-            fused::norm_gelu(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
+            fused::norm_act(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
         },
         |t| {
             let mut rng = SeededRng::new(31);
-            fused::norm_gelu_composed(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
+            fused::norm_act_composed(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
         },
         tol,
-        &format!("norm_gelu {order:?} p {p} {dtype:?} [{rows}, {d}]"),
+        &format!("norm_act {order:?} p {p} {dtype:?} [{rows}, {d}]"),
     );
 }
 
@@ -150,10 +150,14 @@ fn gated_case(dtype: DType, shape: &[usize], tol: f64) {
 }
 
 fn all_cases() {
-    for order in [fused::NormGelu::NormThenGelu, fused::NormGelu::GeluThenNorm] {
+    for order in [
+        fused::NormAct::Norm,
+        fused::NormAct::NormThenGelu,
+        fused::NormAct::GeluThenNorm,
+    ] {
         for p in [0.0, 0.3] {
-            norm_gelu_case(DType::F64, 7, 9, order, p, 1e-12);
-            norm_gelu_case(DType::F32, 300, 128, order, p, 1e-5);
+            norm_act_case(DType::F64, 7, 9, order, p, 1e-12);
+            norm_act_case(DType::F32, 300, 128, order, p, 1e-5);
         }
     }
     gated_case(DType::F64, &[3, 5, 7], 1e-12);
@@ -193,36 +197,94 @@ fn fused_ops_equal_their_compositions_on_two_threads() {
 }
 
 #[test]
-fn split_and_sequential_kernels_agree() {
+fn kernels_give_the_same_bits_on_any_number_of_threads() {
+    // Large enough for every op here to split its rows over a pool of two or more threads.
     let x = randn(8, &[600, 128], DType::F32);
     let w = randn(9, &[128], DType::F32);
     let b = randn(10, &[128], DType::F32);
-    let run = || {
-        let y = fused::layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
-        let g = fused::gelu(&y).unwrap();
-        let grads = g.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        (
-            g,
-            grads.get(x.as_tensor()).unwrap().clone(),
-            grads.get(w.as_tensor()).unwrap().clone(),
-        )
+    let logits = randn(22, &[600, 256], DType::F32);
+    let targets = Tensor::from_vec(
+        (0..600u32).map(|i| (i * 37) % 256).collect::<Vec<_>>(),
+        600,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let flat = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
     };
+    let run = || {
+        let mut out = Vec::new();
+        for act in [
+            fused::NormAct::Norm,
+            fused::NormAct::NormThenGelu,
+            fused::NormAct::GeluThenNorm,
+        ] {
+            let mut rng = SeededRng::new(3);
+            let y = fused::norm_act(
+                x.as_tensor(),
+                w.as_tensor(),
+                b.as_tensor(),
+                1e-5,
+                act,
+                Some((0.1, &mut rng)),
+            )
+            .unwrap();
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            out.push(flat(&y));
+            for v in [&x, &w, &b] {
+                out.push(flat(g.get(v.as_tensor()).unwrap()));
+            }
+        }
+        let y = fused::layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w, &b] {
+            out.push(flat(g.get(v.as_tensor()).unwrap()));
+        }
+        let ce = fused::cross_entropy_terms(logits.as_tensor(), &targets).unwrap();
+        let g = ce.sum_all().unwrap().backward().unwrap();
+        out.push(flat(&ce));
+        out.push(flat(g.get(logits.as_tensor()).unwrap()));
+        out
+    };
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(run)
+    };
+    // Names the first output whose bits differ (the vectors are too long to print).
+    let same = |a: &[Vec<u32>], b: &[Vec<u32>], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            let diff = x.iter().zip(y).filter(|(p, q)| p != q).count();
+            assert!(
+                diff == 0,
+                "{what}: output {i} differs in {diff} of {} values",
+                x.len()
+            );
+        }
+    };
+    let one = on(1);
+    // The reductions (dw, db, the cross-entropy sums) add per-piece partial sums; the pieces are
+    // fixed by the sizes, so the bits do not depend on the thread count.
+    same(&one, &on(2), "one thread against two");
+    same(&one, &on(3), "one thread against three");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
         .unwrap();
-    let (a, ax, aw) = pool.install(run);
-    let (b2, bx, bw) = pool.install(|| kernel::sequential(run));
-    // Rows are independent: outputs and dx are bit-identical; dw sums partial sums per chunk.
-    assert_eq!(
-        a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        b2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    same(
+        &one,
+        &pool.install(|| kernel::sequential(run)),
+        "inside `sequential`",
     );
-    assert_eq!(
-        ax.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-        bx.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    );
-    close(&aw, &bw, 1e-5, "layer_norm dw split vs sequential");
     assert!(kernel::parallel_allowed());
     kernel::sequential(|| assert!(!kernel::parallel_allowed()));
     assert!(kernel::parallel_allowed());
@@ -272,18 +334,24 @@ fn bad_inputs_are_errors_not_panics() {
     let t = Tensor::new(&[0u32, 6, 1, 2], dev).unwrap();
     let e = fused::cross_entropy_terms(&x, &t).unwrap_err().to_string();
     assert!(e.contains("target 6") && e.contains("0..6"), "{e}");
+    // Ids that a cast to u32 would wrap into the range are refused before the cast.
+    for bad in [(1i64 << 32) + 3, -1] {
+        let t = Tensor::new(&[0i64, bad, 1, 2], dev).unwrap();
+        let e = fused::cross_entropy_terms(&x, &t).unwrap_err().to_string();
+        assert!(e.contains(&format!("target {bad} at row 1")), "{e}");
+    }
     let short = Tensor::new(&[0u32, 1], dev).unwrap();
     assert!(fused::cross_entropy_terms(&x, &short).is_err());
     let float_targets = Tensor::zeros(4, DType::F32, dev).unwrap();
     assert!(fused::cross_entropy_terms(&x, &float_targets).is_err());
-    let order = fused::NormGelu::NormThenGelu;
-    let e = fused::norm_gelu(&x, &w5, &w5, 1e-5, order, None)
+    let order = fused::NormAct::NormThenGelu;
+    let e = fused::norm_act(&x, &w5, &w5, 1e-5, order, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("[6]"), "{e}");
     let w6 = Tensor::ones(6, DType::F32, dev).unwrap();
     let mut rng = SeededRng::new(1);
-    let e = fused::norm_gelu(&x, &w6, &w6, 1e-5, order, Some((1.5, &mut rng)))
+    let e = fused::norm_act(&x, &w6, &w6, 1e-5, order, Some((1.5, &mut rng)))
         .unwrap_err()
         .to_string();
     assert!(e.contains("[0, 1)"), "{e}");
@@ -320,7 +388,14 @@ fn dropout_drops_at_its_rate_scales_the_rest_and_masks_the_gradient() {
         let want = (&r * &mask).unwrap();
         assert_eq!(gx.to_vec1::<f32>().unwrap(), want.to_vec1::<f32>().unwrap());
     }
+    // p = 0 is the identity and draws nothing.
     let mut rng = SeededRng::new(1);
+    let same = fused::dropout(x.as_tensor(), 0.0, &mut rng).unwrap();
+    assert_eq!(rng, SeededRng::new(1));
+    assert_eq!(
+        same.to_vec1::<f32>().unwrap(),
+        x.as_tensor().to_vec1::<f32>().unwrap()
+    );
     for bad in [1.0, -0.1, f64::NAN] {
         let e = fused::dropout(x.as_tensor(), bad, &mut rng)
             .unwrap_err()

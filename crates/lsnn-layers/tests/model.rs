@@ -421,6 +421,25 @@ fn bad_input_gives_typed_errors() {
     // The largest valid id is fine.
     assert!(fwd(&Tensor::new(&[[v - 1, 0]], &dev).unwrap()).is_ok());
 
+    // A training window's last column is a target only: it is checked too, in i64, before a
+    // cast to u32 could wrap 2^32 + 3 into the vocabulary — by both loss paths.
+    for bad in [(1i64 << 32) + 3, -2] {
+        let window = Tensor::new(&[[1i64, 2, 3], [4, 5, bad]], &dev).unwrap();
+        let plain = model.loss(&window, 0.0, &mut Mode::Eval);
+        let staged = model.loss_and_grads(&window, 0.0, &mut Mode::Eval, 1.0);
+        for r in [plain.map(|_| ()), staged.map(|_| ())] {
+            match r {
+                Err(LayerError::TokenOutOfRange {
+                    id,
+                    batch,
+                    position,
+                    ..
+                }) => assert_eq!((id, batch, position), (bad, 1, 2)),
+                other => panic!("target {bad} accepted: {other:?}"),
+            }
+        }
+    }
+
     // Longer than the position table.
     let max = cfg.max_position_embeddings;
     let long = Tensor::zeros((1, max + 1), DType::U32, &dev).unwrap();

@@ -98,7 +98,7 @@ pub fn loss_and_grads<M: TrainableModel>(
     let rows = ids.dim(0)?;
     let shards = shard_rows(rows);
     let rngs: Vec<SeededRng> = shards.iter().map(|_| rng.fork()).collect();
-    let outs = run_shards(shards.len(), |i| -> Result<ShardOut> {
+    let run_one = |i: usize| -> Result<ShardOut> {
         let (start, len) = shards[i];
         let part = ids.narrow(0, start, len)?;
         let mut r = rngs[i].clone();
@@ -125,36 +125,46 @@ pub fn loss_and_grads<M: TrainableModel>(
             obj,
             grads: Some(grads),
         })
-    });
+    };
     let mut ce = 0.0;
     let mut obj = 0.0;
     let mut total: Option<Vec<Option<Tensor>>> = None;
     let mut finite = true;
-    for ((_, len), out) in shards.iter().zip(outs) {
-        let out = out?;
-        let w = *len as f64 / rows as f64;
-        ce += w * out.ce;
-        obj += w * out.obj;
-        match (out.grads, finite) {
-            (Some(g), true) => {
-                total = Some(match total {
-                    None => g,
-                    Some(acc) => acc
-                        .into_iter()
-                        .zip(g)
-                        .map(|pair| match pair {
-                            (Some(a), Some(b)) => Ok(Some((a + b)?)),
-                            (a, None) => Ok(a),
-                            (None, b) => Ok(b),
-                        })
-                        .collect::<Result<_>>()?,
-                })
-            }
-            _ => {
-                finite = false;
-                total = None;
+    // Waves of as many shards as threads, each wave's gradients added into the total (in shard
+    // order, so the sum does not depend on the thread count) before the next wave runs: at most
+    // one wave of shard gradients exists beside the total.
+    let wave = rayon::current_num_threads().max(1);
+    let mut first = 0;
+    while first < shards.len() {
+        let end = (first + wave).min(shards.len());
+        let outs = run_shards(end - first, |k| run_one(first + k));
+        for (i, out) in (first..end).zip(outs) {
+            let out = out?;
+            let w = shards[i].1 as f64 / rows as f64;
+            ce += w * out.ce;
+            obj += w * out.obj;
+            match (out.grads, finite) {
+                (Some(g), true) => {
+                    total = Some(match total {
+                        None => g,
+                        Some(acc) => acc
+                            .into_iter()
+                            .zip(g)
+                            .map(|pair| match pair {
+                                (Some(a), Some(b)) => Ok(Some((a + b)?)),
+                                (a, None) => Ok(a),
+                                (None, b) => Ok(b),
+                            })
+                            .collect::<Result<_>>()?,
+                    })
+                }
+                _ => {
+                    finite = false;
+                    total = None;
+                }
             }
         }
+        first = end;
     }
     Ok(BatchGrads {
         cross_entropy: ce,

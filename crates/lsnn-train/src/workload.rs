@@ -113,10 +113,12 @@ impl StepBench {
         let ids = &self.pool[i % self.pool.len()];
         let batch =
             crate::shard::loss_and_grads(&self.model, ids, 0.0, &mut self.dropout, &self.vars)?;
-        let grads = batch.grads.ok_or_else(|| TrainError::Config {
-            field: "benchmark step".into(),
-            message: format!("the loss is not finite ({})", batch.objective),
-        })?;
+        let grads = batch
+            .grads
+            .ok_or(TrainError::Layer(lsnn_layers::LayerError::NonFinite {
+                what: "benchmark training loss",
+                count: 1,
+            }))?;
         let g: BTreeMap<String, Tensor> = self
             .vars
             .iter()

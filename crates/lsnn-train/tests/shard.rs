@@ -161,6 +161,40 @@ fn step_on(
         .install(|| loss_and_grads(model, &batch, 0.1, &mut SeededRng::new(8), vars).unwrap())
 }
 
+/// One shard (4 rows) of an lm-small-sized model: its kernels are large enough to split their
+/// rows over the pool, and the step's bits still do not depend on the thread count.
+#[test]
+fn a_single_shard_step_gives_the_same_bits_on_one_two_and_three_threads() {
+    let cfg = lsnn_train::workload::workload("lm-small").unwrap();
+    let (model, vm) = init_model(&cfg, SeededRng::new(6), &Device::Cpu).unwrap();
+    let vars = named_vars(&vm);
+    let batch = ids(4, cfg.sequence_length + 1, 5);
+    let step = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| loss_and_grads(&model, &batch, 0.1, &mut SeededRng::new(8), &vars).unwrap())
+    };
+    let one = step(1);
+    for threads in [2, 3] {
+        let other = step(threads);
+        assert_eq!(
+            one.objective.to_bits(),
+            other.objective.to_bits(),
+            "{threads} threads"
+        );
+        for (((name, _), a), b) in vars
+            .iter()
+            .zip(one.grads.as_ref().unwrap())
+            .zip(other.grads.as_ref().unwrap())
+        {
+            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+            assert!(bits(a) == bits(b), "{name}: differs on {threads} threads");
+        }
+    }
+}
+
 #[test]
 fn a_step_gives_the_same_bits_on_one_thread_and_on_two() {
     let (model, vm) = init_model(&tiny_config(), SeededRng::new(6), &Device::Cpu).unwrap();
