@@ -35,23 +35,10 @@ fn last_dim(x: &Tensor, what: &str) -> candle_core::Result<usize> {
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
 
-/// LayerNorm over the last dimension (biased variance): y = (x − μ)/√(σ² + ε)·w + b.
+/// LayerNorm over the last dimension (biased variance): y = (x − μ)/√(σ² + ε)·w + b, as one op
+/// keeping only x for backward ([`norm_act`] with [`NormAct::Norm`] and no dropout).
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let d = last_dim(x, "layer_norm input")?;
-    if w.dims() != [d] || b.dims() != [d] {
-        candle_core::bail!(
-            "layer_norm: weight {:?} and bias {:?} must both be [{d}] for input {:?}",
-            w.dims(),
-            b.dims(),
-            x.dims()
-        );
-    }
-    if !(available(x) && x.dtype() == w.dtype() && x.dtype() == b.dtype()) {
-        return layer_norm_composed(x, w, b, eps);
-    }
-    let x2 = x.reshape(((), d))?.contiguous()?;
-    let y = x2.apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps })?;
-    y.reshape(x.shape())
+    norm_act(x, w, b, eps, NormAct::Norm, None)
 }
 
 /// [`layer_norm`] from candle ops (mean, centre, variance, divide, scale, shift).
@@ -83,145 +70,6 @@ fn moments<T: Real>(row: &[T], eps: T) -> (T, T) {
         q += c * c;
     }
     (mean, T::one() / (q / n + eps).sqrt_())
-}
-
-#[derive(Debug, Clone, Copy)]
-struct LayerNormOp {
-    eps: f64,
-}
-
-fn layer_norm_fwd<T: Real>(x: &[T], w: &[T], b: &[T], eps: f64) -> Vec<T> {
-    let d = w.len();
-    let rows = x.len() / d;
-    let eps = T::from_f64(eps);
-    let mut y = vec![T::zero(); x.len()];
-    row_chunks(&mut y, d, rows, x.len(), |range, out| {
-        for (i, r) in range.enumerate() {
-            let xr = &x[r * d..(r + 1) * d];
-            let yr = &mut out[i * d..(i + 1) * d];
-            let (mean, rstd) = moments(xr, eps);
-            for j in 0..d {
-                yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
-            }
-        }
-    });
-    y
-}
-
-/// Packed [(N + 2)·D]: dx (N rows), then dw, then db.
-fn layer_norm_bwd<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
-    let d = w.len();
-    let rows = x.len() / d;
-    let eps = T::from_f64(eps);
-    let n = T::from_f64(d as f64);
-    let mut out = vec![T::zero(); (rows + 2) * d];
-    let (dx, tail) = out.split_at_mut(rows * d);
-    let partials = row_chunks(dx, d, rows, 3 * x.len(), |range, o| {
-        let mut dw = vec![T::zero(); d];
-        let mut db = vec![T::zero(); d];
-        let mut g = vec![T::zero(); d];
-        for (i, r) in range.enumerate() {
-            let xr = &x[r * d..(r + 1) * d];
-            let dyr = &dy[r * d..(r + 1) * d];
-            let (mean, rstd) = moments(xr, eps);
-            let (mut sg, mut sgx) = (T::zero(), T::zero());
-            for j in 0..d {
-                let xh = (xr[j] - mean) * rstd;
-                let gj = dyr[j] * w[j];
-                g[j] = gj;
-                sg += gj;
-                sgx += gj * xh;
-                dw[j] += dyr[j] * xh;
-                db[j] += dyr[j];
-            }
-            let (mg, mgx) = (sg / n, sgx / n);
-            let orow = &mut o[i * d..(i + 1) * d];
-            for j in 0..d {
-                let xh = (xr[j] - mean) * rstd;
-                orow[j] = rstd * (g[j] - mg - xh * mgx);
-            }
-        }
-        (dw, db)
-    });
-    let (tdw, tdb) = tail.split_at_mut(d);
-    for (dw, db) in partials {
-        for j in 0..d {
-            tdw[j] += dw[j];
-            tdb[j] += db[j];
-        }
-    }
-    out
-}
-
-impl CustomOp3 for LayerNormOp {
-    fn name(&self) -> &'static str {
-        "layer-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = float_kernel!(self.name(), s1.dtype(), |T| layer_norm_fwd::<T>(
-            contiguous_slice(s1, l1, "layer-norm: x")?,
-            contiguous_slice(s2, l2, "layer-norm: weight")?,
-            contiguous_slice(s3, l3, "layer-norm: bias")?,
-            self.eps,
-        ));
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let rows = x.dim(0)?;
-        let packed = x.apply_op3_no_bwd(w, &dy.contiguous()?, &LayerNormBwdOp { eps: self.eps })?;
-        Ok((
-            Some(packed.narrow(0, 0, rows)?),
-            Some(packed.get(rows)?),
-            Some(packed.get(rows + 1)?),
-        ))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct LayerNormBwdOp {
-    eps: f64,
-}
-
-impl CustomOp3 for LayerNormBwdOp {
-    fn name(&self) -> &'static str {
-        "layer-norm-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, d) = l1.shape().dims2()?;
-        let out = float_kernel!(self.name(), s1.dtype(), |T| layer_norm_bwd::<T>(
-            contiguous_slice(s1, l1, "layer-norm-bwd: x")?,
-            contiguous_slice(s2, l2, "layer-norm-bwd: weight")?,
-            contiguous_slice(s3, l3, "layer-norm-bwd: dy")?,
-            self.eps,
-        ));
-        Ok((out, Shape::from((rows + 2, d))))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -842,10 +690,10 @@ pub fn norm_act(
     order: NormAct,
     dropout: Option<(f64, &mut SeededRng)>,
 ) -> candle_core::Result<Tensor> {
-    let d = last_dim(x, "norm_act input")?;
+    let d = last_dim(x, "layer_norm input")?;
     if w.dims() != [d] || b.dims() != [d] {
         candle_core::bail!(
-            "norm_act: weight {:?} and bias {:?} must both be [{d}] for input {:?}",
+            "layer_norm: weight {:?} and bias {:?} must both be [{d}] for input {:?}",
             w.dims(),
             b.dims(),
             x.dims()
@@ -858,9 +706,9 @@ pub fn norm_act(
     }
     if !(available(x) && x.dtype() == w.dtype() && x.dtype() == b.dtype()) {
         let y = match order {
-            NormAct::Norm => layer_norm(x, w, b, eps)?,
-            NormAct::NormThenGelu => gelu(&layer_norm(x, w, b, eps)?)?,
-            NormAct::GeluThenNorm => layer_norm(&gelu(x)?, w, b, eps)?,
+            NormAct::Norm => layer_norm_composed(x, w, b, eps)?,
+            NormAct::NormThenGelu => gelu(&layer_norm_composed(x, w, b, eps)?)?,
+            NormAct::GeluThenNorm => layer_norm_composed(&gelu(x)?, w, b, eps)?,
         };
         return match dropout {
             Some((p, rng)) if p > 0.0 => self::dropout(&y, p, rng),
@@ -947,7 +795,7 @@ impl NormActOp {
     }
 
     /// Packed [(N + 2)·D]: dx, dw, db, given dy already masked (the bias only enters GELU's
-    /// slope in the norm-then-GELU order).
+    /// slope in the norm-then-GELU order; `b` may be empty otherwise).
     fn bwd<T: Real>(&self, x: &[T], w: &[T], b: &[T], dy: &[T]) -> Vec<T> {
         let d = w.len();
         let rows = x.len() / d;
@@ -1060,7 +908,7 @@ impl CustomOp3 for NormActOp {
         // GELU's slope after the norm needs it.
         let bias = match self.order {
             NormAct::NormThenGelu => b.to_dtype(DType::F64)?.to_vec1::<f64>()?,
-            _ => vec![0.0; b.elem_count()],
+            _ => Vec::new(),
         };
         let op = NormActBwdOp {
             fwd: self.clone(),
@@ -1096,7 +944,8 @@ impl CustomOp3 for NormActBwdOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, d) = l1.shape().dims2()?;
-        if self.bias.len() != d {
+        let needs_bias = self.fwd.order == NormAct::NormThenGelu;
+        if needs_bias && self.bias.len() != d {
             candle_core::bail!("norm-act-bwd: bias of {} for width {d}", self.bias.len());
         }
         let out = float_kernel!(self.name(), s1.dtype(), |T| {

@@ -64,51 +64,37 @@ pub(crate) trait Real: WithDType {
     fn erf_(self) -> Self;
 }
 
-impl Real for f32 {
-    #[inline(always)]
-    fn tanh_(self) -> Self {
-        self.tanh()
-    }
-    #[inline(always)]
-    fn exp_(self) -> Self {
-        self.exp()
-    }
-    #[inline(always)]
-    fn ln_(self) -> Self {
-        self.ln()
-    }
-    #[inline(always)]
-    fn sqrt_(self) -> Self {
-        self.sqrt()
-    }
-    #[inline(always)]
-    fn erf_(self) -> Self {
-        libm::erff(self)
-    }
+/// `Real` for a primitive float type whose inherent methods give tanh, exp, ln and sqrt; erf
+/// comes from libm.
+macro_rules! impl_real {
+    ($t:ty, $erf:path) => {
+        impl Real for $t {
+            #[inline(always)]
+            fn tanh_(self) -> Self {
+                self.tanh()
+            }
+            #[inline(always)]
+            fn exp_(self) -> Self {
+                self.exp()
+            }
+            #[inline(always)]
+            fn ln_(self) -> Self {
+                self.ln()
+            }
+            #[inline(always)]
+            fn sqrt_(self) -> Self {
+                self.sqrt()
+            }
+            #[inline(always)]
+            fn erf_(self) -> Self {
+                $erf(self)
+            }
+        }
+    };
 }
 
-impl Real for f64 {
-    #[inline(always)]
-    fn tanh_(self) -> Self {
-        self.tanh()
-    }
-    #[inline(always)]
-    fn exp_(self) -> Self {
-        self.exp()
-    }
-    #[inline(always)]
-    fn ln_(self) -> Self {
-        self.ln()
-    }
-    #[inline(always)]
-    fn sqrt_(self) -> Self {
-        self.sqrt()
-    }
-    #[inline(always)]
-    fn erf_(self) -> Self {
-        libm::erf(self)
-    }
-}
+impl_real!(f32, libm::erff);
+impl_real!(f64, libm::erf);
 
 /// Below this many elements of work a row kernel runs on the calling thread: splitting smaller
 /// jobs costs more in thread hand-over than it saves (SPEC §3.9).

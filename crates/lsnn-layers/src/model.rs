@@ -65,6 +65,34 @@ pub struct LmLoss {
     pub cross_entropy: Tensor,
 }
 
+impl LmLoss {
+    /// Both losses without their graphs.
+    pub fn detached(&self) -> LmLoss {
+        LmLoss {
+            objective: self.objective.detach(),
+            cross_entropy: self.cross_entropy.detach(),
+        }
+    }
+
+    /// True when both losses are finite numbers (a batch to apply, not to skip).
+    pub fn is_finite(&self) -> Result<bool> {
+        let finite = |t: &Tensor| -> Result<bool> {
+            Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
+        };
+        Ok(finite(&self.objective)? && finite(&self.cross_entropy)?)
+    }
+
+    /// `scale`·objective, keeping its graph (the root of a backward pass for a share of a
+    /// batch); the objective itself when `scale` is 1.
+    pub fn scaled_objective(&self, scale: f64) -> Result<Tensor> {
+        if scale == 1.0 {
+            Ok(self.objective.clone())
+        } else {
+            Ok((&self.objective * scale)?)
+        }
+    }
+}
+
 impl LanguageModel {
     /// Creates (or loads, depending on `vb`'s backend) every parameter.
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
@@ -340,21 +368,12 @@ impl LanguageModel {
         let logits = self.head(head_in.as_tensor(), mode)?;
         let loss = next_token_loss(&logits, &targets, label_smoothing)?;
         drop(logits);
-        let finite = |t: &Tensor| -> Result<bool> {
-            Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
-        };
-        let values = LmLoss {
-            objective: loss.objective.detach(),
-            cross_entropy: loss.cross_entropy.clone(),
-        };
-        if !(finite(&values.objective)? && finite(&values.cross_entropy)?) {
+        let values = loss.detached();
+        if !values.is_finite()? {
             return Ok((values, None));
         }
-        let root = if scale == 1.0 {
-            loss.objective
-        } else {
-            (loss.objective * scale)?
-        };
+        let root = loss.scaled_objective(scale)?;
+        drop(loss);
         let mut grads = root.backward()?;
         drop(root);
         let mut upstream = grads.remove(head_in.as_tensor());

@@ -41,21 +41,12 @@ pub trait TrainableModel: Sized + Sync {
         scale: f64,
     ) -> Result<(LmLoss, Option<GradStore>)> {
         let loss = self.batch_loss(ids, label_smoothing, mode)?;
-        let finite = |t: &Tensor| -> Result<bool> {
-            Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
-        };
-        let values = LmLoss {
-            objective: loss.objective.detach(),
-            cross_entropy: loss.cross_entropy.detach(),
-        };
-        if !(finite(&values.objective)? && finite(&values.cross_entropy)?) {
+        let values = loss.detached();
+        if !values.is_finite()? {
             return Ok((values, None));
         }
-        let root = if scale == 1.0 {
-            loss.objective
-        } else {
-            (loss.objective * scale)?
-        };
+        let root = loss.scaled_objective(scale)?;
+        drop(loss);
         Ok((values, Some(root.backward()?)))
     }
 }
