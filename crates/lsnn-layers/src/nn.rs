@@ -1,7 +1,7 @@
 //! Building blocks shared by the layers: train/eval [`Mode`] with the seeded generator, a
 //! PyTorch-layout [`Linear`], a differentiable [`LayerNorm`] (candle-nn's passes no gradient,
-//! SPEC §3.9), exact-erf GELU, inverted dropout, and [`SeededInit`], a `VarBuilder` backend that
-//! creates trainable variables from the project's seeded generator.
+//! SPEC §3.9; the kernels are in [`crate::fused`]), inverted dropout, and [`SeededInit`], a
+//! `VarBuilder` backend that creates trainable variables from the project's seeded generator.
 
 use crate::error::{LayerError, Result};
 use crate::rng::SeededRng;
@@ -33,11 +33,6 @@ pub fn dropout(x: &Tensor, p: f64, mode: &mut Mode<'_>) -> Result<Tensor> {
         Mode::Train(rng) if p > 0.0 => Ok(crate::fused::dropout(x, p, rng)?),
         _ => Ok(x.clone()),
     }
-}
-
-/// Exact (erf) GELU (the fused op of [`crate::fused::gelu`]).
-pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    Ok(crate::fused::gelu(x)?)
 }
 
 /// y = x·Wᵀ + b with W [out, in] (PyTorch's layout), over any leading dimensions.
@@ -129,7 +124,7 @@ pub(crate) fn as_matrix(
 
 /// y = x·Wᵀ + b as one CPU custom op: one gemm with the bias pre-filled in the output, so the
 /// graph keeps no separate matmul result (less memory, one op fewer); backward
-/// dx = dy·W ([`LinearDxOp`]) and dW = dyᵀ·x with db = Σ_rows dy ([`LinearDwOp`]), each one gemm
+/// dx = dy·W and dW = dyᵀ·x with db = Σ_rows dy ([`LinearGradOp`]), each one gemm
 /// call on the slices (no transposed copies, no candle reduction).
 #[derive(Debug, Clone, Copy)]
 struct LinearOp;
@@ -252,59 +247,28 @@ impl candle_core::CustomOp3 for LinearOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, k) = w.dims2()?;
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(w, &LinearDxOp)?;
-        let packed = dy.apply_op2_no_bwd(x, &LinearDwOp)?;
+        let dx = dy.apply_op2_no_bwd(w, &LinearGradOp::Input)?;
+        let packed = dy.apply_op2_no_bwd(x, &LinearGradOp::Params)?;
         let dw = packed.narrow(0, 0, n * k)?.reshape((n, k))?;
         let db = packed.narrow(0, n * k, n)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-/// Backward of [`LinearOp`] for the input: (dy [m, n], W [n, k]) → dx [m, k].
-#[derive(Debug, Clone, Copy)]
-struct LinearDxOp;
-
-impl candle_core::CustomOp2 for LinearDxOp {
-    fn name(&self) -> &'static str {
-        "linear-dx"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &candle_core::CpuStorage,
-        l1: &candle_core::Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        let (m, n) = l1.shape().dims2()?;
-        let (n2, k) = l2.shape().dims2()?;
-        if n != n2 {
-            candle_core::bail!(
-                "linear-dx: dy {:?} and w {:?} do not fit",
-                l1.dims(),
-                l2.dims()
-            );
-        }
-        use crate::kernel::contiguous_slice as cs;
-        let dt = candle_core::backend::BackendStorage::dtype(s1);
-        let out = crate::kernel::float_kernel!("linear-dx", dt, |T| linear_dx_kernel::<T>(
-            cs(s1, l1, "linear-dx: dy")?,
-            cs(s2, l2, "linear-dx: weight")?,
-            m,
-            k,
-            n,
-        ));
-        Ok((out, Shape::from((m, k))))
-    }
+/// Backward of [`LinearOp`], one gemm each: `Input` maps (dy [m, n], W [n, k]) to dx [m, k];
+/// `Params` maps (dy [m, n], x [m, k]) to [dW (n·k) | db (n)].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinearGradOp {
+    Input,
+    Params,
 }
 
-/// Backward of [`LinearOp`] for the parameters: (dy [m, n], x [m, k]) → [dW (n·k) | db (n)].
-#[derive(Debug, Clone, Copy)]
-struct LinearDwOp;
-
-impl candle_core::CustomOp2 for LinearDwOp {
+impl candle_core::CustomOp2 for LinearGradOp {
     fn name(&self) -> &'static str {
-        "linear-dw"
+        match self {
+            LinearGradOp::Input => "linear-dx",
+            LinearGradOp::Params => "linear-dw",
+        }
     }
 
     fn cpu_fwd(
@@ -315,24 +279,34 @@ impl candle_core::CustomOp2 for LinearDwOp {
         l2: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
         let (m, n) = l1.shape().dims2()?;
-        let (m2, k) = l2.shape().dims2()?;
-        if m != m2 {
+        let (rows, k) = l2.shape().dims2()?;
+        // W has a row per output (n), x a row per input row (m).
+        let want = match self {
+            LinearGradOp::Input => n,
+            LinearGradOp::Params => m,
+        };
+        if rows != want {
             candle_core::bail!(
-                "linear-dw: dy {:?} and x {:?} do not fit",
+                "{}: dy {:?} and {:?} do not fit",
+                self.name(),
                 l1.dims(),
                 l2.dims()
             );
         }
         use crate::kernel::contiguous_slice as cs;
         let dt = candle_core::backend::BackendStorage::dtype(s1);
-        let out = crate::kernel::float_kernel!("linear-dw", dt, |T| linear_dw_kernel::<T>(
-            cs(s1, l1, "linear-dw: dy")?,
-            cs(s2, l2, "linear-dw: x")?,
-            m,
-            k,
-            n,
-        ));
-        Ok((out, Shape::from(n * k + n)))
+        let out = crate::kernel::float_kernel!(self.name(), dt, |T| {
+            let (dy, other) = (cs(s1, l1, "linear grad: dy")?, cs(s2, l2, "linear grad")?);
+            match self {
+                LinearGradOp::Input => linear_dx_kernel::<T>(dy, other, m, k, n),
+                LinearGradOp::Params => linear_dw_kernel::<T>(dy, other, m, k, n),
+            }
+        });
+        let shape = match self {
+            LinearGradOp::Input => Shape::from((m, k)),
+            LinearGradOp::Params => Shape::from(n * k + n),
+        };
+        Ok((out, shape))
     }
 }
 
