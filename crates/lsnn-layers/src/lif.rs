@@ -707,6 +707,23 @@ impl CustomOp2 for LifBwdOp {
     }
 }
 
+/// `x` through the fused op of `form` (no dropout unless given).
+fn fused(
+    x: &Tensor,
+    cfg: &LifConfig,
+    form: Form,
+    steps: usize,
+    dropout: Option<crate::fused::KeepMask>,
+) -> Result<Tensor> {
+    let op = LifOp {
+        cfg: *cfg,
+        form,
+        steps,
+        dropout,
+    };
+    Ok(x.contiguous()?.apply_op1(op)?)
+}
+
 fn fused_available(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
 }
@@ -756,13 +773,7 @@ pub fn lif_spikes(currents: &Tensor, cfg: &LifConfig) -> Result<Tensor> {
     check_input(currents, "lif currents [T, …]", 1)?;
     check_time_axis(currents, "lif currents [T, …]")?;
     if fused_available(currents) {
-        let op = LifOp {
-            cfg: *cfg,
-            form: Form::SeqSpikes,
-            steps: 0,
-            dropout: None,
-        };
-        Ok(currents.contiguous()?.apply_op1(op)?)
+        fused(currents, cfg, Form::SeqSpikes, 0, None)
     } else {
         reference::lif_spikes(currents, cfg)
     }
@@ -773,13 +784,7 @@ pub fn lif_rate_and_mean_mem(currents: &Tensor, cfg: &LifConfig) -> Result<(Tens
     check_input(currents, "lif currents [T, …]", 1)?;
     check_time_axis(currents, "lif currents [T, …]")?;
     if fused_available(currents) {
-        let op = LifOp {
-            cfg: *cfg,
-            form: Form::SeqRateMem,
-            steps: 0,
-            dropout: None,
-        };
-        let both = currents.contiguous()?.apply_op1(op)?;
+        let both = fused(currents, cfg, Form::SeqRateMem, 0, None)?;
         Ok((both.get(0)?, both.get(1)?.detach()))
     } else {
         reference::lif_rate_and_mean_mem(currents, cfg)
@@ -791,13 +796,7 @@ pub fn lif_const_spikes(current: &Tensor, steps: usize, cfg: &LifConfig) -> Resu
     check_input(current, "lif constant current", 0)?;
     check_steps(steps)?;
     if fused_available(current) {
-        let op = LifOp {
-            cfg: *cfg,
-            form: Form::ConstSpikes,
-            steps,
-            dropout: None,
-        };
-        Ok(current.contiguous()?.apply_op1(op)?)
+        fused(current, cfg, Form::ConstSpikes, steps, None)
     } else {
         reference::lif_const_spikes(current, steps, cfg)
     }
@@ -821,14 +820,9 @@ pub fn lif_const_spikes_dropout(
         ));
     }
     if fused_available(current) {
-        let op = LifOp {
-            cfg: *cfg,
-            form: Form::ConstSpikes,
-            steps,
-            dropout: (p > 0.0)
-                .then(|| crate::fused::KeepMask::draw(rng, current.elem_count() * steps, p)),
-        };
-        Ok(current.contiguous()?.apply_op1(op)?)
+        let mask =
+            (p > 0.0).then(|| crate::fused::KeepMask::draw(rng, current.elem_count() * steps, p));
+        fused(current, cfg, Form::ConstSpikes, steps, mask)
     } else {
         let s = reference::lif_const_spikes(current, steps, cfg)?;
         Ok(crate::fused::dropout(&s, p, rng)?)
@@ -841,13 +835,7 @@ pub fn lif_const_rate(current: &Tensor, steps: usize, cfg: &LifConfig) -> Result
     check_input(current, "lif constant current", 0)?;
     check_steps(steps)?;
     if fused_available(current) {
-        let op = LifOp {
-            cfg: *cfg,
-            form: Form::ConstRate,
-            steps,
-            dropout: None,
-        };
-        Ok(current.contiguous()?.apply_op1(op)?)
+        fused(current, cfg, Form::ConstRate, steps, None)
     } else {
         reference::lif_const_rate(current, steps, cfg)
     }
