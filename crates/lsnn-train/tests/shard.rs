@@ -17,6 +17,17 @@ fn ids(rows: usize, len: usize, seed: u64) -> Tensor {
     Tensor::from_vec(v, (rows, len), &Device::Cpu).unwrap()
 }
 
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn bits(t: &Tensor) -> Vec<u32> {
     t.flatten_all()
         .unwrap()
@@ -99,29 +110,14 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
         let want = store.get(var.as_tensor());
         match (g, want) {
             (Some(g), Some(w)) => {
-                let d = (g - w)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let scale = w
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .max(1e-3);
-                assert!(d <= 1e-5 * scale.max(1.0), "{name}: differs by {d}");
-                assert!(scale > 0.0, "{name}: zero gradient");
-                checked += 1;
+                let d = max_abs(&(g - w).unwrap());
+                let largest = max_abs(w);
+                assert!(d <= 1e-5 * largest.max(1.0), "{name}: differs by {d}");
+                // Count only gradients that are not all zero (tiny_config's first encoder layer
+                // may not fire, leaving fc2's weight without gradient).
+                if largest > 0.0 {
+                    checked += 1;
+                }
             }
             (None, None) => {}
             (a, b) => panic!(
@@ -133,7 +129,7 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
     }
     assert!(
         checked > vars.len() / 2,
-        "only {checked} gradients compared"
+        "only {checked} non-zero gradients compared ({rows} rows)"
     );
 }
 
