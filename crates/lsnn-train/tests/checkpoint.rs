@@ -520,46 +520,23 @@ fn a_dangling_or_malformed_pointer_is_a_checkpoint_error() {
 
 #[test]
 fn unknown_tensors_are_checkpoint_errors() {
-    let (run, set) = fresh_copy("unknown-optimizer");
-    rewrite_safetensors(&set.join(checkpoint::OPTIMIZER_FILE), |m| {
-        m.insert(
-            "m.bogus".into(),
-            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
-        );
-    });
-    // The rewritten file is otherwise consistent: load accepts it, resume refuses it.
-    checkpoint::load(&run).unwrap();
-    expect_checkpoint_error(
-        &run,
-        checkpoint::OPTIMIZER_FILE,
-        &["unknown tensor", "m.bogus"],
-    );
-
-    let (run, set) = fresh_copy("unknown-model");
-    rewrite_safetensors(&set.join(checkpoint::MODEL_FILE), |m| {
-        m.insert(
-            "extra.weight".into(),
-            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
-        );
-    });
-    expect_checkpoint_error(
-        &run,
-        checkpoint::MODEL_FILE,
-        &["unknown tensor", "extra.weight"],
-    );
-
-    let (run, set) = fresh_copy("unknown-ema");
-    rewrite_safetensors(&set.join(checkpoint::EMA_FILE), |m| {
-        m.insert(
-            "head.fc3.bias".into(),
-            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
-        );
-    });
-    expect_checkpoint_error(
-        &run,
-        checkpoint::EMA_FILE,
-        &["unknown tensor", "head.fc3.bias"],
-    );
+    // An extra tensor in each file of the set; the rewritten file is otherwise consistent (load
+    // accepts it), resume refuses it.
+    for (case, file, key) in [
+        ("unknown-optimizer", checkpoint::OPTIMIZER_FILE, "m.bogus"),
+        ("unknown-model", checkpoint::MODEL_FILE, "extra.weight"),
+        ("unknown-ema", checkpoint::EMA_FILE, "head.fc3.bias"),
+    ] {
+        let (run, set) = fresh_copy(case);
+        rewrite_safetensors(&set.join(file), |m| {
+            m.insert(
+                key.into(),
+                Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+            );
+        });
+        checkpoint::load(&run).unwrap();
+        expect_checkpoint_error(&run, file, &["unknown tensor", key]);
+    }
 }
 
 #[test]

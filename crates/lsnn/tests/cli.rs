@@ -148,37 +148,21 @@ fn eval_generate_and_their_errors() {
     assert_eq!(t["ids"].dtype(), candle_core::DType::I64);
     assert_eq!(t["logits"].dims(), &[n, l, 256]);
     assert_eq!(l, 16);
-    let g = ok(&lsnn(
-        &[
-            "generate",
-            "--checkpoint",
-            "run",
-            "--prompt",
-            "line 1",
-            "--max-tokens",
-            "8",
-            "--seed",
-            "3",
-        ],
-        &d,
-    ));
+    let generate = [
+        "generate",
+        "--checkpoint",
+        "run",
+        "--prompt",
+        "line 1",
+        "--max-tokens",
+        "8",
+        "--seed",
+        "3",
+    ];
+    let g = ok(&lsnn(&generate, &d));
     assert!(g.starts_with("line 1") && g.trim_end().len() >= 6, "{g}");
     // Same seed, same text.
-    let g2 = ok(&lsnn(
-        &[
-            "generate",
-            "--checkpoint",
-            "run",
-            "--prompt",
-            "line 1",
-            "--max-tokens",
-            "8",
-            "--seed",
-            "3",
-        ],
-        &d,
-    ));
-    assert_eq!(g, g2);
+    assert_eq!(g, ok(&lsnn(&generate, &d)));
     let too_long = err(&lsnn(
         &[
             "generate",
