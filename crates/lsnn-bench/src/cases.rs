@@ -8,7 +8,7 @@
 //! Chains stay bounded (≤ 110 links) so that dropping them cannot overflow the stack (SPEC §3.9).
 
 use crate::{spec_config, BenchError, Iteration, Kind, LeakCase, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::block::{BlockConfig, HybridLiquidSpikingBlock};
@@ -140,20 +140,17 @@ pub fn tiny_config() -> ModelConfig {
 }
 
 fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
-    let cfg = SpikingEncoderConfig {
-        in_dim: 64,
-        units: 32,
-        steps: 4,
-        lif: lif(),
-        dropout: 0.2,
-    };
+    let cfg = SpikingEncoderConfig::new(64, 32)
+        .with_steps(4)
+        .with_lif(lif())
+        .with_dropout(0.2);
     let vm = VarMap::new();
     let enc = SpikingEncoder::new(&cfg, vb(&vm, 1))?;
     let x = normal(&[32, 64], 2)?;
     let mut rng = SeededRng::new(3);
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
-        let out = enc.forward_rate(&x, &mut Mode::Train(&mut rng))?;
+        let out = enc.rate(&x, &mut Mode::Train(&mut rng))?;
         if backward {
             let g = out.spikes.sum_all()?.backward()?;
             drop(g);
@@ -163,28 +160,20 @@ fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
 }
 
 fn block_case(backward: bool, leak: Leak) -> Result<Iteration> {
-    let cfg = BlockConfig {
-        d_model: 64,
-        spiking_units: 32,
-        liquid_units: 32,
-        spike_steps: 4,
-        lif: lif(),
-        backbone_units: 64,
-        backbone_layers: 1,
-        cfc_mode: CfcMode::Default,
-        layer_norm_eps: 1e-5,
-        encoder_dropout: 0.2,
-        block_dropout: 0.1,
-    };
+    let cfg = BlockConfig::new(64, 32, 32)
+        .with_spike_steps(4)
+        .with_lif(lif())
+        .with_backbone(64, 1)
+        .with_cfc_mode(CfcMode::Default);
     let vm = VarMap::new();
     let block = HybridLiquidSpikingBlock::new(&cfg, vb(&vm, 4))?;
     let x = normal(&[2, 16, 64], 5)?;
     let mut rng = SeededRng::new(6);
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
-        let (out, h) = block.forward(&x, None, &mut Mode::Train(&mut rng))?;
+        let (out, state) = block.forward(&x, None, &mut Mode::Train(&mut rng))?;
         if backward {
-            let g = (out.sum_all()? + h.sum_all()?)?.backward()?;
+            let g = (out.sum_all()? + state.h.sum_all()?)?.backward()?;
             drop(g);
         }
         leaker.leak(Some(&out))
@@ -192,13 +181,9 @@ fn block_case(backward: bool, leak: Leak) -> Result<Iteration> {
 }
 
 fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
-    let cfg = AttentionConfig {
-        d_model: 64,
-        heads: 4,
-        spike_steps: 4,
-        lif: lif(),
-        causal: true,
-    };
+    let cfg = AttentionConfig::new(64, 4)
+        .with_spike_steps(4)
+        .with_lif(lif());
     let vm = VarMap::new();
     let att = MultiHeadSpikingAttention::new(&cfg, vb(&vm, 7))?;
     let x = normal(&[2, 16, 64], 8)?;

@@ -3,11 +3,12 @@
 //! with the counting allocator installed.
 
 use crate::Result;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+use lsnn_layers::kernel::composed;
 use lsnn_layers::lif::{self, reference, LifConfig};
 use lsnn_layers::{Mode, SeededInit, SeededRng};
 use lsnn_memory::{alloc, PeakWindow};
@@ -98,13 +99,15 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     out.push(measure(
         "lif-rate T=8 N=65536",
         &mut || {
-            lif::lif_const_rate(x.as_tensor(), 8, &lif_cfg)?
+            lif::const_rate(x.as_tensor(), 8, &lif_cfg, None)?
+                .0
                 .sum_all()?
                 .backward()?;
             Ok(())
         },
         &mut || {
-            reference::lif_const_rate(x.as_tensor(), 8, &lif_cfg)?
+            reference::const_rate(x.as_tensor(), 8, &lif_cfg, None)?
+                .0
                 .sum_all()?
                 .backward()?;
             Ok(())
@@ -112,13 +115,10 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
         reps,
     )?);
 
-    let cfg = SpikingEncoderConfig {
-        in_dim: 128,
-        units: 64,
-        steps: 4,
-        lif: lif_cfg,
-        dropout: 0.2,
-    };
+    let cfg = SpikingEncoderConfig::new(128, 64)
+        .with_steps(4)
+        .with_lif(lif_cfg)
+        .with_dropout(0.2);
     let vm = VarMap::new();
     let enc = SpikingEncoder::new(
         &cfg,
@@ -128,29 +128,27 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     out.push(measure(
         "encoder N=512 D=128 S=64 T=4",
         &mut || {
-            enc.forward_rate(&xe, &mut Mode::Eval)?
+            enc.rate(&xe, &mut Mode::Eval)?
                 .spikes
                 .sum_all()?
                 .backward()?;
             Ok(())
         },
         &mut || {
-            enc.forward_rate_reference(&xe, &mut Mode::Eval)?
-                .spikes
-                .sum_all()?
-                .backward()?;
-            Ok(())
+            composed(|| {
+                enc.rate(&xe, &mut Mode::Eval)?
+                    .spikes
+                    .sum_all()?
+                    .backward()?;
+                Ok(())
+            })
         },
         reps,
     )?);
 
-    let acfg = AttentionConfig {
-        d_model: 128,
-        heads: 4,
-        spike_steps: 8,
-        lif: lif_cfg,
-        causal: true,
-    };
+    let acfg = AttentionConfig::new(128, 4)
+        .with_spike_steps(8)
+        .with_lif(lif_cfg);
     let vm = VarMap::new();
     let att = MultiHeadSpikingAttention::new(
         &acfg,
@@ -164,20 +162,17 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
             Ok(())
         },
         &mut || {
-            att.forward_reference(&xa)?.sum_all()?.backward()?;
-            Ok(())
+            composed(|| {
+                att.forward(&xa)?.sum_all()?.backward()?;
+                Ok(())
+            })
         },
         reps,
     )?);
 
-    let ccfg = CfcConfig {
-        input_size: 64,
-        hidden_size: 64,
-        backbone_units: 128,
-        backbone_layers: 1,
-        mode: CfcMode::Default,
-        ts: 1.0,
-    };
+    let ccfg = CfcConfig::new(64, 64)
+        .with_backbone(128, 1)
+        .with_mode(CfcMode::Default);
     let vm = VarMap::new();
     let cell = Cfc::new(
         &ccfg,
@@ -188,15 +183,19 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     out.push(measure(
         "cfc-seq B=8 L=64 U=128 H=64",
         &mut || {
-            cell.sequence(&cell.input_projection(&s)?, &h0)?
+            cell.sequence_from_projection(&cell.input_projection(&s)?, &h0)?
                 .sum_all()?
                 .backward()?;
             Ok(())
         },
         &mut || {
-            cell.sequence_composed(&cell.input_projection(&s)?, &h0)?
-                .sum_all()?
-                .backward()?;
+            lsnn_layers::cfc::reference::sequence_from_projection(
+                &cell,
+                &cell.input_projection(&s)?,
+                &h0,
+            )?
+            .sum_all()?
+            .backward()?;
             Ok(())
         },
         reps,

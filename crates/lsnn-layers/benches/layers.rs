@@ -1,23 +1,21 @@
 //! Criterion benches at the lm-small sizes of SPEC §7, fused against the per-step reference,
-//! forward + backward.
+//! forward + backward. A layer's reference is the layer run with the composed path forced
+//! ([`lsnn_layers::kernel::composed`]): what it computes on a device without the fused kernels.
 //!
 //! Run: `cargo bench -p lsnn-layers --bench layers`
 //! Single-threaded figures: `RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 cargo bench ...`
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Module, Var};
 use candle_nn::VarMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+use lsnn_layers::kernel::composed;
 use lsnn_layers::lif::{self, reference, LifConfig};
 use lsnn_layers::{Mode, SeededInit, SeededRng};
 
 fn lif_cfg() -> LifConfig {
-    LifConfig {
-        beta: 0.95,
-        threshold: 1.0,
-        ..LifConfig::default()
-    }
+    LifConfig::new(0.95).with_threshold(1.0)
 }
 
 fn bench_lif(c: &mut Criterion) {
@@ -32,13 +30,15 @@ fn bench_lif(c: &mut Criterion) {
     let mut g = c.benchmark_group("lif_const_rate_T8_N65536_fwd_bwd");
     g.bench_function("fused", |b| {
         b.iter(|| {
-            let r = lif::lif_const_rate(x.as_tensor(), 8, &cfg).unwrap();
+            let r = lif::const_rate(x.as_tensor(), 8, &cfg, None).unwrap().0;
             r.sum_all().unwrap().backward().unwrap()
         })
     });
     g.bench_function("reference", |b| {
         b.iter(|| {
-            let r = reference::lif_const_rate(x.as_tensor(), 8, &cfg).unwrap();
+            let r = reference::const_rate(x.as_tensor(), 8, &cfg, None)
+                .unwrap()
+                .0;
             r.sum_all().unwrap().backward().unwrap()
         })
     });
@@ -52,8 +52,9 @@ fn bench_lif(c: &mut Criterion) {
     let mut g = c.benchmark_group("lif_spikes_T8_N65536_fwd_bwd");
     g.bench_function("fused", |b| {
         b.iter(|| {
-            lif::lif_spikes(xs.as_tensor(), &cfg)
+            lif::spikes(xs.as_tensor(), &cfg, None)
                 .unwrap()
+                .0
                 .sum_all()
                 .unwrap()
                 .backward()
@@ -62,8 +63,9 @@ fn bench_lif(c: &mut Criterion) {
     });
     g.bench_function("reference", |b| {
         b.iter(|| {
-            reference::lif_spikes(xs.as_tensor(), &cfg)
+            reference::spikes(xs.as_tensor(), &cfg, None)
                 .unwrap()
+                .0
                 .sum_all()
                 .unwrap()
                 .backward()
@@ -74,13 +76,10 @@ fn bench_lif(c: &mut Criterion) {
 }
 
 fn bench_encoder(c: &mut Criterion) {
-    let cfg = SpikingEncoderConfig {
-        in_dim: 128,
-        units: 64,
-        steps: 4,
-        lif: lif_cfg(),
-        dropout: 0.2,
-    };
+    let cfg = SpikingEncoderConfig::new(128, 64)
+        .with_steps(4)
+        .with_lif(lif_cfg())
+        .with_dropout(0.2);
     let vm = VarMap::new();
     let enc = SpikingEncoder::new(
         &cfg,
@@ -93,7 +92,7 @@ fn bench_encoder(c: &mut Criterion) {
     let mut g = c.benchmark_group("spiking_encoder_lm_small_fwd_bwd");
     g.bench_function("fused", |b| {
         b.iter(|| {
-            enc.forward_rate(&x, &mut Mode::Eval)
+            enc.rate(&x, &mut Mode::Eval)
                 .unwrap()
                 .spikes
                 .sum_all()
@@ -104,26 +103,24 @@ fn bench_encoder(c: &mut Criterion) {
     });
     g.bench_function("reference", |b| {
         b.iter(|| {
-            enc.forward_rate_reference(&x, &mut Mode::Eval)
-                .unwrap()
-                .spikes
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
+            composed(|| {
+                enc.rate(&x, &mut Mode::Eval)
+                    .unwrap()
+                    .spikes
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
         })
     });
     g.finish();
 }
 
 fn bench_attention(c: &mut Criterion) {
-    let cfg = AttentionConfig {
-        d_model: 128,
-        heads: 4,
-        spike_steps: 8,
-        lif: lif_cfg(),
-        causal: true,
-    };
+    let cfg = AttentionConfig::new(128, 4)
+        .with_spike_steps(8)
+        .with_lif(lif_cfg());
     let vm = VarMap::new();
     let att = MultiHeadSpikingAttention::new(
         &cfg,
@@ -146,16 +143,17 @@ fn bench_attention(c: &mut Criterion) {
     });
     g.bench_function("reference", |b| {
         b.iter(|| {
-            att.forward_reference(&x)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
+            composed(|| {
+                att.forward(&x)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
         })
     });
     g.finish();
-    let _ = Tensor::zeros(1, DType::F32, &Device::Cpu);
 }
 
 criterion_group! {

@@ -16,23 +16,70 @@ use crate::lif::{self, LifConfig};
 use crate::nn::{check_width, Linear};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
 
 /// Hyperparameters of [`MultiHeadSpikingAttention`].
-#[derive(Debug, Clone, PartialEq)]
+///
+/// ```
+/// use lsnn_layers::AttentionConfig;
+/// let cfg = AttentionConfig::new(128, 4).with_spike_steps(8);
+/// assert_eq!(cfg.head_dim(), 32);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AttentionConfig {
     /// Model width D.
     pub d_model: usize,
     /// Heads (must divide D).
     pub heads: usize,
-    /// Spike steps of the rate code.
+    /// Spike steps of the rate code (default 8).
+    #[serde(default = "default_steps")]
     pub spike_steps: usize,
     /// LIF parameters.
+    #[serde(default)]
     pub lif: LifConfig,
     /// Causal mask (default true).
+    #[serde(default = "default_causal")]
     pub causal: bool,
 }
 
+fn default_steps() -> usize {
+    8
+}
+fn default_causal() -> bool {
+    true
+}
+
 impl AttentionConfig {
+    /// Attention over width `d_model` with `heads` heads, the rest at their defaults.
+    pub fn new(d_model: usize, heads: usize) -> Self {
+        AttentionConfig {
+            d_model,
+            heads,
+            spike_steps: default_steps(),
+            lif: LifConfig::default(),
+            causal: default_causal(),
+        }
+    }
+
+    /// With `steps` rate-code steps.
+    pub fn with_spike_steps(mut self, steps: usize) -> Self {
+        self.spike_steps = steps;
+        self
+    }
+
+    /// With these LIF parameters.
+    pub fn with_lif(mut self, lif: LifConfig) -> Self {
+        self.lif = lif;
+        self
+    }
+
+    /// With or without the causal mask.
+    pub fn with_causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
+    }
+
     /// D / heads.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.heads
@@ -110,7 +157,7 @@ impl MultiHeadSpikingAttention {
     }
 
     fn rate(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
-        lif::lif_const_rate(&lin.forward(x)?, self.cfg.spike_steps, &self.cfg.lif)
+        lif::stateless::const_rate(&lin.forward(x)?, self.cfg.spike_steps, &self.cfg.lif)
     }
 
     /// [B, L, D] → [B, heads, L, dh].
@@ -119,16 +166,6 @@ impl MultiHeadSpikingAttention {
         Ok(x.reshape((b, l, self.cfg.heads, self.cfg.head_dim()))?
             .transpose(1, 2)?
             .contiguous()?)
-    }
-
-    /// The sequence call with the rates computed by the per-step reference LIF (for tests and
-    /// benchmarks of the fused kernel).
-    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
-        check_width(x, "attention input [B, L, D]", 3, self.cfg.d_model)?;
-        let r = |lin: &Linear| {
-            lif::reference::lif_const_rate(&lin.forward(x)?, self.cfg.spike_steps, &self.cfg.lif)
-        };
-        self.attend(&r(&self.q)?, &r(&self.k)?, &r(&self.v)?)
     }
 
     /// The firing rates q̂, k̂, v̂ [B, L, D] (exposed for tests that check attention given them).
@@ -148,12 +185,6 @@ impl MultiHeadSpikingAttention {
         let a = crate::fused::masked_softmax(&q.matmul(&k.t()?)?, scale, self.cfg.causal)?;
         let ctx = a.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
         Ok(self.o.forward(&ctx)?)
-    }
-
-    /// The sequence call.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        crate::nn::check_finite(x, "attention input")?;
-        self.forward_unchecked(x)
     }
 
     pub(crate) fn forward_unchecked(&self, x: &Tensor) -> Result<Tensor> {
@@ -214,5 +245,13 @@ impl MultiHeadSpikingAttention {
         let a = crate::fused::masked_softmax(&q.matmul(&keys.t()?)?, scale, false)?;
         let ctx = a.matmul(&values)?.transpose(1, 2)?.reshape((b, d))?;
         Ok(self.o.forward(&ctx)?)
+    }
+}
+
+impl Module for MultiHeadSpikingAttention {
+    /// The sequence call: x [B, L, D] → [B, L, D].
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        crate::nn::check_finite(x, "attention input")?;
+        Ok(self.forward_unchecked(x)?)
     }
 }

@@ -1,25 +1,37 @@
 //! HybridLiquidSpikingBlock (SPEC §3.4): input [B, L, D] → output [B, L, D] and final h [B, H].
 //!
 //! ```text
-//! s_t  = rate(SpikingEncoder(x_t)) + 0.1 · LayerNorm_S(mean_t U2(x_t))   all B·L positions at once
+//! s_t  = rate(SpikingEncoder(x_t)) + κ · LayerNorm_S(mean_t U2(x_t))    all B·L positions at once (κ = 0.1)
 //! h_t  = CfC(s_t, h_{t−1})                                               the only sequential part
-//! y_t  = Dropout_0.1(GELU(LayerNorm_D(W_f·[h_t; s_t] + b_f)))
+//! y_t  = Dropout_p(GELU(LayerNorm_D(W_f·[h_t; s_t] + b_f)))             p = 0.1
 //! out_t = y_t + σ(W_g·x_t + b_g) ⊙ x_t
 //! ```
 //! The input half of the CfC backbone is applied to all positions in one matmul before the loop.
 //! Keys: `encoder.*`, `pnorm.*`, `cfc.*`, `fuse.*` ([D, H+S], h first), `fuse_norm.*`, `gate.*`.
+//!
+//! As a candle `ModuleT`, `x.apply_t(&block, train)` runs a sequence from a zero state;
+//! [`HybridLiquidSpikingBlock::forward`] takes and returns the state with an explicit [`Mode`],
+//! and [`HybridLiquidSpikingBlock::step`] is the streaming form.
 
 use crate::cfc::{Cfc, CfcConfig, CfcMode};
 use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::lif::LifConfig;
-use crate::nn::{check_width, LayerNorm, Linear, Mode};
-use candle_core::{DType, Module, Tensor};
+use crate::nn::{check_width, DropoutRng, LayerNorm, Linear, Mode};
+use candle_core::{DType, Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
 
 /// Hyperparameters of a [`HybridLiquidSpikingBlock`].
-#[derive(Debug, Clone, PartialEq)]
+///
+/// ```
+/// use lsnn_layers::BlockConfig;
+/// let cfg = BlockConfig::new(128, 64, 64).with_spike_steps(4).with_backbone(128, 1);
+/// assert_eq!(cfg.encoder().units, 64);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlockConfig {
     /// Model width D.
     pub d_model: usize,
@@ -27,26 +39,164 @@ pub struct BlockConfig {
     pub spiking_units: usize,
     /// Liquid units H.
     pub liquid_units: usize,
-    /// Encoder spike steps T.
+    /// Encoder spike steps T (default 4).
+    #[serde(default = "default_steps")]
     pub spike_steps: usize,
     /// LIF parameters.
+    #[serde(default)]
     pub lif: LifConfig,
-    /// CfC backbone width.
+    /// CfC backbone width (default 128).
+    #[serde(default = "default_backbone_units")]
     pub backbone_units: usize,
-    /// CfC backbone depth.
+    /// CfC backbone depth (default 1).
+    #[serde(default = "default_backbone_layers")]
     pub backbone_layers: usize,
     /// CfC mode.
+    #[serde(default)]
     pub cfc_mode: CfcMode,
-    /// LayerNorm ε.
+    /// CfC time span of every step (default 1.0).
+    #[serde(default = "default_one")]
+    pub cfc_ts: f64,
+    /// LayerNorm ε (default 1e-5).
+    #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
-    /// Encoder dropout (SPEC: 0.2).
+    /// Encoder dropout (default 0.2, the original's).
+    #[serde(default = "default_encoder_dropout")]
     pub encoder_dropout: f64,
-    /// Dropout after the fusion (SPEC: 0.1).
+    /// Dropout after the fusion (default 0.1, the original's).
+    #[serde(default = "default_block_dropout")]
     pub block_dropout: f64,
+    /// Weight κ of the potential-based normalisation term (default 0.1, the original's).
+    #[serde(default = "default_potential_scale")]
+    pub potential_scale: f64,
+    /// Seed of the block's own dropout generator under `ModuleT` (default 0).
+    #[serde(default)]
+    pub seed: u64,
 }
 
-/// Weight of the potential-based normalisation term.
-pub const POTENTIAL_SCALE: f64 = 0.1;
+fn default_steps() -> usize {
+    4
+}
+fn default_backbone_units() -> usize {
+    128
+}
+fn default_backbone_layers() -> usize {
+    1
+}
+fn default_one() -> f64 {
+    1.0
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_encoder_dropout() -> f64 {
+    0.2
+}
+fn default_block_dropout() -> f64 {
+    0.1
+}
+fn default_potential_scale() -> f64 {
+    0.1
+}
+
+impl BlockConfig {
+    /// A block of width `d_model` with `spiking_units` S and `liquid_units` H, the rest at
+    /// their defaults.
+    pub fn new(d_model: usize, spiking_units: usize, liquid_units: usize) -> Self {
+        BlockConfig {
+            d_model,
+            spiking_units,
+            liquid_units,
+            spike_steps: default_steps(),
+            lif: LifConfig::default(),
+            backbone_units: default_backbone_units(),
+            backbone_layers: default_backbone_layers(),
+            cfc_mode: CfcMode::Default,
+            cfc_ts: default_one(),
+            layer_norm_eps: default_eps(),
+            encoder_dropout: default_encoder_dropout(),
+            block_dropout: default_block_dropout(),
+            potential_scale: default_potential_scale(),
+            seed: 0,
+        }
+    }
+
+    /// With `steps` encoder spike steps.
+    pub fn with_spike_steps(mut self, steps: usize) -> Self {
+        self.spike_steps = steps;
+        self
+    }
+
+    /// With these LIF parameters.
+    pub fn with_lif(mut self, lif: LifConfig) -> Self {
+        self.lif = lif;
+        self
+    }
+
+    /// With a CfC backbone of `layers` layers of `units` units.
+    pub fn with_backbone(mut self, units: usize, layers: usize) -> Self {
+        self.backbone_units = units;
+        self.backbone_layers = layers;
+        self
+    }
+
+    /// With a CfC mode.
+    pub fn with_cfc_mode(mut self, mode: CfcMode) -> Self {
+        self.cfc_mode = mode;
+        self
+    }
+
+    /// With the encoder's and the fusion's dropout probabilities.
+    pub fn with_dropout(mut self, encoder: f64, block: f64) -> Self {
+        self.encoder_dropout = encoder;
+        self.block_dropout = block;
+        self
+    }
+
+    /// With the seed of the `ModuleT` dropout generator.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The encoder's configuration.
+    pub fn encoder(&self) -> SpikingEncoderConfig {
+        SpikingEncoderConfig::new(self.d_model, self.spiking_units)
+            .with_steps(self.spike_steps)
+            .with_lif(self.lif)
+            .with_dropout(self.encoder_dropout)
+    }
+
+    /// The liquid cell's configuration.
+    pub fn cfc(&self) -> CfcConfig {
+        CfcConfig::new(self.spiking_units, self.liquid_units)
+            .with_backbone(self.backbone_units, self.backbone_layers)
+            .with_mode(self.cfc_mode)
+            .with_ts(self.cfc_ts)
+    }
+
+    /// Checks every field (through the encoder's and the cell's checks).
+    pub fn validate(&self) -> Result<()> {
+        if self.d_model == 0 {
+            return Err(LayerError::config("d_model", "0; expected at least 1"));
+        }
+        crate::nn::check_probability("block dropout", self.block_dropout)?;
+        if !self.potential_scale.is_finite() {
+            return Err(LayerError::config(
+                "potential_scale",
+                format!("{}; expected a finite number", self.potential_scale),
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(LayerError::config(
+                "layer_norm_eps",
+                format!("{}; expected a positive number", self.layer_norm_eps),
+            ));
+        }
+        self.encoder().validate()?;
+        self.cfc().validate()
+    }
+}
 
 /// Streaming state of one block: the liquid hidden state h [B, H].
 #[derive(Debug, Clone)]
@@ -65,30 +215,17 @@ pub struct HybridLiquidSpikingBlock {
     fuse_norm: LayerNorm,
     gate: Linear,
     cfg: BlockConfig,
+    rng: DropoutRng,
 }
 
 impl HybridLiquidSpikingBlock {
     /// Creates the block's weights through `vb`.
     pub fn new(cfg: &BlockConfig, vb: VarBuilder) -> Result<Self> {
-        let enc = SpikingEncoderConfig {
-            in_dim: cfg.d_model,
-            units: cfg.spiking_units,
-            steps: cfg.spike_steps,
-            lif: cfg.lif,
-            dropout: cfg.encoder_dropout,
-        };
-        let cfc = CfcConfig {
-            input_size: cfg.spiking_units,
-            hidden_size: cfg.liquid_units,
-            backbone_units: cfg.backbone_units,
-            backbone_layers: cfg.backbone_layers,
-            mode: cfg.cfc_mode,
-            ts: 1.0,
-        };
+        cfg.validate()?;
         Ok(HybridLiquidSpikingBlock {
-            encoder: SpikingEncoder::new(&enc, vb.pp("encoder"))?,
+            encoder: SpikingEncoder::new(&cfg.encoder(), vb.pp("encoder"))?,
             pnorm: LayerNorm::new(cfg.spiking_units, cfg.layer_norm_eps, vb.pp("pnorm"))?,
-            cfc: Cfc::new(&cfc, vb.pp("cfc"))?,
+            cfc: Cfc::new(&cfg.cfc(), vb.pp("cfc"))?,
             fuse: Linear::new(
                 cfg.liquid_units + cfg.spiking_units,
                 cfg.d_model,
@@ -97,6 +234,7 @@ impl HybridLiquidSpikingBlock {
             fuse_norm: LayerNorm::new(cfg.d_model, cfg.layer_norm_eps, vb.pp("fuse_norm"))?,
             gate: Linear::new(cfg.d_model, cfg.d_model, vb.pp("gate"))?,
             cfg: cfg.clone(),
+            rng: DropoutRng::new(cfg.seed),
         })
     }
 
@@ -110,6 +248,7 @@ impl HybridLiquidSpikingBlock {
             fuse_norm: self.fuse_norm.detached(),
             gate: self.gate.detached(),
             cfg: self.cfg.clone(),
+            rng: self.rng.clone(),
         }
     }
 
@@ -128,6 +267,11 @@ impl HybridLiquidSpikingBlock {
         &self.cfc
     }
 
+    /// The generator `ModuleT` draws dropout masks from.
+    pub fn dropout_rng(&self) -> &DropoutRng {
+        &self.rng
+    }
+
     /// A zero state for a batch of `batch`.
     pub fn zero_state(
         &self,
@@ -140,11 +284,11 @@ impl HybridLiquidSpikingBlock {
         })
     }
 
-    /// s = rate + 0.1·LayerNorm_S(mean U) for x [N, D] → [N, S].
+    /// s = rate + κ·LayerNorm_S(mean U) for x [N, D] → [N, S].
     fn spiking(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let enc = self.encoder.forward_rate_unchecked(x, mode)?;
+        let enc = self.encoder.rate_unchecked(x, mode)?;
         let norm = self.pnorm.forward(&enc.mean_mem)?;
-        Ok((enc.spikes + norm.affine(POTENTIAL_SCALE, 0.0)?)?)
+        Ok((enc.spikes + norm.affine(self.cfg.potential_scale, 0.0)?)?)
     }
 
     fn output(&self, x: &Tensor, h: &Tensor, s: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
@@ -167,18 +311,19 @@ impl HybridLiquidSpikingBlock {
         Ok(())
     }
 
-    /// The sequence call: x [B, L, D] and an optional initial h [B, H] → (out [B, L, D], h_L).
+    /// The sequence call: x [B, L, D] and an optional initial state → (out [B, L, D], the state
+    /// after the last position).
     pub fn forward(
         &self,
         x: &Tensor,
-        h0: Option<&Tensor>,
+        state: Option<&BlockState>,
         mode: &mut Mode<'_>,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, BlockState)> {
         crate::nn::check_finite(x, "block input")?;
-        if let Some(h) = h0 {
-            crate::nn::check_finite(h, "block initial state")?;
+        if let Some(s) = state {
+            crate::nn::check_finite(&s.h, "block initial state")?;
         }
-        self.forward_unchecked(x, h0, mode)
+        self.forward_unchecked(x, state.map(|s| &s.h), mode)
     }
 
     /// [`HybridLiquidSpikingBlock::forward`] without the NaN/infinity scan of the input (the LM's
@@ -189,9 +334,16 @@ impl HybridLiquidSpikingBlock {
         x: &Tensor,
         h0: Option<&Tensor>,
         mode: &mut Mode<'_>,
-    ) -> Result<(Tensor, Tensor)> {
+    ) -> Result<(Tensor, BlockState)> {
         check_width(x, "block input [B, L, D]", 3, self.cfg.d_model)?;
         let (b, l, d) = x.dims3()?;
+        if l == 0 {
+            return Err(LayerError::Shape {
+                what: "block input [B, L, D]",
+                expected: "at least one position (L >= 1)".into(),
+                actual: x.dims().to_vec(),
+            });
+        }
         let sdim = self.cfg.spiking_units;
         let s = self
             .spiking(&x.reshape((b * l, d))?, mode)?
@@ -204,10 +356,10 @@ impl HybridLiquidSpikingBlock {
             }
             None => Tensor::zeros((b, self.cfg.liquid_units), x.dtype(), x.device())?,
         };
-        let hs = self.cfc.sequence(&proj, &h0)?;
+        let hs = self.cfc.sequence_from_projection(&proj, &h0)?;
         let h = hs.narrow(1, l - 1, 1)?.squeeze(1)?;
         let out = self.output(x, &hs, &s, mode)?;
-        Ok((out, h))
+        Ok((out, BlockState { h }))
     }
 
     /// One position of the sequence call: x_t [B, D] → out_t [B, D], advancing `state`.
@@ -236,5 +388,13 @@ impl HybridLiquidSpikingBlock {
         let out = self.output(x, &h, &s, mode)?;
         state.h = h;
         Ok(out)
+    }
+}
+
+impl ModuleT for HybridLiquidSpikingBlock {
+    /// out [B, L, D] of x [B, L, D] from a zero state; dropout from the block's own generator
+    /// when `train`.
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.rng.run(train, |mode| self.forward(x, None, mode))?.0)
     }
 }

@@ -3,44 +3,120 @@
 //! ```text
 //! I1 = fc1(x)              [N, 2S]      once: a constant current for all T steps
 //! S1 = LIF1(I1)            [T, N, 2S]
-//! I2 = fc2(dropout(S1))    [T, N, S]    one batched matmul over all T (dropout p = 0.2, training)
+//! I2 = fc2(dropout(S1))    [T, N, S]    one batched matmul over all T (dropout p, training only)
 //! S2 = LIF2(I2)            [T, N, S]
 //! → rate mean_t S2 [N, S] (or spikes [N, T, S]) and mean_t U2 [N, S] (no gradient)
 //! ```
 //! Keys: `fc1.weight` [2S, D_in], `fc1.bias`, `fc2.weight` [S, 2S], `fc2.bias`.
+//!
+//! As a candle `ModuleT`, `x.apply_t(&encoder, train)` gives the rate [N, S], with dropout from
+//! the encoder's own generator when `train` (see [`crate::nn::DropoutRng`]); [`SpikingEncoder::rate`]
+//! and [`SpikingEncoder::spikes`] take an explicit [`Mode`] and return the mean membrane too.
 
 use crate::error::Result;
 use crate::lif::{self, LifConfig};
-use crate::nn::{check_width, dropout, Linear, Mode};
-use candle_core::{Module, Tensor};
+use crate::nn::{check_width, DropoutRng, Linear, Mode};
+use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
 
 /// Hyperparameters of a [`SpikingEncoder`].
-#[derive(Debug, Clone, PartialEq)]
+///
+/// ```
+/// use lsnn_layers::SpikingEncoderConfig;
+/// let cfg = SpikingEncoderConfig::new(16, 32).with_steps(8).with_dropout(0.0);
+/// assert_eq!(cfg.hidden_units(), 64);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpikingEncoderConfig {
     /// Input width D_in.
     pub in_dim: usize,
     /// Spiking units S (the hidden LIF layer has 2S).
     pub units: usize,
-    /// Spike steps T.
+    /// Spike steps T (default 4).
+    #[serde(default = "default_steps")]
     pub steps: usize,
-    /// Both LIF layers' parameters.
+    /// Both LIF layers' parameters (default [`LifConfig::default`]).
+    #[serde(default)]
     pub lif: LifConfig,
-    /// Dropout on the first spike train (SPEC: 0.2, training only).
+    /// Dropout on the first spike train, training only (default 0.2, the original's).
+    #[serde(default = "default_dropout")]
     pub dropout: f64,
+    /// Seed of the encoder's own dropout generator under `ModuleT` (default 0).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_steps() -> usize {
+    4
+}
+fn default_dropout() -> f64 {
+    0.2
 }
 
 impl SpikingEncoderConfig {
+    /// An encoder from `in_dim` inputs to `units` spiking units, the rest at their defaults.
+    pub fn new(in_dim: usize, units: usize) -> Self {
+        SpikingEncoderConfig {
+            in_dim,
+            units,
+            steps: default_steps(),
+            lif: LifConfig::default(),
+            dropout: default_dropout(),
+            seed: 0,
+        }
+    }
+
+    /// With `steps` spike steps.
+    pub fn with_steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// With these LIF parameters.
+    pub fn with_lif(mut self, lif: LifConfig) -> Self {
+        self.lif = lif;
+        self
+    }
+
+    /// With dropout probability `p` on the first spike train.
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        self.dropout = p;
+        self
+    }
+
+    /// With the seed of the `ModuleT` dropout generator.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
     /// Width of the hidden LIF layer (2S).
     pub fn hidden_units(&self) -> usize {
         2 * self.units
+    }
+
+    /// Checks the sizes, the dropout probability and the LIF parameters.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("in_dim", self.in_dim),
+            ("units", self.units),
+            ("steps", self.steps),
+        ] {
+            if v == 0 {
+                return Err(crate::LayerError::config(field, "0; expected at least 1"));
+            }
+        }
+        crate::nn::check_probability("encoder dropout", self.dropout)?;
+        self.lif.validate()
     }
 }
 
 /// What the encoder returns.
 #[derive(Debug, Clone)]
 pub struct EncoderOutput {
-    /// Firing rate mean_t S2 [N, S] (or spikes [N, T, S] from [`SpikingEncoder::forward_spikes`]).
+    /// Firing rate mean_t S2 [N, S] (or spikes [N, T, S] from [`SpikingEncoder::spikes`]).
     pub spikes: Tensor,
     /// mean_t U2 [N, S], detached.
     pub mean_mem: Tensor,
@@ -52,16 +128,18 @@ pub struct SpikingEncoder {
     fc1: Linear,
     fc2: Linear,
     cfg: SpikingEncoderConfig,
+    rng: DropoutRng,
 }
 
 impl SpikingEncoder {
     /// Creates the encoder's weights through `vb` (`fc1`, `fc2`).
     pub fn new(cfg: &SpikingEncoderConfig, vb: VarBuilder) -> Result<Self> {
-        cfg.lif.validate()?;
+        cfg.validate()?;
         Ok(SpikingEncoder {
             fc1: Linear::new(cfg.in_dim, cfg.hidden_units(), vb.pp("fc1"))?,
             fc2: Linear::new(cfg.hidden_units(), cfg.units, vb.pp("fc2"))?,
             cfg: cfg.clone(),
+            rng: DropoutRng::new(cfg.seed),
         })
     }
 
@@ -71,6 +149,7 @@ impl SpikingEncoder {
             fc1: self.fc1.detached(),
             fc2: self.fc2.detached(),
             cfg: self.cfg.clone(),
+            rng: self.rng.clone(),
         }
     }
 
@@ -89,65 +168,54 @@ impl SpikingEncoder {
         &self.fc2
     }
 
+    /// The generator `ModuleT` draws dropout masks from.
+    pub fn dropout_rng(&self) -> &DropoutRng {
+        &self.rng
+    }
+
     fn second_current(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
         let i1 = self.fc1.forward(x)?;
-        let s1 = match mode {
-            Mode::Train(rng) if self.cfg.dropout > 0.0 => lif::lif_const_spikes_dropout(
-                &i1,
-                self.cfg.steps,
-                &self.cfg.lif,
-                self.cfg.dropout,
-                rng,
-            )?,
-            _ => lif::lif_const_spikes(&i1, self.cfg.steps, &self.cfg.lif)?,
+        let dropout = match mode {
+            Mode::Train(rng) if self.cfg.dropout > 0.0 => Some((self.cfg.dropout, &mut **rng)),
+            _ => None,
         };
+        let s1 = lif::stateless::const_spikes(&i1, self.cfg.steps, &self.cfg.lif, dropout)?;
         Ok(self.fc2.forward(&s1)?)
     }
 
-    /// Rate form: `spikes` = mean_t S2 [N, S].
-    pub fn forward_rate(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
+    /// Rate form: `spikes` = mean_t S2 [N, S], with the mean membrane.
+    pub fn rate(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         crate::nn::check_finite(x, "encoder input")?;
-        self.forward_rate_unchecked(x, mode)
+        self.rate_unchecked(x, mode)
     }
 
-    pub(crate) fn forward_rate_unchecked(
-        &self,
-        x: &Tensor,
-        mode: &mut Mode<'_>,
-    ) -> Result<EncoderOutput> {
+    pub(crate) fn rate_unchecked(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         let i2 = self.second_current(x, mode)?;
-        let (rate, mean_mem) = lif::lif_rate_and_mean_mem(&i2, &self.cfg.lif)?;
+        let r = lif::stateless::rate(&i2, &self.cfg.lif)?;
         Ok(EncoderOutput {
-            spikes: rate,
-            mean_mem,
+            spikes: r.rate,
+            mean_mem: r.mean_mem,
         })
     }
 
-    /// Spike-train form: `spikes` = S2 as [N, T, S].
-    pub fn forward_spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
+    /// Spike-train form: `spikes` = S2 as [N, T, S], with the mean membrane.
+    pub fn spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         crate::nn::check_finite(x, "encoder input")?;
         let i2 = self.second_current(x, mode)?;
-        let s2 = lif::lif_spikes(&i2, &self.cfg.lif)?;
-        let (_, mean_mem) = lif::lif_rate_and_mean_mem(&i2.detach(), &self.cfg.lif)?;
+        let s2 = lif::stateless::spikes(&i2, &self.cfg.lif)?;
+        let mean_mem = lif::stateless::rate(&i2.detach(), &self.cfg.lif)?.mean_mem;
         Ok(EncoderOutput {
             spikes: s2.transpose(0, 1)?.contiguous()?,
             mean_mem,
         })
     }
+}
 
-    /// The same computation as [`SpikingEncoder::forward_rate`] composed per step from candle ops
-    /// (the reference for tests and benchmarks).
-    pub fn forward_rate_reference(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
-        check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
-        let i1 = self.fc1.forward(x)?;
-        let s1 = lif::reference::lif_const_spikes(&i1, self.cfg.steps, &self.cfg.lif)?;
-        let s1 = dropout(&s1, self.cfg.dropout, mode)?;
-        let i2 = self.fc2.forward(&s1)?;
-        let (rate, mean_mem) = lif::reference::lif_rate_and_mean_mem(&i2, &self.cfg.lif)?;
-        Ok(EncoderOutput {
-            spikes: rate,
-            mean_mem,
-        })
+impl ModuleT for SpikingEncoder {
+    /// The firing rate [N, S] of x [N, D_in]; dropout from the encoder's own generator when
+    /// `train`.
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.rng.run(train, |mode| self.rate(x, mode))?.spikes)
     }
 }

@@ -95,9 +95,18 @@ pub enum LayerError {
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    /// An error from lsnn-memory.
-    #[error(transparent)]
-    Memory(#[from] lsnn_memory::MemoryError),
+}
+
+/// So that lsnn's layers can be used with `?` inside a function returning `candle_core::Result`
+/// (a user's own `Module`): a candle error comes back as itself, any other as
+/// `candle_core::Error::Wrapped` holding this error (its message intact).
+impl From<LayerError> for candle_core::Error {
+    fn from(e: LayerError) -> Self {
+        match e {
+            LayerError::Candle(c) => c,
+            other => candle_core::Error::wrap(other),
+        }
+    }
 }
 
 impl LayerError {

@@ -85,8 +85,9 @@ fn compare(
         .normal_tensor((b, l, hidden), 0.0, 1.0, DType::F32, &Device::Cpu)
         .unwrap();
     let proj = c.input_projection(x.as_tensor()).unwrap();
-    let fused = c.sequence(&proj, h0.as_tensor()).unwrap();
-    let composed = c.sequence_composed(&proj, h0.as_tensor()).unwrap();
+    let fused = c.sequence_from_projection(&proj, h0.as_tensor()).unwrap();
+    let composed =
+        lsnn_layers::cfc::reference::sequence_from_projection(&c, &proj, h0.as_tensor()).unwrap();
     assert_eq!(fused.dims(), &[b, l, hidden]);
     assert!(
         max_diff(&fused, &composed) <= 1e-5,
@@ -157,14 +158,19 @@ fn fused_sequence_gradients_match_finite_differences() {
             .normal_tensor((2, 6, 5), 0.0, 1.0, DType::F64, &Device::Cpu)
             .unwrap();
         let loss = |c: &Cfc| -> f64 {
-            (c.sequence(proj.as_tensor(), h0.as_tensor()).unwrap() * &w)
+            (c.sequence_from_projection(proj.as_tensor(), h0.as_tensor())
+                .unwrap()
+                * &w)
                 .unwrap()
                 .sum_all()
                 .unwrap()
                 .to_scalar::<f64>()
                 .unwrap()
         };
-        let g = (c.sequence(proj.as_tensor(), h0.as_tensor()).unwrap() * &w)
+        let g = (c
+            .sequence_from_projection(proj.as_tensor(), h0.as_tensor())
+            .unwrap()
+            * &w)
             .unwrap()
             .sum_all()
             .unwrap()

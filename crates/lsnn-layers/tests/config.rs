@@ -1,8 +1,9 @@
 //! Reading the Python original's config files (SPEC §3.8), the SPEC §8 defaults, and refusals.
 
 use lsnn_layers::cfc::CfcMode;
-use lsnn_layers::config::{SurrogateKind, HONOURED_FIELDS, LSNN_FIELDS};
 use lsnn_layers::lif::ResetMechanism;
+use lsnn_layers::model::original::{HONOURED_FIELDS, LSNN_FIELDS};
+use lsnn_layers::model::SurrogateKind;
 use lsnn_layers::{init_model, LayerError, ModelConfig, SeededRng};
 use serde_json::{Map, Value};
 use std::path::PathBuf;

@@ -70,7 +70,7 @@ fn layer_norm_case(dtype: DType, rows: &[usize], d: usize, tol: f64) {
     check(
         &[&x, &w, &b],
         |t| fused::layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
-        |t| fused::layer_norm_composed(&t[0], &t[1], &t[2], 1e-5).unwrap(),
+        |t| fused::reference::layer_norm(&t[0], &t[1], &t[2], 1e-5).unwrap(),
         tol,
         &format!("layer_norm {dtype:?} {shape:?}"),
     );
@@ -81,7 +81,7 @@ fn gelu_case(dtype: DType, shape: &[usize], tol: f64) {
     check(
         &[&x],
         |t| fused::gelu(&t[0]).unwrap(),
-        |t| fused::gelu_composed(&t[0]).unwrap(),
+        |t| fused::reference::gelu(&t[0]).unwrap(),
         tol,
         &format!("gelu {dtype:?} {shape:?}"),
     );
@@ -92,7 +92,7 @@ fn softmax_case(dtype: DType, shape: &[usize], causal: bool, tol: f64) {
     check(
         &[&s],
         |t| fused::masked_softmax(&t[0], 0.3, causal).unwrap(),
-        |t| fused::masked_softmax_composed(&t[0], 0.3, causal).unwrap(),
+        |t| fused::reference::masked_softmax(&t[0], 0.3, causal).unwrap(),
         tol,
         &format!("masked_softmax {dtype:?} {shape:?} causal {causal}"),
     );
@@ -108,7 +108,7 @@ fn cross_entropy_case(dtype: DType, n: usize, v: usize, tol: f64) {
     check(
         &[&x],
         |a| fused::cross_entropy_terms(&a[0], &t).unwrap(),
-        |a| fused::cross_entropy_terms_composed(&a[0], &t).unwrap(),
+        |a| fused::reference::cross_entropy_terms(&a[0], &t).unwrap(),
         tol,
         &format!("cross_entropy {dtype:?} [{n}, {v}]"),
     );
@@ -129,7 +129,7 @@ fn norm_act_case(dtype: DType, rows: usize, d: usize, order: fused::NormAct, p: 
         },
         |t| {
             let mut rng = SeededRng::new(31);
-            fused::norm_act_composed(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
+            fused::reference::norm_act(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
         },
         tol,
         &format!("norm_act {order:?} p {p} {dtype:?} [{rows}, {d}]"),
@@ -143,7 +143,7 @@ fn gated_case(dtype: DType, shape: &[usize], tol: f64) {
     check(
         &[&y, &a, &x],
         |t| fused::gated_residual(&t[0], &t[1], &t[2]).unwrap(),
-        |t| fused::gated_residual_composed(&t[0], &t[1], &t[2]).unwrap(),
+        |t| fused::reference::gated_residual(&t[0], &t[1], &t[2]).unwrap(),
         tol,
         &format!("gated_residual {dtype:?} {shape:?}"),
     );

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
-use lsnn_layers::block::{BlockConfig, HybridLiquidSpikingBlock};
+use lsnn_layers::block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode};
 use lsnn_layers::lif::{LifConfig, ResetMechanism, Surrogate};
 use lsnn_layers::{Mode, SeededInit, SeededRng};
@@ -110,7 +110,8 @@ fn cfc_gradients_match_finite_differences() {
                         cell.step_projected(&p, h.as_tensor(), &cell.prepare().unwrap())
                             .unwrap()
                     } else {
-                        cell.step(x.as_tensor(), h.as_tensor()).unwrap()
+                        lsnn_layers::cfc::reference::step(&cell, x.as_tensor(), h.as_tensor())
+                            .unwrap()
                     };
                     (out * &w).unwrap().sum_all().unwrap()
                 };
@@ -152,24 +153,16 @@ fn cfc_gradients_match_finite_differences() {
 }
 
 fn block_config() -> BlockConfig {
-    BlockConfig {
-        d_model: 8,
-        spiking_units: 6,
-        liquid_units: 5,
-        spike_steps: 4,
-        lif: LifConfig {
-            beta: 0.9,
-            threshold: 0.5,
-            reset: ResetMechanism::Subtract,
-            surrogate: Surrogate::default(),
-        },
-        backbone_units: 7,
-        backbone_layers: 2,
-        cfc_mode: CfcMode::Default,
-        layer_norm_eps: 1e-5,
-        encoder_dropout: 0.2,
-        block_dropout: 0.1,
-    }
+    BlockConfig::new(8, 6, 5)
+        .with_spike_steps(4)
+        .with_lif(
+            LifConfig::new(0.9)
+                .with_threshold(0.5)
+                .with_reset(ResetMechanism::Subtract)
+                .with_surrogate(Surrogate::default()),
+        )
+        .with_backbone(7, 2)
+        .with_cfc_mode(CfcMode::Default)
 }
 
 #[test]
@@ -188,7 +181,7 @@ fn hybrid_block_smooth_parameters_match_finite_differences() {
     // The spikes fire, and they depend only on the encoder weights and x.
     let rate = block
         .encoder()
-        .forward_rate(&x.reshape((b * l, 8)).unwrap(), &mut Mode::Eval)
+        .rate(&x.reshape((b * l, 8)).unwrap(), &mut Mode::Eval)
         .unwrap()
         .spikes;
     let mean_rate = rate.mean_all().unwrap().to_scalar::<f64>().unwrap();
@@ -198,9 +191,10 @@ fn hybrid_block_smooth_parameters_match_finite_differences() {
     );
 
     let run = || -> Tensor {
-        let (out, h) = block
-            .forward(&x, Some(h0.as_tensor()), &mut Mode::Eval)
-            .unwrap();
+        let state = BlockState {
+            h: h0.as_tensor().clone(),
+        };
+        let (out, BlockState { h }) = block.forward(&x, Some(&state), &mut Mode::Eval).unwrap();
         ((out * &w_out).unwrap().sum_all().unwrap() + (h * &w_h).unwrap().sum_all().unwrap())
             .unwrap()
     };
@@ -246,7 +240,7 @@ fn hybrid_block_smooth_parameters_match_finite_differences() {
     set_entry(&var, 0, before[0] + 0.5);
     let rate2 = block
         .encoder()
-        .forward_rate(&x.reshape((b * l, 8)).unwrap(), &mut Mode::Eval)
+        .rate(&x.reshape((b * l, 8)).unwrap(), &mut Mode::Eval)
         .unwrap()
         .spikes;
     assert_eq!(f64s(&rate), f64s(&rate2), "{name} changed the spikes");

@@ -3,6 +3,8 @@
 //! bad input.
 
 use candle_core::{DType, Device, Tensor, Var};
+use lsnn_layers::kernel;
+use lsnn_layers::lif::surrogate::{Atan, FastSigmoid};
 use lsnn_layers::lif::{self, reference, LifConfig, ResetMechanism, Surrogate};
 use lsnn_layers::{LayerError, SeededRng};
 use proptest::prelude::*;
@@ -12,10 +14,7 @@ const RESETS: [ResetMechanism; 3] = [
     ResetMechanism::Zero,
     ResetMechanism::None,
 ];
-const SURROGATES: [Surrogate; 2] = [
-    Surrogate::FastSigmoid { slope: 25.0 },
-    Surrogate::Atan { alpha: 2.0 },
-];
+const SURROGATES: [Surrogate; 2] = [Surrogate::fast_sigmoid(25.0), Surrogate::atan(2.0)];
 
 fn randn(rng: &mut SeededRng, dims: &[usize], mean: f64, std: f64, dtype: DType) -> Tensor {
     rng.normal_tensor(dims, mean, std, dtype, &Device::Cpu)
@@ -87,23 +86,37 @@ fn fused_vs_reference(
     let vr = Var::from_tensor(&x).unwrap();
     let (of, or, extra) = match form {
         Form::Spikes => (
-            lif::lif_spikes(vf.as_tensor(), cfg).unwrap(),
-            reference::lif_spikes(vr.as_tensor(), cfg).unwrap(),
+            lif::spikes(vf.as_tensor(), cfg, None).map(|r| r.0).unwrap(),
+            reference::spikes(vr.as_tensor(), cfg, None)
+                .map(|r| r.0)
+                .unwrap(),
             None,
         ),
         Form::RateMem => {
-            let (rf, mf) = lif::lif_rate_and_mean_mem(vf.as_tensor(), cfg).unwrap();
-            let (rr, mr) = reference::lif_rate_and_mean_mem(vr.as_tensor(), cfg).unwrap();
+            let (rf, mf) = lif::rate(vf.as_tensor(), cfg, None)
+                .map(|(r, _)| (r.rate, r.mean_mem))
+                .unwrap();
+            let (rr, mr) = reference::rate(vr.as_tensor(), cfg, None)
+                .map(|(r, _)| (r.rate, r.mean_mem))
+                .unwrap();
             (rf, rr, Some((mf, mr)))
         }
         Form::ConstSpikes => (
-            lif::lif_const_spikes(vf.as_tensor(), steps, cfg).unwrap(),
-            reference::lif_const_spikes(vr.as_tensor(), steps, cfg).unwrap(),
+            lif::const_spikes(vf.as_tensor(), steps, cfg, None)
+                .map(|r| r.0)
+                .unwrap(),
+            reference::const_spikes(vr.as_tensor(), steps, cfg, None)
+                .map(|r| r.0)
+                .unwrap(),
             None,
         ),
         Form::ConstRate => (
-            lif::lif_const_rate(vf.as_tensor(), steps, cfg).unwrap(),
-            reference::lif_const_rate(vr.as_tensor(), steps, cfg).unwrap(),
+            lif::const_rate(vf.as_tensor(), steps, cfg, None)
+                .map(|r| r.0)
+                .unwrap(),
+            reference::const_rate(vr.as_tensor(), steps, cfg, None)
+                .map(|r| r.0)
+                .unwrap(),
             None,
         ),
     };
@@ -209,7 +222,11 @@ fn fused_equals_reference_on_the_parallel_path() {
     let neurons = [8usize, 2073];
     let steps = 8;
     let n: usize = neurons.iter().product();
-    assert!(n * steps >= 2 * lif::PAR_MIN && n > 4 * lif::TASK && n % lif::TASK != 0);
+    assert!(
+        n * steps >= 2 * kernel::threads::PAR_MIN
+            && n > 4 * kernel::threads::TASK
+            && n % kernel::threads::TASK != 0
+    );
     for reset in RESETS {
         for (k, surrogate) in SURROGATES.into_iter().enumerate() {
             let cfg = LifConfig {
@@ -233,8 +250,8 @@ fn fused_equals_reference_on_the_parallel_path() {
 
 fn surrogate_derivative(s: Surrogate, x: f64) -> f64 {
     match s {
-        Surrogate::FastSigmoid { slope } => 1.0 / (slope * x.abs() + 1.0).powi(2),
-        Surrogate::Atan { alpha } => {
+        Surrogate::FastSigmoid(FastSigmoid { slope }) => 1.0 / (slope * x.abs() + 1.0).powi(2),
+        Surrogate::Atan(Atan { alpha }) => {
             let y = std::f64::consts::PI / 2.0 * alpha * x;
             alpha / 2.0 / (1.0 + y * y)
         }
@@ -335,14 +352,17 @@ fn fused_gradients_equal_an_independent_f64_bptt() {
                 .map(|&form| {
                     let (out, var, w, want_out, want_grad) = match form {
                         Form::Spikes => (
-                            lif::lif_spikes(x_seq.as_tensor(), &cfg).unwrap(),
+                            lif::spikes(x_seq.as_tensor(), &cfg, None)
+                                .map(|r| r.0)
+                                .unwrap(),
                             &x_seq,
                             &w_seq_t,
                             ss_seq.concat(),
                             plain_bptt(&cfg, &us_seq, &by_t(&w_seq)).concat(),
                         ),
                         Form::RateMem => (
-                            lif::lif_rate_and_mean_mem(x_seq.as_tensor(), &cfg)
+                            lif::rate(x_seq.as_tensor(), &cfg, None)
+                                .map(|(r, _)| (r.rate, r.mean_mem))
                                 .unwrap()
                                 .0,
                             &x_seq,
@@ -351,14 +371,18 @@ fn fused_gradients_equal_an_independent_f64_bptt() {
                             plain_bptt(&cfg, &us_seq, &rate_g).concat(),
                         ),
                         Form::ConstSpikes => (
-                            lif::lif_const_spikes(x_c.as_tensor(), steps, &cfg).unwrap(),
+                            lif::const_spikes(x_c.as_tensor(), steps, &cfg, None)
+                                .map(|r| r.0)
+                                .unwrap(),
                             &x_c,
                             &w_seq_t,
                             ss_c.concat(),
                             sum_t(&plain_bptt(&cfg, &us_c, &by_t(&w_seq))),
                         ),
                         Form::ConstRate => (
-                            lif::lif_const_rate(x_c.as_tensor(), steps, &cfg).unwrap(),
+                            lif::const_rate(x_c.as_tensor(), steps, &cfg, None)
+                                .map(|r| r.0)
+                                .unwrap(),
                             &x_c,
                             &w_n_t,
                             sum_t(&ss_c).iter().map(|c| c / steps as f64).collect(),
@@ -416,7 +440,9 @@ fn mean_membrane_is_the_mean_of_u_and_carries_no_gradient() {
 
         // f64: the mean of the hand-computed U_t.
         let x = Var::from_vec(seq.clone(), (steps, n), &dev).unwrap();
-        let (rate, mem) = lif::lif_rate_and_mean_mem(x.as_tensor(), &cfg).unwrap();
+        let (rate, mem) = lif::rate(x.as_tensor(), &cfg, None)
+            .map(|(r, _)| (r.rate, r.mean_mem))
+            .unwrap();
         for (k, (a, b)) in f64s(&mem).iter().zip(&want).enumerate() {
             assert!(
                 rel_close(*a, *b, 1e-12),
@@ -425,7 +451,9 @@ fn mean_membrane_is_the_mean_of_u_and_carries_no_gradient() {
         }
         // f32 too.
         let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
-        let (_, mem32) = lif::lif_rate_and_mean_mem(&x32, &cfg).unwrap();
+        let (_, mem32) = lif::rate(&x32, &cfg, None)
+            .map(|(r, _)| (r.rate, r.mean_mem))
+            .unwrap();
         for (k, (a, b)) in f32s(&mem32).iter().zip(&want).enumerate() {
             assert!(
                 rel_close(*a as f64, *b, 1e-5),
@@ -465,14 +493,14 @@ fn invalid_lif_input_is_an_error() {
     let x = Tensor::ones(5, DType::F32, &Device::Cpu).unwrap();
     let cfg = LifConfig::default();
     assert!(matches!(
-        lif::lif_const_rate(&x, 0, &cfg),
+        lif::const_rate(&x, 0, &cfg, None).map(|r| r.0),
         Err(LayerError::Config { .. })
     ));
     assert!(matches!(
-        lif::lif_const_spikes(&x, 0, &cfg),
+        lif::const_spikes(&x, 0, &cfg, None).map(|r| r.0),
         Err(LayerError::Config { .. })
     ));
-    assert!(lif::lif_const_rate(&x, 1, &cfg).is_ok());
+    assert!(lif::const_rate(&x, 1, &cfg, None).map(|r| r.0).is_ok());
 
     let bad_beta = LifConfig {
         beta: 1.5,
@@ -509,30 +537,30 @@ fn invalid_lif_input_is_an_error() {
         }
     }
     let bad_surrogate = LifConfig {
-        surrogate: Surrogate::FastSigmoid { slope: 0.0 },
+        surrogate: Surrogate::fast_sigmoid(0.0),
         ..LifConfig::default()
     };
     assert!(bad_surrogate.validate().is_err());
     // Integer currents are refused with a shape/dtype error rather than a panic.
     let ints = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
     assert!(matches!(
-        lif::lif_spikes(&ints, &cfg),
+        lif::spikes(&ints, &cfg, None).map(|r| r.0),
         Err(LayerError::Shape { .. })
     ));
     // A multi-step call needs a time axis with at least one step (T = 0 once returned a rate
     // tensor of shape [5] backed by no data, which panicked when read).
     let scalar = Tensor::new(1f32, &Device::Cpu).unwrap();
     assert!(matches!(
-        lif::lif_spikes(&scalar, &cfg),
+        lif::spikes(&scalar, &cfg, None).map(|r| r.0),
         Err(LayerError::Shape { .. })
     ));
     let no_steps = Tensor::zeros((0, 5), DType::F32, &Device::Cpu).unwrap();
     assert!(matches!(
-        lif::lif_rate_and_mean_mem(&no_steps, &cfg),
+        lif::rate(&no_steps, &cfg, None).map(|(r, _)| (r.rate, r.mean_mem)),
         Err(LayerError::Shape { .. })
     ));
     assert!(matches!(
-        lif::lif_spikes(&no_steps, &cfg),
+        lif::spikes(&no_steps, &cfg, None).map(|r| r.0),
         Err(LayerError::Shape { .. })
     ));
 }
@@ -554,9 +582,13 @@ fn spikes_with_dropout_inside_equal_spikes_then_dropout() {
         let run = |fused: bool| {
             let mut rng = SeededRng::new(77);
             let y = if fused {
-                lif::lif_const_spikes_dropout(x.as_tensor(), 4, &cfg, 0.2, &mut rng).unwrap()
+                lif::const_spikes_dropout(x.as_tensor(), 4, &cfg, 0.2, &mut rng, None)
+                    .map(|r| r.0)
+                    .unwrap()
             } else {
-                let s = lif::lif_const_spikes(x.as_tensor(), 4, &cfg).unwrap();
+                let s = lif::const_spikes(x.as_tensor(), 4, &cfg, None)
+                    .map(|r| r.0)
+                    .unwrap();
                 lsnn_layers::fused::dropout(&s, 0.2, &mut rng).unwrap()
             };
             let w = randn(&mut SeededRng::new(2), y.dims(), 0.0, 1.0, dtype);
@@ -577,6 +609,8 @@ fn spikes_with_dropout_inside_equal_spikes_then_dropout() {
         assert!(v.contains(&0.0) && v.iter().any(|&a| a > 0.0));
     }
     let x = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
-    let e = lif::lif_const_spikes_dropout(&x, 2, &cfg, 1.0, &mut SeededRng::new(1)).unwrap_err();
+    let e = lif::const_spikes_dropout(&x, 2, &cfg, 1.0, &mut SeededRng::new(1), None)
+        .map(|r| r.0)
+        .unwrap_err();
     assert!(matches!(e, LayerError::Config { .. }), "{e}");
 }

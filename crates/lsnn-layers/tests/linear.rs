@@ -25,7 +25,8 @@ fn check(dtype: DType, lead: &[usize], k: usize, n: usize, tol: f64) {
         .normal_tensor([lead, &[n]].concat(), 0.0, 1.0, dtype, &Device::Cpu)
         .unwrap();
     let fused = lin.forward(x.as_tensor()).unwrap();
-    let composed = lin.forward_composed(x.as_tensor()).unwrap();
+    let composed =
+        lsnn_layers::fused::reference::linear(x.as_tensor(), lin.weight(), lin.bias()).unwrap();
     assert_eq!(fused.dims(), composed.dims());
     let d = (&fused - &composed)
         .unwrap()
@@ -104,7 +105,7 @@ fn scalars_and_wrong_widths_are_errors_not_panics() {
     for x in [&scalar, &wide] {
         let e = lin.forward(x).unwrap_err().to_string();
         assert!(e.contains("expected shape [.., 4]"), "{e}");
-        assert!(lin.forward_composed(x).is_err());
+        assert!(lsnn_layers::fused::reference::linear(x, lin.weight(), lin.bias()).is_err());
     }
     assert_eq!(
         lin.forward(&Tensor::zeros((2, 3, 4), DType::F32, &Device::Cpu).unwrap())

@@ -208,7 +208,7 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
         .unwrap();
     let rate = model.blocks()[0]
         .encoder()
-        .forward_rate(&h, &mut Mode::Eval)
+        .rate(&h, &mut Mode::Eval)
         .unwrap()
         .spikes
         .mean_all()
@@ -285,22 +285,11 @@ fn initialisation_and_training_forward_are_deterministic() {
 }
 
 fn block_config() -> BlockConfig {
-    BlockConfig {
-        d_model: 12,
-        spiking_units: 8,
-        liquid_units: 6,
-        spike_steps: 4,
-        lif: LifConfig {
-            threshold: 0.5,
-            ..LifConfig::default()
-        },
-        backbone_units: 10,
-        backbone_layers: 2,
-        cfc_mode: CfcMode::Default,
-        layer_norm_eps: 1e-5,
-        encoder_dropout: 0.2,
-        block_dropout: 0.1,
-    }
+    BlockConfig::new(12, 8, 6)
+        .with_spike_steps(4)
+        .with_lif(LifConfig::default().with_threshold(0.5))
+        .with_backbone(10, 2)
+        .with_cfc_mode(CfcMode::Default)
 }
 
 fn block(seed: u64) -> HybridLiquidSpikingBlock {
@@ -327,7 +316,7 @@ fn block_streaming_equals_the_sequence_call() {
         .unwrap();
     let rate = blk
         .encoder()
-        .forward_rate(&x.reshape((b * l, d)).unwrap(), &mut Mode::Eval)
+        .rate(&x.reshape((b * l, d)).unwrap(), &mut Mode::Eval)
         .unwrap()
         .spikes
         .mean_all()
@@ -335,12 +324,13 @@ fn block_streaming_equals_the_sequence_call() {
         .to_scalar::<f32>()
         .unwrap();
     assert!(rate > 0.05 && rate < 0.95, "firing rate {rate}");
-    for h0 in [None, Some(&h_init)] {
-        let (out, h_last) = blk.forward(&x, h0, &mut Mode::Eval).unwrap();
+    let given = BlockState { h: h_init.clone() };
+    for h0 in [None, Some(&given)] {
+        let (out, BlockState { h: h_last }) = blk.forward(&x, h0, &mut Mode::Eval).unwrap();
         assert_eq!(out.dims(), &[b, l, d]);
         assert_eq!(h_last.dims(), &[b, 6]);
         let mut state = match h0 {
-            Some(h) => BlockState { h: h.clone() },
+            Some(s) => s.clone(),
             None => blk.zero_state(b, DType::F32, &dev).unwrap(),
         };
         for t in 0..l {
@@ -358,7 +348,7 @@ fn block_streaming_equals_the_sequence_call() {
     }
     // The given initial state matters.
     let (a, _) = blk.forward(&x, None, &mut Mode::Eval).unwrap();
-    let (c, _) = blk.forward(&x, Some(&h_init), &mut Mode::Eval).unwrap();
+    let (c, _) = blk.forward(&x, Some(&given), &mut Mode::Eval).unwrap();
     assert!(max_abs_diff(&a, &c) > 1e-3);
 }
 
@@ -479,7 +469,9 @@ fn bad_input_gives_typed_errors() {
         "block rank",
     );
     for bad_h in [(2usize, 5usize), (3, 6), (2, 7)] {
-        let h = Tensor::zeros(bad_h, DType::F32, &dev).unwrap();
+        let h = BlockState {
+            h: Tensor::zeros(bad_h, DType::F32, &dev).unwrap(),
+        };
         let msg = shape_error(blk.forward(&x, Some(&h), m), "initial h");
         assert!(msg.contains("[2, 6]"), "{msg}");
     }
@@ -529,7 +521,7 @@ fn non_finite_float_inputs_are_refused_by_every_layer_entry_point() {
     ));
     let flat = x.reshape((6, d)).unwrap();
     assert!(matches!(
-        blk.encoder().forward_rate(&flat, &mut Mode::Eval),
+        blk.encoder().rate(&flat, &mut Mode::Eval),
         Err(LayerError::NonFinite { .. })
     ));
     // The same input without the bad values is accepted.

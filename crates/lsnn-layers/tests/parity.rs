@@ -29,16 +29,13 @@ fn lif_parity_with_snntorch_leaky() {
         let f = load(name);
         let cur = &f["current"];
         for (surrogate, gkey) in [
-            (
-                Surrogate::FastSigmoid { slope: 25.0 },
-                "grad_current_fast_sigmoid",
-            ),
-            (Surrogate::Atan { alpha: 2.0 }, "grad_current_atan"),
+            (Surrogate::fast_sigmoid(25.0), "grad_current_fast_sigmoid"),
+            (Surrogate::atan(2.0), "grad_current_atan"),
         ] {
             let cfg = lif_cfg(&f, reset, surrogate);
             // Forward: spikes exactly, membranes within 1e-5.
             let v = Var::from_tensor(cur).unwrap();
-            let spikes = lif::lif_spikes(v.as_tensor(), &cfg).unwrap();
+            let spikes = lif::spikes(v.as_tensor(), &cfg, None).unwrap().0;
             assert_eq!(vec_f32(&spikes), vec_f32(&f["spikes"]), "{name}: spikes");
             let mut u = cur.get(0).unwrap().zeros_like().unwrap();
             let mut mems = Vec::new();
@@ -50,7 +47,7 @@ fn lif_parity_with_snntorch_leaky() {
             let mem = Tensor::stack(&mems, 0).unwrap();
             assert!(max_abs_diff(&mem, &f["mem"]) <= 1e-5, "{name}: membrane");
             // The fused mean membrane is the mean of snnTorch's membranes.
-            let (rate, mean_mem) = lif::lif_rate_and_mean_mem(cur, &cfg).unwrap();
+            let (lif::RateOutput { rate, mean_mem }, _) = lif::rate(cur, &cfg, None).unwrap();
             assert!(max_abs_diff(&mean_mem, &f["mem"].mean(0).unwrap()) <= 1e-5);
             assert!(max_abs_diff(&rate, &f["spikes"].mean(0).unwrap()) <= 1e-6);
             // Surrogate gradients through time.
@@ -107,7 +104,7 @@ fn cfc_parity_with_ncps_cfccell() {
         let x = Var::from_tensor(&f["x"]).unwrap();
         let h = Var::from_tensor(&f["h"]).unwrap();
         // The plain step and the projected fast path both equal ncps.
-        let out = cell.step(x.as_tensor(), h.as_tensor()).unwrap();
+        let out = lsnn_layers::cfc::reference::step(&cell, x.as_tensor(), h.as_tensor()).unwrap();
         assert!(max_abs_diff(&out, &f["h_new"]) <= 1e-5, "{name}: step");
         let p = cell.input_projection(x.as_tensor()).unwrap();
         let fast = cell
@@ -227,7 +224,7 @@ fn lm_parity_with_the_pytorch_model() {
 #[test]
 fn block_parity_with_the_pytorch_block() {
     let (model, _vm, f, _cfg) = lm_from_fixture();
-    let (out, h) = model.blocks()[0]
+    let (out, lsnn_layers::BlockState { h }) = model.blocks()[0]
         .forward(&f["block0.x"], None, &mut Mode::Eval)
         .unwrap();
     assert!(max_abs_diff(&out, &f["block0.out"]) <= 1e-4);

@@ -1,14 +1,6 @@
-//! [`ModelConfig`]: the model and run configuration, loaded from JSON files written by the Python
-//! original's `save_config` (SPEC §3.8) or by lsnn itself, with [`Default`] equal to SPEC §8.
-//!
-//! Rules (SPEC §3.8): honoured fields are read; the original's fields lsnn has no use for are
-//! accepted and ignored; `use_stdp`, `use_meta_plasticity` or `use_continual_learning` set to true,
-//! unknown keys, heads that do not divide `hidden_dim`, and tasks or liquid backbones lsnn does not
-//! have are clear errors. A field the file lacks (or holds as `null`) takes the original's own
-//! derivation where it had one (`embedding_dim` = `input_dim`, `vocab_size` = `output_dim`,
-//! `num_spike_steps` = max(1, sequence_length / 4), `attention_spike_steps` =
-//! max(1, sequence_length / heads), `max_position_embeddings` = `sequence_length`, the dropouts
-//! = `dropout`), else the SPEC §8 default. [`ModelConfig::to_json`] writes every field resolved.
+//! [`ModelConfig`]: the model and run configuration, with [`Default`] equal to SPEC §8, its
+//! checks, and the layer configurations derived from it. Files are read by the rules in
+//! [`super::original`]; [`ModelConfig::to_json`] writes every field resolved.
 
 use crate::attention::AttentionConfig;
 use crate::block::BlockConfig;
@@ -16,7 +8,6 @@ use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
 use crate::lif::{LifConfig, ResetMechanism, Surrogate};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// The surrogate gradient's family, as written in config files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -121,6 +112,14 @@ pub struct ModelConfig {
     pub cleanup_every: usize,
     /// Early-stopping patience in epochs (0 disables).
     pub early_stopping_patience: usize,
+    /// Dropout on each encoder's first spike train (the original's fixed 0.2).
+    pub encoder_dropout: f64,
+    /// Dropout after each block's fusion (the original's fixed 0.1).
+    pub block_dropout: f64,
+    /// Weight of each block's potential-based normalisation term (the original's fixed 0.1).
+    pub potential_scale: f64,
+    /// The CfC's time span of every step (1.0, as ncps without `timespans`).
+    pub cfc_time_span: f64,
 }
 
 impl Default for ModelConfig {
@@ -171,133 +170,30 @@ impl Default for ModelConfig {
             amsgrad: false,
             cleanup_every: 50,
             early_stopping_patience: 0,
+            encoder_dropout: 0.2,
+            block_dropout: 0.1,
+            potential_scale: 0.1,
+            cfc_time_span: 1.0,
         }
     }
-}
-
-/// Fields of the original's `ModelConfig` that lsnn reads.
-pub const HONOURED_FIELDS: &[&str] = &[
-    "task_type",
-    "input_dim",
-    "embedding_dim",
-    "hidden_dim",
-    "output_dim",
-    "vocab_size",
-    "liquid_units",
-    "liquid_backbone",
-    "spiking_units",
-    "spike_threshold",
-    "beta",
-    "num_layers",
-    "num_spike_steps",
-    "num_attention_heads",
-    "sequence_length",
-    "max_position_embeddings",
-    "dropout",
-    "attention_dropout",
-    "embedding_dropout",
-    "layer_norm_eps",
-    "initializer_range",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "gradient_clip",
-    "num_epochs",
-    "seed",
-    "device",
-    "mixed_precision",
-];
-
-/// Fields of the original that are accepted whatever they hold (but see [`REFUSED_FLAGS`]).
-pub const IGNORED_FIELDS: &[&str] = &[
-    "use_cache",
-    "multi_gpu_strategy",
-    "gpu_ids",
-    "distributed_backend",
-    "sync_batchnorm",
-    "find_unused_parameters",
-    "conv_channels",
-    "conv_kernel_sizes",
-    "conv_strides",
-    "conv_padding",
-    "use_stdp",
-    "stdp_type",
-    "stdp_learning_rate",
-    "stdp_tau_plus",
-    "stdp_tau_minus",
-    "stdp_target_rate",
-    "stdp_layers_to_enhance",
-    "use_meta_plasticity",
-    "meta_lr",
-    "meta_history_length",
-    "meta_hidden_dim",
-    "use_continual_learning",
-    "consolidation_strength",
-    "plasticity_decay",
-    "use_experience_replay",
-    "replay_buffer_size",
-    "replay_sampling_strategy",
-    "compute_importance_interval",
-];
-
-/// Flags whose `true` names a feature lsnn does not have.
-pub const REFUSED_FLAGS: &[(&str, &str)] = &[
-    ("use_stdp", "STDP plasticity"),
-    ("use_meta_plasticity", "meta-plasticity"),
-    ("use_continual_learning", "continual learning"),
-];
-
-/// lsnn's own optional fields.
-pub const LSNN_FIELDS: &[&str] = &[
-    "attention_spike_steps",
-    "backbone_units",
-    "backbone_layers",
-    "cfc_mode",
-    "reset_mechanism",
-    "surrogate",
-    "surrogate_slope",
-    "surrogate_alpha",
-    "label_smoothing",
-    "ema_decay",
-    "warmup_steps",
-    "gradient_accumulation_steps",
-    "amsgrad",
-    "cleanup_every",
-    "early_stopping_patience",
-];
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-fn suggest(key: &str) -> Option<String> {
-    HONOURED_FIELDS
-        .iter()
-        .chain(IGNORED_FIELDS)
-        .chain(LSNN_FIELDS)
-        .map(|k| (levenshtein(key, k), *k))
-        .filter(|(d, k)| *d <= 3.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k.to_owned())
 }
 
 /// The error for heads that do not divide `hidden`, with the nearest valid values.
 pub fn heads_error(hidden: usize, heads: usize) -> LayerError {
-    let divisors: Vec<usize> = (1..=hidden).filter(|h| hidden % h == 0).collect();
-    let mut near: Vec<usize> = divisors.clone();
-    near.sort_by_key(|&d| (d as i64 - heads as i64).abs());
-    let mut hs: Vec<usize> = near.into_iter().take(2).collect();
+    // The divisors of `hidden` in O(√hidden) steps, never a walk over every value up to it.
+    let mut divisors = Vec::new();
+    let mut d = 1usize;
+    while d.saturating_mul(d) <= hidden {
+        if hidden % d == 0 {
+            divisors.push(d);
+            divisors.push(hidden / d);
+        }
+        d += 1;
+    }
+    divisors.sort_unstable();
+    divisors.dedup();
+    divisors.sort_by_key(|&d| d.abs_diff(heads));
+    let mut hs: Vec<usize> = divisors.into_iter().take(2).collect();
     hs.sort();
     let suggest_heads = hs
         .iter()
@@ -325,110 +221,6 @@ pub fn heads_error(hidden: usize, heads: usize) -> LayerError {
 }
 
 impl ModelConfig {
-    /// Reads a config file's text (the original's or lsnn's) by the SPEC §3.8 rules.
-    pub fn from_json_str(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)?;
-        let Value::Object(map) = value else {
-            return Err(LayerError::config(
-                "<root>",
-                "expected a JSON object of config fields",
-            ));
-        };
-        Self::from_map(map)
-    }
-
-    /// [`ModelConfig::from_json_str`] on an already parsed object.
-    pub fn from_map(map: Map<String, Value>) -> Result<Self> {
-        for key in map.keys() {
-            let k = key.as_str();
-            if !(HONOURED_FIELDS.contains(&k)
-                || IGNORED_FIELDS.contains(&k)
-                || LSNN_FIELDS.contains(&k))
-            {
-                return Err(LayerError::UnknownField {
-                    field: key.clone(),
-                    suggestion: suggest(k),
-                });
-            }
-        }
-        for (flag, feature) in REFUSED_FLAGS {
-            match map.get(*flag) {
-                Some(Value::Bool(true)) => {
-                    return Err(LayerError::Unsupported {
-                        feature: (*feature).to_string(),
-                        detail: format!(
-                        "`{flag}` is true, and lsnn does not implement {feature}; set it to false"
-                    ),
-                    })
-                }
-                Some(Value::Bool(false)) | Some(Value::Null) | None => {}
-                Some(other) => {
-                    return Err(LayerError::config(
-                        flag,
-                        format!("expected true or false, got {other}"),
-                    ))
-                }
-            }
-        }
-        // Keep the fields lsnn reads; drop nulls so that they take their derivation.
-        let mut kept = Map::new();
-        for (k, v) in map {
-            if !v.is_null() && !IGNORED_FIELDS.contains(&k.as_str()) {
-                kept.insert(k, v);
-            }
-        }
-        let d = ModelConfig::default();
-        let mut base = serde_json::to_value(&d)?;
-        let obj = base
-            .as_object_mut()
-            .expect("a struct serialises to an object");
-        for (k, v) in &kept {
-            obj.insert(k.clone(), v.clone());
-        }
-        // The original's derivations for fields the file lacks, from the resolved values.
-        let has = |k: &str| kept.contains_key(k);
-        let u = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(1);
-        if !has("embedding_dim") && has("input_dim") {
-            obj.insert("embedding_dim".into(), kept["input_dim"].clone());
-        }
-        if !has("input_dim") && has("embedding_dim") {
-            obj.insert("input_dim".into(), kept["embedding_dim"].clone());
-        }
-        if !has("vocab_size") && has("output_dim") {
-            obj.insert("vocab_size".into(), kept["output_dim"].clone());
-        }
-        if !has("output_dim") && has("vocab_size") {
-            obj.insert("output_dim".into(), kept["vocab_size"].clone());
-        }
-        if !has("num_attention_heads") {
-            obj.insert("num_attention_heads".into(), 8.into());
-        }
-        if !has("num_epochs") {
-            obj.insert("num_epochs".into(), 10.into());
-        }
-        let seq = u(obj, "sequence_length");
-        if !has("num_spike_steps") {
-            obj.insert("num_spike_steps".into(), (seq / 4).max(1).into());
-        }
-        if !has("max_position_embeddings") {
-            obj.insert("max_position_embeddings".into(), seq.into());
-        }
-        if !has("attention_spike_steps") {
-            let heads = u(obj, "num_attention_heads").max(1);
-            obj.insert("attention_spike_steps".into(), (seq / heads).max(1).into());
-        }
-        for k in ["attention_dropout", "embedding_dropout"] {
-            if !has(k) {
-                let p = obj["dropout"].clone();
-                obj.insert(k.into(), p);
-            }
-        }
-        let cfg: ModelConfig = serde_json::from_value(base)
-            .map_err(|e| LayerError::config("<file>", e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
     /// Every field, resolved, as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a config always serialises")
@@ -507,6 +299,8 @@ impl ModelConfig {
             ("attention_dropout", self.attention_dropout),
             ("embedding_dropout", self.embedding_dropout),
             ("label_smoothing", self.label_smoothing),
+            ("encoder_dropout", self.encoder_dropout),
+            ("block_dropout", self.block_dropout),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(LayerError::config(
@@ -544,6 +338,17 @@ impl ModelConfig {
                 ));
             }
         }
+        for (name, v) in [
+            ("potential_scale", self.potential_scale),
+            ("cfc_time_span", self.cfc_time_span),
+        ] {
+            if !v.is_finite() {
+                return Err(LayerError::config(
+                    name,
+                    format!("{v}; expected a finite number"),
+                ));
+            }
+        }
         self.lif().validate()?;
         self.parse_device()?;
         Ok(())
@@ -551,19 +356,14 @@ impl ModelConfig {
 
     /// The LIF parameters.
     pub fn lif(&self) -> LifConfig {
-        LifConfig {
-            beta: self.beta,
-            threshold: self.spike_threshold,
-            reset: self.reset_mechanism,
-            surrogate: match self.surrogate {
-                SurrogateKind::FastSigmoid => Surrogate::FastSigmoid {
-                    slope: self.surrogate_slope,
-                },
-                SurrogateKind::Atan => Surrogate::Atan {
-                    alpha: self.surrogate_alpha,
-                },
-            },
-        }
+        let surrogate = match self.surrogate {
+            SurrogateKind::FastSigmoid => Surrogate::fast_sigmoid(self.surrogate_slope),
+            SurrogateKind::Atan => Surrogate::atan(self.surrogate_alpha),
+        };
+        LifConfig::new(self.beta)
+            .with_threshold(self.spike_threshold)
+            .with_reset(self.reset_mechanism)
+            .with_surrogate(surrogate)
     }
 
     /// The block configuration.
@@ -577,21 +377,20 @@ impl ModelConfig {
             backbone_units: self.backbone_units,
             backbone_layers: self.backbone_layers,
             cfc_mode: self.cfc_mode,
+            cfc_ts: self.cfc_time_span,
             layer_norm_eps: self.layer_norm_eps,
-            encoder_dropout: 0.2,
-            block_dropout: 0.1,
+            encoder_dropout: self.encoder_dropout,
+            block_dropout: self.block_dropout,
+            potential_scale: self.potential_scale,
+            seed: self.seed,
         }
     }
 
     /// The attention configuration.
     pub fn attention(&self) -> AttentionConfig {
-        AttentionConfig {
-            d_model: self.hidden_dim,
-            heads: self.num_attention_heads,
-            spike_steps: self.attention_spike_steps,
-            lif: self.lif(),
-            causal: true,
-        }
+        AttentionConfig::new(self.hidden_dim, self.num_attention_heads)
+            .with_spike_steps(self.attention_spike_steps)
+            .with_lif(self.lif())
     }
 
     /// Number of attention layers (one after every odd block).

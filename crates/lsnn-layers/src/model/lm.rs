@@ -11,13 +11,13 @@
 //! [`LanguageModel::step`] is the streaming form: one token per call with per-block liquid
 //! state and attention key/value caches, equal to the sequence call position by position.
 
+use super::ModelConfig;
 use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
 use crate::block::{BlockState, HybridLiquidSpikingBlock};
-use crate::config::ModelConfig;
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
-use crate::nn::{dropout, LayerNorm, Linear, Mode};
-use candle_core::{DType, Device, Module, Tensor, Var};
+use crate::nn::{dropout, DropoutRng, LayerNorm, Linear, Mode};
+use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 /// The output head: D → 2D → V.
@@ -39,6 +39,7 @@ pub struct LanguageModel {
     attns: Vec<MultiHeadSpikingAttention>,
     head: Head,
     cfg: ModelConfig,
+    rng: DropoutRng,
 }
 
 /// Streaming state: position, each block's liquid state, each attention layer's cache.
@@ -151,6 +152,7 @@ impl LanguageModel {
             attns,
             head,
             cfg: cfg.clone(),
+            rng: DropoutRng::new(cfg.seed),
         })
     }
 
@@ -180,6 +182,7 @@ impl LanguageModel {
                 fc2: self.head.fc2.detached(),
             },
             cfg: self.cfg.clone(),
+            rng: self.rng.clone(),
         }
     }
 
@@ -196,6 +199,11 @@ impl LanguageModel {
     /// The attention layers.
     pub fn attentions(&self) -> &[MultiHeadSpikingAttention] {
         &self.attns
+    }
+
+    /// The generator `ModuleT` draws dropout masks from.
+    pub fn dropout_rng(&self) -> &DropoutRng {
+        &self.rng
     }
 
     /// The device of the parameters.
@@ -310,7 +318,7 @@ impl LanguageModel {
 
     /// Block i, its norm and dropout, and after odd blocks the attention residual.
     fn layer(&self, i: usize, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let (y, _h) = self.blocks[i].forward_unchecked(x, None, mode)?;
+        let (y, _state) = self.blocks[i].forward_unchecked(x, None, mode)?;
         let x = self.norms[i].with_act(&y, NormAct::Norm, self.cfg.dropout, mode)?;
         if i % 2 == 1 {
             Ok((&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?)
@@ -460,4 +468,11 @@ pub fn next_token_loss(logits: &Tensor, targets: &Tensor, label_smoothing: f64) 
         objective,
         cross_entropy: nll.detach(),
     })
+}
+
+impl ModuleT for LanguageModel {
+    /// Logits [B, L, V] of ids [B, L]; dropout from the model's own generator when `train`.
+    fn forward_t(&self, ids: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.rng.run(train, |mode| self.forward(ids, mode))?)
+    }
 }

@@ -1,8 +1,9 @@
 //! The whole CfC recurrence over a sequence as one CPU custom op (SPEC §3.3, backbone_layers = 1).
 //!
-//! Inputs: the input projection P [B, L, U] (the first backbone layer applied to every position,
-//! bias included), the packed per-step weights `[W_hᵀ (H×U); W_headᵀ (U×3H); b_head (3H)]`, and
-//! h_0 [B, H]. Output: h_1..h_L as [B, L, H]. Per step:
+//! Operands, by the packing convention ([`crate::kernel::packing`]): the input projection
+//! P [B, L, U] (the first backbone layer applied to every position, bias included), the state
+//! h_0 [B, H], and the packed per-step weights `[W_hᵀ (H×U); W_headᵀ (U×3H); b_head (3H)]`.
+//! Output: h_1..h_L as [B, L, H] (the final state is its last position). Per step:
 //!
 //! ```text
 //! z = lecun_tanh(P_t + h_{t−1}·W_hᵀ)          head = z·W_headᵀ + b_head = [a1 | a2 | a3]
@@ -13,9 +14,9 @@
 //! saved outputs (h_{t−1} is the previous output) and runs the BPTT recurrence in one reverse pass,
 //! accumulating the weight gradients with gemm. Nothing but the inputs and the output is kept.
 
-use crate::cfc::CfcMode;
-use crate::kernel::{contiguous_slice, Real};
-use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use super::CfcMode;
+use crate::kernel::{contiguous_slice, float_kernel, Real};
+use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 const LECUN_A: f64 = 1.7159;
 const LECUN_B: f64 = 0.666;
@@ -237,55 +238,41 @@ impl CustomOp3 for CfcSeqOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = self.dims;
         if l1.shape().elem_count() != d.b * d.l * d.u
-            || l2.shape().elem_count() != d.h * d.u + d.u * 3 * d.h + 3 * d.h
-            || l3.shape().elem_count() != d.b * d.h
+            || l2.shape().elem_count() != d.b * d.h
+            || l3.shape().elem_count() != d.h * d.u + d.u * 3 * d.h + 3 * d.h
         {
             candle_core::bail!("cfc-seq: operand sizes do not match {d:?}");
         }
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(forward::<f32>(
-                self,
-                contiguous_slice(s1, l1, "cfc-seq: proj")?,
-                contiguous_slice(s2, l2, "cfc-seq: weights")?,
-                contiguous_slice(s3, l3, "cfc-seq: h0")?,
-            )),
-            DType::F64 => CpuStorage::F64(forward::<f64>(
-                self,
-                contiguous_slice(s1, l1, "cfc-seq: proj")?,
-                contiguous_slice(s2, l2, "cfc-seq: weights")?,
-                contiguous_slice(s3, l3, "cfc-seq: h0")?,
-            )),
-            dt => candle_core::bail!("cfc-seq: dtype {dt:?} not supported"),
-        };
+        let out = float_kernel!(self.name(), s1.dtype(), |T| forward::<T>(
+            self,
+            contiguous_slice(s1, l1, "cfc-seq: proj")?,
+            contiguous_slice(s3, l3, "cfc-seq: weights")?,
+            contiguous_slice(s2, l2, "cfc-seq: h0")?,
+        ));
         Ok((out, Shape::from((d.b, d.l, d.h))))
     }
 
     fn bwd(
         &self,
         proj: &Tensor,
-        packed: &Tensor,
         h0: &Tensor,
+        packed: &Tensor,
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dev = proj.device();
-        macro_rules! run {
-            ($t:ty) => {{
-                let v = |x: &Tensor| x.flatten_all()?.to_vec1::<$t>();
-                let (a, b, c) =
-                    backward::<$t>(self, &v(proj)?, &v(packed)?, &v(h0)?, &v(res)?, &v(grad)?);
-                (
-                    Tensor::from_vec(a, proj.shape(), dev)?,
-                    Tensor::from_vec(b, packed.shape(), dev)?,
-                    Tensor::from_vec(c, h0.shape(), dev)?,
-                )
-            }};
-        }
-        let (dp, dw, dh) = match proj.dtype() {
-            DType::F32 => run!(f32),
-            DType::F64 => run!(f64),
-            dt => candle_core::bail!("cfc-seq: dtype {dt:?} not supported"),
-        };
-        Ok((Some(dp), Some(dw), Some(dh)))
+        // Five tensors take part and an op takes at most three, so backward reads them as
+        // host vectors (this op only runs on the CPU).
+        let (dp, dh, dw) = float_kernel!(map self.name(), proj.dtype(), |T| {
+            let v = |x: &Tensor| x.flatten_all()?.to_vec1::<T>();
+            let (a, b, c) =
+                backward::<T>(self, &v(proj)?, &v(packed)?, &v(h0)?, &v(res)?, &v(grad)?);
+            (
+                Tensor::from_vec(a, proj.shape(), dev)?,
+                Tensor::from_vec(c, h0.shape(), dev)?,
+                Tensor::from_vec(b, packed.shape(), dev)?,
+            )
+        });
+        Ok((Some(dp), Some(dh), Some(dw)))
     }
 }

@@ -1,0 +1,30 @@
+//! The plumbing every CPU custom op shares (the LIF and CfC ops, the row ops of [`crate::fused`],
+//! and lsnn-train's in-place optimizer ops):
+//!
+//! - [`slices`]: the contiguous element slice of a `CpuStorage` under its layout, and a pointer
+//!   for disjoint writes from several threads;
+//! - [`real`]: the one f32/f64 dispatch ([`float_kernel!`](crate::kernel::float_kernel)) and the
+//!   `Real` element trait with the transcendental functions the kernels need;
+//! - [`gemm`]: matrix products on slices with strides;
+//! - [`threads`]: row kernels split over rayon only for large work, and [`sequential`], the
+//!   thread-local switch that keeps every kernel on its calling thread;
+//! - [`path`]: whether a fused kernel runs at all, or the composed reference (the switch that
+//!   forces the composed path on the CPU, process-wide or for one closure);
+//! - [`packing`]: the one convention by which a fused op takes its state and parameters and
+//!   returns its outputs (docs/design.md, "Packing convention").
+
+pub mod gemm;
+pub mod packing;
+pub mod path;
+pub mod real;
+pub mod slices;
+pub mod threads;
+
+pub(crate) use gemm::{matmul, Gemm};
+pub use path::{composed, force_composed, fused_available, fused_enabled};
+pub(crate) use real::float_kernel;
+pub(crate) use real::Real;
+pub(crate) use slices::SyncPtr;
+pub use slices::{contiguous_slice, contiguous_slice_mut_f32};
+pub(crate) use threads::{for_ranges, row_chunks};
+pub use threads::{parallel_allowed, sequential};

@@ -1,0 +1,116 @@
+//! The per-step composition of candle ops: the reference the fused kernels are tested and
+//! benchmarked against, and the path on every device without a fused kernel (it uses only ops
+//! every candle backend has). Each form takes an optional initial membrane and returns the final
+//! one, as the fused forms do.
+
+use super::reset::{with_reset, Reset};
+use super::surrogate::{with_surrogate, SurrogateFn};
+use super::{LifConfig, LifState, RateOutput, Surrogate};
+use crate::error::Result;
+use candle_core::Tensor;
+
+/// H(x) in forward with the surrogate σ'(x) as its gradient, in the straight-through form
+/// H(x) + x·g − stop_gradient(x·g) with g = σ'(x) detached: the bracket is exactly 0 in
+/// forward and has derivative g, so it needs no op candle lacks (candle has no `atan`).
+pub fn heaviside(x: &Tensor, surrogate: &Surrogate) -> Result<Tensor> {
+    let h = x.gt(0.0)?.to_dtype(x.dtype())?;
+    let g = with_surrogate!(surrogate, |s| s.grad_tensor(&x.detach()))?;
+    let t = (x * g)?;
+    Ok((h + (&t - t.detach())?)?)
+}
+
+fn step_with<R: Reset>(u: &Tensor, i: &Tensor, cfg: &LifConfig) -> Result<(Tensor, Tensor)> {
+    let th = cfg.threshold;
+    // r_t = H(U_{t−1} − θ), detached.
+    let r = (u - th)?.gt(0.0)?.to_dtype(u.dtype())?;
+    let nu = R::step_tensor(cfg.beta, th, &r, u, i)?;
+    let s = heaviside(&(&nu - th)?, &cfg.surrogate)?;
+    Ok((nu, s))
+}
+
+/// One step: (U_{t−1}, I_t) → (U_t, S_t).
+pub fn step(u: &Tensor, i: &Tensor, cfg: &LifConfig) -> Result<(Tensor, Tensor)> {
+    with_reset!(cfg.reset, |R| step_with::<R>(u, i, cfg))
+}
+
+fn start(like: &Tensor, state: Option<&LifState>) -> Result<Tensor> {
+    match state {
+        Some(s) => Ok(s.mem.clone()),
+        None => Ok(like.zeros_like()?),
+    }
+}
+
+/// Per-step [`super::spikes`].
+pub fn spikes(
+    currents: &Tensor,
+    cfg: &LifConfig,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
+    let steps = currents.dim(0)?;
+    let mut u = start(&currents.get(0)?, state)?;
+    let mut out = Vec::with_capacity(steps);
+    for t in 0..steps {
+        let (nu, s) = step(&u, &currents.get(t)?, cfg)?;
+        u = nu;
+        out.push(s);
+    }
+    Ok((Tensor::stack(&out, 0)?, LifState { mem: u }))
+}
+
+/// Per-step [`super::rate`].
+pub fn rate(
+    currents: &Tensor,
+    cfg: &LifConfig,
+    state: Option<&LifState>,
+) -> Result<(RateOutput, LifState)> {
+    let steps = currents.dim(0)?;
+    let mut u = start(&currents.get(0)?, state)?;
+    let mut count = u.zeros_like()?;
+    let mut usum = u.zeros_like()?;
+    for t in 0..steps {
+        let (nu, s) = step(&u, &currents.get(t)?, cfg)?;
+        count = (count + s)?;
+        usum = (usum + nu.detach())?;
+        u = nu;
+    }
+    let inv = 1.0 / steps as f64;
+    let out = RateOutput {
+        rate: count.affine(inv, 0.0)?,
+        mean_mem: usum.affine(inv, 0.0)?.detach(),
+    };
+    Ok((out, LifState { mem: u }))
+}
+
+/// Per-step [`super::const_spikes`].
+pub fn const_spikes(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
+    let mut u = start(current, state)?;
+    let mut out = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let (nu, s) = step(&u, current, cfg)?;
+        u = nu;
+        out.push(s);
+    }
+    Ok((Tensor::stack(&out, 0)?, LifState { mem: u }))
+}
+
+/// Per-step [`super::const_rate`].
+pub fn const_rate(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
+    let mut u = start(current, state)?;
+    let mut count = current.zeros_like()?;
+    for _ in 0..steps {
+        let (nu, s) = step(&u, current, cfg)?;
+        u = nu;
+        count = (count + s)?;
+    }
+    Ok((count.affine(1.0 / steps as f64, 0.0)?, LifState { mem: u }))
+}
