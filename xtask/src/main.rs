@@ -1,6 +1,7 @@
 //! Project automation, reached as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `ci`: everything `.ci/run` runs.
+//!   (The layer suite runs twice: on the fused kernels, and with `LSNN_FORCE_COMPOSED=1`.)
 //! - `leakcheck [--case NAME] [--long]`: builds in release and runs every leak case and control
 //!   (each in its own process, single-threaded), prints the table, writes
 //!   `target/leakcheck/report.json`, fails if a case leaks or a control goes uncaught.
@@ -212,6 +213,14 @@ fn ci() -> Result<()> {
     let mut test = cargo();
     test.current_dir(root()).args(["test", "--workspace"]);
     run(test)?;
+    // The layers' parity, gradient and fused-versus-reference suite again on the composed path
+    // (what CUDA and Metal run): the only check of "works off the CPU" without a GPU.
+    let mut composed = cargo();
+    composed
+        .current_dir(root())
+        .env("LSNN_FORCE_COMPOSED", "1")
+        .args(["test", "-p", "lsnn-layers"]);
+    run(composed)?;
     let mut fmt = cargo();
     fmt.current_dir(root()).args(["fmt", "--all", "--check"]);
     run(fmt)?;

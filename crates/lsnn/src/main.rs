@@ -39,19 +39,17 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // Threading policy (docs/performance.md): a batch's shards run on rayon's threads and the
-    // kernels inside a shard run on its thread alone. candle's own elementwise pool would spin
-    // beside them and serialise the shards on its lock, so it gets one thread unless the user
-    // sets CANDLE_NUM_THREADS. Set here, before any thread exists.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("LSNN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // Threading policy (docs/performance.md): a batch's shards run on rayon's threads and the
+    // kernels inside a shard on its thread alone; candle's spinning elementwise pool gets one
+    // thread unless the user sets CANDLE_NUM_THREADS. First, before any tensor exists (the
+    // logger above is set up first so that a "too late" warning would be seen).
+    lsnn_train::lsnn_layers::init();
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Train(a) => commands::train(a),
