@@ -2,7 +2,7 @@
 //! candle-nn asks for, `?` on lsnn errors in `candle_core::Result` code, candle's `ModuleT` and
 //! `RNN` traits, and the device-side finiteness check.
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::rnn::RNN;
 use candle_nn::{Init, VarBuilder, VarMap};
 use lsnn_layers::{
