@@ -4,7 +4,7 @@
 //! target at each position is a decaying sum of the inputs so far, so the loss can only fall
 //! far below the mean predictor's if the recurrent parts carry information through time.
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{linear, AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use lsnn_layers::lif::{Leaky, LifConfig};
 use lsnn_layers::{Cfc, CfcConfig, SeededInit, SeededRng, SpikingEncoder, SpikingEncoderConfig};
