@@ -11,14 +11,22 @@
 //! 3. **the packed parameters**: the op's parameters flattened and concatenated in the order the
 //!    op documents ([`pack`]) — or an [`empty`] tensor, meaning the fixed values the op holds;
 //!
-//! and its **output** is the flat concatenation of its parts, the main output first and then,
-//! when the caller asks for it, the final state in operand 2's layout. [`unpack`] splits it with
-//! differentiable `narrow`s, so the gradients of all parts reach the op's backward as one tensor
-//! (zero where a part received none), and the backward returns one gradient per operand in the
-//! same layouts. A new neuron with more state or learnable parameters adds rows to operands 2
-//! and 3, never operands.
+//! and its **output** is the main one (spikes, a rate, a sequence of hidden states). A second
+//! output of the same forward pass — the final state, in operand 2's layout — comes from a
+//! companion op applied right after to the same three operands: the main op's forward leaves
+//! the final state in a [`StateSlot`], the companion returns it as its own tensor and has its
+//! own backward (the recurrence from that state's gradient). candle sums the gradients the two
+//! backwards give each operand. A caller that does not ask for the final state pays nothing for
+//! it. (The alternative, one concatenated output split by `narrow`, costs a zero tensor and a
+//! concatenation of the whole output in backward for every part: measured on the LIF rate form
+//! at T = 8, N = 65,536, +80% peak memory.)
+//!
+//! Each backward returns one gradient per operand in the operands' layouts (none for an empty
+//! operand). A new neuron with more state or learnable parameters adds rows to operands 2 and 3,
+//! never operands.
 
-use candle_core::{Result, Shape, Tensor};
+use candle_core::{CpuStorage, Result, Tensor};
+use std::sync::{Arc, Mutex};
 
 /// A tensor with no elements on `like`'s device and dtype: an absent state or parameter operand.
 pub fn empty(like: &Tensor) -> Result<Tensor> {
@@ -40,28 +48,7 @@ pub fn pack(parts: &[&Tensor]) -> Result<Tensor> {
     Tensor::cat(&flat, 0)
 }
 
-/// The parts of a packed output, in order, with the given shapes (their element counts must add
-/// up to the output's); each is a differentiable view of the output.
-pub fn unpack(out: &Tensor, shapes: &[Shape]) -> Result<Vec<Tensor>> {
-    let total: usize = shapes.iter().map(Shape::elem_count).sum();
-    if total != out.elem_count() {
-        candle_core::bail!(
-            "unpack: parts of {total} elements for an output of {}",
-            out.elem_count()
-        );
-    }
-    if let [only] = shapes {
-        return out.reshape(only.clone()).map(|t| vec![t]);
-    }
-    let flat = out.flatten_all()?;
-    let mut start = 0;
-    shapes
-        .iter()
-        .map(|s| {
-            let n = s.elem_count();
-            let part = flat.narrow(0, start, n)?.reshape(s.clone());
-            start += n;
-            part
-        })
-        .collect()
-}
+/// Where a main op's forward pass leaves a second output (the final state) for its companion
+/// op, which takes it out. CPU ops run eagerly and in order, so the companion applied right
+/// after the main op finds what that forward left.
+pub type StateSlot = Arc<Mutex<Option<CpuStorage>>>;

@@ -46,12 +46,14 @@ pub(crate) trait Real: WithDType {
     fn sqrt_(self) -> Self;
     fn erf_(self) -> Self;
     fn abs_(self) -> Self;
+    /// The CPU storage holding `v`.
+    fn storage(v: Vec<Self>) -> candle_core::CpuStorage;
 }
 
 /// `Real` for a primitive float type whose inherent methods give tanh, exp, ln, sqrt and abs;
 /// erf comes from libm.
 macro_rules! impl_real {
-    ($t:ty, $erf:path) => {
+    ($t:ty, $erf:path, $variant:ident) => {
         impl Real for $t {
             #[inline(always)]
             fn tanh_(self) -> Self {
@@ -77,9 +79,12 @@ macro_rules! impl_real {
             fn abs_(self) -> Self {
                 self.abs()
             }
+            fn storage(v: Vec<Self>) -> candle_core::CpuStorage {
+                candle_core::CpuStorage::$variant(v)
+            }
         }
     };
 }
 
-impl_real!(f32, libm::erff);
-impl_real!(f64, libm::erf);
+impl_real!(f32, libm::erff, F32);
+impl_real!(f64, libm::erf, F64);

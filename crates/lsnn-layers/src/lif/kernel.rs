@@ -3,7 +3,7 @@
 //! mechanism and the surrogate so that every inner loop is branch-free.
 //!
 //! The membrane starts from U_{−1} (zero, or a given initial state) and the final U_{T−1} can be
-//! written after the main output. Backward recomputes the membrane history per block ((T + 1)
+//! written into a second buffer in the same pass. Backward recomputes the membrane history per block ((T + 1)
 //! values per neuron of the block, never of all neurons) and runs
 //! dL/dU_t = dL/dS_t·σ'(U_t − θ) + c_{t+1}·dL/dU_{t+1}, c = ∂U_{t+1}/∂U_t with the reset detached,
 //! starting from the gradient of the final membrane; what is carried past t = 0 is dL/dU_{−1}.
@@ -59,7 +59,7 @@ impl<T: Copy> Input<'_, T> {
     }
 }
 
-/// What the forward writes before the (optional) final membrane.
+/// What the forward writes as its main output.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Main {
     /// Spikes [T, n].
@@ -81,19 +81,19 @@ impl Main {
     }
 }
 
-/// Writes the main output into `out[..main.len()]` and, when `out` has n more elements, the
-/// final membrane there.
+/// Writes the main output into `out` (`main.len()` elements) and, when given, the final membrane
+/// into `fin` (n elements).
 pub(crate) fn forward<T: Real, R: Reset>(
     p: Params<T>,
     inp: &Input<'_, T>,
     main: Main,
     out: &mut [T],
+    fin: Option<&mut [T]>,
 ) {
     let (steps, n) = (inp.steps, inp.n);
-    let main_len = main.len(steps, n);
-    let emit_state = out.len() == main_len + n;
     let inv_t = T::from_f64(1.0 / steps as f64);
     let out = SyncPtr(out.as_mut_ptr());
+    let fin = fin.map(|f| SyncPtr(f.as_mut_ptr()));
     for_ranges(n, steps, |a, b| {
         let w = b - a;
         let mut u = match inp.mem0 {
@@ -150,30 +150,30 @@ pub(crate) fn forward<T: Real, R: Reset>(
                 }
             }
         }
-        if emit_state {
+        if let Some(f) = &fin {
             // SAFETY: neurons [a, b) of the final membrane belong to this task.
-            unsafe { out.slice(main_len + a, w) }.copy_from_slice(&u);
+            unsafe { f.slice(a, w) }.copy_from_slice(&u);
         }
     });
 }
 
-/// BPTT. `up` is the gradient of the forward's whole output: the main part (spikes [T, n] per
-/// step, or a rate [n] whose every step receives g/T; the mean-membrane half of `RateMem` is
-/// detached and ignored) and, when the forward emitted it, the final membrane's [n]. Writes
-/// dL/dI into `dcur` ([T, n], or [n] for a constant current) and dL/dU_{−1} into `dmem0`.
+/// BPTT from the gradient of the main output, `g_main` (spikes [T, n] per step, or a rate [n]
+/// whose every step receives g/T; the mean-membrane half of `RateMem` is detached and ignored),
+/// and/or of the final membrane, `g_state` [n]; an absent one is zero. Writes dL/dI into `dcur`
+/// ([T, n], or [n] for a constant current) and dL/dU_{−1} into `dmem0`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<T: Real, R: Reset, S: SurrogateFn>(
     p: Params<T>,
     sur: &S,
     inp: &Input<'_, T>,
     main: Main,
-    up: &[T],
+    g_main: Option<&[T]>,
+    g_state: Option<&[T]>,
     dcur: &mut [T],
     dmem0: Option<&mut [T]>,
 ) {
     let (steps, n, constant) = (inp.steps, inp.n, inp.constant);
-    let main_len = main.len(steps, n);
-    let g_state = (up.len() == main_len + n).then(|| &up[main_len..]);
-    let rate = main != Main::Spikes;
+    let rate = main != Main::Spikes && g_main.is_some();
     let k = sur.kernel::<T>();
     let inv_t = T::from_f64(1.0 / steps as f64);
     let dcur = SyncPtr(dcur.as_mut_ptr());
@@ -198,17 +198,17 @@ pub(crate) fn backward<T: Real, R: Reset, S: SurrogateFn>(
             None => vec![T::zero(); w],
         };
         let mut acc = vec![T::zero(); if constant { w } else { 0 }];
-        let mut scaled = vec![T::zero(); if rate { w } else { 0 }];
-        if rate {
+        // A rate's g/T, or zeros when only the final membrane has a gradient.
+        let mut scaled = vec![T::zero(); if rate || g_main.is_none() { w } else { 0 }];
+        if let (true, Some(up)) = (rate, g_main) {
             for (s, &g) in scaled.iter_mut().zip(&up[a..b]) {
                 *s = g * inv_t;
             }
         }
         for t in (0..steps).rev() {
-            let g: &[T] = if rate {
-                &scaled
-            } else {
-                &up[t * n + a..t * n + b]
+            let g: &[T] = match g_main {
+                Some(up) if !rate => &up[t * n + a..t * n + b],
+                _ => &scaled,
             };
             let u_t = &hist[(t + 1) * w..(t + 2) * w];
             let u_prev = &hist[t * w..(t + 1) * w];

@@ -44,7 +44,7 @@ pub use surrogate::Surrogate;
 use crate::error::{LayerError, Result};
 use crate::kernel::packing;
 use crate::rng::SeededRng;
-use candle_core::{Shape, Tensor};
+use candle_core::Tensor;
 use op::{Form, LifOp};
 
 /// The state of a LIF layer between calls: the membrane U [N…] after the last step.
@@ -175,22 +175,23 @@ pub(crate) fn run(
         cfg: *cfg,
         form: call.form,
         steps: call.steps,
-        emit_state: call.emit_state,
         dropout: mask,
+        slot: call.emit_state.then(packing::StateSlot::default),
     };
+    // One empty tensor serves every absent operand.
+    let params = packing::empty(x)?;
     let state = match call.state {
         Some(s) => s.mem.unsqueeze(0)?.contiguous()?,
-        None => packing::empty(x)?,
+        None => params.clone(),
     };
-    let out = x.contiguous()?.apply_op3(&state, &packing::empty(x)?, op)?;
+    let x = x.contiguous()?;
+    let out = x.apply_op3(&state, &params, op.clone())?;
     if !call.emit_state {
         return Ok((out, None));
     }
-    let main = Shape::from(call.form.main_dims(steps, &neurons));
-    let mut parts = packing::unpack(&out, &[main, Shape::from(neurons)])?;
-    let mem = parts.pop().expect("two parts");
-    let main = parts.pop().expect("two parts");
-    Ok((main, Some(LifState { mem })))
+    // The final membrane, from the same forward pass (see `op`).
+    let mem = x.apply_op3(&state, &params, op::LifStateOp { main: op })?;
+    Ok((out, Some(LifState { mem })))
 }
 
 fn run_composed(

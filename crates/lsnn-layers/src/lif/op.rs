@@ -1,13 +1,16 @@
-//! The fused LIF custom op and its backward, by the packing convention
+//! The fused LIF custom ops and their backward, by the packing convention
 //! ([`crate::kernel::packing`]): operands (currents, packed state [1, N…] or empty, parameters —
-//! empty: β and θ are the op's own), output the main part (spikes [T, N…], rate [N…] or
-//! rate + mean membrane [2, N…]) followed, when asked, by the final membrane [N…].
+//! empty: β and θ are the op's own). The main op's output is the form's (spikes [T, N…], rate
+//! [N…] or rate + mean membrane [2, N…]); when the final membrane is asked for, the main op
+//! leaves it in a [`StateSlot`] during its forward pass and [`LifStateOp`] — applied right after
+//! to the same operands — returns it as its own output with its own backward.
 
 use super::kernel::{self, Input, Main, Params};
 use super::reset::with_reset;
 use super::surrogate::with_surrogate;
 use super::LifConfig;
 use crate::fused::KeepMask;
+use crate::kernel::packing::StateSlot;
 use crate::kernel::{contiguous_slice, float_kernel, Real};
 use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
@@ -63,11 +66,11 @@ pub(crate) struct LifOp {
     pub form: Form,
     /// Steps of the constant-current forms.
     pub steps: usize,
-    /// Append the final membrane to the output.
-    pub emit_state: bool,
     /// Dropout applied to the output spikes inside the op (so the undropped train is never
     /// kept), and to their gradient in backward.
     pub dropout: Option<KeepMask>,
+    /// Set when the final membrane is wanted.
+    pub slot: Option<StateSlot>,
 }
 
 impl LifOp {
@@ -83,37 +86,80 @@ impl LifOp {
         (steps, neurons.iter().product())
     }
 
-    fn run<T: Real>(&self, x: &[T], dims: &[usize], mem0: Option<&[T]>) -> Vec<T> {
+    fn input<'a, T: Real>(
+        &self,
+        x: &'a [T],
+        dims: &[usize],
+        mem0: Option<&'a [T]>,
+    ) -> Input<'a, T> {
         let (steps, n) = self.sizes(dims);
-        let main = self.form.main();
-        let mut out = vec![T::zero(); main.len(steps, n) + if self.emit_state { n } else { 0 }];
-        let inp = Input {
+        Input {
             cur: x,
             constant: self.form.constant(),
             steps,
             n,
             mem0,
-        };
-        with_reset!(self.cfg.reset, |R| kernel::forward::<T, R>(
-            self.params(),
-            &inp,
-            main,
-            &mut out
-        ));
-        if let Some(m) = &self.dropout {
-            m.apply_in_place(&mut out[..steps * n]);
         }
-        out
     }
 
-    fn out_shape(&self, dims: &[usize]) -> Shape {
-        let (steps, neurons) = self.form.split(dims, self.steps);
-        let main = self.form.main_dims(steps, &neurons);
-        if self.emit_state {
-            Shape::from(main.iter().product::<usize>() + neurons.iter().product::<usize>())
-        } else {
-            Shape::from(main)
+    /// The main output, and the final membrane when a slot waits for it.
+    fn run<T: Real>(&self, inp: &Input<'_, T>) -> (Vec<T>, Option<Vec<T>>) {
+        let main = self.form.main();
+        let mut out = vec![T::zero(); main.len(inp.steps, inp.n)];
+        let mut fin = self.slot.as_ref().map(|_| vec![T::zero(); inp.n]);
+        with_reset!(self.cfg.reset, |R| kernel::forward::<T, R>(
+            self.params(),
+            inp,
+            main,
+            &mut out,
+            fin.as_deref_mut()
+        ));
+        if let Some(m) = &self.dropout {
+            m.apply_in_place(&mut out[..inp.steps * inp.n]);
         }
+        (out, fin)
+    }
+
+    fn check(&self, l1: &Layout, l3: &Layout, name: &str) -> candle_core::Result<()> {
+        let (steps, n) = self.sizes(l1.dims());
+        if l3.shape().elem_count() != 0 {
+            candle_core::bail!("{name}: the LIF op takes no parameter operand yet");
+        }
+        if let Some(m) = &self.dropout {
+            if !m.fits(steps * n) {
+                candle_core::bail!(
+                    "{name}: a dropout mask that does not fit {} spikes",
+                    steps * n
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Backward from the gradient `g` of one of the two outputs.
+    fn backward(
+        &self,
+        x: &Tensor,
+        state: &Tensor,
+        g: &Tensor,
+        of: Output,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = LifBwdOp {
+            fwd: self.clone(),
+            of,
+        };
+        let packed =
+            x.contiguous()?
+                .apply_op3_no_bwd(&state.contiguous()?, &g.contiguous()?, &op)?;
+        let nx = x.elem_count();
+        if state.elem_count() == 0 {
+            return Ok((Some(packed.reshape(x.shape())?), None, None));
+        }
+        let dx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
+        let ds = packed
+            .narrow(0, nx, state.elem_count())?
+            .reshape(state.shape())?;
+        Ok((Some(dx), Some(ds), None))
     }
 }
 
@@ -150,26 +196,23 @@ impl CustomOp3 for LifOp {
         _s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.check(l1, l3, self.name())?;
         let dims = l1.dims();
-        let (steps, n) = self.sizes(dims);
-        if l3.shape().elem_count() != 0 {
-            candle_core::bail!("{}: the LIF op takes no parameter operand yet", self.name());
+        let (steps, neurons) = self.form.split(dims, self.steps);
+        let n = neurons.iter().product();
+        let (out, fin) = float_kernel!(map self.name(), s1.dtype(), |T| {
+            let inp = self.input::<T>(
+                contiguous_slice(s1, l1, self.name())?,
+                dims,
+                state_slice(s2, l2, n, self.name())?,
+            );
+            let (out, fin) = self.run(&inp);
+            (T::storage(out), fin.map(T::storage))
+        });
+        if let (Some(slot), Some(fin)) = (&self.slot, fin) {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(fin);
         }
-        if let Some(m) = &self.dropout {
-            if !m.fits(steps * n) {
-                candle_core::bail!(
-                    "{}: a dropout mask that does not fit {} spikes",
-                    self.name(),
-                    steps * n
-                );
-            }
-        }
-        let out = float_kernel!(self.name(), s1.dtype(), |T| self.run::<T>(
-            contiguous_slice(s1, l1, self.name())?,
-            dims,
-            state_slice(s2, l2, n, self.name())?,
-        ));
-        Ok((out, self.out_shape(dims)))
+        Ok((out, Shape::from(self.form.main_dims(steps, &neurons))))
     }
 
     fn bwd(
@@ -180,56 +223,101 @@ impl CustomOp3 for LifOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = LifBwdOp { fwd: self.clone() };
-        let packed =
-            x.contiguous()?
-                .apply_op3_no_bwd(&state.contiguous()?, &grad.contiguous()?, &op)?;
-        let nx = x.elem_count();
-        if state.elem_count() == 0 {
-            return Ok((Some(packed.reshape(x.shape())?), None, None));
-        }
-        let dx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let ds = packed
-            .narrow(0, nx, state.elem_count())?
-            .reshape(state.shape())?;
-        Ok((Some(dx), Some(ds), None))
+        self.backward(x, state, grad, Output::Main)
     }
 }
 
-/// The fused backward: (currents, state, upstream gradient of the whole output) →
+/// The final membrane [N…] of the main op just applied to the same operands (taken from its
+/// slot), with the backward of the recurrence from that membrane's gradient.
+#[derive(Debug, Clone)]
+pub(crate) struct LifStateOp {
+    pub main: LifOp,
+}
+
+impl CustomOp3 for LifStateOp {
+    fn name(&self) -> &'static str {
+        "lif-final-state"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        _s3: &CpuStorage,
+        _l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, neurons) = self.main.form.split(l1.dims(), self.main.steps);
+        let taken = self
+            .main
+            .slot
+            .as_ref()
+            .and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take());
+        match taken {
+            Some(fin) => Ok((fin, Shape::from(neurons))),
+            None => candle_core::bail!("lif-final-state: applied without its main op's forward"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        state: &Tensor,
+        _params: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.main.backward(x, state, grad, Output::State)
+    }
+}
+
+/// Which output a backward starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Main,
+    State,
+}
+
+/// The fused backward: (currents, state, gradient of one output) →
 /// [dL/dI | dL/dU_{−1} when a state was given].
 #[derive(Debug, Clone)]
 struct LifBwdOp {
     fwd: LifOp,
+    of: Output,
 }
 
 impl LifBwdOp {
-    fn run<T: Real>(&self, x: &[T], dims: &[usize], mem0: Option<&[T]>, g: &[T]) -> Vec<T> {
+    fn run<T: Real>(&self, inp: &Input<'_, T>, g: &[T]) -> Vec<T> {
         let f = &self.fwd;
-        let (steps, n) = f.sizes(dims);
-        let main = f.form.main();
+        let (steps, n) = (inp.steps, inp.n);
         let masked;
-        let up: &[T] = match &f.dropout {
-            Some(m) => {
+        let g_main = match (self.of, &f.dropout) {
+            (Output::State, _) => None,
+            (Output::Main, Some(m)) => {
                 let mut v = g.to_vec();
                 m.apply_in_place(&mut v[..steps * n]);
                 masked = v;
-                &masked
+                Some(&masked[..])
             }
-            None => g,
+            (Output::Main, None) => Some(g),
         };
-        let mut out = vec![T::zero(); x.len() + if mem0.is_some() { n } else { 0 }];
-        let (dcur, dmem0) = out.split_at_mut(x.len());
-        let inp = Input {
-            cur: x,
-            constant: f.form.constant(),
-            steps,
-            n,
-            mem0,
-        };
-        let dmem0 = mem0.map(|_| dmem0);
+        let g_state = (self.of == Output::State).then_some(g);
+        let nx = inp.cur.len();
+        let mut out = vec![T::zero(); nx + if inp.mem0.is_some() { n } else { 0 }];
+        let (dcur, dmem0) = out.split_at_mut(nx);
+        let dmem0 = inp.mem0.map(|_| dmem0);
         with_reset!(f.cfg.reset, |R| with_surrogate!(&f.cfg.surrogate, |s| {
-            kernel::backward::<T, R, _>(f.params(), s, &inp, main, up, dcur, dmem0)
+            kernel::backward::<T, R, _>(
+                f.params(),
+                s,
+                inp,
+                f.form.main(),
+                g_main,
+                g_state,
+                dcur,
+                dmem0,
+            )
         }));
         out
     }
@@ -250,8 +338,11 @@ impl CustomOp3 for LifBwdOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l1.dims();
-        let (_, n) = self.fwd.sizes(dims);
-        let want = self.fwd.out_shape(dims).elem_count();
+        let (steps, n) = self.fwd.sizes(dims);
+        let want = match self.of {
+            Output::Main => self.fwd.form.main().len(steps, n),
+            Output::State => n,
+        };
         if l3.shape().elem_count() != want {
             candle_core::bail!(
                 "lif-bwd: a gradient of {} values for an output of {want}",
@@ -259,12 +350,14 @@ impl CustomOp3 for LifBwdOp {
             );
         }
         let has_state = l2.shape().elem_count() != 0;
-        let out = float_kernel!("lif-bwd", s1.dtype(), |T| self.run::<T>(
-            contiguous_slice(s1, l1, "lif-bwd: currents")?,
-            dims,
-            state_slice(s2, l2, n, "lif-bwd: state")?,
-            contiguous_slice(s3, l3, "lif-bwd: grad")?,
-        ));
+        let out = float_kernel!("lif-bwd", s1.dtype(), |T| {
+            let inp = self.fwd.input::<T>(
+                contiguous_slice(s1, l1, "lif-bwd: currents")?,
+                dims,
+                state_slice(s2, l2, n, "lif-bwd: state")?,
+            );
+            self.run(&inp, contiguous_slice(s3, l3, "lif-bwd: grad")?)
+        });
         let len = l1.shape().elem_count() + if has_state { n } else { 0 };
         Ok((out, Shape::from(len)))
     }
