@@ -7,7 +7,7 @@
 //! the check is shown to catch a leak of that size on top of the real workload's own noise.
 //! Chains stay bounded (≤ 110 links) so that dropping them cannot overflow the stack (SPEC §3.9).
 
-use crate::{spec_config, BenchError, Iteration, Kind, LeakCase, Result};
+use crate::{iteration, BenchError, Iteration, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
@@ -16,8 +16,10 @@ use lsnn_layers::cfc::CfcMode;
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::lif::LifConfig;
 use lsnn_layers::{init_model, LanguageModel, Mode, ModelConfig, SeededInit, SeededRng};
+use lsnn_memory::leak::runner::{spec_config, Kind, LeakCase};
 use lsnn_memory::{LeakConfig, MemoryManager};
 use lsnn_train::optim::Ema;
+use lsnn_train::{RunConfig, TrainConfig};
 use std::collections::BTreeMap;
 
 /// The small leak a control adds to its workload.
@@ -114,9 +116,9 @@ fn normal(shape: &[usize], seed: u64) -> Result<Tensor> {
     Ok(SeededRng::new(seed).normal_tensor(shape, 0.0, 1.0, DType::F32, &Device::Cpu)?)
 }
 
-/// The tiny LM the training-path cases use.
-pub fn tiny_config() -> ModelConfig {
-    ModelConfig {
+/// The tiny LM the training-path cases use, and its training settings.
+pub fn tiny_config() -> RunConfig<ModelConfig> {
+    let model = ModelConfig {
         embedding_dim: 32,
         input_dim: 32,
         hidden_dim: 32,
@@ -128,15 +130,19 @@ pub fn tiny_config() -> ModelConfig {
         attention_spike_steps: 3,
         sequence_length: 16,
         max_position_embeddings: 16,
-        batch_size: 4,
         backbone_units: 32,
         spike_threshold: 0.5,
         initializer_range: 0.5,
+        ..ModelConfig::default()
+    };
+    let train = TrainConfig {
+        batch_size: 4,
         warmup_steps: 2,
         num_epochs: 1_000,
         cleanup_every: 0,
-        ..ModelConfig::default()
-    }
+        ..TrainConfig::default()
+    };
+    RunConfig { model, train }
 }
 
 fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
@@ -202,8 +208,8 @@ fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
 type Training = (LanguageModel, Vec<(String, Var)>, ModelConfig);
 
 fn tiny_training() -> Result<Training> {
-    let cfg = tiny_config();
-    let (model, vm) = init_model(&cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
+    let RunConfig { model: cfg, train } = tiny_config();
+    let (model, vm) = init_model(&cfg, SeededRng::new(train.seed), &Device::Cpu)?;
     let vars = lsnn_layers::named_vars(&vm);
     Ok((model, vars, cfg))
 }
@@ -251,7 +257,11 @@ fn checkpoint_case(leak: Leak) -> Result<Iteration> {
         std::env::temp_dir().join(format!("lsnn-leak-ckpt-{}-{:?}", std::process::id(), leak));
     let _ = std::fs::remove_dir_all(&dir);
     let manager = MemoryManager::cpu();
-    let config_json = cfg.to_json();
+    let config_json = RunConfig {
+        model: cfg,
+        train: TrainConfig::default(),
+    }
+    .to_json()?;
     let mut leaker = Leaker::new(leak)?;
     let mut kept: Vec<Tensor> = Vec::new();
     Ok(Box::new(move |i| {
@@ -271,6 +281,7 @@ fn checkpoint_case(leak: Leak) -> Result<Iteration> {
             ema: &model,
             optimizer: &BTreeMap::new(),
             metrics_csv: "step\n",
+            best: false,
         };
         lsnn_train::checkpoint::save(&dir, &data)?;
         let loaded = lsnn_train::checkpoint::load(&dir)?;
@@ -292,8 +303,7 @@ fn checkpoint_case(leak: Leak) -> Result<Iteration> {
 
 fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
     use lsnn_train::{TokenDataset, TrainOptions, Trainer};
-    let mut cfg = tiny_config();
-    cfg.num_epochs = 1_000;
+    let cfg = tiny_config();
     let text: String = (0..40)
         .map(|i| format!("{i:03} fish swim {}\n", i % 7))
         .collect();
@@ -302,7 +312,7 @@ fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
     let data = TokenDataset::new(
         tokens[..split].to_vec(),
         tokens[split..].to_vec(),
-        cfg.sequence_length,
+        cfg.model.sequence_length,
         lsnn_train::DataSource::TextFile {
             path: "<leakcheck>".into(),
         },
@@ -312,11 +322,11 @@ fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
     let _ = std::fs::remove_dir_all(&dir);
     let opts = TrainOptions {
         out_dir: dir,
-        accuracy_problems: 0,
+        extra_metric_budget: 0,
         log_every: 1_000_000,
         ..TrainOptions::default()
     };
-    let mut trainer: Trainer = Trainer::new(cfg, data, opts)?;
+    let mut trainer: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
         trainer.train_epoch(&mut |_| {})?;
@@ -338,15 +348,15 @@ pub fn all() -> Vec<LeakCase> {
                    leak: Leak,
                    make: fn(Leak) -> Result<Iteration>| {
         v.push(LeakCase {
-            name,
+            name: name.into(),
             kind: if leak == Leak::None {
                 Kind::Case
             } else {
                 Kind::Control
             },
-            description: desc,
+            description: desc.into(),
             config: cfg,
-            setup: Box::new(move || make(leak)),
+            setup: Box::new(move || Ok(iteration(make(leak)?))),
         });
     };
     let c = spec_config;

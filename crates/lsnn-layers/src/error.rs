@@ -53,14 +53,6 @@ pub enum LayerError {
         /// What was wrong and what was expected.
         message: String,
     },
-    /// A configuration key neither lsnn nor the Python original knows (a typo?).
-    #[error("unknown config field `{field}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
-    UnknownField {
-        /// The key.
-        field: String,
-        /// The closest known key.
-        suggestion: Option<String>,
-    },
     /// A feature of the Python original or of the spec that lsnn does not have (yet).
     #[error("{feature} is not supported: {detail}")]
     Unsupported {
@@ -81,17 +73,6 @@ pub enum LayerError {
         /// The nearest hidden sizes divisible by the head count.
         suggest_hidden: String,
     },
-    /// A vocabulary that does not match the tokenizer.
-    #[error("vocab_size {config} does not match the tokenizer's {tokenizer} tokens")]
-    VocabMismatch {
-        /// From the config.
-        config: usize,
-        /// From the tokenizer.
-        tokenizer: usize,
-    },
-    /// Malformed JSON.
-    #[error("cannot parse config: {0}")]
-    Json(#[from] serde_json::Error),
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -136,7 +136,7 @@ fn lm_from_fixture() -> (
 ) {
     let f = load("lm.safetensors");
     let cfg_text = std::fs::read_to_string(fixture_path("lm_config.json")).unwrap();
-    let cfg = ModelConfig::from_json_str(&cfg_text).unwrap();
+    let cfg = ModelConfig::from_json(&cfg_text).unwrap();
     let params: HashMap<String, Tensor> = f
         .iter()
         .filter(|(k, _)| {

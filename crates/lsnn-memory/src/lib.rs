@@ -12,7 +12,10 @@
 //! - [`AccumulatorPool`]: reusable zeroed buffers for memory no autograd graph holds;
 //! - [`safe_zeros`], [`safe_ones`], [`safe_cat`], [`safe_stack`]: constructors that answer an
 //!   over-budget request with [`MemoryError::BudgetExceeded`] instead of aborting;
-//! - [`LeakDetector`]: warm-up + N iterations, growth, slope, peak trend and a verdict.
+//! - [`LeakDetector`]: warm-up + N iterations, growth, slope, peak trend and a verdict; and
+//!   [`leak::runner`]: named cases and the controls that must fail, run isolated (a child
+//!   process each, or a lock and one compute thread) — for the project's suite and a user's own
+//!   `#[test]`.
 //!
 //! This crate knows nothing of layers or training.
 //!

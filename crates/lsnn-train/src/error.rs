@@ -47,6 +47,33 @@ pub enum TrainError {
         #[source]
         source: serde_json::Error,
     },
+    /// A config key neither lsnn nor the Python original knows (a typo?).
+    #[error("unknown config field `{field}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownField {
+        /// The key.
+        field: String,
+        /// The closest known key.
+        suggestion: Option<String>,
+    },
+    /// A feature of the Python original or of a configuration that lsnn does not have.
+    #[error("{feature} is not supported: {detail}")]
+    Unsupported {
+        /// The feature.
+        feature: String,
+        /// Why and what to do instead.
+        detail: String,
+    },
+    /// A vocabulary that does not match the tokenizer of the data.
+    #[error("vocab_size {config} does not match the tokenizer's {tokenizer} tokens")]
+    VocabMismatch {
+        /// From the config.
+        config: usize,
+        /// From the tokenizer.
+        tokenizer: usize,
+    },
+    /// A config text that is not JSON.
+    #[error("cannot parse config: {0}")]
+    ConfigJson(#[from] serde_json::Error),
     /// An error from the layers.
     #[error(transparent)]
     Layer(#[from] lsnn_layers::LayerError),

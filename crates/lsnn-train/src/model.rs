@@ -1,130 +1,111 @@
-//! The small model trait the trainer is generic over, and its implementation for lsnn-layers'
-//! language model.
+//! The model trait the trainer is generic over: a user's own candle model trains with
+//! [`crate::Trainer`] by implementing it (and [`crate::Dataset`] for its data).
+//!
+//! What the trainer needs of a model: how to build it through a `VarBuilder` (the trainer
+//! supplies one that creates seeded variables, or one over stored tensors), a batch's losses
+//! and gradients, its evaluation metrics, and how a batch splits into row shards (so that a
+//! batch's shards run forward and backward on separate threads; a model that cannot split
+//! runs whole). Optional: a hook after every optimizer step (ncps' LTC clamps its parameters
+//! there) and per-layer statistics (spiking layers' firing rates).
 
 use crate::error::Result;
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
-use lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
+use lsnn_layers::Mode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-/// What the trainer needs of a model. `Sync` because the shards of a batch
-/// ([`crate::shard`]) run the same model on several threads at once.
-pub trait TrainableModel: Sized + Sync {
-    /// Builds the model; its trainable variables come from `vb` (a `SeededInit` backend for a
-    /// fresh run, stored tensors for evaluation).
-    fn build(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self>;
-    /// The losses of a batch of windows ids [B, L + 1].
-    fn batch_loss(&self, ids: &Tensor, label_smoothing: f64, mode: &mut Mode<'_>)
-        -> Result<LmLoss>;
-    /// Greedy completion of equal-length prompts, `max_new` tokens each.
-    fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>>;
+/// The losses of a batch (or a shard of one), detached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoss {
+    /// The training objective (what the gradients are of, e.g. label-smoothed).
+    pub objective: f64,
+    /// The loss reported in logs and metrics (e.g. the unsmoothed cross-entropy).
+    pub loss: f64,
+}
 
-    /// The unsmoothed mean cross-entropy of a batch of windows ids [B, L + 1] in evaluation
-    /// mode. The default is [`TrainableModel::batch_loss`]; models may skip building a graph.
-    fn eval_cross_entropy(&self, ids: &Tensor) -> Result<f64> {
-        let loss = self.batch_loss(ids, 0.0, &mut Mode::Eval)?;
-        Ok(loss
-            .cross_entropy
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?)
-    }
-
-    /// The losses of a training batch (detached) and the gradients of `scale`·objective, or
-    /// `None` for the gradients when a loss is not finite (no backward pass then). The default
-    /// is [`TrainableModel::batch_loss`] and one backward pass; models may back-propagate in
-    /// stages to hold less memory.
-    fn loss_and_grads(
-        &self,
-        ids: &Tensor,
-        label_smoothing: f64,
-        mode: &mut Mode<'_>,
-        scale: f64,
-    ) -> Result<(LmLoss, Option<GradStore>)> {
-        let loss = self.batch_loss(ids, label_smoothing, mode)?;
-        let values = loss.detached();
-        if !values.is_finite()? {
-            return Ok((values, None));
-        }
-        let root = loss.scaled_objective(scale)?;
-        drop(loss);
-        Ok((values, Some(root.backward()?)))
+impl StepLoss {
+    /// True when both are finite numbers (a batch to apply, not to skip).
+    pub fn is_finite(&self) -> bool {
+        self.objective.is_finite() && self.loss.is_finite()
     }
 }
 
-impl TrainableModel for LanguageModel {
-    fn build(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        Ok(LanguageModel::new(cfg, vb)?)
-    }
+/// Spike counts of one spiking layer over some batches: the raw material of firing-rate
+/// diagnostics (mean rate, the fraction of neurons that never fired).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStats {
+    /// The layer's name (its key prefix).
+    pub name: String,
+    /// Spikes of each neuron, summed over examples, positions and time steps.
+    pub spikes_per_neuron: Vec<f64>,
+    /// How many (example, position, step) samples the sums are over.
+    pub samples: f64,
+}
 
-    fn batch_loss(
-        &self,
-        ids: &Tensor,
-        label_smoothing: f64,
-        mode: &mut Mode<'_>,
-    ) -> Result<LmLoss> {
-        Ok(self.loss(ids, label_smoothing, mode)?.1)
-    }
+/// What the trainer needs of a model. `Sync` because a batch's shards run the same model on
+/// several threads at once.
+pub trait TrainModel: Sized + Sync {
+    /// The model's configuration: its part of a run's `config.json` (a struct of named fields,
+    /// none named like a [`crate::TrainConfig`] field).
+    type Config: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync;
+    /// A batch: inputs and targets, on the model's device.
+    type Batch: Send + Sync;
 
+    /// Builds the model; every trainable variable comes from `vb`.
+    fn build(cfg: &Self::Config, vb: VarBuilder) -> Result<Self>;
+
+    /// The detached losses of a training batch and the gradients of `scale`·objective, or
+    /// `None` for the gradients when a loss is not finite (no backward pass then; the trainer
+    /// skips the batch). Dropout draws from `mode`.
     fn loss_and_grads(
         &self,
-        ids: &Tensor,
-        label_smoothing: f64,
+        batch: &Self::Batch,
         mode: &mut Mode<'_>,
         scale: f64,
-    ) -> Result<(LmLoss, Option<GradStore>)> {
-        Ok(LanguageModel::loss_and_grads(
-            self,
-            ids,
-            label_smoothing,
-            mode,
-            scale,
-        )?)
+    ) -> Result<(StepLoss, Option<GradStore>)>;
+
+    /// The names of [`TrainModel::eval_batch`]'s values, in order (the metrics CSV's columns).
+    fn metric_names(&self) -> Vec<String>;
+
+    /// The metrics of one validation batch in evaluation mode, as means over its rows (the
+    /// trainer averages them over the validation set weighted by rows), in
+    /// [`TrainModel::metric_names`]' order. Return at least the monitored metric (by default
+    /// `val_loss`).
+    fn eval_batch(&self, batch: &Self::Batch) -> Result<Vec<f64>>;
+
+    /// Metrics derived from the averaged ones (e.g. perplexity from the loss), appended after
+    /// them; their names come after [`TrainModel::metric_names`] in the CSV too.
+    fn derived_metrics(&self, _means: &[(String, f64)]) -> Vec<(String, f64)> {
+        Vec::new()
     }
 
-    fn eval_cross_entropy(&self, ids: &Tensor) -> Result<f64> {
-        // Detached parameters: no graph is built, each activation is freed once read.
-        let loss = self.detached().batch_loss(ids, 0.0, &mut Mode::Eval)?;
-        Ok(loss
-            .cross_entropy
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?)
+    /// Names of [`TrainModel::derived_metrics`].
+    fn derived_metric_names(&self) -> Vec<String> {
+        Vec::new()
     }
 
-    fn greedy_complete(&self, prompts: &[Vec<u32>], max_new: usize) -> Result<Vec<Vec<u32>>> {
-        let this = self.detached();
-        let b = prompts.len();
-        if b == 0 {
-            return Ok(Vec::new());
-        }
-        let plen = prompts[0].len();
-        if plen == 0 || prompts.iter().any(|p| p.len() != plen) {
-            return Err(crate::TrainError::Config {
-                field: "prompts".into(),
-                message: "expected non-empty prompts of equal length".into(),
-            });
-        }
-        let dev = self.device().clone();
-        let mut state = this.new_state(b)?;
-        let mut logits = None;
-        for t in 0..plen {
-            let col: Vec<u32> = prompts.iter().map(|p| p[t]).collect();
-            logits = Some(this.step(&Tensor::from_vec(col, b, &dev)?, &mut state)?);
-        }
-        let mut outs = vec![Vec::with_capacity(max_new); b];
-        for k in 0..max_new {
-            let next = logits
-                .as_ref()
-                .expect("prompt is non-empty")
-                .argmax(D::Minus1)?
-                .to_dtype(DType::U32)?;
-            let v = next.to_vec1::<u32>()?;
-            for (o, &t) in outs.iter_mut().zip(&v) {
-                o.push(t);
-            }
-            if k + 1 < max_new {
-                logits = Some(this.step(&next, &mut state)?);
-            }
-        }
-        Ok(outs)
+    /// Rows (examples) of a batch.
+    fn batch_rows(batch: &Self::Batch) -> usize;
+
+    /// Rows `start..start + len` of a batch as a batch of their own, or `None` when the model's
+    /// batches cannot be split (it then trains each batch whole, on one thread).
+    fn batch_part(_batch: &Self::Batch, _start: usize, _len: usize) -> Option<Result<Self::Batch>> {
+        None
+    }
+
+    /// What throughput counts in a batch (tokens for a language model; by default its rows).
+    fn batch_items(batch: &Self::Batch) -> u64 {
+        Self::batch_rows(batch) as u64
+    }
+
+    /// Called after every optimizer step (e.g. to clamp constrained parameters).
+    fn after_step(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Spike statistics of the model's spiking layers on a validation batch (none by default).
+    fn layer_stats(&self, _batch: &Self::Batch) -> Result<Vec<LayerStats>> {
+        Ok(Vec::new())
     }
 }

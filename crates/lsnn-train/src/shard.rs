@@ -1,5 +1,6 @@
-//! Batch-parallel steps: a batch is split by rows into a fixed number of shards whose forward
-//! and backward passes run on separate threads, and the shards' gradients are summed.
+//! Batch-parallel steps: a batch is split by rows ([`TrainModel::batch_part`]) into a fixed
+//! number of shards whose forward and backward passes run on separate threads, and the shards'
+//! gradients are summed. A model whose batches do not split trains each batch whole.
 //!
 //! The layers' kernels are too small to gain from splitting each op across threads (the thread
 //! hand-over costs more than half an op saves), while whole shards keep every core busy for a
@@ -17,8 +18,8 @@
 //! shard order, so a run's numbers are the same on one thread or many.
 
 use crate::error::Result;
-use crate::model::TrainableModel;
-use candle_core::{DType, Tensor, Var};
+use crate::model::{StepLoss, TrainModel};
+use candle_core::{Tensor, Var};
 use lsnn_layers::{Mode, SeededRng};
 
 /// Most rows in one shard. Measured on the SPEC §7 workloads (2 cores): lm-small's 8 rows as two
@@ -66,9 +67,9 @@ pub fn run_shards<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
 /// The losses and gradients of one training batch.
 #[derive(Debug)]
 pub struct BatchGrads {
-    /// The unsmoothed mean cross-entropy over the batch.
-    pub cross_entropy: f64,
-    /// The training objective (label-smoothed when asked) over the batch.
+    /// The reported loss over the batch (row-weighted mean of the shards').
+    pub loss: f64,
+    /// The training objective over the batch.
     pub objective: f64,
     /// ∇objective for each of the given variables (in their order; `None` for a variable the
     /// loss does not reach), or `None` as a whole when a loss was not finite and no backward
@@ -77,56 +78,52 @@ pub struct BatchGrads {
 }
 
 struct ShardOut {
-    ce: f64,
-    obj: f64,
+    loss: StepLoss,
     grads: Option<Vec<Option<Tensor>>>,
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
-}
-
-/// Forward in training mode, loss and backward for a batch of windows ids [B, L + 1], split into
-/// shards (see the module docs). Dropout masks come from generators forked from `rng`.
-pub fn loss_and_grads<M: TrainableModel>(
+/// Forward in training mode, loss and backward for a batch, split into shards when the model's
+/// batches split (see the module docs), else whole. Dropout masks come from generators forked
+/// from `rng`, one per shard in shard order.
+pub fn loss_and_grads<M: TrainModel>(
     model: &M,
-    ids: &Tensor,
-    label_smoothing: f64,
+    batch: &M::Batch,
     rng: &mut SeededRng,
     vars: &[(String, Var)],
 ) -> Result<BatchGrads> {
-    let rows = ids.dim(0)?;
-    let shards = shard_rows(rows);
+    let rows = M::batch_rows(batch);
+    // One row probes whether the model's batches split at all.
+    let shards = if rows > SHARD_ROWS && M::batch_part(batch, 0, 1).is_some() {
+        shard_rows(rows)
+    } else {
+        vec![(0, rows)]
+    };
+    let whole = shards.len() == 1;
     let rngs: Vec<SeededRng> = shards.iter().map(|_| rng.fork()).collect();
     let run_one = |i: usize| -> Result<ShardOut> {
         let (start, len) = shards[i];
-        let part = ids.narrow(0, start, len)?;
-        let mut r = rngs[i].clone();
-        let (loss, store) = model.loss_and_grads(
-            &part,
-            label_smoothing,
-            &mut Mode::Train(&mut r),
-            len as f64 / rows as f64,
-        )?;
-        let (ce, obj) = (scalar(&loss.cross_entropy)?, scalar(&loss.objective)?);
-        let Some(store) = store else {
-            return Ok(ShardOut {
-                ce,
-                obj,
-                grads: None,
-            });
+        let part;
+        let b = if whole {
+            batch
+        } else {
+            part = M::batch_part(batch, start, len).expect("the model splits batches")?;
+            &part
         };
-        let grads = vars
-            .iter()
-            .map(|(_, v)| store.get(v.as_tensor()).cloned())
-            .collect();
-        Ok(ShardOut {
-            ce,
-            obj,
-            grads: Some(grads),
-        })
+        let mut r = rngs[i].clone();
+        let scale = if rows == 0 {
+            1.0
+        } else {
+            len as f64 / rows as f64
+        };
+        let (loss, store) = model.loss_and_grads(b, &mut Mode::Train(&mut r), scale)?;
+        let grads = store.map(|store| {
+            vars.iter()
+                .map(|(_, v)| store.get(v.as_tensor()).cloned())
+                .collect()
+        });
+        Ok(ShardOut { loss, grads })
     };
-    let mut ce = 0.0;
+    let mut loss = 0.0;
     let mut obj = 0.0;
     let mut total: Option<Vec<Option<Tensor>>> = None;
     let mut finite = true;
@@ -140,10 +137,14 @@ pub fn loss_and_grads<M: TrainableModel>(
         let outs = run_shards(end - first, |k| run_one(first + k));
         for (i, out) in (first..end).zip(outs) {
             let out = out?;
-            let w = shards[i].1 as f64 / rows as f64;
-            ce += w * out.ce;
-            obj += w * out.obj;
-            match (out.grads, finite) {
+            let w = if rows == 0 {
+                1.0
+            } else {
+                shards[i].1 as f64 / rows as f64
+            };
+            loss += w * out.loss.loss;
+            obj += w * out.loss.objective;
+            match (out.grads, finite && out.loss.is_finite()) {
                 (Some(g), true) => {
                     total = Some(match total {
                         None => g,
@@ -167,7 +168,7 @@ pub fn loss_and_grads<M: TrainableModel>(
         first = end;
     }
     Ok(BatchGrads {
-        cross_entropy: ce,
+        loss,
         objective: obj,
         grads: if finite { total } else { None },
     })

@@ -7,6 +7,7 @@
 //! (`full` adds global-norm clipping at 1.0 and an EMA update); an inference step is a batched
 //! [B, L] forward in evaluation mode.
 
+use crate::config::{RunConfig, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::optim::{global_norm, AdamW, AdamWConfig, Ema};
 use candle_core::{Device, Tensor, Var};
@@ -21,7 +22,7 @@ pub const WORKLOADS: &[&str] = &["lm-small", "lm-medium"];
 
 /// The config of a SPEC §7 workload (explicit overrides of T = 4, attention rate steps 8,
 /// CfC backbone 128 × 1 on top of the defaults).
-pub fn workload(name: &str) -> Result<ModelConfig> {
+pub fn workload(name: &str) -> Result<RunConfig<ModelConfig>> {
     let base = ModelConfig {
         num_spike_steps: 4,
         attention_spike_steps: 8,
@@ -29,20 +30,29 @@ pub fn workload(name: &str) -> Result<ModelConfig> {
         backbone_layers: 1,
         ..ModelConfig::default()
     };
+    let train = |batch_size| TrainConfig {
+        batch_size,
+        ..TrainConfig::default()
+    };
     match name {
-        "lm-small" => Ok(base),
-        "lm-medium" => Ok(ModelConfig {
-            embedding_dim: 256,
-            input_dim: 256,
-            hidden_dim: 256,
-            spiking_units: 128,
-            liquid_units: 128,
-            num_layers: 4,
-            num_attention_heads: 8,
-            sequence_length: 128,
-            max_position_embeddings: 128,
-            batch_size: 16,
-            ..base
+        "lm-small" => Ok(RunConfig {
+            model: base,
+            train: train(8),
+        }),
+        "lm-medium" => Ok(RunConfig {
+            model: ModelConfig {
+                embedding_dim: 256,
+                input_dim: 256,
+                hidden_dim: 256,
+                spiking_units: 128,
+                liquid_units: 128,
+                num_layers: 4,
+                num_attention_heads: 8,
+                sequence_length: 128,
+                max_position_embeddings: 128,
+                ..base
+            },
+            train: train(16),
         }),
         other => Err(TrainError::Config {
             field: "workload".into(),
@@ -63,13 +73,18 @@ pub struct StepBench {
     ema: Option<Ema>,
     pool: Vec<Tensor>,
     dropout: SeededRng,
-    cfg: ModelConfig,
+    cfg: RunConfig<ModelConfig>,
 }
 
 impl StepBench {
     /// Initialises `cfg`'s model (seeded) and the fixed pool of 8 batches.
-    pub fn new(cfg: &ModelConfig) -> Result<Self> {
-        let (model, vm) = init_model(cfg, SeededRng::new(cfg.seed), &Device::Cpu)?;
+    /// The objective is the unsmoothed cross-entropy whatever `cfg` says (SPEC §7).
+    pub fn new(cfg: &RunConfig<ModelConfig>) -> Result<Self> {
+        let model_cfg = ModelConfig {
+            label_smoothing: 0.0,
+            ..cfg.model.clone()
+        };
+        let (model, vm) = init_model(&model_cfg, SeededRng::new(cfg.train.seed), &Device::Cpu)?;
         let vars = named_vars(&vm);
         let opt = AdamW::new(
             &vars,
@@ -78,7 +93,7 @@ impl StepBench {
                 ..AdamWConfig::default()
             },
         )?;
-        let (b, l) = (cfg.batch_size, cfg.sequence_length + 1);
+        let (b, l) = (cfg.train.batch_size, cfg.model.sequence_length + 1);
         let mut rng = SeededRng::new(7);
         let pool = (0..8)
             .map(|_| {
@@ -99,20 +114,19 @@ impl StepBench {
     }
 
     /// The workload's config.
-    pub fn config(&self) -> &ModelConfig {
+    pub fn config(&self) -> &RunConfig<ModelConfig> {
         &self.cfg
     }
 
     /// Tokens one step processes (B·L).
     pub fn tokens_per_step(&self) -> usize {
-        self.cfg.batch_size * self.cfg.sequence_length
+        self.cfg.train.batch_size * self.cfg.model.sequence_length
     }
 
     /// Training step `i` (batch `i mod 8`); `full` adds clipping and the EMA update.
     pub fn train_step(&mut self, i: usize, full: bool) -> Result<()> {
         let ids = &self.pool[i % self.pool.len()];
-        let batch =
-            crate::shard::loss_and_grads(&self.model, ids, 0.0, &mut self.dropout, &self.vars)?;
+        let batch = crate::shard::loss_and_grads(&self.model, ids, &mut self.dropout, &self.vars)?;
         let grads = batch
             .grads
             .ok_or(TrainError::Layer(lsnn_layers::LayerError::NonFinite {
@@ -145,7 +159,7 @@ impl StepBench {
     /// Inference step `i`: a [B, L] forward in evaluation mode, without a graph (detached
     /// parameters), its rows split evenly over the threads.
     pub fn infer_step(&mut self, i: usize) -> Result<()> {
-        let ids = self.pool[i % self.pool.len()].narrow(1, 0, self.cfg.sequence_length)?;
+        let ids = self.pool[i % self.pool.len()].narrow(1, 0, self.cfg.model.sequence_length)?;
         let parts = crate::shard::even_parts(ids.dim(0)?, rayon::current_num_threads());
         let model = &self.infer;
         for r in crate::shard::run_shards(parts.len(), |k| {
@@ -164,7 +178,10 @@ mod tests {
 
     #[test]
     fn workloads_follow_spec_section_7() {
-        let s = workload("lm-small").unwrap();
+        let RunConfig {
+            model: s,
+            train: st,
+        } = workload("lm-small").unwrap();
         assert_eq!(
             (
                 s.vocab_size,
@@ -184,10 +201,13 @@ mod tests {
             (4, 4, 8)
         );
         assert_eq!(
-            (s.sequence_length, s.batch_size, s.backbone_units),
+            (s.sequence_length, st.batch_size, s.backbone_units),
             (64, 8, 128)
         );
-        let m = workload("lm-medium").unwrap();
+        let RunConfig {
+            model: m,
+            train: mt,
+        } = workload("lm-medium").unwrap();
         assert_eq!(
             (
                 m.hidden_dim,
@@ -199,7 +219,7 @@ mod tests {
             (256, 256, 128, 128, 4)
         );
         assert_eq!(
-            (m.num_attention_heads, m.sequence_length, m.batch_size),
+            (m.num_attention_heads, m.sequence_length, mt.batch_size),
             (8, 128, 16)
         );
         m.validate().unwrap();
@@ -212,18 +232,23 @@ mod tests {
 
     #[test]
     fn a_training_step_changes_the_weights_and_an_inference_step_does_not() {
-        let cfg = ModelConfig {
-            embedding_dim: 16,
-            input_dim: 16,
-            hidden_dim: 16,
-            spiking_units: 8,
-            liquid_units: 8,
-            num_attention_heads: 2,
-            sequence_length: 8,
-            max_position_embeddings: 8,
-            batch_size: 2,
-            backbone_units: 8,
-            ..ModelConfig::default()
+        let cfg = RunConfig {
+            model: ModelConfig {
+                embedding_dim: 16,
+                input_dim: 16,
+                hidden_dim: 16,
+                spiking_units: 8,
+                liquid_units: 8,
+                num_attention_heads: 2,
+                sequence_length: 8,
+                max_position_embeddings: 8,
+                backbone_units: 8,
+                ..ModelConfig::default()
+            },
+            train: TrainConfig {
+                batch_size: 2,
+                ..TrainConfig::default()
+            },
         };
         let mut b = StepBench::new(&cfg).unwrap();
         let w = |b: &StepBench| {

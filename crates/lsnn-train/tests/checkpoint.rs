@@ -5,21 +5,31 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{batch, bits, options, scratch, snapshot, tiny_config, write_text_file};
+use common::{
+    batch, bits, options, scratch, snapshot, tiny_config, tiny_model, tiny_train, write_text_file,
+    LmTrainer,
+};
 use lsnn_train::checkpoint::{self, SaveStage};
-use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig};
-use lsnn_train::{TokenDataset, TrainError, TrainOptions, Trainer};
+use lsnn_train::lsnn_layers::ModelConfig;
+use lsnn_train::{RunConfig, TokenDataset, TrainConfig, TrainError, TrainOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A run on a text file (resume rebuilds the data from the file): 22 training windows = 5
 /// batches of 4 per epoch, 2 epochs, accumulation 3 → 10 batches, 3 optimizer steps.
-fn resume_config() -> ModelConfig {
-    ModelConfig {
-        num_epochs: 2,
-        gradient_accumulation_steps: 3,
-        ..tiny_config()
+fn resume_config() -> RunConfig<ModelConfig> {
+    RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            num_epochs: 2,
+            gradient_accumulation_steps: 3,
+            ..tiny_train()
+        },
     }
+}
+
+fn resume(dir: &Path, opts: TrainOptions) -> lsnn_train::Result<LmTrainer> {
+    LmTrainer::resume(dir, opts, lsnn_train::lm::token_data)
 }
 
 fn text_data(dir: &Path) -> TokenDataset {
@@ -69,8 +79,7 @@ fn resume_equals_straight_run(ks: &[u64], name: &str) {
     let data = text_data(&root);
 
     let straight = root.join("straight");
-    let mut t =
-        Trainer::<LanguageModel>::new(resume_config(), data.clone(), options(&straight)).unwrap();
+    let mut t = LmTrainer::new(resume_config(), data.clone(), options(&straight)).unwrap();
     let s = t.run(&mut |_| {}).unwrap();
     // Windows end at batches 3, 6 and 9; the tenth batch's partial window is applied when the
     // run finishes (the schedule planned 4 steps).
@@ -78,7 +87,7 @@ fn resume_equals_straight_run(ks: &[u64], name: &str) {
     assert!(t.state().finished);
 
     let resumed = root.join("resumed");
-    let mut t = Trainer::<LanguageModel>::new(
+    let mut t = LmTrainer::new(
         resume_config(),
         data,
         TrainOptions {
@@ -92,7 +101,7 @@ fn resume_equals_straight_run(ks: &[u64], name: &str) {
     assert_eq!(s.batches, ks[0]);
     drop(t);
     for &k in &ks[1..] {
-        let mut t = Trainer::<LanguageModel>::resume(
+        let mut t = resume(
             &resumed,
             TrainOptions {
                 max_batches: Some(k),
@@ -104,7 +113,7 @@ fn resume_equals_straight_run(ks: &[u64], name: &str) {
         assert!(s.interrupted);
         assert_eq!(s.batches, k);
     }
-    let mut t = Trainer::<LanguageModel>::resume(&resumed, options(&resumed)).unwrap();
+    let mut t = resume(&resumed, options(&resumed)).unwrap();
     assert_eq!(t.state().batches_seen, *ks.last().unwrap());
     let s = t.run(&mut |_| {}).unwrap();
     assert!(!s.interrupted);
@@ -165,7 +174,7 @@ fn resume_restores_every_tensor_and_the_state() {
     let root = scratch("resume-restores");
     let data = text_data(&root);
     let first = root.join("first");
-    let mut t = Trainer::<LanguageModel>::new(
+    let mut t = LmTrainer::new(
         resume_config(),
         data,
         TrainOptions {
@@ -207,7 +216,7 @@ fn resume_restores_every_tensor_and_the_state() {
     assert_eq!(state["batch_in_epoch"], 4);
 
     let second = root.join("second");
-    let r = Trainer::<LanguageModel>::resume(&first, options(&second)).unwrap();
+    let r = resume(&first, options(&second)).unwrap();
     assert_eq!(snapshot(&r), vars_before, "weights differ after resume");
     let st = r.state();
     assert_eq!(st.step, 1);
@@ -237,9 +246,9 @@ fn resume_restores_every_tensor_and_the_state() {
 }
 
 /// A trainer with a checkpoint at step 1 in `run_dir`, then trained to step 2 (not saved).
-fn trainer_with_old_checkpoint(run_dir: &Path) -> (Trainer<LanguageModel>, PathBuf) {
+fn trainer_with_old_checkpoint(run_dir: &Path) -> (LmTrainer, PathBuf) {
     let data = text_data(run_dir);
-    let mut t = Trainer::<LanguageModel>::new(tiny_config(), data, options(run_dir)).unwrap();
+    let mut t = LmTrainer::new(tiny_config(), data, options(run_dir)).unwrap();
     t.train_batch(&batch(&t, 0)).unwrap();
     let old = t.save_checkpoint().unwrap();
     t.train_batch(&batch(&t, 1)).unwrap();
@@ -298,7 +307,7 @@ fn a_failed_save_leaves_the_previous_checkpoint_current() {
             old_model,
             "{stage:?}: the old checkpoint was overwritten"
         );
-        let r = Trainer::<LanguageModel>::resume(&run_dir, options(&run_dir)).unwrap();
+        let r = resume(&run_dir, options(&run_dir)).unwrap();
         assert_eq!(r.state().step, 1);
     }
 
@@ -310,7 +319,7 @@ fn a_failed_save_leaves_the_previous_checkpoint_current() {
     let cur = checkpoint::resolve(&run_dir).unwrap();
     assert_ne!(cur, old);
     assert_eq!(checkpoint::load(&run_dir).unwrap().step, 2);
-    let r = Trainer::<LanguageModel>::resume(&run_dir, options(&run_dir)).unwrap();
+    let r = resume(&run_dir, options(&run_dir)).unwrap();
     assert_eq!(snapshot(&r), snapshot(&t));
 
     // The next successful save removes every leftover set.
@@ -333,12 +342,15 @@ fn template() -> &'static Path {
     DIR.get_or_init(|| {
         let root = scratch("corrupt-template");
         let data = text_data(&root);
-        let cfg = ModelConfig {
-            gradient_accumulation_steps: 2,
-            ..tiny_config()
+        let cfg = RunConfig {
+            model: tiny_model(),
+            train: TrainConfig {
+                gradient_accumulation_steps: 2,
+                ..tiny_train()
+            },
         };
         let run = root.join("run");
-        let mut t = Trainer::<LanguageModel>::new(cfg, data, options(&run)).unwrap();
+        let mut t = LmTrainer::new(cfg, data, options(&run)).unwrap();
         for b in 0..3 {
             t.train_batch(&batch(&t, b)).unwrap();
         }
@@ -359,7 +371,7 @@ fn fresh_copy(name: &str) -> (PathBuf, PathBuf) {
     }
     std::fs::copy(src.join(checkpoint::CURRENT), dst.join(checkpoint::CURRENT)).unwrap();
     // The copy itself is valid.
-    Trainer::<LanguageModel>::resume(&dst, options(&dst)).unwrap();
+    resume(&dst, options(&dst)).unwrap();
     let set = dst.join(set_name);
     (dst, set)
 }
@@ -368,7 +380,7 @@ fn fresh_copy(name: &str) -> (PathBuf, PathBuf) {
 /// contains every one of `words`.
 #[track_caller]
 fn expect_checkpoint_error(run_dir: &Path, file: &str, words: &[&str]) {
-    let err = Trainer::<LanguageModel>::resume(run_dir, options(run_dir)).unwrap_err();
+    let err = resume(run_dir, options(run_dir)).unwrap_err();
     let shown = err.to_string();
     match &err {
         TrainError::Checkpoint { path, message } => {
@@ -471,16 +483,17 @@ fn a_step_that_disagrees_is_a_checkpoint_error() {
 fn a_different_config_is_a_checkpoint_error() {
     let (run, set) = fresh_copy("config");
     let p = set.join(checkpoint::CONFIG_FILE);
-    let mut cfg = ModelConfig::from_json_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    cfg.hidden_dim = 32;
-    std::fs::write(&p, cfg.to_json()).unwrap();
+    let mut cfg =
+        RunConfig::<ModelConfig>::from_json(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    cfg.model.hidden_dim = 32;
+    std::fs::write(&p, cfg.to_json().unwrap()).unwrap();
     expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["config.json hashes to"]);
 
     // Also rewriting trainer_state.json's hash: now the weights were written for another config.
     let sp = set.join(checkpoint::STATE_FILE);
     let mut state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&sp).unwrap()).unwrap();
-    state["config_hash"] = checkpoint::config_hash(&cfg.to_json()).into();
+    state["config_hash"] = checkpoint::config_hash(&cfg.to_json().unwrap()).into();
     std::fs::write(&sp, serde_json::to_string_pretty(&state).unwrap()).unwrap();
     expect_checkpoint_error(
         &run,
@@ -505,13 +518,13 @@ fn a_dangling_or_malformed_pointer_is_a_checkpoint_error() {
 
     // No checkpoint at all, and no directory at all.
     let empty = scratch("corrupt-empty");
-    let err = Trainer::<LanguageModel>::resume(&empty, options(&empty)).unwrap_err();
+    let err = resume(&empty, options(&empty)).unwrap_err();
     assert!(
         matches!(&err, TrainError::Checkpoint { message, .. } if message.contains("no checkpoint here")),
         "{err:?}"
     );
     let gone = empty.join("nope");
-    let err = Trainer::<LanguageModel>::resume(&gone, options(&gone)).unwrap_err();
+    let err = resume(&gone, options(&gone)).unwrap_err();
     assert!(
         matches!(&err, TrainError::Checkpoint { message, .. } if message.contains("no such directory")),
         "{err:?}"
@@ -679,13 +692,12 @@ fn files_swapped_between_kinds_are_checkpoint_errors() {
 fn saves_of_one_state_are_byte_identical() {
     let root = scratch("same-bytes");
     let data = text_data(&root);
-    let mut t =
-        Trainer::<LanguageModel>::new(resume_config(), data, options(&root.join("a"))).unwrap();
+    let mut t = LmTrainer::new(resume_config(), data, options(&root.join("a"))).unwrap();
     for b in 0..4 {
         t.train_batch(&batch(&t, b)).unwrap();
     }
     t.save_checkpoint().unwrap();
-    let r = Trainer::<LanguageModel>::resume(&root.join("a"), options(&root.join("b"))).unwrap();
+    let r = resume(&root.join("a"), options(&root.join("b"))).unwrap();
     r.save_checkpoint().unwrap();
     let (a, b) = (read_set(&root.join("a")), read_set(&root.join("b")));
     for (file, bytes) in &a {
@@ -700,7 +712,7 @@ fn saves_of_one_state_are_byte_identical() {
 fn malformed_state_json_is_a_typed_error() {
     let (run, set) = fresh_copy("state-json");
     std::fs::write(set.join(checkpoint::STATE_FILE), "{ not json").unwrap();
-    let err = Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap_err();
+    let err = resume(&run, options(&run)).unwrap_err();
     match err {
         TrainError::Json { path, .. } => assert!(path.ends_with(checkpoint::STATE_FILE)),
         other => panic!("expected a JSON error naming trainer_state.json, got {other:?}"),
@@ -714,7 +726,7 @@ fn a_position_that_does_not_fit_the_data_is_a_checkpoint_error() {
     let root = scratch("position-vs-data");
     let data = text_data(&root);
     let run = root.join("run");
-    let mut t = Trainer::<LanguageModel>::new(
+    let mut t = LmTrainer::new(
         resume_config(),
         data,
         TrainOptions {
@@ -730,15 +742,27 @@ fn a_position_that_does_not_fit_the_data_is_a_checkpoint_error() {
         .join(checkpoint::STATE_FILE);
     let good_state = std::fs::read(&state_path).unwrap();
 
-    // The data file shrank: the saved window order names windows that no longer exist.
+    // The data file changed — shrank, or was edited in place at the same length: its content
+    // fingerprint no longer matches the run's.
+    let changed = |err: TrainError| match err {
+        TrainError::Data { path, message } => {
+            assert!(path.ends_with(checkpoint::STATE_FILE), "{path:?}");
+            assert!(
+                message.contains("fingerprint") && message.contains("changed"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a data error, got {other:?}"),
+    };
     write_text_file(&root, "data.txt", 200);
-    expect_checkpoint_error(
-        &run,
-        checkpoint::STATE_FILE,
-        &["epoch_order", "training windows"],
-    );
+    changed(resume(&run, options(&run)).unwrap_err());
     write_text_file(&root, "data.txt", 400);
-    Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap();
+    let mut same_length = std::fs::read(root.join("data.txt")).unwrap();
+    same_length[100] = if same_length[100] == b'x' { b'y' } else { b'x' };
+    std::fs::write(root.join("data.txt"), &same_length).unwrap();
+    changed(resume(&run, options(&run)).unwrap_err());
+    write_text_file(&root, "data.txt", 400);
+    resume(&run, options(&run)).unwrap();
 
     // Edited positions.
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
@@ -759,7 +783,7 @@ fn a_position_that_does_not_fit_the_data_is_a_checkpoint_error() {
     edit(&|v| v["accum_in_window"] = 3.into());
     expect_checkpoint_error(&run, checkpoint::STATE_FILE, &["accum_in_window"]);
     edit(&|_| {});
-    let mut t = Trainer::<LanguageModel>::resume(&run, options(&run)).unwrap();
+    let mut t = resume(&run, options(&run)).unwrap();
     assert_eq!(t.run(&mut |_| {}).unwrap().batches, 10);
 }
 
@@ -782,6 +806,7 @@ fn a_set_whose_state_disagrees_is_refused_before_anything_is_switched() {
                 ema: &empty,
                 optimizer: &empty,
                 metrics_csv: "step\n",
+                best: false,
             },
         )
     };

@@ -244,13 +244,16 @@ fn memory_kept_between_batches_is_about_the_training_state() {
     // (five copies of the parameters) plus small bookkeeping — not any activation. Copying a
     // gradient that is a view into a larger buffer kept that whole buffer alive (a regression
     // that held ~55 MB at lm-small size).
-    let cfg = lsnn_train::lsnn_layers::ModelConfig {
-        gradient_accumulation_steps: 2,
-        ..common::tiny_config()
+    let cfg = lsnn_train::RunConfig {
+        model: common::tiny_model(),
+        train: lsnn_train::TrainConfig {
+            gradient_accumulation_steps: 2,
+            ..common::tiny_train()
+        },
     };
     let dir = common::scratch("memory-between-batches");
-    let mut t: lsnn_train::Trainer =
-        lsnn_train::Trainer::new(cfg, common::text_dataset(16), common::options(&dir)).unwrap();
+    let mut t =
+        common::LmTrainer::new(cfg, common::text_dataset(16), common::options(&dir)).unwrap();
     let params: u64 = t
         .vars()
         .iter()
@@ -262,7 +265,7 @@ fn memory_kept_between_batches_is_about_the_training_state() {
         let ids = common::batch(&t, 0);
         let mut rng = SeededRng::new(1);
         let vars = t.vars().to_vec();
-        drop(lsnn_train::shard::loss_and_grads(t.model(), &ids, 0.0, &mut rng, &vars).unwrap());
+        drop(lsnn_train::shard::loss_and_grads(t.model(), &ids, &mut rng, &vars).unwrap());
     }
     let before = alloc::live_bytes();
     for b in 0..4 {

@@ -4,10 +4,12 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::tiny_config;
-use lsnn_train::lsnn_layers::{init_model, named_vars, LanguageModel, Mode, SeededRng};
+use common::tiny_model;
+use lsnn_train::lsnn_layers::{
+    init_model, named_vars, LanguageModel, Mode, ModelConfig, SeededRng,
+};
 use lsnn_train::shard::{loss_and_grads, shard_rows, BatchGrads, SHARD_ROWS};
-use lsnn_train::TrainableModel;
+use lsnn_train::{StepLoss, TrainModel};
 
 fn ids(rows: usize, len: usize, seed: u64) -> Tensor {
     let mut rng = SeededRng::new(seed);
@@ -52,13 +54,16 @@ fn rows_split_into_near_equal_shards_in_order() {
 /// The sharded gradient against one backward pass through Σ_k (B_k/B)·loss_k built in a single
 /// graph, with the shards' dropout generators forked the same way.
 fn matches_single_graph(rows: usize, smoothing: f64) {
-    let cfg = tiny_config();
+    let cfg = ModelConfig {
+        label_smoothing: smoothing,
+        ..tiny_model()
+    };
     let (model, vm) = init_model(&cfg, SeededRng::new(5), &Device::Cpu).unwrap();
     let vars = named_vars(&vm);
     let batch = ids(rows, cfg.sequence_length + 1, 9);
     let mut rng = SeededRng::new(21);
     let mut manual_rng = rng.clone();
-    let got = loss_and_grads(&model, &batch, smoothing, &mut rng, &vars).unwrap();
+    let got = loss_and_grads(&model, &batch, &mut rng, &vars).unwrap();
     let shards = shard_rows(rows);
     assert_eq!(shards.len(), rows.div_ceil(SHARD_ROWS));
     let mut forks: Vec<SeededRng> = shards.iter().map(|_| manual_rng.fork()).collect();
@@ -70,9 +75,7 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
     let mut ce = 0.0;
     for ((start, len), r) in shards.iter().zip(forks.iter_mut()) {
         let part = batch.narrow(0, *start, *len).unwrap();
-        let loss = model
-            .batch_loss(&part, smoothing, &mut Mode::Train(r))
-            .unwrap();
+        let (_, loss) = model.loss(&part, smoothing, &mut Mode::Train(r)).unwrap();
         let w = *len as f64 / rows as f64;
         ce += w * loss
             .cross_entropy
@@ -92,11 +95,7 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap();
-    assert!(
-        (got.cross_entropy - ce).abs() < 1e-6,
-        "{} vs {ce}",
-        got.cross_entropy
-    );
+    assert!((got.loss - ce).abs() < 1e-6, "{} vs {ce}", got.loss);
     assert!(
         (got.objective - obj).abs() < 1e-6,
         "{} vs {obj}",
@@ -149,19 +148,19 @@ fn step_on(
     model: &LanguageModel,
     vars: &[(String, candle_core::Var)],
 ) -> BatchGrads {
-    let batch = ids(9, tiny_config().sequence_length + 1, 3);
+    let batch = ids(9, tiny_model().sequence_length + 1, 3);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap()
-        .install(|| loss_and_grads(model, &batch, 0.1, &mut SeededRng::new(8), vars).unwrap())
+        .install(|| loss_and_grads(model, &batch, &mut SeededRng::new(8), vars).unwrap())
 }
 
 /// One shard (4 rows) of an lm-small-sized model: its kernels are large enough to split their
 /// rows over the pool, and the step's bits still do not depend on the thread count.
 #[test]
 fn a_single_shard_step_gives_the_same_bits_on_one_two_and_three_threads() {
-    let cfg = lsnn_train::workload::workload("lm-small").unwrap();
+    let cfg = lsnn_train::workload::workload("lm-small").unwrap().model;
     let (model, vm) = init_model(&cfg, SeededRng::new(6), &Device::Cpu).unwrap();
     let vars = named_vars(&vm);
     let batch = ids(4, cfg.sequence_length + 1, 5);
@@ -170,7 +169,7 @@ fn a_single_shard_step_gives_the_same_bits_on_one_two_and_three_threads() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| loss_and_grads(&model, &batch, 0.1, &mut SeededRng::new(8), &vars).unwrap())
+            .install(|| loss_and_grads(&model, &batch, &mut SeededRng::new(8), &vars).unwrap())
     };
     let one = step(1);
     for threads in [2, 3] {
@@ -193,11 +192,15 @@ fn a_single_shard_step_gives_the_same_bits_on_one_two_and_three_threads() {
 
 #[test]
 fn a_step_gives_the_same_bits_on_one_thread_and_on_two() {
-    let (model, vm) = init_model(&tiny_config(), SeededRng::new(6), &Device::Cpu).unwrap();
+    let cfg = ModelConfig {
+        label_smoothing: 0.1,
+        ..tiny_model()
+    };
+    let (model, vm) = init_model(&cfg, SeededRng::new(6), &Device::Cpu).unwrap();
     let vars = named_vars(&vm);
     let one = step_on(1, &model, &vars);
     let two = step_on(2, &model, &vars);
-    assert_eq!(one.cross_entropy.to_bits(), two.cross_entropy.to_bits());
+    assert_eq!(one.loss.to_bits(), two.loss.to_bits());
     assert_eq!(one.objective.to_bits(), two.objective.to_bits());
     for (((name, _), a), b) in vars.iter().zip(one.grads.unwrap()).zip(two.grads.unwrap()) {
         match (a, b) {
@@ -214,54 +217,64 @@ struct NanSecondShard {
     calls: std::sync::atomic::AtomicUsize,
 }
 
-impl TrainableModel for NanSecondShard {
-    fn build(
-        cfg: &lsnn_train::lsnn_layers::ModelConfig,
-        vb: candle_nn::VarBuilder,
-    ) -> lsnn_train::Result<Self> {
+impl TrainModel for NanSecondShard {
+    type Config = ModelConfig;
+    type Batch = Tensor;
+
+    fn build(cfg: &ModelConfig, vb: candle_nn::VarBuilder) -> lsnn_train::Result<Self> {
         Ok(NanSecondShard {
             inner: LanguageModel::build(cfg, vb)?,
             calls: Default::default(),
         })
     }
 
-    fn batch_loss(
+    /// The second call reports a NaN objective but still hands back its gradients: the shard
+    /// runner itself must see the non-finite loss and drop the batch.
+    fn loss_and_grads(
         &self,
         ids: &Tensor,
-        label_smoothing: f64,
         mode: &mut Mode<'_>,
-    ) -> lsnn_train::Result<lsnn_train::lsnn_layers::LmLoss> {
-        let mut loss = self.inner.batch_loss(ids, label_smoothing, mode)?;
+        scale: f64,
+    ) -> lsnn_train::Result<(StepLoss, Option<candle_core::backprop::GradStore>)> {
+        let (mut loss, grads) = TrainModel::loss_and_grads(&self.inner, ids, mode, scale)?;
         if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            loss.objective = (loss.objective * f64::NAN)?;
+            loss.objective = f64::NAN;
         }
-        Ok(loss)
+        Ok((loss, grads))
     }
 
-    fn greedy_complete(
-        &self,
-        prompts: &[Vec<u32>],
-        max_new: usize,
-    ) -> lsnn_train::Result<Vec<Vec<u32>>> {
-        self.inner.greedy_complete(prompts, max_new)
+    fn metric_names(&self) -> Vec<String> {
+        self.inner.metric_names()
+    }
+
+    fn eval_batch(&self, ids: &Tensor) -> lsnn_train::Result<Vec<f64>> {
+        self.inner.eval_batch(ids)
+    }
+
+    fn batch_rows(ids: &Tensor) -> usize {
+        LanguageModel::batch_rows(ids)
+    }
+
+    fn batch_part(ids: &Tensor, start: usize, len: usize) -> Option<lsnn_train::Result<Tensor>> {
+        LanguageModel::batch_part(ids, start, len)
     }
 }
 
 #[test]
 fn one_non_finite_shard_skips_the_whole_batch() {
-    let (inner, vm) = init_model(&tiny_config(), SeededRng::new(6), &Device::Cpu).unwrap();
+    let (inner, vm) = init_model(&tiny_model(), SeededRng::new(6), &Device::Cpu).unwrap();
     let vars = named_vars(&vm);
     let model = NanSecondShard {
         inner,
         calls: Default::default(),
     };
-    let batch = ids(8, tiny_config().sequence_length + 1, 4);
-    let got = loss_and_grads(&model, &batch, 0.0, &mut SeededRng::new(2), &vars).unwrap();
+    let batch = ids(8, tiny_model().sequence_length + 1, 4);
+    let got = loss_and_grads(&model, &batch, &mut SeededRng::new(2), &vars).unwrap();
     assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert!(
         got.grads.is_none(),
         "a batch with a NaN shard kept gradients"
     );
     assert!(got.objective.is_nan());
-    assert!(got.cross_entropy.is_finite());
+    assert!(got.loss.is_finite());
 }

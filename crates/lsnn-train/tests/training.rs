@@ -3,11 +3,19 @@
 
 mod common;
 
-use common::{batch, options, scratch, snapshot, text_dataset, tiny_config};
-use lsnn_train::lsnn_layers::{LanguageModel, LmLoss, Mode, ModelConfig};
+use candle_core::backprop::GradStore;
+use candle_core::Tensor;
+use common::{
+    batch, options, scratch, snapshot, text_dataset, tiny_config, tiny_model, tiny_train, LmTrainer,
+};
+use lsnn_train::config::MonitorMode;
+use lsnn_train::lm::AsLanguageModel;
+use lsnn_train::lsnn_layers::{LanguageModel, Mode, ModelConfig};
 use lsnn_train::schedule::{cleanup_after_batch, lr_at, should_stop_early, CleanupReason};
 use lsnn_train::shard::shard_rows;
-use lsnn_train::{DataSource, Event, TokenDataset, TrainableModel, Trainer};
+use lsnn_train::{
+    DataSource, Event, RunConfig, StepLoss, TokenDataset, TrainConfig, TrainModel, Trainer,
+};
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,13 +37,16 @@ fn batch_losses(events: &[Event]) -> Vec<f64> {
 #[test]
 fn loss_falls_by_a_third_on_repetitive_text() {
     let dir = scratch("loss-falls");
-    let cfg = ModelConfig {
-        num_epochs: 3,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            num_epochs: 3,
+            ..tiny_train()
+        },
     };
     // 64 windows = 16 batches per epoch.
     let data = text_dataset(64);
-    let mut t = Trainer::<LanguageModel>::new(cfg, data, options(&dir)).unwrap();
+    let mut t = LmTrainer::new(cfg, data, options(&dir)).unwrap();
     let mut events = Vec::new();
     let summary = t.run(&mut |e| events.push(e.clone())).unwrap();
     let losses = batch_losses(&events);
@@ -70,9 +81,9 @@ fn loss_falls_by_a_third_on_repetitive_text() {
     }
     let eval = summary.last_eval.expect("an epoch finished");
     assert!(
-        eval.loss < 0.7 * 256f64.ln(),
+        eval.loss() < 0.7 * 256f64.ln(),
         "validation loss {}",
-        eval.loss
+        eval.loss()
     );
 }
 
@@ -81,12 +92,15 @@ fn loss_falls_by_a_third_on_repetitive_text() {
 fn identical_runs_give_bit_identical_weights() {
     let run = |name: &str| {
         let dir = scratch(name);
-        let cfg = ModelConfig {
-            num_epochs: 2,
-            gradient_accumulation_steps: 2,
-            ..tiny_config()
+        let cfg = RunConfig {
+            model: tiny_model(),
+            train: TrainConfig {
+                num_epochs: 2,
+                gradient_accumulation_steps: 2,
+                ..tiny_train()
+            },
         };
-        let mut t = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap();
+        let mut t = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap();
         let mut losses = Vec::new();
         t.run(&mut |e| {
             if let Event::Batch { loss, .. } = e {
@@ -109,13 +123,16 @@ fn identical_runs_give_bit_identical_weights() {
 
     // A different seed gives different weights (so the comparison above can fail).
     let dir = scratch("determinism-c");
-    let cfg = ModelConfig {
-        num_epochs: 2,
-        gradient_accumulation_steps: 2,
-        seed: 7,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            num_epochs: 2,
+            gradient_accumulation_steps: 2,
+            seed: 7,
+            ..tiny_train()
+        },
     };
-    let mut t = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap();
+    let mut t = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap();
     t.run(&mut |_| {}).unwrap();
     assert_ne!(snapshot(&t), a.0);
 }
@@ -128,7 +145,10 @@ struct NanAt<const AT: usize, const OBJECTIVE_ONLY: bool> {
     train_calls: AtomicUsize,
 }
 
-impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainableModel for NanAt<AT, OBJECTIVE_ONLY> {
+impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainModel for NanAt<AT, OBJECTIVE_ONLY> {
+    type Config = ModelConfig;
+    type Batch = Tensor;
+
     fn build(cfg: &ModelConfig, vb: candle_nn::VarBuilder) -> lsnn_train::Result<Self> {
         Ok(NanAt {
             inner: LanguageModel::build(cfg, vb)?,
@@ -136,47 +156,71 @@ impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainableModel for NanAt<AT, O
         })
     }
 
-    fn batch_loss(
+    /// The gradients are handed back even for the poisoned shard: the trainer must see the
+    /// non-finite loss itself.
+    fn loss_and_grads(
         &self,
-        ids: &candle_core::Tensor,
-        label_smoothing: f64,
+        ids: &Tensor,
         mode: &mut Mode<'_>,
-    ) -> lsnn_train::Result<LmLoss> {
-        let train = mode.is_train();
-        let loss = self.inner.batch_loss(ids, label_smoothing, mode)?;
-        if !train {
-            return Ok(loss);
-        }
+        scale: f64,
+    ) -> lsnn_train::Result<(StepLoss, Option<GradStore>)> {
+        let (loss, grads) = TrainModel::loss_and_grads(&self.inner, ids, mode, scale)?;
         // Every batch of these tests has the configuration's batch size.
-        let shards = shard_rows(tiny_config().batch_size).len();
+        let shards = shard_rows(tiny_train().batch_size).len();
         let i = self.train_calls.fetch_add(1, Ordering::SeqCst);
         if i != AT * shards + shards - 1 {
-            return Ok(loss);
+            return Ok((loss, grads));
         }
-        Ok(LmLoss {
-            objective: (loss.objective * f64::NAN)?,
-            cross_entropy: if OBJECTIVE_ONLY {
-                loss.cross_entropy
-            } else {
-                (loss.cross_entropy * f64::NAN)?
-            },
-        })
+        let poisoned = StepLoss {
+            objective: f64::NAN,
+            loss: if OBJECTIVE_ONLY { loss.loss } else { f64::NAN },
+        };
+        Ok((poisoned, grads))
     }
 
-    fn greedy_complete(
-        &self,
-        prompts: &[Vec<u32>],
-        max_new: usize,
-    ) -> lsnn_train::Result<Vec<Vec<u32>>> {
-        self.inner.greedy_complete(prompts, max_new)
+    fn metric_names(&self) -> Vec<String> {
+        self.inner.metric_names()
+    }
+
+    fn eval_batch(&self, ids: &Tensor) -> lsnn_train::Result<Vec<f64>> {
+        self.inner.eval_batch(ids)
+    }
+
+    fn derived_metrics(&self, means: &[(String, f64)]) -> Vec<(String, f64)> {
+        self.inner.derived_metrics(means)
+    }
+
+    fn derived_metric_names(&self) -> Vec<String> {
+        self.inner.derived_metric_names()
+    }
+
+    fn batch_rows(ids: &Tensor) -> usize {
+        LanguageModel::batch_rows(ids)
+    }
+
+    fn batch_part(ids: &Tensor, start: usize, len: usize) -> Option<lsnn_train::Result<Tensor>> {
+        LanguageModel::batch_part(ids, start, len)
+    }
+
+    fn batch_items(ids: &Tensor) -> u64 {
+        LanguageModel::batch_items(ids)
+    }
+}
+
+impl<const AT: usize, const OBJECTIVE_ONLY: bool> AsLanguageModel for NanAt<AT, OBJECTIVE_ONLY> {
+    fn language_model(&self) -> &LanguageModel {
+        &self.inner
     }
 }
 
 fn nan_batch_is_skipped<const OBJECTIVE_ONLY: bool>(name: &str) {
     let dir = scratch(name);
-    let mut t =
-        Trainer::<NanAt<2, OBJECTIVE_ONLY>>::new(tiny_config(), text_dataset(24), options(&dir))
-            .unwrap();
+    let mut t = Trainer::<NanAt<2, OBJECTIVE_ONLY>, TokenDataset>::new(
+        tiny_config(),
+        text_dataset(24),
+        options(&dir),
+    )
+    .unwrap();
     for b in 0..6 {
         let before = snapshot(&t);
         let step_before = t.state().step;
@@ -224,9 +268,12 @@ fn nan_objective_with_finite_cross_entropy_is_skipped_too() {
 /// `run` reports the skipped batch as an event and in its summary.
 fn run_reports_skipped_batches<const OBJECTIVE_ONLY: bool>(name: &str) {
     let dir = scratch(name);
-    let mut t =
-        Trainer::<NanAt<3, OBJECTIVE_ONLY>>::new(tiny_config(), text_dataset(24), options(&dir))
-            .unwrap();
+    let mut t = Trainer::<NanAt<3, OBJECTIVE_ONLY>, TokenDataset>::new(
+        tiny_config(),
+        text_dataset(24),
+        options(&dir),
+    )
+    .unwrap();
     let mut skipped = Vec::new();
     let mut batches = 0;
     let summary = t
@@ -241,7 +288,7 @@ fn run_reports_skipped_batches<const OBJECTIVE_ONLY: bool>(name: &str) {
     assert_eq!(summary.skipped, 1);
     assert_eq!(summary.steps, 5);
     let eval = summary.last_eval.unwrap();
-    assert!(eval.loss.is_finite());
+    assert!(eval.loss().is_finite());
 }
 
 #[test]
@@ -260,16 +307,24 @@ fn run_reports_a_skipped_nan_objective_batch() {
 #[test]
 fn nan_batch_inside_an_accumulation_window_is_left_out_of_the_average() {
     let dir = scratch("nan-accum");
-    let cfg1 = ModelConfig {
-        gradient_clip: 0.0,
-        ..tiny_config()
+    let cfg1 = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            gradient_clip: 0.0,
+            ..tiny_train()
+        },
     };
-    let cfg2 = ModelConfig {
-        gradient_accumulation_steps: 2,
+    let cfg2 = RunConfig {
+        train: TrainConfig {
+            gradient_accumulation_steps: 2,
+            ..cfg1.train.clone()
+        },
         ..cfg1.clone()
     };
-    let mut a = Trainer::<NanAt<1, false>>::new(cfg2, text_dataset(24), options(&dir)).unwrap();
-    let mut b = Trainer::<LanguageModel>::new(cfg1, text_dataset(24), options(&dir)).unwrap();
+    let mut a =
+        Trainer::<NanAt<1, false>, TokenDataset>::new(cfg2, text_dataset(24), options(&dir))
+            .unwrap();
+    let mut b = LmTrainer::new(cfg1, text_dataset(24), options(&dir)).unwrap();
     assert_eq!(
         snapshot(&a),
         snapshot(&b),
@@ -293,11 +348,15 @@ fn nan_batch_inside_an_accumulation_window_is_left_out_of_the_average() {
 #[test]
 fn all_nan_window_takes_no_step() {
     let dir = scratch("nan-window");
-    let cfg = ModelConfig {
-        gradient_accumulation_steps: 1,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            gradient_accumulation_steps: 1,
+            ..tiny_train()
+        },
     };
-    let mut t = Trainer::<NanAt<0, false>>::new(cfg, text_dataset(24), options(&dir)).unwrap();
+    let mut t = Trainer::<NanAt<0, false>, TokenDataset>::new(cfg, text_dataset(24), options(&dir))
+        .unwrap();
     let before = snapshot(&t);
     assert!(t.train_batch(&batch(&t, 0)).unwrap().is_nan());
     assert_eq!(t.state().step, 0);
@@ -310,13 +369,16 @@ fn all_nan_window_takes_no_step() {
 #[test]
 fn gradient_accumulation_steps_once_per_window() {
     let dir = scratch("accum-2");
-    let cfg = ModelConfig {
-        gradient_accumulation_steps: 2,
-        num_epochs: 1,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            gradient_accumulation_steps: 2,
+            num_epochs: 1,
+            ..tiny_train()
+        },
     };
     // 6 batches per epoch.
-    let mut t = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap();
+    let mut t = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap();
     assert_eq!(t.state().total_steps, 3);
     let mut steps_seen = Vec::new();
     let summary = t
@@ -332,11 +394,14 @@ fn gradient_accumulation_steps_once_per_window() {
 
     // Manually: weights change only at a window's end (accumulation 3).
     let dir = scratch("accum-3");
-    let cfg = ModelConfig {
-        gradient_accumulation_steps: 3,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            gradient_accumulation_steps: 3,
+            ..tiny_train()
+        },
     };
-    let mut t = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap();
+    let mut t = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap();
     let mut prev = snapshot(&t);
     for b in 0..6 {
         t.train_batch(&batch(&t, b)).unwrap();
@@ -357,10 +422,13 @@ fn gradient_accumulation_steps_once_per_window() {
 #[test]
 fn early_stopping_stops_when_validation_loss_rises() {
     let dir = scratch("early-stop");
-    let cfg = ModelConfig {
-        num_epochs: 20,
-        early_stopping_patience: 1,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            num_epochs: 20,
+            early_stopping_patience: 1,
+            ..tiny_train()
+        },
     };
     let seq = 16;
     let train: Vec<u32> = "abab"
@@ -384,7 +452,7 @@ fn early_stopping_stops_when_validation_loss_rises() {
         },
     )
     .unwrap();
-    let mut t = Trainer::<LanguageModel>::new(cfg, data, options(&dir)).unwrap();
+    let mut t = LmTrainer::new(cfg, data, options(&dir)).unwrap();
     let mut early_stop = None;
     let mut epochs = 0;
     let summary = t
@@ -394,36 +462,46 @@ fn early_stopping_stops_when_validation_loss_rises() {
             _ => {}
         })
         .unwrap();
-    let hist = t.state().val_history.clone();
+    let hist = t.state().history.clone();
     assert!(epochs < 20, "ran all {epochs} epochs; val losses {hist:?}");
     assert_eq!(early_stop, Some(epochs - 1), "val losses {hist:?}");
     assert_eq!(hist.len(), epochs);
     assert!(t.state().finished);
     assert!(!summary.interrupted);
     // The stop is exactly the policy's: not stopping one epoch earlier, stopping now.
-    assert!(should_stop_early(&hist, 1));
-    assert!(!should_stop_early(&hist[..hist.len() - 1], 1));
-    assert!(hist[hist.len() - 1] >= t.state().best_val_loss.unwrap());
+    assert!(should_stop_early(&hist, 1, MonitorMode::Min));
+    assert!(!should_stop_early(
+        &hist[..hist.len() - 1],
+        1,
+        MonitorMode::Min
+    ));
+    assert!(hist[hist.len() - 1] >= t.state().best.unwrap());
 }
 
 #[test]
 fn should_stop_early_policy() {
-    assert!(!should_stop_early(&[], 1));
+    assert!(!should_stop_early(&[], 1, MonitorMode::Min));
     assert!(
-        !should_stop_early(&[1.0, 2.0, 3.0], 0),
+        !should_stop_early(&[1.0, 2.0, 3.0], 0, MonitorMode::Min),
         "patience 0 never stops"
     );
-    assert!(!should_stop_early(&[3.0, 2.0, 1.0], 1), "still improving");
-    assert!(should_stop_early(&[1.0, 2.0], 1));
-    assert!(!should_stop_early(&[1.0, 2.0], 2));
-    assert!(should_stop_early(&[1.0, 2.0, 3.0], 2));
     assert!(
-        !should_stop_early(&[2.0, 1.0, 3.0], 2),
+        !should_stop_early(&[3.0, 2.0, 1.0], 1, MonitorMode::Min),
+        "still improving"
+    );
+    assert!(should_stop_early(&[1.0, 2.0], 1, MonitorMode::Min));
+    assert!(!should_stop_early(&[1.0, 2.0], 2, MonitorMode::Min));
+    assert!(should_stop_early(&[1.0, 2.0, 3.0], 2, MonitorMode::Min));
+    assert!(
+        !should_stop_early(&[2.0, 1.0, 3.0], 2, MonitorMode::Min),
         "best is one epoch old"
     );
-    assert!(should_stop_early(&[1.0, 1.0], 1), "a tie is no improvement");
     assert!(
-        !should_stop_early(&[1.0, 2.0, 0.5], 1),
+        should_stop_early(&[1.0, 1.0], 1, MonitorMode::Min),
+        "a tie is no improvement"
+    );
+    assert!(
+        !should_stop_early(&[1.0, 2.0, 0.5], 1, MonitorMode::Min),
         "a new best resets the count"
     );
 }
@@ -437,11 +515,11 @@ proptest! {
         let best = losses.iter().cloned().fold(f64::INFINITY, f64::min);
         let first_best = losses.iter().position(|&v| v == best).unwrap();
         let since = losses.len() - 1 - first_best;
-        prop_assert_eq!(should_stop_early(&losses, patience), since >= patience);
+        prop_assert_eq!(should_stop_early(&losses, patience, MonitorMode::Min), since >= patience);
         // Appending a new strict best never stops.
         let mut better = losses.clone();
         better.push(best - 1.0);
-        prop_assert!(!should_stop_early(&better, patience));
+        prop_assert!(!should_stop_early(&better, patience, MonitorMode::Min));
     }
 }
 
@@ -560,10 +638,13 @@ proptest! {
 fn evaluation_uses_the_ema_weights_on_request() {
     let run = |name: &str, eval_with_ema: bool| {
         let dir = scratch(name);
-        let mut t = Trainer::<LanguageModel>::new(
-            ModelConfig {
-                ema_decay: 0.5,
-                ..tiny_config()
+        let mut t = LmTrainer::new(
+            RunConfig {
+                model: tiny_model(),
+                train: TrainConfig {
+                    ema_decay: 0.5,
+                    ..tiny_train()
+                },
             },
             text_dataset(24),
             lsnn_train::TrainOptions {
@@ -582,12 +663,13 @@ fn evaluation_uses_the_ema_weights_on_request() {
     assert_eq!(snapshot(&plain), snapshot(&ema));
     let l_plain = plain.evaluate().unwrap();
     let l_ema = ema.evaluate().unwrap();
-    assert!(l_plain.loss.is_finite() && l_ema.loss.is_finite());
+    assert!(l_plain.loss().is_finite() && l_ema.loss().is_finite());
     assert_ne!(
-        l_plain.loss, l_ema.loss,
+        l_plain.loss(),
+        l_ema.loss(),
         "EMA evaluation scored the live weights"
     );
-    assert_eq!(l_plain.windows, 3);
+    assert_eq!(l_plain.examples, 3);
 
     ema.save_checkpoint().unwrap();
     let ck = lsnn_train::checkpoint::load(&dir).unwrap();
@@ -596,12 +678,11 @@ fn evaluation_uses_the_ema_weights_on_request() {
         candle_core::DType::F32,
         &candle_core::Device::Cpu,
     );
-    let model = LanguageModel::build(ema.config(), vb).unwrap();
+    let model = LanguageModel::build(&ema.config().model, vb).unwrap();
     let direct = lsnn_train::evaluate_model(
         &model,
-        ema.config(),
         ema.data(),
-        None,
+        ema.config().train.batch_size,
         0,
         &candle_core::Device::Cpu,
     )
@@ -613,36 +694,45 @@ fn evaluation_uses_the_ema_weights_on_request() {
 fn bad_trainer_settings_are_typed_errors() {
     let dir = scratch("bad-settings");
     // Windows of another length than the config's sequence length.
-    let cfg = ModelConfig {
-        sequence_length: 8,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: ModelConfig {
+            sequence_length: 8,
+            ..tiny_model()
+        },
+        train: tiny_train(),
     };
-    let err = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
+    let err = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
     assert!(
         matches!(&err, lsnn_train::TrainError::Config { field, .. } if field == "sequence_length"),
         "{err:?}"
     );
     // A batch larger than the data.
-    let cfg = ModelConfig {
-        batch_size: 32,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            batch_size: 32,
+            ..tiny_train()
+        },
     };
-    let err = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
+    let err = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
     assert!(
         matches!(&err, lsnn_train::TrainError::Config { field, message }
-            if field == "batch_size" && message.contains("24 training windows")),
+            if field == "batch_size" && message.contains("24 training examples")),
         "{err:?}"
     );
     // A vocabulary the byte tokenizer does not have.
-    let cfg = ModelConfig {
-        vocab_size: 300,
-        output_dim: 300,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: ModelConfig {
+            vocab_size: 300,
+            output_dim: 300,
+            ..tiny_model()
+        },
+        train: tiny_train(),
     };
-    let err = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
+    let err = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
     assert!(err.to_string().contains("300"), "{err}");
     // A memory budget that cannot hold the weights, EMA, moments and gradients.
-    let err = Trainer::<LanguageModel>::new(
+    let err = LmTrainer::new(
         tiny_config(),
         text_dataset(24),
         lsnn_train::TrainOptions {
@@ -661,11 +751,14 @@ fn bad_trainer_settings_are_typed_errors() {
         "{err:?}"
     );
     // An invalid config.
-    let cfg = ModelConfig {
-        gradient_accumulation_steps: 0,
-        ..tiny_config()
+    let cfg = RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            gradient_accumulation_steps: 0,
+            ..tiny_train()
+        },
     };
-    let err = Trainer::<LanguageModel>::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
+    let err = LmTrainer::new(cfg, text_dataset(24), options(&dir)).unwrap_err();
     assert!(
         err.to_string().contains("gradient_accumulation_steps"),
         "{err}"
@@ -674,29 +767,46 @@ fn bad_trainer_settings_are_typed_errors() {
 
 #[test]
 fn greedy_completion_and_accuracy() {
+    use lsnn_train::generate::{continue_prompts, Sampler};
     let dir = scratch("greedy");
-    let t = Trainer::<LanguageModel>::new(tiny_config(), text_dataset(24), options(&dir)).unwrap();
+    let t = LmTrainer::new(tiny_config(), text_dataset(24), options(&dir)).unwrap();
     let m = t.model();
-    let outs = m
-        .greedy_complete(&[vec![1, 2, 3], vec![4, 5, 6]], 4)
-        .unwrap();
+    let greedy = |p: &[Vec<u32>]| continue_prompts(m, p, 4, Sampler::Greedy);
+    let outs = greedy(&[vec![1, 2, 3], vec![4, 5, 6]]).unwrap();
     assert_eq!(outs.len(), 2);
     assert!(outs
         .iter()
         .all(|o| o.len() == 4 && o.iter().all(|&x| x < 256)));
     // Deterministic: the same prompts give the same completion.
-    assert_eq!(
-        m.greedy_complete(&[vec![1, 2, 3], vec![4, 5, 6]], 4)
-            .unwrap(),
-        outs
-    );
-    assert!(m.greedy_complete(&[], 4).unwrap().is_empty());
-    let err = m.greedy_complete(&[vec![1, 2], vec![3]], 4).unwrap_err();
+    assert_eq!(greedy(&[vec![1, 2, 3], vec![4, 5, 6]]).unwrap(), outs);
+    assert!(greedy(&[]).unwrap().is_empty());
+    let err = greedy(&[vec![1, 2], vec![3]]).unwrap_err();
     assert!(
         matches!(&err, lsnn_train::TrainError::Config { field, .. } if field == "prompts"),
         "{err:?}"
     );
+    // Past the position table (16): a typed error, not an overflow.
+    let err = continue_prompts(m, &[vec![1; 10]], 7, Sampler::Greedy).unwrap_err();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+    let err = continue_prompts(m, &[vec![1]], usize::MAX, Sampler::Greedy).unwrap_err();
+    assert!(err.to_string().contains("max_position_embeddings"), "{err}");
+    // Sampling at a temperature is reproducible from its seed and differs from greedy.
+    let sample = |seed| {
+        let mut rng = lsnn_train::lsnn_layers::SeededRng::new(seed);
+        continue_prompts(
+            m,
+            &[vec![1, 2, 3]],
+            8,
+            Sampler::Temperature {
+                temperature: 5.0,
+                rng: &mut rng,
+            },
+        )
+        .unwrap()
+    };
+    assert_eq!(sample(3), sample(3));
+    assert_ne!(sample(3), sample(4));
     let task = lsnn_train::ArithmeticTask::new(1);
-    let acc = lsnn_train::trainer::arithmetic_accuracy(m, &task, 8).unwrap();
+    let acc = lsnn_train::lm::arithmetic_accuracy(m, &task, 8).unwrap();
     assert!((0.0..=1.0).contains(&acc));
 }

@@ -78,7 +78,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         bench.infer_step(i)?;
         it.push(t.elapsed().as_secs_f64());
     }
-    let (b, l) = (bench.config().batch_size, bench.config().sequence_length);
+    let (b, l) = (
+        bench.config().train.batch_size,
+        bench.config().model.sequence_length,
+    );
     let infer_ms = median(&mut it) * 1e3;
     let tokens = (b * l) as f64;
     let peak_rss_mib = rss::peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0);

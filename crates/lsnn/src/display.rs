@@ -38,10 +38,11 @@ impl Display {
                 batches_per_epoch,
                 parameters,
                 resumed_at,
-                bigram_baseline,
+                baseline,
             } => {
                 self.line(&format!(
-                    "training: {parameters} parameters, {epochs} epochs x {batches_per_epoch} batches; bigram baseline {bigram_baseline:.4} nats/token{}",
+                    "training: {parameters} parameters, {epochs} epochs x {batches_per_epoch} batches{}{}",
+                    baseline.as_ref().map(|(n, v)| format!("; {n} {v:.4}")).unwrap_or_default(),
                     resumed_at.map(|b| format!("; resumed after {b} batches")).unwrap_or_default()
                 ));
                 if std::io::stderr().is_terminal() {
@@ -105,15 +106,15 @@ impl Display {
                 train_loss,
                 eval,
             } => self.line(&format!(
-                "epoch {}: train loss {train_loss:.4}, val loss {:.4} (ppl {:.3}){}",
+                "epoch {}: train loss {train_loss:.4}, {}",
                 epoch + 1,
-                eval.loss,
-                eval.perplexity,
-                eval.accuracy
-                    .map(|a| format!(", exact-match accuracy {:.1}%", a * 100.0))
-                    .unwrap_or_default()
+                crate::commands::metrics_line(eval)
             )),
-            Event::Checkpoint { dir } => self.line(&format!("checkpoint: {}", dir.display())),
+            Event::Checkpoint { dir, best } => self.line(&format!(
+                "checkpoint: {}{}",
+                dir.display(),
+                if *best { " (best so far)" } else { "" }
+            )),
             Event::EarlyStop { epoch } => {
                 self.line(&format!("early stop after epoch {}", epoch + 1))
             }

@@ -141,7 +141,7 @@ fn eval_generate_and_their_errors() {
         ],
         &d,
     ));
-    assert!(e.contains("val loss") && e.contains("perplexity"), "{e}");
+    assert!(e.contains("val loss") && e.contains("(ppl "), "{e}");
     let t = candle_core::safetensors::load(d.join("dump.safetensors"), &candle_core::Device::Cpu)
         .unwrap();
     let (n, l) = t["ids"].dims2().unwrap();
@@ -242,6 +242,67 @@ fn eval_generate_and_their_errors() {
         &d,
     ));
     assert!(budget.contains("memory budget exceeded"), "{budget}");
+    // The device comes from the config or --device; CUDA in a CPU-only build is a clear error,
+    // from either place, for every command.
+    if !candle_core::utils::cuda_is_available() {
+        let train = |extra: &[&str]| {
+            let mut args = vec![
+                "train",
+                "--config",
+                "config.json",
+                "--data",
+                "data.txt",
+                "--out",
+                "y",
+            ];
+            args.extend_from_slice(extra);
+            err(&lsnn(&args, &d))
+        };
+        for msg in [
+            train(&["--device", "cuda:1"]),
+            err(&lsnn(
+                &["eval", "--checkpoint", "run", "--device", "cuda"],
+                &d,
+            )),
+            err(&lsnn(
+                &[
+                    "generate",
+                    "--checkpoint",
+                    "run",
+                    "--prompt",
+                    "a",
+                    "--device",
+                    "cuda",
+                ],
+                &d,
+            )),
+        ] {
+            assert!(
+                msg.contains("cuda") && msg.contains("--features cuda"),
+                "{msg}"
+            );
+        }
+        std::fs::write(
+            d.join("cuda.json"),
+            CONFIG.replace("\"seed\": 5", "\"seed\": 5, \"device\": \"cuda\""),
+        )
+        .unwrap();
+        let msg = err(&lsnn(
+            &[
+                "train",
+                "--config",
+                "cuda.json",
+                "--data",
+                "data.txt",
+                "--out",
+                "y",
+            ],
+            &d,
+        ));
+        assert!(msg.contains("--features cuda"), "{msg}");
+        let msg = train(&["--device", "tpu"]);
+        assert!(msg.contains("device") && msg.contains("tpu"), "{msg}");
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -251,7 +312,7 @@ fn an_original_python_config_trains() {
     // The Python original's own file (SPEC §3.8), shrunk in length only.
     let sample = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../lsnn-layers/tests/fixtures/orig_config_sample.json"),
+            .join("../lsnn-train/tests/fixtures/orig_config_sample.json"),
     )
     .unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&sample).unwrap();

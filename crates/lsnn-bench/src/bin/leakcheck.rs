@@ -10,8 +10,10 @@
 //! control went uncaught.
 
 use anyhow::{bail, Context, Result};
-use lsnn_bench::{cases, components, CaseReport, Kind};
-use lsnn_memory::{CountingAlloc, Verdict};
+use lsnn_bench::{cases, components};
+use lsnn_memory::leak::report;
+use lsnn_memory::leak::runner::{self, CaseReport};
+use lsnn_memory::CountingAlloc;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -28,21 +30,9 @@ fn run_child(name: &str) -> Result<CaseReport> {
 
 /// Runs this binary with `args` in a child process with one compute thread; parses its row.
 fn run_child_args(args: &[&str], name: &str) -> Result<CaseReport> {
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .args(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .env("CANDLE_NUM_THREADS", "1")
-        .output()
-        .with_context(|| format!("spawning case {name}"))?;
-    if !out.status.success() {
-        bail!(
-            "case {name} failed to run: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8(out.stdout)?;
-    serde_json::from_str(text.trim()).with_context(|| format!("case {name} printed {text:?}"))
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(args);
+    Ok(runner::run_in_child(cmd, name)?)
 }
 
 fn soak(epochs: usize) -> Result<CaseReport> {
@@ -50,7 +40,7 @@ fn soak(epochs: usize) -> Result<CaseReport> {
     let mut case = cases::by_name("trainer-epoch").expect("the epoch case exists");
     case.config.iterations = epochs;
     case.config.warmup = 5;
-    let mut r = lsnn_bench::run_case(&case)?;
+    let mut r = runner::run_in_process(&case)?;
     r.name = format!("soak/{epochs}-epochs");
     Ok(r)
 }
@@ -68,13 +58,13 @@ fn main() -> Result<()> {
             let name = args.get(1).context("run NAME")?;
             let case = cases::by_name(name)
                 .with_context(|| format!("no case named {name}; see `list`"))?;
-            let r = lsnn_bench::run_case(&case)?;
-            println!("{}", serde_json::to_string(&r)?);
+            let r = runner::run_in_process(&case)?;
+            println!("{}", runner::report_line(&r));
             Ok(())
         }
         Some("soak") => {
             let r = soak(args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100))?;
-            println!("{}", serde_json::to_string(&r)?);
+            println!("{}", runner::report_line(&r));
             Ok(())
         }
         Some("all") => all(&args[1..]),
@@ -104,8 +94,8 @@ fn all(args: &[String]) -> Result<()> {
         }
         i += 1;
     }
-    let names: Vec<&'static str> = cases::all()
-        .iter()
+    let names: Vec<String> = cases::all()
+        .into_iter()
         .map(|c| c.name)
         .filter(|n| {
             only.as_deref()
@@ -116,40 +106,10 @@ fn all(args: &[String]) -> Result<()> {
         bail!("no case matches {only:?}; see `lsnn-leakcheck list`");
     }
     let mut rows = Vec::new();
-    println!(
-        "{:<40} {:<8} {:>5} {:>22} {:>10} {:>20} {:>20} {:>7}",
-        "case",
-        "kind",
-        "iters",
-        "live KiB start → end",
-        "slope B/it",
-        "peak KiB first → last",
-        "rss KiB start → end",
-        "verdict"
-    );
+    println!("{}", report::header());
     for n in names {
-        let r = run_child(n)?;
-        println!(
-            "{:<40} {:<8} {:>5} {:>22} {:>10.1} {:>20} {:>20} {:>7}{}",
-            r.name,
-            format!("{:?}", r.kind).to_lowercase(),
-            r.iterations,
-            format!("{} → {}", kib(r.live_start), kib(r.live_end)),
-            r.slope_bytes_per_iter,
-            format!("{} → {}", kib(r.peak_first), kib(r.peak_last)),
-            format!("{} → {}", kib(r.rss_start), kib(r.rss_end)),
-            match r.verdict {
-                Verdict::Pass => "pass",
-                Verdict::Leak => "leak",
-            },
-            if r.ok {
-                ""
-            } else if r.kind == Kind::Control {
-                "   <- CONTROL NOT CAUGHT"
-            } else {
-                "   <- LEAK"
-            }
-        );
+        let r = run_child(&n)?;
+        println!("{}", report::row(&r));
         rows.push(r);
     }
     if long {

@@ -1,6 +1,6 @@
-//! [`ModelConfig`]: the model and run configuration, with [`Default`] equal to SPEC §8, its
-//! checks, and the layer configurations derived from it. Files are read by the rules in
-//! [`super::original`]; [`ModelConfig::to_json`] writes every field resolved.
+//! [`ModelConfig`]: the network's configuration, with [`Default`] equal to SPEC §8's model, its
+//! checks, and the layer configurations derived from it. (The rules for the Python original's
+//! files, and the trainer's own settings, are lsnn-train's.)
 
 use crate::attention::AttentionConfig;
 use crate::block::BlockConfig;
@@ -20,9 +20,12 @@ pub enum SurrogateKind {
     Atan,
 }
 
-/// Every field of a run's configuration (see the module docs for how files are read).
+/// The hybrid liquid–spiking network's configuration: every layer's size and setting, and the
+/// language model's objective (label smoothing) and training window. The trainer's settings
+/// (optimizer, schedule, EMA, checkpoints) are lsnn-train's `TrainConfig`; the rules for the
+/// Python original's files are lsnn-train's too. In JSON a missing field takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// `"llm"` (the only task so far).
     pub task_type: String,
@@ -66,22 +69,6 @@ pub struct ModelConfig {
     pub layer_norm_eps: f64,
     /// Std of the embedding initialisation.
     pub initializer_range: f64,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Peak learning rate.
-    pub learning_rate: f64,
-    /// AdamW weight decay.
-    pub weight_decay: f64,
-    /// Global-norm gradient clipping (0 disables).
-    pub gradient_clip: f64,
-    /// Epochs.
-    pub num_epochs: usize,
-    /// Seed of every random draw.
-    pub seed: u64,
-    /// `"cpu"`, `"cuda"` or `"cuda:N"`.
-    pub device: String,
-    /// Half precision where the device supports it (on CPU: a warning and f32).
-    pub mixed_precision: bool,
     /// Attention rate-code steps.
     pub attention_spike_steps: usize,
     /// CfC backbone width.
@@ -100,18 +87,6 @@ pub struct ModelConfig {
     pub surrogate_alpha: f64,
     /// Label smoothing of the training objective.
     pub label_smoothing: f64,
-    /// EMA decay of the weights (0 disables the EMA).
-    pub ema_decay: f64,
-    /// Linear warm-up steps before cosine decay.
-    pub warmup_steps: usize,
-    /// Micro-batches per optimizer step.
-    pub gradient_accumulation_steps: usize,
-    /// AMSGrad variant of AdamW.
-    pub amsgrad: bool,
-    /// Memory cleanup every this many batches.
-    pub cleanup_every: usize,
-    /// Early-stopping patience in epochs (0 disables).
-    pub early_stopping_patience: usize,
     /// Dropout on each encoder's first spike train (the original's fixed 0.2).
     pub encoder_dropout: f64,
     /// Dropout after each block's fusion (the original's fixed 0.1).
@@ -123,7 +98,7 @@ pub struct ModelConfig {
 }
 
 impl Default for ModelConfig {
-    /// SPEC §8: the lm-small model of SPEC §7 and its training recipe.
+    /// SPEC §8: the lm-small model of SPEC §7.
     fn default() -> Self {
         ModelConfig {
             task_type: "llm".into(),
@@ -147,14 +122,6 @@ impl Default for ModelConfig {
             embedding_dropout: 0.1,
             layer_norm_eps: 1e-5,
             initializer_range: 0.02,
-            batch_size: 8,
-            learning_rate: 1e-3,
-            weight_decay: 0.01,
-            gradient_clip: 1.0,
-            num_epochs: 35,
-            seed: 42,
-            device: "cpu".into(),
-            mixed_precision: false,
             attention_spike_steps: 8,
             backbone_units: 128,
             backbone_layers: 1,
@@ -164,12 +131,6 @@ impl Default for ModelConfig {
             surrogate_slope: 25.0,
             surrogate_alpha: 2.0,
             label_smoothing: 0.1,
-            ema_decay: 0.999,
-            warmup_steps: 100,
-            gradient_accumulation_steps: 1,
-            amsgrad: false,
-            cleanup_every: 50,
-            early_stopping_patience: 0,
             encoder_dropout: 0.2,
             block_dropout: 0.1,
             potential_scale: 0.1,
@@ -221,6 +182,15 @@ pub fn heads_error(hidden: usize, heads: usize) -> LayerError {
 }
 
 impl ModelConfig {
+    /// A config from lsnn's JSON (a missing field takes its default; an unknown one is an
+    /// error), checked. The Python original's files follow other rules: lsnn-train reads them.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let cfg: ModelConfig =
+            serde_json::from_str(text).map_err(|e| LayerError::config("<json>", e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Every field, resolved, as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a config always serialises")
@@ -269,14 +239,9 @@ impl ModelConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("sequence_length", self.sequence_length),
             ("max_position_embeddings", self.max_position_embeddings),
-            ("batch_size", self.batch_size),
             ("attention_spike_steps", self.attention_spike_steps),
             ("backbone_units", self.backbone_units),
             ("backbone_layers", self.backbone_layers),
-            (
-                "gradient_accumulation_steps",
-                self.gradient_accumulation_steps,
-            ),
         ] {
             if v == 0 {
                 return Err(LayerError::config(name, "0; expected at least 1"));
@@ -309,14 +274,7 @@ impl ModelConfig {
                 ));
             }
         }
-        if !(0.0..1.0).contains(&self.ema_decay) {
-            return Err(LayerError::config(
-                "ema_decay",
-                format!("{}; expected a value in [0, 1)", self.ema_decay),
-            ));
-        }
         for (name, v) in [
-            ("learning_rate", self.learning_rate),
             ("layer_norm_eps", self.layer_norm_eps),
             ("initializer_range", self.initializer_range),
         ] {
@@ -324,17 +282,6 @@ impl ModelConfig {
                 return Err(LayerError::config(
                     name,
                     format!("{v}; expected a positive number"),
-                ));
-            }
-        }
-        for (name, v) in [
-            ("weight_decay", self.weight_decay),
-            ("gradient_clip", self.gradient_clip),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(LayerError::config(
-                    name,
-                    format!("{v}; expected a non-negative number"),
                 ));
             }
         }
@@ -350,7 +297,6 @@ impl ModelConfig {
             }
         }
         self.lif().validate()?;
-        self.parse_device()?;
         Ok(())
     }
 
@@ -382,7 +328,7 @@ impl ModelConfig {
             encoder_dropout: self.encoder_dropout,
             block_dropout: self.block_dropout,
             potential_scale: self.potential_scale,
-            seed: self.seed,
+            seed: 0,
         }
     }
 
@@ -396,36 +342,5 @@ impl ModelConfig {
     /// Number of attention layers (one after every odd block).
     pub fn num_attention_layers(&self) -> usize {
         self.num_layers / 2
-    }
-
-    /// `device` parsed: `None` for the CPU, `Some(ordinal)` for CUDA.
-    pub fn parse_device(&self) -> Result<Option<usize>> {
-        match self.device.as_str() {
-            "cpu" => Ok(None),
-            "cuda" => Ok(Some(0)),
-            d => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => Ok(Some(n)),
-                _ => Err(LayerError::config(
-                    "device",
-                    format!("\"{d}\"; expected \"cpu\", \"cuda\" or \"cuda:N\""),
-                )),
-            },
-        }
-    }
-
-    /// The candle device; CUDA in a build without the `cuda` feature is a clear error.
-    pub fn candle_device(&self) -> Result<candle_core::Device> {
-        match self.parse_device()? {
-            None => Ok(candle_core::Device::Cpu),
-            Some(n) => {
-                if !candle_core::utils::cuda_is_available() {
-                    return Err(LayerError::Unsupported {
-                        feature: format!("device \"{}\"", self.device),
-                        detail: "this build has no CUDA support; rebuild with `--features cuda` or use \"cpu\"".into(),
-                    });
-                }
-                Ok(candle_core::Device::new_cuda(n)?)
-            }
-        }
     }
 }

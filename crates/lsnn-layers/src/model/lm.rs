@@ -152,7 +152,7 @@ impl LanguageModel {
             attns,
             head,
             cfg: cfg.clone(),
-            rng: DropoutRng::new(cfg.seed),
+            rng: DropoutRng::new(0),
         })
     }
 

@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Tensor};
-use lsnn_train::lsnn_layers::ModelConfig;
-use lsnn_train::{DataSource, TokenDataset, TrainOptions, TrainableModel, Trainer};
+use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig};
+use lsnn_train::{
+    DataSource, Dataset, RunConfig, TokenDataset, TrainConfig, TrainModel, TrainOptions, Trainer,
+};
 use std::path::{Path, PathBuf};
 
 /// A model small enough that a training batch takes milliseconds in the dev profile.
-pub fn tiny_config() -> ModelConfig {
+pub fn tiny_model() -> ModelConfig {
     ModelConfig {
         input_dim: 16,
         embedding_dim: 16,
@@ -28,16 +30,34 @@ pub fn tiny_config() -> ModelConfig {
         dropout: 0.05,
         attention_dropout: 0.0,
         embedding_dropout: 0.05,
+        label_smoothing: 0.0,
+        ..ModelConfig::default()
+    }
+}
+
+/// Training settings for [`tiny_model`].
+pub fn tiny_train() -> TrainConfig {
+    TrainConfig {
         batch_size: 4,
         learning_rate: 1e-2,
         warmup_steps: 2,
         num_epochs: 1,
-        label_smoothing: 0.0,
         ema_decay: 0.9,
         cleanup_every: 3,
-        ..ModelConfig::default()
+        ..TrainConfig::default()
     }
 }
+
+/// The tiny model with its training settings.
+pub fn tiny_config() -> RunConfig<ModelConfig> {
+    RunConfig {
+        model: tiny_model(),
+        train: tiny_train(),
+    }
+}
+
+/// The trainer of the language model on token data.
+pub type LmTrainer = Trainer<LanguageModel, TokenDataset>;
 
 /// A small repetitive English text.
 pub fn repetitive_text(bytes: usize) -> String {
@@ -94,20 +114,18 @@ pub fn options(out_dir: &Path) -> TrainOptions {
     TrainOptions {
         out_dir: out_dir.to_path_buf(),
         log_every: 1,
-        accuracy_problems: 0,
+        extra_metric_budget: 0,
         ..TrainOptions::default()
     }
 }
 
-/// The ids [B, L + 1] of training batch `b` in window order 0, 1, 2, ….
-pub fn batch<M: TrainableModel>(t: &Trainer<M>, b: usize) -> Tensor {
-    let bsz = t.config().batch_size;
-    let l = t.config().sequence_length + 1;
-    let mut flat = Vec::with_capacity(bsz * l);
-    for w in b * bsz..(b + 1) * bsz {
-        flat.extend_from_slice(t.data().train_window(w));
-    }
-    Tensor::from_vec(flat, (bsz, l), &candle_core::Device::Cpu).expect("batch tensor")
+/// Training batch `b` in example order 0, 1, 2, ….
+pub fn batch<M: TrainModel, D: Dataset<M>>(t: &Trainer<M, D>, b: usize) -> M::Batch {
+    let bsz = t.config().train.batch_size as u32;
+    let idx: Vec<u32> = (b as u32 * bsz..(b as u32 + 1) * bsz).collect();
+    t.data()
+        .train_batch(&idx, &candle_core::Device::Cpu)
+        .expect("batch")
 }
 
 /// The bits of a tensor's values.
@@ -143,7 +161,7 @@ impl std::fmt::Debug for Snapshot {
 }
 
 /// The trainer's variables, bit for bit.
-pub fn snapshot<M: TrainableModel>(t: &Trainer<M>) -> Snapshot {
+pub fn snapshot<M: TrainModel, D: Dataset<M>>(t: &Trainer<M, D>) -> Snapshot {
     Snapshot(
         t.vars()
             .iter()

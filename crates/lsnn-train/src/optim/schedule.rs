@@ -1,6 +1,8 @@
 //! Pure policies: the learning-rate schedule and the memory-cleanup schedule. Functions from
 //! step/epoch to an action, tested without tensors or disk.
 
+use crate::config::MonitorMode;
+
 /// Linear warm-up from 0 to `peak` over `warmup` steps, then cosine decay to 0 at `total`.
 ///
 /// `step` counts optimizer steps from 0; the rate used for step `s` is `lr_at(s, …)`.
@@ -34,19 +36,18 @@ pub fn cleanup_after_batch(batch: u64, every: usize, epoch_end: bool) -> Option<
     }
 }
 
-/// Early stopping: given validation losses per epoch, true when the best is `patience` or more
-/// epochs old (`patience` = 0 never stops).
-pub fn should_stop_early(val_losses: &[f64], patience: usize) -> bool {
-    if patience == 0 || val_losses.is_empty() {
+/// Early stopping: given the monitored metric after each epoch, true when the best (by `mode`)
+/// is `patience` or more epochs old (`patience` = 0 never stops). NaN never counts as best.
+pub fn should_stop_early(history: &[f64], patience: usize, mode: MonitorMode) -> bool {
+    if patience == 0 || history.is_empty() {
         return false;
     }
-    let (best_idx, _) =
-        val_losses
-            .iter()
-            .enumerate()
-            .fold(
-                (0, f64::INFINITY),
-                |(bi, bv), (i, &v)| if v < bv { (i, v) } else { (bi, bv) },
-            );
-    val_losses.len() - 1 - best_idx >= patience
+    let mut best: Option<(usize, f64)> = None;
+    for (i, &v) in history.iter().enumerate() {
+        if !v.is_nan() && best.is_none_or(|(_, b)| mode.better(v, b)) {
+            best = Some((i, v));
+        }
+    }
+    let best_idx = best.map_or(0, |(i, _)| i);
+    history.len() - 1 - best_idx >= patience
 }

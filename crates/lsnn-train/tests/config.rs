@@ -2,9 +2,11 @@
 
 use lsnn_layers::cfc::CfcMode;
 use lsnn_layers::lif::ResetMechanism;
-use lsnn_layers::model::original::{HONOURED_FIELDS, LSNN_FIELDS};
 use lsnn_layers::model::SurrogateKind;
 use lsnn_layers::{init_model, LayerError, ModelConfig, SeededRng};
+use lsnn_train::config::original::{HONOURED_FIELDS, LSNN_FIELDS};
+use lsnn_train::config::read_run_config;
+use lsnn_train::{RunConfig, TrainConfig, TrainError};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -23,10 +25,12 @@ fn sample_map() -> Map<String, Value> {
 }
 
 /// The sample with `edit` applied.
-fn load_edited(edit: impl FnOnce(&mut Map<String, Value>)) -> lsnn_layers::Result<ModelConfig> {
+fn load_edited(
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> lsnn_train::Result<RunConfig<ModelConfig>> {
     let mut m = sample_map();
     edit(&mut m);
-    ModelConfig::from_json_str(&Value::Object(m).to_string())
+    read_run_config(&Value::Object(m).to_string())
 }
 
 fn set(key: &str, v: Value) -> impl FnOnce(&mut Map<String, Value>) + '_ {
@@ -50,50 +54,50 @@ fn a_full_original_file_loads_and_round_trips() {
         "the full fixture has every field of the original's file"
     );
 
-    let cfg = ModelConfig::from_json_str(&text).unwrap();
-    assert_eq!(cfg.task_type, "llm");
-    assert_eq!(cfg.input_dim, 40);
-    assert_eq!(cfg.embedding_dim, 36);
-    assert_eq!(cfg.hidden_dim, 60);
-    assert_eq!(cfg.output_dim, 300);
-    assert_eq!(cfg.vocab_size, 320);
-    assert_eq!(cfg.liquid_units, 20);
-    assert_eq!(cfg.spiking_units, 24);
-    assert_eq!(cfg.spike_threshold, 0.75);
-    assert_eq!(cfg.beta, 0.85);
-    assert_eq!(cfg.num_layers, 3);
-    assert_eq!(cfg.num_spike_steps, 5);
-    assert_eq!(cfg.num_attention_heads, 5);
-    assert_eq!(cfg.sequence_length, 32);
-    assert_eq!(cfg.max_position_embeddings, 40);
-    assert_eq!(cfg.dropout, 0.15);
-    assert_eq!(cfg.attention_dropout, 0.05);
-    assert_eq!(cfg.embedding_dropout, 0.2);
-    assert_eq!(cfg.layer_norm_eps, 1e-6);
-    assert_eq!(cfg.initializer_range, 0.05);
-    assert_eq!(cfg.batch_size, 6);
-    assert_eq!(cfg.learning_rate, 2e-4);
-    assert_eq!(cfg.weight_decay, 0.05);
-    assert_eq!(cfg.gradient_clip, 0.5);
-    assert_eq!(cfg.num_epochs, 3);
-    assert_eq!(cfg.seed, 1234);
-    assert_eq!(cfg.device, "cpu");
-    assert!(cfg.mixed_precision);
+    let cfg = read_run_config(&text).unwrap();
+    assert_eq!(cfg.model.task_type, "llm");
+    assert_eq!(cfg.model.input_dim, 40);
+    assert_eq!(cfg.model.embedding_dim, 36);
+    assert_eq!(cfg.model.hidden_dim, 60);
+    assert_eq!(cfg.model.output_dim, 300);
+    assert_eq!(cfg.model.vocab_size, 320);
+    assert_eq!(cfg.model.liquid_units, 20);
+    assert_eq!(cfg.model.spiking_units, 24);
+    assert_eq!(cfg.model.spike_threshold, 0.75);
+    assert_eq!(cfg.model.beta, 0.85);
+    assert_eq!(cfg.model.num_layers, 3);
+    assert_eq!(cfg.model.num_spike_steps, 5);
+    assert_eq!(cfg.model.num_attention_heads, 5);
+    assert_eq!(cfg.model.sequence_length, 32);
+    assert_eq!(cfg.model.max_position_embeddings, 40);
+    assert_eq!(cfg.model.dropout, 0.15);
+    assert_eq!(cfg.model.attention_dropout, 0.05);
+    assert_eq!(cfg.model.embedding_dropout, 0.2);
+    assert_eq!(cfg.model.layer_norm_eps, 1e-6);
+    assert_eq!(cfg.model.initializer_range, 0.05);
+    assert_eq!(cfg.train.batch_size, 6);
+    assert_eq!(cfg.train.learning_rate, 2e-4);
+    assert_eq!(cfg.train.weight_decay, 0.05);
+    assert_eq!(cfg.train.gradient_clip, 0.5);
+    assert_eq!(cfg.train.num_epochs, 3);
+    assert_eq!(cfg.train.seed, 1234);
+    assert_eq!(cfg.train.device, "cpu");
+    assert!(cfg.train.mixed_precision);
     // lsnn's own fields the file lacks: the derivation or the SPEC default.
-    assert_eq!(cfg.attention_spike_steps, 32 / 5);
-    assert_eq!(cfg.backbone_units, 128);
-    assert_eq!(cfg.backbone_layers, 1);
+    assert_eq!(cfg.model.attention_spike_steps, 32 / 5);
+    assert_eq!(cfg.model.backbone_units, 128);
+    assert_eq!(cfg.model.backbone_layers, 1);
     // What the model is built from.
-    let lif = cfg.lif();
+    let lif = cfg.model.lif();
     assert_eq!((lif.beta, lif.threshold), (0.85, 0.75));
-    let att = cfg.attention();
+    let att = cfg.model.attention();
     assert_eq!((att.heads, att.spike_steps, att.head_dim()), (5, 6, 12));
-    assert_eq!(cfg.block().spike_steps, 5);
-    assert_eq!(cfg.num_attention_layers(), 1);
+    assert_eq!(cfg.model.block().spike_steps, 5);
+    assert_eq!(cfg.model.num_attention_layers(), 1);
 
     // The resolved file lsnn writes round-trips, and holds every field.
-    let json = cfg.to_json();
-    let back = ModelConfig::from_json_str(&json).unwrap();
+    let json = cfg.to_json().unwrap();
+    let back = read_run_config(&json).unwrap();
     assert_eq!(back, cfg);
     let written: Map<String, Value> = serde_json::from_str(&json).unwrap();
     for k in HONOURED_FIELDS.iter().chain(LSNN_FIELDS) {
@@ -102,33 +106,44 @@ fn a_full_original_file_loads_and_round_trips() {
             "{k} missing from the resolved config"
         );
     }
+    // Every field lsnn writes is in one of the reader's lists (else its own files would not load).
+    for k in written.keys() {
+        assert!(
+            HONOURED_FIELDS.contains(&k.as_str()) || LSNN_FIELDS.contains(&k.as_str()),
+            "{k} is written but the reader does not know it"
+        );
+    }
     // So does the default one.
-    let d = ModelConfig::default();
-    assert_eq!(ModelConfig::from_json_str(&d.to_json()).unwrap(), d);
+    let d = RunConfig {
+        model: ModelConfig::default(),
+        train: TrainConfig::default(),
+    };
+    assert_eq!(read_run_config(&d.to_json().unwrap()).unwrap(), d);
 }
 
 #[test]
 fn the_original_sample_loads() {
-    let cfg = ModelConfig::from_json_str(&fixture("orig_config_sample.json")).unwrap();
-    assert_eq!(cfg.hidden_dim, 96);
-    assert_eq!(cfg.num_attention_heads, 3);
-    assert_eq!(cfg.input_dim, 96);
-    assert_eq!(cfg.embedding_dim, 96);
-    assert_eq!(cfg.vocab_size, 256);
-    assert_eq!(cfg.liquid_units, 48);
-    assert_eq!(cfg.spiking_units, 32);
-    assert_eq!(cfg.beta, 0.9);
-    assert_eq!(cfg.num_spike_steps, 3);
-    assert_eq!(cfg.sequence_length, 48);
-    assert_eq!(cfg.max_position_embeddings, 48);
-    assert_eq!(cfg.batch_size, 4);
-    assert_eq!(cfg.learning_rate, 5e-4);
-    assert_eq!(cfg.seed, 7);
-    assert_eq!(cfg.num_epochs, 1);
+    let cfg = read_run_config(&fixture("orig_config_sample.json")).unwrap();
+    assert_eq!(cfg.model.hidden_dim, 96);
+    assert_eq!(cfg.model.num_attention_heads, 3);
+    assert_eq!(cfg.model.input_dim, 96);
+    assert_eq!(cfg.model.embedding_dim, 96);
+    assert_eq!(cfg.model.vocab_size, 256);
+    assert_eq!(cfg.model.liquid_units, 48);
+    assert_eq!(cfg.model.spiking_units, 32);
+    assert_eq!(cfg.model.beta, 0.9);
+    assert_eq!(cfg.model.num_spike_steps, 3);
+    assert_eq!(cfg.model.sequence_length, 48);
+    assert_eq!(cfg.model.max_position_embeddings, 48);
+    assert_eq!(cfg.train.batch_size, 4);
+    assert_eq!(cfg.train.learning_rate, 5e-4);
+    assert_eq!(cfg.train.seed, 7);
+    assert_eq!(cfg.train.num_epochs, 1);
     // Not in the original's file: max(1, L / heads) as the original computed it.
-    assert_eq!(cfg.attention_spike_steps, 16);
+    assert_eq!(cfg.model.attention_spike_steps, 16);
     // It builds a model with 3 heads of 32.
-    let (model, _vm) = init_model(&cfg, SeededRng::new(1), &candle_core::Device::Cpu).unwrap();
+    let (model, _vm) =
+        init_model(&cfg.model, SeededRng::new(1), &candle_core::Device::Cpu).unwrap();
     assert_eq!(model.attentions().len(), 1);
     assert_eq!(model.attentions()[0].config().heads, 3);
     assert_eq!(model.attentions()[0].config().head_dim(), 32);
@@ -153,13 +168,16 @@ fn missing_fields_take_the_originals_derivations() {
         m.insert("sequence_length".into(), 30.into());
     };
     let cfg = load_edited(drop_derived).unwrap();
-    assert_eq!(cfg.num_spike_steps, 30 / 4);
-    assert_eq!(cfg.attention_spike_steps, 30 / 3);
-    assert_eq!(cfg.max_position_embeddings, 30);
-    assert_eq!(cfg.embedding_dim, 40);
-    assert_eq!(cfg.vocab_size, 100);
-    assert_eq!(cfg.embedding_dropout, 0.3);
-    assert_eq!(cfg.attention_dropout, 0.1, "present in the file, kept");
+    assert_eq!(cfg.model.num_spike_steps, 30 / 4);
+    assert_eq!(cfg.model.attention_spike_steps, 30 / 3);
+    assert_eq!(cfg.model.max_position_embeddings, 30);
+    assert_eq!(cfg.model.embedding_dim, 40);
+    assert_eq!(cfg.model.vocab_size, 100);
+    assert_eq!(cfg.model.embedding_dropout, 0.3);
+    assert_eq!(
+        cfg.model.attention_dropout, 0.1,
+        "present in the file, kept"
+    );
 
     // Short sequences: never fewer than one step.
     let cfg = load_edited(|m| {
@@ -168,8 +186,11 @@ fn missing_fields_take_the_originals_derivations() {
         m.insert("num_attention_heads".into(), 4.into());
     })
     .unwrap();
-    assert_eq!((cfg.num_spike_steps, cfg.attention_spike_steps), (1, 1));
-    assert_eq!(cfg.max_position_embeddings, 2);
+    assert_eq!(
+        (cfg.model.num_spike_steps, cfg.model.attention_spike_steps),
+        (1, 1)
+    );
+    assert_eq!(cfg.model.max_position_embeddings, 2);
 
     // `null` counts as missing.
     let cfg = load_edited(|m| {
@@ -178,66 +199,73 @@ fn missing_fields_take_the_originals_derivations() {
         m.insert("dropout".into(), 0.25.into());
     })
     .unwrap();
-    assert_eq!(cfg.num_spike_steps, 48 / 4);
-    assert_eq!(cfg.embedding_dropout, 0.25);
+    assert_eq!(cfg.model.num_spike_steps, 48 / 4);
+    assert_eq!(cfg.model.embedding_dropout, 0.25);
 
     // Without num_attention_heads the original's default of 8 (96 / 8 = 12 per head).
     let cfg = load_edited(|m| {
         m.remove("num_attention_heads");
     })
     .unwrap();
-    assert_eq!(cfg.num_attention_heads, 8);
-    assert_eq!(cfg.attention_spike_steps, 48 / 8);
+    assert_eq!(cfg.model.num_attention_heads, 8);
+    assert_eq!(cfg.model.attention_spike_steps, 48 / 8);
 }
 
 #[test]
 fn the_default_is_the_spec_default_run() {
-    let c = ModelConfig::default();
-    assert_eq!(c.task_type, "llm");
-    assert_eq!(c.vocab_size, 256);
-    assert_eq!(c.output_dim, 256);
-    assert_eq!(c.embedding_dim, 128);
-    assert_eq!(c.input_dim, 128);
-    assert_eq!(c.hidden_dim, 128);
-    assert_eq!(c.spiking_units, 64);
-    assert_eq!(c.liquid_units, 64);
-    assert_eq!(c.num_layers, 2);
-    assert_eq!(c.num_attention_heads, 4);
-    assert_eq!(c.num_spike_steps, 4);
-    assert_eq!(c.attention_spike_steps, 8);
-    assert_eq!(c.sequence_length, 64);
-    assert_eq!(c.max_position_embeddings, 64);
-    assert_eq!(c.batch_size, 8);
-    assert_eq!(c.dropout, 0.1);
-    assert_eq!(c.embedding_dropout, 0.1);
-    assert_eq!(c.label_smoothing, 0.1);
-    assert_eq!(c.learning_rate, 1e-3);
-    assert_eq!(c.warmup_steps, 100);
-    assert_eq!(c.weight_decay, 0.01);
-    assert_eq!(c.gradient_clip, 1.0);
-    assert_eq!(c.ema_decay, 0.999);
-    assert_eq!(c.seed, 42);
-    assert_eq!(c.backbone_units, 128);
-    assert_eq!(c.backbone_layers, 1);
+    let c = RunConfig {
+        model: ModelConfig::default(),
+        train: TrainConfig::default(),
+    };
+    assert_eq!(c.model.task_type, "llm");
+    assert_eq!(c.model.vocab_size, 256);
+    assert_eq!(c.model.output_dim, 256);
+    assert_eq!(c.model.embedding_dim, 128);
+    assert_eq!(c.model.input_dim, 128);
+    assert_eq!(c.model.hidden_dim, 128);
+    assert_eq!(c.model.spiking_units, 64);
+    assert_eq!(c.model.liquid_units, 64);
+    assert_eq!(c.model.num_layers, 2);
+    assert_eq!(c.model.num_attention_heads, 4);
+    assert_eq!(c.model.num_spike_steps, 4);
+    assert_eq!(c.model.attention_spike_steps, 8);
+    assert_eq!(c.model.sequence_length, 64);
+    assert_eq!(c.model.max_position_embeddings, 64);
+    assert_eq!(c.train.batch_size, 8);
+    assert_eq!(c.model.dropout, 0.1);
+    assert_eq!(c.model.embedding_dropout, 0.1);
+    assert_eq!(c.model.label_smoothing, 0.1);
+    assert_eq!(c.train.learning_rate, 1e-3);
+    assert_eq!(c.train.warmup_steps, 100);
+    assert_eq!(c.train.weight_decay, 0.01);
+    assert_eq!(c.train.gradient_clip, 1.0);
+    assert_eq!(c.train.ema_decay, 0.999);
+    assert_eq!(c.train.seed, 42);
+    assert_eq!(c.model.backbone_units, 128);
+    assert_eq!(c.model.backbone_layers, 1);
     // SPEC §3 defaults.
-    assert_eq!(c.beta, 0.95);
-    assert_eq!(c.spike_threshold, 1.0);
-    assert_eq!(c.layer_norm_eps, 1e-5);
-    assert_eq!(c.initializer_range, 0.02);
-    assert_eq!(c.liquid_backbone, "cfc");
-    assert_eq!(c.cfc_mode, CfcMode::Default);
-    assert_eq!(c.reset_mechanism, ResetMechanism::Subtract);
-    assert_eq!(c.surrogate, SurrogateKind::FastSigmoid);
-    assert_eq!(c.surrogate_slope, 25.0);
-    assert_eq!(c.surrogate_alpha, 2.0);
-    assert_eq!(c.device, "cpu");
-    assert_eq!(c.gradient_accumulation_steps, 1);
-    c.validate().unwrap();
+    assert_eq!(c.model.beta, 0.95);
+    assert_eq!(c.model.spike_threshold, 1.0);
+    assert_eq!(c.model.layer_norm_eps, 1e-5);
+    assert_eq!(c.model.initializer_range, 0.02);
+    assert_eq!(c.model.liquid_backbone, "cfc");
+    assert_eq!(c.model.cfc_mode, CfcMode::Default);
+    assert_eq!(c.model.reset_mechanism, ResetMechanism::Subtract);
+    assert_eq!(c.model.surrogate, SurrogateKind::FastSigmoid);
+    assert_eq!(c.model.surrogate_slope, 25.0);
+    assert_eq!(c.model.surrogate_alpha, 2.0);
+    assert_eq!(c.train.device, "cpu");
+    assert_eq!(c.train.gradient_accumulation_steps, 1);
+    c.model.validate().unwrap();
+    c.train.validate().unwrap();
 }
 
-fn unsupported(r: lsnn_layers::Result<ModelConfig>, what: &str, needles: &[&str]) {
+fn unsupported(r: lsnn_train::Result<RunConfig<ModelConfig>>, what: &str, needles: &[&str]) {
     match r {
-        Err(e @ LayerError::Unsupported { .. }) => {
+        Err(
+            e
+            @ (TrainError::Unsupported { .. } | TrainError::Layer(LayerError::Unsupported { .. })),
+        ) => {
             let msg = e.to_string();
             for n in needles {
                 assert!(msg.contains(n), "{what}: message {msg:?} lacks {n:?}");
@@ -273,7 +301,7 @@ fn unsupported_features_and_typos_are_refused() {
     // A flag that is not a boolean.
     assert!(matches!(
         load_edited(set("use_stdp", "yes".into())),
-        Err(LayerError::Config { field, .. }) if field == "use_stdp"
+        Err(TrainError::Config { field, .. }) if field == "use_stdp"
     ));
 
     // A typo.
@@ -281,8 +309,8 @@ fn unsupported_features_and_typos_are_refused() {
         let v = m.remove("hidden_dim").unwrap();
         m.insert("hiden_dim".into(), v);
     }) {
-        Err(e @ LayerError::UnknownField { .. }) => {
-            let LayerError::UnknownField { field, suggestion } = &e else {
+        Err(e @ TrainError::UnknownField { .. }) => {
+            let TrainError::UnknownField { field, suggestion } = &e else {
                 unreachable!()
             };
             assert_eq!(field, "hiden_dim");
@@ -293,17 +321,17 @@ fn unsupported_features_and_typos_are_refused() {
     }
     assert!(matches!(
         load_edited(set("completely_unrelated_option", 1.into())),
-        Err(LayerError::UnknownField { .. })
+        Err(TrainError::UnknownField { .. })
     ));
 
     // Heads that do not divide hidden_dim: the nearest valid head counts.
     match load_edited(set("num_attention_heads", 5.into())) {
         Err(
-            e @ LayerError::HeadsDoNotDivide {
+            e @ TrainError::Layer(LayerError::HeadsDoNotDivide {
                 hidden: 96,
                 heads: 5,
                 ..
-            },
+            }),
         ) => {
             let msg = e.to_string();
             assert!(msg.contains("4 or 6 heads"), "{msg}");
@@ -321,7 +349,7 @@ fn unsupported_features_and_typos_are_refused() {
     }
     assert!(matches!(
         load_edited(set("task_type", "chess".into())),
-        Err(LayerError::Config { field, .. }) if field == "task_type"
+        Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "task_type"
     ));
     for backbone in ["ncp", "ltc"] {
         unsupported(
@@ -333,23 +361,23 @@ fn unsupported_features_and_typos_are_refused() {
 
     // Devices.
     match load_edited(set("device", "tpu".into())) {
-        Err(LayerError::Config { field, message }) => {
+        Err(TrainError::Config { field, message }) => {
             assert_eq!(field, "device");
             assert!(message.contains("tpu"), "{message}");
         }
         other => panic!("device tpu accepted: {other:?}"),
     }
     let cpu = load_edited(|_| {}).unwrap();
-    assert!(cpu.candle_device().unwrap().is_cpu());
+    assert!(cpu.train.candle_device().unwrap().is_cpu());
     for dev in ["cuda", "cuda:1"] {
         let cfg = load_edited(set("device", dev.into())).unwrap();
         assert_eq!(
-            cfg.parse_device().unwrap(),
+            cfg.train.parse_device().unwrap(),
             Some(if dev == "cuda" { 0 } else { 1 })
         );
         #[cfg(not(feature = "cuda"))]
-        match cfg.candle_device() {
-            Err(e @ LayerError::Unsupported { .. }) => {
+        match cfg.train.candle_device() {
+            Err(e @ TrainError::Unsupported { .. }) => {
                 let msg = e.to_string();
                 assert!(msg.contains(dev) && msg.contains("cuda"), "{msg}");
             }
@@ -359,15 +387,15 @@ fn unsupported_features_and_typos_are_refused() {
 
     // Malformed files.
     assert!(matches!(
-        ModelConfig::from_json_str("{ not json"),
-        Err(LayerError::Json(_))
+        read_run_config("{ not json"),
+        Err(TrainError::ConfigJson(_))
     ));
     assert!(matches!(
-        ModelConfig::from_json_str("[1, 2]"),
-        Err(LayerError::Config { .. })
+        read_run_config("[1, 2]"),
+        Err(TrainError::Config { .. })
     ));
     assert!(matches!(
         load_edited(set("hidden_dim", "wide".into())),
-        Err(LayerError::Config { .. })
+        Err(TrainError::Config { .. })
     ));
 }

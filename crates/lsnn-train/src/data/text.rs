@@ -1,5 +1,5 @@
-//! Data: the byte-level tokenizer, text-file data sets split into train and validation windows of
-//! `sequence_length + 1` tokens, the built-in arithmetic task, and the bigram baseline.
+//! The byte-level tokenizer and token data sets: train and validation streams cut into windows
+//! of `sequence_length + 1` tokens, from a UTF-8 text file or from the built-in task.
 
 use crate::error::{Result, TrainError};
 use lsnn_layers::SeededRng;
@@ -129,7 +129,7 @@ impl TokenDataset {
     /// Rebuilds the data set a checkpoint was trained on.
     pub fn from_source(source: &DataSource, seq_len: usize) -> Result<Self> {
         match source {
-            DataSource::Arithmetic { seed } => ArithmeticTask::new(*seed).dataset(seq_len),
+            DataSource::Arithmetic { seed } => super::ArithmeticTask::new(*seed).dataset(seq_len),
             DataSource::TextFile { path } => Self::from_text_file(path, seq_len),
         }
     }
@@ -180,93 +180,4 @@ impl TokenDataset {
         rng.shuffle(&mut order);
         order
     }
-}
-
-/// The built-in task: lines `ab+cd=efg` (two-digit operands, three-digit sum, zero-padded so
-/// every prompt has the same length), 10,000 problems of which 1,000 are held out for validation.
-#[derive(Debug, Clone)]
-pub struct ArithmeticTask {
-    seed: u64,
-    train: Vec<(u32, u32)>,
-    val: Vec<(u32, u32)>,
-}
-
-/// Held-out problems.
-pub const ARITH_VAL_PROBLEMS: usize = 1000;
-
-impl ArithmeticTask {
-    /// The problem split for `seed`.
-    pub fn new(seed: u64) -> Self {
-        let mut all: Vec<(u32, u32)> = (0..100)
-            .flat_map(|a| (0..100).map(move |b| (a, b)))
-            .collect();
-        SeededRng::new(seed ^ 0xA11CE).shuffle(&mut all);
-        let val = all.split_off(all.len() - ARITH_VAL_PROBLEMS);
-        ArithmeticTask {
-            seed,
-            train: all,
-            val,
-        }
-    }
-
-    /// One problem's line, newline included.
-    pub fn line(a: u32, b: u32) -> String {
-        format!("{a:02}+{b:02}={:03}\n", a + b)
-    }
-
-    /// The prompt for a problem: the previous line's end, then `ab+cd=`.
-    pub fn prompt(a: u32, b: u32) -> String {
-        format!("\n{a:02}+{b:02}=")
-    }
-
-    /// The expected answer after the prompt.
-    pub fn answer(a: u32, b: u32) -> String {
-        format!("{:03}", a + b)
-    }
-
-    /// Held-out problems.
-    pub fn val_problems(&self) -> &[(u32, u32)] {
-        &self.val
-    }
-
-    /// Training problems.
-    pub fn train_problems(&self) -> &[(u32, u32)] {
-        &self.train
-    }
-
-    /// The text data set: training lines and held-out lines, each as one stream.
-    pub fn dataset(&self, seq_len: usize) -> Result<TokenDataset> {
-        let text = |ps: &[(u32, u32)]| {
-            ps.iter()
-                .map(|&(a, b)| Self::line(a, b))
-                .collect::<String>()
-        };
-        TokenDataset::new(
-            ByteTokenizer.encode(&text(&self.train)),
-            ByteTokenizer.encode(&text(&self.val)),
-            seq_len,
-            DataSource::Arithmetic { seed: self.seed },
-        )
-    }
-}
-
-/// Validation cross-entropy (nats per token) of an add-one-smoothed bigram model fitted on the
-/// training tokens, over the same next-token targets the model is scored on.
-pub fn bigram_baseline(ds: &TokenDataset, vocab: usize) -> f64 {
-    let mut counts = vec![1f64; vocab * vocab];
-    let mut rows = vec![vocab as f64; vocab];
-    for w in ds.train_tokens().windows(2) {
-        let (a, b) = (w[0] as usize, w[1] as usize);
-        counts[a * vocab + b] += 1.0;
-        rows[a] += 1.0;
-    }
-    let (mut total, mut n) = (0f64, 0usize);
-    for i in 0..ds.val_windows() {
-        for w in ds.val_window(i).windows(2) {
-            let (a, b) = (w[0] as usize, w[1] as usize);
-            total -= (counts[a * vocab + b] / rows[a]).ln();
-            n += 1;
-        }
-    }
-    total / n as f64
 }

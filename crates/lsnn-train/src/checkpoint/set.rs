@@ -1,4 +1,4 @@
-//! Atomic checkpoints (SPEC §5).
+//! The checkpoint set on disk and its atomic switch (SPEC §5).
 //!
 //! A run directory holds checkpoint directories and a pointer file `CURRENT` naming the current
 //! one. A save writes the complete set — `model.safetensors`, `ema.safetensors`,
@@ -64,6 +64,9 @@ pub struct CheckpointData<'a> {
     pub optimizer: &'a BTreeMap<String, Tensor>,
     /// `metrics.csv`'s text.
     pub metrics_csv: &'a str,
+    /// This set is the run's best so far: `BEST` is switched to it, and the previous best is
+    /// no longer kept.
+    pub best: bool,
 }
 
 /// A loaded, consistent checkpoint.
@@ -197,6 +200,13 @@ pub fn save_with_hook(
     let cur = run_dir.join(CURRENT);
     std::fs::rename(&tmp, &cur).map_err(TrainError::io(&cur))?;
     sync_dir(run_dir)?;
+    if data.best {
+        let tmp = run_dir.join(format!("{}.tmp", super::retention::BEST));
+        write_synced(&tmp, format!("{name}\n").as_bytes())?;
+        let best = run_dir.join(super::retention::BEST);
+        std::fs::rename(&tmp, &best).map_err(TrainError::io(&best))?;
+        sync_dir(run_dir)?;
+    }
     hook(SaveStage::AfterSwitch).map_err(|e| fail(SaveStage::AfterSwitch, e))?;
     remove_stale(run_dir, &name);
     Ok(dir)
@@ -207,20 +217,23 @@ pub fn save(run_dir: &Path, data: &CheckpointData<'_>) -> Result<PathBuf> {
     save_with_hook(run_dir, data, &mut |_| Ok(()))
 }
 
-/// Removes checkpoint directories other than `keep` (best effort: a leftover never breaks a load).
-fn remove_stale(run_dir: &Path, keep: &str) {
-    if let Ok(entries) = std::fs::read_dir(run_dir) {
-        for e in entries.flatten() {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            if n.starts_with("ckpt-") && n != keep && e.path().is_dir() {
-                if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                    tracing::warn!(
-                        "could not remove old checkpoint {}: {err}",
-                        e.path().display()
-                    );
-                }
-            }
+/// Removes the checkpoint directories the retention policy does not keep (the new current set
+/// and the best one); best effort: a leftover never breaks a load.
+fn remove_stale(run_dir: &Path, current: &str) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return;
+    };
+    let sets: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ckpt-"))
+        .collect();
+    let best = super::retention::best_name(run_dir);
+    for n in super::retention::to_remove(&sets, current, best.as_deref()) {
+        let p = run_dir.join(n);
+        if let Err(err) = std::fs::remove_dir_all(&p) {
+            tracing::warn!("could not remove old checkpoint {}: {err}", p.display());
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Reading the configuration files written by the Python original's `save_config` (SPEC §3.8),
-//! and lsnn's own `config.json`, into a [`ModelConfig`].
+//! and lsnn's own `config.json`, into a [`RunConfig`] of the network's [`ModelConfig`] and the
+//! trainer's [`super::TrainConfig`]. The original's file is one flat object of both kinds of
+//! field; so is lsnn's.
 //!
 //! Rules (SPEC §3.8): honoured fields are read; the original's fields lsnn has no use for are
 //! accepted and ignored; `use_stdp`, `use_meta_plasticity` or `use_continual_learning` set to true,
@@ -13,8 +15,9 @@
 //! `potential_scale` 0.1, `cfc_time_span` 1.0) — take their defaults, so an original file keeps
 //! the original's values.
 
-use super::ModelConfig;
-use crate::error::{LayerError, Result};
+use super::{RunConfig, TrainConfig};
+use crate::error::{Result, TrainError};
+use lsnn_layers::ModelConfig;
 use serde_json::{Map, Value};
 
 /// Fields of the original's `ModelConfig` that lsnn reads.
@@ -110,6 +113,9 @@ pub const LSNN_FIELDS: &[&str] = &[
     "block_dropout",
     "potential_scale",
     "cfc_time_span",
+    "monitor",
+    "monitor_mode",
+    "keep_best",
 ];
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -138,108 +144,111 @@ fn suggest(key: &str) -> Option<String> {
         .map(|(_, k)| k.to_owned())
 }
 
-impl ModelConfig {
-    /// Reads a config file's text (the original's or lsnn's) by the SPEC §3.8 rules.
-    pub fn from_json_str(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)?;
-        let Value::Object(map) = value else {
-            return Err(LayerError::config(
-                "<root>",
-                "expected a JSON object of config fields",
-            ));
-        };
-        Self::from_map(map)
-    }
+/// Reads a config file's text (the original's or lsnn's) by the SPEC §3.8 rules.
+pub fn read_run_config(text: &str) -> Result<RunConfig<ModelConfig>> {
+    let value: Value = serde_json::from_str(text)?;
+    let Value::Object(map) = value else {
+        return Err(TrainError::Config {
+            field: "<root>".into(),
+            message: "expected a JSON object of config fields".into(),
+        });
+    };
+    read_run_config_map(map)
+}
 
-    /// [`ModelConfig::from_json_str`] on an already parsed object.
-    pub fn from_map(map: Map<String, Value>) -> Result<Self> {
-        for key in map.keys() {
-            let k = key.as_str();
-            if !(HONOURED_FIELDS.contains(&k)
-                || IGNORED_FIELDS.contains(&k)
-                || LSNN_FIELDS.contains(&k))
-            {
-                return Err(LayerError::UnknownField {
-                    field: key.clone(),
-                    suggestion: suggest(k),
-                });
-            }
+/// [`read_run_config`] on an already parsed object.
+pub fn read_run_config_map(map: Map<String, Value>) -> Result<RunConfig<ModelConfig>> {
+    for key in map.keys() {
+        let k = key.as_str();
+        if !(HONOURED_FIELDS.contains(&k)
+            || IGNORED_FIELDS.contains(&k)
+            || LSNN_FIELDS.contains(&k))
+        {
+            return Err(TrainError::UnknownField {
+                field: key.clone(),
+                suggestion: suggest(k),
+            });
         }
-        for (flag, feature) in REFUSED_FLAGS {
-            match map.get(*flag) {
-                Some(Value::Bool(true)) => {
-                    return Err(LayerError::Unsupported {
-                        feature: (*feature).to_string(),
-                        detail: format!(
+    }
+    for (flag, feature) in REFUSED_FLAGS {
+        match map.get(*flag) {
+            Some(Value::Bool(true)) => {
+                return Err(TrainError::Unsupported {
+                    feature: (*feature).to_string(),
+                    detail: format!(
                         "`{flag}` is true, and lsnn does not implement {feature}; set it to false"
                     ),
-                    })
-                }
-                Some(Value::Bool(false)) | Some(Value::Null) | None => {}
-                Some(other) => {
-                    return Err(LayerError::config(
-                        flag,
-                        format!("expected true or false, got {other}"),
-                    ))
-                }
+                })
+            }
+            Some(Value::Bool(false)) | Some(Value::Null) | None => {}
+            Some(other) => {
+                return Err(TrainError::Config {
+                    field: (*flag).to_string(),
+                    message: format!("expected true or false, got {other}"),
+                })
             }
         }
-        // Keep the fields lsnn reads; drop nulls so that they take their derivation.
-        let mut kept = Map::new();
-        for (k, v) in map {
-            if !v.is_null() && !IGNORED_FIELDS.contains(&k.as_str()) {
-                kept.insert(k, v);
-            }
-        }
-        let d = ModelConfig::default();
-        let mut base = serde_json::to_value(&d)?;
-        let obj = base
-            .as_object_mut()
-            .expect("a struct serialises to an object");
-        for (k, v) in &kept {
-            obj.insert(k.clone(), v.clone());
-        }
-        // The original's derivations for fields the file lacks, from the resolved values.
-        let has = |k: &str| kept.contains_key(k);
-        let u = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(1);
-        if !has("embedding_dim") && has("input_dim") {
-            obj.insert("embedding_dim".into(), kept["input_dim"].clone());
-        }
-        if !has("input_dim") && has("embedding_dim") {
-            obj.insert("input_dim".into(), kept["embedding_dim"].clone());
-        }
-        if !has("vocab_size") && has("output_dim") {
-            obj.insert("vocab_size".into(), kept["output_dim"].clone());
-        }
-        if !has("output_dim") && has("vocab_size") {
-            obj.insert("output_dim".into(), kept["vocab_size"].clone());
-        }
-        if !has("num_attention_heads") {
-            obj.insert("num_attention_heads".into(), 8.into());
-        }
-        if !has("num_epochs") {
-            obj.insert("num_epochs".into(), 10.into());
-        }
-        let seq = u(obj, "sequence_length");
-        if !has("num_spike_steps") {
-            obj.insert("num_spike_steps".into(), (seq / 4).max(1).into());
-        }
-        if !has("max_position_embeddings") {
-            obj.insert("max_position_embeddings".into(), seq.into());
-        }
-        if !has("attention_spike_steps") {
-            let heads = u(obj, "num_attention_heads").max(1);
-            obj.insert("attention_spike_steps".into(), (seq / heads).max(1).into());
-        }
-        for k in ["attention_dropout", "embedding_dropout"] {
-            if !has(k) {
-                let p = obj["dropout"].clone();
-                obj.insert(k.into(), p);
-            }
-        }
-        let cfg: ModelConfig = serde_json::from_value(base)
-            .map_err(|e| LayerError::config("<file>", e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
     }
+    // Keep the fields lsnn reads; drop nulls so that they take their derivation.
+    let mut kept = Map::new();
+    for (k, v) in map {
+        if !v.is_null() && !IGNORED_FIELDS.contains(&k.as_str()) {
+            kept.insert(k, v);
+        }
+    }
+    // Start from every default of both parts.
+    let mut base = serde_json::to_value(ModelConfig::default())?;
+    let obj = base
+        .as_object_mut()
+        .expect("a struct serialises to an object");
+    if let Value::Object(t) = serde_json::to_value(TrainConfig::default())? {
+        obj.extend(t);
+    }
+    for (k, v) in &kept {
+        obj.insert(k.clone(), v.clone());
+    }
+    // The original's derivations for fields the file lacks, from the resolved values.
+    let has = |k: &str| kept.contains_key(k);
+    let u = |obj: &Map<String, Value>, k: &str| obj.get(k).and_then(Value::as_u64).unwrap_or(1);
+    if !has("embedding_dim") && has("input_dim") {
+        obj.insert("embedding_dim".into(), kept["input_dim"].clone());
+    }
+    if !has("input_dim") && has("embedding_dim") {
+        obj.insert("input_dim".into(), kept["embedding_dim"].clone());
+    }
+    if !has("vocab_size") && has("output_dim") {
+        obj.insert("vocab_size".into(), kept["output_dim"].clone());
+    }
+    if !has("output_dim") && has("vocab_size") {
+        obj.insert("output_dim".into(), kept["vocab_size"].clone());
+    }
+    if !has("num_attention_heads") {
+        obj.insert("num_attention_heads".into(), 8.into());
+    }
+    if !has("num_epochs") {
+        obj.insert("num_epochs".into(), 10.into());
+    }
+    let seq = u(obj, "sequence_length");
+    if !has("num_spike_steps") {
+        obj.insert("num_spike_steps".into(), (seq / 4).max(1).into());
+    }
+    if !has("max_position_embeddings") {
+        obj.insert("max_position_embeddings".into(), seq.into());
+    }
+    if !has("attention_spike_steps") {
+        let heads = u(obj, "num_attention_heads").max(1);
+        obj.insert("attention_spike_steps".into(), (seq / heads).max(1).into());
+    }
+    for k in ["attention_dropout", "embedding_dropout"] {
+        if !has(k) {
+            let p = obj["dropout"].clone();
+            obj.insert(k.into(), p);
+        }
+    }
+    let Value::Object(all) = base else {
+        unreachable!("built as an object above")
+    };
+    let cfg = RunConfig::<ModelConfig>::from_map(all)?;
+    cfg.model.validate()?;
+    Ok(cfg)
 }

@@ -1,0 +1,195 @@
+//! [`TrainConfig`]: the trainer's settings — optimizer, schedule, EMA, clipping, accumulation,
+//! cleanup, early stopping, checkpoint retention, seed and device — apart from any model's.
+
+use crate::error::{Result, TrainError};
+use serde::{Deserialize, Serialize};
+
+/// Whether a smaller or a larger value of the monitored metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorMode {
+    /// Lower is better (a loss).
+    #[default]
+    Min,
+    /// Higher is better (an accuracy).
+    Max,
+}
+
+impl MonitorMode {
+    /// True when `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            MonitorMode::Min => a < b,
+            MonitorMode::Max => a > b,
+        }
+    }
+}
+
+/// The trainer's settings, with SPEC §8's defaults. In JSON a missing field takes its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// AMSGrad variant of AdamW.
+    pub amsgrad: bool,
+    /// Global-norm gradient clipping (0 disables).
+    pub gradient_clip: f64,
+    /// Epochs.
+    pub num_epochs: usize,
+    /// Linear warm-up steps before cosine decay.
+    pub warmup_steps: usize,
+    /// Micro-batches per optimizer step.
+    pub gradient_accumulation_steps: usize,
+    /// EMA decay of the weights (0 disables the EMA).
+    pub ema_decay: f64,
+    /// Memory cleanup every this many batches (0: only at epoch ends).
+    pub cleanup_every: usize,
+    /// Early-stopping patience in epochs without improvement of `monitor` (0 disables).
+    pub early_stopping_patience: usize,
+    /// The evaluation metric early stopping and the best checkpoint follow (default
+    /// `val_loss`).
+    pub monitor: String,
+    /// Whether `monitor` is better low or high.
+    pub monitor_mode: MonitorMode,
+    /// Keep the best set by `monitor` beside the latest one (`BEST` names it).
+    pub keep_best: bool,
+    /// Seed of every random draw (initialisation, dropout, data order).
+    pub seed: u64,
+    /// `"cpu"`, `"cuda"` or `"cuda:N"`.
+    pub device: String,
+    /// Half precision where the device supports it (on the CPU: a warning and f32).
+    pub mixed_precision: bool,
+}
+
+impl Default for TrainConfig {
+    /// SPEC §8's recipe.
+    fn default() -> Self {
+        TrainConfig {
+            batch_size: 8,
+            learning_rate: 1e-3,
+            weight_decay: 0.01,
+            amsgrad: false,
+            gradient_clip: 1.0,
+            num_epochs: 35,
+            warmup_steps: 100,
+            gradient_accumulation_steps: 1,
+            ema_decay: 0.999,
+            cleanup_every: 50,
+            early_stopping_patience: 0,
+            monitor: "val_loss".into(),
+            monitor_mode: MonitorMode::Min,
+            keep_best: false,
+            seed: 42,
+            device: "cpu".into(),
+            mixed_precision: false,
+        }
+    }
+}
+
+fn bad(field: &str, message: String) -> TrainError {
+    TrainError::Config {
+        field: field.into(),
+        message,
+    }
+}
+
+impl TrainConfig {
+    /// The field names (the keys of the JSON object).
+    pub fn field_names() -> Vec<String> {
+        match serde_json::to_value(TrainConfig::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("batch_size", self.batch_size),
+            (
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
+            ),
+        ] {
+            if v == 0 {
+                return Err(bad(name, "0; expected at least 1".into()));
+            }
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(bad(
+                "learning_rate",
+                format!("{}; expected a positive number", self.learning_rate),
+            ));
+        }
+        for (name, v) in [
+            ("weight_decay", self.weight_decay),
+            ("gradient_clip", self.gradient_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(name, format!("{v}; expected a non-negative number")));
+            }
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(bad(
+                "ema_decay",
+                format!("{}; expected a value in [0, 1)", self.ema_decay),
+            ));
+        }
+        if self.monitor.is_empty() {
+            return Err(bad(
+                "monitor",
+                "empty; expected a metric name such as val_loss".into(),
+            ));
+        }
+        self.parse_device()?;
+        Ok(())
+    }
+
+    /// `device` parsed: `None` for the CPU, `Some(ordinal)` for CUDA.
+    pub fn parse_device(&self) -> Result<Option<usize>> {
+        parse_device(&self.device)
+    }
+
+    /// The candle device; CUDA in a build without the `cuda` feature is a clear error.
+    pub fn candle_device(&self) -> Result<candle_core::Device> {
+        candle_device(&self.device)
+    }
+}
+
+/// `"cpu"` → `None`, `"cuda"` → `Some(0)`, `"cuda:N"` → `Some(N)`; anything else an error
+/// naming the field.
+pub fn parse_device(device: &str) -> Result<Option<usize>> {
+    match device {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        d => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(bad(
+                "device",
+                format!("\"{d}\"; expected \"cpu\", \"cuda\" or \"cuda:N\""),
+            )),
+        },
+    }
+}
+
+/// The candle device `device` names; CUDA without the `cuda` feature (or without a device) is
+/// a clear error.
+pub fn candle_device(device: &str) -> Result<candle_core::Device> {
+    match parse_device(device)? {
+        None => Ok(candle_core::Device::Cpu),
+        Some(n) => {
+            if !candle_core::utils::cuda_is_available() {
+                return Err(TrainError::Unsupported {
+                    feature: format!("device \"{device}\""),
+                    detail: "this build has no CUDA support; rebuild with `--features cuda` or use \"cpu\"".into(),
+                });
+            }
+            Ok(candle_core::Device::new_cuda(n)?)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Validation metrics: the model's metrics averaged over the validation examples (batched,
+//! evaluation mode, rows as weights), the derived ones, and the data's own.
+
+use super::{EvalResult, Trainer};
+use crate::dataset::Dataset;
+use crate::error::Result;
+use crate::model::TrainModel;
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+
+/// Evaluates `model` on every validation example of `data`, `batch_size` at a time, and the
+/// data's own metrics with at most `extra_budget` examples.
+pub fn evaluate_model<M: TrainModel, D: Dataset<M>>(
+    model: &M,
+    data: &D,
+    batch_size: usize,
+    extra_budget: usize,
+    device: &Device,
+) -> Result<EvalResult> {
+    let names = model.metric_names();
+    let mut sums = vec![0f64; names.len()];
+    let n = data.val_len();
+    let bsz = batch_size.max(1);
+    let mut count = 0usize;
+    let mut i = 0;
+    while i < n {
+        let end = (i + bsz).min(n);
+        let idx: Vec<u32> = (i as u32..end as u32).collect();
+        let batch = data.val_batch(&idx, device)?;
+        let rows = M::batch_rows(&batch);
+        let values = model.eval_batch(&batch)?;
+        if values.len() != names.len() {
+            return Err(crate::TrainError::Config {
+                field: "eval_batch".into(),
+                message: format!(
+                    "{} values for the {} metrics {names:?}",
+                    values.len(),
+                    names.len()
+                ),
+            });
+        }
+        for (s, v) in sums.iter_mut().zip(values) {
+            *s += v * rows as f64;
+        }
+        count += rows;
+        i = end;
+    }
+    let mut metrics: Vec<(String, f64)> = names
+        .into_iter()
+        .zip(sums)
+        .map(|(n, s)| (n, s / count.max(1) as f64))
+        .collect();
+    let derived = model.derived_metrics(&metrics);
+    metrics.extend(derived);
+    metrics.extend(data.extra_metrics(model, extra_budget)?);
+    Ok(EvalResult {
+        metrics,
+        examples: count,
+    })
+}
+
+impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
+    /// The validation metrics in evaluation mode, with the EMA weights when the options ask.
+    pub fn evaluate(&self) -> Result<EvalResult> {
+        let ema_model;
+        let model: &M = if self.opts.eval_with_ema {
+            let tensors = self
+                .ema
+                .weights()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            ema_model = M::build(
+                &self.cfg.model,
+                VarBuilder::from_tensors(tensors, DType::F32, &self.device),
+            )?;
+            &ema_model
+        } else {
+            &self.model
+        };
+        evaluate_model(
+            model,
+            &self.data,
+            self.cfg.train.batch_size,
+            self.opts.extra_metric_budget,
+            &self.device,
+        )
+    }
+}

@@ -1,0 +1,124 @@
+//! What a run reports: the [`Event`]s the loop emits (showing them is the caller's business),
+//! an evaluation's metrics ([`EvalResult`]) and the end of a run ([`TrainSummary`]).
+
+use lsnn_memory::MemoryUsage;
+use std::path::PathBuf;
+
+/// What the loop reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The run starts (or resumes).
+    Start {
+        /// Planned epochs.
+        epochs: usize,
+        /// Micro-batches per epoch.
+        batches_per_epoch: usize,
+        /// Parameters.
+        parameters: usize,
+        /// Resumed at this many micro-batches.
+        resumed_at: Option<u64>,
+        /// The data's trivial baseline (name, value) of the monitored metric, if it has one.
+        baseline: Option<(String, f64)>,
+    },
+    /// A micro-batch was processed.
+    Batch {
+        /// Epoch.
+        epoch: usize,
+        /// Batch within the epoch.
+        batch: usize,
+        /// Batches per epoch.
+        of: usize,
+        /// Optimizer steps so far.
+        step: u64,
+        /// Reported loss of the batch (NaN when skipped).
+        loss: f64,
+        /// Learning rate in use.
+        lr: f64,
+        /// Training items (tokens) per second over the run so far (this process).
+        tokens_per_s: f64,
+        /// Live bytes.
+        live_bytes: u64,
+    },
+    /// A micro-batch or step was skipped (non-finite loss or gradient).
+    Skipped {
+        /// Why.
+        reason: String,
+        /// Skipped so far.
+        total: u64,
+    },
+    /// A memory line.
+    Memory {
+        /// When.
+        label: String,
+        /// The figures.
+        usage: MemoryUsage,
+        /// RSS released by the cleanup that preceded it.
+        released: Option<u64>,
+    },
+    /// An epoch ended.
+    EpochEnd {
+        /// The epoch.
+        epoch: usize,
+        /// Mean reported training loss of the epoch.
+        train_loss: f64,
+        /// Validation evaluation.
+        eval: EvalResult,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Its directory.
+        dir: PathBuf,
+        /// It is the run's best so far by the monitored metric (kept as `BEST`).
+        best: bool,
+    },
+    /// Early stopping triggered.
+    EarlyStop {
+        /// The epoch.
+        epoch: usize,
+    },
+}
+
+/// An evaluation's figures: named metrics (the model's, then derived ones, then the data's own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalResult {
+    /// (name, value) in the order of the metrics CSV's columns.
+    pub metrics: Vec<(String, f64)>,
+    /// Validation examples evaluated.
+    pub examples: usize,
+}
+
+impl EvalResult {
+    /// The metric `name`, if evaluated.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// `val_loss`, or NaN when the model reports none.
+    pub fn loss(&self) -> f64 {
+        self.get("val_loss").unwrap_or(f64::NAN)
+    }
+}
+
+/// The end of a run.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Micro-batches processed.
+    pub batches: u64,
+    /// Last validation evaluation, if an epoch finished.
+    pub last_eval: Option<EvalResult>,
+    /// The data's trivial baseline, if it has one.
+    pub baseline: Option<(String, f64)>,
+    /// Skipped micro-batches and steps.
+    pub skipped: u64,
+    /// Training items (tokens) per second in this process.
+    pub tokens_per_s: f64,
+    /// Wall time in this process.
+    pub seconds: f64,
+    /// True when stopped by `max_batches` before the end.
+    pub interrupted: bool,
+}

@@ -1,0 +1,296 @@
+//! The training loop (SPEC §5) for any [`TrainModel`] on any [`Dataset`]: AdamW with warm-up +
+//! cosine decay, clipping, accumulation, EMA, a cleanup schedule with memory lines, non-finite
+//! batches skipped and counted, early stopping and the best checkpoint by a monitored metric,
+//! atomic checkpoints at epoch ends, and exact resume.
+//!
+//! The loop emits [`Event`]s; showing them is the caller's business. Every random draw comes
+//! from two seeded generators (data order, dropout) whose states are saved, and the current
+//! epoch's order is saved too, so a resumed run continues bit for bit where it stopped —
+//! mid-epoch and mid-accumulation-window included.
+//!
+//! - [`state`]: `trainer_state.json`; [`events`]: what a run reports;
+//! - `step`: one micro-batch and the optimizer step at a window's end;
+//! - `run`: epochs, evaluation, metrics rows, early stopping;
+//! - `resume`, `save`: the checkpoint on either side; `eval`: validation metrics.
+
+mod eval;
+pub mod events;
+mod resume;
+mod run;
+mod save;
+pub mod state;
+mod step;
+
+pub use eval::evaluate_model;
+pub use events::{EvalResult, Event, TrainSummary};
+pub use state::{TrainerState, STATE_VERSION};
+
+use crate::checkpoint;
+use crate::config::RunConfig;
+use crate::dataset::Dataset;
+use crate::error::{Result, TrainError};
+use crate::model::TrainModel;
+use crate::optim::{AdamW, AdamWConfig, Ema};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use lsnn_layers::{SeededInit, SeededRng};
+use lsnn_memory::{ManagerConfig, MemoryLimit, MemoryManager};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Options of a run that are not part of its config.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Where checkpoints go.
+    pub out_dir: PathBuf,
+    /// Stop (and checkpoint) after this many micro-batches in total.
+    pub max_batches: Option<u64>,
+    /// Memory budget checked before training.
+    pub memory_budget: Option<MemoryLimit>,
+    /// Cleanup threshold (default 1 GiB).
+    pub cleanup_threshold: MemoryLimit,
+    /// A metrics row every this many optimizer steps (and at epoch ends).
+    pub log_every: u64,
+    /// Examples the data's own metrics may score at each epoch end (the built-in task's
+    /// exact-match accuracy: held-out problems).
+    pub extra_metric_budget: usize,
+    /// Evaluate with the EMA weights.
+    pub eval_with_ema: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            out_dir: PathBuf::from("runs/default"),
+            max_batches: None,
+            memory_budget: None,
+            cleanup_threshold: MemoryLimit::Bytes(1 << 30),
+            log_every: 25,
+            extra_metric_budget: 256,
+            eval_with_ema: false,
+        }
+    }
+}
+
+/// The trainer.
+pub struct Trainer<M: TrainModel, D: Dataset<M>> {
+    model: M,
+    vars: Vec<(String, Var)>,
+    opt: AdamW,
+    ema: Ema,
+    cfg: RunConfig<M::Config>,
+    config_json: String,
+    data: D,
+    state: TrainerState,
+    data_rng: SeededRng,
+    dropout_rng: SeededRng,
+    acc: BTreeMap<String, Tensor>,
+    metrics: Vec<String>,
+    manager: MemoryManager,
+    opts: TrainOptions,
+    device: Device,
+    baseline: Option<(String, f64)>,
+}
+
+impl<M: TrainModel, D: Dataset<M>> std::fmt::Debug for Trainer<M, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns of the metrics CSV before the evaluation metrics.
+const METRICS_PREFIX: &str = "step,epoch,batches,lr,train_loss";
+
+impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
+    /// A fresh run of `cfg` on `data`.
+    pub fn new(cfg: RunConfig<M::Config>, data: D, opts: TrainOptions) -> Result<Self> {
+        cfg.train.validate()?;
+        data.check_model(&cfg.model)?;
+        let device = cfg.train.candle_device()?;
+        let mut root = SeededRng::new(cfg.train.seed);
+        let init_rng = root.fork();
+        let data_rng = root.fork();
+        let dropout_rng = root.fork();
+        let (model, vars) = build(&cfg.model, init_rng, &device)?;
+        let config_json = cfg.to_json()?;
+        let per_epoch = (data.train_len() / cfg.train.batch_size) as u64;
+        let total_steps = (per_epoch * cfg.train.num_epochs as u64)
+            .div_ceil(cfg.train.gradient_accumulation_steps as u64);
+        let state = TrainerState {
+            format_version: STATE_VERSION,
+            step: 0,
+            total_steps,
+            batches_seen: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            epoch_order: Vec::new(),
+            accum_in_window: 0,
+            accum_valid: 0,
+            data_rng: data_rng.state(),
+            dropout_rng: dropout_rng.state(),
+            best: None,
+            history: Vec::new(),
+            skipped_batches: 0,
+            skipped_steps: 0,
+            tokens_seen: 0,
+            config_hash: checkpoint::config_hash(&config_json),
+            data_source: data.describe(),
+            data_fingerprint: Some(data.fingerprint()),
+            loss_window: (0.0, 0),
+            epoch_loss: (0.0, 0),
+            finished: false,
+        };
+        let mut t = Self::assemble(model, vars, cfg, config_json, data, state, opts, device)?;
+        t.metrics.push(t.metrics_header());
+        Ok(t)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        model: M,
+        vars: Vec<(String, Var)>,
+        cfg: RunConfig<M::Config>,
+        config_json: String,
+        data: D,
+        state: TrainerState,
+        opts: TrainOptions,
+        device: Device,
+    ) -> Result<Self> {
+        if data.train_len() < cfg.train.batch_size {
+            return Err(TrainError::Config {
+                field: "batch_size".into(),
+                message: format!(
+                    "{} but the data holds only {} training examples",
+                    cfg.train.batch_size,
+                    data.train_len()
+                ),
+            });
+        }
+        if data.val_len() == 0 {
+            return Err(TrainError::Config {
+                field: "validation data".into(),
+                message: "no validation examples; expected at least one".into(),
+            });
+        }
+        let opt = AdamW::new(
+            &vars,
+            AdamWConfig {
+                weight_decay: cfg.train.weight_decay,
+                amsgrad: cfg.train.amsgrad,
+                ..AdamWConfig::default()
+            },
+        )?;
+        let ema = Ema::new(&vars, cfg.train.ema_decay)?;
+        let manager = MemoryManager::new(
+            &device,
+            ManagerConfig {
+                cleanup_threshold: Some(opts.cleanup_threshold),
+                budget: opts.memory_budget,
+                ..ManagerConfig::default()
+            },
+        )?;
+        // Weights, EMA, two moments and a gradient: the least a step needs.
+        let param_bytes: u64 = vars.iter().map(|(_, v)| (v.elem_count() * 4) as u64).sum();
+        manager.ensure_fits("model, EMA, optimizer state and gradients", param_bytes * 5)?;
+        let data_rng = SeededRng::from_state(state.data_rng)
+            .ok_or_else(|| TrainError::ckpt(&opts.out_dir, "data generator state is all zero"))?;
+        let dropout_rng = SeededRng::from_state(state.dropout_rng).ok_or_else(|| {
+            TrainError::ckpt(&opts.out_dir, "dropout generator state is all zero")
+        })?;
+        let baseline = data.baseline();
+        Ok(Trainer {
+            model,
+            vars,
+            opt,
+            ema,
+            cfg,
+            config_json,
+            data,
+            state,
+            data_rng,
+            dropout_rng,
+            acc: BTreeMap::new(),
+            metrics: Vec::new(),
+            manager,
+            opts,
+            device,
+            baseline,
+        })
+    }
+
+    /// The metrics CSV's header: the fixed columns, the model's metrics, the derived ones, the
+    /// data's own, and the skipped count.
+    fn metrics_header(&self) -> String {
+        let mut cols: Vec<String> = vec![METRICS_PREFIX.into()];
+        cols.extend(self.model.metric_names());
+        cols.extend(self.model.derived_metric_names());
+        cols.extend(self.data.extra_metric_names());
+        cols.push("skipped".into());
+        cols.join(",")
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &RunConfig<M::Config> {
+        &self.cfg
+    }
+
+    /// The position of the run.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The memory manager.
+    pub fn memory(&self) -> &MemoryManager {
+        &self.manager
+    }
+
+    /// The data set.
+    pub fn data(&self) -> &D {
+        &self.data
+    }
+
+    /// The data's trivial baseline, if it has one.
+    pub fn baseline(&self) -> Option<&(String, f64)> {
+        self.baseline.as_ref()
+    }
+
+    /// Named trainable variables, sorted by name.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// The device the run trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The metrics CSV text.
+    pub fn metrics_csv(&self) -> String {
+        let mut s = self.metrics.join("\n");
+        s.push('\n');
+        s
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        self.data.train_len() / self.cfg.train.batch_size
+    }
+}
+
+/// A model of `cfg` with fresh variables from `rng` (SeededInit), and its variables by name.
+fn build<M: TrainModel>(
+    cfg: &M::Config,
+    rng: SeededRng,
+    device: &Device,
+) -> Result<(M, Vec<(String, Var)>)> {
+    let varmap = VarMap::new();
+    let vb = SeededInit::var_builder(&varmap, rng, DType::F32, device);
+    let model = M::build(cfg, vb)?;
+    Ok((model, lsnn_layers::named_vars(&varmap)))
+}

@@ -1,0 +1,240 @@
+//! The run: epochs of micro-batches in the saved order, the cleanup schedule and memory lines,
+//! evaluation and a metrics row at each epoch end, early stopping and the best set by the
+//! monitored metric, and a checkpoint at every epoch end (and when stopped early).
+
+use super::{EvalResult, Event, TrainSummary, Trainer};
+use crate::dataset::Dataset;
+use crate::error::{Result, TrainError};
+use crate::model::TrainModel;
+use crate::optim::schedule::{cleanup_after_batch, should_stop_early, CleanupReason};
+use std::time::Instant;
+
+impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
+    fn memory_event(&self, label: &str, released: Option<u64>) -> Result<Event> {
+        Ok(Event::Memory {
+            label: label.to_string(),
+            usage: self.manager.log_usage(label)?,
+            released,
+        })
+    }
+
+    /// Runs to the end (or to `max_batches`), emitting events.
+    pub fn run(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<TrainSummary> {
+        let start = Instant::now();
+        let tokens_at_start = self.state.tokens_seen;
+        let param_count: usize = self.vars.iter().map(|(_, v)| v.elem_count()).sum();
+        on_event(&Event::Start {
+            epochs: self.cfg.train.num_epochs,
+            batches_per_epoch: self.batches_per_epoch(),
+            parameters: param_count,
+            resumed_at: (self.state.batches_seen > 0).then_some(self.state.batches_seen),
+            baseline: self.baseline.clone(),
+        });
+        on_event(&self.memory_event("start", None)?);
+        let mut last_eval = None;
+        let mut interrupted = false;
+        let clock = (start, tokens_at_start);
+        while !self.state.finished && self.state.epoch < self.cfg.train.num_epochs {
+            match self.epoch(on_event, clock)? {
+                Some(eval) => last_eval = Some(eval),
+                None => {
+                    interrupted = true;
+                    break;
+                }
+            }
+        }
+        if interrupted {
+            let dir = self.save_checkpoint()?;
+            on_event(&Event::Checkpoint { dir, best: false });
+        }
+        let secs = start.elapsed().as_secs_f64();
+        Ok(TrainSummary {
+            steps: self.state.step,
+            batches: self.state.batches_seen,
+            last_eval,
+            baseline: self.baseline.clone(),
+            skipped: self.state.skipped_batches + self.state.skipped_steps,
+            tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs.max(1e-9),
+            seconds: secs,
+            interrupted,
+        })
+    }
+
+    /// Trains the rest of the current epoch and finishes it (evaluation, metrics, cleanup with a
+    /// memory line, checkpoint), ignoring `max_batches`. The unit the leak suite repeats.
+    pub fn train_epoch(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<EvalResult> {
+        let saved = self.opts.max_batches.take();
+        let r = self.epoch(on_event, (Instant::now(), self.state.tokens_seen));
+        self.opts.max_batches = saved;
+        Ok(r?.expect("no batch limit while training an epoch"))
+    }
+
+    /// One epoch from the current position; `None` when `max_batches` stopped it first.
+    fn epoch(
+        &mut self,
+        on_event: &mut dyn FnMut(&Event),
+        (start, tokens_at_start): (Instant, u64),
+    ) -> Result<Option<EvalResult>> {
+        let per_epoch = self.batches_per_epoch();
+        let bsz = self.cfg.train.batch_size;
+        // Draw the epoch's order once: a run interrupted right after drawing it (at an epoch
+        // boundary) saved it, and a resume must not draw again.
+        if self.state.epoch_order.is_empty() {
+            self.state.epoch_order = self.data.epoch_order(&mut self.data_rng);
+        }
+        while self.state.batch_in_epoch < per_epoch {
+            if let Some(maxb) = self.opts.max_batches {
+                if self.state.batches_seen >= maxb {
+                    return Ok(None);
+                }
+            }
+            let b = self.state.batch_in_epoch;
+            let batch = self.data.train_batch(
+                &self.state.epoch_order[b * bsz..(b + 1) * bsz],
+                &self.device,
+            )?;
+            let lr = self.current_lr();
+            let steps_skipped_before = self.state.skipped_steps;
+            let loss = self.train_batch(&batch)?;
+            drop(batch);
+            self.state.batch_in_epoch += 1;
+            if loss.is_nan() {
+                on_event(&Event::Skipped {
+                    reason: "non-finite loss".into(),
+                    total: self.state.skipped_batches + self.state.skipped_steps,
+                });
+            }
+            if self.state.skipped_steps > steps_skipped_before {
+                on_event(&Event::Skipped {
+                    reason: "non-finite gradient norm; optimizer step not applied".into(),
+                    total: self.state.skipped_batches + self.state.skipped_steps,
+                });
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            on_event(&Event::Batch {
+                epoch: self.state.epoch,
+                batch: b + 1,
+                of: per_epoch,
+                step: self.state.step,
+                loss,
+                lr,
+                tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs,
+                live_bytes: lsnn_memory::alloc::live_bytes(),
+            });
+            self.manager.check()?;
+            let epoch_end = self.state.batch_in_epoch == per_epoch;
+            if let Some(CleanupReason::Periodic) = cleanup_after_batch(
+                self.state.batches_seen,
+                self.cfg.train.cleanup_every,
+                epoch_end,
+            ) {
+                self.manager.cleanup()?;
+            }
+        }
+        // Epoch end.
+        let eval = self.evaluate()?;
+        let train_loss = self.take_epoch_train_loss();
+        self.push_metrics(Some(&eval));
+        let monitor = &self.cfg.train.monitor;
+        let value = eval.get(monitor).ok_or_else(|| TrainError::Config {
+            field: "monitor".into(),
+            message: format!(
+                "{monitor:?} is not an evaluated metric; the run evaluates {:?}",
+                eval.metrics.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            ),
+        })?;
+        let mode = self.cfg.train.monitor_mode;
+        // A NaN never counts as an improvement.
+        let improved = !value.is_nan() && self.state.best.is_none_or(|b| mode.better(value, b));
+        self.state.history.push(value);
+        if improved {
+            self.state.best = Some(value);
+        }
+        on_event(&Event::EpochEnd {
+            epoch: self.state.epoch,
+            train_loss,
+            eval: eval.clone(),
+        });
+        let report = self.manager.cleanup()?;
+        on_event(&self.memory_event(
+            &format!("epoch {}", self.state.epoch + 1),
+            Some(report.rss_released()),
+        )?);
+        self.state.epoch += 1;
+        self.state.batch_in_epoch = 0;
+        self.state.epoch_order.clear();
+        let stop = should_stop_early(
+            &self.state.history,
+            self.cfg.train.early_stopping_patience,
+            mode,
+        );
+        if stop {
+            on_event(&Event::EarlyStop {
+                epoch: self.state.epoch - 1,
+            });
+        }
+        if stop || self.state.epoch >= self.cfg.train.num_epochs {
+            self.state.finished = true;
+            // The last, partial accumulation window is applied, not dropped: the schedule
+            // planned a step for it.
+            if self.state.accum_in_window > 0 {
+                self.finish_window()?;
+            }
+        }
+        let best = improved && self.cfg.train.keep_best;
+        let dir = self.save_checkpoint_as(best, &mut |_| Ok(()))?;
+        on_event(&Event::Checkpoint { dir, best });
+        Ok(Some(eval))
+    }
+
+    /// Mean reported loss of the epoch's trained batches (NaN when every one was skipped);
+    /// restarts the accumulator.
+    fn take_epoch_train_loss(&mut self) -> f64 {
+        let (sum, n) = std::mem::take(&mut self.state.epoch_loss);
+        if n == 0 {
+            f64::NAN
+        } else {
+            sum / n as f64
+        }
+    }
+
+    /// A metrics row: the position, the mean training loss since the last row, and the
+    /// evaluation's metrics at an epoch end (empty cells otherwise).
+    pub(super) fn push_metrics(&mut self, eval: Option<&EvalResult>) {
+        let (s, n) = self.state.loss_window;
+        let train = if n > 0 { s / n as f64 } else { f64::NAN };
+        self.state.loss_window = (0.0, 0);
+        let names: Vec<String> = self
+            .model
+            .metric_names()
+            .into_iter()
+            .chain(self.model.derived_metric_names())
+            .chain(self.data.extra_metric_names())
+            .collect();
+        let cells: Vec<String> = names
+            .iter()
+            .map(|n| {
+                eval.and_then(|e| e.get(n))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut row = format!(
+            "{},{},{},{},{}",
+            self.state.step,
+            self.state.epoch,
+            self.state.batches_seen,
+            self.current_lr(),
+            train
+        );
+        for c in cells {
+            row.push(',');
+            row.push_str(&c);
+        }
+        row.push_str(&format!(
+            ",{}",
+            self.state.skipped_batches + self.state.skipped_steps
+        ));
+        self.metrics.push(row);
+    }
+}

@@ -1,0 +1,62 @@
+//! `lsnn generate`: continue a prompt one token at a time with the model's streaming state.
+
+use anyhow::{bail, Result};
+use clap::Args;
+use lsnn_train::generate::{continue_prompts, Sampler};
+use lsnn_train::lm::load_lm;
+use lsnn_train::lsnn_layers::SeededRng;
+use lsnn_train::ByteTokenizer;
+use std::path::PathBuf;
+
+/// Arguments of `lsnn generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The run (or checkpoint) directory.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The text to continue.
+    #[arg(long)]
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use the EMA weights.
+    #[arg(long)]
+    ema: bool,
+    /// Device: cpu, cuda or cuda:N (default: the run's).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+/// `lsnn generate`.
+pub fn generate(a: GenerateArgs) -> Result<()> {
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
+        bail!(
+            "--temperature {} is invalid; expected a number >= 0",
+            a.temperature
+        );
+    }
+    let prompt = ByteTokenizer.encode(&a.prompt);
+    if prompt.is_empty() {
+        bail!("--prompt is empty; expected at least one character");
+    }
+    let lm = load_lm(&a.checkpoint, a.ema, a.device.as_deref())?;
+    let mut rng = SeededRng::new(a.seed);
+    let sampler = if a.temperature == 0.0 {
+        Sampler::Greedy
+    } else {
+        Sampler::Temperature {
+            temperature: a.temperature,
+            rng: &mut rng,
+        }
+    };
+    let out = continue_prompts(&lm.model, &[prompt], a.max_tokens, sampler)?;
+    println!("{}{}", a.prompt, ByteTokenizer.decode(&out[0]));
+    Ok(())
+}
