@@ -1,7 +1,8 @@
 //! Project automation, reached as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `ci`: everything `.ci/run` runs.
-//!   (The layer suite runs twice: on the fused kernels, and with `LSNN_FORCE_COMPOSED=1`.)
+//!   (The layer suite runs twice: on the fused kernels, and with `LSNN_FORCE_COMPOSED=1`; then
+//!   the examples, the API docs with warnings denied, and the library crates' packaging.)
 //! - `leakcheck [--case NAME] [--long]`: builds in release and runs every leak case and control
 //!   (each in its own process, single-threaded), prints the table, writes
 //!   `target/leakcheck/report.json`, fails if a case leaks or a control goes uncaught.
@@ -221,6 +222,30 @@ fn ci() -> Result<()> {
         .env("LSNN_FORCE_COMPOSED", "1")
         .args(["test", "-p", "lsnn-layers"]);
     run(composed)?;
+    for example in ["own_model", "trainer_own_model", "leak_test_own_model"] {
+        let mut e = cargo();
+        e.current_dir(root())
+            .args(["run", "-q", "-p", "lsnn-examples", "--example", example]);
+        run(e)?;
+    }
+    let mut doc = cargo();
+    doc.current_dir(root())
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "--workspace", "--no-deps", "-q"]);
+    run(doc)?;
+    let mut package = cargo();
+    package.current_dir(root()).args([
+        "package",
+        "-q",
+        "-p",
+        "lsnn-memory",
+        "-p",
+        "lsnn-layers",
+        "-p",
+        "lsnn-train",
+        "--no-verify",
+    ]);
+    run(package)?;
     let mut fmt = cargo();
     fmt.current_dir(root()).args(["fmt", "--all", "--check"]);
     run(fmt)?;

@@ -5,7 +5,7 @@
 //! loss summed without `detach` (its graph node survives), an accumulator re-allocated and kept,
 //! an EMA done by allocating new tensors and keeping the old ones, a growing history buffer — so
 //! the check is shown to catch a leak of that size on top of the real workload's own noise.
-//! Chains stay bounded (≤ 110 links) so that dropping them cannot overflow the stack (SPEC §3.9).
+//! Chains stay bounded (≤ 110 links) so that dropping them cannot overflow the stack (design §6).
 
 use crate::{iteration, BenchError, Iteration, Result};
 use candle_core::{DType, Device, Module, Tensor, Var};
@@ -215,7 +215,7 @@ fn tiny_training() -> Result<Training> {
 }
 
 fn train_step_case(leak: Leak) -> Result<Iteration> {
-    // The SPEC §7 step (the one `lsnn bench` and the gate measure) on the tiny LM.
+    // The design §9.1 step (the one `lsnn bench` and the gate measure) on the tiny LM.
     let mut bench = lsnn_train::workload::StepBench::new(&tiny_config())?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |i| {

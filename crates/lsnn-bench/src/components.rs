@@ -1,5 +1,5 @@
 //! Per-component peak live bytes (forward + backward) of the fused forms against the per-step
-//! references at the lm-small sizes of SPEC §7, and their time ratios. Measure single-threaded
+//! references at the lm-small sizes of design §9.1, and their time ratios. Measure single-threaded
 //! with the counting allocator installed.
 
 use crate::Result;

@@ -1,6 +1,6 @@
 //! # lsnn-bench
 //!
-//! The project's proof (SPEC §4): leak regression cases for every component and path, each with
+//! The project's proof (design §7): leak regression cases for every component and path, each with
 //! a deliberately leaky **control** that the same check must flag, run by lsnn-memory's leak
 //! runner (`lsnn_memory::leak::runner`, a child process per case); per-component peak memory of
 //! the fused forms against the per-step references; and the deterministic figures the

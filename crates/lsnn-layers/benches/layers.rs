@@ -1,4 +1,4 @@
-//! Criterion benches at the lm-small sizes of SPEC §7, fused against the per-step reference,
+//! Criterion benches at the lm-small sizes of design §9.1, fused against the per-step reference,
 //! forward + backward. A layer's reference is the layer run with the composed path forced
 //! ([`lsnn_layers::kernel::composed`]): what it computes on a device without the fused kernels.
 //!

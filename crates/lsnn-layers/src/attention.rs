@@ -1,15 +1,15 @@
-//! MultiHeadSpikingAttention (SPEC §3.5): [B, L, D] → [B, L, D].
+//! MultiHeadSpikingAttention (design §2.5): [B, L, D] → [B, L, D].
 //!
 //! ```text
 //! q, k, v = W_q x, W_k x, W_v x                      split into heads [B, heads, L, D/heads]
-//! q̂, k̂, v̂ = LIF firing rates over spike_steps with a constant current (rate form, SPEC §3.1)
+//! q̂, k̂, v̂ = LIF firing rates over spike_steps with a constant current (rate form, design §2.1)
 //! A = softmax(q̂·k̂ᵀ / √(D/heads) + mask)             causal (default) or none
 //! out = W_o · merge_heads(A·v̂)
 //! ```
 //! The rate is elementwise, so it is taken before the head split. Scaling, the causal mask and the
 //! softmax are one fused op with its own backward ([`crate::fused::masked_softmax`]; candle-nn's
-//! `softmax_last_dim` has none, SPEC §3.9).
-//! Keys: `q`, `k`, `v`, `o` (`.weight` [D, D], `.bias` [D]).
+//! `softmax_last_dim` has none, design §6).
+//! Keys: `q`, `k`, `v`, `o` (`.weight` `[D, D]`, `.bias` `[D]`).
 
 use crate::error::{LayerError, Result};
 use crate::lif::{self, LifConfig};

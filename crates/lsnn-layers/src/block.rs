@@ -1,4 +1,4 @@
-//! HybridLiquidSpikingBlock (SPEC §3.4): input [B, L, D] → output [B, L, D] and final h [B, H].
+//! HybridLiquidSpikingBlock (design §2.4): input [B, L, D] → output [B, L, D] and final h [B, H].
 //!
 //! ```text
 //! s_t  = rate(SpikingEncoder(x_t)) + κ · LayerNorm_S(mean_t U2(x_t))    all B·L positions at once (κ = 0.1)

@@ -1,4 +1,4 @@
-//! SpikingEncoder (SPEC §3.2): two LIF layers turning an input vector into spikes.
+//! SpikingEncoder (design §2.2): two LIF layers turning an input vector into spikes.
 //!
 //! ```text
 //! I1 = fc1(x)              [N, 2S]      once: a constant current for all T steps

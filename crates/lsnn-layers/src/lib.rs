@@ -1,6 +1,6 @@
 //! # lsnn-layers
 //!
-//! The layers of SPEC §3 as candle modules a candle user can drop into their own model:
+//! The layers of design §2 as candle modules a candle user can drop into their own model:
 //!
 //! - [`lif`]: leaky integrate-and-fire neurons with surrogate gradients — fused CPU custom ops
 //!   for the multi-step recurrence (forward and BPTT backward in one pass each), state in and
@@ -16,9 +16,39 @@
 //! - [`rng::SeededRng`] and [`nn::SeededInit`]: every random draw from one seeded generator,
 //!   for lsnn layers and candle-nn layers in one `VarBuilder` alike.
 //!
-//! This crate does no file I/O: weights arrive through a `VarBuilder`, configs as strings.
+//! This crate does no file I/O: weights arrive through a `VarBuilder`, configs as strings. The
+//! math of every layer is in docs/design.md §2; the workspace around it in §1.
 //!
 //! Call [`init`] first in a program that uses these layers (see its docs for why).
+//!
+//! ## In a candle model
+//!
+//! ```
+//! use candle_core::{DType, Device, Module, Tensor};
+//! use candle_nn::VarMap;
+//! use lsnn_layers::lif::{Leaky, LifConfig};
+//! use lsnn_layers::{Cfc, CfcConfig, SeededInit, SeededRng, SpikingEncoder, SpikingEncoderConfig};
+//!
+//! # fn main() -> candle_core::Result<()> {
+//! lsnn_layers::init();
+//! let varmap = VarMap::new();
+//! // One seeded builder for lsnn's layers and candle-nn's alike.
+//! let vb = SeededInit::var_builder(&varmap, SeededRng::new(0), DType::F32, &Device::Cpu);
+//! let encoder = SpikingEncoder::new(&SpikingEncoderConfig::new(4, 16), vb.pp("enc"))?;
+//! let cfc = Cfc::new(&CfcConfig::new(16, 8).with_backbone(32, 1), vb.pp("cfc"))?;
+//! let head = candle_nn::linear(8, 2, vb.pp("head"))?;
+//! let lif = Leaky::new(&LifConfig::new(0.9))?;
+//!
+//! let x = Tensor::randn(0f32, 1., (3, 5, 4), &Device::Cpu)?;      // [B, L, F]
+//! let rates = x.reshape((15, 4))?.apply_t(&encoder, false)?;      // spiking encoder: [B·L, 16]
+//! let hs = cfc.forward(&rates.reshape((3, 5, 16))?)?;             // liquid cell: [B, L, 8]
+//! let y = head.forward(&hs)?;                                     // candle-nn head: [B, L, 2]
+//! assert_eq!(y.dims(), &[3, 5, 2]);
+//! let spikes = lif.forward(&Tensor::ones((6, 3), DType::F32, &Device::Cpu)?)?; // [T, N]
+//! assert_eq!(spikes.dims(), &[6, 3]);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 pub mod attention;
@@ -65,8 +95,8 @@ pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
     v
 }
 
-/// A freshly initialised model (SPEC §3.7 initialisation, from `rng`) and the [`VarMap`] holding
-/// its trainable variables under the SPEC §3.7 names.
+/// A freshly initialised model (design §2.7 initialisation, from `rng`) and the [`VarMap`] holding
+/// its trainable variables under the design §4.2 names.
 pub fn init_model(
     cfg: &ModelConfig,
     rng: SeededRng,

@@ -1,4 +1,4 @@
-//! The project's own seeded generator (candle cannot seed its CPU generator, SPEC §3.9).
+//! The project's own seeded generator (candle cannot seed its CPU generator, design §6).
 //!
 //! xoshiro256** seeded through SplitMix64; the whole state is four `u64`s that a checkpoint saves
 //! and restores. Every random number of a run — initialisation, dropout masks, data order,

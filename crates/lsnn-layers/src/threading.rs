@@ -1,4 +1,4 @@
-//! The threading policy a program using these layers gets from [`init`].
+//! The threading policy a program using these layers gets from [`init`] (design §3.3).
 //!
 //! candle runs elementwise ops of 64 Ki elements and more on its own "barrier pool", whose
 //! threads spin while they wait for work. lsnn's fused ops, and the trainer's batch shards, run

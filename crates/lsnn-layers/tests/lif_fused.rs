@@ -1,5 +1,5 @@
 //! The fused LIF custom ops against the per-step reference composition (bit for bit in forward,
-//! 1e-5 relative in gradients), against an independent plain-Rust f64 BPTT of SPEC §3.1, and on
+//! 1e-5 relative in gradients), against an independent plain-Rust f64 BPTT of design §2.1, and on
 //! bad input.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -245,7 +245,7 @@ fn fused_equals_reference_on_the_parallel_path() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// An independent plain-Rust f64 implementation of SPEC §3.1 and its surrogate BPTT.
+// An independent plain-Rust f64 implementation of design §2.1 and its surrogate BPTT.
 // ---------------------------------------------------------------------------------------------
 
 fn surrogate_derivative(s: Surrogate, x: f64) -> f64 {

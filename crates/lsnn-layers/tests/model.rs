@@ -1,5 +1,5 @@
-//! The language model and the hybrid block: checkpoint key names and shapes (SPEC §3.7), a
-//! gradient for every parameter, determinism, streaming, and typed errors on bad input (SPEC §6).
+//! The language model and the hybrid block: checkpoint key names and shapes (design §4.2), a
+//! gradient for every parameter, determinism, streaming, and typed errors on bad input (design §8.2).
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarMap;
@@ -61,7 +61,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// The SPEC §3.7 table for `cfg`.
+/// The design §4.2 table for `cfg`.
 fn expected_keys(cfg: &ModelConfig) -> BTreeMap<String, Vec<usize>> {
     let (v, e, d) = (cfg.vocab_size, cfg.embedding_dim, cfg.hidden_dim);
     let (s, h, u) = (cfg.spiking_units, cfg.liquid_units, cfg.backbone_units);
@@ -160,7 +160,7 @@ fn saved_keys_and_shapes_follow_the_spec_table() {
             "{k} saved value"
         );
     }
-    // Initialisation (SPEC §3.7): LayerNorms 1/0, embeddings N(0, range²), Linear U(±1/√in).
+    // Initialisation (design §2.7): LayerNorms 1/0, embeddings N(0, range²), Linear U(±1/√in).
     assert!(f32s(&loaded["blocks.0.pnorm.weight"])
         .iter()
         .all(|v| *v == 1.0));

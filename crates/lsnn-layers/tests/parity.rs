@@ -1,4 +1,4 @@
-//! Parity with snnTorch 1.0.0, ncps 1.0.1 and an independent PyTorch implementation of SPEC §3
+//! Parity with snnTorch 1.0.0, ncps 1.0.1 and an independent PyTorch implementation of design §2
 //! (fixtures written by scripts/fixtures/gen_fixtures.py).
 
 mod common;

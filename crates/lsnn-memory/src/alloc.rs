@@ -2,7 +2,7 @@
 //!
 //! [`CountingAlloc`] wraps [`System`]. Every allocation and free updates a handful of process-wide
 //! relaxed atomics, so the figures can be read from any thread at the cost of an atomic load. The
-//! figures are process-wide (SPEC §4): every thread counts, candle's worker pools and the test
+//! figures are process-wide (design §7): every thread counts, candle's worker pools and the test
 //! harness included, so exact assertions need isolation (one test thread, a lock, or a child).
 //!
 //! The peak is a *window* high-water mark: [`PeakWindow`] (and the scopes built on it) restart the

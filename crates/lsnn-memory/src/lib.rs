@@ -1,7 +1,7 @@
 //! # lsnn-memory
 //!
 //! Exact memory accounting for candle programs, and the tools to keep a training run's memory
-//! flat and prove it (SPEC §4):
+//! flat and prove it (design §7):
 //!
 //! - [`CountingAlloc`]: a counting global allocator — live, peak (with nested [`PeakWindow`]s),
 //!   allocation and free counts, readable from any thread with relaxed atomics;
@@ -17,7 +17,8 @@
 //!   process each, or a lock and one compute thread) — for the project's suite and a user's own
 //!   `#[test]`.
 //!
-//! This crate knows nothing of layers or training.
+//! This crate knows nothing of layers or training (design §1); what "leak-free" means and how
+//! it is proven: design §7.
 //!
 //! ## Installing the allocator and measuring a training loop
 //!

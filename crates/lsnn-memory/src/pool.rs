@@ -4,7 +4,7 @@
 //! same key exists, zeroed in place, else a fresh one — and the [`PooledTensor`] handle puts it back
 //! when dropped. After the first call for a key, acquire/release cycles allocate nothing.
 //!
-//! **Contract (SPEC §4):** pooled buffers are for memory no autograd graph holds — evaluation,
+//! **Contract (design §7):** pooled buffers are for memory no autograd graph holds — evaluation,
 //! streaming generation, scratch space. A buffer that is still read by a graph (or by a clone of the
 //! tensor kept elsewhere) when its handle drops would be zeroed under that reader's feet: use
 //! [`PooledTensor::into_inner`] to take a buffer out of the pool for good instead.

@@ -1,6 +1,7 @@
 //! Batch-parallel steps: a batch is split by rows ([`TrainModel::batch_part`]) into a fixed
 //! number of shards whose forward and backward passes run on separate threads, and the shards'
-//! gradients are summed. A model whose batches do not split trains each batch whole.
+//! gradients are summed. A model whose batches do not split trains each batch whole
+//! (design §3.3).
 //!
 //! The layers' kernels are too small to gain from splitting each op across threads (the thread
 //! hand-over costs more than half an op saves), while whole shards keep every core busy for a
@@ -22,7 +23,7 @@ use crate::model::{StepLoss, TrainModel};
 use candle_core::{Tensor, Var};
 use lsnn_layers::{Mode, SeededRng};
 
-/// Most rows in one shard. Measured on the SPEC §7 workloads (2 cores): lm-small's 8 rows as two
+/// Most rows in one shard. Measured on the design §9.1 workloads (2 cores): lm-small's 8 rows as two
 /// shards of 4 train fastest; lm-medium's 16 rows as four shards of 4 cut the peak memory from
 /// 438 to 316 MiB for 4% of its speed.
 pub const SHARD_ROWS: usize = 4;

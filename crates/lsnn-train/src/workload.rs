@@ -1,4 +1,4 @@
-//! The SPEC §7 benchmark workloads and their measured step, shared by `lsnn bench` and the
+//! The design §9.1 benchmark workloads (FLOP counts: design §9.2) and their measured step, shared by `lsnn bench` and the
 //! benchmark gate so both measure exactly the same thing.
 //!
 //! Random byte tokens from a pool of 8 fixed batches [B, L + 1], cycled. A training step is
@@ -20,7 +20,7 @@ const BYTES: std::num::NonZeroU64 = std::num::NonZeroU64::new(256).unwrap();
 /// The names [`workload`] knows.
 pub const WORKLOADS: &[&str] = &["lm-small", "lm-medium"];
 
-/// The config of a SPEC §7 workload (explicit overrides of T = 4, attention rate steps 8,
+/// The config of a design §9.1 workload (explicit overrides of T = 4, attention rate steps 8,
 /// CfC backbone 128 × 1 on top of the defaults).
 pub fn workload(name: &str) -> Result<RunConfig<ModelConfig>> {
     let base = ModelConfig {
@@ -78,7 +78,7 @@ pub struct StepBench {
 
 impl StepBench {
     /// Initialises `cfg`'s model (seeded) and the fixed pool of 8 batches.
-    /// The objective is the unsmoothed cross-entropy whatever `cfg` says (SPEC §7).
+    /// The objective is the unsmoothed cross-entropy whatever `cfg` says (design §9.1).
     pub fn new(cfg: &RunConfig<ModelConfig>) -> Result<Self> {
         let model_cfg = ModelConfig {
             label_smoothing: 0.0,

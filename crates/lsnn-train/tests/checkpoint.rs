@@ -1,4 +1,4 @@
-//! Checkpoints (SPEC §5, §6): save → resume restores everything, resume-then-continue equals a
+//! Checkpoints (design §4.1, §8.2): save → resume restores everything, resume-then-continue equals a
 //! straight run bit for bit, a failed save leaves the previous checkpoint current, and corrupted,
 //! truncated or mismatched checkpoints are typed errors that name what disagrees.
 

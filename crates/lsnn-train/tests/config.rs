@@ -1,4 +1,4 @@
-//! Reading the Python original's config files (SPEC §3.8), the SPEC §8 defaults, and refusals.
+//! Reading the Python original's config files (design §5), the design §9.3 defaults, and refusals.
 
 use lsnn_layers::cfc::CfcMode;
 use lsnn_layers::lif::ResetMechanism;
@@ -83,7 +83,7 @@ fn a_full_original_file_loads_and_round_trips() {
     assert_eq!(cfg.train.seed, 1234);
     assert_eq!(cfg.train.device, "cpu");
     assert!(cfg.train.mixed_precision);
-    // lsnn's own fields the file lacks: the derivation or the SPEC default.
+    // lsnn's own fields the file lacks: the derivation or the default (design §5).
     assert_eq!(cfg.model.attention_spike_steps, 32 / 5);
     assert_eq!(cfg.model.backbone_units, 128);
     assert_eq!(cfg.model.backbone_layers, 1);
@@ -243,7 +243,7 @@ fn the_default_is_the_spec_default_run() {
     assert_eq!(c.train.seed, 42);
     assert_eq!(c.model.backbone_units, 128);
     assert_eq!(c.model.backbone_layers, 1);
-    // SPEC §3 defaults.
+    // design §2 defaults.
     assert_eq!(c.model.beta, 0.95);
     assert_eq!(c.model.spike_threshold, 1.0);
     assert_eq!(c.model.layer_norm_eps, 1e-5);

@@ -1,4 +1,4 @@
-//! Data (SPEC §5, §6): text files that cannot be used are typed errors naming the problem; the
+//! Data (design §8.1, §8.2): text files that cannot be used are typed errors naming the problem; the
 //! windows; the built-in arithmetic task; the bigram baseline.
 
 mod common;

@@ -1,4 +1,4 @@
-//! SPEC §4/§5: the EMA update and the AdamW step work in place — they allocate nothing
+//! design §7/§5: the EMA update and the AdamW step work in place — they allocate nothing
 //! proportional to the parameter count — and the measurement can see an allocation that does
 //! scale (the naive tensor-op EMA).
 //!

@@ -1,4 +1,4 @@
-//! The training loop (SPEC §5): the loss falls, runs are deterministic, non-finite batches are
+//! The training loop (design §8.1): the loss falls, runs are deterministic, non-finite batches are
 //! skipped and counted, gradient accumulation, early stopping, and the pure schedules.
 
 mod common;

@@ -1,4 +1,4 @@
-//! `lsnn bench`: the SPEC §7 measurement, so the figures compare with the PyTorch ones.
+//! `lsnn bench`: the design §9.1 measurement, so the figures compare with the PyTorch ones.
 //!
 //! Random byte tokens from a pool of 8 fixed batches, cycled. A training step is forward in
 //! training mode (dropout on) → unsmoothed next-token cross-entropy → backward → AdamW
@@ -15,7 +15,7 @@ use std::time::Instant;
 /// Arguments of `lsnn bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// lm-small or lm-medium (SPEC §7).
+    /// lm-small or lm-medium (design §9.1).
     #[arg(long, default_value = "lm-small")]
     workload: String,
     /// Print one flat JSON object.

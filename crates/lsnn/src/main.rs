@@ -28,13 +28,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train a model (defaults: SPEC §8's lm-small on the built-in arithmetic task).
+    /// Train a model (defaults: design §9.3's lm-small on the built-in arithmetic task).
     Train(commands::TrainArgs),
     /// Generate text from a checkpoint, one token at a time with the streaming state.
     Generate(commands::GenerateArgs),
     /// Evaluate a checkpoint: loss, perplexity and (built-in task) exact-match accuracy.
     Eval(commands::EvalArgs),
-    /// Measure training and inference throughput on a SPEC §7 workload.
+    /// Measure training and inference throughput on a design §9.1 workload.
     Bench(bench::BenchArgs),
 }
 

@@ -309,7 +309,7 @@ fn eval_generate_and_their_errors() {
 #[test]
 fn an_original_python_config_trains() {
     let d = scratch("orig");
-    // The Python original's own file (SPEC §3.8), shrunk in length only.
+    // The Python original's own file (design §5), shrunk in length only.
     let sample = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../lsnn-train/tests/fixtures/orig_config_sample.json"),

@@ -1,4 +1,4 @@
-//! [`CfcConfig`] and [`CfcMode`]: the CfC cell's hyperparameters (SPEC §3.3), plain serialisable
+//! [`CfcConfig`] and [`CfcMode`]: the CfC cell's hyperparameters (design §2.3), plain serialisable
 //! data with ncps' defaults.
 
 use crate::error::{LayerError, Result};

@@ -1,4 +1,4 @@
-//! Closed-form continuous-time cell, CfC (SPEC §3.3; ncps `CfCCell`).
+//! Closed-form continuous-time cell, CfC (design §2.3; ncps `CfCCell`).
 //!
 //! ```text
 //! z  = act(W_b·[x; h] + b_b)            act = lecun_tanh(x) = 1.7159·tanh(0.666·x), backbone_layers times
@@ -7,13 +7,13 @@
 //! h' = f1·(1 − τ) + τ·f2                (no_gate: h' = f1 + τ·f2)
 //! ```
 //! Keys (ncps names): `backbone.{k}.weight` ([U, in+H] for k = 0, [U, U] after), `.bias`;
-//! `ff1`, `ff2`, `time_a`, `time_b` ([H, U], [H]).
+//! `ff1`, `ff2`, `time_a`, `time_b` (`[H, U]`, `[H]`).
 //!
 //! [`Cfc`] implements candle's `Module` (a sequence [B, L, in] → the hidden states [B, L, H]
 //! from a zero state) and `RNN` (whose `seq_init` runs the fused sequence op). For sequences the
 //! input half of the first backbone layer is applied to every position at once
-//! ([`Cfc::input_projection`]); the recurrence over the sequence is one fused CPU op ([`op`],
-//! forward and BPTT backward in one pass each) with [`reference`] as its composition.
+//! ([`Cfc::input_projection`]); the recurrence over the sequence is one fused CPU op (`op`,
+//! forward and BPTT backward in one pass each) with [`reference`](mod@reference) as its composition.
 //!
 //! A loss over many of `RNN::seq`'s per-step states costs O(L²) in candle's backward: each state
 //! is a `narrow` view of the sequence, and each narrow's backward builds a zero tensor of the

@@ -1,4 +1,4 @@
-//! The whole CfC recurrence over a sequence as one CPU custom op (SPEC §3.3, backbone_layers = 1).
+//! The whole CfC recurrence over a sequence as one CPU custom op (design §2.3, backbone_layers = 1).
 //!
 //! Operands, by the packing convention ([`crate::kernel::packing`]): the input projection
 //! P [B, L, U] (the first backbone layer applied to every position, bias included), the state

@@ -1,6 +1,6 @@
 //! The CfC as a loop of per-step compositions of candle ops: ncps' cell step exactly as ncps
 //! computes it, and the sequence from a precomputed input projection — the reference of the
-//! fused op ([`super::op`]) and the path on devices without it.
+//! fused op (the crate-private `cfc::op`) and the path on devices without it.
 
 use super::{Cfc, CfcMode, PreparedCfc};
 use crate::error::Result;

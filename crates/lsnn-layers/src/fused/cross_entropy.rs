@@ -7,8 +7,8 @@ use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor,
 };
 
-/// The two cross-entropy terms of logits [N, V] against targets [N] (integer class ids), as one
-/// tensor [2]: the mean negative log-likelihood mean_n(−log p[n, t_n]) and the mean uniform term
+/// The two cross-entropy terms of logits `[N, V]` against targets `[N]` (integer class ids), as
+/// one tensor `[2]`: the mean negative log-likelihood mean_n(−log p[n, t_n]) and the mean uniform term
 /// mean_n(−mean_v log p[n, v]) that label smoothing mixes in. A target outside 0..V is an error.
 pub fn cross_entropy_terms(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
     let (n, v) = logits.dims2()?;

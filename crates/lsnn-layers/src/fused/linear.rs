@@ -4,7 +4,7 @@
 
 use candle_core::{Shape, Tensor};
 
-/// x·Wᵀ + b for x [.., in], W [out, in], b [out] — the fused op on the CPU (f32/f64, matching
+/// x·Wᵀ + b for x `[.., in]`, W `[out, in]`, b `[out]` — the fused op on the CPU (f32/f64, matching
 /// dtypes, contiguous parameters), else [`super::reference::linear`].
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     let (out_dim, in_dim) = w.dims2()?;

@@ -7,7 +7,7 @@
 //! over N·D values where the fused op makes two.
 //!
 //! Every op but dropout and `seed` has its composition of differentiable candle ops in
-//! [`reference`]: the path on devices and dtypes without a kernel (anything but CPU f32/f64, or
+//! [`reference`](mod@reference): the path on devices and dtypes without a kernel (anything but CPU f32/f64, or
 //! when [`crate::kernel::composed`] forces it), and the reference the tests hold the kernels to
 //! (forward values and gradients). Dropout is tested against the mask tensor of the same draws,
 //! `seed` against the product-and-sum it stands for.

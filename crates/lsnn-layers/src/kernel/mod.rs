@@ -3,7 +3,7 @@
 //!
 //! - [`slices`]: the contiguous element slice of a `CpuStorage` under its layout, and a pointer
 //!   for disjoint writes from several threads;
-//! - [`real`]: the one f32/f64 dispatch ([`float_kernel!`](crate::kernel::float_kernel)) and the
+//! - [`real`]: the one f32/f64 dispatch (the crate's `float_kernel!` macro) and the
 //!   `Real` element trait with the transcendental functions the kernels need;
 //! - [`gemm`]: matrix products on slices with strides;
 //! - [`threads`]: row kernels split over rayon only for large work, and [`sequential`], the
@@ -11,7 +11,7 @@
 //! - [`path`]: whether a fused kernel runs at all, or the composed reference (the switch that
 //!   forces the composed path on the CPU, process-wide or for one closure);
 //! - [`packing`]: the one convention by which a fused op takes its state and parameters and
-//!   returns its outputs (docs/design.md, "Packing convention").
+//!   returns its outputs (design §3.2).
 
 pub mod gemm;
 pub mod packing;

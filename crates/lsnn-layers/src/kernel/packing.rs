@@ -1,4 +1,4 @@
-//! The packing convention of the fused ops (docs/design.md, "Packing convention").
+//! The packing convention of the fused ops (design §3.2).
 //!
 //! candle's custom ops take at most three tensors and return one. Every fused neuron and cell op
 //! of lsnn therefore takes the same three operands and returns one output:

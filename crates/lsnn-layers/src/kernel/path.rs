@@ -1,5 +1,5 @@
 //! Which path an op takes: its fused CPU kernel, or the composition of candle ops that is its
-//! reference and the path on every other device.
+//! reference and the path on every other device (design §3.1).
 //!
 //! A fused kernel runs when the tensor is on the CPU in f32 or f64 and the composed path is not
 //! forced. Forcing it is how the composed path — the one CUDA and Metal take — is tested here,

@@ -3,7 +3,7 @@
 //! every kernel on its calling thread for callers that already keep every core busy.
 
 /// Below this many elements of work a row kernel runs on the calling thread: splitting smaller
-/// jobs costs more in thread hand-over than it saves (SPEC §3.9).
+/// jobs costs more in thread hand-over than it saves (design §3.3).
 pub const PAR_ROWS_MIN: usize = 1 << 15;
 
 /// Work (elements) per piece of a row kernel. The pieces depend on the sizes alone, never on the

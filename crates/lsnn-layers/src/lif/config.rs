@@ -1,4 +1,4 @@
-//! [`LifConfig`]: the parameters of a LIF layer (SPEC §3.1), plain serialisable data.
+//! [`LifConfig`]: the parameters of a LIF layer (design §2.1), plain serialisable data.
 
 use super::{ResetMechanism, Surrogate};
 use crate::error::{LayerError, Result};

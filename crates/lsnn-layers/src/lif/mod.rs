@@ -1,4 +1,4 @@
-//! Leaky integrate-and-fire neurons with surrogate gradients (SPEC §3.1, snnTorch `Leaky`).
+//! Leaky integrate-and-fire neurons with surrogate gradients (design §2.1, snnTorch `Leaky`).
 //!
 //! ```text
 //! r_t = H(U_{t−1} − θ)                       reset from the previous step, no gradient
@@ -22,11 +22,11 @@
 //! - [`const_rate`]: a constant current […] for T steps → mean_t S_t […], never materialising
 //!   [T, …] in forward or backward (backward recomputes U per neuron).
 //!
-//! On the CPU each form is one fused custom op ([`op`] over [`kernel`]; parallel over neurons, one
+//! On the CPU each form is one fused custom op (`op` over `kernel`; parallel over neurons, one
 //! pass over T, a one-pass BPTT backward), taking its state and returning it by the packing
 //! convention of [`crate::kernel::packing`]. On other devices, and whenever the composed path is
 //! forced ([`crate::kernel::composed`]), the same recurrence runs as the per-step composition of
-//! candle ops in [`reference`]; the fused forward equals it bit for bit. [`Leaky`] is the layer.
+//! candle ops in [`reference`](mod@reference); the fused forward equals it bit for bit. [`Leaky`] is the layer.
 
 mod config;
 mod kernel;

@@ -1,4 +1,4 @@
-//! Reset mechanisms (SPEC §3.1): what a spike of the previous step does to the membrane. The
+//! Reset mechanisms (design §2.1): what a spike of the previous step does to the membrane. The
 //! reset r_t = H(U_{t−1} − θ) carries no gradient.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! [`ModelConfig`]: the network's configuration, with [`Default`] equal to SPEC §8's model, its
+//! [`ModelConfig`]: the network's configuration, with [`Default`] equal to design §9.3's model, its
 //! checks, and the layer configurations derived from it. (The rules for the Python original's
 //! files, and the trainer's own settings, are lsnn-train's.)
 
@@ -41,7 +41,7 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// Liquid units H.
     pub liquid_units: usize,
-    /// `"cfc"`: the dense CfC of SPEC §3.3.
+    /// `"cfc"`: the dense CfC of design §2.3.
     pub liquid_backbone: String,
     /// Spiking units S.
     pub spiking_units: usize,
@@ -61,7 +61,7 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     /// Dropout after each block and in the head.
     pub dropout: f64,
-    /// Accepted for compatibility; attention has no dropout (SPEC §3.6).
+    /// Accepted for compatibility; attention has no dropout (design §2.6).
     pub attention_dropout: f64,
     /// Dropout on the embeddings.
     pub embedding_dropout: f64,
@@ -98,7 +98,7 @@ pub struct ModelConfig {
 }
 
 impl Default for ModelConfig {
-    /// SPEC §8: the lm-small model of SPEC §7.
+    /// design §9.3: the lm-small model of design §9.1.
     fn default() -> Self {
         ModelConfig {
             task_type: "llm".into(),

@@ -1,4 +1,4 @@
-//! The language model (SPEC §3.6) with the SPEC §3.7 parameter names.
+//! The language model (design §2.6) with the design §4.2 parameter names.
 //!
 //! ```text
 //! x = Dropout(TokenEmbedding(ids) + PositionEmbedding(0..L));  x = W_in x
@@ -329,7 +329,7 @@ impl LanguageModel {
 
     /// Next-token loss of a window ids [B, L + 1] (L ≥ 1): the model reads ids[:, :L] and is
     /// scored on ids[:, 1:]. Returns the logits [B, L, V] and the losses. Because the model is
-    /// causal this equals SPEC §3.6's cross-entropy(logits(ids)[:, :−1], ids[:, 1:]), without
+    /// causal this equals design §2.6's cross-entropy(logits(ids)[:, :−1], ids[:, 1:]), without
     /// spending a position of the table on the last token.
     pub fn loss(
         &self,
@@ -422,7 +422,7 @@ impl LanguageModel {
         })
     }
 
-    /// One token per row, ids [B] → logits [B, V], advancing `state` (evaluation mode).
+    /// One token per row, ids `[B]` → logits `[B, V]`, advancing `state` (evaluation mode).
     pub fn step(&self, ids: &Tensor, state: &mut LmState) -> Result<Tensor> {
         if ids.rank() != 1 {
             return Err(LayerError::Shape {

@@ -1,4 +1,4 @@
-//! The language model (SPEC §3.6) and its configuration: [`lm`] the network, [`config`] the
+//! The language model (design §2.6) and its configuration: [`lm`] the network, [`config`] the
 //! fields and their checks (the rules for the Python original's files are lsnn-train's).
 
 pub mod config;

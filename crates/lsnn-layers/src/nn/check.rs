@@ -1,4 +1,4 @@
-//! Input checks of the public entry points. The finiteness check reduces on the tensor's own
+//! Input checks of the public entry points (design §8.2). The finiteness check reduces on the tensor's own
 //! device and brings back one scalar (two only when something is wrong), instead of copying the
 //! whole input to the host.
 

@@ -1,5 +1,5 @@
 //! [`SeededInit`]: a `VarBuilder` backend creating trainable [`Var`]s from the project's seeded
-//! generator (candle's CPU generator cannot be seeded, SPEC §3.9) for every [`Init`] candle-nn
+//! generator (candle's CPU generator cannot be seeded, design §6) for every [`Init`] candle-nn
 //! asks for, so lsnn layers and candle-nn layers (whose `linear` asks for Kaiming) share one
 //! builder and one `VarMap`.
 

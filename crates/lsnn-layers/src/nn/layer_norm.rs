@@ -1,5 +1,5 @@
 //! LayerNorm over the last dimension with biased variance and a real backward (candle-nn's
-//! `LayerNorm` passes no gradient, SPEC §3.9), over the fused op [`crate::fused::norm_act`].
+//! `LayerNorm` passes no gradient, design §6), over the fused op [`crate::fused::norm_act`].
 //! Keys: `weight` [D] (initialised 1), `bias` [D] (initialised 0).
 
 use super::Mode;

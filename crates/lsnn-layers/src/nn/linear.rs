@@ -38,7 +38,7 @@ impl Linear {
         &self.weight
     }
 
-    /// The bias [out].
+    /// The bias `[out]`.
     pub fn bias(&self) -> &Tensor {
         &self.bias
     }

@@ -1,6 +1,6 @@
 //! Building blocks shared by the layers: train/eval [`Mode`] and the generator a layer owns for
 //! candle's `ModuleT` ([`DropoutRng`]), a PyTorch-layout [`Linear`], a differentiable
-//! [`LayerNorm`] (candle-nn's passes no gradient, SPEC §3.9), input checks that reduce on the
+//! [`LayerNorm`] (candle-nn's passes no gradient, design §6), input checks that reduce on the
 //! device, and [`SeededInit`], a `VarBuilder` backend that creates trainable variables from the
 //! project's seeded generator for every initialisation candle-nn asks for.
 

@@ -1,7 +1,7 @@
 //! The leak detector: run a closure for warm-up + N iterations, sample live bytes, RSS and the
-//! per-iteration peak after each, and judge the growth against the SPEC §4 tolerance.
+//! per-iteration peak after each, and judge the growth against the design §7 tolerance.
 //!
-//! Verdict (SPEC §4): **pass** when live bytes grow by at most `max_live_growth_bytes` from the
+//! Verdict (design §7): **pass** when live bytes grow by at most `max_live_growth_bytes` from the
 //! first to the last measured iteration *and* the least-squares trend over the run
 //! (slope × (N − 1)) stays within the same bound, and the per-iteration peak does not trend upward
 //! (peak slope × (N − 1) ≤ `max_peak_growth_bytes`); optionally the same for RSS. Otherwise
@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 pub struct LeakConfig {
     /// Iterations run before measuring (caches, lazy initialisation, pools fill up).
     pub warmup: usize,
-    /// Measured iterations (SPEC §4: at least 100 for a leak case).
+    /// Measured iterations (design §7: at least 100 for a leak case).
     pub iterations: usize,
-    /// Largest allowed live growth over the measured run (SPEC §4: 64 KiB).
+    /// Largest allowed live growth over the measured run (design §7: 64 KiB).
     pub max_live_growth_bytes: u64,
     /// Largest allowed upward trend of the per-iteration peak over the run.
     pub max_peak_growth_bytes: u64,

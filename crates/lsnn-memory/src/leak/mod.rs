@@ -1,5 +1,5 @@
 //! Leak checks: the [`detector`] (warm-up + N iterations, growth, slope, peak trend and a
-//! verdict, SPEC §4), the [`runner`] that runs named cases and the controls that must fail
+//! verdict, design §7), the [`runner`] that runs named cases and the controls that must fail
 //! with isolation built in (a child process per case, or a process-wide lock and one compute
 //! thread), and the [`report`] table.
 //!

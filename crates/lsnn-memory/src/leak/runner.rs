@@ -59,7 +59,7 @@ impl std::fmt::Debug for LeakCase {
     }
 }
 
-/// SPEC §4's settings: 10 warm-up and 100 measured iterations, 64 KiB.
+/// design §7's settings: 10 warm-up and 100 measured iterations, 64 KiB.
 pub fn spec_config() -> LeakConfig {
     LeakConfig {
         warmup: 10,
@@ -84,7 +84,7 @@ impl LeakCase {
         }
     }
 
-    /// A case that must pass, with SPEC §4's settings.
+    /// A case that must pass, with design §7's settings.
     pub fn case(
         name: &str,
         description: &str,
@@ -93,7 +93,7 @@ impl LeakCase {
         Self::new(name, Kind::Case, description, setup)
     }
 
-    /// A control that must be caught, with SPEC §4's settings.
+    /// A control that must be caught, with design §7's settings.
     pub fn control(
         name: &str,
         description: &str,

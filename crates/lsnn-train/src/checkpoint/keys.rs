@@ -1,4 +1,4 @@
-//! The checkpoint's tensor names, in one place: `model.safetensors` and `ema.safetensors` hold
+//! The checkpoint's tensor names (design §4.2), in one place: `model.safetensors` and `ema.safetensors` hold
 //! every trainable variable under its own name; `optimizer.safetensors` holds AdamW's moments as
 //! `m.<name>` and `v.<name>`, AMSGrad's maxima as `vmax.<name>`, and — only while an
 //! accumulation window is open — the gradient accumulated so far as `acc.<name>`. On load

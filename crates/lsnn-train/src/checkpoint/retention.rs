@@ -1,4 +1,4 @@
-//! Which checkpoint sets a run keeps: the latest (named by `CURRENT`) and, when the run keeps
+//! Which checkpoint sets a run keeps (design §4.1): the latest (named by `CURRENT`) and, when the run keeps
 //! its best set, the one named by `BEST` (the best by the monitored metric). A pure policy,
 //! tested without touching disk, and the pointer it reads.
 

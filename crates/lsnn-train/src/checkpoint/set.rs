@@ -1,4 +1,4 @@
-//! The checkpoint set on disk and its atomic switch (SPEC §5).
+//! The checkpoint set on disk and its atomic switch (design §4.1).
 //!
 //! A run directory holds checkpoint directories and a pointer file `CURRENT` naming the current
 //! one. A save writes the complete set — `model.safetensors`, `ema.safetensors`,

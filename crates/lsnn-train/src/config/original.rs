@@ -1,16 +1,16 @@
-//! Reading the configuration files written by the Python original's `save_config` (SPEC §3.8),
+//! Reading the configuration files written by the Python original's `save_config` (design §5),
 //! and lsnn's own `config.json`, into a [`RunConfig`] of the network's [`ModelConfig`] and the
 //! trainer's [`super::TrainConfig`]. The original's file is one flat object of both kinds of
 //! field; so is lsnn's.
 //!
-//! Rules (SPEC §3.8): honoured fields are read; the original's fields lsnn has no use for are
+//! Rules (design §5): honoured fields are read; the original's fields lsnn has no use for are
 //! accepted and ignored; `use_stdp`, `use_meta_plasticity` or `use_continual_learning` set to true,
 //! unknown keys, heads that do not divide `hidden_dim`, and tasks or liquid backbones lsnn does not
 //! have are clear errors. A field the file lacks (or holds as `null`) takes the original's own
 //! derivation where it had one (`embedding_dim` = `input_dim`, `vocab_size` = `output_dim`,
 //! `num_spike_steps` = max(1, sequence_length / 4), `attention_spike_steps` =
 //! max(1, sequence_length / heads), `max_position_embeddings` = `sequence_length`, the dropouts
-//! = `dropout`), else the SPEC §8 default. lsnn's own fields, which the original never writes —
+//! = `dropout`), else the design §9.3 default. lsnn's own fields, which the original never writes —
 //! among them the constants the original hard-coded (`encoder_dropout` 0.2, `block_dropout` 0.1,
 //! `potential_scale` 0.1, `cfc_time_span` 1.0) — take their defaults, so an original file keeps
 //! the original's values.
@@ -144,7 +144,7 @@ fn suggest(key: &str) -> Option<String> {
         .map(|(_, k)| k.to_owned())
 }
 
-/// Reads a config file's text (the original's or lsnn's) by the SPEC §3.8 rules.
+/// Reads a config file's text (the original's or lsnn's) by the design §5 rules.
 pub fn read_run_config(text: &str) -> Result<RunConfig<ModelConfig>> {
     let value: Value = serde_json::from_str(text)?;
     let Value::Object(map) = value else {

@@ -1,4 +1,4 @@
-//! [`RunConfig`]: a run's whole configuration — the model's and the trainer's — and the flat
+//! [`RunConfig`] (design §5): a run's whole configuration — the model's and the trainer's — and the flat
 //! `config.json` beside every checkpoint: one JSON object holding every field of both, fully
 //! resolved, so that the file alone rebuilds the run. A model's fields are its own config
 //! type's; the trainer's are [`TrainConfig`]'s; the two must not share a name.

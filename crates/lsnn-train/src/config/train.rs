@@ -25,7 +25,7 @@ impl MonitorMode {
     }
 }
 
-/// The trainer's settings, with SPEC §8's defaults. In JSON a missing field takes its default.
+/// The trainer's settings, with design §9.3's defaults. In JSON a missing field takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -67,7 +67,7 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// SPEC §8's recipe.
+    /// design §9.3's recipe.
     fn default() -> Self {
         TrainConfig {
             batch_size: 8,

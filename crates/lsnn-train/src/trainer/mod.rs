@@ -1,4 +1,4 @@
-//! The training loop (SPEC §5) for any [`TrainModel`] on any [`Dataset`]: AdamW with warm-up +
+//! The training loop (design §8.1) for any [`TrainModel`] on any [`Dataset`]: AdamW with warm-up +
 //! cosine decay, clipping, accumulation, EMA, a cleanup schedule with memory lines, non-finite
 //! batches skipped and counted, early stopping and the best checkpoint by a monitored metric,
 //! atomic checkpoints at epoch ends, and exact resume.

@@ -1,4 +1,4 @@
-//! Writing the run's current state as a checkpoint set (atomic, SPEC §5; key names in
+//! Writing the run's current state as a checkpoint set (atomic, design §4.1; key names in
 //! [`crate::checkpoint::keys`]).
 
 use super::Trainer;

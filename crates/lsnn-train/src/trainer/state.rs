@@ -1,5 +1,6 @@
 //! [`TrainerState`]: everything about a run's position that is not a tensor
-//! (`trainer_state.json`), and the check that a saved position fits the data and the config.
+//! (`trainer_state.json`, design §4.3), and the check that a saved position fits the data and
+//! the config.
 
 use crate::error::{Result, TrainError};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The subcommands: [`train`], [`generate`], [`eval`]. Each parses its arguments, calls
+//! The subcommands: [`train()`], [`generate()`], [`eval()`]. Each parses its arguments, calls
 //! lsnn-train, and prints; the work itself is the library's.
 
 mod eval;

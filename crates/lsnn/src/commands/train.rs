@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of `lsnn train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// A config file: lsnn's own or one written by the Python original (SPEC §3.8).
+    /// A config file: lsnn's own or one written by the Python original (design §5).
     #[arg(long)]
     config: Option<PathBuf>,
     /// A UTF-8 text file to train on (default: the built-in arithmetic task).

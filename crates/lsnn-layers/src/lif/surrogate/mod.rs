@@ -1,12 +1,13 @@
 //! Surrogate gradients: the forward pass of a spike is the exact Heaviside H(U − θ); backward
-//! replaces its derivative by a smooth σ'(U − θ) (SPEC §3.1).
+//! replaces its derivative by a smooth σ'(U − θ) (design §2.1).
 //!
-//! Each surrogate is one type in its own file implementing [`SurrogateFn`]: its parameters as
+//! Each surrogate is one type in its own file implementing the crate's `SurrogateFn`: its
+//! parameters as
 //! plain serialisable data (snnTorch's closure-valued surrogates could not be pickled, its bug
 //! #420), σ' for the CPU kernels (a `Kernel` of precomputed constants, so the inner loops stay
 //! branch-free), and σ' as candle ops for the composed reference. [`Surrogate`] is the
-//! serialisable choice among them; [`with_surrogate!`](crate::lif::surrogate::with_surrogate)
-//! is the one place that dispatches on it.
+//! serialisable choice among them; the crate's `with_surrogate!` macro is the one place that
+//! dispatches on it.
 
 mod atan;
 mod fast_sigmoid;

@@ -1,29 +1,34 @@
 //! A user's own model and data, not lsnn's language model: a spiking classifier (a linear layer,
-//! a LIF layer's firing rate over 8 steps of a constant current, a linear readout) on generated
-//! points whose class is the nearest of three centres. Everything here is what a user writes to
-//! train their model with lsnn-train's `Trainer`.
-#![allow(dead_code)]
+//! a LIF layer's firing rate over a constant current, a linear readout) on generated points
+//! labelled by the centre they were drawn around. Everything here is what a user writes to train
+//! their model with lsnn-train's `Trainer`: the model implements `TrainModel`, the data `Dataset`.
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
+use lsnn_layers::lif::{Leaky, LifConfig};
+use lsnn_layers::{Mode, SeededRng};
 use lsnn_train::dataset::fnv1a;
-use lsnn_train::lsnn_layers::lif::{Leaky, LifConfig};
-use lsnn_train::lsnn_layers::{Mode, SeededRng};
 use lsnn_train::{Dataset, StepLoss, TrainModel};
 use serde::{Deserialize, Serialize};
 
+/// Input features.
 pub const FEATURES: usize = 8;
+/// Classes.
 pub const CLASSES: usize = 3;
 
 /// The classifier's own configuration (its part of config.json).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierConfig {
+    /// Spiking units of the hidden layer.
     pub hidden: usize,
+    /// Time steps of its rate code.
     pub steps: usize,
 }
 
+/// The classifier: linear → LIF firing rate over `steps` steps → linear readout.
+#[derive(Debug)]
 pub struct Classifier {
     fc: Linear,
     lif: Leaky,
@@ -31,9 +36,12 @@ pub struct Classifier {
     steps: usize,
 }
 
-/// Inputs [B, F] (f32) and labels [B] (u32).
+/// Inputs `[B, F]` (f32) and labels `[B]` (u32).
+#[derive(Debug)]
 pub struct Batch {
+    /// Inputs `[B, F]`.
     pub x: Tensor,
+    /// Labels `[B]`.
     pub y: Tensor,
 }
 
@@ -112,6 +120,7 @@ impl TrainModel for Classifier {
 }
 
 /// Points around three centres, labelled by the centre they were drawn around.
+#[derive(Debug)]
 pub struct Points {
     seed: u64,
     train: (Vec<f32>, Vec<u32>),
@@ -119,6 +128,7 @@ pub struct Points {
 }
 
 impl Points {
+    /// `train` training and `val` validation points from `seed` (classes in turn).
     pub fn new(seed: u64, train: usize, val: usize) -> Self {
         let mut rng = SeededRng::new(seed);
         let centres: Vec<Vec<f32>> = (0..CLASSES)

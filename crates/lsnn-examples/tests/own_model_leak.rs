@@ -4,10 +4,7 @@
 //! classic mistake — is caught. Each case runs in a child process of this test binary, which
 //! installs the counting allocator.
 
-mod classifier;
-mod common;
-
-use classifier::{Classifier, ClassifierConfig, Points};
+use lsnn_examples::classifier::{Classifier, ClassifierConfig, Points};
 use lsnn_memory::leak::runner::{check_in_children, Iteration, LeakCase};
 use lsnn_memory::CountingAlloc;
 use lsnn_train::{Dataset, RunConfig, TrainConfig, TrainOptions, Trainer};

@@ -3,16 +3,25 @@
 //! checkpoint is written, a resumed run equals an unbroken one bit for bit, and EMA and
 //! gradient accumulation work.
 
-mod classifier;
-mod common;
-
-use classifier::{points_from, Classifier, ClassifierConfig, Points};
-use common::{bits, scratch};
+use candle_core::Tensor;
+use lsnn_examples::classifier::{points_from, Classifier, ClassifierConfig, Points};
 use lsnn_train::checkpoint;
 use lsnn_train::{Event, RunConfig, TrainConfig, TrainOptions, Trainer};
 use std::path::Path;
 
 type ClsTrainer = Trainer<Classifier, Points>;
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v.into_iter().map(f32::to_bits).collect()
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
 
 fn config(epochs: usize, accumulation: usize) -> RunConfig<ClassifierConfig> {
     RunConfig {
