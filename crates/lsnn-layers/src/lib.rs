@@ -63,6 +63,7 @@ pub mod model;
 pub mod nn;
 pub mod rng;
 mod threading;
+pub mod wiring;
 
 /// The configuration module under its former path.
 pub use model::config;
