@@ -6,19 +6,23 @@
 //! y_t  = Dropout_p(GELU(LayerNorm_D(W_f·[h_t; s_t] + b_f)))             p = 0.1
 //! out_t = y_t + σ(W_g·x_t + b_g) ⊙ x_t
 //! ```
-//! The input half of the CfC backbone is applied to all positions in one matmul before the loop.
-//! Keys: `encoder.*`, `pnorm.*`, `cfc.*`, `fuse.*` ([D, H+S], h first), `fuse_norm.*`, `gate.*`.
+//! The input half of the CfC's first map is applied to all positions in one matmul before the
+//! loop. With [`BlockConfig::ncp`] the CfC is the wired cell over an AutoNCP wiring of H neurons
+//! and the fusion reads its O motor neurons instead of all H (design §2.3.3).
+//! Keys: `encoder.*`, `pnorm.*`, `cfc.*` (wired: `cfc.layer_{l}.*`), `fuse.*` ([D, H+S], or
+//! [D, O+S] wired; h first), `fuse_norm.*`, `gate.*`.
 //!
 //! As a candle `ModuleT`, `x.apply_t(&block, train)` runs a sequence from a zero state;
 //! [`HybridLiquidSpikingBlock::forward`] takes and returns the state with an explicit [`Mode`],
 //! and [`HybridLiquidSpikingBlock::step`] is the streaming form.
 
-use crate::cfc::{Cfc, CfcConfig, CfcMode};
+use crate::cfc::{CfcConfig, CfcMode, LiquidCell, LiquidCellConfig, WiredCfcConfig};
 use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::lif::LifConfig;
 use crate::nn::{check_width, DropoutRng, LayerNorm, Linear, Mode};
+use crate::wiring::AutoNcpConfig;
 use candle_core::{DType, Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -57,6 +61,10 @@ pub struct BlockConfig {
     /// CfC time span of every step (default 1.0).
     #[serde(default = "default_one")]
     pub cfc_ts: f64,
+    /// A wired CfC over this AutoNCP wiring of `liquid_units` neurons instead of the dense CfC
+    /// (default none); its motor neurons feed the fusion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ncp: Option<AutoNcpConfig>,
     /// LayerNorm ε (default 1e-5).
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
@@ -113,6 +121,7 @@ impl BlockConfig {
             backbone_layers: default_backbone_layers(),
             cfc_mode: CfcMode::Default,
             cfc_ts: default_one(),
+            ncp: None,
             layer_norm_eps: default_eps(),
             encoder_dropout: default_encoder_dropout(),
             block_dropout: default_block_dropout(),
@@ -137,6 +146,12 @@ impl BlockConfig {
     pub fn with_backbone(mut self, units: usize, layers: usize) -> Self {
         self.backbone_units = units;
         self.backbone_layers = layers;
+        self
+    }
+
+    /// With a wired CfC over an AutoNCP wiring (its `units` must equal `liquid_units`).
+    pub fn with_ncp(mut self, ncp: AutoNcpConfig) -> Self {
+        self.ncp = Some(ncp);
         self
     }
 
@@ -167,7 +182,40 @@ impl BlockConfig {
             .with_dropout(self.encoder_dropout)
     }
 
-    /// The liquid cell's configuration.
+    /// The liquid cell's configuration: the dense CfC's, or the wired CfC's over the wiring
+    /// built for `spiking_units` inputs.
+    pub fn liquid(&self) -> Result<LiquidCellConfig> {
+        Ok(match &self.ncp {
+            None => LiquidCellConfig::Dense(self.cfc()),
+            Some(ncp) => {
+                if ncp.units != self.liquid_units {
+                    return Err(LayerError::config(
+                        "ncp.units",
+                        format!(
+                            "{}; expected liquid_units = {} (the wiring's neurons are the liquid state)",
+                            ncp.units, self.liquid_units
+                        ),
+                    ));
+                }
+                LiquidCellConfig::Wired(
+                    WiredCfcConfig::new(ncp.build(self.spiking_units)?)
+                        .with_mode(self.cfc_mode)
+                        .with_ts(self.cfc_ts),
+                )
+            }
+        })
+    }
+
+    /// The liquid cell's output width (the fusion reads it): `liquid_units` for the dense
+    /// CfC, the motor neurons for a wired one.
+    pub fn liquid_outputs(&self) -> usize {
+        match &self.ncp {
+            None => self.liquid_units,
+            Some(n) => n.outputs,
+        }
+    }
+
+    /// The dense CfC's configuration.
     pub fn cfc(&self) -> CfcConfig {
         CfcConfig::new(self.spiking_units, self.liquid_units)
             .with_backbone(self.backbone_units, self.backbone_layers)
@@ -194,7 +242,7 @@ impl BlockConfig {
             ));
         }
         self.encoder().validate()?;
-        self.cfc().validate()
+        self.liquid()?.validate()
     }
 }
 
@@ -210,7 +258,7 @@ pub struct BlockState {
 pub struct HybridLiquidSpikingBlock {
     encoder: SpikingEncoder,
     pnorm: LayerNorm,
-    cfc: Cfc,
+    cfc: LiquidCell,
     fuse: Linear,
     fuse_norm: LayerNorm,
     gate: Linear,
@@ -225,9 +273,9 @@ impl HybridLiquidSpikingBlock {
         Ok(HybridLiquidSpikingBlock {
             encoder: SpikingEncoder::new(&cfg.encoder(), vb.pp("encoder"))?,
             pnorm: LayerNorm::new(cfg.spiking_units, cfg.layer_norm_eps, vb.pp("pnorm"))?,
-            cfc: Cfc::new(&cfg.cfc(), vb.pp("cfc"))?,
+            cfc: LiquidCell::new(&cfg.liquid()?, vb.pp("cfc"))?,
             fuse: Linear::new(
-                cfg.liquid_units + cfg.spiking_units,
+                cfg.liquid_outputs() + cfg.spiking_units,
                 cfg.d_model,
                 vb.pp("fuse"),
             )?,
@@ -263,7 +311,7 @@ impl HybridLiquidSpikingBlock {
     }
 
     /// The liquid cell.
-    pub fn cfc(&self) -> &Cfc {
+    pub fn cfc(&self) -> &LiquidCell {
         &self.cfc
     }
 
@@ -348,7 +396,6 @@ impl HybridLiquidSpikingBlock {
         let s = self
             .spiking(&x.reshape((b * l, d))?, mode)?
             .reshape((b, l, sdim))?;
-        let proj = self.cfc.input_projection(&s)?;
         let h0 = match h0 {
             Some(h) => {
                 self.check_state(h, b)?;
@@ -356,9 +403,9 @@ impl HybridLiquidSpikingBlock {
             }
             None => Tensor::zeros((b, self.cfg.liquid_units), x.dtype(), x.device())?,
         };
-        let hs = self.cfc.sequence_from_projection(&proj, &h0)?;
+        let hs = self.cfc.sequence(&s, &h0)?;
         let h = hs.narrow(1, l - 1, 1)?.squeeze(1)?;
-        let out = self.output(x, &hs, &s, mode)?;
+        let out = self.output(x, &self.cfc.output_of(&hs)?, &s, mode)?;
         Ok((out, BlockState { h }))
     }
 
@@ -382,10 +429,9 @@ impl HybridLiquidSpikingBlock {
         check_width(x, "block step input [B, D]", 2, self.cfg.d_model)?;
         self.check_state(&state.h, x.dim(0)?)?;
         let s = self.spiking(x, mode)?;
-        let proj = self.cfc.input_projection(&s)?;
         let prepared = self.cfc.prepare()?;
-        let h = self.cfc.step_projected(&proj, &state.h, &prepared)?;
-        let out = self.output(x, &h, &s, mode)?;
+        let h = self.cfc.step_prepared(&s, &state.h, &prepared)?;
+        let out = self.output(x, &self.cfc.output_of(&h)?, &s, mode)?;
         state.h = h;
         Ok(out)
     }

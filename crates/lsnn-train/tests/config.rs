@@ -100,7 +100,12 @@ fn a_full_original_file_loads_and_round_trips() {
     let back = read_run_config(&json).unwrap();
     assert_eq!(back, cfg);
     let written: Map<String, Value> = serde_json::from_str(&json).unwrap();
-    for k in HONOURED_FIELDS.iter().chain(LSNN_FIELDS) {
+    // (The wiring's fields belong to "ncp" only; see `the_ncp_backbone_loads_resolved`.)
+    for k in HONOURED_FIELDS
+        .iter()
+        .chain(LSNN_FIELDS)
+        .filter(|k| !k.starts_with("ncp_"))
+    {
         assert!(
             written.get(*k).is_some_and(|v| !v.is_null()),
             "{k} missing from the resolved config"
@@ -276,6 +281,24 @@ fn unsupported(r: lsnn_train::Result<RunConfig<ModelConfig>>, what: &str, needle
 }
 
 #[test]
+fn the_ncp_backbone_loads_resolved() {
+    let cfg = load_edited(set("liquid_backbone", "ncp".into())).unwrap();
+    // The original's sample has 48 liquid units: ⌊0.3·48⌋ = 14 motor neurons, ncps' defaults.
+    assert_eq!(cfg.model.ncp_outputs, Some(14));
+    assert_eq!(cfg.model.ncp_sparsity, Some(0.5));
+    assert_eq!(cfg.model.ncp_seed, Some(22222));
+    let json = cfg.to_json().unwrap();
+    let written: Map<String, Value> = serde_json::from_str(&json).unwrap();
+    for k in ["ncp_outputs", "ncp_sparsity", "ncp_seed"] {
+        assert!(
+            written.get(k).is_some_and(|v| !v.is_null()),
+            "{k} not written"
+        );
+    }
+    assert_eq!(read_run_config(&json).unwrap(), cfg);
+}
+
+#[test]
 fn unsupported_features_and_typos_are_refused() {
     unsupported(
         load_edited(set("use_stdp", true.into())),
@@ -351,13 +374,24 @@ fn unsupported_features_and_typos_are_refused() {
         load_edited(set("task_type", "chess".into())),
         Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "task_type"
     ));
-    for backbone in ["ncp", "ltc"] {
-        unsupported(
-            load_edited(set("liquid_backbone", backbone.into())),
-            backbone,
-            &[backbone, "not supported"],
-        );
-    }
+    unsupported(
+        load_edited(set("liquid_backbone", "ltc".into())),
+        "ltc",
+        &["ltc", "not supported"],
+    );
+    // The wiring's fields with another backbone, and a wiring ncps would refuse.
+    assert!(matches!(
+        load_edited(set("ncp_sparsity", 0.7.into())),
+        Err(TrainError::Layer(LayerError::Config { field, .. })) if field.contains("ncp_sparsity")
+    ));
+    let bad = load_edited(|m| {
+        m.insert("liquid_backbone".into(), "ncp".into());
+        m.insert("ncp_outputs".into(), 47.into());
+    });
+    assert!(
+        matches!(&bad, Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "outputs"),
+        "{bad:?}"
+    );
 
     // Devices.
     match load_edited(set("device", "tpu".into())) {

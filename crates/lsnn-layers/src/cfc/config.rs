@@ -13,6 +13,9 @@ pub enum CfcMode {
     Default,
     /// h' = f1 + τ·f2.
     NoGate,
+    /// ncps' direct solution: h' = −A·exp(−ts·(|w_tau| + |f|))·f + A with f = W_1·z + b_1 (no
+    /// tanh) and its own parameters w_tau and A ([1, H]).
+    Pure,
 }
 
 /// Hyperparameters of a [`super::Cfc`].
@@ -32,7 +35,7 @@ pub struct CfcConfig {
     /// Backbone width U (default 128, as ncps).
     #[serde(default = "default_backbone_units")]
     pub backbone_units: usize,
-    /// Backbone depth (default 1, as ncps).
+    /// Backbone depth (default 1, as ncps); 0: the heads read [x; h] directly.
     #[serde(default = "default_backbone_layers")]
     pub backbone_layers: usize,
     /// Mixing mode (default `default`).
@@ -85,17 +88,34 @@ impl CfcConfig {
         self
     }
 
-    /// Checks the sizes (at least 1) and the time span (finite).
+    /// The width the heads read: the backbone's, or in + H without a backbone.
+    pub fn head_input(&self) -> usize {
+        if self.backbone_layers == 0 {
+            self.input_size + self.hidden_size
+        } else {
+            self.backbone_units
+        }
+    }
+
+    /// Checks the sizes (at least 1; the backbone's width when it has layers) and the time span
+    /// (finite).
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [
             ("input_size", self.input_size),
             ("hidden_size (liquid_units)", self.hidden_size),
-            ("backbone_units", self.backbone_units),
-            ("backbone_layers", self.backbone_layers),
         ] {
             if v == 0 {
                 return Err(LayerError::config(field, "0; expected at least 1"));
             }
+        }
+        if self.backbone_layers > 0 && self.backbone_units == 0 {
+            return Err(LayerError::config(
+                "backbone_units",
+                format!(
+                    "0 with {} backbone layers; expected at least 1 (or backbone_layers 0)",
+                    self.backbone_layers
+                ),
+            ));
         }
         if !self.ts.is_finite() {
             return Err(LayerError::config(

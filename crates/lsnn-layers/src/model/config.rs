@@ -7,6 +7,7 @@ use crate::block::BlockConfig;
 use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
 use crate::lif::{LifConfig, ResetMechanism, Surrogate};
+use crate::wiring::AutoNcpConfig;
 use serde::{Deserialize, Serialize};
 
 /// The surrogate gradient's family, as written in config files.
@@ -41,7 +42,8 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// Liquid units H.
     pub liquid_units: usize,
-    /// `"cfc"`: the dense CfC of design §2.3.
+    /// `"cfc"`: the dense CfC of design §2.3; `"ncp"`: the wired CfC over an AutoNCP wiring of
+    /// `liquid_units` neurons (design §2.3.3; `ncp_outputs`, `ncp_sparsity`, `ncp_seed`).
     pub liquid_backbone: String,
     /// Spiking units S.
     pub spiking_units: usize,
@@ -71,9 +73,9 @@ pub struct ModelConfig {
     pub initializer_range: f64,
     /// Attention rate-code steps.
     pub attention_spike_steps: usize,
-    /// CfC backbone width.
+    /// CfC backbone width (the dense cell's; a wired cell has no backbone).
     pub backbone_units: usize,
-    /// CfC backbone depth.
+    /// CfC backbone depth, 0 (the heads read [x; h]) or more.
     pub backbone_layers: usize,
     /// CfC mixing mode.
     pub cfc_mode: CfcMode,
@@ -95,6 +97,16 @@ pub struct ModelConfig {
     pub potential_scale: f64,
     /// The CfC's time span of every step (1.0, as ncps without `timespans`).
     pub cfc_time_span: f64,
+    /// `"ncp"`: the AutoNCP's motor neurons, the cell's output width (default ⌊0.3·liquid_units⌋,
+    /// at least 1 — ncps' suggestion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ncp_outputs: Option<usize>,
+    /// `"ncp"`: the AutoNCP's sparsity level, 0.1..=1.0 (default 0.5, ncps').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ncp_sparsity: Option<f64>,
+    /// `"ncp"`: the wiring's seed (default 22222, ncps').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ncp_seed: Option<u32>,
 }
 
 impl Default for ModelConfig {
@@ -135,6 +147,9 @@ impl Default for ModelConfig {
             block_dropout: 0.1,
             potential_scale: 0.1,
             cfc_time_span: 1.0,
+            ncp_outputs: None,
+            ncp_sparsity: None,
+            ncp_seed: None,
         }
     }
 }
@@ -214,17 +229,19 @@ impl ModelConfig {
             }
         }
         match self.liquid_backbone.as_str() {
-            "cfc" => {}
-            "ncp" | "ltc" => {
+            "cfc" | "ncp" => {}
+            "ltc" => {
                 return Err(LayerError::Unsupported {
                     feature: format!("liquid_backbone \"{}\"", self.liquid_backbone),
-                    detail: "not supported yet; use \"cfc\" (the dense CfC)".into(),
+                    detail:
+                        "not supported yet; use \"cfc\" (the dense CfC) or \"ncp\" (the wired CfC)"
+                            .into(),
                 })
             }
             other => {
                 return Err(LayerError::config(
                     "liquid_backbone",
-                    format!("\"{other}\"; expected \"cfc\""),
+                    format!("\"{other}\"; expected \"cfc\" or \"ncp\""),
                 ))
             }
         }
@@ -241,7 +258,6 @@ impl ModelConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("attention_spike_steps", self.attention_spike_steps),
             ("backbone_units", self.backbone_units),
-            ("backbone_layers", self.backbone_layers),
         ] {
             if v == 0 {
                 return Err(LayerError::config(name, "0; expected at least 1"));
@@ -297,7 +313,50 @@ impl ModelConfig {
             }
         }
         self.lif().validate()?;
+        if let Some(ncp) = self.ncp() {
+            // Building the wiring runs every check ncps makes (sizes, sparsity, fan-ins).
+            ncp.build(self.spiking_units)?;
+        } else if self.ncp_outputs.is_some()
+            || self.ncp_sparsity.is_some()
+            || self.ncp_seed.is_some()
+        {
+            return Err(LayerError::config(
+                "ncp_outputs / ncp_sparsity / ncp_seed",
+                format!(
+                    "set with liquid_backbone \"{}\"; expected them only with \"ncp\"",
+                    self.liquid_backbone
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// With the `"ncp"` wiring's defaults written into its fields (for a resolved config file that
+    /// states every value); unchanged for another backbone.
+    pub fn with_ncp_resolved(mut self) -> Self {
+        if let Some(n) = self.ncp() {
+            self.ncp_outputs = Some(n.outputs);
+            self.ncp_sparsity = Some(n.sparsity);
+            self.ncp_seed = Some(n.seed);
+        }
+        self
+    }
+
+    /// The AutoNCP wiring of `"ncp"` (None for another backbone), with the defaults filled in.
+    pub fn ncp(&self) -> Option<AutoNcpConfig> {
+        (self.liquid_backbone == "ncp").then(|| {
+            let outputs = self
+                .ncp_outputs
+                .unwrap_or(((0.3 * self.liquid_units as f64) as usize).max(1));
+            let mut c = AutoNcpConfig::new(self.liquid_units, outputs);
+            if let Some(s) = self.ncp_sparsity {
+                c = c.with_sparsity(s);
+            }
+            if let Some(seed) = self.ncp_seed {
+                c = c.with_seed(seed);
+            }
+            c
+        })
     }
 
     /// The LIF parameters.
@@ -324,6 +383,7 @@ impl ModelConfig {
             backbone_layers: self.backbone_layers,
             cfc_mode: self.cfc_mode,
             cfc_ts: self.cfc_time_span,
+            ncp: self.ncp(),
             layer_norm_eps: self.layer_norm_eps,
             encoder_dropout: self.encoder_dropout,
             block_dropout: self.block_dropout,

@@ -113,6 +113,9 @@ pub const LSNN_FIELDS: &[&str] = &[
     "block_dropout",
     "potential_scale",
     "cfc_time_span",
+    "ncp_outputs",
+    "ncp_sparsity",
+    "ncp_seed",
     "monitor",
     "monitor_mode",
     "keep_best",
@@ -248,7 +251,8 @@ pub fn read_run_config_map(map: Map<String, Value>) -> Result<RunConfig<ModelCon
     let Value::Object(all) = base else {
         unreachable!("built as an object above")
     };
-    let cfg = RunConfig::<ModelConfig>::from_map(all)?;
+    let mut cfg = RunConfig::<ModelConfig>::from_map(all)?;
     cfg.model.validate()?;
+    cfg.model = cfg.model.with_ncp_resolved();
     Ok(cfg)
 }
