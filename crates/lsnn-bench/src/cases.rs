@@ -224,6 +224,18 @@ fn train_step_case(leak: Leak) -> Result<Iteration> {
     }))
 }
 
+fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
+    // The same step with the wired CfC over an AutoNCP wiring of the liquid units.
+    let mut cfg = tiny_config();
+    cfg.model.liquid_backbone = "ncp".into();
+    let mut bench = lsnn_train::workload::StepBench::new(&cfg)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |i| {
+        bench.train_step(i, false)?;
+        leaker.leak(None)
+    }))
+}
+
 fn ema_case(leak: Leak) -> Result<Iteration> {
     let (_model, vars, _cfg) = tiny_training()?;
     let mut ema = Ema::new(&vars, 0.999)?;
@@ -457,6 +469,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::RunningLossGraph,
         train_step_case,
+    );
+    add(
+        "ncp-train-step",
+        "LM training step with the wired CfC (AutoNCP of the liquid units): forward, loss, backward, AdamW",
+        c(),
+        Leak::None,
+        ncp_train_step_case,
+    );
+    add(
+        "ncp-train-step/control-history",
+        "the same, with a history buffer growing 4 KiB per step",
+        c(),
+        Leak::HistoryBuffer,
+        ncp_train_step_case,
     );
     add(
         "ema",

@@ -6,10 +6,11 @@ use crate::Result;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
-use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode};
+use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode, CfcState, WiredCfc, WiredCfcConfig};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::kernel::composed;
 use lsnn_layers::lif::{self, reference, LifConfig};
+use lsnn_layers::wiring::AutoNcpConfig;
 use lsnn_layers::{Mode, SeededInit, SeededRng};
 use lsnn_memory::{alloc, PeakWindow};
 use serde::{Deserialize, Serialize};
@@ -197,6 +198,53 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
             .sum_all()?
             .backward()?;
             Ok(())
+        },
+        reps,
+    )?);
+
+    // The same cell with a time span per row and step (an op input, not folded weights).
+    let ts = SeededRng::new(8).uniform_tensor((8, 64), 0.5, 1.5, DType::F32, &dev)?;
+    let st = CfcState { h: h0.clone() };
+    out.push(measure(
+        "cfc-seq timespans B=8 L=64 U=128 H=64",
+        &mut || {
+            cell.forward_timespans(&s, &ts, Some(&st))?
+                .0
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        &mut || {
+            composed(|| {
+                cell.forward_timespans(&s, &ts, Some(&st))?
+                    .0
+                    .sum_all()?
+                    .backward()?;
+                Ok(())
+            })
+        },
+        reps,
+    )?);
+
+    // The wired cell over the NCP of an "ncp" lm-small block: AutoNCP(64 units, 19 motor).
+    let wiring = AutoNcpConfig::new(64, 19).build(64)?;
+    let vm = VarMap::new();
+    let wired = WiredCfc::new(
+        &WiredCfcConfig::new(wiring),
+        SeededInit::var_builder(&vm, SeededRng::new(9), DType::F32, &dev),
+    )?;
+    let wst = CfcState { h: h0.clone() };
+    out.push(measure(
+        "cfc-wired AutoNCP(64,19) B=8 L=64",
+        &mut || {
+            wired.states(&s, None, Some(&wst))?.sum_all()?.backward()?;
+            Ok(())
+        },
+        &mut || {
+            composed(|| {
+                wired.states(&s, None, Some(&wst))?.sum_all()?.backward()?;
+                Ok(())
+            })
         },
         reps,
     )?);

@@ -357,3 +357,75 @@ fn an_original_python_config_trains() {
     assert_eq!(cfg["attention_spike_steps"], 4);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn an_ncp_config_trains_the_built_in_task_below_the_bigram_baseline() {
+    let d = scratch("ncp");
+    let mut v: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    v["liquid_backbone"] = "ncp".into();
+    v["liquid_units"] = 16.into();
+    v["num_epochs"] = 1.into();
+    std::fs::write(d.join("ncp.json"), v.to_string()).unwrap();
+    let out = ok(&lsnn(
+        &["train", "--config", "ncp.json", "--out", "run"],
+        &d,
+    ));
+    // "done: val loss X … vs bigram baseline (nats/token) B (P% below)"
+    let done = out
+        .lines()
+        .find(|l| l.starts_with("done:"))
+        .expect("a done line");
+    let pct: f64 = done
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {done:?}"));
+    assert!(done.contains("below") && pct > 0.0, "{done}");
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &current_files(&d.join("run"))
+            .into_iter()
+            .find(|(n, _)| n == "config.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    // The wiring's resolved fields are saved: ⌊0.3·16⌋ = 4 motor neurons, ncps' defaults.
+    assert_eq!(cfg["ncp_outputs"], 4);
+    assert_eq!(cfg["ncp_seed"], 22222);
+    // The wired cell's keys follow ncps' (`layer_{l}.…`).
+    let model = std::fs::read(
+        d.join("run")
+            .join(
+                std::fs::read_to_string(d.join("run/CURRENT"))
+                    .unwrap()
+                    .trim(),
+            )
+            .join("model.safetensors"),
+    )
+    .unwrap();
+    let names = safetensors::SafeTensors::deserialize(&model)
+        .unwrap()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    assert!(
+        names.iter().any(|n| n == "blocks.0.cfc.layer_2.ff1.weight"),
+        "{names:?}"
+    );
+    let out = ok(&lsnn(
+        &[
+            "generate",
+            "--checkpoint",
+            "run",
+            "--prompt",
+            "1+2=",
+            "--max-tokens",
+            "3",
+        ],
+        &d,
+    ));
+    assert!(!out.is_empty());
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -150,7 +150,7 @@ impl LiquidCell {
         }
     }
 
-    /// One step exactly as ncps computes it, with an optional span per row ([B] or [B, 1]):
+    /// One step exactly as ncps computes it, with an optional span per row (`[B]` or `[B, 1]`):
     /// (output [B, out], new state [B, state]).
     pub fn step(&self, x: &Tensor, h: &Tensor, ts: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         match self {

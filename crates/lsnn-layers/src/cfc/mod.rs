@@ -289,7 +289,7 @@ impl Cfc {
         reference::step_projected(self, p, h, w)
     }
 
-    /// One step with a time span per row, ts [B] or [B, 1]: x [B, in], h [B, H] → h'.
+    /// One step with a time span per row, ts `[B]` or `[B, 1]`: x [B, in], h [B, H] → h'.
     pub fn step_timespan(&self, x: &Tensor, h: &Tensor, ts: &Tensor) -> Result<Tensor> {
         let b = x.dim(0)?;
         reference::step_with_span(self, x, h, &spans::check_step_span(ts, b)?)

@@ -217,7 +217,7 @@ impl WiredCfc {
     }
 
     /// One step exactly as ncps' `WiredCfCCell` computes it: x [B, in], h [B, units], an
-    /// optional span per row ([B] or [B, 1]) → (output [B, out], new state [B, units]).
+    /// optional span per row (`[B]` or `[B, 1]`) → (output [B, out], new state [B, units]).
     pub fn step(&self, x: &Tensor, h: &Tensor, ts: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let b = x.dim(0)?;
         spans::check_state(h, b, self.cfg.state_size(), "wired cfc state h [B, units]")?;
