@@ -82,14 +82,36 @@ fn expected_keys(cfg: &ModelConfig) -> BTreeMap<String, Vec<usize>> {
         linear(&mut put, &format!("{b}.encoder.fc2"), s, 2 * s);
         put(format!("{b}.pnorm.weight"), &[s]);
         put(format!("{b}.pnorm.bias"), &[s]);
-        for k in 0..cfg.backbone_layers {
-            let inp = if k == 0 { s + h } else { u };
-            linear(&mut put, &format!("{b}.cfc.backbone.{k}"), u, inp);
-        }
-        for n in ["ff1", "ff2", "time_a", "time_b"] {
-            linear(&mut put, &format!("{b}.cfc.{n}"), h, u);
-        }
-        linear(&mut put, &format!("{b}.fuse"), d, h + s);
+        let liquid_out = match cfg.ncp() {
+            None => {
+                for k in 0..cfg.backbone_layers {
+                    let inp = if k == 0 { s + h } else { u };
+                    linear(&mut put, &format!("{b}.cfc.backbone.{k}"), u, inp);
+                }
+                for n in ["ff1", "ff2", "time_a", "time_b"] {
+                    linear(&mut put, &format!("{b}.cfc.{n}"), h, u);
+                }
+                h
+            }
+            Some(ncp) => {
+                // One backbone-free layer per wiring layer: [inter, command, motor].
+                let w = ncp.build(s).unwrap();
+                let mut inp = s;
+                for (l, ids) in w.layer_list().iter().enumerate() {
+                    for n in ["ff1", "ff2", "time_a", "time_b"] {
+                        linear(
+                            &mut put,
+                            &format!("{b}.cfc.layer_{l}.{n}"),
+                            ids.len(),
+                            inp + ids.len(),
+                        );
+                    }
+                    inp = ids.len();
+                }
+                ncp.outputs
+            }
+        };
+        linear(&mut put, &format!("{b}.fuse"), d, liquid_out + s);
         put(format!("{b}.fuse_norm.weight"), &[d]);
         put(format!("{b}.fuse_norm.bias"), &[d]);
         linear(&mut put, &format!("{b}.gate"), d, d);
@@ -124,6 +146,33 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The small model with the wired CfC over AutoNCP(10, 3): command ⌊0.4·7⌋ = 2, inter 5, motor 3.
+fn small_ncp_config() -> ModelConfig {
+    let cfg = ModelConfig {
+        liquid_backbone: "ncp".into(),
+        liquid_units: 10,
+        ncp_outputs: Some(3),
+        ..small_config(2, 1)
+    };
+    cfg.validate().unwrap();
+    cfg
+}
+
+#[test]
+fn the_wired_cell_saves_under_ncps_names() {
+    let cfg = small_ncp_config();
+    let (_model, varmap) = init_model(&cfg, SeededRng::new(1), &Device::Cpu).unwrap();
+    let want = expected_keys(&cfg);
+    let data = varmap.data().lock().unwrap();
+    let got: BTreeMap<String, Vec<usize>> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got["blocks.0.cfc.layer_0.ff1.weight"], [5, 10 + 5]);
+    assert_eq!(got["blocks.1.fuse.weight"], [16, 3 + 10]);
 }
 
 #[test]
@@ -176,7 +225,15 @@ fn saved_keys_and_shapes_follow_the_spec_table() {
 
 #[test]
 fn every_parameter_gets_a_finite_nonzero_gradient() {
-    let cfg = small_config(2, 2);
+    every_parameter_gets_a_gradient(small_config(2, 2));
+}
+
+#[test]
+fn every_parameter_of_the_wired_model_gets_a_gradient() {
+    every_parameter_gets_a_gradient(small_ncp_config());
+}
+
+fn every_parameter_gets_a_gradient(cfg: ModelConfig) {
     let (model, varmap) = init_model(&cfg, SeededRng::new(2), &Device::Cpu).unwrap();
     let mut rng = SeededRng::new(3);
     let x = ids(&mut rng, 3, cfg.sequence_length, cfg.vocab_size);
@@ -293,18 +350,36 @@ fn block_config() -> BlockConfig {
 }
 
 fn block(seed: u64) -> HybridLiquidSpikingBlock {
+    block_of(&block_config(), seed)
+}
+
+fn block_of(cfg: &BlockConfig, seed: u64) -> HybridLiquidSpikingBlock {
     let vb = SeededInit::var_builder(
         &VarMap::new(),
         SeededRng::new(seed),
         DType::F32,
         &Device::Cpu,
     );
-    HybridLiquidSpikingBlock::new(&block_config(), vb).unwrap()
+    HybridLiquidSpikingBlock::new(cfg, vb).unwrap()
 }
 
 #[test]
 fn block_streaming_equals_the_sequence_call() {
-    let blk = block(31);
+    streaming_equals_the_sequence_call(&block_config());
+}
+
+#[test]
+fn wired_block_streaming_equals_the_sequence_call() {
+    let cfg = BlockConfig::new(12, 8, 10)
+        .with_spike_steps(4)
+        .with_lif(LifConfig::default().with_threshold(0.5))
+        .with_ncp(lsnn_layers::wiring::AutoNcpConfig::new(10, 3));
+    streaming_equals_the_sequence_call(&cfg);
+}
+
+fn streaming_equals_the_sequence_call(cfg: &BlockConfig) {
+    let blk = block_of(cfg, 31);
+    let hd = cfg.liquid_units;
     let dev = Device::Cpu;
     let mut rng = SeededRng::new(32);
     let (b, l, d) = (3usize, 7usize, 12usize);
@@ -312,7 +387,7 @@ fn block_streaming_equals_the_sequence_call() {
         .normal_tensor((b, l, d), 0.0, 1.5, DType::F32, &dev)
         .unwrap();
     let h_init = rng
-        .normal_tensor((b, 6), 0.0, 1.0, DType::F32, &dev)
+        .normal_tensor((b, hd), 0.0, 1.0, DType::F32, &dev)
         .unwrap();
     let rate = blk
         .encoder()
@@ -328,7 +403,7 @@ fn block_streaming_equals_the_sequence_call() {
     for h0 in [None, Some(&given)] {
         let (out, BlockState { h: h_last }) = blk.forward(&x, h0, &mut Mode::Eval).unwrap();
         assert_eq!(out.dims(), &[b, l, d]);
-        assert_eq!(h_last.dims(), &[b, 6]);
+        assert_eq!(h_last.dims(), &[b, hd]);
         let mut state = match h0 {
             Some(s) => s.clone(),
             None => blk.zero_state(b, DType::F32, &dev).unwrap(),
