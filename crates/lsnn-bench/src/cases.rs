@@ -294,6 +294,7 @@ fn checkpoint_case(leak: Leak) -> Result<Iteration> {
             optimizer: &BTreeMap::new(),
             metrics_csv: "step\n",
             best: false,
+            replace_other_runs: false,
         };
         lsnn_train::checkpoint::save(&dir, &data)?;
         let loaded = lsnn_train::checkpoint::load(&dir)?;
@@ -327,6 +328,7 @@ fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
         cfg.model.sequence_length,
         lsnn_train::DataSource::TextFile {
             path: "<leakcheck>".into(),
+            sha256: None,
         },
     )?;
     let dir =

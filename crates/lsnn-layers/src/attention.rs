@@ -120,7 +120,7 @@ pub struct MultiHeadSpikingAttention {
 impl MultiHeadSpikingAttention {
     /// Creates the layer's weights through `vb`.
     pub fn new(cfg: &AttentionConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.heads == 0 || cfg.d_model % cfg.heads != 0 {
+        if cfg.heads == 0 || !cfg.d_model.is_multiple_of(cfg.heads) {
             return Err(crate::config::heads_error(cfg.d_model, cfg.heads));
         }
         if cfg.spike_steps == 0 {

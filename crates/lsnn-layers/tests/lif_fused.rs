@@ -225,7 +225,7 @@ fn fused_equals_reference_on_the_parallel_path() {
     assert!(
         n * steps >= 2 * kernel::threads::PAR_MIN
             && n > 4 * kernel::threads::TASK
-            && n % kernel::threads::TASK != 0
+            && !n.is_multiple_of(kernel::threads::TASK)
     );
     for reset in RESETS {
         for (k, surrogate) in SURROGATES.into_iter().enumerate() {

@@ -30,6 +30,30 @@ pub enum TrainError {
         /// What disagrees or is missing.
         message: String,
     },
+    /// Another process holds the run directory's lock (design §4.4).
+    #[error("run directory {dir} is in use by another trainer{}; wait for it to finish, or choose another --out", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it.
+        pid: Option<u32>,
+    },
+    /// A fresh run asked to write where a run already is.
+    #[error("{dir} already holds a run ({what}); continue it with --resume {dir}, choose another --out, or replace it with --overwrite")]
+    RunExists {
+        /// The run directory.
+        dir: PathBuf,
+        /// What was found there.
+        what: String,
+    },
+    /// A file of a checkpoint set whose content differs from what the set recorded.
+    #[error("checkpoint file {path} is corrupted: {message}")]
+    Corrupted {
+        /// The file.
+        path: PathBuf,
+        /// What differs.
+        message: String,
+    },
     /// An invalid training setting.
     #[error("invalid training setting `{field}`: {message}")]
     Config {
@@ -98,6 +122,8 @@ impl TrainError {
         }
     }
 }
+
+pub use lsnn_layers::nn::clip;
 
 /// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, TrainError>;

@@ -37,6 +37,7 @@
 //! let summary = trainer.run(&mut |_event| {})?;
 //! assert_eq!(summary.batches, 2);
 //! assert!(summary.interrupted);                          // stopped by max_batches, checkpointed
+//! drop(trainer);                                         // releases the run directory's lock
 //! let resumed: Trainer<LanguageModel, TokenDataset> =
 //!     Trainer::resume(&out, TrainOptions { out_dir: out.clone(), ..TrainOptions::default() },
 //!                     lsnn_train::lm::token_data)?;
@@ -64,7 +65,7 @@ pub use config::{RunConfig, TrainConfig};
 pub use data::{ArithmeticTask, ByteTokenizer, DataSource, TokenDataset};
 pub use dataset::Dataset;
 pub use error::{Result, TrainError};
-pub use model::{LayerStats, StepLoss, TrainModel};
+pub use model::{LayerStats, MemoryEstimate, StepLoss, TrainModel};
 pub use optim::{inplace, schedule};
 pub use trainer::{
     evaluate_model, EvalResult, Event, TrainOptions, TrainSummary, Trainer, TrainerState,

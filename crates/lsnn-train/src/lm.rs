@@ -8,7 +8,7 @@ use crate::data::{bigram_baseline, ArithmeticTask, ByteTokenizer, DataSource, To
 use crate::dataset::{fnv1a, Dataset};
 use crate::error::{Result, TrainError};
 use crate::generate::{continue_prompts, Sampler};
-use crate::model::{StepLoss, TrainModel};
+use crate::model::{MemoryEstimate, StepLoss, TrainModel};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -31,6 +31,14 @@ impl TrainModel for LanguageModel {
 
     fn build(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         Ok(LanguageModel::new(cfg, vb)?)
+    }
+
+    fn memory_estimate(cfg: &ModelConfig, batch_size: usize) -> Option<MemoryEstimate> {
+        let clamp = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        Some(MemoryEstimate {
+            parameter_bytes: clamp(cfg.parameter_count().ok()?.saturating_mul(4)),
+            step_activation_bytes: clamp(cfg.training_step_bytes(batch_size).ok()?),
+        })
     }
 
     fn loss_and_grads(
@@ -234,11 +242,32 @@ pub struct LoadedLm {
 }
 
 /// Loads the current set of `dir` as an inference model (see [`LoadedLm`]); the set is
-/// checked as `train --resume` checks it (every file agreeing, every key present with its
-/// shape, nothing unknown).
+/// verified as `train --resume` verifies it: every file against the manifest, every file
+/// agreeing, the trainer state readable, and every key of the model, EMA and optimizer files
+/// present with its shape, nothing unknown.
 pub fn load_lm(dir: &std::path::Path, ema: bool, device: Option<&str>) -> Result<LoadedLm> {
     let ck = crate::checkpoint::load(dir)?;
     let config = crate::RunConfig::<ModelConfig>::from_json(&ck.config_json)?;
+    config.model.validate()?;
+    // The weights must fit before they are allocated (a config edited to huge sizes).
+    let bytes =
+        u64::try_from(config.model.parameter_count()?.saturating_mul(4)).unwrap_or(u64::MAX);
+    if let Ok(free) = lsnn_memory::rss::available_memory_bytes() {
+        if bytes > free {
+            return Err(lsnn_memory::MemoryError::BudgetExceeded {
+                what: "the model's parameters (from the checkpoint's config)",
+                requested: bytes,
+                available: free,
+                budget: free,
+                in_use: 0,
+            }
+            .into());
+        }
+    }
+    let state = crate::TrainerState::from_json(
+        &ck.state_json,
+        &ck.dir.join(crate::checkpoint::STATE_FILE),
+    )?;
     let device = crate::config::candle_device(device.unwrap_or(&config.train.device))?;
     let varmap = candle_nn::VarMap::new();
     let vb = lsnn_layers::SeededInit::var_builder(
@@ -249,12 +278,22 @@ pub fn load_lm(dir: &std::path::Path, ema: bool, device: Option<&str>) -> Result
     );
     let model = LanguageModel::new(&config.model, vb)?;
     let vars = lsnn_layers::named_vars(&varmap);
+    use crate::checkpoint::{keys, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE};
+    keys::check_weights(&ck.dir.join(MODEL_FILE), &vars, &ck.model)?;
+    keys::check_weights(&ck.dir.join(EMA_FILE), &vars, &ck.ema)?;
+    keys::check_optimizer(
+        &ck.dir.join(OPTIMIZER_FILE),
+        &vars,
+        &ck.optimizer,
+        config.train.amsgrad,
+        state.accum_valid > 0,
+    )?;
     let (file, tensors) = if ema {
-        (crate::checkpoint::EMA_FILE, &ck.ema)
+        (EMA_FILE, &ck.ema)
     } else {
-        (crate::checkpoint::MODEL_FILE, &ck.model)
+        (MODEL_FILE, &ck.model)
     };
-    crate::checkpoint::keys::restore_model(&ck.dir.join(file), &vars, tensors)?;
+    keys::restore_model(&ck.dir.join(file), &vars, tensors)?;
     Ok(LoadedLm {
         model: model.detached(),
         config,

@@ -43,6 +43,16 @@ pub struct LayerStats {
     pub samples: f64,
 }
 
+/// What a model of a config will need, estimated before it is built (design §8.2): the trainer
+/// refuses a run that cannot fit its memory budget before allocating anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Bytes of the trainable parameters (f32).
+    pub parameter_bytes: u64,
+    /// Bytes of one training step's activations and their gradients at the run's batch size.
+    pub step_activation_bytes: u64,
+}
+
 /// What the trainer needs of a model. `Sync` because a batch's shards run the same model on
 /// several threads at once.
 pub trait TrainModel: Sized + Sync {
@@ -54,6 +64,12 @@ pub trait TrainModel: Sized + Sync {
 
     /// Builds the model; every trainable variable comes from `vb`.
     fn build(cfg: &Self::Config, vb: VarBuilder) -> Result<Self>;
+
+    /// The memory a model of `cfg` needs at `batch_size`, computed without building it (none by
+    /// default: the trainer then checks the parameters once they exist).
+    fn memory_estimate(_cfg: &Self::Config, _batch_size: usize) -> Option<MemoryEstimate> {
+        None
+    }
 
     /// The detached losses of a training batch and the gradients of `scale`·objective, or
     /// `None` for the gradients when a loss is not finite (no backward pass then; the trainer

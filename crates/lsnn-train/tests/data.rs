@@ -55,6 +55,7 @@ fn unusable_text_files_are_data_errors() {
 fn token_streams_shorter_than_a_window_are_data_errors() {
     let src = DataSource::TextFile {
         path: PathBuf::from("stream"),
+        sha256: None,
     };
     let err = TokenDataset::new(vec![1; 17], vec![1; 16], 16, src.clone()).unwrap_err();
     assert!(
@@ -111,10 +112,14 @@ fn text_file_windows_cover_the_train_split() {
     let text = common::repetitive_text(1000) + "é€ — multi-byte tail";
     std::fs::write(&p, &text).unwrap();
     let ds = TokenDataset::from_text_file(&p, 16).unwrap();
+    // The recorded source: the absolute path and the content's SHA-256.
     assert_eq!(
         ds.source(),
         &DataSource::TextFile {
-            path: p.to_path_buf()
+            path: p.canonicalize().unwrap(),
+            sha256: Some(lsnn_train::checkpoint::manifest::sha256_hex(
+                text.as_bytes()
+            )),
         }
     );
     // The split: the tail (10%, at least one window) is validation; together they are the file.

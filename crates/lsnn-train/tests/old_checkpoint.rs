@@ -87,8 +87,18 @@ fn a_round_one_checkpoint_loads_and_resumes_bit_for_bit() {
             );
         }
     }
-    // The resumed set is written in today's state format.
+    // The resumed set is written in today's formats: the state (with a fingerprint, and the
+    // lineage that adopted the round-1 set) and a manifest of every file.
     let state: serde_json::Value = serde_json::from_str(&ck.state_json).unwrap();
-    assert_eq!(state["format_version"], 2);
+    assert_eq!(state["format_version"], lsnn_train::trainer::STATE_VERSION);
     assert!(state["data_fingerprint"].is_string());
+    assert!(
+        state["lineage"]
+            .as_str()
+            .unwrap()
+            .starts_with("adopted:ckpt-"),
+        "{}",
+        state["lineage"]
+    );
+    assert_eq!(ck.set_format, 2);
 }

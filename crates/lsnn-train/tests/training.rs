@@ -108,7 +108,10 @@ fn identical_runs_give_bit_identical_weights() {
             }
         })
         .unwrap();
-        (snapshot(&t), losses, t.metrics_csv(), t.state().clone())
+        // Every fresh run draws its own lineage; the rest must agree.
+        let mut state = t.state().clone();
+        assert!(state.lineage.take().is_some());
+        (snapshot(&t), losses, t.metrics_csv(), state)
     };
     let a = run("determinism-a");
     let b = run("determinism-b");
@@ -324,7 +327,8 @@ fn nan_batch_inside_an_accumulation_window_is_left_out_of_the_average() {
     let mut a =
         Trainer::<NanAt<1, false>, TokenDataset>::new(cfg2, text_dataset(24), options(&dir))
             .unwrap();
-    let mut b = LmTrainer::new(cfg1, text_dataset(24), options(&dir)).unwrap();
+    // (One trainer per run directory.)
+    let mut b = LmTrainer::new(cfg1, text_dataset(24), options(&dir.join("b"))).unwrap();
     assert_eq!(
         snapshot(&a),
         snapshot(&b),
@@ -449,6 +453,7 @@ fn early_stopping_stops_when_validation_loss_rises() {
         seq,
         DataSource::TextFile {
             path: PathBuf::from("<early stop>"),
+            sha256: None,
         },
     )
     .unwrap();

@@ -104,28 +104,34 @@ pub fn run(a: BenchArgs) -> Result<()> {
         j["train_full_median_ms"] = serde_json::json!(f);
         j["train_full_tokens_per_s"] = serde_json::json!(tokens / (f / 1e3));
     }
+    let mut lines = Vec::new();
     if a.json {
-        println!("{j}");
+        lines.push(j.to_string());
     } else {
-        println!(
+        lines.push(format!(
             "workload {} (B={b}, L={l}), {} timed steps each",
             a.workload, a.steps
-        );
-        println!(
+        ));
+        lines.push(format!(
             "  train:     median {train_ms:.2} ms  -> {:.0} tokens/s",
             tokens / (train_ms / 1e3)
-        );
+        ));
         if let Some(f) = full_ms {
-            println!(
+            lines.push(format!(
                 "  train+clip+EMA: median {f:.2} ms -> {:.0} tokens/s",
                 tokens / (f / 1e3)
-            );
+            ));
         }
-        println!(
+        lines.push(format!(
             "  inference: median {infer_ms:.2} ms  -> {:.0} tokens/s",
             tokens / (infer_ms / 1e3)
-        );
-        println!("  peak RSS {peak_rss_mib:.1} MiB, peak live {:.1} MiB, {allocs:.0} allocations per training step", peak_live as f64 / 1048576.0);
+        ));
+        lines.push(format!("  peak RSS {peak_rss_mib:.1} MiB, peak live {:.1} MiB, {allocs:.0} allocations per training step", peak_live as f64 / 1048576.0));
+    }
+    for line in lines {
+        if !crate::output::out(&line) {
+            return Err(crate::exit::OutputFailed.into());
+        }
     }
     Ok(())
 }

@@ -1,8 +1,17 @@
-//! Renders trainer events: an indicatif progress bar on a terminal, plain lines otherwise.
+//! Renders trainer events: an indicatif progress bar on a terminal, plain lines otherwise. Lines
+//! go through [`crate::output`]: when stdout is closed or full, training is asked to stop (with
+//! a checkpoint) instead of the process panicking.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use lsnn_train::Event;
 use std::io::IsTerminal;
+
+/// One line to stdout; a failed write asks the trainer to stop.
+fn emit(s: &str) {
+    if !crate::output::out(s) {
+        crate::signals::request_stop();
+    }
+}
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
@@ -26,7 +35,7 @@ impl Display {
     fn line(&self, s: &str) {
         match &self.bar {
             Some(b) => b.println(s),
-            None => println!("{s}"),
+            None => emit(s),
         }
     }
 
@@ -80,7 +89,7 @@ impl Display {
                     None => {
                         if self.last_line.elapsed().as_secs_f64() >= 10.0 {
                             self.last_line = std::time::Instant::now();
-                            println!("{msg}");
+                            emit(&msg);
                         }
                     }
                 }
@@ -118,6 +127,7 @@ impl Display {
             Event::EarlyStop { epoch } => {
                 self.line(&format!("early stop after epoch {}", epoch + 1))
             }
+            Event::Notice(n) => crate::output::err(&format!("note: {n}")),
         }
     }
 

@@ -7,10 +7,16 @@
 //! lsnn eval     --checkpoint DIR [--data FILE] [--dump-logits FILE.safetensors]
 //! lsnn bench    --workload lm-small|lm-medium [--json] [--steps N] [--full]
 //! ```
+//!
+//! Exit codes ([`exit`]): 0 success, 1 failure, 2 bad input, 3 interrupted with a checkpoint
+//! saved, 4 I/O failure (or the run directory in use); 128 + N after a second signal N.
 
 mod bench;
 mod commands;
 mod display;
+mod exit;
+mod output;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,15 +59,15 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let res = match cli.command {
         Command::Train(a) => commands::train(a),
-        Command::Generate(a) => commands::generate(a),
-        Command::Eval(a) => commands::eval(a),
-        Command::Bench(a) => bench::run(a),
+        Command::Generate(a) => commands::generate(a).map(|()| exit::SUCCESS),
+        Command::Eval(a) => commands::eval(a).map(|()| exit::SUCCESS),
+        Command::Bench(a) => bench::run(a).map(|()| exit::SUCCESS),
     };
     match res {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            output::err(&format!("error: {e:#}"));
+            std::process::ExitCode::from(exit::code_of(&e))
         }
     }
 }

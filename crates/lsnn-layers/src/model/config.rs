@@ -160,7 +160,7 @@ pub fn heads_error(hidden: usize, heads: usize) -> LayerError {
     let mut divisors = Vec::new();
     let mut d = 1usize;
     while d.saturating_mul(d) <= hidden {
-        if hidden % d == 0 {
+        if hidden.is_multiple_of(d) {
             divisors.push(d);
             divisors.push(hidden / d);
         }
@@ -213,6 +213,7 @@ impl ModelConfig {
 
     /// Checks every constraint the model relies on.
     pub fn validate(&self) -> Result<()> {
+        self.check_bounds()?;
         match self.task_type.as_str() {
             "llm" => {}
             "robotics" | "vision" => {
@@ -224,7 +225,7 @@ impl ModelConfig {
             other => {
                 return Err(LayerError::config(
                     "task_type",
-                    format!("\"{other}\"; expected \"llm\""),
+                    format!("\"{}\"; expected \"llm\"", crate::nn::clip(other)),
                 ))
             }
         }
@@ -241,7 +242,10 @@ impl ModelConfig {
             other => {
                 return Err(LayerError::config(
                     "liquid_backbone",
-                    format!("\"{other}\"; expected \"cfc\" or \"ncp\""),
+                    format!(
+                        "\"{}\"; expected \"cfc\" or \"ncp\"",
+                        crate::nn::clip(other)
+                    ),
                 ))
             }
         }
@@ -263,7 +267,7 @@ impl ModelConfig {
                 return Err(LayerError::config(name, "0; expected at least 1"));
             }
         }
-        if self.hidden_dim % self.num_attention_heads != 0 {
+        if !self.hidden_dim.is_multiple_of(self.num_attention_heads) {
             return Err(heads_error(self.hidden_dim, self.num_attention_heads));
         }
         if self.sequence_length > self.max_position_embeddings {

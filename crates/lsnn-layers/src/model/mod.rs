@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod lm;
+pub mod size;
 
 pub use config::{heads_error, ModelConfig, SurrogateKind};
 pub use lm::{next_token_loss, LanguageModel, LmLoss, LmState};

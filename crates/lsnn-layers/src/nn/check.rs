@@ -51,3 +51,16 @@ pub fn check_probability(field: &str, p: f64) -> Result<()> {
         ))
     }
 }
+
+/// A user's string as it appears in an error message: at most 64 characters (and the length),
+/// so that no message grows with the size of the bad input.
+pub fn clip(s: &str) -> String {
+    const MAX: usize = 64;
+    let n = s.chars().count();
+    if n <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}… ({n} characters)")
+    }
+}

@@ -10,7 +10,7 @@ mod layer_norm;
 mod linear;
 mod mode;
 
-pub use check::{check_finite, check_probability, check_width};
+pub use check::{check_finite, check_probability, check_width, clip};
 pub use init::SeededInit;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;

@@ -53,22 +53,8 @@ fn take(
     var: &Var,
     device: &Device,
 ) -> Result<Tensor> {
-    let t = got
-        .get(key)
-        .ok_or_else(|| TrainError::ckpt(path, format!("missing tensor {key}")))?;
-    if t.dims() != var.dims() {
-        return Err(TrainError::ckpt(
-            path,
-            format!("{key} has shape {:?}, expected {:?}", t.dims(), var.dims()),
-        ));
-    }
-    if t.dtype() != DType::F32 {
-        return Err(TrainError::ckpt(
-            path,
-            format!("{key} is {:?}, expected f32", t.dtype()),
-        ));
-    }
-    Ok(t.to_device(device)?)
+    check_one(path, got, key, var)?;
+    Ok(got[key].to_device(device)?)
 }
 
 /// The keys of `got` that are not in `expected`, as an error naming them.
@@ -134,6 +120,65 @@ pub fn restore_ema(
         ema.restore(name, &t)?;
     }
     Ok(())
+}
+
+/// Checks an optimizer file's tensors as [`restore_optimizer`] would take them, without an
+/// optimizer to restore into (a loader for inference verifies the whole set as resume does).
+pub fn check_optimizer(
+    path: &Path,
+    vars: &[(String, Var)],
+    got: &HashMap<String, Tensor>,
+    amsgrad: bool,
+    open_window: bool,
+) -> Result<()> {
+    let mut expected = HashSet::new();
+    for (name, var) in vars {
+        let mut kinds = vec!["m", "v"];
+        if amsgrad {
+            kinds.push("vmax");
+        }
+        if open_window {
+            kinds.push("acc");
+        }
+        for k in kinds {
+            let key = format!("{k}.{name}");
+            check_one(path, got, &key, var)?;
+            expected.insert(key);
+        }
+    }
+    no_unknown(path, got, &expected)
+}
+
+/// `got[key]` present with `var`'s shape, in f32.
+fn check_one(path: &Path, got: &HashMap<String, Tensor>, key: &str, var: &Var) -> Result<()> {
+    let t = got
+        .get(key)
+        .ok_or_else(|| TrainError::ckpt(path, format!("missing tensor {key}")))?;
+    if t.dims() != var.dims() {
+        return Err(TrainError::ckpt(
+            path,
+            format!("{key} has shape {:?}, expected {:?}", t.dims(), var.dims()),
+        ));
+    }
+    if t.dtype() != DType::F32 {
+        return Err(TrainError::ckpt(
+            path,
+            format!("{key} is {:?}, expected f32", t.dtype()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a model or EMA file's tensors as [`weights`] would take them, without moving them.
+pub fn check_weights(
+    path: &Path,
+    vars: &[(String, Var)],
+    got: &HashMap<String, Tensor>,
+) -> Result<()> {
+    for (n, v) in vars {
+        check_one(path, got, n, v)?;
+    }
+    no_unknown(path, got, &vars.iter().map(|(n, _)| n.clone()).collect())
 }
 
 /// Restores AdamW's state (`amsgrad` says whether `vmax.*` must be there) and, when

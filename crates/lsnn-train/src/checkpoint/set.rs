@@ -2,15 +2,21 @@
 //!
 //! A run directory holds checkpoint directories and a pointer file `CURRENT` naming the current
 //! one. A save writes the complete set — `model.safetensors`, `ema.safetensors`,
-//! `optimizer.safetensors`, `config.json`, `trainer_state.json`, `metrics.csv` — into a new
-//! directory, syncs every file and the directory, then switches `CURRENT` with one rename (of a
-//! synced temporary pointer file). A crash at any instant leaves either the old set or the new one
-//! current, never a mix; older sets are removed only after the switch.
+//! `optimizer.safetensors`, `config.json`, `trainer_state.json`, `metrics.csv`, and last the
+//! `MANIFEST.json` of their lengths and hashes — into a hidden `.partial-…` directory, syncs every
+//! file and the directory, renames it to its final name, then switches `CURRENT` with one rename
+//! (of a synced temporary pointer file). A crash at any instant leaves either the old set or the
+//! new one current, never a mix; a failed save removes what it wrote; older sets are removed
+//! (by [`super::retention`]) only after the switch.
 //!
-//! On load every file must agree: the three safetensors files and `trainer_state.json` carry the
-//! same step and the same hash of `config.json`, else a typed error names what disagrees. The
-//! caller checks keys and shapes against the model it builds from the config.
+//! On load every file is checked against the manifest (set format 2; a set without one, format 1,
+//! loads with a notice) and every file must agree: the three safetensors files and
+//! `trainer_state.json` carry the same step and the same hash of `config.json`, else a typed error
+//! names what disagrees. The caller checks keys and shapes against the model it builds from the
+//! config.
 
+use super::manifest::{Manifest, MANIFEST_FILE};
+use super::retention::{self, PARTIAL_PREFIX};
 use crate::error::{Result, TrainError};
 use candle_core::{Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
@@ -67,6 +73,8 @@ pub struct CheckpointData<'a> {
     /// This set is the run's best so far: `BEST` is switched to it, and the previous best is
     /// no longer kept.
     pub best: bool,
+    /// Remove every other set of the directory once this one is current (replacing a run).
+    pub replace_other_runs: bool,
 }
 
 /// A loaded, consistent checkpoint.
@@ -88,6 +96,10 @@ pub struct LoadedCheckpoint {
     pub optimizer: HashMap<String, Tensor>,
     /// `metrics.csv`'s text.
     pub metrics_csv: String,
+    /// The set format: 2 with a manifest (every file verified), 1 without.
+    pub set_format: u32,
+    /// What a caller should tell the user (a set whose files could not be verified).
+    pub notices: Vec<String>,
 }
 
 /// FNV-1a of the config text, hex: ties every file of a set to one config.
@@ -136,15 +148,13 @@ fn safetensors_bytes(
 
 /// Writes `data` as the new current checkpoint of `run_dir`; returns the set's directory.
 /// `hook` is called at each [`SaveStage`]; an error from it aborts the save there (tests use
-/// this to inject failures).
+/// this to inject failures). A save that fails leaves the previous set current and removes what
+/// it wrote.
 pub fn save_with_hook(
     run_dir: &Path,
     data: &CheckpointData<'_>,
     hook: &mut dyn FnMut(SaveStage) -> std::io::Result<()>,
 ) -> Result<PathBuf> {
-    let fail = |stage: SaveStage, e: std::io::Error| {
-        TrainError::ckpt(run_dir, format!("save failed at {stage:?}: {e}"))
-    };
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
     // Refuse a set that `load` would reject before anything is written or switched.
     let hash = config_hash(data.config_json);
@@ -162,54 +172,102 @@ pub fn save_with_hook(
             ),
         ));
     }
-    hook(SaveStage::Begin).map_err(|e| fail(SaveStage::Begin, e))?;
+    let lineage = state["lineage"].as_str().map(str::to_owned);
+    hook(SaveStage::Begin).map_err(|e| stage_failed(run_dir, SaveStage::Begin, e))?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let name = format!("ckpt-{:010}-{nanos:x}", data.step);
+    let partial = run_dir.join(format!("{PARTIAL_PREFIX}{name}"));
     let dir = run_dir.join(&name);
-    std::fs::create_dir(&dir).map_err(TrainError::io(&dir))?;
+    std::fs::create_dir(&partial).map_err(TrainError::io(&partial))?;
+    if let Err(e) = write_set(run_dir, &partial, &dir, data, &hash, hook) {
+        // Whatever was written goes — a full disk must not fill up further with each retry —
+        // unless the pointer already names the new set (a failure after the switch).
+        let _ = std::fs::remove_dir_all(&partial);
+        if retention::pointer_target(run_dir, CURRENT).as_deref() != Some(name.as_str()) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let _ = std::fs::remove_file(run_dir.join(format!("{CURRENT}.tmp")));
+        return Err(e);
+    }
+    if data.best {
+        let tmp = run_dir.join(format!("{}.tmp", retention::BEST));
+        write_synced(&tmp, format!("{name}\n").as_bytes())?;
+        let best = run_dir.join(retention::BEST);
+        std::fs::rename(&tmp, &best).map_err(TrainError::io(&best))?;
+        sync_dir(run_dir)?;
+    }
+    hook(SaveStage::AfterSwitch).map_err(|e| stage_failed(run_dir, SaveStage::AfterSwitch, e))?;
+    remove_stale(
+        run_dir,
+        &name,
+        lineage.as_deref(),
+        data.step,
+        data.replace_other_runs,
+    );
+    Ok(dir)
+}
+
+fn stage_failed(run_dir: &Path, stage: SaveStage, e: std::io::Error) -> TrainError {
+    TrainError::Io {
+        path: run_dir.to_path_buf(),
+        source: std::io::Error::new(e.kind(), format!("save failed at {stage:?}: {e}")),
+    }
+}
+
+/// Writes the set into `partial`, renames it to `dir` and makes it current.
+fn write_set(
+    run_dir: &Path,
+    partial: &Path,
+    dir: &Path,
+    data: &CheckpointData<'_>,
+    hash: &str,
+    hook: &mut dyn FnMut(SaveStage) -> std::io::Result<()>,
+) -> Result<()> {
     let files: [(&'static str, Vec<u8>); 6] = [
         (
             MODEL_FILE,
-            safetensors_bytes("model", data.step, &hash, data.model, &dir)?,
+            safetensors_bytes("model", data.step, hash, data.model, dir)?,
         ),
         (
             EMA_FILE,
-            safetensors_bytes("ema", data.step, &hash, data.ema, &dir)?,
+            safetensors_bytes("ema", data.step, hash, data.ema, dir)?,
         ),
         (
             OPTIMIZER_FILE,
-            safetensors_bytes("optimizer", data.step, &hash, data.optimizer, &dir)?,
+            safetensors_bytes("optimizer", data.step, hash, data.optimizer, dir)?,
         ),
         (CONFIG_FILE, data.config_json.as_bytes().to_vec()),
         (STATE_FILE, data.state_json.as_bytes().to_vec()),
         (METRICS_FILE, data.metrics_csv.as_bytes().to_vec()),
     ];
     for (fname, bytes) in &files {
-        write_synced(&dir.join(fname), bytes)?;
-        hook(SaveStage::FileWritten(fname)).map_err(|e| fail(SaveStage::FileWritten(fname), e))?;
+        write_synced(&partial.join(fname), bytes)?;
+        hook(SaveStage::FileWritten(fname))
+            .map_err(|e| stage_failed(run_dir, SaveStage::FileWritten(fname), e))?;
     }
-    sync_dir(&dir)?;
+    let listed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    write_synced(
+        &partial.join(MANIFEST_FILE),
+        Manifest::of(&listed).to_json().as_bytes(),
+    )?;
+    sync_dir(partial)?;
+    std::fs::rename(partial, dir).map_err(TrainError::io(dir))?;
     // The new directory's entry must be durable before a pointer names it.
     sync_dir(run_dir)?;
-    hook(SaveStage::BeforeSwitch).map_err(|e| fail(SaveStage::BeforeSwitch, e))?;
+    hook(SaveStage::BeforeSwitch).map_err(|e| stage_failed(run_dir, SaveStage::BeforeSwitch, e))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = run_dir.join(format!("{CURRENT}.tmp"));
     write_synced(&tmp, format!("{name}\n").as_bytes())?;
     let cur = run_dir.join(CURRENT);
     std::fs::rename(&tmp, &cur).map_err(TrainError::io(&cur))?;
     sync_dir(run_dir)?;
-    if data.best {
-        let tmp = run_dir.join(format!("{}.tmp", super::retention::BEST));
-        write_synced(&tmp, format!("{name}\n").as_bytes())?;
-        let best = run_dir.join(super::retention::BEST);
-        std::fs::rename(&tmp, &best).map_err(TrainError::io(&best))?;
-        sync_dir(run_dir)?;
-    }
-    hook(SaveStage::AfterSwitch).map_err(|e| fail(SaveStage::AfterSwitch, e))?;
-    remove_stale(run_dir, &name);
-    Ok(dir)
+    Ok(())
 }
 
 /// [`save_with_hook`] without a hook.
@@ -217,24 +275,26 @@ pub fn save(run_dir: &Path, data: &CheckpointData<'_>) -> Result<PathBuf> {
     save_with_hook(run_dir, data, &mut |_| Ok(()))
 }
 
-/// Removes the checkpoint directories the retention policy does not keep (the new current set
-/// and the best one); best effort: a leftover never breaks a load.
-fn remove_stale(run_dir: &Path, current: &str) {
-    let Ok(entries) = std::fs::read_dir(run_dir) else {
-        return;
-    };
-    let sets: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("ckpt-"))
-        .collect();
-    let best = super::retention::best_name(run_dir);
-    for n in super::retention::to_remove(&sets, current, best.as_deref()) {
+/// Removes the sets retention does not keep (see [`retention`]); best effort: a leftover never
+/// breaks a load.
+fn remove_stale(run_dir: &Path, current: &str, lineage: Option<&str>, step: u64, replace: bool) {
+    let sets = retention::list_sets(run_dir);
+    let best = retention::best_name(run_dir);
+    for n in retention::to_remove(&sets, current, best.as_deref(), lineage, step, replace) {
         let p = run_dir.join(n);
         if let Err(err) = std::fs::remove_dir_all(&p) {
             tracing::warn!("could not remove old checkpoint {}: {err}", p.display());
         }
+    }
+}
+
+/// The run directory a path names: the path itself, or — for a set directory inside a run (a
+/// directory holding `model.safetensors` whose parent has a `CURRENT` pointer) — its parent.
+pub fn run_dir_of(path: &Path) -> PathBuf {
+    let is_set = path.join(MODEL_FILE).is_file() && !path.join(CURRENT).exists();
+    match path.parent() {
+        Some(parent) if is_set && parent.join(CURRENT).is_file() => parent.to_path_buf(),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -275,11 +335,28 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| TrainError::ckpt(path, format!("missing or unreadable: {e}")))
 }
 
-fn read_st(path: &Path, kind: &str) -> Result<(HashMap<String, Tensor>, u64, String)> {
-    let bytes = read(path)?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+/// `dir/name`'s bytes, checked against the manifest when the set has one.
+fn read_checked(dir: &Path, name: &str, manifest: Option<&Manifest>) -> Result<Vec<u8>> {
+    let bytes = read(&dir.join(name))?;
+    if let Some(m) = manifest {
+        m.check(dir, name, &bytes)?;
+    }
+    Ok(bytes)
+}
+
+fn text(dir: &Path, name: &str, manifest: Option<&Manifest>) -> Result<String> {
+    String::from_utf8(read_checked(dir, name, manifest)?)
+        .map_err(|_| TrainError::ckpt(dir.join(name), "not UTF-8"))
+}
+
+fn read_st(
+    path: &Path,
+    bytes: &[u8],
+    kind: &str,
+) -> Result<(HashMap<String, Tensor>, u64, String)> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| TrainError::ckpt(path, format!("corrupted or truncated safetensors: {e}")))?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
         .map_err(|e| TrainError::ckpt(path, format!("corrupted or truncated safetensors: {e}")))?;
     let m = meta.metadata().clone().unwrap_or_default();
     let text = m.get(META_KEY).ok_or_else(|| {
@@ -308,14 +385,24 @@ fn read_st(path: &Path, kind: &str) -> Result<(HashMap<String, Tensor>, u64, Str
 }
 
 /// Loads the current set of `run_dir` and checks that its files agree on step and config.
+///
+/// Every loader (resume, `eval`, `generate`, a library caller) goes through here, so every one
+/// verifies a set the same way.
 pub fn load(run_dir: &Path) -> Result<LoadedCheckpoint> {
     let dir = resolve(run_dir)?;
-    let config_json = String::from_utf8(read(&dir.join(CONFIG_FILE))?)
-        .map_err(|_| TrainError::ckpt(dir.join(CONFIG_FILE), "not UTF-8"))?;
-    let state_json = String::from_utf8(read(&dir.join(STATE_FILE))?)
-        .map_err(|_| TrainError::ckpt(dir.join(STATE_FILE), "not UTF-8"))?;
-    let metrics_csv = String::from_utf8(read(&dir.join(METRICS_FILE))?)
-        .map_err(|_| TrainError::ckpt(dir.join(METRICS_FILE), "not UTF-8"))?;
+    let manifest = Manifest::read(&dir)?;
+    let m = manifest.as_ref();
+    let mut notices = Vec::new();
+    if m.is_none() {
+        notices.push(format!(
+            "{} was written before checkpoint sets recorded content hashes (set format 1); its \
+             files are checked for consistency but not for corruption",
+            dir.display()
+        ));
+    }
+    let config_json = text(&dir, CONFIG_FILE, m)?;
+    let state_json = text(&dir, STATE_FILE, m)?;
+    let metrics_csv = text(&dir, METRICS_FILE, m)?;
     let hash = config_hash(&config_json);
     let state: serde_json::Value =
         serde_json::from_str(&state_json).map_err(|e| TrainError::Json {
@@ -342,7 +429,8 @@ pub fn load(run_dir: &Path) -> Result<LoadedCheckpoint> {
         (OPTIMIZER_FILE, "optimizer"),
     ] {
         let p = dir.join(file);
-        let (t, step, h) = read_st(&p, kind)?;
+        let bytes = read_checked(&dir, file, m)?;
+        let (t, step, h) = read_st(&p, &bytes, kind)?;
         if step != state_step {
             return Err(TrainError::ckpt(
                 &p,
@@ -369,5 +457,11 @@ pub fn load(run_dir: &Path) -> Result<LoadedCheckpoint> {
         ema,
         optimizer,
         metrics_csv,
+        set_format: if m.is_some() {
+            super::manifest::SET_FORMAT
+        } else {
+            1
+        },
+        notices,
     })
 }

@@ -137,6 +137,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 fn suggest(key: &str) -> Option<String> {
+    // A key far longer than any known one has no near match (and must not cost O(len²)).
+    if key.len() > 64 {
+        return None;
+    }
     HONOURED_FIELDS
         .iter()
         .chain(IGNORED_FIELDS)
@@ -168,7 +172,7 @@ pub fn read_run_config_map(map: Map<String, Value>) -> Result<RunConfig<ModelCon
             || LSNN_FIELDS.contains(&k))
         {
             return Err(TrainError::UnknownField {
-                field: key.clone(),
+                field: crate::error::clip(key),
                 suggestion: suggest(k),
             });
         }

@@ -91,6 +91,10 @@ impl Default for TrainConfig {
     }
 }
 
+/// The largest count a training setting may hold (batch size, epochs, accumulation, warm-up
+/// steps, cleanup interval, patience).
+pub const MAX_COUNT: usize = 1 << 24;
+
 fn bad(field: &str, message: String) -> TrainError {
     TrainError::Config {
         field: field.into(),
@@ -107,7 +111,8 @@ impl TrainConfig {
         }
     }
 
-    /// Checks every setting.
+    /// Checks every setting (each count within 1..=[`MAX_COUNT`] where it must be positive, at
+    /// most [`MAX_COUNT`] otherwise).
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("batch_size", self.batch_size),
@@ -115,9 +120,28 @@ impl TrainConfig {
                 "gradient_accumulation_steps",
                 self.gradient_accumulation_steps,
             ),
+            ("num_epochs", self.num_epochs),
         ] {
             if v == 0 {
-                return Err(bad(name, "0; expected at least 1".into()));
+                return Err(bad(
+                    name,
+                    "0; expected at least 1 (a run that trains nothing is not a run)".into(),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("batch_size", self.batch_size),
+            (
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
+            ),
+            ("num_epochs", self.num_epochs),
+            ("warmup_steps", self.warmup_steps),
+            ("cleanup_every", self.cleanup_every),
+            ("early_stopping_patience", self.early_stopping_patience),
+        ] {
+            if v > MAX_COUNT {
+                return Err(bad(name, format!("{v}; expected at most {MAX_COUNT}")));
             }
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
@@ -171,7 +195,10 @@ pub fn parse_device(device: &str) -> Result<Option<usize>> {
             Some(Ok(n)) => Ok(Some(n)),
             _ => Err(bad(
                 "device",
-                format!("\"{d}\"; expected \"cpu\", \"cuda\" or \"cuda:N\""),
+                format!(
+                    "\"{}\"; expected \"cpu\", \"cuda\" or \"cuda:N\"",
+                    crate::error::clip(d)
+                ),
             )),
         },
     }

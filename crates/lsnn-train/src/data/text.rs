@@ -39,8 +39,13 @@ pub enum DataSource {
     },
     /// A UTF-8 text file.
     TextFile {
-        /// The file.
+        /// The file, absolute (so that a run evaluates and resumes from any working directory;
+        /// runs recorded before this was so hold the path as given).
         path: PathBuf,
+        /// SHA-256 of the file's content when it was read (absent in older runs): a rebuild
+        /// refuses a file that changed, even at the same length.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
 }
 
@@ -61,7 +66,7 @@ impl TokenDataset {
     pub fn new(train: Vec<u32>, val: Vec<u32>, seq_len: usize, source: DataSource) -> Result<Self> {
         let need = seq_len + 1;
         let origin = match &source {
-            DataSource::TextFile { path } => path.clone(),
+            DataSource::TextFile { path, .. } => path.clone(),
             DataSource::Arithmetic { .. } => PathBuf::from("<builtin arithmetic>"),
         };
         if train.len() < need || val.len() < need {
@@ -118,19 +123,50 @@ impl TokenDataset {
         let val = tokens[split..].to_vec();
         let mut train = tokens;
         train.truncate(split);
-        Self::new(
-            train,
-            val,
-            seq_len,
-            DataSource::TextFile { path: path.into() },
-        )
+        let sha256 = Some(crate::checkpoint::manifest::sha256_hex(text.as_bytes()));
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::new(train, val, seq_len, DataSource::TextFile { path, sha256 })
     }
 
-    /// Rebuilds the data set a checkpoint was trained on.
+    /// Rebuilds the data set a checkpoint was trained on; a text file must still have the content
+    /// it had then.
     pub fn from_source(source: &DataSource, seq_len: usize) -> Result<Self> {
         match source {
             DataSource::Arithmetic { seed } => super::ArithmeticTask::new(*seed).dataset(seq_len),
-            DataSource::TextFile { path } => Self::from_text_file(path, seq_len),
+            DataSource::TextFile { path, sha256 } => {
+                let data = Self::from_text_file(path, seq_len).map_err(|e| match e {
+                    TrainError::Data { path: p, message } if path.is_relative() => {
+                        TrainError::Data {
+                            path: p,
+                            message: format!(
+                                "{message} (the run recorded this path relative to the directory \
+                                 it was trained in; run from there)"
+                            ),
+                        }
+                    }
+                    other => other,
+                })?;
+                if let (
+                    Some(want),
+                    DataSource::TextFile {
+                        sha256: Some(got), ..
+                    },
+                ) = (sha256, data.source())
+                {
+                    if got != want {
+                        return Err(TrainError::Data {
+                            path: path.clone(),
+                            message: format!(
+                                "content hash {}…, the run was trained on {}…: the file changed \
+                                 since (even at the same length); restore it, or train a new run",
+                                &got[..12],
+                                &want[..want.len().min(12)]
+                            ),
+                        });
+                    }
+                }
+                Ok(data)
+            }
         }
     }
 

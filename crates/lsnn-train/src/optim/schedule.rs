@@ -29,7 +29,7 @@ pub enum CleanupReason {
 pub fn cleanup_after_batch(batch: u64, every: usize, epoch_end: bool) -> Option<CleanupReason> {
     if epoch_end {
         Some(CleanupReason::EpochEnd)
-    } else if every > 0 && batch > 0 && batch % every as u64 == 0 {
+    } else if every > 0 && batch > 0 && batch.is_multiple_of(every as u64) {
         Some(CleanupReason::Periodic)
     } else {
         None

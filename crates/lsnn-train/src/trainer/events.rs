@@ -76,6 +76,9 @@ pub enum Event {
         /// The epoch.
         epoch: usize,
     },
+    /// Something the user should know that is not an error (debris of a crashed save removed, a
+    /// set that could not be verified, a stop requested).
+    Notice(String),
 }
 
 /// An evaluation's figures: named metrics (the model's, then derived ones, then the data's own).
@@ -119,6 +122,11 @@ pub struct TrainSummary {
     pub tokens_per_s: f64,
     /// Wall time in this process.
     pub seconds: f64,
-    /// True when stopped by `max_batches` before the end.
+    /// True when stopped (by `max_batches` or a stop request) before the end.
     pub interrupted: bool,
+    /// True when the stop was requested through [`super::TrainOptions::stop`] (a signal, a
+    /// closed output), not by `max_batches`.
+    pub stop_requested: bool,
+    /// True when the run had nothing left to train (it had already finished).
+    pub nothing_to_train: bool,
 }

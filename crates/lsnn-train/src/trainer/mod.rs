@@ -25,7 +25,7 @@ pub use eval::evaluate_model;
 pub use events::{EvalResult, Event, TrainSummary};
 pub use state::{TrainerState, STATE_VERSION};
 
-use crate::checkpoint;
+use crate::checkpoint::{self, retention, RunLock};
 use crate::config::RunConfig;
 use crate::dataset::Dataset;
 use crate::error::{Result, TrainError};
@@ -35,8 +35,11 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::{SeededInit, SeededRng};
 use lsnn_memory::{ManagerConfig, MemoryLimit, MemoryManager};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Options of a run that are not part of its config.
 #[derive(Debug, Clone)]
@@ -56,6 +59,12 @@ pub struct TrainOptions {
     pub extra_metric_budget: usize,
     /// Evaluate with the EMA weights.
     pub eval_with_ema: bool,
+    /// Replace a run already in `out_dir` (its sets are removed once this run's first set is
+    /// current); without it, a fresh run refuses a directory that holds one.
+    pub overwrite: bool,
+    /// Set to stop after the current micro-batch with a checkpoint (a signal handler, a closed
+    /// output).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrainOptions {
@@ -68,6 +77,8 @@ impl Default for TrainOptions {
             log_every: 25,
             extra_metric_budget: 256,
             eval_with_ema: false,
+            overwrite: false,
+            stop: None,
         }
     }
 }
@@ -90,6 +101,12 @@ pub struct Trainer<M: TrainModel, D: Dataset<M>> {
     opts: TrainOptions,
     device: Device,
     baseline: Option<(String, f64)>,
+    /// The run directory's lock, held for the trainer's life.
+    _lock: RunLock,
+    /// Told at the start of `run` (debris removed, unverifiable sets).
+    notices: Vec<String>,
+    /// `overwrite`: the next save also removes the replaced run's sets.
+    replace_pending: Cell<bool>,
 }
 
 impl<M: TrainModel, D: Dataset<M>> std::fmt::Debug for Trainer<M, D> {
@@ -104,11 +121,24 @@ impl<M: TrainModel, D: Dataset<M>> std::fmt::Debug for Trainer<M, D> {
 const METRICS_PREFIX: &str = "step,epoch,batches,lr,train_loss";
 
 impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
-    /// A fresh run of `cfg` on `data`.
+    /// A fresh run of `cfg` on `data`, writing to `opts.out_dir`: takes the directory's lock,
+    /// refuses a directory that holds a run (unless `opts.overwrite`), and checks that the model
+    /// and a training step fit the memory budget before building anything.
     pub fn new(cfg: RunConfig<M::Config>, data: D, opts: TrainOptions) -> Result<Self> {
         cfg.train.validate()?;
         data.check_model(&cfg.model)?;
         let device = cfg.train.candle_device()?;
+        let lock = RunLock::acquire(&opts.out_dir)?;
+        if let Some(what) = retention::existing_run(&opts.out_dir) {
+            if !opts.overwrite {
+                return Err(TrainError::RunExists {
+                    dir: opts.out_dir.clone(),
+                    what,
+                });
+            }
+        }
+        let notices = retention::remove_leftovers(&opts.out_dir);
+        check_memory::<M>(&cfg, &opts, &device)?;
         let mut root = SeededRng::new(cfg.train.seed);
         let init_rng = root.fork();
         let data_rng = root.fork();
@@ -141,9 +171,23 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             loss_window: (0.0, 0),
             epoch_loss: (0.0, 0),
             finished: false,
+            lineage: Some(new_lineage()),
         };
-        let mut t = Self::assemble(model, vars, cfg, config_json, data, state, opts, device)?;
+        let replace = opts.overwrite;
+        let mut t = Self::assemble(
+            model,
+            vars,
+            cfg,
+            config_json,
+            data,
+            state,
+            opts,
+            device,
+            lock,
+        )?;
         t.metrics.push(t.metrics_header());
+        t.notices = notices;
+        t.replace_pending.set(replace);
         Ok(t)
     }
 
@@ -157,6 +201,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         state: TrainerState,
         opts: TrainOptions,
         device: Device,
+        lock: RunLock,
     ) -> Result<Self> {
         if data.train_len() < cfg.train.batch_size {
             return Err(TrainError::Config {
@@ -217,6 +262,9 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             opts,
             device,
             baseline,
+            _lock: lock,
+            notices: Vec::new(),
+            replace_pending: Cell::new(false),
         })
     }
 
@@ -281,6 +329,65 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     fn batches_per_epoch(&self) -> usize {
         self.data.train_len() / self.cfg.train.batch_size
     }
+}
+
+/// A new lineage id: unique per fresh run (time, pid and a counter, hashed).
+fn new_lineage() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = format!("{nanos}-{}-{n}", std::process::id());
+    checkpoint::manifest::sha256_hex(seed.as_bytes())[..16].to_string()
+}
+
+/// Refuses a run whose parameters (with their EMA, AdamW moments and gradient) and one training
+/// step's activations would not fit the memory budget or the memory available, before anything
+/// is allocated — from the model's own estimate, when it gives one.
+fn check_memory<M: TrainModel>(
+    cfg: &RunConfig<M::Config>,
+    opts: &TrainOptions,
+    device: &Device,
+) -> Result<()> {
+    let Some(est) = M::memory_estimate(&cfg.model, cfg.train.batch_size) else {
+        return Ok(());
+    };
+    let manager = MemoryManager::new(
+        device,
+        ManagerConfig {
+            budget: opts.memory_budget,
+            ..ManagerConfig::default()
+        },
+    )?;
+    let params = est.parameter_bytes.saturating_mul(5);
+    let step = params.saturating_add(est.step_activation_bytes);
+    manager.ensure_fits(
+        "model, EMA, optimizer state and gradients (estimated from the config)",
+        params,
+    )?;
+    manager.ensure_fits(
+        "model state and one training step's activations (estimated from the config)",
+        step,
+    )?;
+    if device.is_cpu() {
+        // Without a budget the manager compares with the machine's memory; what is free now
+        // is the tighter bound.
+        if let Ok(free) = lsnn_memory::rss::available_memory_bytes() {
+            if step > free {
+                return Err(lsnn_memory::MemoryError::BudgetExceeded {
+                    what: "model state and one training step's activations (estimated from the config)",
+                    requested: step,
+                    available: free,
+                    budget: free,
+                    in_use: 0,
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A model of `cfg` with fresh variables from `rng` (SeededInit), and its variables by name.

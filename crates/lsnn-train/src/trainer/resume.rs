@@ -4,7 +4,7 @@
 
 use super::state::{check_position, TrainerState};
 use super::{build, TrainOptions, Trainer};
-use crate::checkpoint::{self, keys};
+use crate::checkpoint::{self, keys, retention, RunLock};
 use crate::config::RunConfig;
 use crate::dataset::Dataset;
 use crate::error::{Result, TrainError};
@@ -13,19 +13,41 @@ use lsnn_layers::SeededRng;
 use std::path::Path;
 
 impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
-    /// Resumes the run checkpointed in `dir`; `opts.out_dir` is where it continues to save.
-    /// `data` rebuilds the data set from the run's config and the recorded description
-    /// ([`Dataset::describe`]); its fingerprint must equal the recorded one (a set written
-    /// before fingerprints were recorded is accepted as it is).
+    /// Resumes the run checkpointed in `dir` (a run directory or a set inside one);
+    /// `opts.out_dir` is where it continues to save — normally the run directory itself
+    /// ([`checkpoint::run_dir_of`]); another directory must not hold a run (unless
+    /// `opts.overwrite`). Takes `opts.out_dir`'s lock first. `data` rebuilds the data set from the
+    /// run's config and the recorded description ([`Dataset::describe`]); its fingerprint must
+    /// equal the recorded one (a set written before fingerprints were recorded is accepted as it
+    /// is).
     pub fn resume(
         dir: &Path,
         opts: TrainOptions,
         data: impl FnOnce(&RunConfig<M::Config>, &serde_json::Value) -> Result<D>,
     ) -> Result<Self> {
+        // A path that holds no checkpoint is refused before the lock creates anything.
+        checkpoint::resolve(dir)?;
+        let lock = RunLock::acquire(&opts.out_dir)?;
+        let same_run = same_dir(&checkpoint::run_dir_of(dir), &opts.out_dir);
+        if !same_run && !opts.overwrite {
+            if let Some(what) = retention::existing_run(&opts.out_dir) {
+                return Err(TrainError::RunExists {
+                    dir: opts.out_dir.clone(),
+                    what,
+                });
+            }
+        }
+        let mut notices = retention::remove_leftovers(&opts.out_dir);
         let ck = checkpoint::load(dir)?;
+        notices.extend(ck.notices.iter().cloned());
         let state_path = ck.dir.join(checkpoint::STATE_FILE);
         let cfg = RunConfig::<M::Config>::from_json(&ck.config_json)?;
         let mut state = TrainerState::from_json(&ck.state_json, &state_path)?;
+        if state.lineage.is_none() {
+            // A set written before lineages: this run adopts it (retention may retire it).
+            let name = ck.dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            state.lineage = Some(retention::adopted_lineage(&name.unwrap_or_default()));
+        }
         let data = data(&cfg, &state.data_source)?;
         let got = data.fingerprint();
         if let Some(want) = &state.data_fingerprint {
@@ -56,8 +78,21 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         let metrics: Vec<String> = ck.metrics_csv.lines().map(str::to_owned).collect();
         let config_json = ck.config_json.clone();
         let amsgrad = cfg.train.amsgrad;
-        let mut t = Self::assemble(model, vars, cfg, config_json, data, state, opts, device)?;
+        let replace = opts.overwrite && !same_run;
+        let mut t = Self::assemble(
+            model,
+            vars,
+            cfg,
+            config_json,
+            data,
+            state,
+            opts,
+            device,
+            lock,
+        )?;
         t.metrics = metrics;
+        t.notices = notices;
+        t.replace_pending.set(replace);
         keys::restore_ema(
             &ck.dir.join(checkpoint::EMA_FILE),
             &mut t.ema,
@@ -74,5 +109,13 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         )?;
         t.opt.set_step_count(t.state.step);
         Ok(t)
+    }
+}
+
+/// Whether two paths name the same directory (by their canonical forms when both exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
     }
 }

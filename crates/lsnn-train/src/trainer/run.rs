@@ -30,10 +30,14 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             resumed_at: (self.state.batches_seen > 0).then_some(self.state.batches_seen),
             baseline: self.baseline.clone(),
         });
+        for n in std::mem::take(&mut self.notices) {
+            on_event(&Event::Notice(n));
+        }
         on_event(&self.memory_event("start", None)?);
         let mut last_eval = None;
         let mut interrupted = false;
         let clock = (start, tokens_at_start);
+        let nothing_to_train = self.state.finished || self.state.epoch >= self.cfg.train.num_epochs;
         while !self.state.finished && self.state.epoch < self.cfg.train.num_epochs {
             match self.epoch(on_event, clock)? {
                 Some(eval) => last_eval = Some(eval),
@@ -42,6 +46,13 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                     break;
                 }
             }
+        }
+        let stop_requested = interrupted && self.stop_requested();
+        if stop_requested {
+            on_event(&Event::Notice(format!(
+                "stop requested: saving a checkpoint after {} batches",
+                self.state.batches_seen
+            )));
         }
         if interrupted {
             let dir = self.save_checkpoint()?;
@@ -57,7 +68,17 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs.max(1e-9),
             seconds: secs,
             interrupted,
+            stop_requested,
+            nothing_to_train,
         })
+    }
+
+    /// True once [`super::TrainOptions::stop`] is set.
+    fn stop_requested(&self) -> bool {
+        self.opts
+            .stop
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Trains the rest of the current epoch and finishes it (evaluation, metrics, cleanup with a
@@ -87,6 +108,9 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                 if self.state.batches_seen >= maxb {
                     return Ok(None);
                 }
+            }
+            if self.stop_requested() {
+                return Ok(None);
             }
             let b = self.state.batch_in_epoch;
             let batch = self.data.train_batch(

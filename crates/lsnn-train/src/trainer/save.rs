@@ -50,7 +50,10 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             optimizer: &optimizer,
             metrics_csv: &metrics,
             best,
+            replace_other_runs: self.replace_pending.get(),
         };
-        checkpoint::save_with_hook(&self.opts.out_dir, &data, hook)
+        let dir = checkpoint::save_with_hook(&self.opts.out_dir, &data, hook)?;
+        self.replace_pending.set(false);
+        Ok(dir)
     }
 }

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Format version of `trainer_state.json` written now. Version 1 (round 1: the metric history
-/// named `val_history`, the best `best_val_loss`, no data fingerprint) still loads.
-pub const STATE_VERSION: u32 = 2;
+/// named `val_history`, the best `best_val_loss`, no data fingerprint) and version 2 (no lineage)
+/// still load.
+pub const STATE_VERSION: u32 = 3;
 
 /// Everything about a run's position that is not a tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,11 +61,15 @@ pub struct TrainerState {
     pub epoch_loss: (f64, u64),
     /// True once the run has finished (all epochs or early stop).
     pub finished: bool,
+    /// The run's lineage: drawn when it first started, kept by every resume (retention removes
+    /// only this lineage's sets, design §4.4); `None` before version 3.
+    #[serde(default)]
+    pub lineage: Option<String>,
 }
 
 impl TrainerState {
     /// Reads `trainer_state.json`'s text (`path` names it in errors), accepting versions 1
-    /// and 2.
+    /// to 3.
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
         let state: TrainerState = serde_json::from_str(text).map_err(|e| TrainError::Json {
             path: path.to_path_buf(),

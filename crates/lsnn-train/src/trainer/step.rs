@@ -81,7 +81,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         if !reused {
             self.acc.clear();
         }
-        if self.state.step % self.opts.log_every == 0 {
+        if self.state.step.is_multiple_of(self.opts.log_every) {
             self.push_metrics(None);
         }
         Ok(())

@@ -84,6 +84,7 @@ pub fn text_dataset(train_windows: usize) -> TokenDataset {
         seq,
         DataSource::TextFile {
             path: PathBuf::from("<in-memory test text>"),
+            sha256: None,
         },
     )
     .expect("valid data set")

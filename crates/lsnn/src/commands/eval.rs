@@ -44,7 +44,14 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     };
     let batch = lm.config.train.batch_size;
     let r = evaluate_model(&lm.model, &data, batch, 1000, &lm.device)?;
-    println!("{}, {} windows", super::metrics_line(&r), r.examples);
+    for n in &lm.checkpoint.notices {
+        crate::output::err(&format!("note: {n}"));
+    }
+    super::say(&format!(
+        "{}, {} windows",
+        super::metrics_line(&r),
+        r.examples
+    ))?;
     if let Some(path) = &a.dump_logits {
         let (ids, logits) = validation_logits(&lm.model, &data, batch, &lm.device)?;
         let (n, l, v) = logits.dims3()?;
@@ -55,10 +62,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             path,
         )
         .with_context(|| format!("writing {}", path.display()))?;
-        println!(
+        super::say(&format!(
             "wrote ids [{n}, {l}] and logits [{n}, {l}, {v}] to {}",
             path.display()
-        );
+        ))?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `lsnn generate`: continue a prompt one token at a time with the model's streaming state.
 
-use anyhow::{bail, Result};
+use crate::exit::BadInput;
+use anyhow::Result;
 use clap::Args;
 use lsnn_train::generate::{continue_prompts, Sampler};
 use lsnn_train::lm::load_lm;
@@ -37,16 +38,20 @@ pub struct GenerateArgs {
 /// `lsnn generate`.
 pub fn generate(a: GenerateArgs) -> Result<()> {
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
-        bail!(
+        return Err(BadInput(format!(
             "--temperature {} is invalid; expected a number >= 0",
             a.temperature
-        );
+        ))
+        .into());
     }
     let prompt = ByteTokenizer.encode(&a.prompt);
     if prompt.is_empty() {
-        bail!("--prompt is empty; expected at least one character");
+        return Err(BadInput("--prompt is empty; expected at least one character".into()).into());
     }
     let lm = load_lm(&a.checkpoint, a.ema, a.device.as_deref())?;
+    for n in &lm.checkpoint.notices {
+        crate::output::err(&format!("note: {n}"));
+    }
     let mut rng = SeededRng::new(a.seed);
     let sampler = if a.temperature == 0.0 {
         Sampler::Greedy
@@ -57,6 +62,5 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         }
     };
     let out = continue_prompts(&lm.model, &[prompt], a.max_tokens, sampler)?;
-    println!("{}{}", a.prompt, ByteTokenizer.decode(&out[0]));
-    Ok(())
+    super::say(&format!("{}{}", a.prompt, ByteTokenizer.decode(&out[0])))
 }

@@ -25,3 +25,12 @@ pub fn metrics_line(e: &EvalResult) -> String {
     }
     parts.join(", ").replace(", (ppl", " (ppl")
 }
+
+/// One line to stdout, or [`crate::exit::OutputFailed`] when it cannot be written.
+pub fn say(line: &str) -> anyhow::Result<()> {
+    if crate::output::out(line) {
+        Ok(())
+    } else {
+        Err(crate::exit::OutputFailed.into())
+    }
+}

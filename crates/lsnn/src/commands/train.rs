@@ -2,7 +2,9 @@
 //! or the resume of a checkpointed run.
 
 use crate::display::Display;
-use anyhow::{bail, Context, Result};
+use crate::exit::{BadInput, INTERRUPTED, SUCCESS};
+use crate::output::{err, out};
+use anyhow::{Context, Result};
 use clap::Args;
 use lsnn_train::config::read_run_config;
 use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig};
@@ -22,10 +24,16 @@ pub struct TrainArgs {
     /// Epochs (overrides the config).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Where checkpoints go (default runs/default; with --resume, the resumed directory).
+    /// Where checkpoints go (default runs/default). A directory that holds a run is refused
+    /// unless --overwrite replaces it.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run checkpointed in DIR exactly where it stopped.
+    /// Replace the run already in --out (its checkpoints are removed once the new run's first
+    /// one is saved).
+    #[arg(long)]
+    overwrite: bool,
+    /// Continue the run in DIR (a run directory, or a checkpoint set inside one) exactly where
+    /// it stopped; it keeps writing to its run directory.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
     /// Seed (overrides the config).
@@ -53,22 +61,35 @@ fn load_config(path: &Path) -> Result<RunConfig<ModelConfig>> {
 
 type LmTrainer = Trainer<LanguageModel, TokenDataset>;
 
-/// `lsnn train`.
-pub fn train(a: TrainArgs) -> Result<()> {
+fn bad(msg: impl Into<String>) -> anyhow::Error {
+    BadInput(msg.into()).into()
+}
+
+/// `lsnn train`: the exit code on success or interruption (errors are the caller's to map).
+pub fn train(a: TrainArgs) -> Result<u8> {
     let started = std::time::Instant::now();
-    let out = a
-        .out
-        .clone()
-        .or_else(|| a.resume.clone())
-        .unwrap_or_else(crate::default_out);
+    let out_dir = match (&a.resume, &a.out) {
+        (Some(r), None) => lsnn_train::checkpoint::run_dir_of(r),
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "--resume writes to the resumed run's own directory; drop --out",
+            ))
+        }
+        (None, o) => o.clone().unwrap_or_else(crate::default_out),
+    };
     let mut opts = TrainOptions {
-        out_dir: out.clone(),
+        out_dir: out_dir.clone(),
         max_batches: a.max_batches,
         eval_with_ema: a.eval_ema,
+        overwrite: a.overwrite,
+        stop: Some(crate::signals::stop_flag()),
         ..TrainOptions::default()
     };
     if let Some(b) = &a.memory_budget {
-        opts.memory_budget = Some(parse_size(b)?);
+        opts.memory_budget = Some(parse_size(b).map_err(|e| bad(format!("--memory-budget: {e}")))?);
+    }
+    if a.max_batches == Some(0) {
+        return Err(bad("--max-batches 0 trains nothing; expected at least 1"));
     }
     let mut trainer: LmTrainer = match &a.resume {
         Some(dir) => {
@@ -77,8 +98,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 || a.epochs.is_some()
                 || a.seed.is_some()
                 || a.device.is_some()
+                || a.overwrite
             {
-                bail!("--resume continues the saved run as it was configured; drop --config, --data, --epochs, --seed and --device");
+                return Err(bad("--resume continues the saved run as it was configured; drop --config, --data, --epochs, --seed, --device and --overwrite"));
             }
             Trainer::resume(dir, opts, lsnn_train::lm::token_data)?
         }
@@ -91,6 +113,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 },
             };
             if let Some(e) = a.epochs {
+                if e == 0 {
+                    return Err(bad("--epochs 0 trains nothing; expected at least 1"));
+                }
                 cfg.train.num_epochs = e;
             }
             if let Some(s) = a.seed {
@@ -100,7 +125,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 cfg.train.device = d.clone();
             }
             if cfg.train.mixed_precision && cfg.train.parse_device()?.is_none() {
-                eprintln!("warning: mixed_precision has no effect on the CPU; training in f32");
+                err("warning: mixed_precision has no effect on the CPU; training in f32");
             }
             let seq = cfg.model.sequence_length;
             let data = match &a.data {
@@ -113,14 +138,35 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let mut display = Display::new();
     let summary = trainer.run(&mut |e| display.on_event(e))?;
     display.finish();
+    if summary.nothing_to_train {
+        return Err(bad(format!(
+            "nothing to train: the run in {} has finished all its epochs",
+            out_dir.display()
+        )));
+    }
     let hwm = rss::peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    if summary.stop_requested {
+        let why = if crate::output::broken() {
+            "standard output closed"
+        } else {
+            "interrupted"
+        };
+        err(&format!(
+            "{why}: checkpoint saved after {} batches ({} optimizer steps); resume with --resume {}",
+            summary.batches,
+            summary.steps,
+            out_dir.display()
+        ));
+        return Ok(INTERRUPTED);
+    }
+    let mut lines = Vec::new();
     if summary.interrupted {
-        println!(
+        lines.push(format!(
             "stopped after {} batches ({} optimizer steps); resume with --resume {}",
             summary.batches,
             summary.steps,
-            out.display()
-        );
+            out_dir.display()
+        ));
     }
     if let Some(e) = &summary.last_eval {
         let vs = match &summary.baseline {
@@ -130,15 +176,25 @@ pub fn train(a: TrainArgs) -> Result<()> {
             ),
             None => String::new(),
         };
-        println!("done: {}{vs}", super::metrics_line(e));
+        lines.push(format!("done: {}{vs}", super::metrics_line(e)));
     }
-    println!(
+    lines.push(format!(
         "{} steps, {} skipped, {:.0} tokens/s, peak RSS {hwm:.0} MiB, {:.0} s; checkpoint in {}",
         summary.steps,
         summary.skipped,
         summary.tokens_per_s,
         started.elapsed().as_secs_f64(),
-        out.display()
-    );
-    Ok(())
+        out_dir.display()
+    ));
+    for l in lines {
+        if !out(&l) {
+            // The run is complete and saved; only its summary could not be shown.
+            err(&format!(
+                "standard output closed; the run finished and is saved in {}",
+                out_dir.display()
+            ));
+            return Ok(INTERRUPTED);
+        }
+    }
+    Ok(SUCCESS)
 }
