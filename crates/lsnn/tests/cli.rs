@@ -1,76 +1,9 @@
 //! The `lsnn` command end to end, in fresh processes, from files alone.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-fn lsnn(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lsnn"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("lsnn runs")
-}
-
-fn ok(o: &Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "lsnn failed:\nstdout:\n{out}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-fn err(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "expected a failure, got:\n{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lsnn-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-const CONFIG: &str = r#"{
-  "task_type": "llm", "vocab_size": 256, "input_dim": 16, "embedding_dim": 16, "hidden_dim": 16,
-  "output_dim": 256, "spiking_units": 8, "liquid_units": 8, "num_layers": 2,
-  "num_attention_heads": 2, "num_spike_steps": 3, "attention_spike_steps": 3,
-  "sequence_length": 16, "max_position_embeddings": 24, "batch_size": 6, "num_epochs": 2,
-  "backbone_units": 16, "backbone_layers": 1, "spike_threshold": 0.5, "seed": 5,
-  "gradient_accumulation_steps": 3, "warmup_steps": 4, "learning_rate": 0.003,
-  "initializer_range": 0.5, "cleanup_every": 4
-}"#;
-
-fn setup(dir: &Path) {
-    std::fs::write(dir.join("config.json"), CONFIG).unwrap();
-    let text: String = (0..120)
-        .map(|i| format!("line {i}: the quick brown fox {}\n", i * 7 % 13))
-        .collect();
-    std::fs::write(dir.join("data.txt"), text).unwrap();
-}
-
-fn current_files(run: &Path) -> Vec<(String, Vec<u8>)> {
-    let name = std::fs::read_to_string(run.join("CURRENT")).unwrap();
-    let dir = run.join(name.trim());
-    [
-        "model.safetensors",
-        "ema.safetensors",
-        "optimizer.safetensors",
-        "metrics.csv",
-        "trainer_state.json",
-        "config.json",
-    ]
-    .iter()
-    .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
-    .collect()
-}
+use std::path::Path;
+use support::{current_files, err, lsnn, ok, scratch, setup, CONFIG};
 
 #[test]
 fn resume_in_a_fresh_process_is_bit_exact() {
