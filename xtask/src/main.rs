@@ -11,12 +11,17 @@
 //!   compares them with `crates/lsnn-bench/baseline.json` (fail beyond +5%), and checks the
 //!   fused/reference time ratios against generous floors. `--update` rewrites the baseline.
 //!
+//! - `crash-trials N [--seed S]`: kills a real `lsnn train` at random moments N times and checks
+//!   after each kill that the run loads and resumes (see `crash_trials.rs`).
+//!
 //! It drives cargo through the `CARGO` environment variable and depends on no lsnn crate.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod crash_trials;
 
 /// Allowed growth of a gated figure.
 const TOLERANCE: f64 = 0.05;
@@ -260,6 +265,7 @@ fn ci() -> Result<()> {
     ]);
     run(clippy)?;
     leakcheck(&[])?;
+    crash_trials::crash_trials(&root(), cargo(), &["10".to_string()])?;
     bench_gate(&[])
 }
 
@@ -269,11 +275,12 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("leakcheck") => leakcheck(&args[1..]),
         Some("bench-gate") => bench_gate(&args[1..]),
+        Some("crash-trials") => crash_trials::crash_trials(&root(), cargo(), &args[1..]),
         Some(other) => {
-            bail!("unknown xtask command {other:?}; expected ci, leakcheck or bench-gate")
+            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate or crash-trials")
         }
         None => bail!(
-            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update]>"
+            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S]>"
         ),
     }
 }
