@@ -54,8 +54,9 @@ pub enum TrainError {
         /// What differs.
         message: String,
     },
-    /// An invalid training setting.
-    #[error("invalid training setting `{field}`: {message}")]
+    /// An invalid setting: of a config file (either part), of the trainer, or of a request
+    /// (generation's `max_tokens`, `temperature`).
+    #[error("invalid setting `{field}`: {message}")]
     Config {
         /// The setting.
         field: String,
@@ -95,9 +96,10 @@ pub enum TrainError {
         /// From the tokenizer.
         tokenizer: usize,
     },
-    /// A config text that is not JSON.
+    /// A config text that is not JSON. (The parser's message is part of this one, not a
+    /// `source`: a chain printer would say it twice.)
     #[error("cannot parse config: {0}")]
-    ConfigJson(#[from] serde_json::Error),
+    ConfigJson(serde_json::Error),
     /// An error from the layers.
     #[error(transparent)]
     Layer(#[from] lsnn_layers::LayerError),
@@ -124,6 +126,12 @@ impl TrainError {
 }
 
 pub use lsnn_layers::nn::clip;
+
+impl From<serde_json::Error> for TrainError {
+    fn from(e: serde_json::Error) -> Self {
+        TrainError::ConfigJson(e)
+    }
+}
 
 /// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, TrainError>;

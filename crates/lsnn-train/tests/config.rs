@@ -433,3 +433,37 @@ fn unsupported_features_and_typos_are_refused() {
         Err(TrainError::Config { .. })
     ));
 }
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_by_its_field() {
+    // In lsnn's own flat file and in the original's: the field, what it holds, what is allowed.
+    let own = RunConfig {
+        model: ModelConfig::default(),
+        train: TrainConfig::default(),
+    }
+    .to_json()
+    .unwrap();
+    let mut v: Value = serde_json::from_str(&own).unwrap();
+    v["hidden_dim"] = Value::String("16".into());
+    v["num_layers"] = serde_json::json!(-3);
+    let text = v.to_string();
+    for e in [
+        RunConfig::<ModelConfig>::from_json(&text).unwrap_err(),
+        read_run_config(&text).unwrap_err(),
+    ] {
+        match &e {
+            TrainError::Config { field, message } => {
+                assert!(field == "hidden_dim" || field == "num_layers", "{e}");
+                assert!(message.contains("expected"), "{e}");
+            }
+            other => panic!("expected a config error naming the field, got {other:?}"),
+        }
+    }
+    let mut v: Value = serde_json::from_str(&own).unwrap();
+    v["batch_size"] = Value::Bool(true);
+    let e = RunConfig::<ModelConfig>::from_json(&v.to_string()).unwrap_err();
+    assert!(
+        matches!(&e, TrainError::Config { field, message } if field == "batch_size" && message.starts_with("true;")),
+        "{e}"
+    );
+}

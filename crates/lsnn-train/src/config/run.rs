@@ -9,6 +9,32 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// One part of a flat config as `T`. When serde refuses it, the error names the field at fault:
+/// the first field that `T` refuses on its own (a value of the wrong type or range), with a
+/// clipped copy of what it holds; `whole` names the part when no single field is to blame.
+fn parse_part<T: DeserializeOwned>(part: Map<String, Value>, whole: &str) -> Result<T> {
+    let err = match serde_json::from_value(Value::Object(part.clone())) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    for (k, v) in &part {
+        let alone = Map::from_iter([(k.clone(), v.clone())]);
+        if let Err(e) = serde_json::from_value::<T>(Value::Object(alone)) {
+            let message = e.to_string();
+            if !message.starts_with("missing field") {
+                return Err(TrainError::Config {
+                    field: crate::error::clip(k),
+                    message: format!("{}; {message}", crate::error::clip(&v.to_string())),
+                });
+            }
+        }
+    }
+    Err(TrainError::Config {
+        field: whole.into(),
+        message: err.to_string(),
+    })
+}
+
 /// A model's configuration and the trainer's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig<C> {
@@ -57,17 +83,9 @@ impl<C: Serialize + DeserializeOwned> RunConfig<C> {
                 model.insert(k, v);
             }
         }
-        let train: TrainConfig =
-            serde_json::from_value(Value::Object(train)).map_err(|e| TrainError::Config {
-                field: "<training config>".into(),
-                message: e.to_string(),
-            })?;
+        let train: TrainConfig = parse_part(train, "<training config>")?;
         train.validate()?;
-        let model: C =
-            serde_json::from_value(Value::Object(model)).map_err(|e| TrainError::Config {
-                field: "<model config>".into(),
-                message: e.to_string(),
-            })?;
+        let model: C = parse_part(model, "<model config>")?;
         Ok(RunConfig { model, train })
     }
 

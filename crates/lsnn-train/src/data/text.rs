@@ -58,17 +58,32 @@ pub struct TokenDataset {
     source: DataSource,
 }
 
+/// `seq_len + 1`, the tokens of one window, or an error naming `origin` for a length of zero
+/// (windows would not advance) or one that overflows.
+fn window_len(seq_len: usize, origin: &Path) -> Result<usize> {
+    match seq_len.checked_add(1) {
+        Some(need) if seq_len > 0 => Ok(need),
+        _ => Err(TrainError::Data {
+            path: origin.to_path_buf(),
+            message: format!(
+                "sequence length {seq_len}; expected at least 1 and at most {}",
+                usize::MAX - 1
+            ),
+        }),
+    }
+}
+
 /// Fraction of a text file held out for validation (its tail).
 pub const VAL_FRACTION: f64 = 0.1;
 
 impl TokenDataset {
     /// A data set from token streams; both must hold at least one window.
     pub fn new(train: Vec<u32>, val: Vec<u32>, seq_len: usize, source: DataSource) -> Result<Self> {
-        let need = seq_len + 1;
         let origin = match &source {
             DataSource::TextFile { path, .. } => path.clone(),
             DataSource::Arithmetic { .. } => PathBuf::from("<builtin arithmetic>"),
         };
+        let need = window_len(seq_len, &origin)?;
         if train.len() < need || val.len() < need {
             return Err(TrainError::Data {
                 path: origin,
@@ -93,28 +108,35 @@ impl TokenDataset {
             path: path.into(),
             message: format!("cannot read: {e}"),
         })?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::from_text_bytes(&bytes, seq_len, &path)
+    }
+
+    /// The content of a UTF-8 text file, read by the caller from `path` (recorded as the data
+    /// source, with the content's hash); split as [`TokenDataset::from_text_file`] splits it.
+    pub fn from_text_bytes(bytes: &[u8], seq_len: usize, path: &Path) -> Result<Self> {
         if bytes.is_empty() {
             return Err(TrainError::Data {
                 path: path.into(),
                 message: "empty; expected UTF-8 text".into(),
             });
         }
-        let text = String::from_utf8(bytes).map_err(|e| TrainError::Data {
+        let text = std::str::from_utf8(bytes).map_err(|e| TrainError::Data {
             path: path.into(),
             message: format!(
                 "not valid UTF-8 (first bad byte at offset {}); expected UTF-8 text",
-                e.utf8_error().valid_up_to()
+                e.valid_up_to()
             ),
         })?;
-        let tokens = ByteTokenizer.encode(&text);
-        let need = seq_len + 1;
-        if tokens.len() < 2 * need {
+        let tokens = ByteTokenizer.encode(text);
+        let need = window_len(seq_len, path)?;
+        if tokens.len() / 2 < need {
             return Err(TrainError::Data {
                 path: path.into(),
                 message: format!(
                     "too short: {} bytes, expected at least {} (two windows of sequence_length + 1 = {need})",
                     tokens.len(),
-                    2 * need
+                    need.saturating_mul(2)
                 ),
             });
         }
@@ -123,8 +145,8 @@ impl TokenDataset {
         let val = tokens[split..].to_vec();
         let mut train = tokens;
         train.truncate(split);
-        let sha256 = Some(crate::checkpoint::manifest::sha256_hex(text.as_bytes()));
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let sha256 = Some(crate::checkpoint::manifest::sha256_hex(bytes));
+        let path = path.to_path_buf();
         Self::new(train, val, seq_len, DataSource::TextFile { path, sha256 })
     }
 
@@ -159,8 +181,8 @@ impl TokenDataset {
                             message: format!(
                                 "content hash {}…, the run was trained on {}…: the file changed \
                                  since (even at the same length); restore it, or train a new run",
-                                &got[..12],
-                                &want[..want.len().min(12)]
+                                got.chars().take(12).collect::<String>(),
+                                want.chars().take(12).collect::<String>()
                             ),
                         });
                     }

@@ -54,9 +54,21 @@ pub struct TrainArgs {
 }
 
 fn load_config(path: &Path) -> Result<RunConfig<ModelConfig>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    read_run_config(&text).with_context(|| format!("config {}", path.display()))
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(bad(format!("config {}: no such file", path.display())))
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading config {}", path.display())),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        bad(format!(
+            "config {}: not UTF-8 (first bad byte at offset {}); expected a JSON text",
+            path.display(),
+            e.valid_up_to()
+        ))
+    })?;
+    read_run_config(text).with_context(|| format!("config {}", path.display()))
 }
 
 type LmTrainer = Trainer<LanguageModel, TokenDataset>;
