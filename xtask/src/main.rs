@@ -13,6 +13,9 @@
 //!
 //! - `crash-trials N [--seed S]`: kills a real `lsnn train` at random moments N times and checks
 //!   after each kill that the run loads and resumes (see `crash_trials.rs`).
+//! - `fuzz <config | checkpoint | text | all> N [--seed S]`: the mutation campaign of the fuzz
+//!   harness (`lsnn-fuzz`, built with overflow checks on), N inputs per target; inputs that
+//!   fail go to `target/fuzz-crashes/`. The coverage-guided targets are in `fuzz/` (cargo fuzz).
 //!
 //! It drives cargo through the `CARGO` environment variable and depends on no lsnn crate.
 
@@ -60,6 +63,18 @@ fn leakcheck(args: &[String]) -> Result<()> {
         .arg("all")
         .args(["--out", "target/leakcheck/report.json"])
         .args(args);
+    run(c)
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    // The dev profile: optimised, with overflow checks, so an overflow is a panic the campaign
+    // catches rather than a silent wrap.
+    let mut b = cargo();
+    b.current_dir(root())
+        .args(["build", "-p", "lsnn-bench", "--bin", "lsnn-fuzz"]);
+    run(b)?;
+    let mut c = Command::new(root().join("target/debug/lsnn-fuzz"));
+    single_threaded(&mut c).current_dir(root()).args(args);
     run(c)
 }
 
@@ -276,11 +291,12 @@ fn main() -> Result<()> {
         Some("leakcheck") => leakcheck(&args[1..]),
         Some("bench-gate") => bench_gate(&args[1..]),
         Some("crash-trials") => crash_trials::crash_trials(&root(), cargo(), &args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some(other) => {
-            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate or crash-trials")
+            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate, crash-trials or fuzz")
         }
         None => bail!(
-            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S]>"
+            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S] | fuzz TARGET N [--seed S]>"
         ),
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod cases;
 pub mod components;
+pub mod fuzz;
 
 /// Errors of a case.
 #[derive(Debug, thiserror::Error)]
