@@ -1,6 +1,6 @@
-//! [`CfcRnn`]: ncps' `CfC` sequence wrapper over a dense or a wired cell, with its options —
-//! `return_sequences`, `proj_size` (a linear readout) and `mixed_memory` (an [`LstmCell`] run
-//! before the cell at every step).
+//! [`CfcRnn`] (design §2.3.1): ncps' `CfC` sequence wrapper over a dense or a wired cell, with
+//! its options — `return_sequences`, `proj_size` (a linear readout) and `mixed_memory` (an
+//! [`LstmCell`] run before the cell at every step).
 //!
 //! Keys (ncps names): `rnn_cell.…` (the cell), `lstm.…` (mixed memory), `fc.weight` / `fc.bias`
 //! (`proj_size`). Without mixed memory the sequence runs as the fused op; with it the LSTM sits

@@ -180,7 +180,7 @@ pub fn heads_error(hidden: usize, heads: usize) -> LayerError {
         None => "any (heads must be at least 1)".to_string(),
         Some(q) => {
             let lo = q * heads;
-            let hi = lo + heads;
+            let hi = lo.saturating_add(heads);
             if lo == 0 {
                 hi.to_string()
             } else {
