@@ -28,9 +28,11 @@ fn found_inputs_stay_fixed() {
         let Ok(entries) = std::fs::read_dir(dir.join(t.name())) else {
             continue;
         };
+        let harness = (t == Target::Checkpoint)
+            .then(|| CheckpointHarness::new(&std::env::temp_dir()).unwrap());
         for e in entries.flatten() {
             let input = std::fs::read(e.path()).unwrap();
-            let o = run_one(t, &input, None);
+            let o = run_one(t, &input, harness.as_ref());
             assert!(
                 matches!(&o, Outcome::Refused(m) if m.len() < 400),
                 "{}: {o:?}",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{options, scratch, text_dataset, tiny_config, LmTrainer};
+use common::{copy_dir, options, scratch, text_dataset, tiny_config, LmTrainer};
 use lsnn_train::checkpoint::{CURRENT, LOCK_FILE};
 use lsnn_train::{Event, TrainError, TrainOptions};
 use std::path::Path;
@@ -106,7 +106,7 @@ fn retention_removes_only_this_runs_sets_and_leftovers_are_cleared_with_a_notice
     let other = scratch("lineage-other");
     train_batches(&other, 1);
     let foreign = current(&other);
-    common_copy(&other.join(&foreign), &dir.join(&foreign));
+    copy_dir(&other.join(&foreign), &dir.join(&foreign));
     // Debris of a crashed save.
     std::fs::create_dir_all(dir.join(".partial-ckpt-0000000009-1")).unwrap();
     std::fs::write(dir.join("CURRENT.tmp"), "ckpt-nowhere").unwrap();
@@ -131,13 +131,6 @@ fn retention_removes_only_this_runs_sets_and_leftovers_are_cleared_with_a_notice
     );
     assert!(now.contains(&current(&dir)));
     assert_eq!(now.len(), 2, "{now:?}");
-}
-
-fn common_copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
 }
 
 #[test]
@@ -175,4 +168,18 @@ fn a_stop_request_finishes_the_micro_batch_and_saves() {
         _ => None,
     });
     assert_eq!(resumed_at, Some(2));
+}
+
+#[test]
+fn a_first_save_killed_before_its_pointer_still_resumes() {
+    // The set is renamed into place only once complete; a kill before `CURRENT` is written
+    // leaves it without a pointer. It is still the run's checkpoint: loads, resumes.
+    let dir = scratch("no-pointer");
+    train_batches(&dir, 2);
+    let set = current(&dir);
+    std::fs::remove_file(dir.join(CURRENT)).unwrap();
+    let ck = lsnn_train::checkpoint::load(&dir).unwrap();
+    assert!(ck.dir.ends_with(&set), "{:?}", ck.dir);
+    resume_to(&dir, 3);
+    assert_ne!(current(&dir), set);
 }

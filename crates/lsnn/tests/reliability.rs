@@ -194,7 +194,7 @@ fn a_second_signal_exits_at_once_and_the_previous_checkpoint_stays_loadable() {
     );
     let e = ok(&lsnn(&["eval", "--checkpoint", "run"], &d));
     assert!(e.contains("val loss"), "{e}");
-    // The next writer clears whatever an interrupted save left, and says so.
+    // The next writer starts (the lock died with the process) and leaves no debris.
     let more = a_few_more(&d.join("run"));
     let r = lsnn(&["train", "--resume", "run", "--max-batches", &more], &d);
     ok(&r);
@@ -388,13 +388,17 @@ fn resuming_from_a_set_writes_to_its_run_directory() {
         &["train", "--resume", &set_arg, "--max-batches", "6"],
         &d,
     ));
-    // The new checkpoint is the run's, not nested in the old set; eval sees it.
-    assert!(std::fs::read_dir(&set)
-        .map(|r| r
-            .flatten()
-            .all(|e| !e.file_name().to_string_lossy().starts_with("ckpt-")))
-        .unwrap_or(true));
+    // The new checkpoint is the run's, not nested in the old set: the run directory holds one
+    // set, the new one, and the old set (this run's, older) was retired by retention.
+    let sets: Vec<_> = std::fs::read_dir(d.join("run"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ckpt-"))
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
     assert_ne!(current_set(&d.join("run")), set);
+    assert!(!set.exists(), "the old set was retired, not written into");
+    ok(&lsnn(&["eval", "--checkpoint", "run"], &d));
     let s: serde_json::Value = serde_json::from_slice(
         &std::fs::read(current_set(&d.join("run")).join("trainer_state.json")).unwrap(),
     )
@@ -545,10 +549,7 @@ fn edited_copy(d: &Path, from: &str, to: &str, edit: impl FnOnce(&Path)) {
     let src = current_set(&d.join(from));
     let name = src.file_name().unwrap().to_owned();
     let dst = d.join(to).join(&name);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
+    copy_dir(&src, &dst);
     std::fs::write(
         d.join(to).join("CURRENT"),
         format!("{}\n", name.to_string_lossy()),
@@ -687,5 +688,9 @@ fn a_round_one_set_loads_with_a_notice() {
     let o = lsnn(&["eval", "--checkpoint", "v1"], &d);
     let out = ok(&o);
     assert!(out.contains("val loss"), "{out}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("note:"));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        said.contains("note:") && said.contains("set format 1"),
+        "{said}"
+    );
 }

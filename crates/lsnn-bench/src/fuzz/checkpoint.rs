@@ -12,6 +12,7 @@ use lsnn_train::checkpoint::{
 use lsnn_train::lsnn_layers::LanguageModel;
 use lsnn_train::{TokenDataset, TrainOptions, Trainer, TrainerState};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The files of a set, in the order an input's first byte picks them.
 const FILES: [&str; 7] = [
@@ -37,7 +38,13 @@ impl CheckpointHarness {
     /// Trains the tiny model for two batches into a fresh directory under `scratch` and keeps
     /// the set it saved.
     pub fn new(scratch: &Path) -> anyhow::Result<Self> {
-        let root = scratch.join(format!("lsnn-fuzz-checkpoint-{}", std::process::id()));
+        // One directory per harness: tests build several in one process, in parallel.
+        static HARNESSES: AtomicUsize = AtomicUsize::new(0);
+        let root = scratch.join(format!(
+            "lsnn-fuzz-checkpoint-{}-{}",
+            std::process::id(),
+            HARNESSES.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root)?;
         let data_path = root.join("data.txt");

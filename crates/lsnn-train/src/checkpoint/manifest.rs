@@ -110,7 +110,7 @@ impl Manifest {
                 message: format!(
                     "content hash {}…, the set recorded {}… (the file changed after it was saved)",
                     &got[..12],
-                    &want.sha256[..want.sha256.len().min(12)]
+                    crate::error::clip(&want.sha256.chars().take(12).collect::<String>())
                 ),
             });
         }

@@ -6,8 +6,9 @@
 //! one `BEST` names, never another run's set, never one whose state cannot be read, and never one
 //! ahead of the new set (resuming from an older set must not discard the newer branch). A set
 //! written before lineages existed belongs to the run that resumed it (`adopted:<set name>`).
-//! Replacing a run (`--overwrite`) removes every other set too, once the new run's first set is
-//! safely current.
+//! Replacing a run (`--overwrite`) removes every other set too (its best set and `BEST`
+//! included), once the new run's first set is safely current. A run whose `CURRENT` is missing
+//! (a first save killed before the pointer) loads its newest readable set.
 
 use super::set::{CURRENT, STATE_FILE};
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ pub fn to_remove<'a>(
     replace_others: bool,
 ) -> Vec<&'a str> {
     all.iter()
-        .filter(|s| s.name != current && Some(s.name.as_str()) != best)
+        .filter(|s| s.name != current && (replace_others || Some(s.name.as_str()) != best))
         .filter(|s| {
             replace_others
                 || lineage.is_some_and(|l| belongs(s, l) && s.step.is_some_and(|st| st <= step))
@@ -93,6 +94,16 @@ pub fn pointer_target(run_dir: &Path, pointer: &str) -> Option<String> {
     let name = name.trim();
     (!name.is_empty() && !name.contains('/') && !name.contains("..") && run_dir.join(name).is_dir())
         .then(|| name.to_string())
+}
+
+/// The set of highest step among those whose state can be read (for a run without `CURRENT`:
+/// its first save was killed before the pointer was written).
+pub fn newest_set(run_dir: &Path) -> Option<String> {
+    list_sets(run_dir)
+        .into_iter()
+        .filter_map(|s| s.step.map(|st| (st, s.name)))
+        .max()
+        .map(|(_, n)| n)
 }
 
 /// The set `BEST` names, if the file exists and names a directory of the run.
@@ -186,11 +197,12 @@ mod tests {
             to_remove(&all, "ckpt-cur", None, Some("adopted:ckpt-d"), 30, false),
             ["ckpt-d"]
         );
-        // No lineage known: nothing goes; replacing: everything but current and best.
+        // No lineage known: nothing goes; replacing: everything but the current set (the
+        // replaced run's best set goes with it).
         assert!(to_remove(&all, "ckpt-cur", None, None, 30, false).is_empty());
         assert_eq!(
             to_remove(&all, "ckpt-cur", Some("ckpt-a"), Some("L"), 30, true).len(),
-            5
+            6
         );
     }
 }

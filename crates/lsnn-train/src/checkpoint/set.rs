@@ -281,10 +281,18 @@ fn remove_stale(run_dir: &Path, current: &str, lineage: Option<&str>, step: u64,
     let sets = retention::list_sets(run_dir);
     let best = retention::best_name(run_dir);
     for n in retention::to_remove(&sets, current, best.as_deref(), lineage, step, replace) {
+        // Renamed out of the sets first, so that a kill in the middle of the removal leaves a
+        // partial set that the next start clears, never a `ckpt-*` missing some of its files.
         let p = run_dir.join(n);
-        if let Err(err) = std::fs::remove_dir_all(&p) {
+        let doomed = run_dir.join(format!("{}{n}", retention::PARTIAL_PREFIX));
+        let gone = std::fs::rename(&p, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed));
+        if let Err(err) = gone {
             tracing::warn!("could not remove old checkpoint {}: {err}", p.display());
         }
+    }
+    // A replaced run's best set went with it: its pointer goes too.
+    if replace && best.is_some_and(|b| b != current) {
+        let _ = std::fs::remove_file(run_dir.join(retention::BEST));
     }
 }
 
@@ -321,6 +329,10 @@ pub fn resolve(run_dir: &Path) -> Result<PathBuf> {
         Ok(dir)
     } else if run_dir.join(MODEL_FILE).exists() {
         Ok(run_dir.to_path_buf())
+    } else if let Some(newest) = retention::newest_set(run_dir) {
+        // A first save killed between renaming its set into place and writing `CURRENT`: the
+        // set is complete (it was renamed only once it was), so it is the run's checkpoint.
+        Ok(run_dir.join(newest))
     } else if !run_dir.exists() {
         Err(TrainError::ckpt(run_dir, "no such directory"))
     } else {
@@ -388,8 +400,21 @@ fn read_st(
 ///
 /// Every loader (resume, `eval`, `generate`, a library caller) goes through here, so every one
 /// verifies a set the same way.
+///
+/// Readers take no lock: a trainer may switch `CURRENT` and remove the set being read. A load
+/// that fails while `CURRENT` moved on is tried once more on the new set.
 pub fn load(run_dir: &Path) -> Result<LoadedCheckpoint> {
-    let dir = resolve(run_dir)?;
+    let first = resolve(run_dir)?;
+    match load_set(first.clone()) {
+        Err(e) => match resolve(run_dir) {
+            Ok(now) if now != first => load_set(now),
+            _ => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+fn load_set(dir: PathBuf) -> Result<LoadedCheckpoint> {
     let manifest = Manifest::read(&dir)?;
     let m = manifest.as_ref();
     let mut notices = Vec::new();

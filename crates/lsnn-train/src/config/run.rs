@@ -22,16 +22,21 @@ fn parse_part<T: DeserializeOwned>(part: Map<String, Value>, whole: &str) -> Res
         if let Err(e) = serde_json::from_value::<T>(Value::Object(alone)) {
             let message = e.to_string();
             if !message.starts_with("missing field") {
+                // serde quotes the bad value whole: clip it like the value itself.
                 return Err(TrainError::Config {
                     field: crate::error::clip(k),
-                    message: format!("{}; {message}", crate::error::clip(&v.to_string())),
+                    message: format!(
+                        "{}; {}",
+                        crate::error::clip(&v.to_string()),
+                        crate::error::clip(&message)
+                    ),
                 });
             }
         }
     }
     Err(TrainError::Config {
         field: whole.into(),
-        message: err.to_string(),
+        message: crate::error::clip(&err.to_string()),
     })
 }
 

@@ -2,7 +2,7 @@
 //! or the resume of a checkpointed run.
 
 use crate::display::Display;
-use crate::exit::{BadInput, INTERRUPTED, SUCCESS};
+use crate::exit::{BadInput, INTERRUPTED, IO_FAILURE, SUCCESS};
 use crate::output::{err, out};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -205,7 +205,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                 "standard output closed; the run finished and is saved in {}",
                 out_dir.display()
             ));
-            return Ok(INTERRUPTED);
+            // Not "interrupted": there is nothing to resume. An output failure.
+            return Ok(IO_FAILURE);
         }
     }
     Ok(SUCCESS)
