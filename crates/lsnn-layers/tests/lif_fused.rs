@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use lsnn_layers::kernel;
-use lsnn_layers::lif::surrogate::{Atan, FastSigmoid};
+use lsnn_layers::lif::surrogate::{Atan, FastSigmoid, Sigmoid, SpikeRateEscape, Triangular};
 use lsnn_layers::lif::{self, reference, LifConfig, ResetMechanism, Surrogate};
 use lsnn_layers::{LayerError, SeededRng};
 use proptest::prelude::*;
@@ -14,7 +14,14 @@ const RESETS: [ResetMechanism; 3] = [
     ResetMechanism::Zero,
     ResetMechanism::None,
 ];
-const SURROGATES: [Surrogate; 2] = [Surrogate::fast_sigmoid(25.0), Surrogate::atan(2.0)];
+const SURROGATES: [Surrogate; 6] = [
+    Surrogate::fast_sigmoid(25.0),
+    Surrogate::atan(2.0),
+    Surrogate::sigmoid(25.0),
+    Surrogate::triangular(1.5),
+    Surrogate::straight_through(),
+    Surrogate::spike_rate_escape(1.0, 25.0),
+];
 
 fn randn(rng: &mut SeededRng, dims: &[usize], mean: f64, std: f64, dtype: DType) -> Tensor {
     rng.normal_tensor(dims, mean, std, dtype, &Device::Cpu)
@@ -176,7 +183,7 @@ proptest! {
         beta in beta(),
         threshold in 0.3f64..=1.5,
         reset in 0usize..3,
-        surrogate in 0usize..2,
+        surrogate in 0usize..SURROGATES.len(),
         seed in any::<u64>(),
     ) {
         let cfg = LifConfig {
@@ -254,6 +261,22 @@ fn surrogate_derivative(s: Surrogate, x: f64) -> f64 {
         Surrogate::Atan(Atan { alpha }) => {
             let y = std::f64::consts::PI / 2.0 * alpha * x;
             alpha / 2.0 / (1.0 + y * y)
+        }
+        // The logistic's derivative as s(1 − s), a different route from the library's.
+        Surrogate::Sigmoid(Sigmoid { slope }) => {
+            let s = 1.0 / (1.0 + (-slope * x).exp());
+            slope * s * (1.0 - s)
+        }
+        Surrogate::Triangular(Triangular { width }) => {
+            if x.abs() < width {
+                (width - x.abs()) / width
+            } else {
+                0.0
+            }
+        }
+        Surrogate::StraightThrough(_) => 1.0,
+        Surrogate::SpikeRateEscape(SpikeRateEscape { beta, slope }) => {
+            slope / (beta * x.abs()).exp()
         }
     }
 }

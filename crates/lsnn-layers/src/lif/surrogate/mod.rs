@@ -11,9 +11,17 @@
 
 mod atan;
 mod fast_sigmoid;
+mod sigmoid;
+mod spike_rate_escape;
+mod straight_through;
+mod triangular;
 
 pub use atan::Atan;
 pub use fast_sigmoid::FastSigmoid;
+pub use sigmoid::Sigmoid;
+pub use spike_rate_escape::SpikeRateEscape;
+pub use straight_through::StraightThrough;
+pub use triangular::Triangular;
 
 use crate::error::Result;
 use crate::kernel::Real;
@@ -42,6 +50,15 @@ pub enum Surrogate {
     FastSigmoid(FastSigmoid),
     /// (α/2) / (1 + (π/2·α·x)²), snnTorch `atan(alpha=α)`.
     Atan(Atan),
+    /// k·e^(−kx) / (1 + e^(−kx))², snnTorch `sigmoid(slope=k)`.
+    Sigmoid(Sigmoid),
+    /// max(0, 1 − |x| / w): a triangle (not snnTorch's `triangular`, see [`Triangular`]).
+    Triangular(Triangular),
+    /// 1, snnTorch `straight_through_estimator()`.
+    StraightThrough(StraightThrough),
+    /// k·e^(−β|x|), snnTorch `spike_rate_escape(beta=β, slope=k)` centred on the threshold (see
+    /// [`SpikeRateEscape`]).
+    SpikeRateEscape(SpikeRateEscape),
 }
 
 impl Default for Surrogate {
@@ -56,6 +73,10 @@ macro_rules! with_surrogate {
         match $sur {
             $crate::lif::Surrogate::FastSigmoid($s) => $body,
             $crate::lif::Surrogate::Atan($s) => $body,
+            $crate::lif::Surrogate::Sigmoid($s) => $body,
+            $crate::lif::Surrogate::Triangular($s) => $body,
+            $crate::lif::Surrogate::StraightThrough($s) => $body,
+            $crate::lif::Surrogate::SpikeRateEscape($s) => $body,
         }
     };
 }
@@ -70,6 +91,38 @@ impl Surrogate {
     /// atan with sharpness α.
     pub const fn atan(alpha: f64) -> Self {
         Surrogate::Atan(Atan { alpha })
+    }
+
+    /// sigmoid with slope k.
+    pub const fn sigmoid(slope: f64) -> Self {
+        Surrogate::Sigmoid(Sigmoid { slope })
+    }
+
+    /// The triangle of half-width w.
+    pub const fn triangular(width: f64) -> Self {
+        Surrogate::Triangular(Triangular { width })
+    }
+
+    /// The straight-through estimator.
+    pub const fn straight_through() -> Self {
+        Surrogate::StraightThrough(StraightThrough {})
+    }
+
+    /// spike_rate_escape with decay β and peak k.
+    pub const fn spike_rate_escape(beta: f64, slope: f64) -> Self {
+        Surrogate::SpikeRateEscape(SpikeRateEscape { beta, slope })
+    }
+
+    /// Every kind with its default parameters (for tests and benchmarks that cover them all).
+    pub fn all_defaults() -> [Surrogate; 6] {
+        [
+            Surrogate::FastSigmoid(FastSigmoid::default()),
+            Surrogate::Atan(Atan::default()),
+            Surrogate::Sigmoid(Sigmoid::default()),
+            Surrogate::Triangular(Triangular::default()),
+            Surrogate::StraightThrough(StraightThrough::default()),
+            Surrogate::SpikeRateEscape(SpikeRateEscape::default()),
+        ]
     }
 
     /// σ'(x) in f64.
