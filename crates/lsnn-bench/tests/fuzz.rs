@@ -77,3 +77,18 @@ fn the_checkpoint_harness_sees_what_a_loader_must_refuse() {
     // And the set is whole again after each input.
     assert_eq!(h.run(&[]).unwrap(), Outcome::Accepted);
 }
+
+/// Found in review, not by a campaign: a manifest whose recorded hash is not ASCII once made the
+/// "file changed" message slice a character in two.
+#[test]
+fn a_manifest_with_a_non_ascii_hash_is_refused_not_a_panic() {
+    let h = CheckpointHarness::new(&std::env::temp_dir()).unwrap();
+    let (_, manifest) = h.originals().find(|(i, _)| *i == 6).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    // 64 bytes like a real hash; byte 12 falls inside an "é".
+    m["files"]["model.safetensors"]["sha256"] = format!("a{}b", "é".repeat(31)).into();
+    let mut input = vec![0x08 | 6];
+    input.extend_from_slice(m.to_string().as_bytes());
+    let msg = refused(h.run(&input).unwrap());
+    assert!(msg.contains("model.safetensors"), "{msg}");
+}
