@@ -75,6 +75,52 @@ fn bench_lif(c: &mut Criterion) {
     g.finish();
 }
 
+/// Every surrogate, the multi-step form at T = 8, N = 65,536: fused against the per-step
+/// reference (design §2.1's table of surrogates).
+fn bench_surrogates(c: &mut Criterion) {
+    let mut rng = SeededRng::new(11);
+    let xs = Var::from_tensor(
+        &rng.normal_tensor((8, 65_536), 0.5, 1.0, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("lif_spikes_surrogates_T8_N65536_fwd_bwd");
+    g.sample_size(10);
+    for s in lsnn_layers::lif::Surrogate::all_defaults() {
+        let cfg = LifConfig {
+            surrogate: s,
+            ..lif_cfg()
+        };
+        let kind = serde_json::to_value(s).unwrap()["kind"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        g.bench_function(format!("{kind}/fused"), |b| {
+            b.iter(|| {
+                lif::spikes(xs.as_tensor(), &cfg, None)
+                    .unwrap()
+                    .0
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("{kind}/reference"), |b| {
+            b.iter(|| {
+                reference::spikes(xs.as_tensor(), &cfg, None)
+                    .unwrap()
+                    .0
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_encoder(c: &mut Criterion) {
     let cfg = SpikingEncoderConfig::new(128, 64)
         .with_steps(4)
@@ -159,6 +205,6 @@ fn bench_attention(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_lif, bench_encoder, bench_attention
+    targets = bench_lif, bench_surrogates, bench_encoder, bench_attention
 }
 criterion_main!(benches);

@@ -62,6 +62,7 @@ pub mod lif;
 pub mod model;
 pub mod nn;
 pub mod rng;
+pub mod spikegen;
 mod threading;
 pub mod wiring;
 

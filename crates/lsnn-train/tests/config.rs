@@ -100,11 +100,13 @@ fn a_full_original_file_loads_and_round_trips() {
     let back = read_run_config(&json).unwrap();
     assert_eq!(back, cfg);
     let written: Map<String, Value> = serde_json::from_str(&json).unwrap();
-    // (The wiring's fields belong to "ncp" only; see `the_ncp_backbone_loads_resolved`.)
+    // (The wiring's fields belong to "ncp" only; see `the_ncp_backbone_loads_resolved`; the
+    // triangle's width and the escape rate's β to their surrogates only, see
+    // `every_surrogate_kind_reads_from_a_config_and_old_files_stay_as_they_were`.)
     for k in HONOURED_FIELDS
         .iter()
         .chain(LSNN_FIELDS)
-        .filter(|k| !k.starts_with("ncp_"))
+        .filter(|k| !k.starts_with("ncp_") && !["surrogate_width", "surrogate_beta"].contains(k))
     {
         assert!(
             written.get(*k).is_some_and(|v| !v.is_null()),
@@ -464,6 +466,74 @@ fn a_value_of_the_wrong_type_is_named_by_its_field() {
     let e = RunConfig::<ModelConfig>::from_json(&v.to_string()).unwrap_err();
     assert!(
         matches!(&e, TrainError::Config { field, message } if field == "batch_size" && message.starts_with("true;")),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_surrogate_kind_reads_from_a_config_and_old_files_stay_as_they_were() {
+    use lsnn_layers::lif::Surrogate;
+    let own = RunConfig {
+        model: ModelConfig::default(),
+        train: TrainConfig::default(),
+    }
+    .to_json()
+    .unwrap();
+    // The new settings are absent unless set: configs (and checkpoint hashes) written before
+    // them are unchanged.
+    assert!(!own.contains("surrogate_width") && !own.contains("surrogate_beta"));
+    let base: Value = serde_json::from_str(&own).unwrap();
+    for (kind, extra, want) in [
+        ("sigmoid", None, Surrogate::sigmoid(25.0)),
+        ("straight_through", None, Surrogate::straight_through()),
+        (
+            "triangular",
+            Some(("surrogate_width", 0.5)),
+            Surrogate::triangular(0.5),
+        ),
+        ("triangular", None, Surrogate::triangular(1.0)),
+        (
+            "spike_rate_escape",
+            Some(("surrogate_beta", 2.0)),
+            Surrogate::spike_rate_escape(2.0, 25.0),
+        ),
+    ] {
+        let mut v = base.clone();
+        v["surrogate"] = kind.into();
+        if let Some((k, x)) = extra {
+            v[k] = x.into();
+        }
+        let text = v.to_string();
+        for c in [
+            RunConfig::<ModelConfig>::from_json(&text).unwrap(),
+            read_run_config(&text).unwrap(),
+        ] {
+            assert_eq!(c.model.lif().surrogate, want, "{kind}");
+            c.model.validate().unwrap();
+        }
+        // The reader resolves the kind's own setting into the file lsnn writes.
+        let written = read_run_config(&text).unwrap().to_json().unwrap();
+        match kind {
+            "triangular" => assert!(written.contains("surrogate_width"), "{written}"),
+            "spike_rate_escape" => assert!(written.contains("surrogate_beta"), "{written}"),
+            _ => {
+                assert!(!written.contains("surrogate_width") && !written.contains("surrogate_beta"))
+            }
+        }
+    }
+    let mut v = base.clone();
+    v["surrogate"] = "triangular".into();
+    v["surrogate_width"] = (-1.0).into();
+    let c = RunConfig::<ModelConfig>::from_json(&v.to_string()).unwrap();
+    let e = c.model.validate().unwrap_err().to_string();
+    assert!(e.contains("triangular width"), "{e}");
+    // Another surrogate's setting is refused, not ignored.
+    let mut v = base.clone();
+    v["surrogate_beta"] = 2.0.into();
+    let c = RunConfig::<ModelConfig>::from_json(&v.to_string()).unwrap();
+    let e = c.model.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("surrogate_beta") && e.contains("SpikeRateEscape"),
         "{e}"
     );
 }

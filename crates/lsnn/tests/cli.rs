@@ -302,6 +302,48 @@ fn an_original_python_config_trains() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// The run's "done: val loss X … vs bigram baseline (nats/token) B (P% below)" line says below.
+fn assert_below_bigram(out: &str) {
+    let done = out
+        .lines()
+        .find(|l| l.starts_with("done:"))
+        .expect("a done line");
+    let pct: f64 = done
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {done:?}"));
+    assert!(done.contains("below") && pct > 0.0, "{done}");
+}
+
+#[test]
+fn a_non_default_surrogate_trains_the_built_in_task_below_the_bigram_baseline() {
+    let d = scratch("surrogate");
+    let mut v: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    v["surrogate"] = "spike_rate_escape".into();
+    v["surrogate_slope"] = 5.0.into();
+    v["surrogate_beta"] = 2.0.into();
+    v["num_epochs"] = 1.into();
+    std::fs::write(d.join("sre.json"), v.to_string()).unwrap();
+    let out = ok(&lsnn(
+        &["train", "--config", "sre.json", "--out", "run"],
+        &d,
+    ));
+    assert_below_bigram(&out);
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &current_files(&d.join("run"))
+            .into_iter()
+            .find(|(n, _)| n == "config.json")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(cfg["surrogate"], "spike_rate_escape");
+    assert_eq!(cfg["surrogate_beta"], 2.0);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn an_ncp_config_trains_the_built_in_task_below_the_bigram_baseline() {
     let d = scratch("ncp");
@@ -314,18 +356,7 @@ fn an_ncp_config_trains_the_built_in_task_below_the_bigram_baseline() {
         &["train", "--config", "ncp.json", "--out", "run"],
         &d,
     ));
-    // "done: val loss X … vs bigram baseline (nats/token) B (P% below)"
-    let done = out
-        .lines()
-        .find(|l| l.starts_with("done:"))
-        .expect("a done line");
-    let pct: f64 = done
-        .rsplit('(')
-        .next()
-        .and_then(|s| s.split('%').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no percentage in {done:?}"));
-    assert!(done.contains("below") && pct > 0.0, "{done}");
+    assert_below_bigram(&out);
     let cfg: serde_json::Value = serde_json::from_slice(
         &current_files(&d.join("run"))
             .into_iter()

@@ -19,6 +19,14 @@ pub enum SurrogateKind {
     FastSigmoid,
     /// atan(α = `surrogate_alpha`).
     Atan,
+    /// sigmoid(k = `surrogate_slope`).
+    Sigmoid,
+    /// The triangle of half-width `surrogate_width` (default 1).
+    Triangular,
+    /// The straight-through estimator.
+    StraightThrough,
+    /// spike_rate_escape(β = `surrogate_beta` (default 1), k = `surrogate_slope`).
+    SpikeRateEscape,
 }
 
 /// The hybrid liquid–spiking network's configuration: every layer's size and setting, and the
@@ -87,6 +95,12 @@ pub struct ModelConfig {
     pub surrogate_slope: f64,
     /// atan α.
     pub surrogate_alpha: f64,
+    /// The triangular surrogate's half-width (default 1; absent from files that do not set it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surrogate_width: Option<f64>,
+    /// spike_rate_escape's β (default 1; absent from files that do not set it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surrogate_beta: Option<f64>,
     /// Label smoothing of the training objective.
     pub label_smoothing: f64,
     /// Dropout on each encoder's first spike train (the original's fixed 0.2).
@@ -150,6 +164,8 @@ impl Default for ModelConfig {
             ncp_outputs: None,
             ncp_sparsity: None,
             ncp_seed: None,
+            surrogate_width: None,
+            surrogate_beta: None,
         }
     }
 }
@@ -332,6 +348,29 @@ impl ModelConfig {
                 ),
             ));
         }
+        // A setting of another surrogate than the one chosen is a mistake, not a no-op.
+        for (field, set, owner) in [
+            (
+                "surrogate_width",
+                self.surrogate_width.is_some(),
+                SurrogateKind::Triangular,
+            ),
+            (
+                "surrogate_beta",
+                self.surrogate_beta.is_some(),
+                SurrogateKind::SpikeRateEscape,
+            ),
+        ] {
+            if set && self.surrogate != owner {
+                return Err(LayerError::config(
+                    field,
+                    format!(
+                        "set with surrogate {:?}; expected it only with {owner:?}",
+                        self.surrogate
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -342,6 +381,16 @@ impl ModelConfig {
             self.ncp_outputs = Some(n.outputs);
             self.ncp_sparsity = Some(n.sparsity);
             self.ncp_seed = Some(n.seed);
+        }
+        // The same for the surrogate settings that belong to one kind only.
+        match self.surrogate {
+            SurrogateKind::Triangular => {
+                self.surrogate_width = Some(self.surrogate_width.unwrap_or(1.0))
+            }
+            SurrogateKind::SpikeRateEscape => {
+                self.surrogate_beta = Some(self.surrogate_beta.unwrap_or(1.0))
+            }
+            _ => {}
         }
         self
     }
@@ -368,6 +417,13 @@ impl ModelConfig {
         let surrogate = match self.surrogate {
             SurrogateKind::FastSigmoid => Surrogate::fast_sigmoid(self.surrogate_slope),
             SurrogateKind::Atan => Surrogate::atan(self.surrogate_alpha),
+            SurrogateKind::Sigmoid => Surrogate::sigmoid(self.surrogate_slope),
+            SurrogateKind::Triangular => Surrogate::triangular(self.surrogate_width.unwrap_or(1.0)),
+            SurrogateKind::StraightThrough => Surrogate::straight_through(),
+            SurrogateKind::SpikeRateEscape => Surrogate::spike_rate_escape(
+                self.surrogate_beta.unwrap_or(1.0),
+                self.surrogate_slope,
+            ),
         };
         LifConfig::new(self.beta)
             .with_threshold(self.spike_threshold)

@@ -102,6 +102,8 @@ pub const LSNN_FIELDS: &[&str] = &[
     "surrogate",
     "surrogate_slope",
     "surrogate_alpha",
+    "surrogate_width",
+    "surrogate_beta",
     "label_smoothing",
     "ema_decay",
     "warmup_steps",
