@@ -3,7 +3,7 @@
 mod support;
 
 use std::path::Path;
-use support::{current_files, err, lsnn, ok, scratch, setup, CONFIG};
+use support::{current_files, err, lsnn, ok, saved_config, scratch, setup, train_tiny, CONFIG};
 
 #[test]
 fn resume_in_a_fresh_process_is_bit_exact() {
@@ -61,20 +61,7 @@ fn resume_in_a_fresh_process_is_bit_exact() {
 fn eval_generate_and_their_errors() {
     let d = scratch("eval");
     setup(&d);
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--epochs",
-            "1",
-        ],
-        &d,
-    ));
+    train_tiny(&d, "run", &["--epochs", "1"]);
     let e = ok(&lsnn(
         &[
             "eval",
@@ -287,14 +274,7 @@ fn an_original_python_config_trains() {
         &d,
     ));
     assert!(out.contains("stopped after 3 batches"), "{out}");
-    let cfg: serde_json::Value = serde_json::from_slice(
-        &current_files(&d.join("run"))
-            .into_iter()
-            .find(|(n, _)| n == "config.json")
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let cfg = saved_config(&d.join("run"));
     // Fully resolved: lsnn's own fields are written out too.
     assert_eq!(cfg["num_attention_heads"], 3);
     assert_eq!(cfg["backbone_units"], 128);
@@ -331,14 +311,7 @@ fn a_non_default_surrogate_trains_the_built_in_task_below_the_bigram_baseline() 
         &d,
     ));
     assert_below_bigram(&out);
-    let cfg: serde_json::Value = serde_json::from_slice(
-        &current_files(&d.join("run"))
-            .into_iter()
-            .find(|(n, _)| n == "config.json")
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let cfg = saved_config(&d.join("run"));
     assert_eq!(cfg["surrogate"], "spike_rate_escape");
     assert_eq!(cfg["surrogate_beta"], 2.0);
     std::fs::remove_dir_all(&d).unwrap();
@@ -357,14 +330,7 @@ fn an_ncp_config_trains_the_built_in_task_below_the_bigram_baseline() {
         &d,
     ));
     assert_below_bigram(&out);
-    let cfg: serde_json::Value = serde_json::from_slice(
-        &current_files(&d.join("run"))
-            .into_iter()
-            .find(|(n, _)| n == "config.json")
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let cfg = saved_config(&d.join("run"));
     // The wiring's resolved fields are saved: ⌊0.3·16⌋ = 4 motor neurons, ncps' defaults.
     assert_eq!(cfg["ncp_outputs"], 4);
     assert_eq!(cfg["ncp_seed"], 22222);

@@ -1,15 +1,15 @@
 //! Hostile use of `lsnn` (design §8.3), each case reproduced in real processes: two trainers on
 //! one directory, resuming from a set, replacing a run, closed and full stdout, a full disk,
-//! signals, huge or empty requests, corrupted sets, changed data, another working directory,
-//! and the exit codes README documents.
+//! signals, huge or empty requests, and the exit codes README documents. Corrupted sets and
+//! changed data are `integrity.rs`'s.
 
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use support::{copy_dir, current_files, err, lsnn, ok, scratch, setup};
+use support::{code, current_files, current_set, err, lsnn, ok, scratch, setup, train_tiny};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lsnn");
 
@@ -46,10 +46,6 @@ fn until(secs: u64, what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-fn code(o: &std::process::Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -77,22 +73,6 @@ fn long_run(d: &Path, stdout: Stdio) -> Child {
     .unwrap()
 }
 
-/// A short run in `d` writing to `out` (2 epochs, the tiny config).
-fn short_run(d: &Path, out: &str) -> String {
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            out,
-        ],
-        d,
-    ))
-}
-
 fn has_checkpoint(run: &Path) -> bool {
     run.join("CURRENT").is_file()
 }
@@ -105,10 +85,6 @@ fn debris(run: &Path) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".partial-") || n.ends_with(".tmp"))
         .collect()
-}
-
-fn current_set(run: &Path) -> PathBuf {
-    run.join(std::fs::read_to_string(run.join("CURRENT")).unwrap().trim())
 }
 
 /// `--max-batches` a few batches past where the run stands.
@@ -264,20 +240,7 @@ fn a_closed_or_full_stdout_stops_training_with_a_checkpoint() {
 fn a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint() {
     let d = scratch("full-disk");
     setup(&d);
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--max-batches",
-            "2",
-        ],
-        &d,
-    ));
+    train_tiny(&d, "run", &["--max-batches", "2"]);
     let before = current_files(&d.join("run"));
     // A file-size limit (RLIMIT_FSIZE) of a few KiB, with SIGXFSZ ignored so that writes fail
     // with EFBIG as on a full disk.
@@ -323,7 +286,7 @@ fn a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint() {
 fn an_existing_run_is_never_silently_replaced() {
     let d = scratch("replace");
     setup(&d);
-    short_run(&d, "run");
+    train_tiny(&d, "run", &[]);
     let old = current_set(&d.join("run"));
     let o = lsnn(
         &[
@@ -345,21 +308,7 @@ fn an_existing_run_is_never_silently_replaced() {
     );
     assert_eq!(current_set(&d.join("run")), old);
     // --overwrite replaces it: the old sets go once the new run's first set is current.
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--overwrite",
-            "--epochs",
-            "1",
-        ],
-        &d,
-    ));
+    train_tiny(&d, "run", &["--overwrite", "--epochs", "1"]);
     assert_ne!(current_set(&d.join("run")), old);
     assert!(!old.exists());
 }
@@ -368,20 +317,7 @@ fn an_existing_run_is_never_silently_replaced() {
 fn resuming_from_a_set_writes_to_its_run_directory() {
     let d = scratch("resume-set");
     setup(&d);
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--max-batches",
-            "3",
-        ],
-        &d,
-    ));
+    train_tiny(&d, "run", &["--max-batches", "3"]);
     let set = current_set(&d.join("run"));
     let set_arg = format!("run/{}", set.file_name().unwrap().to_string_lossy());
     ok(&lsnn(
@@ -441,7 +377,7 @@ fn runs_that_would_train_nothing_say_so_and_write_nothing() {
         assert!(!d.join("zero").exists(), "{args:?} wrote something");
     }
     // A finished run resumed: nothing to train, said, non-zero.
-    short_run(&d, "done");
+    train_tiny(&d, "done", &[]);
     let o = lsnn(&["train", "--resume", "done"], &d);
     let e = err(&o);
     assert_eq!(code(&o), 2);
@@ -452,7 +388,7 @@ fn runs_that_would_train_nothing_say_so_and_write_nothing() {
 fn huge_requests_are_refused_before_allocating() {
     let d = scratch("huge");
     setup(&d);
-    short_run(&d, "run");
+    train_tiny(&d, "run", &[]);
     let g = lsnn(
         &[
             "generate",
@@ -542,155 +478,4 @@ fn a_bad_input_message_does_not_grow_with_the_input() {
     assert_eq!(code(&o), 2);
     assert!(e.len() < 400, "{} bytes", e.len());
     assert!(e.contains("unknown config field"), "{e}");
-}
-
-/// A copy of the run's current set with `edit` applied to it, as a run of its own.
-fn edited_copy(d: &Path, from: &str, to: &str, edit: impl FnOnce(&Path)) {
-    let src = current_set(&d.join(from));
-    let name = src.file_name().unwrap().to_owned();
-    let dst = d.join(to).join(&name);
-    copy_dir(&src, &dst);
-    std::fs::write(
-        d.join(to).join("CURRENT"),
-        format!("{}\n", name.to_string_lossy()),
-    )
-    .unwrap();
-    edit(&dst);
-}
-
-/// `resume`, `eval` and `generate` of `run` all fail with exit code 2 and a message containing
-/// every one of `words`.
-fn every_loader_refuses(d: &Path, run: &str, words: &[&str]) {
-    for args in [
-        vec!["train", "--resume", run],
-        vec!["eval", "--checkpoint", run],
-        vec![
-            "generate",
-            "--checkpoint",
-            run,
-            "--prompt",
-            "a",
-            "--max-tokens",
-            "1",
-        ],
-    ] {
-        let o = lsnn(&args, d);
-        let e = err(&o);
-        assert_eq!(code(&o), 2, "{args:?}: {e}");
-        for w in words {
-            assert!(e.contains(w), "{args:?}: {w:?} not in {e}");
-        }
-    }
-}
-
-#[test]
-fn every_loader_verifies_a_set_the_same_way() {
-    let d = scratch("verify");
-    setup(&d);
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--max-batches",
-            "2",
-        ],
-        &d,
-    ));
-    // A bit flipped inside the tensor data (not the header): only the content hash sees it.
-    edited_copy(&d, "run", "flipped", |set| {
-        let p = set.join("model.safetensors");
-        let mut b = std::fs::read(&p).unwrap();
-        let at = b.len() - 100;
-        b[at] ^= 0x10;
-        std::fs::write(&p, b).unwrap();
-    });
-    every_loader_refuses(&d, "flipped", &["model.safetensors", "corrupted"]);
-    // A set without a manifest (set format 1) whose optimizer file lacks a tensor: resume refused
-    // it, and eval and generate now refuse it too.
-    edited_copy(&d, "run", "lenient", |set| {
-        std::fs::remove_file(set.join("MANIFEST.json")).unwrap();
-        let p = set.join("optimizer.safetensors");
-        let bytes = std::fs::read(&p).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let meta = meta.metadata().clone();
-        let mut t =
-            candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).unwrap();
-        let key = t.keys().find(|k| k.starts_with("v.")).unwrap().clone();
-        t.remove(&key);
-        let out = safetensors::serialize(t.iter().map(|(k, v)| (k.as_str(), v)), meta).unwrap();
-        std::fs::write(&p, out).unwrap();
-    });
-    every_loader_refuses(&d, "lenient", &["optimizer.safetensors", "missing tensor"]);
-    // The intact set loads, and an old one says it cannot be verified.
-    ok(&lsnn(&["eval", "--checkpoint", "run"], &d));
-    edited_copy(&d, "run", "old", |set| {
-        std::fs::remove_file(set.join("MANIFEST.json")).unwrap()
-    });
-    let o = lsnn(&["eval", "--checkpoint", "old"], &d);
-    ok(&o);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("set format 1"));
-}
-
-#[test]
-fn changed_data_is_refused_and_a_run_works_from_any_directory() {
-    let d = scratch("data-path");
-    setup(&d);
-    ok(&lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--max-batches",
-            "2",
-        ],
-        &d,
-    ));
-    // From another working directory: the run recorded the data's absolute path.
-    let sub = d.join("elsewhere");
-    std::fs::create_dir_all(&sub).unwrap();
-    ok(&lsnn(&["eval", "--checkpoint", "../run"], &sub));
-    ok(&lsnn(
-        &["train", "--resume", "../run", "--max-batches", "3"],
-        &sub,
-    ));
-    // The data file edited in place at the same length.
-    let mut b = std::fs::read(d.join("data.txt")).unwrap();
-    b[50] = if b[50] == b'q' { b'z' } else { b'q' };
-    std::fs::write(d.join("data.txt"), b).unwrap();
-    for args in [
-        vec!["train", "--resume", "run"],
-        vec!["eval", "--checkpoint", "run"],
-    ] {
-        let o = lsnn(&args, &d);
-        let e = err(&o);
-        assert_eq!(code(&o), 2, "{e}");
-        assert!(
-            e.contains("data.txt") && e.contains("changed"),
-            "{args:?}: {e}"
-        );
-    }
-}
-
-#[test]
-fn a_round_one_set_loads_with_a_notice() {
-    let d = scratch("round-one");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lsnn-train/tests/fixtures/ckpt_v1");
-    copy_dir(&src.join("run"), &d.join("v1"));
-    let o = lsnn(&["eval", "--checkpoint", "v1"], &d);
-    let out = ok(&o);
-    assert!(out.contains("val loss"), "{out}");
-    let said = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        said.contains("note:") && said.contains("set format 1"),
-        "{said}"
-    );
 }

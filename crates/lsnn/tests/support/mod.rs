@@ -58,6 +58,39 @@ pub fn setup(dir: &Path) {
     std::fs::write(dir.join("data.txt"), text).unwrap();
 }
 
+/// `lsnn train` of the tiny config on `data.txt` in `dir`, writing to `out`, with `extra`
+/// arguments after; it must succeed. Its stdout.
+pub fn train_tiny(dir: &Path, out: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--config",
+        "config.json",
+        "--data",
+        "data.txt",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    ok(&lsnn(&args, dir))
+}
+
+/// The `config.json` of the set `run`'s `CURRENT` names.
+pub fn saved_config(run: &Path) -> serde_json::Value {
+    let name = std::fs::read_to_string(run.join("CURRENT")).unwrap();
+    serde_json::from_slice(&std::fs::read(run.join(name.trim()).join("config.json")).unwrap())
+        .unwrap()
+}
+
+/// The exit code of a finished `lsnn` (−1 when a signal ended it).
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// The set `run`'s `CURRENT` names.
+pub fn current_set(run: &Path) -> PathBuf {
+    run.join(std::fs::read_to_string(run.join("CURRENT")).unwrap().trim())
+}
+
 pub fn current_files(run: &Path) -> Vec<(String, Vec<u8>)> {
     let name = std::fs::read_to_string(run.join("CURRENT")).unwrap();
     let dir = run.join(name.trim());
