@@ -67,3 +67,37 @@ pub fn assert_grad_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
         );
     }
 }
+
+/// The reset mechanisms, for tests that cover them all.
+pub const RESETS: [lsnn_layers::lif::ResetMechanism; 3] = [
+    lsnn_layers::lif::ResetMechanism::Subtract,
+    lsnn_layers::lif::ResetMechanism::Zero,
+    lsnn_layers::lif::ResetMechanism::None,
+];
+
+/// One of each surrogate (non-default parameters where that tests more).
+pub const SURROGATES: [lsnn_layers::lif::Surrogate; 6] = [
+    lsnn_layers::lif::Surrogate::fast_sigmoid(25.0),
+    lsnn_layers::lif::Surrogate::atan(2.0),
+    lsnn_layers::lif::Surrogate::sigmoid(25.0),
+    lsnn_layers::lif::Surrogate::triangular(1.5),
+    lsnn_layers::lif::Surrogate::straight_through(),
+    lsnn_layers::lif::Surrogate::spike_rate_escape(1.0, 25.0),
+];
+
+/// The LIF forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Spikes,
+    RateMem,
+    ConstSpikes,
+    ConstRate,
+}
+
+/// Every LIF form.
+pub const FORMS: [Form; 4] = [
+    Form::Spikes,
+    Form::RateMem,
+    Form::ConstSpikes,
+    Form::ConstRate,
+];
