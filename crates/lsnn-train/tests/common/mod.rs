@@ -183,3 +183,47 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+// ---- runs that checkpoint and resume ----
+
+/// A run on a text file (resume rebuilds the data from the file): 22 training windows = 5
+/// batches of 4 per epoch, 2 epochs, accumulation 3 → 10 batches, 3 optimizer steps.
+pub fn resume_config() -> RunConfig<ModelConfig> {
+    RunConfig {
+        model: tiny_model(),
+        train: TrainConfig {
+            num_epochs: 2,
+            gradient_accumulation_steps: 3,
+            ..tiny_train()
+        },
+    }
+}
+
+/// `Trainer::resume` of the LM on its recorded token data.
+pub fn resume(dir: &Path, opts: TrainOptions) -> lsnn_train::Result<LmTrainer> {
+    LmTrainer::resume(dir, opts, lsnn_train::lm::token_data)
+}
+
+/// The 400-byte text file written into `dir`, as 16-token windows (five batches of 4).
+pub fn text_data(dir: &Path) -> TokenDataset {
+    let path = write_text_file(dir, "data.txt", 400);
+    let data = TokenDataset::from_text_file(&path, 16).unwrap();
+    assert_eq!(data.train_windows() / 4, 5, "five batches per epoch");
+    data
+}
+
+/// Every file of the set `CURRENT` names, by name.
+pub fn read_set(run_dir: &Path) -> std::collections::BTreeMap<&'static str, Vec<u8>> {
+    let dir = lsnn_train::checkpoint::resolve(run_dir).unwrap();
+    [
+        lsnn_train::checkpoint::MODEL_FILE,
+        lsnn_train::checkpoint::EMA_FILE,
+        lsnn_train::checkpoint::OPTIMIZER_FILE,
+        lsnn_train::checkpoint::CONFIG_FILE,
+        lsnn_train::checkpoint::STATE_FILE,
+        lsnn_train::checkpoint::METRICS_FILE,
+    ]
+    .into_iter()
+    .map(|f| (f, std::fs::read(dir.join(f)).unwrap()))
+    .collect()
+}
