@@ -101,3 +101,59 @@ pub const FORMS: [Form; 4] = [
     Form::ConstSpikes,
     Form::ConstRate,
 ];
+
+// ---- small models and blocks (model.rs, model_errors.rs) ----
+
+/// A small model whose spikes fire.
+pub fn small_config(num_layers: usize, backbone_layers: usize) -> lsnn_layers::ModelConfig {
+    let cfg = lsnn_layers::ModelConfig {
+        input_dim: 12,
+        embedding_dim: 12,
+        hidden_dim: 16,
+        output_dim: 24,
+        vocab_size: 24,
+        liquid_units: 8,
+        spiking_units: 10,
+        spike_threshold: 0.5,
+        num_layers,
+        num_spike_steps: 3,
+        num_attention_heads: 2,
+        attention_spike_steps: 4,
+        sequence_length: 6,
+        max_position_embeddings: 9,
+        initializer_range: 1.0,
+        backbone_units: 14,
+        backbone_layers,
+        ..lsnn_layers::ModelConfig::default()
+    };
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// A small hybrid block config (backbone of 2 layers).
+pub fn block_config() -> lsnn_layers::block::BlockConfig {
+    lsnn_layers::block::BlockConfig::new(12, 8, 6)
+        .with_spike_steps(4)
+        .with_lif(lsnn_layers::lif::LifConfig::default().with_threshold(0.5))
+        .with_backbone(10, 2)
+        .with_cfc_mode(lsnn_layers::cfc::CfcMode::Default)
+}
+
+/// The small block, seeded.
+pub fn block(seed: u64) -> lsnn_layers::block::HybridLiquidSpikingBlock {
+    block_of(&block_config(), seed)
+}
+
+/// A block of `cfg`, seeded.
+pub fn block_of(
+    cfg: &lsnn_layers::block::BlockConfig,
+    seed: u64,
+) -> lsnn_layers::block::HybridLiquidSpikingBlock {
+    let vb = lsnn_layers::SeededInit::var_builder(
+        &VarMap::new(),
+        lsnn_layers::SeededRng::new(seed),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    );
+    lsnn_layers::block::HybridLiquidSpikingBlock::new(cfg, vb).unwrap()
+}

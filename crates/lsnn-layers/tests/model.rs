@@ -1,64 +1,20 @@
 //! The language model and the hybrid block: checkpoint key names and shapes (design §4.2), a
 //! gradient for every parameter, determinism, streaming, and typed errors on bad input (design §8.2).
 
-use candle_core::{DType, Device, IndexOp, Tensor};
-use candle_nn::VarMap;
-use lsnn_layers::block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
-use lsnn_layers::cfc::CfcMode;
-use lsnn_layers::lif::LifConfig;
-use lsnn_layers::nn::check_finite;
-use lsnn_layers::{init_model, LayerError, Mode, ModelConfig, SeededInit, SeededRng};
-use std::collections::BTreeMap;
+mod common;
 
-/// A small model whose spikes fire.
-fn small_config(num_layers: usize, backbone_layers: usize) -> ModelConfig {
-    let cfg = ModelConfig {
-        input_dim: 12,
-        embedding_dim: 12,
-        hidden_dim: 16,
-        output_dim: 24,
-        vocab_size: 24,
-        liquid_units: 8,
-        spiking_units: 10,
-        spike_threshold: 0.5,
-        num_layers,
-        num_spike_steps: 3,
-        num_attention_heads: 2,
-        attention_spike_steps: 4,
-        sequence_length: 6,
-        max_position_embeddings: 9,
-        initializer_range: 1.0,
-        backbone_units: 14,
-        backbone_layers,
-        ..ModelConfig::default()
-    };
-    cfg.validate().unwrap();
-    cfg
-}
+use candle_core::{DType, Device, IndexOp, Tensor};
+use common::{block_config, block_of, max_abs_diff, small_config, vec_f32 as f32s};
+use lsnn_layers::block::{BlockConfig, BlockState};
+use lsnn_layers::lif::LifConfig;
+use lsnn_layers::{init_model, Mode, ModelConfig, SeededRng};
+use std::collections::BTreeMap;
 
 fn ids(rng: &mut SeededRng, b: usize, l: usize, vocab: usize) -> Tensor {
     let v: Vec<u32> = (0..b * l)
         .map(|_| rng.below(std::num::NonZeroU64::new(vocab as u64).unwrap()) as u32)
         .collect();
     Tensor::from_vec(v, (b, l), &Device::Cpu).unwrap()
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    f32s(a)
-        .iter()
-        .zip(f32s(b))
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// The design §4.2 table for `cfg`.
@@ -341,28 +297,6 @@ fn initialisation_and_training_forward_are_deterministic() {
     );
 }
 
-fn block_config() -> BlockConfig {
-    BlockConfig::new(12, 8, 6)
-        .with_spike_steps(4)
-        .with_lif(LifConfig::default().with_threshold(0.5))
-        .with_backbone(10, 2)
-        .with_cfc_mode(CfcMode::Default)
-}
-
-fn block(seed: u64) -> HybridLiquidSpikingBlock {
-    block_of(&block_config(), seed)
-}
-
-fn block_of(cfg: &BlockConfig, seed: u64) -> HybridLiquidSpikingBlock {
-    let vb = SeededInit::var_builder(
-        &VarMap::new(),
-        SeededRng::new(seed),
-        DType::F32,
-        &Device::Cpu,
-    );
-    HybridLiquidSpikingBlock::new(cfg, vb).unwrap()
-}
-
 #[test]
 fn block_streaming_equals_the_sequence_call() {
     streaming_equals_the_sequence_call(&block_config());
@@ -425,183 +359,6 @@ fn streaming_equals_the_sequence_call(cfg: &BlockConfig) {
     let (a, _) = blk.forward(&x, None, &mut Mode::Eval).unwrap();
     let (c, _) = blk.forward(&x, Some(&given), &mut Mode::Eval).unwrap();
     assert!(max_abs_diff(&a, &c) > 1e-3);
-}
-
-fn shape_error(r: lsnn_layers::Result<impl std::fmt::Debug>, what: &str) -> String {
-    match r {
-        Err(e @ LayerError::Shape { .. }) => e.to_string(),
-        other => panic!("{what}: expected a Shape error, got {other:?}"),
-    }
-}
-
-#[test]
-fn bad_input_gives_typed_errors() {
-    let cfg = small_config(2, 1);
-    let dev = Device::Cpu;
-    let (model, _vm) = init_model(&cfg, SeededRng::new(9), &dev).unwrap();
-    let fwd = |ids: &Tensor| model.forward(ids, &mut Mode::Eval);
-
-    // Rank 1, rank 3 and float ids.
-    let msg = shape_error(fwd(&Tensor::new(&[1u32, 2, 3], &dev).unwrap()), "rank 1");
-    assert!(msg.contains("[3]"), "{msg}");
-    shape_error(
-        fwd(&Tensor::zeros((1, 2, 2), DType::U32, &dev).unwrap()),
-        "rank 3",
-    );
-    shape_error(
-        fwd(&Tensor::zeros((1, 4), DType::F32, &dev).unwrap()),
-        "f32 ids",
-    );
-
-    // An id ≥ vocab, and a negative id: the error names the id, row and position.
-    let v = cfg.vocab_size as u32;
-    let big = Tensor::new(&[[1u32, 2, 3], [4, v, 5]], &dev).unwrap();
-    match fwd(&big) {
-        Err(
-            e @ LayerError::TokenOutOfRange {
-                id,
-                vocab,
-                batch,
-                position,
-            },
-        ) => {
-            assert_eq!(
-                (id, vocab, batch, position),
-                (v as i64, cfg.vocab_size, 1, 1)
-            );
-            assert!(e.to_string().contains("position 1"), "{e}");
-        }
-        other => panic!("id = vocab accepted: {other:?}"),
-    }
-    let neg = Tensor::new(&[[0i64, 1, 2, -1]], &dev).unwrap();
-    match fwd(&neg) {
-        Err(LayerError::TokenOutOfRange {
-            id,
-            batch,
-            position,
-            ..
-        }) => assert_eq!((id, batch, position), (-1, 0, 3)),
-        other => panic!("negative id accepted: {other:?}"),
-    }
-    // The largest valid id is fine.
-    assert!(fwd(&Tensor::new(&[[v - 1, 0]], &dev).unwrap()).is_ok());
-
-    // A training window's last column is a target only: it is checked too, in i64, before a
-    // cast to u32 could wrap 2^32 + 3 into the vocabulary — by both loss paths.
-    for bad in [(1i64 << 32) + 3, -2] {
-        let window = Tensor::new(&[[1i64, 2, 3], [4, 5, bad]], &dev).unwrap();
-        let plain = model.loss(&window, 0.0, &mut Mode::Eval);
-        let staged = model.loss_and_grads(&window, 0.0, &mut Mode::Eval, 1.0);
-        for r in [plain.map(|_| ()), staged.map(|_| ())] {
-            match r {
-                Err(LayerError::TokenOutOfRange {
-                    id,
-                    batch,
-                    position,
-                    ..
-                }) => assert_eq!((id, batch, position), (bad, 1, 2)),
-                other => panic!("target {bad} accepted: {other:?}"),
-            }
-        }
-    }
-
-    // Longer than the position table.
-    let max = cfg.max_position_embeddings;
-    let long = Tensor::zeros((1, max + 1), DType::U32, &dev).unwrap();
-    match fwd(&long) {
-        Err(LayerError::SequenceTooLong { len, max: m, .. }) => {
-            assert_eq!((len, m), (max + 1, max))
-        }
-        other => panic!("too long accepted: {other:?}"),
-    }
-    assert!(fwd(&Tensor::zeros((1, max), DType::U32, &dev).unwrap()).is_ok());
-    // The loss refuses a sequence with no next token.
-    assert!(matches!(
-        model.loss(
-            &Tensor::zeros((2, 1), DType::U32, &dev).unwrap(),
-            0.0,
-            &mut Mode::Eval
-        ),
-        Err(LayerError::Shape { .. })
-    ));
-
-    // Block inputs of the wrong width or rank, and a wrong initial state.
-    let blk = block(40);
-    let m = &mut Mode::Eval;
-    let d = blk.config().d_model;
-    let x = Tensor::zeros((2, 3, d), DType::F32, &dev).unwrap();
-    assert!(blk.forward(&x, None, m).is_ok());
-    shape_error(
-        blk.forward(
-            &Tensor::zeros((2, 3, d + 1), DType::F32, &dev).unwrap(),
-            None,
-            m,
-        ),
-        "block width",
-    );
-    shape_error(
-        blk.forward(&Tensor::zeros((6, d), DType::F32, &dev).unwrap(), None, m),
-        "block rank",
-    );
-    for bad_h in [(2usize, 5usize), (3, 6), (2, 7)] {
-        let h = BlockState {
-            h: Tensor::zeros(bad_h, DType::F32, &dev).unwrap(),
-        };
-        let msg = shape_error(blk.forward(&x, Some(&h), m), "initial h");
-        assert!(msg.contains("[2, 6]"), "{msg}");
-    }
-    let mut state = BlockState {
-        h: Tensor::zeros((3, 6), DType::F32, &dev).unwrap(),
-    };
-    shape_error(
-        blk.step(
-            &Tensor::zeros((2, d), DType::F32, &dev).unwrap(),
-            &mut state,
-            m,
-        ),
-        "step state",
-    );
-    shape_error(blk.step(&x, &mut state, m), "step rank");
-
-    // NaN and infinity.
-    let t = Tensor::new(&[1.0f32, f32::NAN, 2.0, f32::INFINITY], &dev).unwrap();
-    match check_finite(&t, "test input") {
-        Err(e @ LayerError::NonFinite { count, what }) => {
-            assert_eq!((count, what), (2, "test input"));
-            assert!(e.to_string().contains("test input"));
-        }
-        other => panic!("NaN accepted: {other:?}"),
-    }
-    assert!(check_finite(&Tensor::new(&[1.0f64, -3.0], &dev).unwrap(), "ok").is_ok());
-}
-
-#[test]
-fn non_finite_float_inputs_are_refused_by_every_layer_entry_point() {
-    let blk = block(3);
-    let d = blk.config().d_model;
-    let mut v = vec![0.5f32; 2 * 3 * d];
-    v[7] = f32::NAN;
-    v[11] = f32::INFINITY;
-    let x = Tensor::from_vec(v, (2, 3, d), &Device::Cpu).unwrap();
-    let err = blk.forward(&x, None, &mut Mode::Eval).unwrap_err();
-    assert!(
-        matches!(err, LayerError::NonFinite { count: 2, .. }),
-        "{err}"
-    );
-    let mut state = blk.zero_state(2, DType::F32, &Device::Cpu).unwrap();
-    let x0 = x.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
-    assert!(matches!(
-        blk.step(&x0, &mut state, &mut Mode::Eval),
-        Err(LayerError::NonFinite { .. })
-    ));
-    let flat = x.reshape((6, d)).unwrap();
-    assert!(matches!(
-        blk.encoder().rate(&flat, &mut Mode::Eval),
-        Err(LayerError::NonFinite { .. })
-    ));
-    // The same input without the bad values is accepted.
-    let ok = Tensor::full(0.5f32, (2, 3, d), &Device::Cpu).unwrap();
-    assert!(blk.forward(&ok, None, &mut Mode::Eval).is_ok());
 }
 
 #[test]
