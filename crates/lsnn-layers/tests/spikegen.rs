@@ -165,6 +165,14 @@ fn bad_inputs_are_typed_errors_not_clamps() {
     )
     .is_err());
     assert!(delta(&x, &DeltaConfig::new(-0.1)).is_err());
+    let u = Tensor::new(&[[0.5f32, 1.0]], &Device::Cpu).unwrap();
+    let e = rate_from_uniform(
+        &x.narrow(0, 0, 2).unwrap(),
+        &RateConfig::new(1).with_saturate(true),
+        &u,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("[0, 1)"), "{e}");
     let ids = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
     assert!(
         delta(&ids, &DeltaConfig::default()).is_err(),

@@ -114,25 +114,17 @@ fn probabilities(x: &[f64], cfg: &RateConfig) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// Spikes [T, data dims…]: 1 where a uniform draw u < p, from `rng`.
+/// Spikes [T, data dims…]: 1 where a uniform draw u < p, from `rng` (one draw per element and
+/// step, silent steps included, so that the stream of draws does not depend on
+/// `first_spike_time`).
 pub fn rate(data: &Tensor, cfg: &RateConfig, rng: &mut SeededRng) -> Result<Tensor> {
     cfg.check()?;
     let dims = with_steps(cfg.num_steps, data.dims())?;
     let p = probabilities(&host(data, "rate")?, cfg)?;
-    let mut out = Vec::with_capacity(p.len() * cfg.num_steps);
-    for t in 0..cfg.num_steps {
-        for &pi in &p {
-            // The draw is taken at every step, silent ones included, so that the stream of
-            // draws does not depend on first_spike_time.
-            let u = rng.next_f64();
-            out.push(if t >= cfg.first_spike_time && u < pi {
-                1.0
-            } else {
-                0.0
-            });
-        }
-    }
-    back(out, &dims, data)
+    let u: Vec<f64> = (0..p.len() * cfg.num_steps)
+        .map(|_| rng.next_f64())
+        .collect();
+    back(spikes_below(&p, &u, cfg), &dims, data)
 }
 
 /// [`rate`] with the uniform draws given ([T, data dims…], each in [0, 1)): spikes where u < p.
@@ -147,17 +139,26 @@ pub fn rate_from_uniform(data: &Tensor, cfg: &RateConfig, uniform: &Tensor) -> R
     }
     let p = probabilities(&host(data, "rate")?, cfg)?;
     let u = host(uniform, "uniform")?;
-    let out = u
-        .iter()
+    if let Some(k) = u.iter().position(|v| !(0.0..1.0).contains(v)) {
+        return Err(LayerError::config(
+            "uniform",
+            format!("element {k} is {}; expected draws in [0, 1)", u[k]),
+        ));
+    }
+    back(spikes_below(&p, &u, cfg), &dims, data)
+}
+
+/// 1 at step t ≥ `first_spike_time` where u < p, time-major (`u` holds T rows of `p.len()`).
+fn spikes_below(p: &[f64], u: &[f64], cfg: &RateConfig) -> Vec<f64> {
+    let n = p.len().max(1);
+    u.iter()
         .enumerate()
-        .map(|(k, &ui)| {
-            let t = k / p.len().max(1);
-            if t >= cfg.first_spike_time && ui < p[k % p.len().max(1)] {
+        .map(|(k, &uk)| {
+            if k / n >= cfg.first_spike_time && uk < p[k % n] {
                 1.0
             } else {
                 0.0
             }
         })
-        .collect();
-    back(out, &dims, data)
+        .collect()
 }
