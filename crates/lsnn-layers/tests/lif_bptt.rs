@@ -115,6 +115,7 @@ fn fused_gradients_equal_an_independent_f64_bptt() {
                 threshold: 0.9,
                 reset,
                 surrogate,
+                ..LifConfig::default()
             };
             let mut rng = SeededRng::new(5);
             let seq: Vec<f64> = (0..steps * n).map(|_| 0.5 + 0.8 * rng.normal()).collect();
@@ -219,6 +220,7 @@ fn mean_membrane_is_the_mean_of_u_and_carries_no_gradient() {
             threshold: 0.7,
             reset,
             surrogate: Surrogate::default(),
+            ..LifConfig::default()
         };
         let mut rng = SeededRng::new(9);
         let seq: Vec<f64> = (0..steps * n).map(|_| 0.5 + 0.8 * rng.normal()).collect();

@@ -163,6 +163,7 @@ proptest! {
             threshold,
             reset: RESETS[reset],
             surrogate: SURROGATES[surrogate],
+            ..LifConfig::default()
         };
         for (k, form) in FORMS.iter().enumerate() {
             let r = fused_vs_reference(*form, &neurons, steps, &cfg, seed.wrapping_add(k as u64));
@@ -182,6 +183,7 @@ fn fused_equals_reference_every_mode() {
                 threshold: 1.0,
                 reset,
                 surrogate,
+                ..LifConfig::default()
             };
             for form in FORMS {
                 let rate = fused_vs_reference(form, &[3, 17], 7, &cfg, 11)
@@ -213,6 +215,7 @@ fn fused_equals_reference_on_the_parallel_path() {
                 threshold: 0.8,
                 reset,
                 surrogate,
+                ..LifConfig::default()
             };
             for form in FORMS {
                 let rate = fused_vs_reference(form, &neurons, steps, &cfg, 100 + k as u64)

@@ -16,6 +16,7 @@ fn lif_cfg(f: &HashMap<String, Tensor>, reset: ResetMechanism, surrogate: Surrog
         threshold: scalar(&f["threshold"]),
         reset,
         surrogate,
+        ..LifConfig::default()
     }
 }
 

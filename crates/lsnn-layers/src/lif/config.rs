@@ -1,5 +1,6 @@
 //! [`LifConfig`]: the parameters of a LIF layer (design §2.1), plain serialisable data.
 
+use super::learnable::{BetaForm, Learn};
 use super::{ResetMechanism, Surrogate};
 use crate::error::{LayerError, Result};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,18 @@ pub struct LifConfig {
     pub reset: ResetMechanism,
     /// Surrogate gradient (default fast_sigmoid(25)).
     pub surrogate: Surrogate,
+    /// Whether β is learned: fixed (default), one shared value, or one per neuron (snnTorch's
+    /// `learn_beta`). A learned β starts at `beta`. Left out of a saved config when fixed.
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_beta: Learn,
+    /// Whether θ is learned, as for β (snnTorch's `learn_threshold`); starts at `threshold`.
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_threshold: Learn,
+    /// How a learned β is parameterised: the value itself, refused with a typed error if an
+    /// update takes it out of (0, 1] (default, snnTorch's form), or β = sigmoid(w), always
+    /// inside (SpikingJelly's parametric LIF). Left out of a saved config at its default.
+    #[serde(skip_serializing_if = "BetaForm::is_direct")]
+    pub beta_form: BetaForm,
 }
 
 impl Default for LifConfig {
@@ -34,6 +47,9 @@ impl Default for LifConfig {
             threshold: 1.0,
             reset: ResetMechanism::Subtract,
             surrogate: Surrogate::default(),
+            learn_beta: Learn::Fixed,
+            learn_threshold: Learn::Fixed,
+            beta_form: BetaForm::Direct,
         }
     }
 }
@@ -65,7 +81,27 @@ impl LifConfig {
         self
     }
 
-    /// Checks the ranges: β ∈ (0, 1], θ finite and > 0, the surrogate's parameters valid.
+    /// With β learned (`Learn::Shared` or `Learn::PerNeuron`) in the given form.
+    pub fn with_learn_beta(mut self, learn: Learn, form: BetaForm) -> Self {
+        self.learn_beta = learn;
+        self.beta_form = form;
+        self
+    }
+
+    /// With θ learned.
+    pub fn with_learn_threshold(mut self, learn: Learn) -> Self {
+        self.learn_threshold = learn;
+        self
+    }
+
+    /// True when β or θ is learned (the layer then needs its parameters, see
+    /// [`super::LearnedLif`]).
+    pub fn learns(&self) -> bool {
+        !(self.learn_beta.is_fixed() && self.learn_threshold.is_fixed())
+    }
+
+    /// Checks the ranges: β ∈ (0, 1] (β < 1 for a sigmoid-parameterised learned β, whose
+    /// logit must be finite), θ finite and > 0, the surrogate's parameters valid.
     pub fn validate(&self) -> Result<()> {
         if !(self.beta > 0.0 && self.beta <= 1.0) {
             return Err(LayerError::config(
@@ -77,6 +113,15 @@ impl LifConfig {
             return Err(LayerError::config(
                 "spike_threshold",
                 format!("{} is not a positive finite number", self.threshold),
+            ));
+        }
+        if !self.learn_beta.is_fixed() && self.beta_form == BetaForm::Sigmoid && self.beta >= 1.0 {
+            return Err(LayerError::config(
+                "beta",
+                format!(
+                    "{} cannot start a sigmoid-parameterised β (sigmoid(w) < 1 for every finite w); expected a value in (0, 1)",
+                    self.beta
+                ),
             ));
         }
         self.surrogate.validate()

@@ -8,33 +8,25 @@
 //! dL/dU_t = dL/dS_t·σ'(U_t − θ) + c_{t+1}·dL/dU_{t+1}, c = ∂U_{t+1}/∂U_t with the reset detached,
 //! starting from the gradient of the final membrane; what is carried past t = 0 is dL/dU_{−1}.
 
+use super::coefs::{Coefs, Lanes};
 use super::reset::Reset;
 use super::surrogate::SurrogateFn;
 use crate::kernel::{for_ranges, Real, SyncPtr};
 
-/// β and θ in the kernel's element type.
-#[derive(Clone, Copy)]
-pub(crate) struct Params<T> {
-    pub beta: T,
-    pub theta: T,
+/// 1 when U − θ > 0, else 0.
+#[inline(always)]
+fn h<T: Real>(u: T, theta: T) -> T {
+    if u - theta > T::zero() {
+        T::one()
+    } else {
+        T::zero()
+    }
 }
 
-impl<T: Real> Params<T> {
-    /// 1 when U − θ > 0, else 0.
-    #[inline(always)]
-    fn h(&self, u: T) -> T {
-        if u - self.theta > T::zero() {
-            T::one()
-        } else {
-            T::zero()
-        }
-    }
-
-    /// U_t from U_{t−1} and I_t.
-    #[inline(always)]
-    fn step<R: Reset>(&self, u: T, i: T) -> T {
-        R::step(self.beta, self.theta, self.h(u), u, i)
-    }
+/// U_t from U_{t−1} and I_t.
+#[inline(always)]
+fn step<T: Real, R: Reset>(beta: T, theta: T, u: T, i: T) -> T {
+    R::step(beta, theta, h(u, theta), u, i)
 }
 
 /// What the kernels read: the currents ([T, n], or a constant [n] for every step) and the
@@ -83,8 +75,8 @@ impl Main {
 
 /// Writes the main output into `out` (`main.len()` elements) and, when given, the final membrane
 /// into `fin` (n elements).
-pub(crate) fn forward<T: Real, R: Reset>(
-    p: Params<T>,
+pub(crate) fn forward<T: Real, R: Reset, C: Coefs<T>>(
+    c: &C,
     inp: &Input<'_, T>,
     main: Main,
     out: &mut [T],
@@ -96,42 +88,47 @@ pub(crate) fn forward<T: Real, R: Reset>(
     let fin = fin.map(|f| SyncPtr(f.as_mut_ptr()));
     for_ranges(n, steps, |a, b| {
         let w = b - a;
+        let l = c.lanes(a, w);
         let mut u = match inp.mem0 {
             Some(m) => m[a..b].to_vec(),
             None => vec![T::zero(); w],
         };
+        let u = &mut u[..w];
         let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
         let mut usum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
         for t in 0..steps {
-            let row = inp.row(t, a, w);
+            let row = &inp.row(t, a, w)[..w];
             match main {
                 Main::Spikes => {
                     // SAFETY: row t, neurons [a, b) belong to this task only.
-                    let o = unsafe { out.slice(t * n + a, w) };
-                    for ((uj, &ij), oj) in u.iter_mut().zip(row).zip(o.iter_mut()) {
-                        let nu = p.step::<R>(*uj, ij);
-                        *uj = nu;
-                        *oj = p.h(nu);
+                    let o = &mut (unsafe { out.slice(t * n + a, w) })[..w];
+                    for j in 0..w {
+                        // SAFETY: j < w, the width the lanes were made for.
+                        let (be, th) = unsafe { l.at(j) };
+                        let nu = step::<T, R>(be, th, u[j], row[j]);
+                        u[j] = nu;
+                        o[j] = h(nu, th);
                     }
                 }
                 Main::Rate => {
-                    for ((uj, &ij), cj) in u.iter_mut().zip(row).zip(count.iter_mut()) {
-                        let nu = p.step::<R>(*uj, ij);
-                        *uj = nu;
-                        *cj += p.h(nu);
+                    let cnt = &mut count[..w];
+                    for j in 0..w {
+                        // SAFETY: j < w, the width the lanes were made for.
+                        let (be, th) = unsafe { l.at(j) };
+                        let nu = step::<T, R>(be, th, u[j], row[j]);
+                        u[j] = nu;
+                        cnt[j] += h(nu, th);
                     }
                 }
                 Main::RateMem => {
-                    for (((uj, &ij), cj), sj) in u
-                        .iter_mut()
-                        .zip(row)
-                        .zip(count.iter_mut())
-                        .zip(usum.iter_mut())
-                    {
-                        let nu = p.step::<R>(*uj, ij);
-                        *uj = nu;
-                        *cj += p.h(nu);
-                        *sj += nu;
+                    let (cnt, us) = (&mut count[..w], &mut usum[..w]);
+                    for j in 0..w {
+                        // SAFETY: j < w, the width the lanes were made for.
+                        let (be, th) = unsafe { l.at(j) };
+                        let nu = step::<T, R>(be, th, u[j], row[j]);
+                        u[j] = nu;
+                        cnt[j] += h(nu, th);
+                        us[j] += nu;
                     }
                 }
             }
@@ -152,101 +149,250 @@ pub(crate) fn forward<T: Real, R: Reset>(
         }
         if let Some(f) = &fin {
             // SAFETY: neurons [a, b) of the final membrane belong to this task.
-            unsafe { f.slice(a, w) }.copy_from_slice(&u);
+            unsafe { f.slice(a, w) }.copy_from_slice(u);
         }
     });
 }
 
+/// Where the backward writes: dL/dI ([T, n], or [n] for a constant current), dL/dU_{−1} ([n],
+/// when an initial membrane was given) and, when the parameters are learnable, the per-neuron
+/// parts of dL/dβ and dL/dθ ([2n]: every β part, then every θ part; [`reduce_pairs`] sums them
+/// into the pairs).
+pub(crate) struct Grads<'a, T> {
+    pub dcur: &'a mut [T],
+    pub dmem0: Option<&'a mut [T]>,
+    pub dparams: Option<&'a mut [T]>,
+}
+
 /// BPTT from the gradient of the main output, `g_main` (spikes [T, n] per step, or a rate [n]
 /// whose every step receives g/T; the mean-membrane half of `RateMem` is detached and ignored),
-/// and/or of the final membrane, `g_state` [n]; an absent one is zero. Writes dL/dI into `dcur`
-/// ([T, n], or [n] for a constant current) and dL/dU_{−1} into `dmem0`.
+/// and/or of the final membrane, `g_state` [n]; an absent one is zero.
+///
+/// With learnable parameters it also sums, per neuron, dL/dβ = Σ_t dL/dU_t·∂U_t/∂β and
+/// dL/dθ = Σ_t (−dL/dS_t·σ'(U_t − θ) + dL/dU_t·∂U_t/∂θ), the reset r_t detached as in the
+/// carry.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward<T: Real, R: Reset, S: SurrogateFn>(
-    p: Params<T>,
+pub(crate) fn backward<T: Real, R: Reset, S: SurrogateFn, C: Coefs<T>>(
+    c: &C,
     sur: &S,
     inp: &Input<'_, T>,
     main: Main,
     g_main: Option<&[T]>,
     g_state: Option<&[T]>,
-    dcur: &mut [T],
-    dmem0: Option<&mut [T]>,
+    out: Grads<'_, T>,
 ) {
-    let (steps, n, constant) = (inp.steps, inp.n, inp.constant);
+    let (n, constant) = (inp.n, inp.constant);
     let rate = main != Main::Spikes && g_main.is_some();
+    let up = Upstream {
+        g_main,
+        g_state,
+        rate,
+        inv_t: T::from_f64(1.0 / inp.steps as f64),
+    };
     let k = sur.kernel::<T>();
-    let inv_t = T::from_f64(1.0 / steps as f64);
-    let dcur = SyncPtr(dcur.as_mut_ptr());
-    let dmem0 = dmem0.map(|d| SyncPtr(d.as_mut_ptr()));
-    for_ranges(n, steps, |a, b| {
-        let w = b - a;
-        // The membrane of every step for this block; row 0 holds U_{−1}.
-        let mut hist = vec![T::zero(); (steps + 1) * w];
-        if let Some(m) = inp.mem0 {
-            hist[..w].copy_from_slice(&m[a..b]);
-        }
-        for t in 0..steps {
-            let row = inp.row(t, a, w);
-            let (prev, next) = hist.split_at_mut((t + 1) * w);
-            let prev = &prev[t * w..];
-            for ((nx, &u), &i) in next[..w].iter_mut().zip(prev).zip(row) {
-                *nx = p.step::<R>(u, i);
-            }
-        }
-        let mut carry = match g_state {
-            Some(g) => g[a..b].to_vec(),
-            None => vec![T::zero(); w],
-        };
-        let mut acc = vec![T::zero(); if constant { w } else { 0 }];
-        // A rate's g/T, or zeros when only the final membrane has a gradient.
-        let mut scaled = vec![T::zero(); if rate || g_main.is_none() { w } else { 0 }];
-        if let (true, Some(up)) = (rate, g_main) {
-            for (s, &g) in scaled.iter_mut().zip(&up[a..b]) {
-                *s = g * inv_t;
-            }
-        }
-        for t in (0..steps).rev() {
-            let g: &[T] = match g_main {
-                Some(up) if !rate => &up[t * n + a..t * n + b],
-                _ => &scaled,
-            };
-            let u_t = &hist[(t + 1) * w..(t + 2) * w];
-            let u_prev = &hist[t * w..(t + 1) * w];
-            if constant {
-                for ((((c, &gj), &u), &u0), aj) in carry
-                    .iter_mut()
-                    .zip(g)
-                    .zip(u_t)
-                    .zip(u_prev)
-                    .zip(acc.iter_mut())
-                {
-                    let du = gj * S::grad(&k, u - p.theta) + *c;
-                    *aj += du;
-                    *c = R::carry(p.beta, p.h(u0)) * du;
-                }
-            } else {
-                // SAFETY: row t, neurons [a, b) belong to this task only.
-                let o = unsafe { dcur.slice(t * n + a, w) };
-                for ((((c, &gj), &u), &u0), oj) in carry
-                    .iter_mut()
-                    .zip(g)
-                    .zip(u_t)
-                    .zip(u_prev)
-                    .zip(o.iter_mut())
-                {
-                    let du = gj * S::grad(&k, u - p.theta) + *c;
-                    *oj = du;
-                    *c = R::carry(p.beta, p.h(u0)) * du;
-                }
-            }
-        }
-        if constant {
-            // SAFETY: neurons [a, b) belong to this task only.
-            unsafe { dcur.slice(a, w) }.copy_from_slice(&acc);
-        }
-        if let Some(d) = &dmem0 {
-            // SAFETY: neurons [a, b) belong to this task only.
-            unsafe { d.slice(a, w) }.copy_from_slice(&carry);
-        }
+    let dst = Dest {
+        dcur: SyncPtr(out.dcur.as_mut_ptr()),
+        dmem0: out.dmem0.map(|d| SyncPtr(d.as_mut_ptr())),
+        dparams: out.dparams.map(|d| SyncPtr(d.as_mut_ptr())),
+        n,
+    };
+    let learn = dst.dparams.is_some();
+    for_ranges(n, inp.steps, |a, b| match (constant, learn) {
+        (false, false) => block::<T, R, S, C, false, false>(c, &k, inp, &up, &dst, a, b),
+        (false, true) => block::<T, R, S, C, false, true>(c, &k, inp, &up, &dst, a, b),
+        (true, false) => block::<T, R, S, C, true, false>(c, &k, inp, &up, &dst, a, b),
+        (true, true) => block::<T, R, S, C, true, true>(c, &k, inp, &up, &dst, a, b),
     });
+}
+
+/// The upstream gradients of a backward.
+struct Upstream<'a, T> {
+    g_main: Option<&'a [T]>,
+    g_state: Option<&'a [T]>,
+    /// The main output is a rate: every step receives g/T.
+    rate: bool,
+    inv_t: T,
+}
+
+/// The backward's outputs, written by disjoint blocks of neurons.
+struct Dest<T> {
+    dcur: SyncPtr<T>,
+    dmem0: Option<SyncPtr<T>>,
+    dparams: Option<SyncPtr<T>>,
+    n: usize,
+}
+
+/// The backward of neurons `[a, b)`: `CONSTANT` for a constant current (its gradient summed over
+/// the steps), `LEARN` when the parameter gradients are wanted.
+#[allow(clippy::too_many_arguments)]
+fn block<
+    T: Real,
+    R: Reset,
+    S: SurrogateFn,
+    C: Coefs<T>,
+    const CONSTANT: bool,
+    const LEARN: bool,
+>(
+    c: &C,
+    k: &S::Kernel<T>,
+    inp: &Input<'_, T>,
+    up: &Upstream<'_, T>,
+    dst: &Dest<T>,
+    a: usize,
+    b: usize,
+) {
+    let (steps, n, w) = (inp.steps, inp.n, b - a);
+    let l = c.lanes(a, w);
+    // The membrane of every step for this block; row 0 holds U_{−1}.
+    let mut hist = vec![T::zero(); (steps + 1) * w];
+    if let Some(m) = inp.mem0 {
+        hist[..w].copy_from_slice(&m[a..b]);
+    }
+    for t in 0..steps {
+        let row = &inp.row(t, a, w)[..w];
+        let (prev, next) = hist.split_at_mut((t + 1) * w);
+        let (prev, next) = (&prev[t * w..], &mut next[..w]);
+        for j in 0..w {
+            // SAFETY: j < w, the width the lanes were made for.
+            let (be, th) = unsafe { l.at(j) };
+            next[j] = step::<T, R>(be, th, prev[j], row[j]);
+        }
+    }
+    let mut carry = match up.g_state {
+        Some(g) => g[a..b].to_vec(),
+        None => vec![T::zero(); w],
+    };
+    let carry = &mut carry[..w];
+    let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
+    // Sliced to w so that the inner loop indexes them without bounds checks (empty otherwise).
+    let mut dbeta = vec![T::zero(); if LEARN { w } else { 0 }];
+    let mut dtheta = vec![T::zero(); if LEARN { w } else { 0 }];
+    let lw = if LEARN { w } else { 0 };
+    let (dbeta, dtheta) = (&mut dbeta[..lw], &mut dtheta[..lw]);
+    // One step's dL/dU and spike term, kept for the parameter pass.
+    let (mut step_du, mut step_gs) = (vec![T::zero(); lw], vec![T::zero(); lw]);
+    // A rate's g/T, or zeros when only the final membrane has a gradient.
+    let per_step = up.g_main.is_some() && !up.rate;
+    let mut scaled = vec![T::zero(); if per_step { 0 } else { w }];
+    if let (true, Some(g)) = (up.rate, up.g_main) {
+        for (s, &g) in scaled.iter_mut().zip(&g[a..b]) {
+            *s = g * up.inv_t;
+        }
+    }
+    for t in (0..steps).rev() {
+        let g: &[T] = match up.g_main {
+            Some(g) if per_step => &g[t * n + a..t * n + b],
+            _ => &scaled,
+        };
+        let g = &g[..w];
+        let u_t = &hist[(t + 1) * w..(t + 2) * w];
+        let u_prev = &hist[t * w..(t + 1) * w];
+        let o: &mut [T] = if CONSTANT {
+            &mut acc[..w]
+        } else {
+            // SAFETY: row t, neurons [a, b) belong to this task only.
+            &mut (unsafe { dst.dcur.slice(t * n + a, w) })[..w]
+        };
+        bwd_row::<T, R, S, _, CONSTANT, LEARN>(
+            &l,
+            *k,
+            g,
+            u_t,
+            u_prev,
+            o,
+            &mut *carry,
+            [&mut step_du[..], &mut step_gs[..]],
+            [&mut *dbeta, &mut *dtheta],
+        );
+    }
+    if CONSTANT {
+        // SAFETY: neurons [a, b) belong to this task only.
+        unsafe { dst.dcur.slice(a, w) }.copy_from_slice(&acc);
+    }
+    if let Some(d) = &dst.dmem0 {
+        // SAFETY: neurons [a, b) belong to this task only.
+        unsafe { d.slice(a, w) }.copy_from_slice(carry);
+    }
+    if let (true, Some(d)) = (LEARN, &dst.dparams) {
+        // SAFETY: neurons [a, b) of both halves belong to this task only.
+        unsafe { d.slice(a, w) }.copy_from_slice(dbeta);
+        unsafe { d.slice(dst.n + a, w) }.copy_from_slice(dtheta);
+    }
+}
+
+/// One step of the BPTT over a block: upstream gradients `g`, membranes `u_t` and `u_prev`,
+/// writing dL/dI (or adding it, `CONSTANT`) into `o`, the carry, and the parameter parts
+/// (empty unless `LEARN`). Every slice is an argument of its own because only reference
+/// arguments tell the compiler that they do not overlap — inside a struct they would not, and
+/// the loop would stay scalar.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bwd_row<
+    T: Real,
+    R: Reset,
+    S: SurrogateFn,
+    L: Lanes<T>,
+    const CONSTANT: bool,
+    const LEARN: bool,
+>(
+    l: &L,
+    k: S::Kernel<T>,
+    g: &[T],
+    u_t: &[T],
+    u_prev: &[T],
+    o: &mut [T],
+    carry: &mut [T],
+    [s_du, s_gs]: [&mut [T]; 2],
+    [dbeta, dtheta]: [&mut [T]; 2],
+) {
+    let w = o.len();
+    let (g, u_t, u_prev, carry) = (&g[..w], &u_t[..w], &u_prev[..w], &mut carry[..w]);
+    let lw = if LEARN { w } else { 0 };
+    let (dbeta, dtheta) = (&mut dbeta[..lw], &mut dtheta[..lw]);
+    let (s_du, s_gs) = (&mut s_du[..lw], &mut s_gs[..lw]);
+    for j in 0..w {
+        // SAFETY: j < w, the width the lanes were made for.
+        let (be, th) = unsafe { l.at(j) };
+        let r = h(u_prev[j], th);
+        let gs = g[j] * S::grad(&k, u_t[j] - th);
+        let du = gs + carry[j];
+        if CONSTANT {
+            o[j] += du;
+        } else {
+            o[j] = du;
+        }
+        if LEARN {
+            s_du[j] = du;
+            s_gs[j] = gs;
+        }
+        carry[j] = R::carry(be, r) * du;
+    }
+    if LEARN {
+        // A second pass over what the first kept (du and the spike term), so that each loop
+        // stays simple enough for the compiler to vectorise (one loop doing both does not).
+        for j in 0..w {
+            // SAFETY: j < w, the width the lanes were made for.
+            let (_, th) = unsafe { l.at(j) };
+            let r = h(u_prev[j], th);
+            dbeta[j] += s_du[j] * R::dbeta(r, u_prev[j]);
+            dtheta[j] += R::dtheta(r) * s_du[j] - s_gs[j];
+        }
+    }
+}
+
+/// Sums per-neuron parts [dβ (n) | dθ (n)] into `pairs` pairs [dβ (pairs) | dθ (pairs)]:
+/// neuron j belongs to pair j mod `pairs`. Serial and in neuron order, so the sum does not
+/// depend on how the neurons were split over threads.
+pub(crate) fn reduce_pairs<T: Real>(parts: &[T], n: usize, pairs: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); 2 * pairs];
+    let (ob, ot) = out.split_at_mut(pairs);
+    // n is a multiple of `pairs` (the last neuron dim), so the neurons come in whole rows.
+    for (o, half) in [(ob, &parts[..n]), (ot, &parts[n..2 * n])] {
+        for row in half.chunks_exact(pairs) {
+            for (oj, &v) in o.iter_mut().zip(row) {
+                *oj += v;
+            }
+        }
+    }
+    out
 }

@@ -17,26 +17,55 @@
 //! # }
 //! ```
 
-use super::{LifConfig, LifState, RateOutput};
-use crate::error::Result;
+use super::{LearnedLif, LifConfig, LifParams, LifState, RateOutput};
+use crate::error::{LayerError, Result};
 use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
 
 /// A leaky integrate-and-fire layer.
 #[derive(Debug, Clone)]
 pub struct Leaky {
     cfg: LifConfig,
+    learned: Option<LearnedLif>,
 }
 
 impl Leaky {
-    /// A layer with these parameters (checked).
+    /// A layer with these fixed parameters (checked); a config that learns β or θ needs
+    /// [`Leaky::learnable`].
     pub fn new(cfg: &LifConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Leaky { cfg: *cfg })
+        if cfg.learns() {
+            return Err(LayerError::config(
+                "learn_beta",
+                "a learned β or θ needs its variables: use Leaky::learnable(cfg, features, vb)",
+            ));
+        }
+        Ok(Leaky {
+            cfg: *cfg,
+            learned: None,
+        })
+    }
+
+    /// A layer of `features` neurons (the last dim of its input) whose β and/or θ are learned as
+    /// `cfg` says, the variables taken from `vb` (see [`LearnedLif::new`]).
+    pub fn learnable(cfg: &LifConfig, features: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Leaky {
+            cfg: *cfg,
+            learned: Some(LearnedLif::new(cfg, features, vb)?),
+        })
     }
 
     /// The parameters.
     pub fn config(&self) -> &LifConfig {
         &self.cfg
+    }
+
+    /// The learned β and θ for a call on `x` (none when they are fixed).
+    pub fn params(&self, x: &Tensor) -> Result<Option<LifParams>> {
+        match &self.learned {
+            Some(l) => l.params(x.dtype(), x.device()),
+            None => Ok(None),
+        }
     }
 
     /// A zero state for neurons shaped like one step `x` [N…].
@@ -51,13 +80,15 @@ impl Leaky {
         currents: &Tensor,
         state: Option<&LifState>,
     ) -> Result<(Tensor, LifState)> {
-        super::spikes(currents, &self.cfg, state)
+        super::spikes_with(currents, &self.cfg, self.params(currents)?.as_ref(), state)
     }
 
     /// One step, snnTorch's `spk, mem = lif(cur, mem)`: current [N…] → spikes [N…] and the new
     /// state.
     pub fn step(&self, current: &Tensor, state: &LifState) -> Result<(Tensor, LifState)> {
-        let (s, st) = super::spikes(&current.unsqueeze(0)?, &self.cfg, Some(state))?;
+        let p = self.params(current)?;
+        let (s, st) =
+            super::spikes_with(&current.unsqueeze(0)?, &self.cfg, p.as_ref(), Some(state))?;
         Ok((s.squeeze(0)?, st))
     }
 
@@ -67,7 +98,7 @@ impl Leaky {
         currents: &Tensor,
         state: Option<&LifState>,
     ) -> Result<(RateOutput, LifState)> {
-        super::rate(currents, &self.cfg, state)
+        super::rate_with(currents, &self.cfg, self.params(currents)?.as_ref(), state)
     }
 
     /// Spikes [steps, …] of a constant current […], and the final state.
@@ -77,7 +108,8 @@ impl Leaky {
         steps: usize,
         state: Option<&LifState>,
     ) -> Result<(Tensor, LifState)> {
-        super::const_spikes(current, steps, &self.cfg, state)
+        let p = self.params(current)?;
+        super::const_spikes_with(current, steps, &self.cfg, p.as_ref(), state)
     }
 
     /// The firing rate […] of a constant current […] over `steps` steps, in O(1) memory over the
@@ -88,13 +120,15 @@ impl Leaky {
         steps: usize,
         state: Option<&LifState>,
     ) -> Result<(Tensor, LifState)> {
-        super::const_rate(current, steps, &self.cfg, state)
+        let p = self.params(current)?;
+        super::const_rate_with(current, steps, &self.cfg, p.as_ref(), state)
     }
 }
 
 impl Module for Leaky {
     /// Spikes [T, …] from currents [T, …], starting from a zero membrane.
     fn forward(&self, currents: &Tensor) -> candle_core::Result<Tensor> {
-        Ok(super::stateless::spikes(currents, &self.cfg)?)
+        let p = self.params(currents)?;
+        Ok(super::stateless::spikes(currents, &self.cfg, p.as_ref())?)
     }
 }

@@ -28,9 +28,11 @@
 //! forced ([`crate::kernel::composed`]), the same recurrence runs as the per-step composition of
 //! candle ops in [`reference`](mod@reference); the fused forward equals it bit for bit. [`Leaky`] is the layer.
 
+pub(crate) mod coefs;
 mod config;
 mod kernel;
 mod leaky;
+mod learnable;
 mod op;
 pub mod reference;
 pub(crate) mod reset;
@@ -38,6 +40,7 @@ pub mod surrogate;
 
 pub use config::LifConfig;
 pub use leaky::Leaky;
+pub use learnable::{BetaForm, Learn, LearnedLif, LifParams};
 pub use reset::ResetMechanism;
 pub use surrogate::Surrogate;
 
@@ -99,13 +102,14 @@ fn check_input(x: &Tensor, what: &'static str, min_rank: usize) -> Result<()> {
 }
 
 /// One call of a form: how many steps (constant forms), the initial state, whether the final
-/// state is wanted, and dropout on the output spikes.
+/// state is wanted, dropout on the output spikes, and learned β/θ in place of the config's.
 pub(crate) struct Call<'a> {
     pub form: Form,
     pub steps: usize,
     pub state: Option<&'a LifState>,
     pub emit_state: bool,
     pub dropout: Option<(f64, &'a mut SeededRng)>,
+    pub params: Option<&'a LifParams>,
 }
 
 impl<'a> Call<'a> {
@@ -116,6 +120,7 @@ impl<'a> Call<'a> {
             state: None,
             emit_state: false,
             dropout: None,
+            params: None,
         }
     }
 }
@@ -161,6 +166,10 @@ pub(crate) fn run(
             ));
         }
     }
+    let pairs = match call.params {
+        Some(p) => p.check(&neurons, x.dtype())?,
+        None => 0,
+    };
     if !crate::kernel::fused_available(x) {
         return run_composed(x, cfg, steps, call);
     }
@@ -179,10 +188,14 @@ pub(crate) fn run(
         slot: call.emit_state.then(packing::StateSlot::default),
     };
     // One empty tensor serves every absent operand.
-    let params = packing::empty(x)?;
+    let none = packing::empty(x)?;
+    let params = match call.params {
+        Some(p) => p.packed(pairs)?,
+        None => none.clone(),
+    };
     let state = match call.state {
         Some(s) => s.mem.unsqueeze(0)?.contiguous()?,
-        None => params.clone(),
+        None => none,
     };
     let x = x.contiguous()?;
     let out = x.apply_op3(&state, &params, op.clone())?;
@@ -200,20 +213,21 @@ fn run_composed(
     steps: usize,
     call: Call<'_>,
 ) -> Result<(Tensor, Option<LifState>)> {
+    let p = call.params;
     let (out, state) = match call.form {
-        Form::SeqSpikes => reference::spikes(x, cfg, call.state)?,
+        Form::SeqSpikes => reference::spikes_with(x, cfg, p, call.state)?,
         Form::SeqRateMem => {
-            let (r, s) = reference::rate(x, cfg, call.state)?;
+            let (r, s) = reference::rate_with(x, cfg, p, call.state)?;
             (Tensor::stack(&[r.rate, r.mean_mem], 0)?, s)
         }
         Form::ConstSpikes => {
-            let (spk, s) = reference::const_spikes(x, steps, cfg, call.state)?;
+            let (spk, s) = reference::const_spikes_with(x, steps, cfg, p, call.state)?;
             match call.dropout {
                 Some((p, rng)) => (crate::fused::dropout(&spk, p, rng)?, s),
                 None => (spk, s),
             }
         }
-        Form::ConstRate => reference::const_rate(x, steps, cfg, call.state)?,
+        Form::ConstRate => reference::const_rate_with(x, steps, cfg, p, call.state)?,
     };
     Ok((out, call.emit_state.then_some(state)))
 }
@@ -238,9 +252,21 @@ pub fn spikes(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    spikes_with(currents, cfg, None, state)
+}
+
+/// [`spikes`] with learned β and θ (`params`, see [`LearnedLif`]) in place of the config's
+/// when given; their gradients come from the same fused backward.
+pub fn spikes_with(
+    currents: &Tensor,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
     let mut call = Call::new(Form::SeqSpikes, 0);
     call.state = state;
     call.emit_state = true;
+    call.params = params;
     Ok(with_state(run(currents, cfg, call)?))
 }
 
@@ -251,9 +277,20 @@ pub fn rate(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(RateOutput, LifState)> {
+    rate_with(currents, cfg, None, state)
+}
+
+/// [`rate`] with learned β and θ when given.
+pub fn rate_with(
+    currents: &Tensor,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(RateOutput, LifState)> {
     let mut call = Call::new(Form::SeqRateMem, 0);
     call.state = state;
     call.emit_state = true;
+    call.params = params;
     let (both, st) = with_state(run(currents, cfg, call)?);
     Ok((rate_parts(&both)?, st))
 }
@@ -266,9 +303,21 @@ pub fn const_spikes(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    const_spikes_with(current, steps, cfg, None, state)
+}
+
+/// [`const_spikes`] with learned β and θ when given.
+pub fn const_spikes_with(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
     let mut call = Call::new(Form::ConstSpikes, steps);
     call.state = state;
     call.emit_state = true;
+    call.params = params;
     Ok(with_state(run(current, cfg, call)?))
 }
 
@@ -299,25 +348,49 @@ pub fn const_rate(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    const_rate_with(current, steps, cfg, None, state)
+}
+
+/// [`const_rate`] with learned β and θ when given.
+pub fn const_rate_with(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
     let mut call = Call::new(Form::ConstRate, steps);
     call.state = state;
     call.emit_state = true;
+    call.params = params;
     Ok(with_state(run(current, cfg, call)?))
 }
 
 /// The stateless forms the layers use inside a model: zero initial state, no final state (so
-/// the output is not split and its gradient is not re-assembled).
+/// the output is not split and its gradient is not re-assembled), learned β/θ when given.
 pub(crate) mod stateless {
     use super::*;
 
     /// [`super::spikes`] from zero, spikes only.
-    pub(crate) fn spikes(currents: &Tensor, cfg: &LifConfig) -> Result<Tensor> {
-        Ok(run(currents, cfg, Call::new(Form::SeqSpikes, 0))?.0)
+    pub(crate) fn spikes(
+        currents: &Tensor,
+        cfg: &LifConfig,
+        params: Option<&LifParams>,
+    ) -> Result<Tensor> {
+        let mut call = Call::new(Form::SeqSpikes, 0);
+        call.params = params;
+        Ok(run(currents, cfg, call)?.0)
     }
 
     /// [`super::rate`] from zero.
-    pub(crate) fn rate(currents: &Tensor, cfg: &LifConfig) -> Result<RateOutput> {
-        rate_parts(&run(currents, cfg, Call::new(Form::SeqRateMem, 0))?.0)
+    pub(crate) fn rate(
+        currents: &Tensor,
+        cfg: &LifConfig,
+        params: Option<&LifParams>,
+    ) -> Result<RateOutput> {
+        let mut call = Call::new(Form::SeqRateMem, 0);
+        call.params = params;
+        rate_parts(&run(currents, cfg, call)?.0)
     }
 
     /// [`super::const_spikes`] (with dropout in training) from zero.
@@ -325,15 +398,24 @@ pub(crate) mod stateless {
         current: &Tensor,
         steps: usize,
         cfg: &LifConfig,
+        params: Option<&LifParams>,
         dropout: Option<(f64, &mut SeededRng)>,
     ) -> Result<Tensor> {
         let mut call = Call::new(Form::ConstSpikes, steps);
         call.dropout = dropout;
+        call.params = params;
         Ok(run(current, cfg, call)?.0)
     }
 
     /// [`super::const_rate`] from zero.
-    pub(crate) fn const_rate(current: &Tensor, steps: usize, cfg: &LifConfig) -> Result<Tensor> {
-        Ok(run(current, cfg, Call::new(Form::ConstRate, steps))?.0)
+    pub(crate) fn const_rate(
+        current: &Tensor,
+        steps: usize,
+        cfg: &LifConfig,
+        params: Option<&LifParams>,
+    ) -> Result<Tensor> {
+        let mut call = Call::new(Form::ConstRate, steps);
+        call.params = params;
+        Ok(run(current, cfg, call)?.0)
     }
 }

@@ -1,11 +1,13 @@
 //! The fused LIF custom ops and their backward, by the packing convention
-//! ([`crate::kernel::packing`]): operands (currents, packed state [1, N…] or empty, parameters —
-//! empty: β and θ are the op's own). The main op's output is the form's (spikes [T, N…], rate
+//! ([`crate::kernel::packing`]): operands (currents, packed state [1, N…] or empty, packed
+//! parameters [β…, θ…] — empty: β and θ are the config's fixed values; two values: one learnable
+//! pair shared by every neuron; 2F values: one pair per feature F = the last neuron dim). The main op's output is the form's (spikes [T, N…], rate
 //! [N…] or rate + mean membrane [2, N…]); when the final membrane is asked for, the main op
 //! leaves it in a [`StateSlot`] during its forward pass and [`LifStateOp`] — applied right after
 //! to the same operands — returns it as its own output with its own backward.
 
-use super::kernel::{self, Input, Main, Params};
+use super::coefs::{with_coefs, Params};
+use super::kernel::{self, Grads, Input, Main};
 use super::reset::with_reset;
 use super::surrogate::with_surrogate;
 use super::LifConfig;
@@ -102,18 +104,16 @@ impl LifOp {
         }
     }
 
-    /// The main output, and the final membrane when a slot waits for it.
-    fn run<T: Real>(&self, inp: &Input<'_, T>) -> (Vec<T>, Option<Vec<T>>) {
+    /// The main output, and the final membrane when a slot waits for it; `params` the packed
+    /// learnable parameters, if any.
+    fn run<T: Real>(&self, inp: &Input<'_, T>, params: Option<&[T]>) -> (Vec<T>, Option<Vec<T>>) {
         let main = self.form.main();
         let mut out = vec![T::zero(); main.len(inp.steps, inp.n)];
         let mut fin = self.slot.as_ref().map(|_| vec![T::zero(); inp.n]);
-        with_reset!(self.cfg.reset, |R| kernel::forward::<T, R>(
-            self.params(),
-            inp,
-            main,
-            &mut out,
-            fin.as_deref_mut()
-        ));
+        let fixed = self.params::<T>();
+        with_reset!(self.cfg.reset, |R| with_coefs!(params, fixed, |c| {
+            kernel::forward::<T, R, _>(c, inp, main, &mut out, fin.as_deref_mut())
+        }));
         if let Some(m) = &self.dropout {
             m.apply_in_place(&mut out[..inp.steps * inp.n]);
         }
@@ -122,9 +122,13 @@ impl LifOp {
 
     fn check(&self, l1: &Layout, l3: &Layout, name: &str) -> candle_core::Result<()> {
         let (steps, n) = self.sizes(l1.dims());
-        if l3.shape().elem_count() != 0 {
-            candle_core::bail!("{name}: the LIF op takes no parameter operand yet");
-        }
+        pairs_of(
+            self.form,
+            l1.dims(),
+            self.steps,
+            l3.shape().elem_count(),
+            name,
+        )?;
         if let Some(m) = &self.dropout {
             if !m.fits(steps * n) {
                 candle_core::bail!(
@@ -141,25 +145,61 @@ impl LifOp {
         &self,
         x: &Tensor,
         state: &Tensor,
+        params: &Tensor,
         g: &Tensor,
         of: Output,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (ns, np) = (state.elem_count(), params.elem_count());
         let op = LifBwdOp {
             fwd: self.clone(),
             of,
+            state_len: ns,
         };
-        let packed =
-            x.contiguous()?
-                .apply_op3_no_bwd(&state.contiguous()?, &g.contiguous()?, &op)?;
+        // candle's ops take three operands: the state and the parameters travel together.
+        let both = match (ns, np) {
+            (_, 0) => state.contiguous()?,
+            (0, _) => params.contiguous()?,
+            _ => Tensor::cat(&[state.flatten_all()?, params.flatten_all()?], 0)?,
+        };
+        let packed = x
+            .contiguous()?
+            .apply_op3_no_bwd(&both, &g.contiguous()?, &op)?;
         let nx = x.elem_count();
-        if state.elem_count() == 0 {
+        if ns == 0 && np == 0 {
             return Ok((Some(packed.reshape(x.shape())?), None, None));
         }
         let dx = packed.narrow(0, 0, nx)?.reshape(x.shape())?;
-        let ds = packed
-            .narrow(0, nx, state.elem_count())?
-            .reshape(state.shape())?;
-        Ok((Some(dx), Some(ds), None))
+        let ds = match ns {
+            0 => None,
+            _ => Some(packed.narrow(0, nx, ns)?.reshape(state.shape())?),
+        };
+        let dp = match np {
+            0 => None,
+            _ => Some(packed.narrow(0, nx + ns, np)?.reshape(params.shape())?),
+        };
+        Ok((Some(dx), ds, dp))
+    }
+}
+
+/// How many (β, θ) pairs a parameter operand of `len` values holds for an input of `dims`:
+/// 0 (none), 1 (shared), or the last neuron dim F.
+pub(crate) fn pairs_of(
+    form: Form,
+    dims: &[usize],
+    steps: usize,
+    len: usize,
+    what: &str,
+) -> candle_core::Result<usize> {
+    let (_, neurons) = form.split(dims, steps);
+    let f = neurons.last().copied().unwrap_or(1);
+    match len {
+        0 => Ok(0),
+        2 => Ok(1),
+        l if l == 2 * f => Ok(f),
+        l => candle_core::bail!(
+            "{what}: {l} parameter values; expected 2 (a shared β, θ) or {} (β, θ per feature of {f})",
+            2 * f
+        ),
     }
 }
 
@@ -193,7 +233,7 @@ impl CustomOp3 for LifOp {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        _s3: &CpuStorage,
+        s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         self.check(l1, l3, self.name())?;
@@ -206,7 +246,11 @@ impl CustomOp3 for LifOp {
                 dims,
                 state_slice(s2, l2, n, self.name())?,
             );
-            let (out, fin) = self.run(&inp);
+            let params = match l3.shape().elem_count() {
+                0 => None,
+                _ => Some(contiguous_slice::<T>(s3, l3, self.name())?),
+            };
+            let (out, fin) = self.run(&inp, params);
             (T::storage(out), fin.map(T::storage))
         });
         if let (Some(slot), Some(fin)) = (&self.slot, fin) {
@@ -219,11 +263,11 @@ impl CustomOp3 for LifOp {
         &self,
         x: &Tensor,
         state: &Tensor,
-        _params: &Tensor,
+        params: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.backward(x, state, grad, Output::Main)
+        self.backward(x, state, params, grad, Output::Main)
     }
 }
 
@@ -264,11 +308,11 @@ impl CustomOp3 for LifStateOp {
         &self,
         x: &Tensor,
         state: &Tensor,
-        _params: &Tensor,
+        params: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.main.backward(x, state, grad, Output::State)
+        self.main.backward(x, state, params, grad, Output::State)
     }
 }
 
@@ -279,16 +323,18 @@ enum Output {
     State,
 }
 
-/// The fused backward: (currents, state, gradient of one output) →
-/// [dL/dI | dL/dU_{−1} when a state was given].
+/// The fused backward: (currents, [state | parameters] as given to the forward, gradient of one
+/// output) → [dL/dI | dL/dU_{−1} when a state was given | dL/dβ, dL/dθ when parameters were].
 #[derive(Debug, Clone)]
 struct LifBwdOp {
     fwd: LifOp,
     of: Output,
+    /// Elements of the state part of operand 2 (0 or n); the rest is the parameters.
+    state_len: usize,
 }
 
 impl LifBwdOp {
-    fn run<T: Real>(&self, inp: &Input<'_, T>, g: &[T]) -> Vec<T> {
+    fn run<T: Real>(&self, inp: &Input<'_, T>, params: Option<&[T]>, g: &[T]) -> Vec<T> {
         let f = &self.fwd;
         let (steps, n) = (inp.steps, inp.n);
         let masked;
@@ -304,21 +350,28 @@ impl LifBwdOp {
         };
         let g_state = (self.of == Output::State).then_some(g);
         let nx = inp.cur.len();
-        let mut out = vec![T::zero(); nx + if inp.mem0.is_some() { n } else { 0 }];
+        let ns = if inp.mem0.is_some() { n } else { 0 };
+        // Room for the parameter gradients too, so that appending them does not copy dL/dI.
+        let np = params.map_or(0, <[T]>::len);
+        let mut out = Vec::with_capacity(nx + ns + np);
+        out.resize(nx + ns, T::zero());
+        let mut parts = vec![T::zero(); if params.is_some() { 2 * n } else { 0 }];
         let (dcur, dmem0) = out.split_at_mut(nx);
-        let dmem0 = inp.mem0.map(|_| dmem0);
-        with_reset!(f.cfg.reset, |R| with_surrogate!(&f.cfg.surrogate, |s| {
-            kernel::backward::<T, R, _>(
-                f.params(),
-                s,
-                inp,
-                f.form.main(),
-                g_main,
-                g_state,
-                dcur,
-                dmem0,
-            )
+        let grads = Grads {
+            dcur,
+            dmem0: inp.mem0.map(|_| dmem0),
+            dparams: params.map(|_| &mut parts[..]),
+        };
+        let fixed = f.params::<T>();
+        let pairs = with_reset!(f.cfg.reset, |R| with_surrogate!(&f.cfg.surrogate, |s| {
+            with_coefs!(params, fixed, |c| {
+                kernel::backward::<T, R, _, _>(c, s, inp, f.form.main(), g_main, g_state, grads);
+                super::coefs::Coefs::<T>::pairs(c)
+            })
         }));
+        if params.is_some() {
+            out.extend(kernel::reduce_pairs(&parts, n, pairs));
+        }
         out
     }
 }
@@ -349,16 +402,24 @@ impl CustomOp3 for LifBwdOp {
                 l3.shape().elem_count()
             );
         }
-        let has_state = l2.shape().elem_count() != 0;
+        let ns = self.state_len;
+        let np = l2.shape().elem_count().saturating_sub(ns);
+        pairs_of(self.fwd.form, dims, self.fwd.steps, np, "lif-bwd")?;
         let out = float_kernel!("lif-bwd", s1.dtype(), |T| {
-            let inp = self.fwd.input::<T>(
-                contiguous_slice(s1, l1, "lif-bwd: currents")?,
-                dims,
-                state_slice(s2, l2, n, "lif-bwd: state")?,
-            );
-            self.run(&inp, contiguous_slice(s3, l3, "lif-bwd: grad")?)
+            let both = contiguous_slice::<T>(s2, l2, "lif-bwd: state and parameters")?;
+            let (state, params) = both.split_at(ns.min(both.len()));
+            let state = match state.len() {
+                0 => None,
+                c if c == n => Some(state),
+                c => candle_core::bail!("lif-bwd: a state of {c} values for {n} neurons"),
+            };
+            let inp =
+                self.fwd
+                    .input::<T>(contiguous_slice(s1, l1, "lif-bwd: currents")?, dims, state);
+            let params = (!params.is_empty()).then_some(params);
+            self.run(&inp, params, contiguous_slice(s3, l3, "lif-bwd: grad")?)
         });
-        let len = l1.shape().elem_count() + if has_state { n } else { 0 };
+        let len = l1.shape().elem_count() + ns + np;
         Ok((out, Shape::from(len)))
     }
 }

@@ -5,7 +5,7 @@
 
 use super::reset::{with_reset, Reset};
 use super::surrogate::{with_surrogate, SurrogateFn};
-use super::{LifConfig, LifState, RateOutput, Surrogate};
+use super::{LifConfig, LifParams, LifState, RateOutput, Surrogate};
 use crate::error::Result;
 use candle_core::Tensor;
 
@@ -19,7 +19,7 @@ pub fn heaviside(x: &Tensor, surrogate: &Surrogate) -> Result<Tensor> {
     Ok((h + (&t - t.detach())?)?)
 }
 
-fn step_with<R: Reset>(u: &Tensor, i: &Tensor, cfg: &LifConfig) -> Result<(Tensor, Tensor)> {
+fn step_fixed<R: Reset>(u: &Tensor, i: &Tensor, cfg: &LifConfig) -> Result<(Tensor, Tensor)> {
     let th = cfg.threshold;
     // r_t = H(U_{t−1} − θ), detached.
     let r = (u - th)?.gt(0.0)?.to_dtype(u.dtype())?;
@@ -28,9 +28,39 @@ fn step_with<R: Reset>(u: &Tensor, i: &Tensor, cfg: &LifConfig) -> Result<(Tenso
     Ok((nu, s))
 }
 
+/// The step with β and θ as tensors: the gradient reaches them through the membrane (β, and θ
+/// in the subtract reset) and through the spike's shift U − θ.
+fn step_learned<R: Reset>(
+    u: &Tensor,
+    i: &Tensor,
+    cfg: &LifConfig,
+    p: &LifParams,
+) -> Result<(Tensor, Tensor)> {
+    let r = u
+        .broadcast_sub(&p.threshold)?
+        .gt(0.0)?
+        .to_dtype(u.dtype())?;
+    let nu = R::step_tensor_var(&p.beta, &p.threshold, &r, u, i)?;
+    let s = heaviside(&nu.broadcast_sub(&p.threshold)?, &cfg.surrogate)?;
+    Ok((nu, s))
+}
+
 /// One step: (U_{t−1}, I_t) → (U_t, S_t).
 pub fn step(u: &Tensor, i: &Tensor, cfg: &LifConfig) -> Result<(Tensor, Tensor)> {
-    with_reset!(cfg.reset, |R| step_with::<R>(u, i, cfg))
+    step_with(u, i, cfg, None)
+}
+
+/// [`step`] with learned β and θ when given.
+pub fn step_with(
+    u: &Tensor,
+    i: &Tensor,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+) -> Result<(Tensor, Tensor)> {
+    with_reset!(cfg.reset, |R| match params {
+        None => step_fixed::<R>(u, i, cfg),
+        Some(p) => step_learned::<R>(u, i, cfg, p),
+    })
 }
 
 fn start(like: &Tensor, state: Option<&LifState>) -> Result<Tensor> {
@@ -46,11 +76,21 @@ pub fn spikes(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    spikes_with(currents, cfg, None, state)
+}
+
+/// Per-step [`super::spikes_with`].
+pub fn spikes_with(
+    currents: &Tensor,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
     let steps = currents.dim(0)?;
     let mut u = start(&currents.get(0)?, state)?;
     let mut out = Vec::with_capacity(steps);
     for t in 0..steps {
-        let (nu, s) = step(&u, &currents.get(t)?, cfg)?;
+        let (nu, s) = step_with(&u, &currents.get(t)?, cfg, params)?;
         u = nu;
         out.push(s);
     }
@@ -63,12 +103,22 @@ pub fn rate(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(RateOutput, LifState)> {
+    rate_with(currents, cfg, None, state)
+}
+
+/// Per-step [`super::rate_with`].
+pub fn rate_with(
+    currents: &Tensor,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(RateOutput, LifState)> {
     let steps = currents.dim(0)?;
     let mut u = start(&currents.get(0)?, state)?;
     let mut count = u.zeros_like()?;
     let mut usum = u.zeros_like()?;
     for t in 0..steps {
-        let (nu, s) = step(&u, &currents.get(t)?, cfg)?;
+        let (nu, s) = step_with(&u, &currents.get(t)?, cfg, params)?;
         count = (count + s)?;
         usum = (usum + nu.detach())?;
         u = nu;
@@ -88,10 +138,21 @@ pub fn const_spikes(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    const_spikes_with(current, steps, cfg, None, state)
+}
+
+/// Per-step [`super::const_spikes_with`].
+pub fn const_spikes_with(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
     let mut u = start(current, state)?;
     let mut out = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let (nu, s) = step(&u, current, cfg)?;
+        let (nu, s) = step_with(&u, current, cfg, params)?;
         u = nu;
         out.push(s);
     }
@@ -105,10 +166,21 @@ pub fn const_rate(
     cfg: &LifConfig,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    const_rate_with(current, steps, cfg, None, state)
+}
+
+/// Per-step [`super::const_rate_with`].
+pub fn const_rate_with(
+    current: &Tensor,
+    steps: usize,
+    cfg: &LifConfig,
+    params: Option<&LifParams>,
+    state: Option<&LifState>,
+) -> Result<(Tensor, LifState)> {
     let mut u = start(current, state)?;
     let mut count = current.zeros_like()?;
     for _ in 0..steps {
-        let (nu, s) = step(&u, current, cfg)?;
+        let (nu, s) = step_with(&u, current, cfg, params)?;
         u = nu;
         count = (count + s)?;
     }

@@ -33,8 +33,21 @@ pub(crate) trait Reset: Copy + Send + Sync + 'static {
     fn step<T: Real>(beta: T, theta: T, r: T, u: T, i: T) -> T;
     /// ∂U_t/∂U_{t−1} with the reset detached, given r = H(U_{t−1} − θ).
     fn carry<T: Real>(beta: T, r: T) -> T;
+    /// ∂U_t/∂β given r and U_{t−1}.
+    fn dbeta<T: Real>(r: T, u: T) -> T;
+    /// ∂U_t/∂θ through the reset term (r itself detached), given r.
+    fn dtheta<T: Real>(r: T) -> T;
     /// [`Reset::step`] as candle ops (the reference), `r` as a 0/1 tensor.
     fn step_tensor(beta: f64, theta: f64, r: &Tensor, u: &Tensor, i: &Tensor) -> Result<Tensor>;
+    /// [`Reset::step`] as candle ops with β and θ as tensors broadcast over the neurons (the
+    /// reference of learnable parameters; the same arithmetic order as the kernels).
+    fn step_tensor_var(
+        beta: &Tensor,
+        theta: &Tensor,
+        r: &Tensor,
+        u: &Tensor,
+        i: &Tensor,
+    ) -> Result<Tensor>;
 }
 
 /// [`ResetMechanism::Subtract`].
@@ -56,8 +69,25 @@ impl Reset for Subtract {
     fn carry<T: Real>(beta: T, _r: T) -> T {
         beta
     }
+    #[inline(always)]
+    fn dbeta<T: Real>(_r: T, u: T) -> T {
+        u
+    }
+    #[inline(always)]
+    fn dtheta<T: Real>(r: T) -> T {
+        T::zero() - r
+    }
     fn step_tensor(beta: f64, theta: f64, r: &Tensor, u: &Tensor, i: &Tensor) -> Result<Tensor> {
         (u.affine(beta, 0.0)? + i)? - r.affine(theta, 0.0)?
+    }
+    fn step_tensor_var(
+        beta: &Tensor,
+        theta: &Tensor,
+        r: &Tensor,
+        u: &Tensor,
+        i: &Tensor,
+    ) -> Result<Tensor> {
+        (u.broadcast_mul(beta)? + i)? - r.broadcast_mul(theta)?
     }
 }
 
@@ -70,8 +100,25 @@ impl Reset for ToZero {
     fn carry<T: Real>(beta: T, r: T) -> T {
         beta * (T::one() - r)
     }
+    #[inline(always)]
+    fn dbeta<T: Real>(r: T, u: T) -> T {
+        (T::one() - r) * u
+    }
+    #[inline(always)]
+    fn dtheta<T: Real>(_r: T) -> T {
+        T::zero()
+    }
     fn step_tensor(beta: f64, _theta: f64, r: &Tensor, u: &Tensor, i: &Tensor) -> Result<Tensor> {
         (u * r.affine(-1.0, 1.0)?)?.affine(beta, 0.0)? + i
+    }
+    fn step_tensor_var(
+        beta: &Tensor,
+        _theta: &Tensor,
+        r: &Tensor,
+        u: &Tensor,
+        i: &Tensor,
+    ) -> Result<Tensor> {
+        (u * r.affine(-1.0, 1.0)?)?.broadcast_mul(beta)? + i
     }
 }
 
@@ -84,8 +131,25 @@ impl Reset for NoReset {
     fn carry<T: Real>(beta: T, _r: T) -> T {
         beta
     }
+    #[inline(always)]
+    fn dbeta<T: Real>(_r: T, u: T) -> T {
+        u
+    }
+    #[inline(always)]
+    fn dtheta<T: Real>(_r: T) -> T {
+        T::zero()
+    }
     fn step_tensor(beta: f64, _theta: f64, _r: &Tensor, u: &Tensor, i: &Tensor) -> Result<Tensor> {
         u.affine(beta, 0.0)? + i
+    }
+    fn step_tensor_var(
+        beta: &Tensor,
+        _theta: &Tensor,
+        _r: &Tensor,
+        u: &Tensor,
+        i: &Tensor,
+    ) -> Result<Tensor> {
+        u.broadcast_mul(beta)? + i
     }
 }
 
