@@ -12,7 +12,7 @@
 //! Keys: `q`, `k`, `v`, `o` (`.weight` `[D, D]`, `.bias` `[D]`).
 
 use crate::error::{LayerError, Result};
-use crate::lif::{self, LifConfig};
+use crate::lif::{self, LearnedLif, LifConfig};
 use crate::nn::{check_width, Linear};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -115,6 +115,8 @@ pub struct MultiHeadSpikingAttention {
     v: Linear,
     o: Linear,
     cfg: AttentionConfig,
+    /// The learned β/θ shared by the q, k and v spikes, when the config learns them.
+    learned: Option<LearnedLif>,
 }
 
 impl MultiHeadSpikingAttention {
@@ -131,12 +133,17 @@ impl MultiHeadSpikingAttention {
         }
         cfg.lif.validate()?;
         let d = cfg.d_model;
+        let learned = match cfg.lif.learns() {
+            true => Some(LearnedLif::new(&cfg.lif, d, vb.pp("lif"))?),
+            false => None,
+        };
         Ok(MultiHeadSpikingAttention {
             q: Linear::new(d, d, vb.pp("q"))?,
             k: Linear::new(d, d, vb.pp("k"))?,
             v: Linear::new(d, d, vb.pp("v"))?,
             o: Linear::new(d, d, vb.pp("o"))?,
             cfg: cfg.clone(),
+            learned,
         })
     }
 
@@ -148,6 +155,7 @@ impl MultiHeadSpikingAttention {
             v: self.v.detached(),
             o: self.o.detached(),
             cfg: self.cfg.clone(),
+            learned: self.learned.as_ref().map(LearnedLif::detached),
         }
     }
 
@@ -157,7 +165,12 @@ impl MultiHeadSpikingAttention {
     }
 
     fn rate(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
-        lif::stateless::const_rate(&lin.forward(x)?, self.cfg.spike_steps, &self.cfg.lif)
+        let cur = lin.forward(x)?;
+        let p = match &self.learned {
+            Some(l) => l.params(cur.dtype(), cur.device())?,
+            None => None,
+        };
+        lif::stateless::const_rate(&cur, self.cfg.spike_steps, &self.cfg.lif, p.as_ref())
     }
 
     /// [B, L, D] → [B, heads, L, dh].

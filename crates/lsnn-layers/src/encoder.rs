@@ -14,7 +14,7 @@
 //! and [`SpikingEncoder::spikes`] take an explicit [`Mode`] and return the mean membrane too.
 
 use crate::error::Result;
-use crate::lif::{self, LifConfig};
+use crate::lif::{self, LearnedLif, LifConfig, LifParams};
 use crate::nn::{check_width, DropoutRng, Linear, Mode};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
@@ -129,17 +129,28 @@ pub struct SpikingEncoder {
     fc2: Linear,
     cfg: SpikingEncoderConfig,
     rng: DropoutRng,
+    /// The learned β/θ of the first and second LIF layers, when the config learns them.
+    learned: Option<(LearnedLif, LearnedLif)>,
 }
 
 impl SpikingEncoder {
-    /// Creates the encoder's weights through `vb` (`fc1`, `fc2`).
+    /// Creates the encoder's weights through `vb` (`fc1`, `fc2`, and `lif1`, `lif2` for a
+    /// learned β or θ, see [`LearnedLif::new`]).
     pub fn new(cfg: &SpikingEncoderConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        let learned = match cfg.lif.learns() {
+            true => Some((
+                LearnedLif::new(&cfg.lif, cfg.hidden_units(), vb.pp("lif1"))?,
+                LearnedLif::new(&cfg.lif, cfg.units, vb.pp("lif2"))?,
+            )),
+            false => None,
+        };
         Ok(SpikingEncoder {
             fc1: Linear::new(cfg.in_dim, cfg.hidden_units(), vb.pp("fc1"))?,
             fc2: Linear::new(cfg.hidden_units(), cfg.units, vb.pp("fc2"))?,
             cfg: cfg.clone(),
             rng: DropoutRng::new(cfg.seed),
+            learned,
         })
     }
 
@@ -150,6 +161,18 @@ impl SpikingEncoder {
             fc2: self.fc2.detached(),
             cfg: self.cfg.clone(),
             rng: self.rng.clone(),
+            learned: self
+                .learned
+                .as_ref()
+                .map(|(a, b)| (a.detached(), b.detached())),
+        }
+    }
+
+    /// The learned β/θ of LIF layer 1 or 2 for a call on `x` (none when fixed).
+    fn params(&self, layer: usize, x: &Tensor) -> Result<Option<LifParams>> {
+        match &self.learned {
+            Some((a, b)) => [a, b][layer - 1].params(x.dtype(), x.device()),
+            None => Ok(None),
         }
     }
 
@@ -180,7 +203,9 @@ impl SpikingEncoder {
             Mode::Train(rng) if self.cfg.dropout > 0.0 => Some((self.cfg.dropout, &mut **rng)),
             _ => None,
         };
-        let s1 = lif::stateless::const_spikes(&i1, self.cfg.steps, &self.cfg.lif, dropout)?;
+        let p1 = self.params(1, &i1)?;
+        let s1 =
+            lif::stateless::const_spikes(&i1, self.cfg.steps, &self.cfg.lif, p1.as_ref(), dropout)?;
         Ok(self.fc2.forward(&s1)?)
     }
 
@@ -192,7 +217,8 @@ impl SpikingEncoder {
 
     pub(crate) fn rate_unchecked(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         let i2 = self.second_current(x, mode)?;
-        let r = lif::stateless::rate(&i2, &self.cfg.lif)?;
+        let p2 = self.params(2, &i2)?;
+        let r = lif::stateless::rate(&i2, &self.cfg.lif, p2.as_ref())?;
         Ok(EncoderOutput {
             spikes: r.rate,
             mean_mem: r.mean_mem,
@@ -203,8 +229,10 @@ impl SpikingEncoder {
     pub fn spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         crate::nn::check_finite(x, "encoder input")?;
         let i2 = self.second_current(x, mode)?;
-        let s2 = lif::stateless::spikes(&i2, &self.cfg.lif)?;
-        let mean_mem = lif::stateless::rate(&i2.detach(), &self.cfg.lif)?.mean_mem;
+        let p2 = self.params(2, &i2)?;
+        let s2 = lif::stateless::spikes(&i2, &self.cfg.lif, p2.as_ref())?;
+        let p2d = p2.map(|p| LifParams::new(p.beta.detach(), p.threshold.detach()));
+        let mean_mem = lif::stateless::rate(&i2.detach(), &self.cfg.lif, p2d.as_ref())?.mean_mem;
         Ok(EncoderOutput {
             spikes: s2.transpose(0, 1)?.contiguous()?,
             mean_mem,

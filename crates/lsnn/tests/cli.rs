@@ -298,12 +298,15 @@ fn assert_below_bigram(out: &str) {
 }
 
 #[test]
-fn a_non_default_surrogate_trains_the_built_in_task_below_the_bigram_baseline() {
+fn a_learnable_non_default_surrogate_encoder_trains_below_the_bigram_baseline() {
     let d = scratch("surrogate");
     let mut v: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
     v["surrogate"] = "spike_rate_escape".into();
     v["surrogate_slope"] = 5.0.into();
     v["surrogate_beta"] = 2.0.into();
+    v["learn_beta"] = "per_neuron".into();
+    v["beta_form"] = "sigmoid".into();
+    v["learn_threshold"] = "shared".into();
     v["num_epochs"] = 1.into();
     std::fs::write(d.join("sre.json"), v.to_string()).unwrap();
     let out = ok(&lsnn(
@@ -314,6 +317,31 @@ fn a_non_default_surrogate_trains_the_built_in_task_below_the_bigram_baseline() 
     let cfg = saved_config(&d.join("run"));
     assert_eq!(cfg["surrogate"], "spike_rate_escape");
     assert_eq!(cfg["surrogate_beta"], 2.0);
+    assert_eq!(cfg["learn_beta"], "per_neuron");
+    assert_eq!(cfg["beta_form"], "sigmoid");
+    // The learned β and θ are the model's own variables, saved with it, and training moved them.
+    let current = std::fs::read_to_string(d.join("run/CURRENT")).unwrap();
+    let model =
+        std::fs::read(d.join("run").join(current.trim()).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&model).unwrap();
+    let logit = st.tensor("blocks.0.encoder.lif1.beta_logit").unwrap();
+    let theta = st.tensor("blocks.0.encoder.lif2.threshold").unwrap();
+    assert_eq!(theta.shape(), [1]);
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let (beta, th0) = (
+        cfg["beta"].as_f64().unwrap() as f32,
+        cfg["spike_threshold"].as_f64().unwrap() as f32,
+    );
+    let start = (beta / (1.0 - beta)).ln();
+    assert!(
+        f32s(logit.data()).iter().any(|w| (w - start).abs() > 1e-4),
+        "β moved"
+    );
+    assert!((f32s(theta.data())[0] - th0).abs() > 1e-5, "θ moved");
     std::fs::remove_dir_all(&d).unwrap();
 }
 

@@ -6,7 +6,7 @@ use crate::attention::AttentionConfig;
 use crate::block::BlockConfig;
 use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
-use crate::lif::{LifConfig, ResetMechanism, Surrogate};
+use crate::lif::{BetaForm, Learn, LifConfig, ResetMechanism, Surrogate};
 use crate::wiring::AutoNcpConfig;
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +101,17 @@ pub struct ModelConfig {
     /// spike_rate_escape's β (default 1; absent from files that do not set it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub surrogate_beta: Option<f64>,
+    /// Whether the encoders' and attention's LIF decay β is learned: `"fixed"` (default),
+    /// `"shared"` or `"per_neuron"` (snnTorch's `learn_beta`); absent from files at its default.
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_beta: Learn,
+    /// Whether their threshold θ is learned, as for β (snnTorch's `learn_threshold`).
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_threshold: Learn,
+    /// A learned β's form: `"direct"` (default; an update taking it out of (0, 1] is an error)
+    /// or `"sigmoid"` (β = sigmoid(w), SpikingJelly's parametric LIF).
+    #[serde(skip_serializing_if = "BetaForm::is_direct")]
+    pub beta_form: BetaForm,
     /// Label smoothing of the training objective.
     pub label_smoothing: f64,
     /// Dropout on each encoder's first spike train (the original's fixed 0.2).
@@ -166,6 +177,9 @@ impl Default for ModelConfig {
             ncp_seed: None,
             surrogate_width: None,
             surrogate_beta: None,
+            learn_beta: Learn::Fixed,
+            learn_threshold: Learn::Fixed,
+            beta_form: BetaForm::Direct,
         }
     }
 }
@@ -429,6 +443,8 @@ impl ModelConfig {
             .with_threshold(self.spike_threshold)
             .with_reset(self.reset_mechanism)
             .with_surrogate(surrogate)
+            .with_learn_beta(self.learn_beta, self.beta_form)
+            .with_learn_threshold(self.learn_threshold)
     }
 
     /// The block configuration.
