@@ -22,14 +22,13 @@ fn parse_part<T: DeserializeOwned>(part: Map<String, Value>, whole: &str) -> Res
         if let Err(e) = serde_json::from_value::<T>(Value::Object(alone)) {
             let message = e.to_string();
             if !message.starts_with("missing field") {
-                // serde quotes the bad value whole: clip it like the value itself.
+                // serde quotes the bad value whole: clip it where it appears, like the value
+                // itself, but keep the rest (the list of accepted values) whole.
+                let raw = v.as_str().map_or_else(|| v.to_string(), String::from);
+                let message = message.replace(&raw, &crate::error::clip(&raw));
                 return Err(TrainError::Config {
                     field: crate::error::clip(k),
-                    message: format!(
-                        "{}; {}",
-                        crate::error::clip(&v.to_string()),
-                        crate::error::clip(&message)
-                    ),
+                    message: format!("{}; {}", crate::error::clip(&v.to_string()), message),
                 });
             }
         }
