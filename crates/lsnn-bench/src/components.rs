@@ -9,7 +9,7 @@ use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode, CfcState, WiredCfc, WiredCfcConfig};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::kernel::composed;
-use lsnn_layers::lif::{self, reference, LifConfig};
+use lsnn_layers::lif::{self, reference, LifConfig, LifParams, Surrogate};
 use lsnn_layers::wiring::AutoNcpConfig;
 use lsnn_layers::{Mode, SeededInit, SeededRng};
 use lsnn_memory::{alloc, PeakWindow};
@@ -245,6 +245,65 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
                 wired.states(&s, None, Some(&wst))?.sum_all()?.backward()?;
                 Ok(())
             })
+        },
+        reps,
+    )?);
+    out.extend(lif_spikes(&lif_cfg, reps)?);
+    Ok(out)
+}
+
+/// The multi-step LIF form at T = 8, N = 512 × 128: each surrogate fused against its per-step
+/// reference, and learned per-feature β and θ against the fixed parameters (the "reference"
+/// of that entry is the fixed fused op, so its speedup is fixed / learned time).
+fn lif_spikes(base: &LifConfig, reps: usize) -> Result<Vec<ComponentReport>> {
+    let dev = Device::Cpu;
+    let xs = Var::from_tensor(&SeededRng::new(11).normal_tensor(
+        (8, 512, 128),
+        0.5,
+        1.0,
+        DType::F32,
+        &dev,
+    )?)?;
+    let x = xs.as_tensor();
+    let mut out = Vec::new();
+    for s in Surrogate::all_defaults() {
+        let cfg = base.with_surrogate(s);
+        let kind = serde_json::to_value(s).map_err(|e| crate::BenchError::Other(e.to_string()))?
+            ["kind"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        out.push(measure(
+            &format!("lif-spikes {kind} T=8 N=65536"),
+            &mut || {
+                lif::spikes(x, &cfg, None)?.0.sum_all()?.backward()?;
+                Ok(())
+            },
+            &mut || {
+                reference::spikes(x, &cfg, None)?.0.sum_all()?.backward()?;
+                Ok(())
+            },
+            reps,
+        )?);
+    }
+    let var = |v: f32| -> Result<Tensor> {
+        Ok(Var::from_tensor(&Tensor::full(v, 128, &dev)?)?
+            .as_tensor()
+            .clone())
+    };
+    let p = LifParams::new(var(base.beta as f32)?, var(base.threshold as f32)?);
+    out.push(measure(
+        "lif-spikes learned per-feature vs fixed T=8 N=65536",
+        &mut || {
+            lif::spikes_with(x, base, Some(&p), None)?
+                .0
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        &mut || {
+            lif::spikes(x, base, None)?.0.sum_all()?.backward()?;
+            Ok(())
         },
         reps,
     )?);

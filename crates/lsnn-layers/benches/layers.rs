@@ -5,13 +5,13 @@
 //! Run: `cargo bench -p lsnn-layers --bench layers`
 //! Single-threaded figures: `RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 cargo bench ...`
 
-use candle_core::{DType, Device, Module, Var};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::kernel::composed;
-use lsnn_layers::lif::{self, reference, LifConfig};
+use lsnn_layers::lif::{self, reference, LifConfig, LifParams};
 use lsnn_layers::{Mode, SeededInit, SeededRng};
 
 fn lif_cfg() -> LifConfig {
@@ -121,6 +121,42 @@ fn bench_surrogates(c: &mut Criterion) {
     g.finish();
 }
 
+/// Learned β and θ (shared, and one pair per feature of [T, 512, 128]) against the fixed
+/// parameters, fused forward + backward at T = 8, N = 65,536, the parameter gradients included.
+fn bench_learnable(c: &mut Criterion) {
+    let mut rng = SeededRng::new(12);
+    let xs = Var::from_tensor(
+        &rng.normal_tensor((8, 512, 128), 0.5, 1.0, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let cfg = lif_cfg();
+    let param =
+        |n: usize, v: f32| Var::from_tensor(&Tensor::full(v, n, &Device::Cpu).unwrap()).unwrap();
+    let shared = (param(1, 0.95), param(1, 1.0));
+    let per_feature = (param(128, 0.95), param(128, 1.0));
+    let mut g = c.benchmark_group("lif_spikes_learnable_T8_N65536_fwd_bwd");
+    g.sample_size(10);
+    g.bench_function("fixed", |b| {
+        b.iter(|| {
+            let s = lif::spikes(xs.as_tensor(), &cfg, None).unwrap().0;
+            s.sum_all().unwrap().backward().unwrap()
+        })
+    });
+    for (name, (beta, theta)) in [("shared", &shared), ("per_feature", &per_feature)] {
+        let p = LifParams::new(beta.as_tensor().clone(), theta.as_tensor().clone());
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let s = lif::spikes_with(xs.as_tensor(), &cfg, Some(&p), None)
+                    .unwrap()
+                    .0;
+                s.sum_all().unwrap().backward().unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_encoder(c: &mut Criterion) {
     let cfg = SpikingEncoderConfig::new(128, 64)
         .with_steps(4)
@@ -205,6 +241,6 @@ fn bench_attention(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_lif, bench_surrogates, bench_encoder, bench_attention
+    targets = bench_lif, bench_surrogates, bench_learnable, bench_encoder, bench_attention
 }
 criterion_main!(benches);
