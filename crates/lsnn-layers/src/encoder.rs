@@ -168,10 +168,11 @@ impl SpikingEncoder {
         }
     }
 
-    /// The learned β/θ of LIF layer 1 or 2 for a call on `x` (none when fixed).
-    fn params(&self, layer: usize, x: &Tensor) -> Result<Option<LifParams>> {
+    /// The learned β/θ of the first (`second` false) or second LIF layer for a call on `x`
+    /// (none when fixed).
+    fn params(&self, second: bool, x: &Tensor) -> Result<Option<LifParams>> {
         match &self.learned {
-            Some((a, b)) => [a, b][layer - 1].params(x.dtype(), x.device()),
+            Some((a, b)) => (if second { b } else { a }).params(x.dtype(), x.device()),
             None => Ok(None),
         }
     }
@@ -203,7 +204,7 @@ impl SpikingEncoder {
             Mode::Train(rng) if self.cfg.dropout > 0.0 => Some((self.cfg.dropout, &mut **rng)),
             _ => None,
         };
-        let p1 = self.params(1, &i1)?;
+        let p1 = self.params(false, &i1)?;
         let s1 =
             lif::stateless::const_spikes(&i1, self.cfg.steps, &self.cfg.lif, p1.as_ref(), dropout)?;
         Ok(self.fc2.forward(&s1)?)
@@ -217,7 +218,7 @@ impl SpikingEncoder {
 
     pub(crate) fn rate_unchecked(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         let i2 = self.second_current(x, mode)?;
-        let p2 = self.params(2, &i2)?;
+        let p2 = self.params(true, &i2)?;
         let r = lif::stateless::rate(&i2, &self.cfg.lif, p2.as_ref())?;
         Ok(EncoderOutput {
             spikes: r.rate,
@@ -229,7 +230,7 @@ impl SpikingEncoder {
     pub fn spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         crate::nn::check_finite(x, "encoder input")?;
         let i2 = self.second_current(x, mode)?;
-        let p2 = self.params(2, &i2)?;
+        let p2 = self.params(true, &i2)?;
         let s2 = lif::stateless::spikes(&i2, &self.cfg.lif, p2.as_ref())?;
         let p2d = p2.map(|p| LifParams::new(p.beta.detach(), p.threshold.detach()));
         let mean_mem = lif::stateless::rate(&i2.detach(), &self.cfg.lif, p2d.as_ref())?.mean_mem;

@@ -75,8 +75,9 @@ impl Leaves {
 }
 
 /// One form with learned β (`beta_pairs` values) and θ (`theta_pairs`), from a random initial
-/// membrane, fused and reference: the main output and final membrane bit for bit, and the
-/// gradients of sum(out·w) + sum(mem·w2) for currents, membrane, β and θ within 1e-9.
+/// membrane (`with_state`) or from zero, fused and reference: the main output (and the rate
+/// form's mean membrane) and the final membrane bit for bit, and the gradients of
+/// sum(out·w) + sum(mem·w2) for currents, membrane, β and θ within 1e-9.
 #[allow(clippy::too_many_arguments)]
 fn learned_vs_reference(
     form: Form,
@@ -85,6 +86,7 @@ fn learned_vs_reference(
     cfg: &LifConfig,
     beta_pairs: usize,
     theta_pairs: usize,
+    with_state: bool,
     seed: u64,
 ) -> Result<f64, String> {
     let mut rng = SeededRng::new(seed);
@@ -106,17 +108,18 @@ fn learned_vs_reference(
     );
     let run = |l: &Leaves, fused: bool| -> (Tensor, Tensor) {
         let (x, p, s) = (l.x.as_tensor(), Some(l.params()), l.state());
-        let (p, s) = (p.as_ref(), Some(&s));
+        let (p, s) = (p.as_ref(), with_state.then_some(&s));
         let (out, st) = match (form, fused) {
             (Form::Spikes, true) => lif::spikes_with(x, cfg, p, s).unwrap(),
             (Form::Spikes, false) => reference::spikes_with(x, cfg, p, s).unwrap(),
+            // The rate and the (detached) mean membrane side by side.
             (Form::RateMem, true) => {
                 let (o, st) = lif::rate_with(x, cfg, p, s).unwrap();
-                (o.rate, st)
+                (Tensor::cat(&[o.rate, o.mean_mem], 0).unwrap(), st)
             }
             (Form::RateMem, false) => {
                 let (o, st) = reference::rate_with(x, cfg, p, s).unwrap();
-                (o.rate, st)
+                (Tensor::cat(&[o.rate, o.mean_mem], 0).unwrap(), st)
             }
             (Form::ConstSpikes, true) => lif::const_spikes_with(x, steps, cfg, p, s).unwrap(),
             (Form::ConstSpikes, false) => {
@@ -144,12 +147,13 @@ fn learned_vs_reference(
     };
     let gf = loss(&of, &mf).backward().unwrap();
     let gr = loss(&or, &mr).backward().unwrap();
-    for (what, a, b) in [
+    let leaves = [
         ("currents", &f.x, &r.x),
         ("membrane", &f.mem0, &r.mem0),
         ("beta", &f.beta, &r.beta),
         ("threshold", &f.theta, &r.theta),
-    ] {
+    ];
+    for (what, a, b) in leaves.iter().filter(|l| with_state || l.0 != "membrane") {
         let (ga, gb) = (gf.get(a.as_tensor()), gr.get(b.as_tensor()));
         let (ga, gb) = (
             ga.ok_or(format!("no fused {what} gradient"))?,
@@ -157,7 +161,12 @@ fn learned_vs_reference(
         );
         close(&format!("{form:?} d{what}"), ga, gb, 1e-9)?;
     }
-    Ok(of.mean_all().unwrap().to_scalar::<f64>().unwrap())
+    // The firing rate (the rate form's first half), so that callers can see spikes fire.
+    let spikes = match form {
+        Form::RateMem => of.narrow(0, 0, neurons[0]).unwrap(),
+        _ => of,
+    };
+    Ok(spikes.mean_all().unwrap().to_scalar::<f64>().unwrap())
 }
 
 fn neuron_dims() -> impl Strategy<Value = Vec<usize>> {
@@ -178,6 +187,7 @@ proptest! {
         reset in 0usize..3,
         surrogate in 0usize..SURROGATES.len(),
         per_feature in (any::<bool>(), any::<bool>()),
+        with_state in any::<bool>(),
         seed in any::<u64>(),
     ) {
         let cfg = LifConfig {
@@ -190,7 +200,7 @@ proptest! {
         for (k, form) in FORMS.iter().enumerate() {
             let r = learned_vs_reference(
                 *form, &neurons, steps, &cfg, pairs(per_feature.0), pairs(per_feature.1),
-                seed.wrapping_add(k as u64),
+                with_state, seed.wrapping_add(k as u64),
             );
             prop_assert!(r.is_ok(), "{:?} {:?} T={} {:?}: {}", form, neurons, steps, cfg, r.unwrap_err());
         }
@@ -209,15 +219,22 @@ fn learned_fused_equals_reference_every_mode() {
                 ..LifConfig::default()
             };
             for form in FORMS {
-                let rate = learned_vs_reference(form, &[3, 17], 7, &cfg, 17, 1, 5)
-                    .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
-                assert!(rate > 0.05 && rate < 0.95, "{form:?} {cfg:?}: rate {rate}");
+                for with_state in [true, false] {
+                    let rate = learned_vs_reference(form, &[3, 17], 7, &cfg, 17, 1, with_state, 5)
+                        .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+                    assert!(rate > 0.05 && rate < 0.95, "{form:?} {cfg:?}: rate {rate}");
+                }
             }
         }
     }
-    let cfg = LifConfig::default();
+    // Blocks of 1,024 neurons that start inside a row of 517 features (a mod F ≠ 0), threaded.
+    let cfg = LifConfig {
+        reset: ResetMechanism::Zero,
+        surrogate: Surrogate::atan(2.0),
+        ..LifConfig::default()
+    };
     for form in FORMS {
-        learned_vs_reference(form, &[70, 517], 6, &cfg, 517, 517, 9)
+        learned_vs_reference(form, &[70, 517], 6, &cfg, 517, 517, false, 9)
             .unwrap_or_else(|e| panic!("{form:?} large: {e}"));
     }
 }
@@ -400,7 +417,7 @@ fn invalid_learned_values_are_typed_errors() {
     let (field, msg) = config_error(call(&[0.9, 1.2, 0.9], &[1.0]));
     assert_eq!(field, "beta");
     assert!(
-        msg.contains("neuron 1") && msg.contains("1.2") && msg.contains("(0, 1]"),
+        msg.contains("feature 1") && msg.contains("1.2") && msg.contains("(0, 1]"),
         "{msg}"
     );
     let (field, _) = config_error(call(&[0.0], &[1.0]));
@@ -479,4 +496,59 @@ fn learnable_leaky_trains_and_chunks() {
         before.iter().zip(&after).any(|(x, y)| (x - y).abs() > 1e-6),
         "β/θ moved"
     );
+}
+
+/// The encoder with learned β and θ in both LIF layers, in training (dropout inside the
+/// constant-current op, parameters and no state — the path every model layer takes): fused
+/// against the composed path, the rate bit for bit, every variable's gradient within 1e-9 (f64).
+#[test]
+fn learned_encoder_in_training_equals_the_composed_path() {
+    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+    use lsnn_layers::{Mode, SeededInit};
+    let lif = LifConfig::new(0.9)
+        .with_threshold(0.8)
+        .with_surrogate(Surrogate::sigmoid(5.0))
+        .with_learn_beta(Learn::PerNeuron, BetaForm::Sigmoid)
+        .with_learn_threshold(Learn::PerNeuron);
+    let cfg = SpikingEncoderConfig::new(12, 10)
+        .with_steps(5)
+        .with_lif(lif)
+        .with_dropout(0.2);
+    let vm = VarMap::new();
+    let enc = SpikingEncoder::new(
+        &cfg,
+        SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu),
+    )
+    .unwrap();
+    let x = randn(&mut SeededRng::new(3), &[7, 12], 0.0, 1.5);
+    let run = || {
+        let out = enc
+            .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
+            .unwrap();
+        let w = randn(&mut SeededRng::new(41), out.spikes.dims(), 0.0, 1.0);
+        let g = (&out.spikes * w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        (out.spikes, g)
+    };
+    let (sf, gf) = run();
+    let (sr, gr) = lsnn_layers::kernel::composed(run);
+    assert_eq!(bits(&sf), bits(&sr), "rate");
+    let rate = sf.mean_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(rate > 0.05 && rate < 0.95, "rate {rate}");
+    let vars = vm.data().lock().unwrap();
+    let mut learned = 0;
+    for (name, var) in vars.iter() {
+        let (a, b) = (gf.get(var.as_tensor()), gr.get(var.as_tensor()));
+        let (a, b) = (
+            a.unwrap_or_else(|| panic!("{name}: no fused gradient")),
+            b.unwrap(),
+        );
+        close(name, a, b, 1e-9).unwrap();
+        learned += usize::from(name.contains("lif"));
+    }
+    assert_eq!(learned, 4, "β and θ of both LIF layers");
 }

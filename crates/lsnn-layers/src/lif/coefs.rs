@@ -77,11 +77,16 @@ impl<T: Real> Coefs<T> for PerFeature<'_, T> {
     type Lanes = Expanded<T>;
     fn lanes(&self, a: usize, w: usize) -> Expanded<T> {
         let f = self.beta.len();
-        let lay = |v: &[T]| v.iter().copied().cycle().skip(a % f).take(w).collect();
-        Expanded {
-            beta: lay(self.beta),
-            theta: lay(self.theta),
-        }
+        let lay = |v: &[T]| -> Vec<T> { v.iter().copied().cycle().skip(a % f).take(w).collect() };
+        let (beta, theta) = (lay(self.beta), lay(self.theta));
+        // `Lanes::at` reads these unchecked for every j < w.
+        assert!(
+            beta.len() == w && theta.len() == w,
+            "per-feature β/θ of {} and {} values cannot fill a block of {w}",
+            self.beta.len(),
+            self.theta.len()
+        );
+        Expanded { beta, theta }
     }
     fn pairs(&self) -> usize {
         self.beta.len()

@@ -35,8 +35,13 @@ impl Leaky {
     pub fn new(cfg: &LifConfig) -> Result<Self> {
         cfg.validate()?;
         if cfg.learns() {
+            let field = if cfg.learn_beta.is_fixed() {
+                "learn_threshold"
+            } else {
+                "learn_beta"
+            };
             return Err(LayerError::config(
-                "learn_beta",
+                field,
                 "a learned β or θ needs its variables: use Leaky::learnable(cfg, features, vb)",
             ));
         }

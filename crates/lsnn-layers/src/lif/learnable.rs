@@ -11,7 +11,8 @@
 //! β must stay in (0, 1]. In the direct form (snnTorch's) β is the variable itself and a value
 //! an update takes outside is refused with a typed error naming it — never clamped, so a run
 //! cannot silently train a different model than it reports. In the sigmoid form β = sigmoid(w)
-//! is inside by construction. θ is the variable itself and must stay finite and positive.
+//! is inside for every w whose sigmoid does not round to 0 (w below about −88 in f32, also
+//! refused). θ is the variable itself and must stay finite and positive.
 
 use super::LifConfig;
 use crate::error::{LayerError, Result};
@@ -100,12 +101,15 @@ impl LifParams {
         };
         let pairs = len(&self.beta, "lif learned beta")?
             .max(len(&self.threshold, "lif learned threshold")?);
-        let values = |t: &Tensor| -> Result<Vec<f64>> { Ok(t.to_dtype(DType::F64)?.to_vec1()?) };
+        // Read on the host: not every device converts to f64.
+        let values = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_vec1()?)
+        };
         for (j, b) in values(&self.beta)?.into_iter().enumerate() {
             if !(b > 0.0 && b <= 1.0) {
                 return Err(LayerError::config(
                     "beta",
-                    format!("the learned β of neuron {j} is {b}, outside (0, 1]; expected a decay in (0, 1] (lower the learning rate, or learn β in the sigmoid form)"),
+                    format!("the learned β of feature {j} is {b}, outside (0, 1]; expected a decay in (0, 1]: lower the learning rate, or use beta_form sigmoid (where only w < −88 rounds β to 0)"),
                 ));
             }
         }
@@ -114,7 +118,7 @@ impl LifParams {
                 return Err(LayerError::config(
                     "spike_threshold",
                     format!(
-                        "the learned θ of neuron {j} is {t}; expected a positive finite number"
+                        "the learned θ of feature {j} is {t}; expected a positive finite number"
                     ),
                 ));
             }
@@ -195,7 +199,12 @@ impl LearnedLif {
         if self.beta.is_none() && self.threshold.is_none() {
             return Ok(None);
         }
-        let fixed = |v: f64| Tensor::full(v, 1, device)?.to_dtype(dtype);
+        // Built on the host in `dtype`, then moved: not every device converts from f64.
+        let fixed = |v: f64| {
+            Tensor::full(v, 1, &Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(device)
+        };
         let beta = match (&self.beta, self.cfg.beta_form) {
             (None, _) => fixed(self.cfg.beta)?,
             (Some(b), BetaForm::Direct) => b.to_dtype(dtype)?,

@@ -63,6 +63,14 @@ pub fn step_with(
     })
 }
 
+/// Checks learned parameters against neurons shaped like `one_step` (as the fused forms do).
+fn check_params(params: Option<&LifParams>, one_step: &Tensor) -> Result<()> {
+    if let Some(p) = params {
+        p.check(one_step.dims(), one_step.dtype())?;
+    }
+    Ok(())
+}
+
 fn start(like: &Tensor, state: Option<&LifState>) -> Result<Tensor> {
     match state {
         Some(s) => Ok(s.mem.clone()),
@@ -87,6 +95,7 @@ pub fn spikes_with(
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
     let steps = currents.dim(0)?;
+    check_params(params, &currents.get(0)?)?;
     let mut u = start(&currents.get(0)?, state)?;
     let mut out = Vec::with_capacity(steps);
     for t in 0..steps {
@@ -114,6 +123,7 @@ pub fn rate_with(
     state: Option<&LifState>,
 ) -> Result<(RateOutput, LifState)> {
     let steps = currents.dim(0)?;
+    check_params(params, &currents.get(0)?)?;
     let mut u = start(&currents.get(0)?, state)?;
     let mut count = u.zeros_like()?;
     let mut usum = u.zeros_like()?;
@@ -149,6 +159,7 @@ pub fn const_spikes_with(
     params: Option<&LifParams>,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    check_params(params, current)?;
     let mut u = start(current, state)?;
     let mut out = Vec::with_capacity(steps);
     for _ in 0..steps {
@@ -177,6 +188,7 @@ pub fn const_rate_with(
     params: Option<&LifParams>,
     state: Option<&LifState>,
 ) -> Result<(Tensor, LifState)> {
+    check_params(params, current)?;
     let mut u = start(current, state)?;
     let mut count = current.zeros_like()?;
     for _ in 0..steps {

@@ -25,7 +25,13 @@ fn parse_part<T: DeserializeOwned>(part: Map<String, Value>, whole: &str) -> Res
                 // serde quotes the bad value whole: clip it where it appears, like the value
                 // itself, but keep the rest (the list of accepted values) whole.
                 let raw = v.as_str().map_or_else(|| v.to_string(), String::from);
-                let message = message.replace(&raw, &crate::error::clip(&raw));
+                let mut message = message
+                    .replace(&format!("{raw:?}"), &crate::error::clip(&raw))
+                    .replace(&raw, &crate::error::clip(&raw));
+                // Whatever serde quoted in some other form: bounded all the same.
+                if message.len() > 1024 {
+                    message = crate::error::clip(&message);
+                }
                 return Err(TrainError::Config {
                     field: crate::error::clip(k),
                     message: format!("{}; {}", crate::error::clip(&v.to_string()), message),
