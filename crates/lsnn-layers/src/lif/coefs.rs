@@ -8,6 +8,12 @@
 
 use crate::kernel::Real;
 
+/// F, the number of features a per-feature (β, θ) pair indexes: the last neuron dim (1 for
+/// scalar neurons). Neuron j (flattened row-major) uses pair j mod F.
+pub(crate) fn features(neurons: &[usize]) -> usize {
+    neurons.last().copied().unwrap_or(1)
+}
+
 /// β and θ of neuron `j` of a block, as the inner loops read them.
 pub(crate) trait Lanes<T> {
     /// (β, θ) of neuron `j` of the block.

@@ -87,7 +87,7 @@ impl LifParams {
     /// Checks the shapes and values for neurons `neurons` of `dtype`, and returns how many
     /// (β, θ) pairs the call has (1 or F).
     pub(crate) fn check(&self, neurons: &[usize], dtype: DType) -> Result<usize> {
-        let f = neurons.last().copied().unwrap_or(1);
+        let f = super::coefs::features(neurons);
         let len = |t: &Tensor, what: &'static str| -> Result<usize> {
             let n = t.elem_count();
             if t.rank() != 1 || !(n == 1 || n == f) || t.dtype() != dtype {

@@ -191,7 +191,7 @@ pub(crate) fn pairs_of(
     what: &str,
 ) -> candle_core::Result<usize> {
     let (_, neurons) = form.split(dims, steps);
-    let f = neurons.last().copied().unwrap_or(1);
+    let f = super::coefs::features(&neurons);
     match len {
         0 => Ok(0),
         2 => Ok(1),
