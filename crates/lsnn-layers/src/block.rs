@@ -371,7 +371,25 @@ impl HybridLiquidSpikingBlock {
         if let Some(s) = state {
             crate::nn::check_finite(&s.h, "block initial state")?;
         }
-        self.forward_unchecked(x, state.map(|s| &s.h), mode)
+        self.forward_unchecked(x, state.map(|s| &s.h), None, mode)
+    }
+
+    /// [`HybridLiquidSpikingBlock::forward`] with a time span per row and position, `spans`
+    /// [B, L] (or [B, L, 1]): the CfC's elapsed time between positions (irregular sampling,
+    /// design §2.3; a span of 1 everywhere equals the constant-span call of the default
+    /// config).
+    pub fn forward_with_spans(
+        &self,
+        x: &Tensor,
+        spans: &Tensor,
+        state: Option<&BlockState>,
+        mode: &mut Mode<'_>,
+    ) -> Result<(Tensor, BlockState)> {
+        crate::nn::check_finite(x, "block input")?;
+        if let Some(s) = state {
+            crate::nn::check_finite(&s.h, "block initial state")?;
+        }
+        self.forward_unchecked(x, state.map(|s| &s.h), Some(spans), mode)
     }
 
     /// [`HybridLiquidSpikingBlock::forward`] without the NaN/infinity scan of the input (the LM's
@@ -381,6 +399,7 @@ impl HybridLiquidSpikingBlock {
         &self,
         x: &Tensor,
         h0: Option<&Tensor>,
+        spans: Option<&Tensor>,
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, BlockState)> {
         check_width(x, "block input [B, L, D]", 3, self.cfg.d_model)?;
@@ -403,7 +422,10 @@ impl HybridLiquidSpikingBlock {
             }
             None => Tensor::zeros((b, self.cfg.liquid_units), x.dtype(), x.device())?,
         };
-        let hs = self.cfc.sequence(&s, &h0)?;
+        let hs = match spans {
+            None => self.cfc.sequence(&s, &h0)?,
+            Some(ts) => self.cfc.sequence_timespans(&s, ts, &h0)?,
+        };
         let h = hs.narrow(1, l - 1, 1)?.squeeze(1)?;
         let out = self.output(x, &self.cfc.output_of(&hs)?, &s, mode)?;
         Ok((out, BlockState { h }))
@@ -416,21 +438,41 @@ impl HybridLiquidSpikingBlock {
     /// every step's graph stays chained to the next.
     pub fn step(&self, x: &Tensor, state: &mut BlockState, mode: &mut Mode<'_>) -> Result<Tensor> {
         crate::nn::check_finite(x, "block step input")?;
-        self.step_unchecked(x, state, mode)
+        self.step_unchecked(x, None, state, mode)
+    }
+
+    /// [`HybridLiquidSpikingBlock::step`] with this position's time span per row, `span` [B]
+    /// (or [B, 1]): the streaming form of [`HybridLiquidSpikingBlock::forward_with_spans`].
+    pub fn step_with_span(
+        &self,
+        x: &Tensor,
+        span: &Tensor,
+        state: &mut BlockState,
+        mode: &mut Mode<'_>,
+    ) -> Result<Tensor> {
+        crate::nn::check_finite(x, "block step input")?;
+        self.step_unchecked(x, Some(span), state, mode)
     }
 
     /// [`HybridLiquidSpikingBlock::step`] without the input scan.
     pub(crate) fn step_unchecked(
         &self,
         x: &Tensor,
+        span: Option<&Tensor>,
         state: &mut BlockState,
         mode: &mut Mode<'_>,
     ) -> Result<Tensor> {
         check_width(x, "block step input [B, D]", 2, self.cfg.d_model)?;
         self.check_state(&state.h, x.dim(0)?)?;
         let s = self.spiking(x, mode)?;
-        let prepared = self.cfc.prepare()?;
-        let h = self.cfc.step_prepared(&s, &state.h, &prepared)?;
+        let h = match span {
+            None => {
+                let prepared = self.cfc.prepare()?;
+                self.cfc.step_prepared(&s, &state.h, &prepared)?
+            }
+            // ncps' step with the row's span (the spans checked there).
+            Some(ts) => self.cfc.step(&s, &state.h, Some(ts))?.1,
+        };
         let out = self.output(x, &self.cfc.output_of(&h)?, &s, mode)?;
         state.h = h;
         Ok(out)

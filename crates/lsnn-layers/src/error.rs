@@ -45,6 +45,15 @@ pub enum LayerError {
         /// How many values are not finite.
         count: usize,
     },
+    /// An input whose values (not its shape) are wrong: a sequence length outside 1..=L, a
+    /// class id outside the classes.
+    #[error("{what}: {message}")]
+    Input {
+        /// Which input.
+        what: &'static str,
+        /// What was wrong and what was expected.
+        message: String,
+    },
     /// A configuration value that is invalid.
     #[error("invalid config field `{field}`: {message}")]
     Config {

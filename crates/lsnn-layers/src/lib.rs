@@ -75,7 +75,10 @@ pub use cfc::{Cfc, CfcConfig, CfcMode, CfcState};
 pub use encoder::{SpikingEncoder, SpikingEncoderConfig};
 pub use error::{LayerError, Result};
 pub use lif::{Leaky, LifConfig, LifState, ResetMechanism, Surrogate};
-pub use model::{LanguageModel, LmLoss, LmState, ModelConfig};
+pub use model::{
+    LanguageModel, LmLoss, LmState, ModelConfig, Readout, SeqInput, SeqLoss, SeqState,
+    SequenceModel, Targets, Task,
+};
 pub use nn::{DropoutRng, Mode, SeededInit};
 pub use rng::SeededRng;
 pub use threading::init;

@@ -43,6 +43,13 @@ pub trait Dataset<M: TrainModel>: Sync {
         None
     }
 
+    /// Every trivial baseline of the validation data as (`baseline_…` name, value): the
+    /// figures printed beside a run's results and written by `lsnn eval --json` (e.g. the
+    /// bigram cross-entropy; a regression's mean and persistence predictors).
+    fn baselines(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+
     /// Names of [`Dataset::extra_metrics`] (columns of the metrics CSV).
     fn extra_metric_names(&self) -> Vec<String> {
         Vec::new()

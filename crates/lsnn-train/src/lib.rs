@@ -54,10 +54,12 @@ pub mod data;
 pub mod dataset;
 mod error;
 pub mod generate;
+pub mod inference;
 pub mod lm;
 pub mod model;
 pub mod optim;
 pub mod shard;
+pub mod task;
 pub mod trainer;
 pub mod workload;
 

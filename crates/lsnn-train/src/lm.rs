@@ -34,11 +34,7 @@ impl TrainModel for LanguageModel {
     }
 
     fn memory_estimate(cfg: &ModelConfig, batch_size: usize) -> Option<MemoryEstimate> {
-        let clamp = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
-        Some(MemoryEstimate {
-            parameter_bytes: clamp(cfg.parameter_count().ok()?.saturating_mul(4)),
-            step_activation_bytes: clamp(cfg.training_step_bytes(batch_size).ok()?),
-        })
+        crate::task::memory_estimate_of(cfg, batch_size)
     }
 
     fn loss_and_grads(
@@ -181,6 +177,13 @@ impl<M: AsLanguageModel> Dataset<M> for TokenDataset {
         ))
     }
 
+    fn baselines(&self) -> Vec<(String, f64)> {
+        vec![(
+            "baseline_bigram_loss".into(),
+            bigram_baseline(self, ByteTokenizer::VOCAB),
+        )]
+    }
+
     fn extra_metric_names(&self) -> Vec<String> {
         vec!["accuracy".into()]
     }
@@ -246,59 +249,12 @@ pub struct LoadedLm {
 /// agreeing, the trainer state readable, and every key of the model, EMA and optimizer files
 /// present with its shape, nothing unknown.
 pub fn load_lm(dir: &std::path::Path, ema: bool, device: Option<&str>) -> Result<LoadedLm> {
-    let ck = crate::checkpoint::load(dir)?;
-    let config = crate::RunConfig::<ModelConfig>::from_json(&ck.config_json)?;
-    config.model.validate()?;
-    // The weights must fit before they are allocated (a config edited to huge sizes).
-    let bytes =
-        u64::try_from(config.model.parameter_count()?.saturating_mul(4)).unwrap_or(u64::MAX);
-    if let Ok(free) = lsnn_memory::rss::available_memory_bytes() {
-        if bytes > free {
-            return Err(lsnn_memory::MemoryError::BudgetExceeded {
-                what: "the model's parameters (from the checkpoint's config)",
-                requested: bytes,
-                available: free,
-                budget: free,
-                in_use: 0,
-            }
-            .into());
-        }
-    }
-    let state = crate::TrainerState::from_json(
-        &ck.state_json,
-        &ck.dir.join(crate::checkpoint::STATE_FILE),
-    )?;
-    let device = crate::config::candle_device(device.unwrap_or(&config.train.device))?;
-    let varmap = candle_nn::VarMap::new();
-    let vb = lsnn_layers::SeededInit::var_builder(
-        &varmap,
-        lsnn_layers::SeededRng::new(0),
-        DType::F32,
-        &device,
-    );
-    let model = LanguageModel::new(&config.model, vb)?;
-    let vars = lsnn_layers::named_vars(&varmap);
-    use crate::checkpoint::{keys, EMA_FILE, MODEL_FILE, OPTIMIZER_FILE};
-    keys::check_weights(&ck.dir.join(MODEL_FILE), &vars, &ck.model)?;
-    keys::check_weights(&ck.dir.join(EMA_FILE), &vars, &ck.ema)?;
-    keys::check_optimizer(
-        &ck.dir.join(OPTIMIZER_FILE),
-        &vars,
-        &ck.optimizer,
-        config.train.amsgrad,
-        state.accum_valid > 0,
-    )?;
-    let (file, tensors) = if ema {
-        (EMA_FILE, &ck.ema)
-    } else {
-        (MODEL_FILE, &ck.model)
-    };
-    keys::restore_model(&ck.dir.join(file), &vars, tensors)?;
+    let t = crate::inference::load_trained::<LanguageModel>(dir, ema, device)?;
     Ok(LoadedLm {
-        model: model.detached(),
-        config,
-        checkpoint: ck,
-        device,
+        model: t.model.detached(),
+        config: t.config,
+        checkpoint: t.checkpoint,
+        device: t.device,
     })
 }
 

@@ -110,6 +110,14 @@ pub trait TrainModel: Sized + Sync {
         None
     }
 
+    /// What a batch's losses and metrics are means over, as a weight: its rows by default; a
+    /// model whose rows hold different amounts of scored data (padded sequences) returns that
+    /// amount, so that a shard's share of its batch, and a validation batch's share of the
+    /// validation set, are exact.
+    fn batch_weight(batch: &Self::Batch) -> f64 {
+        Self::batch_rows(batch) as f64
+    }
+
     /// What throughput counts in a batch (tokens for a language model; by default its rows).
     fn batch_items(batch: &Self::Batch) -> u64 {
         Self::batch_rows(batch) as u64

@@ -80,6 +80,8 @@ pub struct BatchGrads {
 
 struct ShardOut {
     loss: StepLoss,
+    /// The shard's share of the batch's weight ([`TrainModel::batch_weight`]).
+    share: f64,
     grads: Option<Vec<Option<Tensor>>>,
 }
 
@@ -93,6 +95,7 @@ pub fn loss_and_grads<M: TrainModel>(
     vars: &[(String, Var)],
 ) -> Result<BatchGrads> {
     let rows = M::batch_rows(batch);
+    let total_weight = M::batch_weight(batch);
     // One row probes whether the model's batches split at all.
     let shards = if rows > SHARD_ROWS && M::batch_part(batch, 0, 1).is_some() {
         shard_rows(rows)
@@ -111,10 +114,12 @@ pub fn loss_and_grads<M: TrainModel>(
             &part
         };
         let mut r = rngs[i].clone();
-        let scale = if rows == 0 {
+        // The shard's share of the batch's mean: its weight over the batch's (rows, for a model
+        // whose rows weigh the same).
+        let scale = if whole || total_weight == 0.0 {
             1.0
         } else {
-            len as f64 / rows as f64
+            M::batch_weight(b) / total_weight
         };
         let (loss, store) = model.loss_and_grads(b, &mut Mode::Train(&mut r), scale)?;
         let grads = store.map(|store| {
@@ -122,7 +127,11 @@ pub fn loss_and_grads<M: TrainModel>(
                 .map(|(_, v)| store.get(v.as_tensor()).cloned())
                 .collect()
         });
-        Ok(ShardOut { loss, grads })
+        Ok(ShardOut {
+            loss,
+            share: scale,
+            grads,
+        })
     };
     let mut loss = 0.0;
     let mut obj = 0.0;
@@ -136,13 +145,9 @@ pub fn loss_and_grads<M: TrainModel>(
     while first < shards.len() {
         let end = (first + wave).min(shards.len());
         let outs = run_shards(end - first, |k| run_one(first + k));
-        for (i, out) in (first..end).zip(outs) {
+        for out in outs {
             let out = out?;
-            let w = if rows == 0 {
-                1.0
-            } else {
-                shards[i].1 as f64 / rows as f64
-            };
+            let w = out.share;
             loss += w * out.loss.loss;
             obj += w * out.loss.objective;
             match (out.grads, finite && out.loss.is_finite()) {

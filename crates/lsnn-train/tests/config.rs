@@ -104,13 +104,15 @@ fn a_full_original_file_loads_and_round_trips() {
     // triangle's width and the escape rate's β to their surrogates only, see
     // `every_surrogate_kind_reads_from_a_config_and_old_files_stay_as_they_were`; the learned-LIF
     // settings are written only when they differ from "fixed", see
-    // `config_lif.rs`.)
-    const ONLY_WHEN_SET: [&str; 5] = [
+    // `config_lif.rs`; a classifier's readout only with "classification", see
+    // `config_tasks.rs`.)
+    const ONLY_WHEN_SET: [&str; 6] = [
         "surrogate_width",
         "surrogate_beta",
         "learn_beta",
         "learn_threshold",
         "beta_form",
+        "readout",
     ];
     for k in HONOURED_FIELDS
         .iter()
@@ -374,13 +376,21 @@ fn unsupported_features_and_typos_are_refused() {
         other => panic!("96 / 5 accepted: {other:?}"),
     }
 
-    for task in ["robotics", "vision"] {
-        unsupported(
-            load_edited(set("task_type", task.into())),
-            task,
-            &[task, "not supported"],
-        );
-    }
+    // The original's vision task needs its convolutional front end; robotics is regression.
+    unsupported(
+        load_edited(set("task_type", "vision".into())),
+        "vision",
+        &["vision", "not supported"],
+    );
+    let robotics = load_edited(set("task_type", "robotics".into())).unwrap();
+    assert_eq!(
+        robotics.model.task().unwrap(),
+        lsnn_train::lsnn_layers::Task::Regression
+    );
+    assert_eq!(
+        robotics.model.task_type, "robotics",
+        "kept as the file says"
+    );
     assert!(matches!(
         load_edited(set("task_type", "chess".into())),
         Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "task_type"

@@ -1,10 +1,13 @@
-//! `lsnn`: train, generate, evaluate and benchmark hybrid liquid–spiking language models.
+//! `lsnn`: train, evaluate, generate with, predict with and benchmark hybrid liquid–spiking
+//! networks: language models, sequence regression and sequence classification.
 //!
 //! ```text
-//! lsnn train    [--config FILE.json] [--data FILE] [--epochs N] [--out DIR] [--resume DIR]
-//!               [--seed N] [--memory-budget SIZE] [--max-batches N]
+//! lsnn train    [--task llm|regression|classification] [--config FILE.json] [--set KEY=VALUE]...
+//!               [--data FILE] [--shuffle-time] [--epochs N] [--out DIR] [--resume DIR]
+//!               [--seed N] [--device DEV] [--memory-budget SIZE] [--max-batches N]
 //! lsnn generate --checkpoint DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed N]
-//! lsnn eval     --checkpoint DIR [--data FILE] [--dump-logits FILE.safetensors]
+//! lsnn eval     --checkpoint DIR [--data FILE] [--json] [--dump-logits FILE.safetensors]
+//! lsnn predict  --checkpoint DIR --data FILE --out FILE.npz [--stream] [--batch N]
 //! lsnn bench    --workload lm-small|lm-medium [--json] [--steps N] [--full]
 //! ```
 //!
@@ -34,12 +37,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train a model (defaults: design §9.3's lm-small on the built-in arithmetic task).
+    /// Train a model (defaults: design §9.3's lm-small on the built-in arithmetic task; --task
+    /// regression or classification for the sequence tasks).
     Train(commands::TrainArgs),
     /// Generate text from a checkpoint, one token at a time with the streaming state.
     Generate(commands::GenerateArgs),
-    /// Evaluate a checkpoint: loss, perplexity and (built-in task) exact-match accuracy.
+    /// Evaluate a checkpoint: its task's metrics and trivial baselines.
     Eval(commands::EvalArgs),
+    /// Predict with a regression or classification checkpoint, batched or streamed.
+    Predict(commands::PredictArgs),
     /// Measure training and inference throughput on a design §9.1 workload.
     Bench(bench::BenchArgs),
 }
@@ -61,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => commands::train(a),
         Command::Generate(a) => commands::generate(a).map(|()| exit::SUCCESS),
         Command::Eval(a) => commands::eval(a).map(|()| exit::SUCCESS),
+        Command::Predict(a) => commands::predict(a).map(|()| exit::SUCCESS),
         Command::Bench(a) => bench::run(a).map(|()| exit::SUCCESS),
     };
     match res {

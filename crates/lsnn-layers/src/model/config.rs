@@ -7,6 +7,7 @@ use crate::block::BlockConfig;
 use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, LifConfig, ResetMechanism, Surrogate};
+use crate::model::task::{Readout, Task};
 use crate::wiring::AutoNcpConfig;
 use serde::{Deserialize, Serialize};
 
@@ -36,15 +37,18 @@ pub enum SurrogateKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// `"llm"` (the only task so far).
+    /// `"llm"` (default), `"regression"` (or the original's `"robotics"`) or
+    /// `"classification"` ([`Task::of`]).
     pub task_type: String,
-    /// Input width (the embedding width's default).
+    /// Input width: the embedding width's default for `"llm"`; the feature count F of the
+    /// sequence tasks.
     pub input_dim: usize,
     /// Embedding width D_emb.
     pub embedding_dim: usize,
     /// Model width D.
     pub hidden_dim: usize,
-    /// Output width (the vocabulary's default).
+    /// Output width: the vocabulary's default for `"llm"`; the target width F_out of
+    /// `"regression"`, the class count of `"classification"`.
     pub output_dim: usize,
     /// Vocabulary size V.
     pub vocab_size: usize,
@@ -132,6 +136,10 @@ pub struct ModelConfig {
     /// `"ncp"`: the wiring's seed (default 22222, ncps').
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ncp_seed: Option<u32>,
+    /// `"classification"`: how a sequence becomes one vector, `"last"` (default) or `"mean"`
+    /// over the valid positions; absent from files of other tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readout: Option<Readout>,
 }
 
 impl Default for ModelConfig {
@@ -177,6 +185,7 @@ impl Default for ModelConfig {
             ncp_seed: None,
             surrogate_width: None,
             surrogate_beta: None,
+            readout: None,
             learn_beta: Learn::Fixed,
             learn_threshold: Learn::Fixed,
             beta_form: BetaForm::Direct,
@@ -244,21 +253,7 @@ impl ModelConfig {
     /// Checks every constraint the model relies on.
     pub fn validate(&self) -> Result<()> {
         self.check_bounds()?;
-        match self.task_type.as_str() {
-            "llm" => {}
-            "robotics" | "vision" => {
-                return Err(LayerError::Unsupported {
-                    feature: format!("task_type \"{}\"", self.task_type),
-                    detail: "only \"llm\" exists so far (the time-series task is planned)".into(),
-                })
-            }
-            other => {
-                return Err(LayerError::config(
-                    "task_type",
-                    format!("\"{}\"; expected \"llm\"", crate::nn::clip(other)),
-                ))
-            }
-        }
+        self.check_task()?;
         match self.liquid_backbone.as_str() {
             "cfc" | "ncp" => {}
             "ltc" => {
@@ -388,9 +383,67 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The task of `task_type` ([`Task::of`]).
+    pub fn task(&self) -> Result<Task> {
+        Task::of(&self.task_type)
+    }
+
+    /// The classifier's readout (`"last"` unless set).
+    pub fn readout(&self) -> Readout {
+        self.readout.unwrap_or_default()
+    }
+
+    /// The task's own constraints: the widths a sequence model reads and writes, and fields
+    /// that belong to one task only.
+    fn check_task(&self) -> Result<()> {
+        let task = self.task()?;
+        if task.is_sequence() {
+            if self.input_dim == 0 {
+                return Err(LayerError::config(
+                    "input_dim",
+                    "0; expected the feature count (at least 1)",
+                ));
+            }
+            let least = if task == Task::Classification { 2 } else { 1 };
+            if self.output_dim < least {
+                let what = match task {
+                    Task::Classification => "the class count (at least 2)",
+                    _ => "the target width (at least 1)",
+                };
+                return Err(LayerError::config(
+                    "output_dim",
+                    format!("{}; expected {what}", self.output_dim),
+                ));
+            }
+            if self.hidden_dim < 2 {
+                return Err(LayerError::config(
+                    "hidden_dim",
+                    format!(
+                        "{}; expected at least 2 (the head narrows to hidden_dim / 2)",
+                        self.hidden_dim
+                    ),
+                ));
+            }
+        }
+        if self.readout.is_some() && task != Task::Classification {
+            return Err(LayerError::config(
+                "readout",
+                format!(
+                    "set with task_type \"{}\"; expected it only with \"classification\"",
+                    crate::nn::clip(&self.task_type)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// With the `"ncp"` wiring's defaults written into its fields (for a resolved config file that
-    /// states every value); unchanged for another backbone.
+    /// states every value), and likewise the surrogate's own settings and a classifier's
+    /// readout; unchanged for another backbone.
     pub fn with_ncp_resolved(mut self) -> Self {
+        if self.task_type == "classification" {
+            self.readout = Some(self.readout());
+        }
         if let Some(n) = self.ncp() {
             self.ncp_outputs = Some(n.outputs);
             self.ncp_sparsity = Some(n.sparsity);

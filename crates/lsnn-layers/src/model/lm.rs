@@ -11,9 +11,10 @@
 //! [`LanguageModel::step`] is the streaming form: one token per call with per-block liquid
 //! state and attention key/value caches, equal to the sequence call position by position.
 
+use super::trunk::{backward_stages, Trunk, TrunkState};
 use super::ModelConfig;
-use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
-use crate::block::{BlockState, HybridLiquidSpikingBlock};
+use crate::attention::MultiHeadSpikingAttention;
+use crate::block::HybridLiquidSpikingBlock;
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::nn::{dropout, DropoutRng, LayerNorm, Linear, Mode};
@@ -34,9 +35,7 @@ pub struct LanguageModel {
     tok_emb: Tensor,
     pos_emb: Tensor,
     in_proj: Linear,
-    blocks: Vec<HybridLiquidSpikingBlock>,
-    norms: Vec<LayerNorm>,
-    attns: Vec<MultiHeadSpikingAttention>,
+    trunk: Trunk,
     head: Head,
     cfg: ModelConfig,
     rng: DropoutRng,
@@ -46,8 +45,7 @@ pub struct LanguageModel {
 #[derive(Debug, Clone)]
 pub struct LmState {
     position: usize,
-    blocks: Vec<BlockState>,
-    caches: Vec<AttentionCache>,
+    trunk: TrunkState,
 }
 
 impl LmState {
@@ -98,6 +96,15 @@ impl LanguageModel {
     /// Creates (or loads, depending on `vb`'s backend) every parameter.
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        if cfg.task()? != super::Task::Llm {
+            return Err(LayerError::config(
+                "task_type",
+                format!(
+                    "\"{}\"; the language model is for \"llm\" (the sequence tasks' model is SequenceModel)",
+                    crate::nn::clip(&cfg.task_type)
+                ),
+            ));
+        }
         let tok_emb = vb.get_with_hints(
             (cfg.vocab_size, cfg.embedding_dim),
             "tok_emb.weight",
@@ -115,28 +122,7 @@ impl LanguageModel {
             },
         )?;
         let in_proj = Linear::new(cfg.embedding_dim, cfg.hidden_dim, vb.pp("in_proj"))?;
-        let bc = cfg.block();
-        let mut blocks = Vec::with_capacity(cfg.num_layers);
-        let mut norms = Vec::with_capacity(cfg.num_layers);
-        let mut attns = Vec::new();
-        for i in 0..cfg.num_layers {
-            blocks.push(HybridLiquidSpikingBlock::new(
-                &bc,
-                vb.pp(format!("blocks.{i}")),
-            )?);
-            norms.push(LayerNorm::new(
-                cfg.hidden_dim,
-                cfg.layer_norm_eps,
-                vb.pp(format!("norms.{i}")),
-            )?);
-            if i % 2 == 1 {
-                let j = (i - 1) / 2;
-                attns.push(MultiHeadSpikingAttention::new(
-                    &cfg.attention(),
-                    vb.pp(format!("attns.{j}")),
-                )?);
-            }
-        }
+        let trunk = Trunk::new(cfg, &vb)?;
         let d = cfg.hidden_dim;
         let head = Head {
             fc1: Linear::new(d, 2 * d, vb.pp("head.fc1"))?,
@@ -147,9 +133,7 @@ impl LanguageModel {
             tok_emb,
             pos_emb,
             in_proj,
-            blocks,
-            norms,
-            attns,
+            trunk,
             head,
             cfg: cfg.clone(),
             rng: DropoutRng::new(0),
@@ -165,17 +149,7 @@ impl LanguageModel {
             tok_emb: self.tok_emb.detach(),
             pos_emb: self.pos_emb.detach(),
             in_proj: self.in_proj.detached(),
-            blocks: self
-                .blocks
-                .iter()
-                .map(HybridLiquidSpikingBlock::detached)
-                .collect(),
-            norms: self.norms.iter().map(LayerNorm::detached).collect(),
-            attns: self
-                .attns
-                .iter()
-                .map(MultiHeadSpikingAttention::detached)
-                .collect(),
+            trunk: self.trunk.detached(),
             head: Head {
                 fc1: self.head.fc1.detached(),
                 norm: self.head.norm.detached(),
@@ -193,12 +167,12 @@ impl LanguageModel {
 
     /// The blocks.
     pub fn blocks(&self) -> &[HybridLiquidSpikingBlock] {
-        &self.blocks
+        self.trunk.blocks()
     }
 
     /// The attention layers.
     pub fn attentions(&self) -> &[MultiHeadSpikingAttention] {
-        &self.attns
+        self.trunk.attentions()
     }
 
     /// The generator `ModuleT` draws dropout masks from.
@@ -309,22 +283,9 @@ impl LanguageModel {
     /// Logits [B, L, V] for ids [B, L].
     pub fn forward(&self, ids: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         let ids = self.check_ids(ids, 0)?;
-        let mut x = self.embed(&ids, 0, mode)?;
-        for i in 0..self.blocks.len() {
-            x = self.layer(i, &x, mode)?;
-        }
+        let x = self.embed(&ids, 0, mode)?;
+        let x = self.trunk.forward(&x, None, mode)?;
         self.head(&x, mode)
-    }
-
-    /// Block i, its norm and dropout, and after odd blocks the attention residual.
-    fn layer(&self, i: usize, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let (y, _state) = self.blocks[i].forward_unchecked(x, None, mode)?;
-        let x = self.norms[i].with_act(&y, NormAct::Norm, self.cfg.dropout, mode)?;
-        if i % 2 == 1 {
-            Ok((&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?)
-        } else {
-            Ok(x)
-        }
     }
 
     /// Next-token loss of a window ids [B, L + 1] (L ≥ 1): the model reads ids[:, :L] and is
@@ -363,16 +324,10 @@ impl LanguageModel {
         let (inputs, targets) = self.split_window(ids)?;
         let ids = self.check_ids(&inputs, 0)?;
         // stages[i] = (the stage's input leaf, or None for the embedding; its output).
-        let mut stages: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(self.blocks.len() + 1);
-        let mut x = self.embed(&ids, 0, mode)?;
+        let mut stages: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(self.trunk.len() + 1);
+        let x = self.embed(&ids, 0, mode)?;
         stages.push((None, x.clone()));
-        for i in 0..self.blocks.len() {
-            let leaf = Var::from_tensor(&x.detach())?;
-            x = self.layer(i, leaf.as_tensor(), mode)?;
-            stages.push((Some(leaf), x.clone()));
-        }
-        let head_in = Var::from_tensor(&x.detach())?;
-        drop(x);
+        let head_in = self.trunk.forward_staged(x, None, mode, &mut stages)?;
         let logits = self.head(head_in.as_tensor(), mode)?;
         let loss = next_token_loss(&logits, &targets, label_smoothing)?;
         drop(logits);
@@ -384,22 +339,8 @@ impl LanguageModel {
         drop(loss);
         let mut grads = root.backward()?;
         drop(root);
-        let mut upstream = grads.remove(head_in.as_tensor());
-        while let Some((input, output)) = stages.pop() {
-            // Every stage's output feeds the next stage, so a gradient always reaches it.
-            let Some(g) = upstream.take() else {
-                return Err(LayerError::Candle(candle_core::Error::Msg(format!(
-                    "staged backward: no gradient reached the output of stage {}",
-                    stages.len()
-                ))));
-            };
-            let stage = crate::fused::seed(&output, &g)?.backward()?;
-            drop(output);
-            grads.extend(stage)?;
-            if let Some(leaf) = input {
-                upstream = grads.remove(leaf.as_tensor());
-            }
-        }
+        let upstream = grads.remove(head_in.as_tensor());
+        let grads = backward_stages(stages, grads, upstream)?;
         Ok((values, Some(grads)))
     }
 
@@ -409,16 +350,9 @@ impl LanguageModel {
         let dev = self.device();
         Ok(LmState {
             position: 0,
-            blocks: self
-                .blocks
-                .iter()
-                .map(|b| b.zero_state(batch, dt, dev))
-                .collect::<Result<_>>()?,
-            caches: self
-                .attns
-                .iter()
-                .map(|a| a.new_cache(batch, self.cfg.max_position_embeddings, dt, dev))
-                .collect::<Result<_>>()?,
+            trunk: self
+                .trunk
+                .new_state(batch, self.cfg.max_position_embeddings, dt, dev)?,
         })
     }
 
@@ -433,19 +367,8 @@ impl LanguageModel {
         }
         let ids2 = self.check_ids(&ids.unsqueeze(1)?, state.position)?;
         let mode = &mut Mode::Eval;
-        let mut x = self.embed(&ids2, state.position, mode)?.squeeze(1)?;
-        for i in 0..self.blocks.len() {
-            let y = self.blocks[i].step_unchecked(&x, &mut state.blocks[i], mode)?;
-            // Streaming is evaluation: a state carried with its graph would chain every step's
-            // graph to the next (trainable weights are Vars, so ops are tracked) and keep the
-            // whole history alive until the state is dropped.
-            state.blocks[i].h = state.blocks[i].h.detach();
-            x = self.norms[i].forward(&y)?;
-            if i % 2 == 1 {
-                let j = (i - 1) / 2;
-                x = (&x + self.attns[j].step_unchecked(&x, &mut state.caches[j])?)?;
-            }
-        }
+        let x = self.embed(&ids2, state.position, mode)?.squeeze(1)?;
+        let x = self.trunk.step(&x, None, &mut state.trunk)?;
         state.position += 1;
         Ok(self.head(&x, mode)?.detach())
     }

@@ -3,7 +3,13 @@
 
 pub mod config;
 pub mod lm;
+pub mod loss;
+pub mod sequence;
 pub mod size;
+pub mod task;
+mod trunk;
 
 pub use config::{heads_error, ModelConfig, SurrogateKind};
 pub use lm::{next_token_loss, LanguageModel, LmLoss, LmState};
+pub use sequence::{SeqInput, SeqLoss, SeqState, SequenceModel, Targets};
+pub use task::{Readout, Task};

@@ -98,7 +98,8 @@ impl ModelConfig {
         })
     }
 
-    /// The number of trainable parameters, exactly as [`crate::LanguageModel::new`] creates them.
+    /// The number of trainable parameters, exactly as [`crate::LanguageModel::new`] (or, for a
+    /// sequence task, [`crate::SequenceModel::new`]) creates them.
     pub fn parameter_count(&self) -> Result<u128> {
         self.check_bounds()?;
         let (v, e, d) = (
@@ -118,11 +119,16 @@ impl ModelConfig {
             + linear(d, d)
             + 2 * d;
         let attentions = (self.num_layers / 2) as u128;
+        let trunk = self.num_layers as u128 * block + attentions * 4 * linear(d, d);
+        if self.task()?.is_sequence() {
+            // in_proj, the trunk, the head D → D → D/2 → out.
+            let (f, o) = (self.input_dim as u128, self.output_dim as u128);
+            return Ok(linear(d, f) + trunk + linear(d, d) + linear(d / 2, d) + linear(o, d / 2));
+        }
         Ok(v * e
             + self.max_position_embeddings as u128 * e
             + linear(d, e)
-            + self.num_layers as u128 * block
-            + attentions * 4 * linear(d, d)
+            + trunk
             + linear(2 * d, d)
             + 4 * d
             + linear(v, 2 * d))
@@ -151,10 +157,17 @@ impl ModelConfig {
         let l = self.sequence_length as u128;
         let heads = self.num_attention_heads as u128;
         let attention = n * 4 * d + batch as u128 * heads * l * l * 3;
-        let floats = n * 2 * (self.embedding_dim as u128 + d)
-            + self.num_layers as u128 * n * per_block
-            + (self.num_layers / 2) as u128 * attention
-            + n * (4 * d + 3 * v);
+        let trunk =
+            self.num_layers as u128 * n * per_block + (self.num_layers / 2) as u128 * attention;
+        let floats = if self.task()?.is_sequence() {
+            // Features and their projection in, the head's D- and D/2-wide tensors and the
+            // outputs (a classifier's head reads one row per sequence; counted per position
+            // all the same, an upper bound).
+            let (f, o) = (self.input_dim as u128, self.output_dim as u128);
+            n * 2 * (f + d) + trunk + n * (3 * d + 3 * o)
+        } else {
+            n * 2 * (self.embedding_dim as u128 + d) + trunk + n * (4 * d + 3 * v)
+        };
         Ok(floats * 4)
     }
 }

@@ -121,6 +121,7 @@ pub const LSNN_FIELDS: &[&str] = &[
     "ncp_outputs",
     "ncp_sparsity",
     "ncp_seed",
+    "readout",
     "monitor",
     "monitor_mode",
     "keep_best",

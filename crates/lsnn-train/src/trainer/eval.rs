@@ -22,12 +22,14 @@ pub fn evaluate_model<M: TrainModel, D: Dataset<M>>(
     let n = data.val_len();
     let bsz = batch_size.max(1);
     let mut count = 0usize;
+    let mut weight = 0f64;
     let mut i = 0;
     while i < n {
         let end = (i + bsz).min(n);
         let idx: Vec<u32> = (i as u32..end as u32).collect();
         let batch = data.val_batch(&idx, device)?;
         let rows = M::batch_rows(&batch);
+        let w = M::batch_weight(&batch);
         let values = model.eval_batch(&batch)?;
         if values.len() != names.len() {
             return Err(crate::TrainError::Config {
@@ -40,15 +42,16 @@ pub fn evaluate_model<M: TrainModel, D: Dataset<M>>(
             });
         }
         for (s, v) in sums.iter_mut().zip(values) {
-            *s += v * rows as f64;
+            *s += v * w;
         }
         count += rows;
+        weight += w;
         i = end;
     }
     let mut metrics: Vec<(String, f64)> = names
         .into_iter()
         .zip(sums)
-        .map(|(n, s)| (n, s / count.max(1) as f64))
+        .map(|(n, s)| (n, if weight > 0.0 { s / weight } else { s }))
         .collect();
     let derived = model.derived_metrics(&metrics);
     metrics.extend(derived);

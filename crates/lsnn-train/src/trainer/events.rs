@@ -116,6 +116,8 @@ pub struct TrainSummary {
     pub last_eval: Option<EvalResult>,
     /// The data's trivial baseline, if it has one.
     pub baseline: Option<(String, f64)>,
+    /// Every trivial baseline of the data ([`crate::Dataset::baselines`]).
+    pub baselines: Vec<(String, f64)>,
     /// Skipped micro-batches and steps.
     pub skipped: u64,
     /// Training items (tokens) per second in this process.

@@ -64,6 +64,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             batches: self.state.batches_seen,
             last_eval,
             baseline: self.baseline.clone(),
+            baselines: self.data.baselines(),
             skipped: self.state.skipped_batches + self.state.skipped_steps,
             tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs.max(1e-9),
             seconds: secs,

@@ -1,10 +1,14 @@
-//! `lsnn eval`: a checkpoint's validation metrics on its own data or a given file, optionally
-//! with the logits written out.
+//! `lsnn eval`: a checkpoint's validation metrics and trivial baselines, on its own data or a
+//! given file, as a line or (`--json`) one JSON object; for a language model optionally with
+//! the logits written out.
 
+use crate::exit::BadInput;
 use anyhow::{Context, Result};
 use clap::Args;
 use lsnn_train::lm::{load_lm, validation_logits};
-use lsnn_train::{evaluate_model, TokenDataset, TrainerState};
+use lsnn_train::lsnn_layers::{SequenceModel, Task};
+use lsnn_train::task::load_sequence;
+use lsnn_train::{evaluate_model, Dataset, EvalResult, TokenDataset, TrainerState};
 use std::path::PathBuf;
 
 /// Arguments of `lsnn eval`.
@@ -13,10 +17,14 @@ pub struct EvalArgs {
     /// The run (or checkpoint) directory.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// A UTF-8 text file (default: the validation split of the run's own data).
+    /// Data to evaluate on: a UTF-8 text file (llm), or an .npz/.safetensors file whose
+    /// x_val/y_val (else x/y) are evaluated (default: the validation split of the run's data).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Write `ids` (I64 [N, L]) and `logits` (f32 [N, L, V]) of the evaluated windows here.
+    /// Print one JSON object: each metric by name and each trivial baseline as `baseline_…`.
+    #[arg(long)]
+    json: bool,
+    /// llm: write `ids` (I64 [N, L]) and `logits` (f32 [N, L, V]) of the evaluated windows here.
     #[arg(long, value_name = "FILE.safetensors")]
     dump_logits: Option<PathBuf>,
     /// Use the EMA weights.
@@ -27,8 +35,55 @@ pub struct EvalArgs {
     device: Option<String>,
 }
 
+/// The result as one JSON object: metrics by name, baselines, the evaluated examples.
+fn json_of(r: &EvalResult, baselines: &[(String, f64)]) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("examples".into(), r.examples.into());
+    for (k, v) in r.metrics.iter().chain(baselines) {
+        m.insert(k.clone(), serde_json::json!(v));
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
 /// `lsnn eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
+    match lsnn_train::inference::task_of(&a.checkpoint)? {
+        Task::Llm => eval_lm(a),
+        _ => eval_sequence(a),
+    }
+}
+
+fn eval_sequence(a: EvalArgs) -> Result<()> {
+    if a.dump_logits.is_some() {
+        return Err(BadInput(
+            "--dump-logits is for language models; use `lsnn predict` for a sequence model's outputs"
+                .into(),
+        )
+        .into());
+    }
+    let s = load_sequence(&a.checkpoint, a.ema, a.device.as_deref())?;
+    let data = match &a.data {
+        Some(p) => s.evaluation_data(p)?,
+        None => lsnn_train::data::SequenceData::from_description(&s.description)?,
+    };
+    let batch = s.config.train.batch_size;
+    let r = evaluate_model::<SequenceModel, _>(&s.model, &data, batch, 0, &s.device)?;
+    for n in &s.checkpoint.notices {
+        crate::output::err(&format!("note: {n}"));
+    }
+    let baselines = Dataset::<SequenceModel>::baselines(&data);
+    if a.json {
+        return super::say(&json_of(&r, &baselines));
+    }
+    super::say(&format!(
+        "{}, {} sequences",
+        super::metrics_line(&r),
+        r.examples
+    ))?;
+    super::say(&format!("baselines: {}", super::baselines_line(&baselines)))
+}
+
+fn eval_lm(a: EvalArgs) -> Result<()> {
     let lm = load_lm(&a.checkpoint, a.ema, a.device.as_deref())?;
     let seq = lm.config.model.sequence_length;
     let data = match &a.data {
@@ -47,11 +102,16 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     for n in &lm.checkpoint.notices {
         crate::output::err(&format!("note: {n}"));
     }
-    super::say(&format!(
-        "{}, {} windows",
-        super::metrics_line(&r),
-        r.examples
-    ))?;
+    if a.json {
+        let baselines = Dataset::<lsnn_train::lsnn_layers::LanguageModel>::baselines(&data);
+        super::say(&json_of(&r, &baselines))?;
+    } else {
+        super::say(&format!(
+            "{}, {} windows",
+            super::metrics_line(&r),
+            r.examples
+        ))?;
+    }
     if let Some(path) = &a.dump_logits {
         let (ids, logits) = validation_logits(&lm.model, &data, batch, &lm.device)?;
         let (n, l, v) = logits.dims3()?;
@@ -62,10 +122,16 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             path,
         )
         .with_context(|| format!("writing {}", path.display()))?;
-        super::say(&format!(
+        // With --json the object is the whole of stdout; the note goes to stderr.
+        let note = format!(
             "wrote ids [{n}, {l}] and logits [{n}, {l}, {v}] to {}",
             path.display()
-        ))?;
+        );
+        if a.json {
+            crate::output::err(&note);
+        } else {
+            super::say(&note)?;
+        }
     }
     Ok(())
 }

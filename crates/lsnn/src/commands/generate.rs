@@ -48,6 +48,15 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     if prompt.is_empty() {
         return Err(BadInput("--prompt is empty; expected at least one character".into()).into());
     }
+    let task = lsnn_train::inference::task_of(&a.checkpoint)?;
+    if task != lsnn_train::lsnn_layers::Task::Llm {
+        return Err(BadInput(format!(
+            "{} holds a {} run; generate continues text with a language model (llm) — use `lsnn predict`",
+            a.checkpoint.display(),
+            task.name()
+        ))
+        .into());
+    }
     let lm = load_lm(&a.checkpoint, a.ema, a.device.as_deref())?;
     for n in &lm.checkpoint.notices {
         crate::output::err(&format!("note: {n}"));

@@ -1,26 +1,41 @@
-//! `lsnn train`: a fresh run from a config (lsnn's or the Python original's) or the default,
-//! or the resume of a checkpointed run.
+//! `lsnn train`: a fresh run of any task from a config (lsnn's or the Python original's), the
+//! defaults and `--set` overrides, or the resume of a checkpointed run.
 
+use super::config::{user_config, UserConfig};
 use crate::display::Display;
 use crate::exit::{BadInput, INTERRUPTED, IO_FAILURE, SUCCESS};
 use crate::output::{err, out};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use lsnn_train::config::read_run_config;
-use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig};
+use lsnn_train::data::builtin::builtin;
+use lsnn_train::data::SequenceData;
+use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig, SequenceModel, Task};
 use lsnn_train::lsnn_memory::{parse_size, rss};
-use lsnn_train::{ArithmeticTask, RunConfig, TokenDataset, TrainConfig, TrainOptions, Trainer};
+use lsnn_train::{ArithmeticTask, Dataset, TokenDataset, TrainModel, TrainOptions, Trainer};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `lsnn train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// The task: llm (default), regression (the original's robotics) or classification; a
+    /// config's task_type says the same.
+    #[arg(long)]
+    task: Option<String>,
     /// A config file: lsnn's own or one written by the Python original (design §5).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A UTF-8 text file to train on (default: the built-in arithmetic task).
+    /// Set a config field, e.g. --set hidden_dim=64 (repeatable; after --config, by the same
+    /// rules).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The data: a UTF-8 text file for llm, an .npz or .safetensors file of arrays for the
+    /// other tasks (default: the task's built-in data).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Sequence tasks: shuffle the positions of every sequence (features and time spans; the
+    /// targets stay): the control on which a model that needs order scores near its baseline.
+    #[arg(long)]
+    shuffle_time: bool,
     /// Epochs (overrides the config).
     #[arg(long)]
     epochs: Option<usize>,
@@ -53,26 +68,6 @@ pub struct TrainArgs {
     eval_ema: bool,
 }
 
-fn load_config(path: &Path) -> Result<RunConfig<ModelConfig>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(bad(format!("config {}: no such file", path.display())))
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading config {}", path.display())),
-    };
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        bad(format!(
-            "config {}: not UTF-8 (first bad byte at offset {}); expected a JSON text",
-            path.display(),
-            e.valid_up_to()
-        ))
-    })?;
-    read_run_config(text).with_context(|| format!("config {}", path.display()))
-}
-
-type LmTrainer = Trainer<LanguageModel, TokenDataset>;
-
 fn bad(msg: impl Into<String>) -> anyhow::Error {
     BadInput(msg.into()).into()
 }
@@ -103,50 +98,114 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     if a.max_batches == Some(0) {
         return Err(bad("--max-batches 0 trains nothing; expected at least 1"));
     }
-    let mut trainer: LmTrainer = match &a.resume {
-        Some(dir) => {
-            if a.config.is_some()
-                || a.data.is_some()
-                || a.epochs.is_some()
-                || a.seed.is_some()
-                || a.device.is_some()
-                || a.overwrite
-            {
-                return Err(bad("--resume continues the saved run as it was configured; drop --config, --data, --epochs, --seed, --device and --overwrite"));
-            }
-            Trainer::resume(dir, opts, lsnn_train::lm::token_data)?
+    if let Some(dir) = &a.resume {
+        if a.config.is_some()
+            || a.data.is_some()
+            || a.epochs.is_some()
+            || a.seed.is_some()
+            || a.device.is_some()
+            || a.overwrite
+            || a.task.is_some()
+            || !a.sets.is_empty()
+            || a.shuffle_time
+        {
+            return Err(bad("--resume continues the saved run as it was configured; drop --config, --set, --task, --data, --shuffle-time, --epochs, --seed, --device and --overwrite"));
         }
-        None => {
-            let mut cfg = match &a.config {
-                Some(p) => load_config(p)?,
-                None => RunConfig {
-                    model: ModelConfig::default(),
-                    train: TrainConfig::default(),
-                },
-            };
-            if let Some(e) = a.epochs {
-                if e == 0 {
-                    return Err(bad("--epochs 0 trains nothing; expected at least 1"));
-                }
-                cfg.train.num_epochs = e;
+        lsnn_train::checkpoint::resolve(dir)?;
+        return match lsnn_train::inference::task_of(dir)? {
+            Task::Llm => {
+                let t: Trainer<LanguageModel, TokenDataset> =
+                    Trainer::resume(dir, opts, lsnn_train::lm::token_data)?;
+                drive(t, &out_dir, started)
             }
-            if let Some(s) = a.seed {
-                cfg.train.seed = s;
+            _ => {
+                let t: Trainer<SequenceModel, SequenceData> =
+                    Trainer::resume(dir, opts, lsnn_train::task::sequence_data)?;
+                drive(t, &out_dir, started)
             }
-            if let Some(d) = &a.device {
-                cfg.train.device = d.clone();
-            }
-            if cfg.train.mixed_precision && cfg.train.parse_device()?.is_none() {
-                err("warning: mixed_precision has no effect on the CPU; training in f32");
+        };
+    }
+    let UserConfig {
+        config: mut cfg,
+        explicit,
+    } = user_config(a.config.as_deref(), &a.sets, a.task.as_deref())?;
+    if let Some(e) = a.epochs {
+        if e == 0 {
+            return Err(bad("--epochs 0 trains nothing; expected at least 1"));
+        }
+        cfg.train.num_epochs = e;
+    }
+    if let Some(s) = a.seed {
+        cfg.train.seed = s;
+    }
+    if let Some(d) = &a.device {
+        cfg.train.device = d.clone();
+    }
+    if cfg.train.mixed_precision && cfg.train.parse_device()?.is_none() {
+        err("warning: mixed_precision has no effect on the CPU; training in f32");
+    }
+    match cfg.model.task()? {
+        Task::Llm => {
+            if a.shuffle_time {
+                return Err(bad(
+                    "--shuffle-time is the sequence tasks' control; the llm task has none",
+                ));
             }
             let seq = cfg.model.sequence_length;
             let data = match &a.data {
                 Some(p) => TokenDataset::from_text_file(p, seq)?,
                 None => ArithmeticTask::new(cfg.train.seed).dataset(seq)?,
             };
-            Trainer::new(cfg, data, opts)?
+            let t: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
+            drive(t, &out_dir, started)
         }
-    };
+        task => {
+            let classes = (task == Task::Classification && explicit.contains("output_dim"))
+                .then_some(cfg.model.output_dim);
+            let data = match &a.data {
+                Some(p) => {
+                    SequenceData::from_file(p, task, cfg.train.seed, a.shuffle_time, classes)?
+                }
+                None => builtin(task, cfg.train.seed, a.shuffle_time)?,
+            };
+            fit_to_data(&mut cfg.model, &data, &explicit);
+            let t: Trainer<SequenceModel, SequenceData> = Trainer::new(cfg, data, opts)?;
+            drive(t, &out_dir, started)
+        }
+    }
+}
+
+/// A sequence task's widths and length from its data, where the user did not set them (a
+/// width they set must agree: the trainer checks); the length, which a sequence model does not
+/// depend on, follows the data with a note when the config said otherwise.
+fn fit_to_data(
+    model: &mut ModelConfig,
+    data: &SequenceData,
+    explicit: &std::collections::BTreeSet<String>,
+) {
+    if !explicit.contains("input_dim") {
+        model.input_dim = data.features();
+    }
+    if !explicit.contains("output_dim") {
+        model.output_dim = data.outputs();
+    }
+    let l = data.train().l.max(data.val().l);
+    if explicit.contains("sequence_length") && model.sequence_length != l {
+        err(&format!(
+            "note: sequence_length {} in the config; the data's sequences are {l} positions long, so {l} is recorded",
+            model.sequence_length
+        ));
+    }
+    model.sequence_length = l;
+    model.max_position_embeddings = model.max_position_embeddings.max(l);
+}
+
+/// Runs a trainer to its end and prints the summary.
+fn drive<M: TrainModel, D: Dataset<M>>(
+    mut trainer: Trainer<M, D>,
+    out_dir: &Path,
+    started: std::time::Instant,
+) -> Result<u8> {
     let mut display = Display::new();
     let summary = trainer.run(&mut |e| display.on_event(e))?;
     display.finish();
@@ -171,6 +230,10 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         ));
         return Ok(INTERRUPTED);
     }
+    let sequence = summary
+        .baselines
+        .iter()
+        .any(|(k, _)| k != "baseline_bigram_loss");
     let mut lines = Vec::new();
     if summary.interrupted {
         lines.push(format!(
@@ -182,16 +245,23 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     }
     if let Some(e) = &summary.last_eval {
         let vs = match &summary.baseline {
-            Some((name, b)) => format!(
+            Some((name, b)) if !sequence => format!(
                 " vs {name} {b:.4} ({:.1}% below)",
                 100.0 * (1.0 - e.loss() / b)
             ),
-            None => String::new(),
+            _ => String::new(),
         };
         lines.push(format!("done: {}{vs}", super::metrics_line(e)));
+        if sequence {
+            lines.push(format!(
+                "baselines: {}",
+                super::baselines_line(&summary.baselines)
+            ));
+        }
     }
+    let unit = if sequence { "positions" } else { "tokens" };
     lines.push(format!(
-        "{} steps, {} skipped, {:.0} tokens/s, peak RSS {hwm:.0} MiB, {:.0} s; checkpoint in {}",
+        "{} steps, {} skipped, {:.0} {unit}/s, peak RSS {hwm:.0} MiB, {:.0} s; checkpoint in {}",
         summary.steps,
         summary.skipped,
         summary.tokens_per_s,

@@ -1,0 +1,229 @@
+//! The stack every model of design §2.6 and §2.9 shares: hybrid blocks, each followed by its
+//! LayerNorm and dropout, and after every odd block a spiking-attention residual. The language
+//! model puts an embedding in front of it and a vocabulary head behind it; the sequence models
+//! an input projection and a regression or classification head.
+//!
+//! ```text
+//! for i in 0..num_layers:
+//!     x, h_i = Block_i(x, h_i);  x = Dropout(LayerNorm_i(x))
+//!     if i is odd: x = x + Attention_{(i−1)/2}(x)
+//! ```
+//! Keys: `blocks.{i}.*`, `norms.{i}.*`, `attns.{j}.*` (design §4.2).
+
+use super::ModelConfig;
+use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
+use crate::block::{BlockState, HybridLiquidSpikingBlock};
+use crate::error::{LayerError, Result};
+use crate::fused::NormAct;
+use crate::nn::{LayerNorm, Mode};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::VarBuilder;
+
+/// The blocks, their norms and the attention layers.
+#[derive(Debug, Clone)]
+pub(crate) struct Trunk {
+    blocks: Vec<HybridLiquidSpikingBlock>,
+    norms: Vec<LayerNorm>,
+    attns: Vec<MultiHeadSpikingAttention>,
+    /// Dropout after each block's norm.
+    dropout: f64,
+}
+
+/// Streaming state of the stack: each block's liquid state, each attention layer's cache.
+#[derive(Debug, Clone)]
+pub(crate) struct TrunkState {
+    pub(crate) blocks: Vec<BlockState>,
+    pub(crate) caches: Vec<AttentionCache>,
+}
+
+impl Trunk {
+    /// Creates the stack's weights through `vb` (the model's root).
+    pub(crate) fn new(cfg: &ModelConfig, vb: &VarBuilder) -> Result<Self> {
+        let bc = cfg.block();
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        let mut norms = Vec::with_capacity(cfg.num_layers);
+        let mut attns = Vec::new();
+        for i in 0..cfg.num_layers {
+            blocks.push(HybridLiquidSpikingBlock::new(
+                &bc,
+                vb.pp(format!("blocks.{i}")),
+            )?);
+            norms.push(LayerNorm::new(
+                cfg.hidden_dim,
+                cfg.layer_norm_eps,
+                vb.pp(format!("norms.{i}")),
+            )?);
+            if i % 2 == 1 {
+                let j = (i - 1) / 2;
+                attns.push(MultiHeadSpikingAttention::new(
+                    &cfg.attention(),
+                    vb.pp(format!("attns.{j}")),
+                )?);
+            }
+        }
+        Ok(Trunk {
+            blocks,
+            norms,
+            attns,
+            dropout: cfg.dropout,
+        })
+    }
+
+    /// The same stack with detached parameters.
+    pub(crate) fn detached(&self) -> Self {
+        Trunk {
+            blocks: self
+                .blocks
+                .iter()
+                .map(HybridLiquidSpikingBlock::detached)
+                .collect(),
+            norms: self.norms.iter().map(LayerNorm::detached).collect(),
+            attns: self
+                .attns
+                .iter()
+                .map(MultiHeadSpikingAttention::detached)
+                .collect(),
+            dropout: self.dropout,
+        }
+    }
+
+    pub(crate) fn blocks(&self) -> &[HybridLiquidSpikingBlock] {
+        &self.blocks
+    }
+
+    pub(crate) fn attentions(&self) -> &[MultiHeadSpikingAttention] {
+        &self.attns
+    }
+
+    /// Layers (blocks).
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block i, its norm and dropout, and after odd blocks the attention residual; `spans`
+    /// [B, L] are the CfC's per-position time spans (the config's constant span when `None`).
+    pub(crate) fn layer(
+        &self,
+        i: usize,
+        x: &Tensor,
+        spans: Option<&Tensor>,
+        mode: &mut Mode<'_>,
+    ) -> Result<Tensor> {
+        let (y, _state) = self.blocks[i].forward_unchecked(x, None, spans, mode)?;
+        let x = self.norms[i].with_act(&y, NormAct::Norm, self.dropout, mode)?;
+        if i % 2 == 1 {
+            Ok((&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?)
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// Every layer in turn.
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        spans: Option<&Tensor>,
+        mode: &mut Mode<'_>,
+    ) -> Result<Tensor> {
+        let mut x = x.clone();
+        for i in 0..self.blocks.len() {
+            x = self.layer(i, &x, spans, mode)?;
+        }
+        Ok(x)
+    }
+
+    /// Runs every layer as its own stage: returns (each layer's input leaf and output, the
+    /// last output as a fresh leaf). See [`backward_stages`].
+    pub(crate) fn forward_staged(
+        &self,
+        x: Tensor,
+        spans: Option<&Tensor>,
+        mode: &mut Mode<'_>,
+        stages: &mut Vec<(Option<Var>, Tensor)>,
+    ) -> Result<Var> {
+        let mut x = x;
+        for i in 0..self.blocks.len() {
+            let leaf = Var::from_tensor(&x.detach())?;
+            x = self.layer(i, leaf.as_tensor(), spans, mode)?;
+            stages.push((Some(leaf), x.clone()));
+        }
+        Ok(Var::from_tensor(&x.detach())?)
+    }
+
+    /// A fresh streaming state for `batch` rows whose attention caches hold `capacity`
+    /// positions.
+    pub(crate) fn new_state(
+        &self,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<TrunkState> {
+        Ok(TrunkState {
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| b.zero_state(batch, dtype, device))
+                .collect::<Result<_>>()?,
+            caches: self
+                .attns
+                .iter()
+                .map(|a| a.new_cache(batch, capacity, dtype, device))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// One position x_t [B, D] through every layer (evaluation mode), advancing `state`; `span`
+    /// [B] is this position's time span per row.
+    pub(crate) fn step(
+        &self,
+        x: &Tensor,
+        span: Option<&Tensor>,
+        state: &mut TrunkState,
+    ) -> Result<Tensor> {
+        let mode = &mut Mode::Eval;
+        let mut x = x.clone();
+        for i in 0..self.blocks.len() {
+            let y = self.blocks[i].step_unchecked(&x, span, &mut state.blocks[i], mode)?;
+            // Streaming is evaluation: a state carried with its graph would chain every step's
+            // graph to the next (trainable weights are Vars, so ops are tracked) and keep the
+            // whole history alive until the state is dropped.
+            state.blocks[i].h = state.blocks[i].h.detach();
+            x = self.norms[i].forward(&y)?;
+            if i % 2 == 1 {
+                let j = (i - 1) / 2;
+                x = (&x + self.attns[j].step_unchecked(&x, &mut state.caches[j])?)?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// The staged backward pass: `grads` holds the last stage's gradients and
+/// `upstream` the gradient of its input leaf; each earlier stage (input leaf or `None` for the
+/// first, output) is back-propagated from the gradient of its output, newest first, and its
+/// graph dropped as soon as its gradients are taken, so the peak is the activations plus one
+/// stage's gradients rather than every stage's at once.
+pub(crate) fn backward_stages(
+    mut stages: Vec<(Option<Var>, Tensor)>,
+    mut grads: GradStore,
+    mut upstream: Option<Tensor>,
+) -> Result<GradStore> {
+    while let Some((input, output)) = stages.pop() {
+        // Every stage's output feeds the next stage, so a gradient always reaches it.
+        let Some(g) = upstream.take() else {
+            return Err(LayerError::Candle(candle_core::Error::Msg(format!(
+                "staged backward: no gradient reached the output of stage {}",
+                stages.len()
+            ))));
+        };
+        let stage = crate::fused::seed(&output, &g)?.backward()?;
+        drop(output);
+        grads.extend(stage)?;
+        if let Some(leaf) = input {
+            upstream = grads.remove(leaf.as_tensor());
+        }
+    }
+    Ok(grads)
+}
