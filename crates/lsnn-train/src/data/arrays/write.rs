@@ -3,20 +3,31 @@
 //! beside the target and renamed over it, so a failed write never leaves a half file under the
 //! target's name (nor replaces what was there).
 
-use super::{Array, Elems};
+use super::{Array, ElemType, Elems};
 use crate::error::{Result, TrainError};
 use std::io::Write;
 use std::path::Path;
 
-/// A version-1.0 `.npy` of `array`.
-fn npy_bytes(array: &Array) -> Vec<u8> {
-    let descr = match &array.elems {
-        Elems::F32(_) => "<f4",
-        Elems::F64(_) => "<f8",
-        Elems::I64(_) => "<i8",
-        Elems::U64(_) => "<u8",
-        Elems::Bool(_) => "|b1",
-    };
+/// numpy's `descr` of an element type (little-endian).
+fn descr(t: ElemType) -> &'static str {
+    match t {
+        ElemType::F32 => "<f4",
+        ElemType::F64 => "<f8",
+        ElemType::I8 => "|i1",
+        ElemType::I16 => "<i2",
+        ElemType::I32 => "<i4",
+        ElemType::I64 => "<i8",
+        ElemType::U8 => "|u1",
+        ElemType::U16 => "<u2",
+        ElemType::U32 => "<u4",
+        ElemType::U64 => "<u8",
+        ElemType::Bool => "|b1",
+    }
+}
+
+/// A version-1.0 `.npy` of `array`, its elements at the width of its `dtype` (a value that does
+/// not fit the width is the caller's bug, refused here rather than wrapped).
+fn npy_bytes(array: &Array) -> Result<Vec<u8>> {
     let shape = match array.shape.as_slice() {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
@@ -28,7 +39,10 @@ fn npy_bytes(array: &Array) -> Vec<u8> {
                 .join(", ")
         ),
     };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+        descr(array.dtype)
+    );
     // numpy pads the header with spaces so the data starts at a multiple of 64, ending in '\n'.
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -37,14 +51,35 @@ fn npy_bytes(array: &Array) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend((header.len() as u16).to_le_bytes());
     out.extend(header.as_bytes());
-    match &array.elems {
-        Elems::F32(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        Elems::F64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        Elems::I64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        Elems::U64(v) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-        Elems::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+    let misfit = || TrainError::Config {
+        field: "array".into(),
+        message: format!(
+            "elements do not fit the declared dtype {}",
+            array.dtype.name()
+        ),
+    };
+    macro_rules! put {
+        ($v:expr, $ty:ty) => {
+            for &x in $v {
+                out.extend(<$ty>::try_from(x).map_err(|_| misfit())?.to_le_bytes());
+            }
+        };
     }
-    out
+    match (&array.elems, array.dtype) {
+        (Elems::F32(v), ElemType::F32) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+        (Elems::F64(v), ElemType::F64) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+        (Elems::I64(v), ElemType::I8) => put!(v, i8),
+        (Elems::I64(v), ElemType::I16) => put!(v, i16),
+        (Elems::I64(v), ElemType::I32) => put!(v, i32),
+        (Elems::I64(v), ElemType::I64) => put!(v, i64),
+        (Elems::U64(v), ElemType::U8) => put!(v, u8),
+        (Elems::U64(v), ElemType::U16) => put!(v, u16),
+        (Elems::U64(v), ElemType::U32) => put!(v, u32),
+        (Elems::U64(v), ElemType::U64) => put!(v, u64),
+        (Elems::Bool(v), ElemType::Bool) => out.extend(v.iter().map(|&b| u8::from(b))),
+        _ => return Err(misfit()),
+    }
+    Ok(out)
 }
 
 /// Writes `arrays` (name, array) to `path` as an `.npz`.
@@ -66,7 +101,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &Array)]) -> Result<()> {
         let file = std::fs::File::create(&tmp).map_err(io)?;
         let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
         for (member, array) in arrays {
-            let bytes = npy_bytes(array);
+            let bytes = npy_bytes(array)?;
             let options = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored)
                 .large_file(bytes.len() as u64 >= u32::MAX as u64);
@@ -89,7 +124,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &Array)]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::arrays::{read_arrays, ElemType};
+    use crate::data::arrays::read_arrays;
 
     #[test]
     fn written_arrays_read_back() {
