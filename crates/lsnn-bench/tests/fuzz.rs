@@ -11,6 +11,7 @@ fn short_campaigns_find_no_panic_and_no_long_message() {
     for (target, n) in [
         (Target::Config, 3000),
         (Target::Text, 3000),
+        (Target::Arrays, 1500),
         (Target::Checkpoint, 400),
     ] {
         let r = campaign(target, n, 7, None).unwrap();

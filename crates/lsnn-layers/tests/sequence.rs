@@ -9,8 +9,7 @@ use candle_nn::VarMap;
 use common::max_abs_diff;
 use lsnn_layers::model::loss;
 use lsnn_layers::{
-    LayerError, Mode, ModelConfig, Readout, SeqInput, SeededInit, SeededRng, SequenceModel,
-    Targets,
+    LayerError, Mode, ModelConfig, Readout, SeededInit, SeededRng, SeqInput, SequenceModel, Targets,
 };
 
 fn seq_config(task: &str, readout: Option<Readout>) -> ModelConfig {
@@ -107,14 +106,28 @@ fn padded_regression_rows_score_and_learn_as_the_rows_alone() {
             });
         }
     }
-    assert!((whole.loss - loss_sum).abs() < 1e-6, "{} vs {loss_sum}", whole.loss);
+    assert!(
+        (whole.loss - loss_sum).abs() < 1e-6,
+        "{} vs {loss_sum}",
+        whole.loss
+    );
     assert!((whole.metrics.0 - mse_sum).abs() < 1e-6);
     assert_eq!(whole.weight, (total * 2) as f64);
     for ((name, _), (g, c)) in vars.iter().zip(grads.iter().zip(&combined)) {
         let c = c.as_ref().unwrap();
-        let scale = c.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-3);
+        let scale = c
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .max(1e-3);
         let d = max_abs_diff(g, c);
-        assert!(d <= 1e-4 * scale.max(1.0), "{name}: gradient differs by {d} (scale {scale})");
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "{name}: gradient differs by {d} (scale {scale})"
+        );
     }
 }
 
@@ -156,7 +169,9 @@ fn both_readouts_ignore_padding() {
 fn a_static_classifier_input_is_one_position() {
     let (m, _) = model(&seq_config("classification", None), 6);
     let x = randn(&[4, 3], 31);
-    let flat = m.forward(&SeqInput::new(x.clone()), &mut Mode::Eval).unwrap();
+    let flat = m
+        .forward(&SeqInput::new(x.clone()), &mut Mode::Eval)
+        .unwrap();
     let seq = m
         .forward(&SeqInput::new(x.unsqueeze(1).unwrap()), &mut Mode::Eval)
         .unwrap();
@@ -167,7 +182,9 @@ fn a_static_classifier_input_is_one_position() {
 fn time_spans_reach_the_cfc() {
     let (m, _) = model(&seq_config("regression", None), 7);
     let x = randn(&[2, 6, 3], 41);
-    let plain = m.forward(&SeqInput::new(x.clone()), &mut Mode::Eval).unwrap();
+    let plain = m
+        .forward(&SeqInput::new(x.clone()), &mut Mode::Eval)
+        .unwrap();
     let ones = Tensor::ones((2, 6), DType::F32, &Device::Cpu).unwrap();
     let unit = m
         .forward(&SeqInput::new(x.clone()).with_spans(ones), &mut Mode::Eval)
@@ -179,7 +196,10 @@ fn time_spans_reach_the_cfc() {
     let varied = m
         .forward(&SeqInput::new(x).with_spans(spans), &mut Mode::Eval)
         .unwrap();
-    assert!(max_abs_diff(&plain, &varied) > 1e-3, "spans changed nothing");
+    assert!(
+        max_abs_diff(&plain, &varied) > 1e-3,
+        "spans changed nothing"
+    );
     // Position 0's output depends on its own span, so the first position differs too.
 }
 
@@ -190,7 +210,10 @@ fn streaming_equals_the_sequence_call() {
     let x = randn(&[b, l, 3], 51);
     let spans = (randn(&[b, l], 52).abs().unwrap() + 0.25).unwrap();
     let full = m
-        .forward(&SeqInput::new(x.clone()).with_spans(spans.clone()), &mut Mode::Eval)
+        .forward(
+            &SeqInput::new(x.clone()).with_spans(spans.clone()),
+            &mut Mode::Eval,
+        )
         .unwrap();
     let mut state = m.new_state(b, l).unwrap();
     for t in 0..l {
@@ -207,18 +230,28 @@ fn streaming_equals_the_sequence_call() {
     assert_eq!(state.position(), l);
     // Past the caches' capacity: a typed error, not a reallocation.
     let err = m
-        .step(&x.i((.., 0, ..)).unwrap().contiguous().unwrap(), None, &mut state)
+        .step(
+            &x.i((.., 0, ..)).unwrap().contiguous().unwrap(),
+            None,
+            &mut state,
+        )
         .unwrap_err();
     assert!(matches!(err, LayerError::SequenceTooLong { .. }), "{err}");
     // A classifier's mean readout streams as a running mean.
     let (c, _) = model(&seq_config("classification", Some(Readout::Mean)), 9);
-    let logits = c.forward(&SeqInput::new(x.clone()), &mut Mode::Eval).unwrap();
+    let logits = c
+        .forward(&SeqInput::new(x.clone()), &mut Mode::Eval)
+        .unwrap();
     let mut s = c.new_state(b, l).unwrap();
     let mut last = None;
     for t in 0..l {
         last = Some(
-            c.step(&x.i((.., t, ..)).unwrap().contiguous().unwrap(), None, &mut s)
-                .unwrap(),
+            c.step(
+                &x.i((.., t, ..)).unwrap().contiguous().unwrap(),
+                None,
+                &mut s,
+            )
+            .unwrap(),
         );
     }
     let d = max_abs_diff(&last.unwrap(), &logits);
@@ -242,7 +275,13 @@ fn every_parameter_gets_a_gradient() {
         let input = SeqInput::new(randn(&[2, 5, 3], 62));
         let grads = grads_of(&m, &vars, &input, &y, 1.0);
         for ((name, _), g) in vars.iter().zip(&grads) {
-            let n = g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let n = g
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(n > 0.0, "{task}: {name} got no gradient");
         }
     }
@@ -257,7 +296,13 @@ fn smooth_l1_matches_its_definition_and_its_gradient() {
     let l = loss::smooth_l1(&pred3, &zero, None).unwrap();
     let want: f64 = d
         .iter()
-        .map(|&v| if v.abs() < 1.0 { 0.5 * v * v } else { v.abs() - 0.5 })
+        .map(|&v| {
+            if v.abs() < 1.0 {
+                0.5 * v * v
+            } else {
+                v.abs() - 0.5
+            }
+        })
         .sum::<f64>()
         / 7.0;
     assert!((l.to_scalar::<f64>().unwrap() - want).abs() < 1e-15);
@@ -269,8 +314,11 @@ fn smooth_l1_matches_its_definition_and_its_gradient() {
         assert!((gv - want).abs() < 1e-15, "d = {v}: {gv} vs {want}");
     }
     // The mask keeps only the valid elements in the mean.
-    let mask = Tensor::new(&[[[1.0f64], [1.0], [0.0], [0.0], [0.0], [0.0], [0.0]]], &Device::Cpu)
-        .unwrap();
+    let mask = Tensor::new(
+        &[[[1.0f64], [1.0], [0.0], [0.0], [0.0], [0.0], [0.0]]],
+        &Device::Cpu,
+    )
+    .unwrap();
     let masked = loss::smooth_l1(&pred3, &zero, Some(&mask)).unwrap();
     assert!((masked.to_scalar::<f64>().unwrap() - (2.5 + 0.5) / 2.0).abs() < 1e-15);
 }
@@ -283,20 +331,34 @@ fn bad_inputs_are_typed_errors() {
     let err = |input: SeqInput, t: &Targets| m.loss(&input, t, &mut Mode::Eval).unwrap_err();
     // Wrong feature width.
     let e = err(SeqInput::new(randn(&[2, 4, 5], 1)), &y);
-    assert!(matches!(e, LayerError::Shape { .. }) && e.to_string().contains("[B, L, 3]"), "{e}");
+    assert!(
+        matches!(e, LayerError::Shape { .. }) && e.to_string().contains("[B, L, 3]"),
+        "{e}"
+    );
     // A length of 0, and one beyond L.
     for bad in [vec![0, 4], vec![4, 5]] {
         let e = err(SeqInput::new(x.clone()).with_lengths(bad), &y);
-        assert!(matches!(e, LayerError::Input { .. }) && e.to_string().contains("1..=4"), "{e}");
+        assert!(
+            matches!(e, LayerError::Input { .. }) && e.to_string().contains("1..=4"),
+            "{e}"
+        );
     }
     // NaN features.
-    let nan = x.broadcast_mul(&Tensor::new(&[f32::NAN], &Device::Cpu).unwrap()).unwrap();
-    assert!(matches!(err(SeqInput::new(nan), &y), LayerError::NonFinite { .. }));
+    let nan = x
+        .broadcast_mul(&Tensor::new(&[f32::NAN], &Device::Cpu).unwrap())
+        .unwrap();
+    assert!(matches!(
+        err(SeqInput::new(nan), &y),
+        LayerError::NonFinite { .. }
+    ));
     // Spans of the wrong shape.
     let e = err(SeqInput::new(x.clone()).with_spans(randn(&[2, 3], 2)), &y);
     assert!(e.to_string().contains("time spans"), "{e}");
     // Targets of the wrong shape or kind.
-    let e = err(SeqInput::new(x.clone()), &Targets::Values(randn(&[2, 4, 3], 3)));
+    let e = err(
+        SeqInput::new(x.clone()),
+        &Targets::Values(randn(&[2, 4, 3], 3)),
+    );
     assert!(e.to_string().contains("[2, 4, 2]"), "{e}");
     let e = err(
         SeqInput::new(x.clone()),
@@ -312,11 +374,16 @@ fn bad_inputs_are_typed_errors() {
             &mut Mode::Eval,
         )
         .unwrap_err();
-    assert!(e.to_string().contains("row 1 has class 4; expected 0..4"), "{e}");
+    assert!(
+        e.to_string().contains("row 1 has class 4; expected 0..4"),
+        "{e}"
+    );
     // The language model's config builds no sequence model, and the readout belongs to
     // classifiers only.
     let vb = SeededInit::var_builder(&VarMap::new(), SeededRng::new(0), DType::F32, &Device::Cpu);
     assert!(SequenceModel::new(&common::small_config(2, 1), vb).is_err());
-    let e = seq_config("regression", Some(Readout::Mean)).validate().unwrap_err();
+    let e = seq_config("regression", Some(Readout::Mean))
+        .validate()
+        .unwrap_err();
     assert!(e.to_string().contains("readout"), "{e}");
 }

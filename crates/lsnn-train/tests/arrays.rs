@@ -37,10 +37,8 @@ fn python_float(s: &str) -> f64 {
 
 #[test]
 fn every_dtype_and_order_reads_as_numpy_wrote_it() {
-    let want: BTreeMap<String, Value> = serde_json::from_str(
-        &std::fs::read_to_string(fixture("dtypes.json")).unwrap(),
-    )
-    .unwrap();
+    let want: BTreeMap<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("dtypes.json")).unwrap()).unwrap();
     for file in ["dtypes.npz", "dtypes_compressed.npz"] {
         let got = read(file);
         assert_eq!(got.len(), want.len(), "{file}: array count");
@@ -78,7 +76,10 @@ fn safetensors_and_npz_of_the_same_arrays_agree() {
     for stem in ["regression", "classification"] {
         let npz = read(&format!("{stem}.npz"));
         let st = read(&format!("{stem}.safetensors"));
-        assert_eq!(npz.keys().collect::<Vec<_>>(), st.keys().collect::<Vec<_>>());
+        assert_eq!(
+            npz.keys().collect::<Vec<_>>(),
+            st.keys().collect::<Vec<_>>()
+        );
         for (k, a) in &npz {
             assert_eq!(a, &st[k], "{stem}: {k}");
         }
@@ -110,7 +111,10 @@ fn malformed_files_are_typed_errors() {
         let at = b.windows(6).position(|w| w == b"\x93NUMPY").unwrap() + 200;
         b[at] ^= 0x40;
     });
-    assert!(e.contains("cannot read its member") || e.contains("array"), "{e}");
+    assert!(
+        e.contains("cannot read its member") || e.contains("array"),
+        "{e}"
+    );
     // A flipped byte in a deflated member.
     let e = corrupt("dtypes_compressed.npz", |b| {
         let n = b.len();
@@ -137,15 +141,32 @@ fn members_that_are_not_plain_arrays_are_refused() {
         z.write_all(b"hello").unwrap();
         z.finish().unwrap();
     }
-    let e = read_arrays(&std::fs::read(&path).unwrap()).unwrap_err().to_string();
+    let e = read_arrays(&std::fs::read(&path).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"notes.txt\" is not an .npy array"), "{e}");
     // An .npy member whose header is not numpy's, and one with an object dtype.
     for (header, needle) in [
-        ("{'descr': '<f4', 'shape': (2,), }", "lacks descr, fortran_order or shape"),
-        ("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", "pickled"),
-        ("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", "structured"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1, }", "unknown .npy header key"),
-        ("{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", "float32/float64"),
+        (
+            "{'descr': '<f4', 'shape': (2,), }",
+            "lacks descr, fortran_order or shape",
+        ),
+        (
+            "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+            "pickled",
+        ),
+        (
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+            "structured",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1, }",
+            "unknown .npy header key",
+        ),
+        (
+            "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }",
+            "float32/float64",
+        ),
     ] {
         let mut npy = b"\x93NUMPY\x01\x00".to_vec();
         npy.extend((header.len() as u16).to_le_bytes());
@@ -160,7 +181,9 @@ fn members_that_are_not_plain_arrays_are_refused() {
             z.write_all(&npy).unwrap();
             z.finish().unwrap();
         }
-        let e = read_arrays(&std::fs::read(&p).unwrap()).unwrap_err().to_string();
+        let e = read_arrays(&std::fs::read(&p).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(needle) && e.contains("\"x\""), "{header}: {e}");
     }
     // What lsnn writes, numpy's reader would read: here, lsnn's own reader reads it back.

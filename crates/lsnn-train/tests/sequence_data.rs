@@ -59,7 +59,10 @@ fn regression_arrays() -> Vec<(String, Array)> {
 fn classification_arrays() -> Vec<(String, Array)> {
     vec![
         ("x".into(), f32s(&[6, 4, 3], wave)),
-        ("y".into(), ints(&[6], vec![0, 1, 2, 0, 1, 2], ElemType::I32)),
+        (
+            "y".into(),
+            ints(&[6], vec![0, 1, 2, 0, 1, 2], ElemType::I32),
+        ),
     ]
 }
 
@@ -98,7 +101,13 @@ fn both_formats_of_the_fixtures_load_to_the_same_data() {
     let cls = load(&fixture("classification.npz"), Task::Classification).unwrap();
     assert_eq!((cls.train().n, cls.val().n, cls.outputs()), (60, 20, 3));
     // The mask became lengths.
-    assert!(cls.val().lengths.as_ref().unwrap().iter().all(|&n| (3..=8).contains(&n)));
+    assert!(cls
+        .val()
+        .lengths
+        .as_ref()
+        .unwrap()
+        .iter()
+        .all(|&n| (3..=8).contains(&n)));
 }
 
 #[test]
@@ -134,8 +143,9 @@ fn normalisation_centres_the_training_split_and_padding_is_zero() {
     // The split is a function of the seed.
     let again = load(&fixture("regression.npz"), Task::Regression).unwrap();
     assert_eq!(again.val(), d.val());
-    let other = SequenceData::from_file(&fixture("regression.npz"), Task::Regression, 2, false, None)
-        .unwrap();
+    let other =
+        SequenceData::from_file(&fixture("regression.npz"), Task::Regression, 2, false, None)
+            .unwrap();
     assert_ne!(other.val(), d.val());
 }
 
@@ -160,9 +170,16 @@ fn the_time_shuffle_keeps_each_rows_values_and_targets() {
     // Baselines are those of the targets, the same for both.
     assert_eq!(plain.baseline_values(), shuffled.baseline_values());
     let reg = builtin(Task::Regression, 3, false).unwrap();
-    let names: Vec<&str> = reg.baseline_values().iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = reg
+        .baseline_values()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert!(names.contains(&"baseline_persistence_mse") && names.contains(&"baseline_mean_mse"));
-    assert!(matches!(reg.train().y, Some(SplitTargets::Values { width: 2, .. })));
+    assert!(matches!(
+        reg.train().y,
+        Some(SplitTargets::Values { width: 2, .. })
+    ));
 }
 
 /// Loads `arrays` as `task` and returns the error's message (which must be a data error).
@@ -192,8 +209,18 @@ fn every_bad_array_is_a_typed_error_naming_it() {
     let cls = Task::Classification;
     let nan = |i: usize| if i == 7 { f32::NAN } else { wave(i) };
     let cases: Vec<(&str, Task, Vec<(String, Array)>, &[&str])> = vec![
-        ("no x", reg, without(regression_arrays(), "x"), &["\"y\" given without \"x\""]),
-        ("no y", reg, without(regression_arrays(), "y"), &["\"y\" is missing"]),
+        (
+            "no x",
+            reg,
+            without(regression_arrays(), "x"),
+            &["\"y\" given without \"x\""],
+        ),
+        (
+            "no y",
+            reg,
+            without(regression_arrays(), "y"),
+            &["\"y\" is missing"],
+        ),
         (
             "unknown array",
             reg,
@@ -209,7 +236,11 @@ fn every_bad_array_is_a_typed_error_naming_it() {
         (
             "integer x",
             reg,
-            with(regression_arrays(), "x", ints(&[6, 5, 2], vec![1; 60], ElemType::I16)),
+            with(
+                regression_arrays(),
+                "x",
+                ints(&[6, 5, 2], vec![1; 60], ElemType::I16),
+            ),
             &["\"x\" is int16", "float32 or float64"],
         ),
         (
@@ -227,7 +258,11 @@ fn every_bad_array_is_a_typed_error_naming_it() {
         (
             "infinite y",
             reg,
-            with(regression_arrays(), "y", f32s(&[6, 5, 1], |i| if i == 12 { f32::INFINITY } else { 0.0 })),
+            with(
+                regression_arrays(),
+                "y",
+                f32s(&[6, 5, 1], |i| if i == 12 { f32::INFINITY } else { 0.0 }),
+            ),
             &["\"y\" holds 1 non-finite"],
         ),
         (
@@ -239,7 +274,11 @@ fn every_bad_array_is_a_typed_error_naming_it() {
         (
             "integer regression targets",
             reg,
-            with(regression_arrays(), "y", ints(&[6, 5], vec![0; 30], ElemType::I64)),
+            with(
+                regression_arrays(),
+                "y",
+                ints(&[6, 5], vec![0; 30], ElemType::I64),
+            ),
             &["\"y\" is int64", "regression targets"],
         ),
         (
@@ -265,37 +304,61 @@ fn every_bad_array_is_a_typed_error_naming_it() {
         (
             "a negative label",
             cls,
-            with(classification_arrays(), "y", ints(&[6], vec![0, 1, -1, 0, 1, 2], ElemType::I8)),
+            with(
+                classification_arrays(),
+                "y",
+                ints(&[6], vec![0, 1, -1, 0, 1, 2], ElemType::I8),
+            ),
             &["\"y\"", "class -1"],
         ),
         (
             "a single class",
             cls,
-            with(classification_arrays(), "y", ints(&[6], vec![0; 6], ElemType::U8)),
+            with(
+                classification_arrays(),
+                "y",
+                ints(&[6], vec![0; 6], ElemType::U8),
+            ),
             &["at least two classes"],
         ),
         (
             "labels of the wrong shape",
             cls,
-            with(classification_arrays(), "y", ints(&[6, 1], vec![0, 1, 2, 0, 1, 2], ElemType::I64)),
+            with(
+                classification_arrays(),
+                "y",
+                ints(&[6, 1], vec![0, 1, 2, 0, 1, 2], ElemType::I64),
+            ),
             &["\"y\"", "[6]"],
         ),
         (
             "a length of 0",
             reg,
-            with(regression_arrays(), "lengths", ints(&[6], vec![5, 0, 3, 3, 3, 3], ElemType::I64)),
+            with(
+                regression_arrays(),
+                "lengths",
+                ints(&[6], vec![5, 0, 3, 3, 3, 3], ElemType::I64),
+            ),
             &["\"lengths\"", "sequence 1 has length 0", "1..=5"],
         ),
         (
             "a length beyond L",
             reg,
-            with(regression_arrays(), "lengths", ints(&[6], vec![5, 6, 3, 3, 3, 3], ElemType::U16)),
+            with(
+                regression_arrays(),
+                "lengths",
+                ints(&[6], vec![5, 6, 3, 3, 3, 3], ElemType::U16),
+            ),
             &["\"lengths\"", "length 6"],
         ),
         (
             "lengths of the wrong count",
             reg,
-            with(regression_arrays(), "lengths", ints(&[5], vec![5; 5], ElemType::I64)),
+            with(
+                regression_arrays(),
+                "lengths",
+                ints(&[5], vec![5; 5], ElemType::I64),
+            ),
             &["\"lengths\"", "[6]"],
         ),
         (
@@ -316,7 +379,11 @@ fn every_bad_array_is_a_typed_error_naming_it() {
             "both lengths and a mask",
             cls,
             with(
-                with(classification_arrays(), "lengths", ints(&[6], vec![4; 6], ElemType::I64)),
+                with(
+                    classification_arrays(),
+                    "lengths",
+                    ints(&[6], vec![4; 6], ElemType::I64),
+                ),
                 "mask",
                 Array {
                     dtype: ElemType::Bool,
@@ -329,7 +396,11 @@ fn every_bad_array_is_a_typed_error_naming_it() {
         (
             "a negative time span",
             reg,
-            with(regression_arrays(), "dt", f32s(&[6, 5], |i| if i == 8 { -0.5 } else { 1.0 })),
+            with(
+                regression_arrays(),
+                "dt",
+                f32s(&[6, 5], |i| if i == 8 { -0.5 } else { 1.0 }),
+            ),
             &["\"dt\"", "sequence 1, position 3", ">= 0"],
         ),
         (
@@ -405,7 +476,11 @@ fn every_bad_array_is_a_typed_error_naming_it() {
     // A class count fixed by the config refuses a label beyond it.
     let p = write(&dir, "cls.npz", &classification_arrays());
     let e = SequenceData::from_file(&p, Task::Classification, 1, false, Some(2)).unwrap_err();
-    assert!(e.to_string().contains("class 2; expected 0..2 (output_dim)"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("class 2; expected 0..2 (output_dim)"),
+        "{e}"
+    );
     // Empty and non-array files.
     std::fs::write(dir.join("empty.npz"), b"").unwrap();
     let e = load(&dir.join("empty.npz"), reg).unwrap_err().to_string();

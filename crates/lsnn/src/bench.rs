@@ -1,10 +1,11 @@
 //! `lsnn bench`: the design §9.1 measurement, so the figures compare with the PyTorch ones.
 //!
-//! Random byte tokens from a pool of 8 fixed batches, cycled. A training step is forward in
-//! training mode (dropout on) → unsmoothed next-token cross-entropy → backward → AdamW
-//! (lr 1e-3, weight decay 0.01), no clipping, no EMA, no accumulation, no cleanup; an inference
-//! step is a batched [B, L] forward in evaluation mode. 3 warm-up steps, then timed steps;
-//! tokens/s = B·L / median step time; peak RSS is the process's `VmHWM`.
+//! A pool of 8 fixed batches, cycled: random byte tokens (lm-small, lm-medium) or random
+//! features and targets (ts-small, cls-small). A training step is forward in training mode
+//! (dropout on) → the unsmoothed loss → backward → AdamW (lr 1e-3, weight decay 0.01), no
+//! clipping, no EMA, no accumulation, no cleanup; an inference step is a batched forward in
+//! evaluation mode. 3 warm-up steps, then timed steps; tokens/s = B·L / median step time
+//! (positions for the sequence workloads); peak RSS is the process's `VmHWM`.
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -15,7 +16,7 @@ use std::time::Instant;
 /// Arguments of `lsnn bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// lm-small or lm-medium (design §9.1).
+    /// lm-small, lm-medium, ts-small or cls-small (design §9.1).
     #[arg(long, default_value = "lm-small")]
     workload: String,
     /// Print one flat JSON object.

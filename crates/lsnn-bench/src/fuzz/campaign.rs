@@ -63,6 +63,35 @@ pub fn seeds(target: Target, harness: Option<&CheckpointHarness>) -> Vec<Vec<u8>
             b.extend_from_slice("héllo wörld ✓ ".repeat(4).as_bytes());
             vec![a, b]
         }
+        Target::Arrays => {
+            let with_task = |t: u8, bytes: &[u8]| [&[t][..], bytes].concat();
+            vec![
+                with_task(
+                    0,
+                    include_bytes!("../../../lsnn-train/tests/fixtures/arrays/regression.npz"),
+                ),
+                with_task(
+                    0,
+                    include_bytes!(
+                        "../../../lsnn-train/tests/fixtures/arrays/regression.safetensors"
+                    ),
+                ),
+                with_task(
+                    1,
+                    include_bytes!("../../../lsnn-train/tests/fixtures/arrays/classification.npz"),
+                ),
+                with_task(
+                    1,
+                    include_bytes!(
+                        "../../../lsnn-train/tests/fixtures/arrays/classification.safetensors"
+                    ),
+                ),
+                with_task(
+                    0,
+                    include_bytes!("../../../lsnn-train/tests/fixtures/arrays/dtypes.npz"),
+                ),
+            ]
+        }
         Target::Checkpoint => harness
             .map(|h| {
                 h.originals()
@@ -86,6 +115,7 @@ pub fn run_one(target: Target, input: &[u8], harness: Option<&CheckpointHarness>
     match target {
         Target::Config => super::config(input),
         Target::Text => super::text(input),
+        Target::Arrays => super::arrays(input),
         Target::Checkpoint => match harness {
             Some(h) => h
                 .run(input)

@@ -1,5 +1,6 @@
 //! The fuzz harness (design §8.3): the readers that take a user's bytes — the config reader
-//! (lsnn's own files and the Python original's), the checkpoint loader, the text data reader —
+//! (lsnn's own files and the Python original's), the checkpoint loader, the text data reader,
+//! the sequence tasks' array files (.npz, .safetensors) —
 //! each behind one function from bytes to an outcome. The same functions serve the
 //! coverage-guided targets in `fuzz/` (cargo-fuzz, libFuzzer), the mutation campaign of
 //! `cargo xtask fuzz`, and the short property run CI does (`tests/fuzz.rs`).
@@ -7,12 +8,14 @@
 //! A harness never panics on any input; a reader's refusal is an [`Outcome::Refused`] whose
 //! message must stay short whatever the input's size.
 
+mod arrays;
 pub mod campaign;
 mod checkpoint;
 mod config;
 pub mod mutate;
 mod text;
 
+pub use arrays::arrays;
 pub use checkpoint::CheckpointHarness;
 pub use config::config;
 pub use text::text;
@@ -56,11 +59,18 @@ pub enum Target {
     Checkpoint,
     /// [`text`]: a text data file and a sequence length.
     Text,
+    /// [`arrays`]: a sequence task's .npz or .safetensors data file.
+    Arrays,
 }
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 3] = [Target::Config, Target::Checkpoint, Target::Text];
+    pub const ALL: [Target; 4] = [
+        Target::Config,
+        Target::Checkpoint,
+        Target::Text,
+        Target::Arrays,
+    ];
 
     /// The target's name on the command line.
     pub fn name(self) -> &'static str {
@@ -68,6 +78,7 @@ impl Target {
             Target::Config => "config",
             Target::Checkpoint => "checkpoint",
             Target::Text => "text",
+            Target::Arrays => "arrays",
         }
     }
 

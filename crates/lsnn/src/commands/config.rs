@@ -71,11 +71,11 @@ pub fn parse_set(arg: &str) -> Result<(String, Value)> {
     Ok((key.to_string(), value))
 }
 
-/// Every field of the built-in defaults (design §9.3) as one flat object.
-fn default_object() -> Result<Map<String, Value>> {
+/// Every field of the built-in defaults of `task` (design §9.3) as one flat object.
+fn default_object(task: Task) -> Result<Map<String, Value>> {
     let cfg = RunConfig {
-        model: ModelConfig::default(),
-        train: lsnn_train::TrainConfig::default(),
+        model: ModelConfig::for_task(task),
+        train: lsnn_train::TrainConfig::for_task(task),
     };
     match serde_json::from_str(&cfg.to_json()?)? {
         Value::Object(m) => Ok(m),
@@ -85,7 +85,8 @@ fn default_object() -> Result<Map<String, Value>> {
 
 /// The configuration of a fresh run: `file` (or every default), then `sets`, then `task`. A
 /// file follows design §5's rules (the original's derivations for the fields it lacks); without
-/// one, `--set` changes the built-in defaults and nothing else.
+/// one, `--set` changes the task's built-in defaults ([`ModelConfig::for_task`],
+/// [`lsnn_train::TrainConfig::for_task`]) and nothing else.
 pub fn user_config(file: Option<&Path>, sets: &[String], task: Option<&str>) -> Result<UserConfig> {
     let mut given = match file {
         Some(p) => read_object(p)?,
@@ -123,7 +124,11 @@ pub fn user_config(file: Option<&Path>, sets: &[String], task: Option<&str>) -> 
     let map = match file {
         Some(_) => given,
         None => {
-            let mut all = default_object()?;
+            let task = match given.get("task_type").and_then(Value::as_str) {
+                Some(t) => Task::of(t)?,
+                None => Task::Llm,
+            };
+            let mut all = default_object(task)?;
             all.extend(given);
             all
         }

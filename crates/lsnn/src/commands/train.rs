@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 /// Arguments of `lsnn train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// The task: llm (default), regression (the original's robotics) or classification; a
-    /// config's task_type says the same.
+    /// The task: llm, regression (the original's robotics) or classification. Without it: a
+    /// config's task_type, else the --data file's kind (text: llm; arrays: classification when
+    /// y holds integer class ids, else regression), else the default run's classification.
     #[arg(long)]
     task: Option<String>,
     /// A config file: lsnn's own or one written by the Python original (design §5).
@@ -125,10 +126,27 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             }
         };
     }
+    let task = match (&a.task, &a.config) {
+        (Some(t), _) => Some(t.clone()),
+        // A config file says its task (task_type, "llm" when it is silent).
+        (None, Some(_)) => None,
+        (None, None)
+            if a.sets
+                .iter()
+                .any(|s| s.trim_start().starts_with("task_type=")) =>
+        {
+            None
+        }
+        (None, None) => Some(match &a.data {
+            Some(p) => task_of_data(p)?.name().to_string(),
+            // The default run (design §9.3).
+            None => DEFAULT_TASK.name().to_string(),
+        }),
+    };
     let UserConfig {
         config: mut cfg,
         explicit,
-    } = user_config(a.config.as_deref(), &a.sets, a.task.as_deref())?;
+    } = user_config(a.config.as_deref(), &a.sets, task.as_deref())?;
     if let Some(e) = a.epochs {
         if e == 0 {
             return Err(bad("--epochs 0 trains nothing; expected at least 1"));
@@ -173,6 +191,29 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             drive(t, &out_dir, started)
         }
     }
+}
+
+/// The task of `lsnn train` with no task, config or data: the built-in event-order
+/// classification (design §9.3 says why it, not the language model, is the default run).
+pub const DEFAULT_TASK: Task = Task::Classification;
+
+/// The task a data file is for, when nothing else says: text is the language model's; arrays
+/// are a classifier's when `y` holds integer class ids [N], else a regression's.
+fn task_of_data(path: &Path) -> Result<Task> {
+    let bytes = lsnn_train::data::sequence::read_file(path)?;
+    if lsnn_train::data::arrays::sniff(&bytes).is_none() {
+        return Ok(Task::Llm);
+    }
+    let arrays = lsnn_train::data::arrays::read_arrays(&bytes).map_err(|e| {
+        lsnn_train::TrainError::Data {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(match arrays.get("y") {
+        Some(y) if y.dtype.is_integer() && y.shape.len() == 1 => Task::Classification,
+        _ => Task::Regression,
+    })
 }
 
 /// A sequence task's widths and length from its data, where the user did not set them (a

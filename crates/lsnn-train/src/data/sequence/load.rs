@@ -187,7 +187,8 @@ pub struct SplitSpec<'a> {
     pub task: Task,
     /// `""` for the training arrays, `"_val"` for the validation ones.
     pub suffix: &'a str,
-    /// Whether `y{suffix}` must be present (training and evaluation) or must not matter.
+    /// Whether `y{suffix}` must be present and is read (training and evaluation), or is not
+    /// read at all (inputs to predict).
     pub targets: bool,
 }
 
@@ -240,13 +241,14 @@ pub fn read_split(
         }
     };
     let y = match arrays.get(&name("y")) {
-        None if spec.targets => {
+        // Inputs to predict: the targets, if the file has them, are not read.
+        _ if !spec.targets => None,
+        None => {
             return Err(format!(
                 "array {:?} is missing; expected the targets beside {xn:?}",
                 name("y")
             ))
         }
-        None => None,
         Some(a) => Some(targets(&name("y"), a, spec.task, n, l, &len_of)?),
     };
     Ok(Some(Split {

@@ -215,9 +215,23 @@ impl SequenceData {
     ) -> Result<Self> {
         let bytes = read_file(path)?;
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::from_bytes(&bytes, &path, task, split_seed, shuffle_time, classes)
+    }
+
+    /// [`SequenceData::from_file`] of a file's bytes, read by the caller from `path` (recorded
+    /// as the source, with the bytes' hash).
+    pub fn from_bytes(
+        bytes: &[u8],
+        path: &Path,
+        task: Task,
+        split_seed: u64,
+        shuffle_time: bool,
+        classes: Option<usize>,
+    ) -> Result<Self> {
+        let path = path.to_path_buf();
         let source = SeqSource::File {
             path: path.clone(),
-            sha256: crate::checkpoint::manifest::sha256_hex(&bytes),
+            sha256: crate::checkpoint::manifest::sha256_hex(bytes),
             task: task.name().into(),
             split_seed,
             shuffle_time,
@@ -227,7 +241,7 @@ impl SequenceData {
             path: path.clone(),
             message,
         };
-        let arrays = read_arrays(&bytes).map_err(|e| bad(e.to_string()))?;
+        let arrays = read_arrays(bytes).map_err(|e| bad(e.to_string()))?;
         load::check_names(&arrays).map_err(bad)?;
         let spec = |suffix| SplitSpec {
             task,

@@ -7,20 +7,25 @@
 //! the check is shown to catch a leak of that size on top of the real workload's own noise.
 //! Chains stay bounded (≤ 110 links) so that dropping them cannot overflow the stack (design §6).
 
-use crate::{iteration, BenchError, Iteration, Result};
-use candle_core::{DType, Device, Module, Tensor, Var};
+use crate::{iteration, Iteration, Result};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
-use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
-use lsnn_layers::block::{BlockConfig, HybridLiquidSpikingBlock};
-use lsnn_layers::cfc::CfcMode;
-use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::lif::LifConfig;
-use lsnn_layers::{init_model, LanguageModel, Mode, ModelConfig, SeededInit, SeededRng};
+use lsnn_layers::{ModelConfig, SeededInit, SeededRng};
 use lsnn_memory::leak::runner::{spec_config, Kind, LeakCase};
-use lsnn_memory::{LeakConfig, MemoryManager};
-use lsnn_train::optim::Ema;
+use lsnn_memory::LeakConfig;
 use lsnn_train::{RunConfig, TrainConfig};
-use std::collections::BTreeMap;
+
+mod layers;
+mod sequence;
+mod training;
+
+use layers::{attention_case, block_case, encoder_case};
+use sequence::{classification_step_case, regression_step_case, stream_predict_case};
+use training::{
+    checkpoint_case, ema_case, generation_case, ncp_train_step_case, train_step_case,
+    trainer_epoch_case,
+};
 
 /// The small leak a control adds to its workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +45,7 @@ pub enum Leak {
 }
 
 /// State of a control's leak.
-struct Leaker {
+pub(crate) struct Leaker {
     leak: Leak,
     kept: Vec<Tensor>,
     history: Vec<f32>,
@@ -50,7 +55,7 @@ struct Leaker {
 }
 
 impl Leaker {
-    fn new(leak: Leak) -> Result<Self> {
+    pub(crate) fn new(leak: Leak) -> Result<Self> {
         let var = Var::ones(1024, DType::F32, &Device::Cpu)?;
         let shadow = Tensor::zeros(1024, DType::F32, &Device::Cpu)?;
         Ok(Leaker {
@@ -64,7 +69,7 @@ impl Leaker {
     }
 
     /// Leaks once; `spikes` is the iteration's own spike/rate output (at least 1,024 values).
-    fn leak(&mut self, spikes: Option<&Tensor>) -> Result<()> {
+    pub(crate) fn leak(&mut self, spikes: Option<&Tensor>) -> Result<()> {
         match self.leak {
             Leak::None => {}
             Leak::SpikeVec => {
@@ -100,7 +105,7 @@ impl Leaker {
     }
 }
 
-fn lif() -> LifConfig {
+pub(crate) fn lif() -> LifConfig {
     LifConfig {
         beta: 0.9,
         threshold: 0.5,
@@ -108,11 +113,11 @@ fn lif() -> LifConfig {
     }
 }
 
-fn vb(vm: &VarMap, seed: u64) -> candle_nn::VarBuilder<'static> {
+pub(crate) fn vb(vm: &VarMap, seed: u64) -> candle_nn::VarBuilder<'static> {
     SeededInit::var_builder(vm, SeededRng::new(seed), DType::F32, &Device::Cpu)
 }
 
-fn normal(shape: &[usize], seed: u64) -> Result<Tensor> {
+pub(crate) fn normal(shape: &[usize], seed: u64) -> Result<Tensor> {
     Ok(SeededRng::new(seed).normal_tensor(shape, 0.0, 1.0, DType::F32, &Device::Cpu)?)
 }
 
@@ -143,209 +148,6 @@ pub fn tiny_config() -> RunConfig<ModelConfig> {
         ..TrainConfig::default()
     };
     RunConfig { model, train }
-}
-
-fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
-    let cfg = SpikingEncoderConfig::new(64, 32)
-        .with_steps(4)
-        .with_lif(lif())
-        .with_dropout(0.2);
-    let vm = VarMap::new();
-    let enc = SpikingEncoder::new(&cfg, vb(&vm, 1))?;
-    let x = normal(&[32, 64], 2)?;
-    let mut rng = SeededRng::new(3);
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |_| {
-        let out = enc.rate(&x, &mut Mode::Train(&mut rng))?;
-        if backward {
-            let g = out.spikes.sum_all()?.backward()?;
-            drop(g);
-        }
-        leaker.leak(Some(&out.spikes))
-    }))
-}
-
-fn block_case(backward: bool, leak: Leak) -> Result<Iteration> {
-    let cfg = BlockConfig::new(64, 32, 32)
-        .with_spike_steps(4)
-        .with_lif(lif())
-        .with_backbone(64, 1)
-        .with_cfc_mode(CfcMode::Default);
-    let vm = VarMap::new();
-    let block = HybridLiquidSpikingBlock::new(&cfg, vb(&vm, 4))?;
-    let x = normal(&[2, 16, 64], 5)?;
-    let mut rng = SeededRng::new(6);
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |_| {
-        let (out, state) = block.forward(&x, None, &mut Mode::Train(&mut rng))?;
-        if backward {
-            let g = (out.sum_all()? + state.h.sum_all()?)?.backward()?;
-            drop(g);
-        }
-        leaker.leak(Some(&out))
-    }))
-}
-
-fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
-    let cfg = AttentionConfig::new(64, 4)
-        .with_spike_steps(4)
-        .with_lif(lif());
-    let vm = VarMap::new();
-    let att = MultiHeadSpikingAttention::new(&cfg, vb(&vm, 7))?;
-    let x = normal(&[2, 16, 64], 8)?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |_| {
-        let out = att.forward(&x)?;
-        if backward {
-            let g = out.sum_all()?.backward()?;
-            drop(g);
-        }
-        leaker.leak(Some(&out))
-    }))
-}
-
-/// Model, its variables and the config of the training-path cases.
-type Training = (LanguageModel, Vec<(String, Var)>, ModelConfig);
-
-fn tiny_training() -> Result<Training> {
-    let RunConfig { model: cfg, train } = tiny_config();
-    let (model, vm) = init_model(&cfg, SeededRng::new(train.seed), &Device::Cpu)?;
-    let vars = lsnn_layers::named_vars(&vm);
-    Ok((model, vars, cfg))
-}
-
-fn train_step_case(leak: Leak) -> Result<Iteration> {
-    // The design §9.1 step (the one `lsnn bench` and the gate measure) on the tiny LM.
-    let mut bench = lsnn_train::workload::StepBench::new(&tiny_config())?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |i| {
-        bench.train_step(i, false)?;
-        leaker.leak(None)
-    }))
-}
-
-fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
-    // The same step with the wired CfC over an AutoNCP wiring of the liquid units.
-    let mut cfg = tiny_config();
-    cfg.model.liquid_backbone = "ncp".into();
-    let mut bench = lsnn_train::workload::StepBench::new(&cfg)?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |i| {
-        bench.train_step(i, false)?;
-        leaker.leak(None)
-    }))
-}
-
-fn ema_case(leak: Leak) -> Result<Iteration> {
-    let (_model, vars, _cfg) = tiny_training()?;
-    let mut ema = Ema::new(&vars, 0.999)?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |_| {
-        ema.update(&vars)?;
-        leaker.leak(None)
-    }))
-}
-
-fn generation_case(leak: Leak) -> Result<Iteration> {
-    let (model, _vars, cfg) = tiny_training()?;
-    let mut state = model.new_state(1)?;
-    let mut token = Tensor::new(&[10u32], &Device::Cpu)?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |_| {
-        if state.position() == cfg.max_position_embeddings {
-            state = model.new_state(1)?;
-        }
-        let logits = model.step(&token, &mut state)?;
-        token = logits
-            .argmax(candle_core::D::Minus1)?
-            .to_dtype(DType::U32)?;
-        leaker.leak(None)
-    }))
-}
-
-fn checkpoint_case(leak: Leak) -> Result<Iteration> {
-    let (_model, vars, cfg) = tiny_training()?;
-    let dir =
-        std::env::temp_dir().join(format!("lsnn-leak-ckpt-{}-{:?}", std::process::id(), leak));
-    let _ = std::fs::remove_dir_all(&dir);
-    let manager = MemoryManager::cpu();
-    let config_json = RunConfig {
-        model: cfg,
-        train: TrainConfig::default(),
-    }
-    .to_json()?;
-    let mut leaker = Leaker::new(leak)?;
-    let mut kept: Vec<Tensor> = Vec::new();
-    Ok(Box::new(move |i| {
-        let model: BTreeMap<String, Tensor> = vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        let state = format!(
-            "{{\"step\": {i}, \"config_hash\": \"{}\"}}",
-            lsnn_train::checkpoint::config_hash(&config_json)
-        );
-        let data = lsnn_train::checkpoint::CheckpointData {
-            step: i as u64,
-            config_json: &config_json,
-            state_json: &state,
-            model: &model,
-            ema: &model,
-            optimizer: &BTreeMap::new(),
-            metrics_csv: "step\n",
-            best: false,
-            replace_other_runs: false,
-        };
-        lsnn_train::checkpoint::save(&dir, &data)?;
-        let loaded = lsnn_train::checkpoint::load(&dir)?;
-        if loaded.model.len() != model.len() {
-            return Err(BenchError::Other("checkpoint lost tensors".into()));
-        }
-        if leak == Leak::SpikeVec {
-            // The control keeps 4 KiB (1,024 values) of each loaded checkpoint.
-            let t = loaded.model["tok_emb.weight"].flatten_all()?;
-            kept.push(t.narrow(0, 0, 1024)?.force_contiguous()?.detach());
-        } else {
-            leaker.leak(None)?;
-        }
-        drop(loaded);
-        manager.cleanup()?;
-        Ok(())
-    }))
-}
-
-fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
-    use lsnn_train::{TokenDataset, TrainOptions, Trainer};
-    let cfg = tiny_config();
-    let text: String = (0..40)
-        .map(|i| format!("{i:03} fish swim {}\n", i % 7))
-        .collect();
-    let tokens: Vec<u32> = text.bytes().map(u32::from).collect();
-    let split = tokens.len() * 3 / 4;
-    let data = TokenDataset::new(
-        tokens[..split].to_vec(),
-        tokens[split..].to_vec(),
-        cfg.model.sequence_length,
-        lsnn_train::DataSource::TextFile {
-            path: "<leakcheck>".into(),
-            sha256: None,
-        },
-    )?;
-    let dir =
-        std::env::temp_dir().join(format!("lsnn-leak-epoch-{}-{:?}", std::process::id(), leak));
-    let _ = std::fs::remove_dir_all(&dir);
-    let opts = TrainOptions {
-        out_dir: dir,
-        extra_metric_budget: 0,
-        log_every: 1_000_000,
-        ..TrainOptions::default()
-    };
-    let mut trainer: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |_| {
-        trainer.train_epoch(&mut |_| {})?;
-        leaker.leak(None)
-    }))
 }
 
 fn with_rss(mut c: LeakConfig, bytes: u64) -> LeakConfig {
@@ -485,6 +287,48 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::HistoryBuffer,
         ncp_train_step_case,
+    );
+    add(
+        "regression-train-step",
+        "sequence regression training step (the ts-small step, tiny): forward, Smooth-L1, backward, AdamW",
+        c(),
+        Leak::None,
+        regression_step_case,
+    );
+    add(
+        "regression-train-step/control-running-loss",
+        "the same, plus a running loss summed without detach",
+        c(),
+        Leak::RunningLossGraph,
+        regression_step_case,
+    );
+    add(
+        "classification-train-step",
+        "sequence classification training step (the cls-small step, tiny): forward, readout, cross-entropy, backward, AdamW",
+        c(),
+        Leak::None,
+        classification_step_case,
+    );
+    add(
+        "classification-train-step/control-history",
+        "the same, with a history buffer growing 4 KiB per step",
+        c(),
+        Leak::HistoryBuffer,
+        classification_step_case,
+    );
+    add(
+        "stream-predict",
+        "streaming regression prediction with time spans, one position per iteration (state reset at the caches' capacity)",
+        c(),
+        Leak::None,
+        stream_predict_case,
+    );
+    add(
+        "stream-predict/control-spike-vec",
+        "the same, keeping 4 KiB per position in a growing Vec",
+        c(),
+        Leak::SpikeVec,
+        stream_predict_case,
     );
     add(
         "ema",

@@ -1,0 +1,155 @@
+//! Leak cases of the language model's training path: the training step (dense and wired CfC),
+//! the EMA, streaming generation, checkpoints and a whole trainer epoch.
+
+use super::{tiny_config, Leak, Leaker};
+use crate::{BenchError, Iteration, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use lsnn_layers::{init_model, LanguageModel, ModelConfig, SeededRng};
+use lsnn_memory::MemoryManager;
+use lsnn_train::optim::Ema;
+use lsnn_train::{RunConfig, TrainConfig};
+use std::collections::BTreeMap;
+
+/// Model, its variables and the config of the training-path cases.
+type Training = (LanguageModel, Vec<(String, Var)>, ModelConfig);
+
+pub(crate) fn tiny_training() -> Result<Training> {
+    let RunConfig { model: cfg, train } = tiny_config();
+    let (model, vm) = init_model(&cfg, SeededRng::new(train.seed), &Device::Cpu)?;
+    let vars = lsnn_layers::named_vars(&vm);
+    Ok((model, vars, cfg))
+}
+
+pub(crate) fn train_step_case(leak: Leak) -> Result<Iteration> {
+    // The design §9.1 step (the one `lsnn bench` and the gate measure) on the tiny LM.
+    let mut bench = lsnn_train::workload::StepBench::new(&tiny_config())?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |i| {
+        bench.train_step(i, false)?;
+        leaker.leak(None)
+    }))
+}
+
+pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
+    // The same step with the wired CfC over an AutoNCP wiring of the liquid units.
+    let mut cfg = tiny_config();
+    cfg.model.liquid_backbone = "ncp".into();
+    let mut bench = lsnn_train::workload::StepBench::new(&cfg)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |i| {
+        bench.train_step(i, false)?;
+        leaker.leak(None)
+    }))
+}
+
+pub(crate) fn ema_case(leak: Leak) -> Result<Iteration> {
+    let (_model, vars, _cfg) = tiny_training()?;
+    let mut ema = Ema::new(&vars, 0.999)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        ema.update(&vars)?;
+        leaker.leak(None)
+    }))
+}
+
+pub(crate) fn generation_case(leak: Leak) -> Result<Iteration> {
+    let (model, _vars, cfg) = tiny_training()?;
+    let mut state = model.new_state(1)?;
+    let mut token = Tensor::new(&[10u32], &Device::Cpu)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        if state.position() == cfg.max_position_embeddings {
+            state = model.new_state(1)?;
+        }
+        let logits = model.step(&token, &mut state)?;
+        token = logits
+            .argmax(candle_core::D::Minus1)?
+            .to_dtype(DType::U32)?;
+        leaker.leak(None)
+    }))
+}
+
+pub(crate) fn checkpoint_case(leak: Leak) -> Result<Iteration> {
+    let (_model, vars, cfg) = tiny_training()?;
+    let dir =
+        std::env::temp_dir().join(format!("lsnn-leak-ckpt-{}-{:?}", std::process::id(), leak));
+    let _ = std::fs::remove_dir_all(&dir);
+    let manager = MemoryManager::cpu();
+    let config_json = RunConfig {
+        model: cfg,
+        train: TrainConfig::default(),
+    }
+    .to_json()?;
+    let mut leaker = Leaker::new(leak)?;
+    let mut kept: Vec<Tensor> = Vec::new();
+    Ok(Box::new(move |i| {
+        let model: BTreeMap<String, Tensor> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let state = format!(
+            "{{\"step\": {i}, \"config_hash\": \"{}\"}}",
+            lsnn_train::checkpoint::config_hash(&config_json)
+        );
+        let data = lsnn_train::checkpoint::CheckpointData {
+            step: i as u64,
+            config_json: &config_json,
+            state_json: &state,
+            model: &model,
+            ema: &model,
+            optimizer: &BTreeMap::new(),
+            metrics_csv: "step\n",
+            best: false,
+            replace_other_runs: false,
+        };
+        lsnn_train::checkpoint::save(&dir, &data)?;
+        let loaded = lsnn_train::checkpoint::load(&dir)?;
+        if loaded.model.len() != model.len() {
+            return Err(BenchError::Other("checkpoint lost tensors".into()));
+        }
+        if leak == Leak::SpikeVec {
+            // The control keeps 4 KiB (1,024 values) of each loaded checkpoint.
+            let t = loaded.model["tok_emb.weight"].flatten_all()?;
+            kept.push(t.narrow(0, 0, 1024)?.force_contiguous()?.detach());
+        } else {
+            leaker.leak(None)?;
+        }
+        drop(loaded);
+        manager.cleanup()?;
+        Ok(())
+    }))
+}
+
+pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
+    use lsnn_train::{TokenDataset, TrainOptions, Trainer};
+    let cfg = tiny_config();
+    let text: String = (0..40)
+        .map(|i| format!("{i:03} fish swim {}\n", i % 7))
+        .collect();
+    let tokens: Vec<u32> = text.bytes().map(u32::from).collect();
+    let split = tokens.len() * 3 / 4;
+    let data = TokenDataset::new(
+        tokens[..split].to_vec(),
+        tokens[split..].to_vec(),
+        cfg.model.sequence_length,
+        lsnn_train::DataSource::TextFile {
+            path: "<leakcheck>".into(),
+            sha256: None,
+        },
+    )?;
+    let dir =
+        std::env::temp_dir().join(format!("lsnn-leak-epoch-{}-{:?}", std::process::id(), leak));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = TrainOptions {
+        out_dir: dir,
+        extra_metric_budget: 0,
+        log_every: 1_000_000,
+        ..TrainOptions::default()
+    };
+    let mut trainer: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        trainer.train_epoch(&mut |_| {})?;
+        leaker.leak(None)
+    }))
+}
