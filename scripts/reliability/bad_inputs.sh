@@ -82,3 +82,51 @@ case_ "a checkpoint directory that does not exist" "$LSNN" eval --checkpoint now
 copy_run c5; sed -i 's/line 3:/line 3;/' data.txt
 case_ "the data file edited in place, same length (eval)" "$LSNN" eval --checkpoint c5
 case_ "the same, train --resume" "$LSNN" train --resume c5
+
+# The sequence tasks' data files (design §8.4). npz NAME KEY=DTYPE:SHAPE:VALUES...: an .npz written
+# by hand (numpy's format, no numpy needed); VALUES is a Python expression of a flat list.
+npz() { python3 - "$@" <<'PY'
+import io, struct, sys, zipfile
+out = sys.argv[1]
+codes = {"f4": "f", "f8": "d", "i8": "q", "i4": "i", "u1": "B", "b1": "?"}
+with zipfile.ZipFile(out, "w") as z:
+    for spec in sys.argv[2:]:
+        name, rest = spec.split("=", 1)
+        dtype, shape, values = rest.split(":", 2)
+        shape = tuple(int(d) for d in shape.split(",") if d)
+        vals = eval(values)
+        order = "|" if dtype in ("u1", "b1") else "<"
+        h = "{'descr': '%s%s', 'fortran_order': False, 'shape': %s, }" % (order, dtype, repr(shape))
+        h += " " * (63 - (10 + len(h)) % 64) + "\n"
+        body = struct.pack("<%d%s" % (len(vals), codes[dtype]), *vals)
+        z.writestr(name + ".npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + body)
+PY
+}
+X="x=f4:6,5,2:[0.1*i for i in range(60)]"
+Y="y=f4:6,5,1:[0.2*i for i in range(30)]"
+SMALL=(--set hidden_dim=16 --set spiking_units=8 --set liquid_units=8 --set backbone_units=16 --set num_attention_heads=2 --epochs 1 --set batch_size=2)
+case_ "a text file as regression data" "$LSNN" train --task regression --data data.txt --out s1
+npz nan.npz "x=f4:6,5,2:[float('nan') if i == 7 else 0.1*i for i in range(60)]" "$Y"
+case_ "NaN in x at a valid position" "$LSNN" train --task regression --data nan.npz --out s1
+npz flt.npz "$X" "y=f4:6:[0.0, 1.0, 2.0, 0.0, 1.0, 2.0]"
+case_ "float class labels" "$LSNN" train --task classification --data flt.npz --out s1
+npz len.npz "$X" "$Y" "lengths=i8:6:[5, 6, 3, 3, 3, 3]"
+case_ "a length past the padded length" "$LSNN" train --task regression --data len.npz --out s1
+npz mask.npz "$X" "$Y" "mask=b1:6,5:[i % 5 != 1 for i in range(30)]"
+case_ "a mask that is not right padding" "$LSNN" train --task regression --data mask.npz --out s1
+npz odd.npz "$X" "$Y" "y_vali=f4:1:[0.0]"
+case_ "an unknown array name" "$LSNN" train --task regression --data odd.npz --out s1
+npz good.npz "$X" "$Y" "dt=f4:6,5:[1.0]*30"
+case_ "input_dim set, not the data's" "$LSNN" train --task regression --data good.npz --set input_dim=5 --out s1
+echo '{"task_type": "classification"}' > cls.json
+case_ "--task and task_type disagree" "$LSNN" train --task regression --config cls.json --out s1
+case_ "task_type vision" "$LSNN" train --task vision --out s1
+head -c 300 good.npz > cut.npz
+case_ "a truncated .npz" "$LSNN" train --task regression --data cut.npz --out s1
+"$LSNN" train --task regression --data good.npz "${SMALL[@]}" --out sr >/dev/null 2>&1 || echo "setup failed"
+npz wide.npz "x=f4:2,5,3:[0.0]*30"
+case_ "predict, features of another width" "$LSNN" predict --checkpoint sr --data wide.npz --out p.npz
+npz nodt.npz "$X"
+case_ "predict without the dt the run was trained with" "$LSNN" predict --checkpoint sr --data nodt.npz --out p.npz
+case_ "predict --out the input file" "$LSNN" predict --checkpoint sr --data good.npz --out good.npz
+case_ "generate with a regression run" "$LSNN" generate --checkpoint sr --prompt a

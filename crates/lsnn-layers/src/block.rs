@@ -441,7 +441,7 @@ impl HybridLiquidSpikingBlock {
         self.step_unchecked(x, None, state, mode)
     }
 
-    /// [`HybridLiquidSpikingBlock::step`] with this position's time span per row, `span` [B]
+    /// [`HybridLiquidSpikingBlock::step`] with this position's time span per row, `span` `[B]`
     /// (or [B, 1]): the streaming form of [`HybridLiquidSpikingBlock::forward_with_spans`].
     pub fn step_with_span(
         &self,

@@ -4,7 +4,7 @@
 //! Language models (`lm-small`, `lm-medium`): random byte tokens from a pool of 8 fixed batches
 //! [B, L + 1], cycled; the loss is the unsmoothed next-token cross-entropy. Sequence models
 //! (`ts-small`, `cls-small`): a pool of 8 fixed batches of N(0, 1) features [B, L, F] with N(0, 1)
-//! targets [B, L, F_out] (Smooth-L1) or uniform class ids [B] (cross-entropy, last-position
+//! targets `[B, L, F_out]` (Smooth-L1) or uniform class ids `[B]` (cross-entropy, last-position
 //! readout). A training step is forward in training mode (dropout on) → loss → backward →
 //! AdamW (lr 1e-3, weight decay 0.01), with no clipping, no EMA, no accumulation and no cleanup
 //! (`full` adds global-norm clipping at 1.0 and an EMA update); an inference step is a batched

@@ -202,13 +202,21 @@ fn without(mut base: Vec<(String, Array)>, name: &str) -> Vec<(String, Array)> {
     base
 }
 
+/// What a bad file is, its task, its arrays and what the error must say.
+type BadCase = (
+    &'static str,
+    Task,
+    Vec<(String, Array)>,
+    &'static [&'static str],
+);
+
 #[test]
 fn every_bad_array_is_a_typed_error_naming_it() {
     let dir = common::scratch("seq-bad-arrays");
     let reg = Task::Regression;
     let cls = Task::Classification;
     let nan = |i: usize| if i == 7 { f32::NAN } else { wave(i) };
-    let cases: Vec<(&str, Task, Vec<(String, Array)>, &[&str])> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             "no x",
             reg,

@@ -194,24 +194,12 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
-    /// The built-in default of `task` (design §9.3): [`ModelConfig::default`] for the language
-    /// model; for the sequence tasks the same network (lm-small's widths and depth) with
-    /// `task_type` set and no dropout or label smoothing — regularisers of the language model
-    /// that the generated tasks do not need and that cost them accuracy (measured: event order
-    /// 66% with, 99.5% without, design §9.3). Widths come from the data.
+    /// The built-in default of `task` (design §9.3): [`ModelConfig::default`] (lm-small's network
+    /// and regularisation) with `task_type` set; a sequence task's widths come from its data.
     pub fn for_task(task: Task) -> ModelConfig {
-        match task {
-            Task::Llm => ModelConfig::default(),
-            _ => ModelConfig {
-                task_type: task.name().into(),
-                dropout: 0.0,
-                attention_dropout: 0.0,
-                embedding_dropout: 0.0,
-                encoder_dropout: 0.0,
-                block_dropout: 0.0,
-                label_smoothing: 0.0,
-                ..ModelConfig::default()
-            },
+        ModelConfig {
+            task_type: task.name().into(),
+            ..ModelConfig::default()
         }
     }
 }

@@ -73,7 +73,7 @@ pub fn mae(pred: &Tensor, target: &Tensor, mask: Option<&Tensor>) -> Result<Tens
     Ok((sum / n)?)
 }
 
-/// The fraction of rows of logits [B, C] whose arg-max is the class in `classes` [B].
+/// The fraction of rows of logits `[B, C]` whose arg-max is the class in `classes` `[B]`.
 pub fn accuracy(logits: &Tensor, classes: &Tensor) -> Result<f64> {
     let pred = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
     let hits = pred

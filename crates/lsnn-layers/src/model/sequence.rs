@@ -88,7 +88,7 @@ impl SeqInput {
 pub enum Targets {
     /// Regression targets [B, L, F_out].
     Values(Tensor),
-    /// Class ids [B] (integer).
+    /// Class ids `[B]` (integer).
     Classes(Tensor),
 }
 
@@ -507,7 +507,7 @@ impl SequenceModel {
         })
     }
 
-    /// One position per row, features x_t [B, F] (and this position's spans [B]) → the
+    /// One position per row, features x_t `[B, F]` (and this position's spans `[B]`) → the
     /// regression prediction [B, F_out], or the classifier's logits [B, C] for the sequence so
     /// far; evaluation mode, equal to the sequence call position by position.
     pub fn step(&self, x: &Tensor, span: Option<&Tensor>, state: &mut SeqState) -> Result<Tensor> {

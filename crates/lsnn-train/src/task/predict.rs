@@ -34,9 +34,9 @@ pub struct LoadedSequence {
 pub struct Prediction {
     /// Regression: [N, L, F_out] with NaN at padded positions; classification: logits [N, C].
     pub values: Array,
-    /// Classification: the arg-max class of each row [N].
+    /// Classification: the arg-max class of each row `[N]`.
     pub classes: Option<Array>,
-    /// The rows' valid lengths [N], when the input had padding.
+    /// The rows' valid lengths `[N]`, when the input had padding.
     pub lengths: Option<Array>,
 }
 
@@ -65,7 +65,7 @@ pub fn load_sequence(dir: &Path, ema: bool, device: Option<&str>) -> Result<Load
         serde_json::from_value(t.state.data_source.clone()).map_err(|e| {
             TrainError::ckpt(
                 &t.checkpoint.dir,
-                &format!("its data description is not a sequence task's: {e}"),
+                format!("its data description is not a sequence task's: {e}"),
             )
         })?;
     Ok(LoadedSequence {

@@ -1,5 +1,5 @@
 //! `lsnn predict`: a sequence model's predictions for a file's inputs, written as an `.npz`:
-//! regression `y_pred` [N, L, F_out] (NaN at padded positions), classification `y_pred` [N]
+//! regression `y_pred` `[N, L, F_out]` (NaN at padded positions), classification `y_pred` `[N]`
 //! (the arg-max class) and `logits` [N, C]; `lengths` when the input had padding.
 
 use crate::exit::BadInput;

@@ -198,7 +198,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
 pub const DEFAULT_TASK: Task = Task::Classification;
 
 /// The task a data file is for, when nothing else says: text is the language model's; arrays
-/// are a classifier's when `y` holds integer class ids [N], else a regression's.
+/// are a classifier's when `y` holds integer class ids `[N]`, else a regression's.
 fn task_of_data(path: &Path) -> Result<Task> {
     let bytes = lsnn_train::data::sequence::read_file(path)?;
     if lsnn_train::data::arrays::sniff(&bytes).is_none() {

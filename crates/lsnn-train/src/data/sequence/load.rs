@@ -165,7 +165,7 @@ fn lengths(
                         return Err(format!("array {mn:?}: sequence {r} holds {bad}; expected 0 or 1"));
                     }
                     let len = row.iter().take_while(|&&b| b == 1).count();
-                    if len == 0 || row[len..].iter().any(|&b| b == 1) {
+                    if len == 0 || row[len..].contains(&1) {
                         return Err(format!(
                             "array {mn:?}: sequence {r} is not ones followed by zeros with at least one one; \
                              expected right padding (valid positions first)"
@@ -334,9 +334,9 @@ fn targets(
                 .map(SplitTargets::Classes)
         }
         _ => {
-            let width = match a.shape.as_slice() {
-                &[an, al, w] if an == n && al == l && w > 0 => w,
-                &[an, al] if an == n && al == l => 1,
+            let width = match *a.shape.as_slice() {
+                [an, al, w] if an == n && al == l && w > 0 => w,
+                [an, al] if an == n && al == l => 1,
                 _ => {
                     return Err(format!(
                         "array {name:?} has shape {}; expected [{n}, {l}, F_out] (or [{n}, {l}]) to match x",

@@ -34,7 +34,7 @@ pub struct Split {
     pub y: Option<SplitTargets>,
     /// Time spans [N, L].
     pub spans: Option<Vec<f32>>,
-    /// Valid lengths [N], each in 1..=L (every row whole when `None`).
+    /// Valid lengths `[N]`, each in 1..=L (every row whole when `None`).
     pub lengths: Option<Vec<u32>>,
 }
 
