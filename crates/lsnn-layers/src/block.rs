@@ -367,11 +367,7 @@ impl HybridLiquidSpikingBlock {
         state: Option<&BlockState>,
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, BlockState)> {
-        crate::nn::check_finite(x, "block input")?;
-        if let Some(s) = state {
-            crate::nn::check_finite(&s.h, "block initial state")?;
-        }
-        self.forward_unchecked(x, state.map(|s| &s.h), None, mode)
+        self.forward_checked(x, None, state, mode)
     }
 
     /// [`HybridLiquidSpikingBlock::forward`] with a time span per row and position, `spans`
@@ -385,11 +381,22 @@ impl HybridLiquidSpikingBlock {
         state: Option<&BlockState>,
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, BlockState)> {
+        self.forward_checked(x, Some(spans), state, mode)
+    }
+
+    /// The public sequence calls: the input and state scanned for NaN/infinity first.
+    fn forward_checked(
+        &self,
+        x: &Tensor,
+        spans: Option<&Tensor>,
+        state: Option<&BlockState>,
+        mode: &mut Mode<'_>,
+    ) -> Result<(Tensor, BlockState)> {
         crate::nn::check_finite(x, "block input")?;
         if let Some(s) = state {
             crate::nn::check_finite(&s.h, "block initial state")?;
         }
-        self.forward_unchecked(x, state.map(|s| &s.h), Some(spans), mode)
+        self.forward_unchecked(x, state.map(|s| &s.h), spans, mode)
     }
 
     /// [`HybridLiquidSpikingBlock::forward`] without the NaN/infinity scan of the input (the LM's

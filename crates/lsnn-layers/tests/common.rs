@@ -47,6 +47,22 @@ pub fn varmap_from(tensors: &HashMap<String, Tensor>) -> (VarMap, VarBuilder<'st
     (vm, vb)
 }
 
+/// A fixture's model parameters: every tensor but the gradients (`grad.`), the metadata
+/// (`meta.`), the firing rates (`firing_rate.`) and the named inputs and outputs `io`.
+pub fn parameters(f: &HashMap<String, Tensor>, io: &[&str]) -> HashMap<String, Tensor> {
+    f.iter()
+        .filter(|(k, _)| {
+            !k.starts_with("grad.")
+                && !k.starts_with("meta.")
+                && !k.starts_with("firing_rate.")
+                && !io
+                    .iter()
+                    .any(|n| k.as_str() == *n || k.starts_with(&format!("{n}.")))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// max |a − b|.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");

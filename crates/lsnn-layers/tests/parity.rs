@@ -138,17 +138,7 @@ fn lm_from_fixture() -> (
     let f = load("lm.safetensors");
     let cfg_text = std::fs::read_to_string(fixture_path("lm_config.json")).unwrap();
     let cfg = ModelConfig::from_json(&cfg_text).unwrap();
-    let params: HashMap<String, Tensor> = f
-        .iter()
-        .filter(|(k, _)| {
-            !k.starts_with("grad.")
-                && !k.starts_with("meta.")
-                && !k.starts_with("firing_rate.")
-                && !k.starts_with("block0.")
-                && !["ids", "logits", "loss"].contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let params = parameters(&f, &["block0", "ids", "logits", "loss"]);
     let (vm, vb) = varmap_from(&params);
     let model = LanguageModel::new(&cfg, vb).unwrap();
     assert_eq!(

@@ -6,10 +6,11 @@
 
 mod common;
 
-use candle_core::{DType, Tensor};
-use common::{assert_grad_close, fixture_path, load, max_abs_diff, scalar, varmap_from};
+use candle_core::DType;
+use common::{
+    assert_grad_close, fixture_path, load, max_abs_diff, parameters, scalar, varmap_from,
+};
 use lsnn_layers::{Mode, ModelConfig, Readout, SeqInput, SequenceModel, Targets};
-use std::collections::HashMap;
 
 fn check(name: &str, task: &str, readout: Option<Readout>, outputs: usize) {
     let f = load(&format!("{name}.safetensors"));
@@ -26,16 +27,7 @@ fn check(name: &str, task: &str, readout: Option<Readout>, outputs: usize) {
     cfg.readout = readout;
     cfg.output_dim = outputs;
     cfg.validate().unwrap();
-    let params: HashMap<String, Tensor> = f
-        .iter()
-        .filter(|(k, _)| {
-            !k.starts_with("grad.")
-                && !k.starts_with("meta.")
-                && !k.starts_with("firing_rate.")
-                && !["x", "y", "spans", "lengths", "out", "loss"].contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let params = parameters(&f, &["x", "y", "spans", "lengths", "out", "loss"]);
     let (vm, vb) = varmap_from(&params);
     let model = SequenceModel::new(&cfg, vb).unwrap();
     assert_eq!(
