@@ -283,8 +283,7 @@ impl LanguageModel {
     /// Logits [B, L, V] for ids [B, L].
     pub fn forward(&self, ids: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         let ids = self.check_ids(ids, 0)?;
-        let x = self.embed(&ids, 0, mode)?;
-        let x = self.trunk.forward(&x, None, mode)?;
+        let x = self.trunk.forward(self.embed(&ids, 0, mode)?, None, mode)?;
         self.head(&x, mode)
     }
 

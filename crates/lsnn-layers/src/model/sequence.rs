@@ -284,8 +284,8 @@ impl SequenceModel {
 
     /// The stack's output [B, L, D] of checked features.
     fn trunk_forward(&self, x: &Tensor, input: &SeqInput, mode: &mut Mode<'_>) -> Result<Tensor> {
-        let x = self.in_proj.forward(x)?;
-        self.trunk.forward(&x, input.spans.as_ref(), mode)
+        self.trunk
+            .forward(self.in_proj.forward(x)?, input.spans.as_ref(), mode)
     }
 
     /// A classifier's readout [B, D] of the stack's output [B, L, D].

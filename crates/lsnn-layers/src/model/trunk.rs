@@ -119,14 +119,15 @@ impl Trunk {
         }
     }
 
-    /// Every layer in turn.
+    /// Every layer in turn. Takes its input by value so that each layer's input is freed as
+    /// soon as the layer has read it (in inference, where no graph holds it).
     pub(crate) fn forward(
         &self,
-        x: &Tensor,
+        x: Tensor,
         spans: Option<&Tensor>,
         mode: &mut Mode<'_>,
     ) -> Result<Tensor> {
-        let mut x = x.clone();
+        let mut x = x;
         for i in 0..self.blocks.len() {
             x = self.layer(i, &x, spans, mode)?;
         }
