@@ -35,7 +35,8 @@ PINS=(
     nvidia-cublas==13.0.2.14
     nvidia-curand==10.4.0.35
 )
-STAMP="$DIR/installed-$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-16)"
+# The stamp names the pins and this script, so a change to either reinstalls.
+STAMP="$DIR/installed-$( (printf '%s\n' "${PINS[@]}"; cat "$0") | sha256sum | cut -c1-16)"
 
 say() { echo "cuda/install.sh: $*" >&2; }
 
@@ -57,9 +58,16 @@ if [ ! -e "$STAMP" ]; then
     done
     # The driver stub: every cu* function cuda.h declares (after its _v2 renames).
     mkdir -p "$ROOT/lib/stubs"
-    gcc -E -P -I"$ROOT/include" "$ROOT/include/cuda.h" 2>/dev/null |
-        grep -oE '\bcu[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | sed -E 's/[[:space:]]*\($//' | sort -u |
-        awk '{ printf "int %s(void) { return 34; }\n", $1 }' > "$ROOT/lib/stubs/cuda_stub.c"
+    # The two error-string functions answer, so that the error a caller prints says what
+    # happened; every other function returns CUDA_ERROR_STUB_LIBRARY.
+    {
+        echo 'int cuGetErrorName(int e, const char **s) { (void)e; *s = "CUDA_ERROR_STUB_LIBRARY"; return 0; }'
+        echo 'int cuGetErrorString(int e, const char **s) { (void)e; *s = "the CUDA driver is a link stub: this machine has no NVIDIA driver"; return 0; }'
+        gcc -E -P -I"$ROOT/include" "$ROOT/include/cuda.h" 2>/dev/null |
+            grep -oE '\bcu[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | sed -E 's/[[:space:]]*\($//' | sort -u |
+            grep -vE '^cuGetError(Name|String)$' |
+            awk '{ printf "int %s(void) { return 34; }\n", $1 }'
+    } > "$ROOT/lib/stubs/cuda_stub.c"
     n=$(wc -l < "$ROOT/lib/stubs/cuda_stub.c")
     gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib/stubs/libcuda.so.1" "$ROOT/lib/stubs/cuda_stub.c"
     ln -sf libcuda.so.1 "$ROOT/lib/stubs/libcuda.so"

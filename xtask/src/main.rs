@@ -281,6 +281,9 @@ fn ci() -> Result<()> {
     run(clippy)?;
     leakcheck(&[])?;
     crash_trials::crash_trials(&root(), cargo(), &["10".to_string()])?;
+    let mut cuda = Command::new("bash");
+    cuda.current_dir(root()).arg("scripts/cuda/ci.sh");
+    run(cuda)?;
     bench_gate(&[])
 }
 

@@ -88,6 +88,15 @@ pub enum TrainError {
         /// Why and what to do instead.
         detail: String,
     },
+    /// A device the config or `--device` names that this machine does not have (a CUDA build
+    /// on a machine without that GPU, or without a driver).
+    #[error("device \"{device}\" is not available: {reason}; expected a CUDA device this machine has, or \"cpu\"")]
+    DeviceUnavailable {
+        /// The device as named.
+        device: String,
+        /// What the driver said.
+        reason: String,
+    },
     /// A vocabulary that does not match the tokenizer of the data.
     #[error("vocab_size {config} does not match the tokenizer's {tokenizer} tokens")]
     VocabMismatch {

@@ -118,11 +118,10 @@ pub struct StepBench {
 }
 
 /// The pool of 8 sequence batches of `cfg`'s task.
-fn sequence_pool(cfg: &RunConfig<ModelConfig>, task: Task) -> Result<Vec<SeqBatch>> {
+fn sequence_pool(cfg: &RunConfig<ModelConfig>, task: Task, dev: &Device) -> Result<Vec<SeqBatch>> {
     let (b, l) = (cfg.train.batch_size, cfg.model.sequence_length);
     let (f, o) = (cfg.model.input_dim, cfg.model.output_dim);
     let mut rng = SeededRng::new(7);
-    let dev = &Device::Cpu;
     (0..8)
         .map(|_| {
             let x = rng.normal_tensor((b, l, f), 0.0, 1.0, DType::F32, dev)?;
@@ -147,20 +146,22 @@ fn sequence_pool(cfg: &RunConfig<ModelConfig>, task: Task) -> Result<Vec<SeqBatc
 }
 
 impl StepBench {
-    /// Initialises `cfg`'s model (seeded) and the fixed pool of 8 batches. The objective is
-    /// unsmoothed whatever `cfg` says (design §9.1).
+    /// Initialises `cfg`'s model (seeded) and the fixed pool of 8 batches on the CPU. The
+    /// objective is unsmoothed whatever `cfg` says (design §9.1).
     pub fn new(cfg: &RunConfig<ModelConfig>) -> Result<Self> {
+        Self::new_on(cfg, &Device::Cpu)
+    }
+
+    /// [`StepBench::new`] on `device` (the model and the pool there; on a device without the
+    /// fused kernels every layer takes its composed path).
+    pub fn new_on(cfg: &RunConfig<ModelConfig>, device: &Device) -> Result<Self> {
         let model_cfg = ModelConfig {
             label_smoothing: 0.0,
             ..cfg.model.clone()
         };
         let varmap = candle_nn::VarMap::new();
-        let vb = SeededInit::var_builder(
-            &varmap,
-            SeededRng::new(cfg.train.seed),
-            DType::F32,
-            &Device::Cpu,
-        );
+        let vb =
+            SeededInit::var_builder(&varmap, SeededRng::new(cfg.train.seed), DType::F32, device);
         let task = model_cfg.task()?;
         let net = match task {
             Task::Llm => {
@@ -170,7 +171,7 @@ impl StepBench {
                 let pool = (0..8)
                     .map(|_| {
                         let v: Vec<u32> = (0..b * l).map(|_| rng.below(BYTES) as u32).collect();
-                        Tensor::from_vec(v, (b, l), &Device::Cpu)
+                        Tensor::from_vec(v, (b, l), device)
                     })
                     .collect::<candle_core::Result<_>>()?;
                 Net::Lm {
@@ -184,7 +185,7 @@ impl StepBench {
                 Net::Seq {
                     infer: model.detached(),
                     model,
-                    pool: sequence_pool(cfg, task)?,
+                    pool: sequence_pool(cfg, task, device)?,
                 }
             }
         };

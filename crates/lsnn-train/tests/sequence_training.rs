@@ -199,11 +199,11 @@ fn prediction_applies_the_runs_normalisation() {
     let raw = lsnn_train::data::arrays::read_arrays(&std::fs::read(&file).unwrap()).unwrap();
     let x: Vec<f64> = raw["x"].to_f64();
     let lengths = raw["lengths"].to_i128().unwrap();
-    for r in 0..inputs.n {
+    for (r, &len) in lengths.iter().enumerate().take(inputs.n) {
         for p in 0..inputs.l {
             for k in 0..3 {
                 let i = (r * inputs.l + p) * 3 + k;
-                let want = if (p as i128) < lengths[r] {
+                let want = if (p as i128) < len {
                     ((x[i] as f32) - trained_norm.mean[k]) / trained_norm.std[k]
                 } else {
                     0.0

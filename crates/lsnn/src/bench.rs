@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Also measure a training step with clipping and EMA (reported separately).
     #[arg(long)]
     full: bool,
+    /// Device: cpu (default), cuda or cuda:N. On CUDA every step ends with a device
+    /// synchronise, so a step's time is its work, not its queueing.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -45,19 +49,29 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.steps == 0 {
         bail!("--steps 0; expected at least 1");
     }
-    let mut bench = StepBench::new(&workload(&a.workload)?)?;
+    let device = lsnn_train::config::candle_device(&a.device)?;
+    let mut bench = StepBench::new_on(&workload(&a.workload)?, &device)?;
+    let sync = || -> Result<()> { Ok(device.synchronize()?) };
     for i in 0..3 {
         bench.train_step(i, false)?;
     }
+    sync()?;
     let mut times = Vec::with_capacity(a.steps);
     let allocs_before = alloc::allocation_count();
     let peak_window = alloc::PeakWindow::open();
     for i in 0..a.steps {
         let t = Instant::now();
         bench.train_step(3 + i, false)?;
+        sync()?;
         times.push(t.elapsed().as_secs_f64());
     }
     let peak_live = peak_window.close();
+    // On a device, what its driver says is in use after the training steps (the host figures
+    // below measure the host side only).
+    let device_used = match device.is_cpu() {
+        true => None,
+        false => Some(lsnn_train::lsnn_memory::probe_for(&device)?.live_bytes()?),
+    };
     let allocs = (alloc::allocation_count() - allocs_before) as f64 / a.steps as f64;
     let train_ms = median(&mut times) * 1e3;
     let mut full_ms = None;
@@ -66,6 +80,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         for i in 0..a.steps {
             let t = Instant::now();
             bench.train_step(i, true)?;
+            sync()?;
             ft.push(t.elapsed().as_secs_f64());
         }
         full_ms = Some(median(&mut ft) * 1e3);
@@ -73,10 +88,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for i in 0..3 {
         bench.infer_step(i)?;
     }
+    sync()?;
     let mut it = Vec::with_capacity(a.steps);
     for i in 0..a.steps {
         let t = Instant::now();
         bench.infer_step(i)?;
+        sync()?;
         it.push(t.elapsed().as_secs_f64());
     }
     let (b, l) = (
@@ -89,6 +106,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut j = serde_json::json!({
         "workload": a.workload,
+        "device": a.device,
         "batch": b,
         "seq_len": l,
         "steps": a.steps,
@@ -101,6 +119,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "allocs_per_train_step": allocs,
         "rayon_threads": threads,
     });
+    if let Some(u) = device_used {
+        j["device_used_mib"] = serde_json::json!(u as f64 / (1024.0 * 1024.0));
+    }
     if let Some(f) = full_ms {
         j["train_full_median_ms"] = serde_json::json!(f);
         j["train_full_tokens_per_s"] = serde_json::json!(tokens / (f / 1e3));

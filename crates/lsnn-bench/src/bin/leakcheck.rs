@@ -3,11 +3,14 @@
 //! ```text
 //! lsnn-leakcheck list
 //! lsnn-leakcheck run NAME          one case in this process; prints its JSON row
-//! lsnn-leakcheck all [--case NAME] [--out FILE] [--long]
+//! lsnn-leakcheck all [--case NAME] [--out FILE] [--long] [--device cuda[:N]]
 //! ```
 //! `all` spawns `run` per case with one compute thread, prints the table, writes the report
 //! (`{"ok", "cases": [...], "components": [...]}`) and exits non-zero if a case leaked or a
-//! control went uncaught.
+//! control went uncaught. With `--device cuda` the cases whose work is on the device run there,
+//! measured by the CUDA driver's used memory (`lsnn_memory::CudaProbe`), their controls leaking
+//! 2 MiB of device memory per iteration; the host-side cases (checkpoint, trainer epoch) and
+//! the component table stay with the host run.
 
 use anyhow::{bail, Context, Result};
 use lsnn_bench::{cases, components};
@@ -69,7 +72,7 @@ fn main() -> Result<()> {
         }
         Some("all") => all(&args[1..]),
         _ => {
-            bail!("usage: lsnn-leakcheck list | run NAME | all [--case NAME] [--out FILE] [--long]")
+            bail!("usage: lsnn-leakcheck list | run NAME | all [--case NAME] [--out FILE] [--long] [--device cuda[:N]]")
         }
     }
 }
@@ -90,13 +93,22 @@ fn all(args: &[String]) -> Result<()> {
                 i += 1;
             }
             "--long" => long = true,
+            "--device" => {
+                let d = args.get(i + 1).context("--device cpu|cuda|cuda:N")?;
+                // The children inherit it; `leak_device` checks it.
+                std::env::set_var(runner::LEAK_DEVICE, d);
+                runner::leak_device()?;
+                i += 1;
+            }
             other => bail!("unknown argument {other}"),
         }
         i += 1;
     }
+    let on_device = !runner::leak_device()?.is_cpu();
     let names: Vec<String> = cases::all()
         .into_iter()
         .map(|c| c.name)
+        .filter(|n| !on_device || !cases::HOST_ONLY.iter().any(|h| n.starts_with(h)))
         .filter(|n| {
             only.as_deref()
                 .is_none_or(|o| *n == o || n.starts_with(&format!("{o}/")))
@@ -127,7 +139,7 @@ fn all(args: &[String]) -> Result<()> {
         );
         rows.push(r);
     }
-    let comps = if only.is_none() {
+    let comps = if only.is_none() && !on_device {
         components::measure_all(5)?
     } else {
         Vec::new()

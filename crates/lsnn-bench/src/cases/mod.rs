@@ -54,10 +54,29 @@ pub(crate) struct Leaker {
     shadow: Tensor,
 }
 
+/// The device the cases run on: the CPU, or the CUDA device `LSNN_LEAK_DEVICE` names
+/// (`lsnn-leakcheck --device cuda`), read once.
+pub(crate) fn device() -> Result<Device> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> =
+        std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| lsnn_memory::leak::runner::leak_device().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(crate::BenchError::Other)
+}
+
+/// Values a control leaks per iteration: 1,024 floats (4 KiB) on the host; on a device
+/// 524,288 (2 MiB, the CUDA driver's allocation granule, so that its used-memory figure moves).
+fn leak_len() -> Result<usize> {
+    Ok(if device()?.is_cpu() { 1024 } else { 1 << 19 })
+}
+
 impl Leaker {
     pub(crate) fn new(leak: Leak) -> Result<Self> {
-        let var = Var::ones(1024, DType::F32, &Device::Cpu)?;
-        let shadow = Tensor::zeros(1024, DType::F32, &Device::Cpu)?;
+        let dev = device()?;
+        let n = leak_len()?;
+        let var = Var::ones(n, DType::F32, &dev)?;
+        let shadow = Tensor::zeros(n, DType::F32, &dev)?;
         Ok(Leaker {
             leak,
             kept: Vec::new(),
@@ -73,13 +92,14 @@ impl Leaker {
         match self.leak {
             Leak::None => {}
             Leak::SpikeVec => {
+                let n = leak_len()?;
                 let s = match spikes {
-                    Some(s) => s
+                    Some(s) if s.elem_count() >= n => s
                         .flatten_all()?
-                        .narrow(0, 0, 1024)?
+                        .narrow(0, 0, n)?
                         .force_contiguous()?
                         .detach(),
-                    None => Tensor::zeros(1024, DType::F32, &Device::Cpu)?,
+                    _ => Tensor::zeros(n, DType::F32, &device()?)?,
                 };
                 self.kept.push(s.detach());
             }
@@ -92,14 +112,22 @@ impl Leaker {
             }
             Leak::ReallocAccumulator => {
                 self.kept
-                    .push(Tensor::zeros(1024, DType::F32, &Device::Cpu)?)
+                    .push(Tensor::zeros(leak_len()?, DType::F32, &device()?)?)
             }
             Leak::AllocatingEma => {
                 let next = (self.shadow.affine(0.999, 0.0)?
                     + self.var.as_tensor().detach().affine(0.001, 0.0)?)?;
                 self.kept.push(std::mem::replace(&mut self.shadow, next));
             }
-            Leak::HistoryBuffer => self.history.extend(std::iter::repeat_n(0.5f32, 1024)),
+            Leak::HistoryBuffer => {
+                if device()?.is_cpu() {
+                    self.history.extend(std::iter::repeat_n(0.5f32, 1024))
+                } else {
+                    // On a device a history is kept there.
+                    self.kept
+                        .push(Tensor::full(0.5f32, leak_len()?, &device()?)?)
+                }
+            }
         }
         Ok(())
     }
@@ -114,11 +142,16 @@ pub(crate) fn lif() -> LifConfig {
 }
 
 pub(crate) fn vb(vm: &VarMap, seed: u64) -> candle_nn::VarBuilder<'static> {
-    SeededInit::var_builder(vm, SeededRng::new(seed), DType::F32, &Device::Cpu)
+    SeededInit::var_builder(
+        vm,
+        SeededRng::new(seed),
+        DType::F32,
+        &device().unwrap_or(Device::Cpu),
+    )
 }
 
 pub(crate) fn normal(shape: &[usize], seed: u64) -> Result<Tensor> {
-    Ok(SeededRng::new(seed).normal_tensor(shape, 0.0, 1.0, DType::F32, &Device::Cpu)?)
+    Ok(SeededRng::new(seed).normal_tensor(shape, 0.0, 1.0, DType::F32, &device()?)?)
 }
 
 /// The tiny LM the training-path cases use, and its training settings.
@@ -388,6 +421,10 @@ pub fn all() -> Vec<LeakCase> {
     );
     v
 }
+
+/// Cases whose work is on the host whatever the device (file I/O, the trainer's epoch with its
+/// RSS checks): a device suite (`lsnn-leakcheck all --device cuda`) leaves them out.
+pub const HOST_ONLY: &[&str] = &["checkpoint", "trainer-epoch"];
 
 /// The case named `name`.
 pub fn by_name(name: &str) -> Option<LeakCase> {

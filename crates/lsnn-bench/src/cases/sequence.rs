@@ -2,9 +2,9 @@
 //! `lsnn bench` step of ts-small / cls-small, at the tiny size), with padded rows and time
 //! spans in the regression one, and streaming prediction one position at a time.
 
-use super::{tiny_config, vb, Leak, Leaker};
+use super::{device, tiny_config, vb, Leak, Leaker};
 use crate::{Iteration, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::VarMap;
 use lsnn_layers::{ModelConfig, SeededRng, SequenceModel};
 use lsnn_train::RunConfig;
@@ -23,7 +23,7 @@ pub(crate) fn tiny_sequence(task: &str) -> RunConfig<ModelConfig> {
 }
 
 fn step_case(task: &str, leak: Leak) -> Result<Iteration> {
-    let mut bench = lsnn_train::workload::StepBench::new(&tiny_sequence(task))?;
+    let mut bench = lsnn_train::workload::StepBench::new_on(&tiny_sequence(task), &device()?)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |i| {
         bench.train_step(i, false)?;
@@ -46,13 +46,14 @@ pub(crate) fn stream_predict_case(leak: Leak) -> Result<Iteration> {
     let capacity = cfg.max_position_embeddings;
     let mut state = model.new_state(2, capacity)?;
     let mut rng = SeededRng::new(5);
+    let dev = device()?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
         if state.position() == capacity {
             state = model.new_state(2, capacity)?;
         }
-        let x = rng.normal_tensor((2, 5), 0.0, 1.0, DType::F32, &Device::Cpu)?;
-        let span = Tensor::new(&[0.5f32, 1.5], &Device::Cpu)?;
+        let x = rng.normal_tensor((2, 5), 0.0, 1.0, DType::F32, &dev)?;
+        let span = Tensor::new(&[0.5f32, 1.5], &dev)?;
         let y = model.step(&x, Some(&span), &mut state)?;
         drop(y);
         leaker.leak(None)

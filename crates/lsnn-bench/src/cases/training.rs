@@ -1,9 +1,9 @@
 //! Leak cases of the language model's training path: the training step (dense and wired CfC),
 //! the EMA, streaming generation, checkpoints and a whole trainer epoch.
 
-use super::{tiny_config, Leak, Leaker};
+use super::{device, tiny_config, Leak, Leaker};
 use crate::{BenchError, Iteration, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use lsnn_layers::{init_model, LanguageModel, ModelConfig, SeededRng};
 use lsnn_memory::MemoryManager;
 use lsnn_train::optim::Ema;
@@ -15,14 +15,14 @@ type Training = (LanguageModel, Vec<(String, Var)>, ModelConfig);
 
 pub(crate) fn tiny_training() -> Result<Training> {
     let RunConfig { model: cfg, train } = tiny_config();
-    let (model, vm) = init_model(&cfg, SeededRng::new(train.seed), &Device::Cpu)?;
+    let (model, vm) = init_model(&cfg, SeededRng::new(train.seed), &device()?)?;
     let vars = lsnn_layers::named_vars(&vm);
     Ok((model, vars, cfg))
 }
 
 pub(crate) fn train_step_case(leak: Leak) -> Result<Iteration> {
     // The design §9.1 step (the one `lsnn bench` and the gate measure) on the tiny LM.
-    let mut bench = lsnn_train::workload::StepBench::new(&tiny_config())?;
+    let mut bench = lsnn_train::workload::StepBench::new_on(&tiny_config(), &device()?)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |i| {
         bench.train_step(i, false)?;
@@ -34,7 +34,7 @@ pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
     // The same step with the wired CfC over an AutoNCP wiring of the liquid units.
     let mut cfg = tiny_config();
     cfg.model.liquid_backbone = "ncp".into();
-    let mut bench = lsnn_train::workload::StepBench::new(&cfg)?;
+    let mut bench = lsnn_train::workload::StepBench::new_on(&cfg, &device()?)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |i| {
         bench.train_step(i, false)?;
@@ -55,7 +55,7 @@ pub(crate) fn ema_case(leak: Leak) -> Result<Iteration> {
 pub(crate) fn generation_case(leak: Leak) -> Result<Iteration> {
     let (model, _vars, cfg) = tiny_training()?;
     let mut state = model.new_state(1)?;
-    let mut token = Tensor::new(&[10u32], &Device::Cpu)?;
+    let mut token = Tensor::new(&[10u32], &device()?)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
         if state.position() == cfg.max_position_embeddings {

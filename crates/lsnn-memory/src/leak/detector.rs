@@ -8,7 +8,7 @@
 //! **leak**, with the reasons spelled out.
 
 use crate::alloc::{self, PeakWindow};
-use crate::probe::MemorySource;
+use crate::probe::{DeviceProbe, MemorySource};
 use crate::rss;
 use serde::{Deserialize, Serialize};
 
@@ -119,12 +119,25 @@ pub fn slope(ys: &[u64]) -> f64 {
 #[derive(Debug, Clone, Default)]
 pub struct LeakDetector {
     config: LeakConfig,
+    /// Where live bytes come from when not the host: a device probe (the CUDA driver's used
+    /// memory), read after each iteration; its per-iteration peak is that reading too.
+    probe: Option<std::sync::Arc<dyn DeviceProbe>>,
 }
 
 impl LeakDetector {
-    /// A detector with `config`.
+    /// A detector with `config`, measuring the host (the counting allocator, else RSS).
     pub fn new(config: LeakConfig) -> Self {
-        LeakDetector { config }
+        LeakDetector {
+            config,
+            probe: None,
+        }
+    }
+
+    /// The same detector measuring a device's memory through `probe` (e.g. a
+    /// `CudaProbe`: the driver's used bytes, after a synchronise) instead of the host's.
+    pub fn with_probe(mut self, probe: std::sync::Arc<dyn DeviceProbe>) -> Self {
+        self.probe = Some(probe);
+        self
     }
 
     /// The configuration.
@@ -138,13 +151,14 @@ impl LeakDetector {
     where
         F: FnMut(usize) -> Result<(), E>,
     {
-        let counting = alloc::is_installed();
-        let live_now = || {
-            if counting {
-                alloc::live_bytes()
-            } else {
-                rss::rss_bytes().unwrap_or(0)
-            }
+        let probe = self.probe.clone();
+        let counting = probe.is_none() && alloc::is_installed();
+        let live_now = || match &probe {
+            // A probe that cannot read is a zero reading: a run of zeros passes no leak and
+            // catches no control, so the suite's controls expose it.
+            Some(p) => p.live_bytes().unwrap_or(0),
+            None if counting => alloc::live_bytes(),
+            None => rss::rss_bytes().unwrap_or(0),
         };
         for i in 0..self.config.warmup {
             step(i)?;
@@ -219,10 +233,10 @@ impl LeakDetector {
         }
         LeakReport {
             config: cfg.clone(),
-            source: if counting {
-                MemorySource::CountingAllocator
-            } else {
-                MemorySource::Rss
+            source: match &self.probe {
+                Some(p) => p.source(),
+                None if counting => MemorySource::CountingAllocator,
+                None => MemorySource::Rss,
             },
             live_start,
             live_end,

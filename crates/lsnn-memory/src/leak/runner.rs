@@ -194,9 +194,13 @@ pub fn run_in_process(case: &LeakCase) -> Result<CaseReport, RunnerError> {
     // Both pools' workers started before anything is measured.
     rayon::broadcast(|_| ());
     pool.broadcast(|_| ());
+    let detector = match device_probe().map_err(|e| fail(Box::new(e)))? {
+        Some(p) => LeakDetector::new(case.config.clone()).with_probe(p),
+        None => LeakDetector::new(case.config.clone()),
+    };
     let report = pool.install(|| {
         let mut it = (case.setup)()?;
-        let r = LeakDetector::new(case.config.clone()).run(&mut it)?;
+        let r = detector.run(&mut it)?;
         drop(it);
         Ok::<_, CaseError>(r)
     });
@@ -261,6 +265,40 @@ pub fn run_in_child(mut cmd: Command, name: &str) -> Result<CaseReport, RunnerEr
         .find_map(|l| l.find(MARKER).map(|i| &l[i + MARKER.len()..]))
         .ok_or_else(|| child(format!("the child printed no report: {stdout}")))?;
     serde_json::from_str(line).map_err(|e| child(format!("unreadable report {line:?}: {e}")))
+}
+
+/// The environment variable naming the device a suite runs on: unset or `cpu` for the host
+/// (the counting allocator's figures), `cuda` or `cuda:N` for a CUDA device measured by
+/// `CudaProbe` (the driver's used memory) — the cases read it too, to put their
+/// tensors there.
+pub const LEAK_DEVICE: &str = "LSNN_LEAK_DEVICE";
+
+/// The device [`LEAK_DEVICE`] names (the CPU when unset).
+pub fn leak_device() -> crate::Result<candle_core::Device> {
+    let name = std::env::var(LEAK_DEVICE).unwrap_or_else(|_| "cpu".into());
+    let index = match name.as_str() {
+        "cpu" => return Ok(candle_core::Device::Cpu),
+        "cuda" => 0,
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => {
+                return Err(crate::MemoryError::Unsupported(format!(
+                    "{LEAK_DEVICE}={}: expected cpu, cuda or cuda:N",
+                    other.chars().take(64).collect::<String>()
+                )))
+            }
+        },
+    };
+    Ok(candle_core::Device::new_cuda(index)?)
+}
+
+/// The probe of a device suite ([`LEAK_DEVICE`] naming a CUDA device), or `None` for the host.
+fn device_probe() -> crate::Result<Option<std::sync::Arc<dyn crate::DeviceProbe>>> {
+    let dev = leak_device()?;
+    if dev.is_cpu() {
+        return Ok(None);
+    }
+    Ok(Some(std::sync::Arc::from(crate::probe_for(&dev)?)))
 }
 
 /// The environment variable naming the case a child of [`check_in_children`] runs.

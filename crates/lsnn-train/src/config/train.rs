@@ -233,7 +233,11 @@ pub fn candle_device(device: &str) -> Result<candle_core::Device> {
                     detail: "this build has no CUDA support; rebuild with `--features cuda` or use \"cpu\"".into(),
                 });
             }
-            Ok(candle_core::Device::new_cuda(n)?)
+            candle_core::Device::new_cuda(n).map_err(|e| TrainError::DeviceUnavailable {
+                device: crate::error::clip(device),
+                // The driver's message (candle appends a backtrace when one is captured).
+                reason: e.to_string().lines().next().unwrap_or("").to_string(),
+            })
         }
     }
 }

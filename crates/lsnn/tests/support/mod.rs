@@ -5,8 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The `lsnn` binary under test: cargo's, or `LSNN_BIN` where a test binary runs away from the
+/// tree that built it (scripts/device-check.sh carries both to a GPU machine).
+pub fn lsnn_bin() -> PathBuf {
+    std::env::var_os("LSNN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lsnn")))
+}
+
 pub fn lsnn(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lsnn"))
+    Command::new(lsnn_bin())
         .args(args)
         .current_dir(cwd)
         .env("RAYON_NUM_THREADS", "2")
