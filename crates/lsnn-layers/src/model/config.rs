@@ -7,7 +7,7 @@ use crate::block::BlockConfig;
 use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, LifConfig, ResetMechanism, Surrogate};
-use crate::model::task::{Readout, Task};
+use crate::model::task::Readout;
 use crate::wiring::AutoNcpConfig;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +38,7 @@ pub enum SurrogateKind {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// `"llm"` (default), `"regression"` (or the original's `"robotics"`) or
-    /// `"classification"` ([`Task::of`]).
+    /// `"classification"` ([`Task::of`](crate::model::task::Task::of)).
     pub task_type: String,
     /// Input width: the embedding width's default for `"llm"`; the feature count F of the
     /// sequence tasks.
@@ -189,17 +189,6 @@ impl Default for ModelConfig {
             learn_beta: Learn::Fixed,
             learn_threshold: Learn::Fixed,
             beta_form: BetaForm::Direct,
-        }
-    }
-}
-
-impl ModelConfig {
-    /// The built-in default of `task` (design §9.3): [`ModelConfig::default`] (lm-small's network
-    /// and regularisation) with `task_type` set; a sequence task's widths come from its data.
-    pub fn for_task(task: Task) -> ModelConfig {
-        ModelConfig {
-            task_type: task.name().into(),
-            ..ModelConfig::default()
         }
     }
 }
@@ -390,60 +379,6 @@ impl ModelConfig {
                     ),
                 ));
             }
-        }
-        Ok(())
-    }
-
-    /// The task of `task_type` ([`Task::of`]).
-    pub fn task(&self) -> Result<Task> {
-        Task::of(&self.task_type)
-    }
-
-    /// The classifier's readout (`"last"` unless set).
-    pub fn readout(&self) -> Readout {
-        self.readout.unwrap_or_default()
-    }
-
-    /// The task's own constraints: the widths a sequence model reads and writes, and fields
-    /// that belong to one task only.
-    fn check_task(&self) -> Result<()> {
-        let task = self.task()?;
-        if task.is_sequence() {
-            if self.input_dim == 0 {
-                return Err(LayerError::config(
-                    "input_dim",
-                    "0; expected the feature count (at least 1)",
-                ));
-            }
-            let least = if task == Task::Classification { 2 } else { 1 };
-            if self.output_dim < least {
-                let what = match task {
-                    Task::Classification => "the class count (at least 2)",
-                    _ => "the target width (at least 1)",
-                };
-                return Err(LayerError::config(
-                    "output_dim",
-                    format!("{}; expected {what}", self.output_dim),
-                ));
-            }
-            if self.hidden_dim < 2 {
-                return Err(LayerError::config(
-                    "hidden_dim",
-                    format!(
-                        "{}; expected at least 2 (the head narrows to hidden_dim / 2)",
-                        self.hidden_dim
-                    ),
-                ));
-            }
-        }
-        if self.readout.is_some() && task != Task::Classification {
-            return Err(LayerError::config(
-                "readout",
-                format!(
-                    "set with task_type \"{}\"; expected it only with \"classification\"",
-                    crate::nn::clip(&self.task_type)
-                ),
-            ));
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
-//! The language model (design §2.6) and its configuration: [`lm`] the network, [`config`] the
-//! fields and their checks (the rules for the Python original's files are lsnn-train's).
+//! The models (design §2.6, §2.9) and their configuration: [`lm`] the language model,
+//! [`sequence`] the regression and classification models, `trunk` the stack they share,
+//! [`config`] the fields and their checks, [`task`] which model a config builds (the rules for
+//! the Python original's files are lsnn-train's).
 
 pub mod config;
 pub mod lm;
