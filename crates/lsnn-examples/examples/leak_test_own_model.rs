@@ -35,14 +35,18 @@ fn step(control: bool) -> Result<Iteration, CaseError> {
     let batches = (0..30u32)
         .map(|b| data.train_batch(&(b * 16..(b + 1) * 16).collect::<Vec<_>>(), &dev))
         .collect::<lsnn_train::Result<Vec<_>>>()?;
-    let out_dir = std::env::temp_dir().join(format!("lsnn-leak-own-{}", std::process::id()));
+    // The trainer's run directory, removed with the case.
+    let out_dir = tempfile::Builder::new()
+        .prefix("lsnn-leak-own-")
+        .tempdir()?;
     let opts = TrainOptions {
-        out_dir,
+        out_dir: out_dir.path().to_path_buf(),
         ..TrainOptions::default()
     };
     let mut trainer: Trainer<Classifier, Points> = Trainer::new(cfg, data, opts)?;
     let mut running: Option<candle_core::Tensor> = None;
     Ok(Box::new(move |i| {
+        let _ = out_dir.path(); // the directory lives as long as the case
         let b = &batches[i % batches.len()];
         trainer.train_batch(b)?;
         if control {

@@ -13,10 +13,9 @@ use lsnn_train::{Dataset, RunConfig, TrainConfig, TrainOptions, Trainer};
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fn step(control: bool) -> Result<Iteration, lsnn_memory::leak::runner::CaseError> {
-    let dir = std::env::temp_dir().join(format!(
-        "lsnn-own-model-leak-{}-{control}",
-        std::process::id()
-    ));
+    let dir = tempfile::Builder::new()
+        .prefix("lsnn-own-model-leak-")
+        .tempdir()?;
     let cfg = RunConfig {
         model: ClassifierConfig {
             hidden: 32,
@@ -38,12 +37,13 @@ fn step(control: bool) -> Result<Iteration, lsnn_memory::leak::runner::CaseError
         })
         .collect::<lsnn_train::Result<_>>()?;
     let opts = TrainOptions {
-        out_dir: dir,
+        out_dir: dir.path().to_path_buf(),
         ..TrainOptions::default()
     };
     let mut t: Trainer<Classifier, Points> = Trainer::new(cfg, data, opts)?;
     let mut running: Option<candle_core::Tensor> = None;
     Ok(Box::new(move |i| {
+        let _ = dir.path(); // the directory lives as long as the case
         let b = &batches[i % batches.len()];
         t.train_batch(b)?;
         if control {

@@ -54,6 +54,31 @@ pub(crate) struct Leaker {
     shadow: Tensor,
 }
 
+/// A case's scratch directory (checkpoints, a trainer's output), fresh for the case and removed
+/// when the case's iteration is dropped, so that a leak run leaves nothing in the temporary
+/// directory.
+pub(crate) struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    /// `lsnn-leak-{tag}-{pid}` in the temporary directory, emptied first.
+    pub(crate) fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("lsnn-leak-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ScratchDir(dir)
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The device the cases run on: the CPU, or the CUDA device `LSNN_LEAK_DEVICE` names
 /// (`lsnn-leakcheck --device cuda`), read once.
 pub(crate) fn device() -> Result<Device> {

@@ -1,7 +1,7 @@
 //! Leak cases of the language model's training path: the training step (dense and wired CfC),
 //! the EMA, streaming generation, checkpoints and a whole trainer epoch.
 
-use super::{device, tiny_config, Leak, Leaker};
+use super::{device, tiny_config, Leak, Leaker, ScratchDir};
 use crate::{BenchError, Iteration, Result};
 use candle_core::{DType, Tensor, Var};
 use lsnn_layers::{init_model, LanguageModel, ModelConfig, SeededRng};
@@ -71,9 +71,7 @@ pub(crate) fn generation_case(leak: Leak) -> Result<Iteration> {
 
 pub(crate) fn checkpoint_case(leak: Leak) -> Result<Iteration> {
     let (_model, vars, cfg) = tiny_training()?;
-    let dir =
-        std::env::temp_dir().join(format!("lsnn-leak-ckpt-{}-{:?}", std::process::id(), leak));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = ScratchDir::new(&format!("ckpt-{leak:?}"));
     let manager = MemoryManager::cpu();
     let config_json = RunConfig {
         model: cfg,
@@ -102,8 +100,8 @@ pub(crate) fn checkpoint_case(leak: Leak) -> Result<Iteration> {
             best: false,
             replace_other_runs: false,
         };
-        lsnn_train::checkpoint::save(&dir, &data)?;
-        let loaded = lsnn_train::checkpoint::load(&dir)?;
+        lsnn_train::checkpoint::save(scratch.path(), &data)?;
+        let loaded = lsnn_train::checkpoint::load(scratch.path())?;
         if loaded.model.len() != model.len() {
             return Err(BenchError::Other("checkpoint lost tensors".into()));
         }
@@ -137,11 +135,9 @@ pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
             sha256: None,
         },
     )?;
-    let dir =
-        std::env::temp_dir().join(format!("lsnn-leak-epoch-{}-{:?}", std::process::id(), leak));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = ScratchDir::new(&format!("epoch-{leak:?}"));
     let opts = TrainOptions {
-        out_dir: dir,
+        out_dir: scratch.path().to_path_buf(),
         extra_metric_budget: 0,
         log_every: 1_000_000,
         ..TrainOptions::default()
@@ -149,6 +145,8 @@ pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
     let mut trainer: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
+        // Named here so that the directory lives (and is removed) with the case.
+        let _ = scratch.path();
         trainer.train_epoch(&mut |_| {})?;
         leaker.leak(None)
     }))
