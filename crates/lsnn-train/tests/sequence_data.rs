@@ -74,7 +74,7 @@ fn write(dir: &Path, name: &str, arrays: &[(String, Array)]) -> PathBuf {
 }
 
 fn load(path: &Path, task: Task) -> lsnn_train::Result<SequenceData> {
-    SequenceData::from_file(path, task, 1, false, None)
+    SequenceData::from_file(path, task, 1, false, None, None)
 }
 
 #[test]
@@ -143,16 +143,22 @@ fn normalisation_centres_the_training_split_and_padding_is_zero() {
     // The split is a function of the seed.
     let again = load(&fixture("regression.npz"), Task::Regression).unwrap();
     assert_eq!(again.val(), d.val());
-    let other =
-        SequenceData::from_file(&fixture("regression.npz"), Task::Regression, 2, false, None)
-            .unwrap();
+    let other = SequenceData::from_file(
+        &fixture("regression.npz"),
+        Task::Regression,
+        2,
+        false,
+        None,
+        None,
+    )
+    .unwrap();
     assert_ne!(other.val(), d.val());
 }
 
 #[test]
 fn the_time_shuffle_keeps_each_rows_values_and_targets() {
-    let plain = builtin(Task::Classification, 3, false).unwrap();
-    let shuffled = builtin(Task::Classification, 3, true).unwrap();
+    let plain = builtin(Task::Classification, 3, false, None).unwrap();
+    let shuffled = builtin(Task::Classification, 3, true, None).unwrap();
     let (a, b) = (plain.train(), shuffled.train());
     assert_eq!(a.y, b.y, "targets untouched");
     assert_ne!(a.x, b.x, "positions moved");
@@ -169,7 +175,7 @@ fn the_time_shuffle_keeps_each_rows_values_and_targets() {
     }
     // Baselines are those of the targets, the same for both.
     assert_eq!(plain.baseline_values(), shuffled.baseline_values());
-    let reg = builtin(Task::Regression, 3, false).unwrap();
+    let reg = builtin(Task::Regression, 3, false, None).unwrap();
     let names: Vec<&str> = reg
         .baseline_values()
         .iter()
@@ -483,7 +489,7 @@ fn every_bad_array_is_a_typed_error_naming_it() {
     }
     // A class count fixed by the config refuses a label beyond it.
     let p = write(&dir, "cls.npz", &classification_arrays());
-    let e = SequenceData::from_file(&p, Task::Classification, 1, false, Some(2)).unwrap_err();
+    let e = SequenceData::from_file(&p, Task::Classification, 1, false, Some(2), None).unwrap_err();
     assert!(
         e.to_string()
             .contains("class 2; expected 0..2 (output_dim)"),

@@ -75,7 +75,7 @@ fn a_padded_batchs_shards_weigh_what_they_score() {
     let lengths = [1u32, 1, 2, 1, 6, 6, 5, 6];
     let s = split(&lengths, 10);
     let (input, targets) =
-        lsnn_train::data::sequence::batch_of(&s, &(0..8).collect::<Vec<_>>(), &Device::Cpu)
+        lsnn_train::data::sequence::batch_of(&s, &(0..8).collect::<Vec<_>>(), &Device::Cpu, None)
             .unwrap();
     let batch = SeqBatch {
         input,
@@ -123,7 +123,8 @@ fn validation_metrics_are_means_over_every_valid_element() {
         seed: 0,
         shuffle_time: false,
     };
-    let data = SequenceData::from_splits(Task::Regression, train, val, None, None, source).unwrap();
+    let data =
+        SequenceData::from_splits(Task::Regression, train, val, None, None, source, None).unwrap();
     // Batches of 2 rows: batches that score different amounts.
     let r = evaluate_model(&m, &data, 2, 0, &Device::Cpu).unwrap();
     // By hand: every row alone (unpadded, normalised as the data normalised it), squared errors
@@ -170,7 +171,7 @@ fn fixture(name: &str) -> PathBuf {
 fn prediction_applies_the_runs_normalisation() {
     let dir = common::scratch("predict-normalisation");
     let file = fixture("regression.npz");
-    let data = SequenceData::from_file(&file, Task::Regression, 4, false, None).unwrap();
+    let data = SequenceData::from_file(&file, Task::Regression, 4, false, None, None).unwrap();
     let cfg = RunConfig {
         model: ModelConfig {
             sequence_length: 12,
@@ -218,7 +219,8 @@ fn prediction_applies_the_runs_normalisation() {
     }
     // And the batched prediction is the model's output on those inputs.
     let p = s.predict(&inputs, 7).unwrap();
-    let (input, _) = lsnn_train::data::sequence::batch_of(&inputs, &[0, 1], &Device::Cpu).unwrap();
+    let (input, _) =
+        lsnn_train::data::sequence::batch_of(&inputs, &[0, 1], &Device::Cpu, None).unwrap();
     let direct = s.model.forward(&input, &mut Mode::Eval).unwrap();
     let direct = direct.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let lsnn_train::data::arrays::Elems::F32(pv) = &p.values.elems else {

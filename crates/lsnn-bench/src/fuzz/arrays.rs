@@ -15,12 +15,19 @@ pub fn arrays(bytes: &[u8]) -> Outcome {
         [] => (Task::Regression, bytes),
     };
     Outcome::of(
-        SequenceData::from_bytes(content, Path::new("<fuzz>/data.npz"), task, 1, false, None).map(
-            |d| {
-                // What training does next: the splits' sizes and one batch's worth of rows.
-                let (t, v) = (d.train(), d.val());
-                t.n + v.n + t.x.len().min(16) + d.outputs()
-            },
-        ),
+        SequenceData::from_bytes(
+            content,
+            Path::new("<fuzz>/data.npz"),
+            task,
+            1,
+            false,
+            None,
+            None,
+        )
+        .map(|d| {
+            // What training does next: the splits' sizes and one batch's worth of rows.
+            let (t, v) = (d.train(), d.val());
+            t.n + v.n + t.x.len().min(16) + d.outputs()
+        }),
     )
 }

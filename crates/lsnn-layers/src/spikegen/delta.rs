@@ -49,16 +49,22 @@ impl DeltaConfig {
         self.off_spike = off_spike;
         self
     }
+
+    /// Checks the settings: a finite threshold ≥ 0.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.threshold.is_finite() && self.threshold >= 0.0) {
+            return Err(LayerError::config(
+                "threshold",
+                format!("{}; expected a finite number ≥ 0", self.threshold),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Spikes of time-major `data` [T, …], the same shape.
 pub fn delta(data: &Tensor, cfg: &DeltaConfig) -> Result<Tensor> {
-    if !(cfg.threshold.is_finite() && cfg.threshold >= 0.0) {
-        return Err(LayerError::config(
-            "threshold",
-            format!("{}; expected a finite number ≥ 0", cfg.threshold),
-        ));
-    }
+    cfg.validate()?;
     let Some(&steps) = data.dims().first() else {
         return Err(LayerError::config(
             "delta",

@@ -95,7 +95,9 @@ impl LatencyConfig {
         self
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the settings: T ≥ 1, θ in (0, 1), τ and ε positive, `first_spike_time` < T,
+    /// finite targets.
+    pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, msg: String| Err(LayerError::config(field, msg));
         if self.num_steps == 0 {
             return bad("num_steps", "0; expected at least 1".into());
@@ -173,7 +175,7 @@ fn spike_times(x: &[f64], cfg: &LatencyConfig) -> Vec<f64> {
 
 /// Spikes [T, data dims…] of data in [0, 1]: one per element, at its rounded spike time.
 pub fn latency(data: &Tensor, cfg: &LatencyConfig) -> Result<Tensor> {
-    cfg.check()?;
+    cfg.validate()?;
     let dims = with_steps(cfg.num_steps, data.dims())?;
     let x = host(data, "latency")?;
     if let Some(i) = x.iter().position(|v| !(0.0..=1.0).contains(v)) {

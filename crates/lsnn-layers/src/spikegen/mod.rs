@@ -9,10 +9,12 @@
 //! unless asked to saturate.
 
 mod delta;
+mod encoding;
 mod latency;
 mod rate;
 
 pub use delta::{delta, DeltaConfig};
+pub use encoding::SpikeEncoding;
 pub use latency::{latency, LatencyConfig};
 pub use rate::{rate, rate_from_uniform, RateConfig};
 

@@ -64,7 +64,8 @@ impl RateConfig {
         self
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the settings: T ≥ 1, `first_spike_time` < T, finite gain and offset.
+    pub fn validate(&self) -> Result<()> {
         if self.num_steps == 0 {
             return Err(LayerError::config("num_steps", "0; expected at least 1"));
         }
@@ -118,7 +119,7 @@ fn probabilities(x: &[f64], cfg: &RateConfig) -> Result<Vec<f64>> {
 /// step, silent steps included, so that the stream of draws does not depend on
 /// `first_spike_time`).
 pub fn rate(data: &Tensor, cfg: &RateConfig, rng: &mut SeededRng) -> Result<Tensor> {
-    cfg.check()?;
+    cfg.validate()?;
     let dims = with_steps(cfg.num_steps, data.dims())?;
     let p = probabilities(&host(data, "rate")?, cfg)?;
     let u: Vec<f64> = (0..p.len() * cfg.num_steps)
@@ -129,7 +130,7 @@ pub fn rate(data: &Tensor, cfg: &RateConfig, rng: &mut SeededRng) -> Result<Tens
 
 /// [`rate`] with the uniform draws given ([T, data dims…], each in [0, 1)): spikes where u < p.
 pub fn rate_from_uniform(data: &Tensor, cfg: &RateConfig, uniform: &Tensor) -> Result<Tensor> {
-    cfg.check()?;
+    cfg.validate()?;
     let dims = with_steps(cfg.num_steps, data.dims())?;
     if uniform.dims() != dims.as_slice() {
         return Err(LayerError::config(

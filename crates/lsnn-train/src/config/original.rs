@@ -125,6 +125,7 @@ pub const LSNN_FIELDS: &[&str] = &[
     "monitor",
     "monitor_mode",
     "keep_best",
+    "spike_encoding",
 ];
 
 fn levenshtein(a: &str, b: &str) -> usize {

@@ -64,6 +64,10 @@ pub struct TrainConfig {
     pub device: String,
     /// Half precision where the device supports it (on the CPU: a warning and f32).
     pub mixed_precision: bool,
+    /// The sequence tasks' inputs as spikes (`{"kind": "rate", "num_steps": 8}`, or `latency`,
+    /// `delta`; design §8.4); absent: the features as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spike_encoding: Option<lsnn_layers::spikegen::SpikeEncoding>,
 }
 
 impl Default for TrainConfig {
@@ -87,6 +91,7 @@ impl Default for TrainConfig {
             seed: 42,
             device: "cpu".into(),
             mixed_precision: false,
+            spike_encoding: None,
         }
     }
 }
@@ -122,7 +127,14 @@ fn bad(field: &str, message: String) -> TrainError {
 impl TrainConfig {
     /// The field names (the keys of the JSON object).
     pub fn field_names() -> Vec<String> {
-        match serde_json::to_value(TrainConfig::default()) {
+        // Every optional field set, so that those a default leaves out are named too.
+        let all = TrainConfig {
+            spike_encoding: Some(lsnn_layers::spikegen::SpikeEncoding::Delta(
+                lsnn_layers::spikegen::DeltaConfig::default(),
+            )),
+            ..TrainConfig::default()
+        };
+        match serde_json::to_value(all) {
             Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
             _ => Vec::new(),
         }
@@ -131,6 +143,12 @@ impl TrainConfig {
     /// Checks every setting (each count within 1..=[`MAX_COUNT`] where it must be positive, at
     /// most [`MAX_COUNT`] otherwise).
     pub fn validate(&self) -> Result<()> {
+        if let Some(enc) = &self.spike_encoding {
+            enc.validate().map_err(|e| {
+                let json = serde_json::to_string(enc).unwrap_or_default();
+                bad("spike_encoding", format!("{json}; {e}"))
+            })?;
+        }
         for (name, v) in [
             ("batch_size", self.batch_size),
             (

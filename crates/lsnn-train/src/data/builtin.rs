@@ -13,8 +13,9 @@
 //!   orders they came in. Shuffling time keeps every pulse and destroys the order, so the label
 //!   is then independent of the input; the readout at the end must remember the first pulse.
 
-use super::sequence::{SeqSource, SequenceData, Split, SplitTargets};
+use super::sequence::{Encoding, SeqSource, SequenceData, Split, SplitTargets};
 use crate::error::{Result, TrainError};
+use lsnn_layers::spikegen::SpikeEncoding;
 use lsnn_layers::{SeededRng, Task};
 
 /// Sequences and length of the regression task.
@@ -152,8 +153,14 @@ fn order_split(n: usize, rng: &mut SeededRng) -> Split {
     }
 }
 
-/// The built-in data of `task` for `seed` (the time-shuffled control when `shuffle_time`).
-pub fn builtin(task: Task, seed: u64, shuffle_time: bool) -> Result<SequenceData> {
+/// The built-in data of `task` for `seed` (the time-shuffled control when `shuffle_time`),
+/// spike encoded with `spike` when given (its draws seeded by `seed`).
+pub fn builtin(
+    task: Task,
+    seed: u64,
+    shuffle_time: bool,
+    spike: Option<SpikeEncoding>,
+) -> Result<SequenceData> {
     let mut rng = SeededRng::new(seed ^ 0xB17_7A5C);
     let (train, val) = match task {
         Task::Regression => (
@@ -176,10 +183,17 @@ pub fn builtin(task: Task, seed: u64, shuffle_time: bool) -> Result<SequenceData
         seed,
         shuffle_time,
     };
-    SequenceData::from_splits(task, train, val, None, shuffle_time.then_some(seed), source).map_err(
-        |message| TrainError::Config {
-            field: "built-in data".into(),
-            message,
-        },
+    SequenceData::from_splits(
+        task,
+        train,
+        val,
+        None,
+        shuffle_time.then_some(seed),
+        source,
+        spike.map(|s| Encoding::new(s, seed)),
     )
+    .map_err(|message| TrainError::Config {
+        field: "built-in data".into(),
+        message,
+    })
 }

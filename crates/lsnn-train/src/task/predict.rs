@@ -90,7 +90,8 @@ impl LoadedSequence {
         self.model.task()
     }
 
-    /// Checks a split's widths and time spans against the run's, and normalises it.
+    /// Checks a split's widths and time spans against the run's, and normalises it (and, for a
+    /// spike-encoded run, that every row encodes).
     fn prepare(&self, path: &Path, mut split: Split, x_name: &str) -> Result<Split> {
         let d = &self.description;
         if split.f != d.features {
@@ -120,6 +121,10 @@ impl LoadedSequence {
             _ => {}
         }
         split.normalize(&d.normalization);
+        if let Some(e) = &d.encoding {
+            e.check(&split, self.task(), "input")
+                .map_err(|m| data_error(path, m))?;
+        }
         Ok(split)
     }
 
@@ -181,6 +186,7 @@ impl LoadedSequence {
             self.description.outputs,
             &self.description.normalization,
             source,
+            self.description.encoding,
         )
         .map_err(|m| data_error(path, m))
     }
@@ -190,7 +196,12 @@ impl LoadedSequence {
     pub fn predict(&self, split: &Split, batch: usize) -> Result<Prediction> {
         let mut values = Vec::new();
         for rows in row_chunks(split.n, batch) {
-            let (input, _) = batch_of(split, &rows, &self.device)?;
+            let (input, _) = batch_of(
+                split,
+                &rows,
+                &self.device,
+                self.description.encoding.as_ref(),
+            )?;
             let out = self.model.forward(&input, &mut Mode::Eval)?;
             values.extend(out.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
         }
@@ -201,11 +212,16 @@ impl LoadedSequence {
     /// caches carried from step to step ([`SequenceModel::step`]); a classifier's logits are
     /// those after each row's last valid position.
     pub fn predict_streaming(&self, split: &Split, batch: usize) -> Result<Prediction> {
-        let (l, f) = (split.l, split.f);
+        let f = split.f;
         let width = self.description.outputs;
         let mut values = Vec::new();
         for rows in row_chunks(split.n, batch) {
-            let part = split.select(&rows);
+            let mut part = split.select(&rows);
+            if let Some(e) = &self.description.encoding {
+                part = e.encode(&part)?;
+            }
+            // A spike-encoded static row streams its T encoded positions.
+            let l = part.l;
             let b = rows.len();
             let x = Tensor::from_vec(part.x.clone(), (b, l, f), &self.device)?;
             let spans = part

@@ -140,8 +140,9 @@ fn seq_batch(
     split: &crate::data::sequence::Split,
     rows: &[usize],
     device: &Device,
+    encoding: Option<&crate::data::sequence::Encoding>,
 ) -> Result<SeqBatch> {
-    let (input, targets) = batch_of(split, rows, device)?;
+    let (input, targets) = batch_of(split, rows, device, encoding)?;
     let targets = targets.ok_or_else(|| TrainError::Config {
         field: "targets".into(),
         message: "the split has no targets; expected y".into(),
@@ -163,6 +164,7 @@ impl Dataset<SequenceModel> for SequenceData {
             self.train(),
             &rows_of(indices, self.train().n, "training")?,
             device,
+            self.encoding(),
         )
     }
 
@@ -171,6 +173,7 @@ impl Dataset<SequenceModel> for SequenceData {
             self.val(),
             &rows_of(indices, self.val().n, "validation")?,
             device,
+            self.encoding(),
         )
     }
 
@@ -179,10 +182,16 @@ impl Dataset<SequenceModel> for SequenceData {
             Task::Classification => 2,
             _ => 1,
         };
+        // The encoding's settings count: the same features encoded otherwise are other data.
+        let encoding = self
+            .encoding()
+            .map(|e| serde_json::to_string(e).unwrap_or_default())
+            .unwrap_or_default();
         let words = [tag, self.outputs() as u64]
             .into_iter()
             .chain(self.train().words())
-            .chain(self.val().words());
+            .chain(self.val().words())
+            .chain(encoding.bytes().map(u64::from));
         fnv1a(words)
     }
 

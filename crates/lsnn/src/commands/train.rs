@@ -169,6 +169,13 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                     "--shuffle-time is the sequence tasks' control; the llm task has none",
                 ));
             }
+            if cfg.train.spike_encoding.is_some() {
+                return Err(lsnn_train::TrainError::Config {
+                    field: "spike_encoding".into(),
+                    message: "set with task_type \"llm\"; expected it only with a sequence task (a language model's inputs are token ids)".into(),
+                }
+                .into());
+            }
             let seq = cfg.model.sequence_length;
             let data = match &a.data {
                 Some(p) => TokenDataset::from_text_file(p, seq)?,
@@ -181,10 +188,20 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             let classes = (task == Task::Classification && explicit.contains("output_dim"))
                 .then_some(cfg.model.output_dim);
             let data = match &a.data {
-                Some(p) => {
-                    SequenceData::from_file(p, task, cfg.train.seed, a.shuffle_time, classes)?
-                }
-                None => builtin(task, cfg.train.seed, a.shuffle_time)?,
+                Some(p) => SequenceData::from_file(
+                    p,
+                    task,
+                    cfg.train.seed,
+                    a.shuffle_time,
+                    classes,
+                    cfg.train.spike_encoding,
+                )?,
+                None => builtin(
+                    task,
+                    cfg.train.seed,
+                    a.shuffle_time,
+                    cfg.train.spike_encoding,
+                )?,
             };
             fit_to_data(&mut cfg.model, &data, &explicit);
             let t: Trainer<SequenceModel, SequenceData> = Trainer::new(cfg, data, opts)?;
@@ -230,7 +247,7 @@ fn fit_to_data(
     if !explicit.contains("output_dim") {
         model.output_dim = data.outputs();
     }
-    let l = data.train().l.max(data.val().l);
+    let l = data.positions();
     if explicit.contains("sequence_length") && model.sequence_length != l {
         err(&format!(
             "note: sequence_length {} in the config; the data's sequences are {l} positions long, so {l} is recorded",

@@ -2,17 +2,21 @@
 //! `.npz` / `.safetensors` file or from a built-in generator ([`super::builtin`]), split into
 //! training and validation rows (the file's `x_val`/`y_val`, else a seeded 10%), features
 //! normalised by the training split's mean and standard deviation (recorded with the run, and
-//! applied to every later input), optionally time-shuffled as a control.
+//! applied to every later input), optionally time-shuffled as a control, optionally spike
+//! encoded as batches are built ([`encode`]).
 
+pub mod encode;
 mod load;
 mod split;
 
+pub use encode::Encoding;
 pub use load::{check_names, read_split, SplitSpec, ARRAY_NAMES};
 pub use split::{baselines, Normalization, Split, SplitTargets};
 
 use crate::data::arrays::read_arrays;
 use crate::error::{Result, TrainError};
 use candle_core::{Device, Tensor};
+use lsnn_layers::spikegen::SpikeEncoding;
 use lsnn_layers::{SeededRng, SeqInput, Targets, Task};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -67,6 +71,9 @@ pub struct SeqDescription {
     pub outputs: usize,
     /// Whether the data has per-position time spans (`dt`), which every input must then have.
     pub spans: bool,
+    /// The spike encoding every input goes through (absent: the features as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
 }
 
 /// A sequence task's data set.
@@ -79,12 +86,15 @@ pub struct SequenceData {
     norm: Normalization,
     source: SeqSource,
     baselines: Vec<(String, f64)>,
+    encoding: Option<Encoding>,
 }
 
 impl SequenceData {
     /// From training and validation splits (unnormalised, targets present): checks that they
     /// agree, computes the baselines and the normalisation, optionally time-shuffles, and
-    /// normalises both.
+    /// normalises both. With an `encoding` the features are not normalised (the encoder reads
+    /// them in the data's own units; the recorded normalisation is the identity) and every row
+    /// is checked to encode.
     pub fn from_splits(
         task: Task,
         mut train: Split,
@@ -92,6 +102,7 @@ impl SequenceData {
         classes: Option<usize>,
         shuffle_seed: Option<u64>,
         source: SeqSource,
+        encoding: Option<Encoding>,
     ) -> std::result::Result<Self, String> {
         if train.f != val.f {
             return Err(format!(
@@ -144,7 +155,10 @@ impl SequenceData {
             _ => return Err("targets missing or of the wrong kind for the task".into()),
         };
         let baselines = baselines(&train, &val);
-        let norm = train.normalization();
+        let norm = match encoding {
+            Some(_) => Normalization::identity(train.f),
+            None => train.normalization(),
+        };
         if let Some(seed) = shuffle_seed {
             let mut rng = SeededRng::new(seed ^ 0x5EED_71FE);
             train.shuffle_time(&mut rng);
@@ -152,6 +166,10 @@ impl SequenceData {
         }
         train.normalize(&norm);
         val.normalize(&norm);
+        if let Some(e) = &encoding {
+            e.check(&train, task, "training")?;
+            e.check(&val, task, "validation")?;
+        }
         Ok(SequenceData {
             task,
             train,
@@ -160,18 +178,20 @@ impl SequenceData {
             norm,
             source,
             baselines,
+            encoding,
         })
     }
 
     /// Data to evaluate a trained model on: `split` (targets present, unnormalised) as the
-    /// validation rows, normalised with the run's `norm`, `outputs` the model's; the baselines
-    /// come from the split's own targets. No training rows.
+    /// validation rows, normalised with the run's `norm` and encoded with its `encoding`,
+    /// `outputs` the model's; the baselines come from the split's own targets. No training rows.
     pub fn for_evaluation(
         task: Task,
         mut split: Split,
         outputs: usize,
         norm: &Normalization,
         source: SeqSource,
+        encoding: Option<Encoding>,
     ) -> std::result::Result<Self, String> {
         match &split.y {
             Some(SplitTargets::Values { width, .. }) if *width != outputs => {
@@ -192,6 +212,9 @@ impl SequenceData {
         }
         let baselines = baselines(&split, &split);
         split.normalize(norm);
+        if let Some(e) = &encoding {
+            e.check(&split, task, "evaluation")?;
+        }
         Ok(SequenceData {
             task,
             train: split.select(&[]),
@@ -200,22 +223,33 @@ impl SequenceData {
             norm: norm.clone(),
             source,
             baselines,
+            encoding,
         })
     }
 
     /// The data of an `.npz` or `.safetensors` file for `task`: `x`, `y` and the optional arrays
     /// of [`ARRAY_NAMES`]; without `x_val`, a seeded [`SEQ_VAL_FRACTION`] of the rows is held
-    /// out. `classes` fixes a classifier's class count (else the largest label + 1).
+    /// out. `classes` fixes a classifier's class count (else the largest label + 1). With
+    /// `spike`, batches are spike encoded ([`encode`]; the draws seeded by `split_seed`).
     pub fn from_file(
         path: &Path,
         task: Task,
         split_seed: u64,
         shuffle_time: bool,
         classes: Option<usize>,
+        spike: Option<SpikeEncoding>,
     ) -> Result<Self> {
         let bytes = read_file(path)?;
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        Self::from_bytes(&bytes, &path, task, split_seed, shuffle_time, classes)
+        Self::from_bytes(
+            &bytes,
+            &path,
+            task,
+            split_seed,
+            shuffle_time,
+            classes,
+            spike,
+        )
     }
 
     /// [`SequenceData::from_file`] of a file's bytes, read by the caller from `path` (recorded
@@ -227,6 +261,7 @@ impl SequenceData {
         split_seed: u64,
         shuffle_time: bool,
         classes: Option<usize>,
+        spike: Option<SpikeEncoding>,
     ) -> Result<Self> {
         let path = path.to_path_buf();
         let source = SeqSource::File {
@@ -279,6 +314,7 @@ impl SequenceData {
             classes,
             shuffle_time.then_some(split_seed),
             source,
+            spike.map(|s| Encoding::new(s, split_seed)),
         )
         .map_err(bad)
     }
@@ -286,12 +322,13 @@ impl SequenceData {
     /// Rebuilds the data a run recorded ([`SeqDescription`]); a file must still hold the bytes
     /// it held then.
     pub fn from_description(desc: &SeqDescription) -> Result<Self> {
+        let spike = desc.encoding.map(|e| e.spike);
         let data = match &desc.source {
             SeqSource::Builtin {
                 task,
                 seed,
                 shuffle_time,
-            } => super::builtin::builtin(Task::of(task)?, *seed, *shuffle_time)?,
+            } => super::builtin::builtin(Task::of(task)?, *seed, *shuffle_time, spike)?,
             SeqSource::File {
                 path,
                 sha256,
@@ -300,8 +337,14 @@ impl SequenceData {
                 shuffle_time,
                 classes,
             } => {
-                let d =
-                    Self::from_file(path, Task::of(task)?, *split_seed, *shuffle_time, *classes)?;
+                let d = Self::from_file(
+                    path,
+                    Task::of(task)?,
+                    *split_seed,
+                    *shuffle_time,
+                    *classes,
+                    spike,
+                )?;
                 if let SeqSource::File { sha256: now, .. } = &d.source {
                     if now != sha256 {
                         return Err(TrainError::Data {
@@ -338,6 +381,17 @@ impl SequenceData {
         self.train.f
     }
 
+    /// Positions of the model's input: the splits' longest rows, after encoding.
+    pub fn positions(&self) -> usize {
+        let l = self.train.l.max(self.val.l);
+        self.encoding.map_or(l, |e| e.positions(l))
+    }
+
+    /// The spike encoding batches go through.
+    pub fn encoding(&self) -> Option<&Encoding> {
+        self.encoding.as_ref()
+    }
+
     /// F_out (regression) or the class count.
     pub fn outputs(&self) -> usize {
         self.outputs
@@ -366,6 +420,7 @@ impl SequenceData {
             features: self.features(),
             outputs: self.outputs,
             spans: self.train.spans.is_some(),
+            encoding: self.encoding,
         }
     }
 }
@@ -394,13 +449,18 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Rows `rows` of `split` as the model's input and targets on `device`.
+/// Rows `rows` of `split` as the model's input and targets on `device`, spike encoded when
+/// `encoding` is given.
 pub fn batch_of(
     split: &Split,
     rows: &[usize],
     device: &Device,
+    encoding: Option<&Encoding>,
 ) -> Result<(SeqInput, Option<Targets>)> {
-    let part = split.select(rows);
+    let mut part = split.select(rows);
+    if let Some(e) = encoding {
+        part = e.encode(&part)?;
+    }
     let b = rows.len();
     let x = Tensor::from_vec(part.x, (b, part.l, part.f), device)?;
     let mut input = SeqInput::new(x);

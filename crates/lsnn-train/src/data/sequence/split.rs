@@ -48,6 +48,17 @@ pub struct Normalization {
     pub std: Vec<f32>,
 }
 
+impl Normalization {
+    /// The identity on `f` features (mean 0, standard deviation 1): what a spike-encoded data
+    /// set records, its encoder reading the features as they are.
+    pub fn identity(f: usize) -> Self {
+        Normalization {
+            mean: vec![0.0; f],
+            std: vec![1.0; f],
+        }
+    }
+}
+
 impl Split {
     /// Row `r`'s valid length.
     pub fn len_of(&self, r: usize) -> usize {
