@@ -21,7 +21,9 @@ mod sequence;
 mod training;
 
 use layers::{attention_case, block_case, encoder_case};
-use sequence::{classification_step_case, regression_step_case, stream_predict_case};
+use sequence::{
+    classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
+};
 use training::{
     checkpoint_case, ema_case, generation_case, ncp_train_step_case, train_step_case,
     trainer_epoch_case,
@@ -373,6 +375,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::HistoryBuffer,
         classification_step_case,
+    );
+    add(
+        "encoded-batches",
+        "rate-encoded batches of a static classification data set (16 rows × 8 steps), built and dropped",
+        c(),
+        Leak::None,
+        encoded_batch_case,
+    );
+    add(
+        "encoded-batches/control-history",
+        "the same, with a history buffer growing 4 KiB per batch",
+        c(),
+        Leak::HistoryBuffer,
+        encoded_batch_case,
     );
     add(
         "stream-predict",
