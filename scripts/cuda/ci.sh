@@ -13,8 +13,8 @@ cd "$(dirname "$0")/../.."
 eval "$(scripts/cuda/install.sh)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo build --workspace --features cuda 2>&1 | tee "$log"
-cargo test --features cuda -p lsnn-memory -p lsnn-layers -p lsnn-train -p lsnn \
+cargo build --color never --workspace --features cuda 2>&1 | tee "$log"
+cargo test --color never --features cuda -p lsnn-memory -p lsnn-layers -p lsnn-train -p lsnn \
     --test cuda --test probe_detector 2>&1 | tee -a "$log"
 if grep -E '^warning: `(lsnn[a-z-]*|xtask)` \(' "$log"; then
     echo "the cuda build has warnings in lsnn's crates (above); CI denies them" >&2

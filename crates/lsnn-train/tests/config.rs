@@ -104,8 +104,8 @@ fn a_full_original_file_loads_and_round_trips() {
     // triangle's width and the escape rate's β to their surrogates only, see
     // `every_surrogate_kind_reads_from_a_config_and_old_files_stay_as_they_were`; the learned-LIF
     // settings are written only when they differ from "fixed", see
-    // `config_lif.rs`; a classifier's readout only with "classification", see
-    // `config_tasks.rs`; a spike encoding only when the run has one, see
+    // `config_lif.rs`; a classifier's readout only with "classification", see lsnn-layers'
+    // `tests/sequence.rs`; a spike encoding only when the run has one, see
     // `spike_encoding.rs`.)
     const ONLY_WHEN_SET: [&str; 7] = [
         "surrogate_width",

@@ -8,7 +8,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use lsnn_train::data::arrays::{write_npz, Array, ElemType, Elems};
 use lsnn_train::data::builtin::builtin;
-use lsnn_train::data::sequence::{batch_of, Encoding};
+use lsnn_train::data::sequence::{batch_of, Encoding, Split};
 use lsnn_train::data::SequenceData;
 use lsnn_train::lsnn_layers::spikegen::{
     self, DeltaConfig, LatencyConfig, RateConfig, SpikeEncoding,
@@ -170,10 +170,14 @@ fn rate_spikes_fire_at_the_data_rate_and_a_row_keeps_its_spikes_in_any_batch() {
     // Rebuilt from what the run records: the same spikes.
     let again = SequenceData::from_description(&data.description()).unwrap();
     assert_eq!(batch(&again, &rows).1, b);
-    // Another seed draws other spikes.
-    let other_seed =
-        SequenceData::from_file(&file, Task::Classification, 8, false, None, Some(enc)).unwrap();
-    assert_ne!(batch(&other_seed, &[0]).1, batch(&data, &[0]).1);
+    // Another seed draws other spikes for the same rows.
+    let part = data.train().select(&[0, 1, 2]);
+    let (a, b8) = (
+        Encoding::new(enc, 7).encode(&part).unwrap(),
+        Encoding::new(enc, 8).encode(&part).unwrap(),
+    );
+    assert_eq!(a.x, batch(&data, &[0, 1, 2]).1);
+    assert_ne!(a.x, b8.x);
 }
 
 #[test]
@@ -260,7 +264,7 @@ fn inputs_the_encoders_cannot_take_are_typed_errors_naming_the_place() {
     );
     assert!(
         e.contains("spike_encoding rate")
-            && e.contains("training row 0, position 0, feature 0")
+            && e.contains("array \"x\", sequence 0, position 0, feature 0")
             && e.contains("expected a value in [0, 1]")
             && e.contains("saturate"),
         "{e}"
@@ -307,7 +311,7 @@ fn inputs_the_encoders_cannot_take_are_typed_errors_naming_the_place() {
         .unwrap_err(),
     );
     assert!(
-        e.contains("num_steps 3") && e.contains("expected num_steps 1"),
+        e.contains("num_steps 3") && e.contains("num_steps 1 for one draw per position"),
         "{e}"
     );
     let e = message(
@@ -320,6 +324,19 @@ fn inputs_the_encoders_cannot_take_are_typed_errors_naming_the_place() {
     );
     assert!(e.contains("threshold") && e.contains("finite"), "{e}");
 
+    // Delta needs a sequence to see changes in.
+    let e = message(
+        load(
+            &twice,
+            Task::Classification,
+            Some(SpikeEncoding::Delta(DeltaConfig::new(0.1))),
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        e.contains("static rows") && e.contains("expected sequences"),
+        "{e}"
+    );
     // A regression's per-position targets cannot follow a row expanded into T positions.
     let e = message(
         builtin(
@@ -371,4 +388,32 @@ fn the_setting_is_checked_parsed_strictly_and_absent_from_files_that_do_not_use_
     let e = Encoding::new(SpikeEncoding::Delta(DeltaConfig::new(0.3)), 11);
     let back: Encoding = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
     assert_eq!(back, e);
+}
+
+#[test]
+fn a_rows_rate_spikes_do_not_depend_on_how_far_it_is_padded() {
+    let enc = Encoding::new(SpikeEncoding::Rate(RateConfig::new(1)), 5);
+    // 20 valid positions × 2 features, p between 0.2 and 0.8.
+    let row: Vec<f32> = (0..40).map(|i| 0.2 + (i * 13 % 7) as f32 / 10.0).collect();
+    let padded = |l: usize| {
+        let mut x = row.clone();
+        x.resize(l * 2, 0.0);
+        Split {
+            n: 1,
+            l,
+            f: 2,
+            x,
+            y: None,
+            spans: None,
+            lengths: Some(vec![20]),
+        }
+    };
+    let (a, b) = (
+        enc.encode(&padded(20)).unwrap(),
+        enc.encode(&padded(32)).unwrap(),
+    );
+    assert_eq!(a.x[..40], b.x[..40]);
+    assert!(b.x[40..].iter().all(|&v| v == 0.0));
+    let fired = a.x.iter().filter(|&&v| v == 1.0).count();
+    assert!(fired > 5 && fired < 35, "{fired} of 40");
 }

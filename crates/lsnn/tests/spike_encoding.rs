@@ -119,6 +119,28 @@ fn rate_coded_static_data_trains_predicts_and_resumes_and_its_control_does_not_l
         "control {c} vs majority {majority}"
     );
 
+    // Evaluating the run on the file (its rows encoded as the run encodes) gives about the
+    // same accuracy: it holds the training rows as well as the held-out ones.
+    let on_file = num(
+        &serde_json::from_str::<Value>(
+            ok(&lsnn(
+                &[
+                    "eval",
+                    "--checkpoint",
+                    "rate",
+                    "--data",
+                    "static.npz",
+                    "--json",
+                ],
+                &d,
+            ))
+            .trim(),
+        )
+        .unwrap(),
+        "val_accuracy",
+    );
+    assert!(on_file >= majority + 0.4, "eval --data: {on_file}");
+
     // Prediction encodes the inputs as the run did: batched and streamed agree, and the
     // predicted classes are the labels about as often as evaluation says.
     for (out, stream) in [("p.npz", false), ("s.npz", true)] {
@@ -185,7 +207,7 @@ fn bad_spike_encoding_settings_exit_with_code_2() {
                 "--set",
                 r#"spike_encoding={"kind":"rate","num_steps":4,"gain":3.0}"#,
             ],
-            "row 0, position 0, feature",
+            "sequence 0, position 0, feature",
         ),
         (
             &["--set", r#"spike_encoding={"kind":"sparse"}"#],

@@ -65,7 +65,9 @@ pub struct TrainConfig {
     /// Half precision where the device supports it (on the CPU: a warning and f32).
     pub mixed_precision: bool,
     /// The sequence tasks' inputs as spikes (`{"kind": "rate", "num_steps": 8}`, or `latency`,
-    /// `delta`; design §8.4); absent: the features as they are.
+    /// `delta`; design §8.4); absent: the features as they are. The command line passes it to
+    /// the data it builds; a program passes it to `SequenceData::from_file` or `builtin` itself
+    /// (what a resume rebuilds is the data's own record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spike_encoding: Option<lsnn_layers::spikegen::SpikeEncoding>,
 }
@@ -144,10 +146,20 @@ impl TrainConfig {
     /// most [`MAX_COUNT`] otherwise).
     pub fn validate(&self) -> Result<()> {
         if let Some(enc) = &self.spike_encoding {
-            enc.validate().map_err(|e| {
-                let json = serde_json::to_string(enc).unwrap_or_default();
-                bad("spike_encoding", format!("{json}; {e}"))
-            })?;
+            let json = serde_json::to_string(enc).unwrap_or_default();
+            enc.validate()
+                .map_err(|e| bad("spike_encoding", format!("{json}; {e}")))?;
+            let most = lsnn_layers::model::size::MAX_POSITIONS;
+            if enc.num_steps() > most {
+                return Err(bad(
+                    "spike_encoding",
+                    format!(
+                        "{json}; num_steps {} is past the longest sequence a model takes; \
+                         expected at most {most}",
+                        enc.num_steps()
+                    ),
+                ));
+            }
         }
         for (name, v) in [
             ("batch_size", self.batch_size),

@@ -122,7 +122,7 @@ impl LoadedSequence {
         }
         split.normalize(&d.normalization);
         if let Some(e) = &d.encoding {
-            e.check(&split, self.task(), "input")
+            e.check(&split, self.task(), x_name)
                 .map_err(|m| data_error(path, m))?;
         }
         Ok(split)

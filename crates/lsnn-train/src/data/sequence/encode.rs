@@ -11,8 +11,9 @@
 //! probabilities and a delta's threshold are in the data's own units, as in snnTorch). A rate
 //! draws from a generator seeded by the run's seed and the row's own values, so a row has the
 //! same spike train in every epoch, in evaluation and in prediction, wherever it sits in a
-//! batch. Every row is encoded once when the data is loaded, so a value the encoder refuses is
-//! a load error naming the row, never a failure mid-epoch.
+//! batch, however far a file pads it. Every row is encoded once when the data is loaded, so a
+//! value the encoder refuses is a load error naming the array and sequence, never a failure
+//! mid-epoch.
 
 use super::split::Split;
 use lsnn_layers::spikegen::SpikeEncoding;
@@ -43,9 +44,10 @@ impl Encoding {
         }
     }
 
-    /// Checks that `split` (of `task`, named `which` in messages) can be encoded, and encodes
-    /// every row once so that a value the encoder refuses is found now.
-    pub fn check(&self, split: &Split, task: Task, which: &str) -> Result<(), String> {
+    /// Checks that `split` (of `task`; its rows are the sequences of the array `array`, named in
+    /// messages with their index) can be encoded, and encodes every row once so that a value
+    /// the encoder refuses is found now.
+    pub fn check(&self, split: &Split, task: Task, array: &str) -> Result<(), String> {
         let name = self.spike.name();
         self.spike
             .validate()
@@ -54,18 +56,26 @@ impl Encoding {
         match self.spike {
             SpikeEncoding::Latency(_) if split.l > 1 => {
                 return Err(format!(
-                    "spike_encoding latency: the {which} rows are sequences of {} positions; \
-                     expected static rows (one position, e.g. a classifier's [N, F] x) — latency \
-                     codes a value as a spike time, delta encodes a sequence",
+                    "spike_encoding latency: array {array:?} holds sequences of {} positions; \
+                     expected static rows (one position, a classifier's [N, F]) — latency codes \
+                     a value as a spike time, delta encodes a sequence",
                     split.l
                 ))
             }
             SpikeEncoding::Rate(_) if split.l > 1 && steps > 1 => {
                 return Err(format!(
-                    "spike_encoding rate: num_steps {steps} with sequences of {} positions; \
-                     expected num_steps 1 (one draw per position) or static rows (one position) \
-                     to expand into num_steps positions",
+                    "spike_encoding rate: num_steps {steps} with array {array:?} holding \
+                     sequences of {} positions; expected static rows (one position, a \
+                     classifier's [N, F]) to expand into num_steps positions, or num_steps 1 \
+                     for one draw per position",
                     split.l
+                ))
+            }
+            SpikeEncoding::Delta(_) if split.l == 1 => {
+                return Err(format!(
+                    "spike_encoding delta: array {array:?} holds static rows (one position); \
+                     expected sequences — delta spikes where a value changes from one position \
+                     to the next (rate or latency encode static rows)"
                 ))
             }
             _ => {}
@@ -86,16 +96,17 @@ impl Encoding {
             }
         }
         for r in 0..split.n {
-            self.check_range(split, r, which)?;
-            self.encode_row(split, r)
-                .map_err(|e| format!("spike_encoding {name}: {which} row {r}: {e}"))?;
+            self.check_range(split, r, array)?;
+            self.encode_row(split, r).map_err(|e| {
+                format!("spike_encoding {name}: array {array:?}, sequence {r}: {e}")
+            })?;
         }
         Ok(())
     }
 
     /// The values rate and latency read must lie in [0, 1] (rate: gain·x + offset, unless it
     /// saturates): the first that does not, by row, position and feature.
-    fn check_range(&self, split: &Split, r: usize, which: &str) -> Result<(), String> {
+    fn check_range(&self, split: &Split, r: usize, array: &str) -> Result<(), String> {
         let (what, map): (&str, Box<dyn Fn(f64) -> f64>) = match self.spike {
             SpikeEncoding::Rate(c) if !c.saturate => {
                 ("gain·x + offset", Box::new(move |x| c.gain * x + c.offset))
@@ -115,8 +126,8 @@ impl Encoding {
                         _ => "scale the data into [0, 1]",
                     };
                     return Err(format!(
-                        "spike_encoding {}: {which} row {r}, position {t}, feature {k}: {what} \
-                         is {v}; expected a value in [0, 1] ({hint})",
+                        "spike_encoding {}: array {array:?}, sequence {r}, position {t}, \
+                         feature {k}: {what} is {v}; expected a value in [0, 1] ({hint})",
                         self.spike.name()
                     ));
                 }
@@ -131,7 +142,7 @@ impl Encoding {
         let len = split.len_of(r);
         let row = &split.x[r * l * f..(r + 1) * l * f];
         let cpu = candle_core::Device::Cpu;
-        let mut rng = SeededRng::new(self.row_seed(row));
+        let mut rng = SeededRng::new(self.row_seed(&row[..len * f]));
         let out = if self.spike.adds_steps() && l == 1 {
             // One position in, T out: [F] → [T, F].
             let x = candle_core::Tensor::from_slice(row, f, &cpu)?;
@@ -148,11 +159,12 @@ impl Encoding {
         Ok(values)
     }
 
-    /// The seed of a row's draws: the run's seed mixed with the row's values, so that a row's
-    /// spikes do not depend on where it is stored or batched.
-    fn row_seed(&self, row: &[f32]) -> u64 {
-        let mut h = self.seed ^ 0x5B1C_E7E0_C0DE_0001;
-        for v in row {
+    /// The seed of a row's draws: the run's seed mixed with the values at the row's valid
+    /// positions (and so their count), so that a row's spikes depend neither on where it is
+    /// stored or batched nor on how far a file pads it.
+    fn row_seed(&self, valid: &[f32]) -> u64 {
+        let mut h = self.seed ^ 0x5B1C_E7E0_C0DE_0001 ^ (valid.len() as u64).rotate_left(32);
+        for v in valid {
             h ^= v.to_bits() as u64;
             h = h.wrapping_mul(0x0000_0100_0000_01B3);
         }

@@ -94,8 +94,25 @@ impl SequenceData {
     /// agree, computes the baselines and the normalisation, optionally time-shuffles, and
     /// normalises both. With an `encoding` the features are not normalised (the encoder reads
     /// them in the data's own units; the recorded normalisation is the identity) and every row
-    /// is checked to encode.
+    /// is checked to encode (errors name the rows as sequences of `x` and `x_val`).
     pub fn from_splits(
+        task: Task,
+        train: Split,
+        val: Split,
+        classes: Option<usize>,
+        shuffle_seed: Option<u64>,
+        source: SeqSource,
+        encoding: Option<Encoding>,
+    ) -> std::result::Result<Self, String> {
+        if let Some(e) = &encoding {
+            e.check(&train, task, "x")?;
+            e.check(&val, task, "x_val")?;
+        }
+        Self::assemble(task, train, val, classes, shuffle_seed, source, encoding)
+    }
+
+    /// [`SequenceData::from_splits`] of splits whose encoding the caller has checked.
+    fn assemble(
         task: Task,
         mut train: Split,
         mut val: Split,
@@ -166,10 +183,6 @@ impl SequenceData {
         }
         train.normalize(&norm);
         val.normalize(&norm);
-        if let Some(e) = &encoding {
-            e.check(&train, task, "training")?;
-            e.check(&val, task, "validation")?;
-        }
         Ok(SequenceData {
             task,
             train,
@@ -185,6 +198,8 @@ impl SequenceData {
     /// Data to evaluate a trained model on: `split` (targets present, unnormalised) as the
     /// validation rows, normalised with the run's `norm` and encoded with its `encoding`,
     /// `outputs` the model's; the baselines come from the split's own targets. No training rows.
+    /// The rows are not checked against the encoding here (`Encoding::check` them first, as
+    /// `lsnn_train::task::predict` does, to have a bad row refused before any batch).
     pub fn for_evaluation(
         task: Task,
         mut split: Split,
@@ -212,9 +227,6 @@ impl SequenceData {
         }
         let baselines = baselines(&split, &split);
         split.normalize(norm);
-        if let Some(e) = &encoding {
-            e.check(&split, task, "evaluation")?;
-        }
         Ok(SequenceData {
             task,
             train: split.select(&[]),
@@ -286,8 +298,18 @@ impl SequenceData {
         let all = read_split(&arrays, spec(""))
             .map_err(bad)?
             .ok_or_else(|| bad("array \"x\" is missing; expected the features".into()))?;
+        let encoding = spike.map(|s| Encoding::new(s, split_seed));
+        // Checked before the split, so that an error names the file's own sequence.
+        if let Some(e) = &encoding {
+            e.check(&all, task, "x").map_err(bad)?;
+        }
         let (train, val) = match read_split(&arrays, spec("_val")).map_err(bad)? {
-            Some(val) => (all, val),
+            Some(val) => {
+                if let Some(e) = &encoding {
+                    e.check(&val, task, "x_val").map_err(bad)?;
+                }
+                (all, val)
+            }
             None => {
                 if all.n < 2 {
                     return Err(bad(format!(
@@ -307,14 +329,14 @@ impl SequenceData {
                 (all.select(&train_rows), all.select(&val_rows))
             }
         };
-        Self::from_splits(
+        Self::assemble(
             task,
             train,
             val,
             classes,
             shuffle_time.then_some(split_seed),
             source,
-            spike.map(|s| Encoding::new(s, split_seed)),
+            encoding,
         )
         .map_err(bad)
     }
