@@ -8,25 +8,7 @@ mod support;
 use lsnn_train::data::arrays::{read_arrays, write_npz, Array, ElemType, Elems};
 use serde_json::Value;
 use std::path::Path;
-use support::{code, current_files, err, lsnn, ok, scratch};
-
-/// A small trunk, so that the debug-profile binary trains in seconds.
-const SMALL: &[&str] = &[
-    "--set",
-    "hidden_dim=32",
-    "--set",
-    "spiking_units=16",
-    "--set",
-    "liquid_units=16",
-    "--set",
-    "backbone_units=32",
-    "--set",
-    "num_attention_heads=2",
-    "--set",
-    "warmup_steps=10",
-    "--set",
-    "learning_rate=0.003",
-];
+use support::{code, current_files, err, eval_json, lsnn, num, ok, scratch, SMALL};
 
 /// x [300, 6] in [0, 1], y [300] of 3 classes, each brighter on its own two features.
 fn write_static(dir: &Path) {
@@ -63,6 +45,8 @@ fn train(dir: &Path, encoding: &str, out: &str, extra: &[&str]) -> String {
             "3",
             "--set",
             &set,
+            "--set",
+            "learning_rate=0.003",
             "--out",
             out,
         ][..],
@@ -71,16 +55,6 @@ fn train(dir: &Path, encoding: &str, out: &str, extra: &[&str]) -> String {
     ]
     .concat();
     ok(&lsnn(&args, dir))
-}
-
-fn eval_json(dir: &Path, run: &str) -> Value {
-    let out = ok(&lsnn(&["eval", "--checkpoint", run, "--json"], dir));
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn num(v: &Value, k: &str) -> f64 {
-    v[k].as_f64()
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
 #[test]

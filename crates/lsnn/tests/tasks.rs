@@ -6,40 +6,13 @@
 mod support;
 
 use lsnn_train::data::arrays::{read_arrays, Array, Elems};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
-use support::{code, current_files, err, lsnn, ok, scratch};
+use support::{code, current_files, err, eval_json, lsnn, num, ok, scratch, SMALL};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../lsnn-train/tests/fixtures/arrays")
         .join(name)
-}
-
-/// A small trunk, so that the debug-profile binary trains in seconds.
-const SMALL: &[&str] = &[
-    "--set",
-    "hidden_dim=32",
-    "--set",
-    "spiking_units=16",
-    "--set",
-    "liquid_units=16",
-    "--set",
-    "backbone_units=32",
-    "--set",
-    "num_attention_heads=2",
-    "--set",
-    "warmup_steps=20",
-];
-
-fn eval_json(dir: &Path, run: &str) -> Value {
-    let out = ok(&lsnn(&["eval", "--checkpoint", run, "--json"], dir));
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn num(v: &Value, k: &str) -> f64 {
-    v[k].as_f64()
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
 fn train(dir: &Path, args: &[&str]) -> String {

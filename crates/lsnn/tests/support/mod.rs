@@ -154,3 +154,32 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A small trunk for the sequence tasks' command-line tests, so that the debug-profile binary
+/// trains in seconds.
+pub const SMALL: &[&str] = &[
+    "--set",
+    "hidden_dim=32",
+    "--set",
+    "spiking_units=16",
+    "--set",
+    "liquid_units=16",
+    "--set",
+    "backbone_units=32",
+    "--set",
+    "num_attention_heads=2",
+    "--set",
+    "warmup_steps=20",
+];
+
+/// `lsnn eval --checkpoint RUN --json` in `dir`, parsed.
+pub fn eval_json(dir: &Path, run: &str) -> serde_json::Value {
+    let out = ok(&lsnn(&["eval", "--checkpoint", run, "--json"], dir));
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The number `k` of a JSON object.
+pub fn num(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
