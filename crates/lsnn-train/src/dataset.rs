@@ -37,6 +37,12 @@ pub trait Dataset<M: TrainModel>: Sync {
         Ok(())
     }
 
+    /// Checks that the data agrees with the trainer's settings that describe it (e.g. the
+    /// spike encoding its batches go through), so that a run's config says what it trained on.
+    fn check_train(&self, _train: &crate::TrainConfig) -> Result<()> {
+        Ok(())
+    }
+
     /// A trivial baseline of the validation data for the monitored metric, with its name (e.g.
     /// the bigram cross-entropy), printed beside results.
     fn baseline(&self) -> Option<(String, f64)> {

@@ -150,6 +150,18 @@ impl<M: AsLanguageModel> Dataset<M> for TokenDataset {
         serde_json::to_value(self.source()).unwrap_or(serde_json::Value::Null)
     }
 
+    fn check_train(&self, train: &crate::TrainConfig) -> Result<()> {
+        if train.spike_encoding.is_some() {
+            return Err(TrainError::Config {
+                field: "spike_encoding".into(),
+                message: "set for the language model; expected it only with a sequence task \
+                          (a language model's inputs are token ids)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         if cfg.vocab_size != ByteTokenizer::VOCAB {
             return Err(TrainError::VocabMismatch {

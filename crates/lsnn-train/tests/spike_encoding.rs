@@ -13,8 +13,8 @@ use lsnn_train::data::SequenceData;
 use lsnn_train::lsnn_layers::spikegen::{
     self, DeltaConfig, LatencyConfig, RateConfig, SpikeEncoding,
 };
-use lsnn_train::lsnn_layers::Task;
-use lsnn_train::{TrainConfig, TrainError};
+use lsnn_train::lsnn_layers::{ModelConfig, SequenceModel, Task};
+use lsnn_train::{RunConfig, TrainConfig, TrainError, Trainer};
 use std::path::{Path, PathBuf};
 
 fn f32s(shape: &[usize], values: Vec<f32>) -> Array {
@@ -416,4 +416,45 @@ fn a_rows_rate_spikes_do_not_depend_on_how_far_it_is_padded() {
     assert!(b.x[40..].iter().all(|&v| v == 0.0));
     let fired = a.x.iter().filter(|&&v| v == 1.0).count();
     assert!(fired > 5 && fired < 35, "{fired} of 40");
+}
+
+#[test]
+fn a_trainer_refuses_a_config_that_does_not_say_how_its_data_is_encoded() {
+    let dir = common::scratch("spike-trainer-config");
+    let file = static_file(&dir, "static.npz", 30, 1.0);
+    let enc = SpikeEncoding::Rate(RateConfig::new(4));
+    let data = load(&file, Task::Classification, Some(enc)).unwrap();
+    let cfg = RunConfig {
+        model: ModelConfig {
+            task_type: "classification".into(),
+            input_dim: 6,
+            output_dim: 3,
+            sequence_length: 4,
+            max_position_embeddings: 4,
+            ..common::tiny_model()
+        },
+        train: common::tiny_train(),
+    };
+    let refused = Trainer::<SequenceModel, SequenceData>::new(
+        cfg.clone(),
+        data.clone(),
+        common::options(&dir.join("without")),
+    );
+    let Err(e) = refused else {
+        panic!("a config without the data's encoding is refused")
+    };
+    match e {
+        TrainError::Config { field, message } => {
+            assert_eq!(field, "spike_encoding");
+            assert!(
+                message.starts_with("none in the config, {\"kind\":\"rate\""),
+                "{message}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    let mut with = cfg;
+    with.train.spike_encoding = Some(enc);
+    Trainer::<SequenceModel, SequenceData>::new(with, data, common::options(&dir.join("with")))
+        .unwrap();
 }

@@ -66,8 +66,8 @@ pub struct TrainConfig {
     pub mixed_precision: bool,
     /// The sequence tasks' inputs as spikes (`{"kind": "rate", "num_steps": 8}`, or `latency`,
     /// `delta`; design §8.4); absent: the features as they are. The command line passes it to
-    /// the data it builds; a program passes it to `SequenceData::from_file` or `builtin` itself
-    /// (what a resume rebuilds is the data's own record).
+    /// the data it builds; a program passes it to `SequenceData::from_file` or `builtin` itself,
+    /// and the trainer refuses a config whose setting is not its data's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spike_encoding: Option<lsnn_layers::spikegen::SpikeEncoding>,
 }

@@ -199,6 +199,26 @@ impl Dataset<SequenceModel> for SequenceData {
         serde_json::to_value(self.description()).unwrap_or(serde_json::Value::Null)
     }
 
+    fn check_train(&self, train: &crate::TrainConfig) -> Result<()> {
+        let data = self.encoding().map(|e| e.spike);
+        if train.spike_encoding != data {
+            let show = |e: Option<lsnn_layers::spikegen::SpikeEncoding>| match e {
+                Some(e) => serde_json::to_string(&e).unwrap_or_default(),
+                None => "none".into(),
+            };
+            return Err(TrainError::Config {
+                field: "spike_encoding".into(),
+                message: format!(
+                    "{} in the config, {} in the data; expected the same (build the data with \
+                     the config's spike_encoding)",
+                    show(train.spike_encoding),
+                    show(data)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn check_model(&self, cfg: &ModelConfig) -> Result<()> {
         let task = cfg.task()?;
         if task != self.task() {

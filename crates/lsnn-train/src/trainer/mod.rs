@@ -127,6 +127,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     pub fn new(cfg: RunConfig<M::Config>, data: D, opts: TrainOptions) -> Result<Self> {
         cfg.train.validate()?;
         data.check_model(&cfg.model)?;
+        data.check_train(&cfg.train)?;
         let device = cfg.train.candle_device()?;
         let lock = RunLock::acquire(&opts.out_dir)?;
         if let Some(what) = retention::existing_run(&opts.out_dir) {

@@ -65,6 +65,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         state.format_version = super::STATE_VERSION;
         state.data_fingerprint = Some(got);
         data.check_model(&cfg.model)?;
+        data.check_train(&cfg.train)?;
         check_position(
             &state_path,
             &state,

@@ -169,13 +169,6 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                     "--shuffle-time is the sequence tasks' control; the llm task has none",
                 ));
             }
-            if cfg.train.spike_encoding.is_some() {
-                return Err(lsnn_train::TrainError::Config {
-                    field: "spike_encoding".into(),
-                    message: "set with task_type \"llm\"; expected it only with a sequence task (a language model's inputs are token ids)".into(),
-                }
-                .into());
-            }
             let seq = cfg.model.sequence_length;
             let data = match &a.data {
                 Some(p) => TokenDataset::from_text_file(p, seq)?,
