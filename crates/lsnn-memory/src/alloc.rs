@@ -7,7 +7,11 @@
 //!
 //! The peak is a *window* high-water mark: [`PeakWindow`] (and the scopes built on it) restart the
 //! peak at the current live figure and, when closed, fold their own peak back into the enclosing
-//! window, so nested windows on one thread report exact peaks.
+//! window, so nested windows on one thread report exact peaks. The largest single allocation is
+//! windowed the same way: what a window reports is the largest block requested while it was open
+//! (freed or not), so "no [L, L] buffer was allocated" is a measured fact, not a guess from the
+//! peak. (The largest block *still live* is not tracked: knowing it exactly would need a record of
+//! every live block.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +21,7 @@ static PEAK: AtomicU64 = AtomicU64::new(0);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static FREES: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_TOTAL: AtomicU64 = AtomicU64::new(0);
+static LARGEST: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// A [`GlobalAlloc`] that counts bytes and calls, then forwards to [`System`].
@@ -41,6 +46,10 @@ fn on_alloc(size: u64) {
     ALLOCATED_TOTAL.fetch_add(size, Ordering::Relaxed);
     let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
     PEAK.fetch_max(live, Ordering::Relaxed);
+    // Read first: a new largest block is rare, and a read shares the cache line.
+    if size > LARGEST.load(Ordering::Relaxed) {
+        LARGEST.fetch_max(size, Ordering::Relaxed);
+    }
 }
 
 #[inline]
@@ -105,6 +114,9 @@ pub struct AllocStats {
     pub frees: u64,
     /// Bytes ever allocated, cumulatively.
     pub allocated_bytes_total: u64,
+    /// The largest single allocation since the current peak window opened (freed or not).
+    #[serde(default)]
+    pub largest_allocation_bytes: u64,
 }
 
 impl AllocStats {
@@ -118,6 +130,7 @@ impl AllocStats {
             allocated_bytes_total: self
                 .allocated_bytes_total
                 .wrapping_sub(earlier.allocated_bytes_total),
+            largest_allocation_bytes: self.largest_allocation_bytes,
         }
     }
 }
@@ -144,6 +157,18 @@ pub fn reset_peak() -> u64 {
     PEAK.swap(LIVE.load(Ordering::Relaxed), Ordering::Relaxed)
 }
 
+/// The largest single allocation (bytes) in the current peak window, freed or not.
+pub fn largest_allocation_bytes() -> u64 {
+    LARGEST.load(Ordering::Relaxed)
+}
+
+/// Restarts the largest-allocation figure at 0 and returns the one it replaced.
+///
+/// This discards the enclosing window's figure; prefer [`PeakWindow`], which folds back on close.
+pub fn reset_largest_allocation() -> u64 {
+    LARGEST.swap(0, Ordering::Relaxed)
+}
+
 /// Number of allocations so far.
 pub fn allocation_count() -> u64 {
     ALLOCS.load(Ordering::Relaxed)
@@ -162,18 +187,20 @@ pub fn stats() -> AllocStats {
         allocations: allocation_count(),
         frees: free_count(),
         allocated_bytes_total: ALLOCATED_TOTAL.load(Ordering::Relaxed),
+        largest_allocation_bytes: largest_allocation_bytes(),
     }
 }
 
-/// A nested peak measurement: opening restarts the peak at the current live figure, closing
-/// returns the peak reached while open and restores the enclosing peak as
-/// `max(enclosing, this window's peak)`.
+/// A nested peak measurement: opening restarts the peak at the current live figure (and the
+/// largest allocation at 0), closing returns the peak reached while open and restores the
+/// enclosing peak as `max(enclosing, this window's peak)` (the largest allocation likewise).
 ///
 /// Windows must close in reverse order of opening (on one thread that is what scoped guards do).
 #[derive(Debug)]
 #[must_use = "a peak window measures until it is closed"]
 pub struct PeakWindow {
     outer_peak: u64,
+    outer_largest: u64,
     start_live: u64,
     closed: bool,
 }
@@ -183,8 +210,10 @@ impl PeakWindow {
     pub fn open() -> Self {
         let start_live = live_bytes();
         let outer_peak = PEAK.swap(start_live, Ordering::Relaxed);
+        let outer_largest = LARGEST.swap(0, Ordering::Relaxed);
         PeakWindow {
             outer_peak,
+            outer_largest,
             start_live,
             closed: false,
         }
@@ -200,6 +229,11 @@ impl PeakWindow {
         peak_bytes()
     }
 
+    /// The largest single allocation so far inside this window (freed or not).
+    pub fn largest_allocation(&self) -> u64 {
+        largest_allocation_bytes()
+    }
+
     /// Closes the window: returns its peak and folds it into the enclosing one.
     pub fn close(mut self) -> u64 {
         self.fold()
@@ -209,6 +243,7 @@ impl PeakWindow {
         self.closed = true;
         let peak = peak_bytes();
         PEAK.fetch_max(self.outer_peak, Ordering::Relaxed);
+        LARGEST.fetch_max(self.outer_largest, Ordering::Relaxed);
         peak
     }
 }

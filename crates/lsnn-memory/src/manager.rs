@@ -158,6 +158,10 @@ pub struct ScopeReport {
     pub live_after: u64,
     /// The highest live bytes while the scope was open (allocator only; RSS high-water otherwise).
     pub peak_bytes: u64,
+    /// The largest single allocation while the scope was open, freed or not (allocator only;
+    /// 0 otherwise).
+    #[serde(default)]
+    pub largest_allocation_bytes: u64,
 }
 
 impl ScopeReport {
@@ -472,19 +476,23 @@ impl MemoryScope {
 
     fn close(&mut self) -> ScopeReport {
         let live_after = self.manager.inner.probe.live_bytes().unwrap_or(0);
-        let peak_bytes = match self.window.take() {
-            Some(w) if alloc::is_installed() => w.close(),
+        let (peak_bytes, largest_allocation_bytes) = match self.window.take() {
+            Some(w) if alloc::is_installed() => {
+                let largest = w.largest_allocation();
+                (w.close(), largest)
+            }
             Some(w) => {
                 drop(w);
-                rss::peak_rss_bytes().unwrap_or(0)
+                (rss::peak_rss_bytes().unwrap_or(0), 0)
             }
-            None => 0,
+            None => (0, 0),
         };
         let report = ScopeReport {
             name: std::mem::take(&mut self.name),
             live_before: self.live_before,
             live_after,
             peak_bytes,
+            largest_allocation_bytes,
         };
         tracing::debug!(
             target: "lsnn_memory",

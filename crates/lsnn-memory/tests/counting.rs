@@ -318,3 +318,56 @@ fn figures_are_consistent_from_rayon_workers() {
     assert!(d.allocations >= 64);
     assert_eq!(m.timeline().len(), 64);
 }
+
+#[test]
+fn a_window_reports_its_largest_allocation_freed_or_not_and_nesting_folds_it_back() {
+    let _g = lock();
+    let outer = PeakWindow::open();
+    {
+        let inner = PeakWindow::open();
+        // Small blocks only: the figure stays small (the check can say "no big buffer").
+        let small: Vec<Vec<u8>> = (0..64)
+            .map(|_| std::hint::black_box(Vec::with_capacity(KIB4)))
+            .collect();
+        drop(small);
+        assert!(
+            inner.largest_allocation() < 64 * 1024,
+            "{}",
+            inner.largest_allocation()
+        );
+        // A 3 MiB block, freed at once, still counts.
+        let big: Vec<u8> = std::hint::black_box(Vec::with_capacity(3 << 20));
+        drop(big);
+        assert!(inner.largest_allocation() >= 3 << 20);
+        let _ = inner.close();
+    }
+    // The inner window's figure folded into the outer one, and into the stats.
+    assert!(outer.largest_allocation() >= 3 << 20);
+    assert!(alloc::stats().largest_allocation_bytes >= 3 << 20);
+    // A later window starts afresh.
+    let later = PeakWindow::open();
+    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(100_000));
+    drop(v);
+    let largest = later.largest_allocation();
+    assert!((100_000..1 << 20).contains(&largest), "{largest}");
+    let _ = later.close();
+    let _ = outer.close();
+}
+
+#[test]
+fn a_scope_reports_its_largest_allocation_and_a_reset_restarts_it() {
+    let _g = lock();
+    let m = MemoryManager::cpu();
+    let s = m.scope("two buffers");
+    let a: Vec<u8> = std::hint::black_box(Vec::with_capacity(200_000));
+    let b: Vec<u8> = std::hint::black_box(Vec::with_capacity(700_000));
+    drop((a, b));
+    let r = s.finish();
+    assert!(
+        (700_000..1 << 20).contains(&r.largest_allocation_bytes),
+        "{r:?}"
+    );
+    let replaced = alloc::reset_largest_allocation();
+    assert!(replaced >= 700_000);
+    assert!(alloc::largest_allocation_bytes() < 64 * 1024);
+}

@@ -65,6 +65,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         sync()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    let largest_alloc = peak_window.largest_allocation();
     let peak_live = peak_window.close();
     // On a device, what its driver says is in use after the training steps (the host figures
     // below measure the host side only).
@@ -116,6 +117,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "infer_tokens_per_s": tokens / (infer_ms / 1e3),
         "peak_rss_mib": peak_rss_mib,
         "peak_live_bytes": peak_live,
+        "largest_alloc_bytes": largest_alloc,
         "allocs_per_train_step": allocs,
         "rayon_threads": threads,
     });
@@ -148,7 +150,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "  inference: median {infer_ms:.2} ms  -> {:.0} tokens/s",
             tokens / (infer_ms / 1e3)
         ));
-        lines.push(format!("  peak RSS {peak_rss_mib:.1} MiB, peak live {:.1} MiB, {allocs:.0} allocations per training step", peak_live as f64 / 1048576.0));
+        lines.push(format!(
+            "  peak RSS {peak_rss_mib:.1} MiB, peak live {:.1} MiB, largest allocation {:.2} MiB, {allocs:.0} allocations per training step",
+            peak_live as f64 / 1048576.0,
+            largest_alloc as f64 / 1048576.0
+        ));
     }
     for line in lines {
         if !crate::output::out(&line) {
