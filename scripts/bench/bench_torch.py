@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The shared PyTorch timing harness: the design §9.1 workloads measured exactly as `lsnn bench`
-measures them (docs/design.md §9.1, SPEC §7's protocol), in eager PyTorch and under
+measures them (docs/design.md §9.1, and its protocol), in eager PyTorch and under
 `torch.compile`, one process per workload and mode.
 
 A pool of 8 fixed batches, cycled: random byte tokens [B, L + 1] (lm-small, lm-medium) or N(0, 1)
@@ -8,7 +8,7 @@ features [B, L, 16] with N(0, 1) targets [B, L, 4] (ts-small) or uniform class i
 (cls-small). A training step is forward in training mode (dropout on) → the unsmoothed loss →
 backward → AdamW (lr 1e-3, weight decay 0.01), no clipping, no EMA; an inference step is a
 batched forward in evaluation mode under `torch.no_grad()` (`--infer-autograd` leaves autograd on,
-as SPEC §7's reference inference figure was measured). 3 warm-up steps (under compile the
+as design §9.1's reference inference figure was measured). 3 warm-up steps (under compile the
 warm-up includes compilation, reported apart), then `--steps` timed steps; tokens/s = B·L / the
 median step; peak RSS is the process's `ru_maxrss`.
 
@@ -30,9 +30,9 @@ import sys
 import time
 
 WORKLOADS = ["lm-small", "lm-medium", "ts-small", "cls-small"]
-# SPEC §7's figures for a clean vectorised PyTorch of the spec (2 threads, f32): lm-small train and
+# design §9.1's figures for a clean vectorised PyTorch of the model (2 threads, f32): lm-small train and
 # inference tokens/s, peak RSS (MiB) of the training process.
-SPEC_LM_SMALL = {"train_tokens_per_s": 6069.0, "infer_tokens_per_s": 16516.0, "peak_rss_mib": 747.0}
+REFERENCE_LM_SMALL = {"train_tokens_per_s": 6069.0, "infer_tokens_per_s": 16516.0, "peak_rss_mib": 747.0}
 MODES = ["eager", "compile"]
 
 BASE = dict(
@@ -144,7 +144,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--infer-autograd", action="store_true",
-                    help="inference with autograd on (eval mode only), as SPEC §7's reference measured it")
+                    help="inference with autograd on (eval mode only), as design §9.1's reference measured it")
     ap.add_argument("--all", action="store_true",
                     help="the reproduction check, then every workload and mode, one process each")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="with --all: which (comma-separated)")
@@ -159,10 +159,10 @@ def main():
                 return {"workload": w, "mode": m, "error": out.stderr[-2000:]}
             return json.loads(out.stdout)
 
-        # First: SPEC §7's lm-small reference, reproduced within ±10% in this sitting, or no
+        # First: design §9.1's lm-small reference, reproduced within ±10% in this sitting, or no
         # ratio from this sitting is worth quoting.
         r = run("lm-small", "eager", ["--infer-autograd"])
-        checks = {k: r.get(k, float("nan")) / ref - 1.0 for k, ref in SPEC_LM_SMALL.items()}
+        checks = {k: r.get(k, float("nan")) / ref - 1.0 for k, ref in REFERENCE_LM_SMALL.items()}
         r["reproduction"] = {k: round(v, 4) for k, v in checks.items()}
         r["reproduced"] = all(abs(v) <= 0.10 for v in checks.values())
         print(json.dumps(r), flush=True)

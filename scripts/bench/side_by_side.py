@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`lsnn bench` and the PyTorch harness (bench_torch.py) side by side, in one sitting: first the
-reproduction of SPEC §7's lm-small reference figures (which must come within ±10%, or the
+reproduction of design §9.1's lm-small reference figures (which must come within ±10%, or the
 sitting's ratios are not quoted), then for each workload lsnn, eager PyTorch and torch.compile,
 each in its own process, and a Markdown table of tokens/s, peak RSS and the ratios.
 
@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--out", default="bench-side-by-side.jsonl")
     args = ap.parse_args()
     sys.path.insert(0, HERE)
-    from bench_torch import SPEC_LM_SMALL
+    from bench_torch import REFERENCE_LM_SMALL
 
     rows = []
     with open(args.out, "w") as log:
@@ -59,9 +59,9 @@ def main():
             return r
 
         rep = keep(torch("lm-small", "eager", args.steps, ["--infer-autograd"]))
-        dev = {k: rep.get(k, float("nan")) / ref - 1.0 for k, ref in SPEC_LM_SMALL.items()}
+        dev = {k: rep.get(k, float("nan")) / ref - 1.0 for k, ref in REFERENCE_LM_SMALL.items()}
         reproduced = all(abs(v) <= 0.10 for v in dev.values())
-        print("SPEC §7 lm-small reproduction (eager, inference with autograd on): "
+        print("design §9.1 lm-small reproduction (eager, inference with autograd on): "
               + ", ".join(f"{k} {rep.get(k, float('nan')):.0f} ({v:+.1%})" for k, v in dev.items())
               + (" — within ±10%" if reproduced else " — NOT within ±10%: ratios below are not quotable"))
         for w in args.workloads.split(","):
