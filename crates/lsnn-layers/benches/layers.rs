@@ -238,9 +238,59 @@ fn bench_attention(c: &mut Criterion) {
     g.finish();
 }
 
+/// The attention core alone, q/k/v [B, heads, L, dh] → [B, heads, L, dh], causal: the tiled op
+/// against the materialised scores (product, fused masked softmax, product) it replaces; the
+/// heads merged as the layer merges them.
+fn bench_attention_core(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention_core_causal_fwd_bwd");
+    for (b, l) in [(8, 64), (8, 128), (1, 1024)] {
+        let dims = (b, 4, l, 32);
+        let var = |seed| {
+            candle_core::Var::from_tensor(
+                &SeededRng::new(seed)
+                    .normal_tensor(dims, 0.0, 1.0, DType::F32, &Device::Cpu)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let (q, k, v) = (var(1), var(2), var(3));
+        let scale = 1.0 / 32f64.sqrt();
+        g.bench_function(format!("B{b}_L{l}/tiled"), |bn| {
+            bn.iter(|| {
+                lsnn_layers::fused::attention(&q, &k, &v, scale, true)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((b, l, 128))
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("B{b}_L{l}/materialised"), |bn| {
+            bn.iter(|| {
+                lsnn_layers::fused::reference::attention(&q, &k, &v, scale, true)
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((b, l, 128))
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_lif, bench_surrogates, bench_learnable, bench_encoder, bench_attention
+    targets = bench_lif, bench_surrogates, bench_learnable, bench_encoder, bench_attention,
+        bench_attention_core
 }
 criterion_main!(benches);

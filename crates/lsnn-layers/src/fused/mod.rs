@@ -1,6 +1,7 @@
 //! Row-wise ops fused into single CPU custom ops with their own backward: the linear layer,
 //! LayerNorm (alone or with exact GELU and dropout, [`norm_act`]), exact GELU, the scaled and
-//! (optionally) causally masked attention softmax, the next-token cross-entropy, the gated
+//! (optionally) causally masked attention softmax, scaled dot-product attention in tiles with
+//! O(L) memory ([`attention`]), the next-token cross-entropy, the gated
 //! residual, bit-mask dropout and [`seed`] for staged backward. Each replaces a chain of 2–10
 //! candle ops; in candle's backward every op of a chain costs a fresh zero gradient plus an add
 //! of its input's size, so a chain of `k` ops over an [N, D] activation makes about 3·k passes
@@ -12,6 +13,7 @@
 //! (forward values and gradients). Dropout is tested against the mask tensor of the same draws,
 //! `seed` against the product-and-sum it stands for.
 
+mod attention;
 mod cross_entropy;
 mod dropout;
 mod gated_residual;
@@ -23,6 +25,7 @@ pub mod reference;
 mod seed;
 mod softmax;
 
+pub use attention::{attention, attention_packed};
 pub use cross_entropy::cross_entropy_terms;
 pub use dropout::dropout;
 pub(crate) use dropout::KeepMask;

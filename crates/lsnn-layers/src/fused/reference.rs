@@ -27,14 +27,54 @@ pub fn masked_softmax(scores: &Tensor, scale: f64, causal: bool) -> candle_core:
     let (lq, lk) = (dims[dims.len() - 2], dims[dims.len() - 1]);
     let mut s = scores.affine(scale, 0.0)?;
     if causal {
-        let off = lk - lq;
-        let v: Vec<f32> = (0..lq)
-            .flat_map(|i| (0..lk).map(move |j| if j > i + off { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(v, (lq, lk), scores.device())?.to_dtype(scores.dtype())?;
-        s = s.broadcast_add(&mask)?;
+        s = s.broadcast_add(&causal_mask(lq, lk, scores)?)?;
     }
     candle_nn::ops::softmax(&s, D::Minus1)
+}
+
+/// The additive causal mask [Lq, Lk] in `like`'s dtype and device: 0 where query i may see key j
+/// (j ≤ i + Lk − Lq), −∞ elsewhere.
+fn causal_mask(lq: usize, lk: usize, like: &Tensor) -> candle_core::Result<Tensor> {
+    let off = lk - lq;
+    let v: Vec<f32> = (0..lq)
+        .flat_map(|i| (0..lk).map(move |j| if j > i + off { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(v, (lq, lk), like.device())?.to_dtype(like.dtype())
+}
+
+/// [`super::attention`] as lsnn computed attention before the tiled op: q·kᵀ,
+/// [`super::masked_softmax`], a product with v (the [Lq, Lk] scores and probabilities are
+/// materialised and kept for backward).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    causal: bool,
+) -> candle_core::Result<Tensor> {
+    super::masked_softmax(&q.matmul(&k.t()?)?, scale, causal)?.matmul(v)
+}
+
+/// [`super::attention_packed`] from candle ops: [`attention`] with the log-sum-exp of each query
+/// row's scaled, masked scores as an extra last column (the shift by the row maximum is
+/// detached: the log-sum-exp's gradient does not depend on it).
+pub fn attention_packed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    causal: bool,
+) -> candle_core::Result<Tensor> {
+    let out = attention(q, k, v, scale, causal)?;
+    let dims = q.dims();
+    let (lq, lk) = (dims[dims.len() - 2], k.dims()[dims.len() - 2]);
+    let mut s = q.matmul(&k.t()?)?.affine(scale, 0.0)?;
+    if causal {
+        s = s.broadcast_add(&causal_mask(lq, lk, q)?)?;
+    }
+    let m = s.max_keepdim(D::Minus1)?.detach();
+    let lse = (s.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()? + m)?;
+    Tensor::cat(&[&out, &lse], D::Minus1)
 }
 
 /// [`super::cross_entropy_terms`] from `log_softmax`, `gather` and means.
