@@ -11,7 +11,7 @@ use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::kernel::composed;
 use lsnn_layers::lif::{self, reference, LifConfig, LifParams, Surrogate};
 use lsnn_layers::wiring::AutoNcpConfig;
-use lsnn_layers::{Mode, SeededInit, SeededRng};
+use lsnn_layers::{fused, Mode, SeededInit, SeededRng};
 use lsnn_memory::{alloc, PeakWindow};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -110,7 +110,8 @@ fn measure(
     })
 }
 
-/// LIF rate form (T = 8, N = 65,536), SpikingEncoder and attention at lm-small sizes.
+/// LIF rate form (T = 8, N = 65,536), SpikingEncoder and attention at lm-small sizes, the
+/// attention core at L = 1024, the CfC forms and the LIF surrogates.
 pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     let lif_cfg = LifConfig {
         beta: 0.95,
@@ -192,6 +193,36 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
                 att.forward(&xa)?.sum_all()?.backward()?;
                 Ok(())
             })
+        },
+        reps,
+    )?);
+
+    // The attention core alone at a long sequence: the tiled op against the materialised
+    // scores (design §2.5.1), causal, one head's [L, L] f32 scores 4 MiB; heads merged as the
+    // layer merges them.
+    let heads = |seed| -> Result<Var> {
+        let t = SeededRng::new(seed).normal_tensor((1, 4, 1024, 32), 0.0, 1.0, DType::F32, &dev)?;
+        Ok(Var::from_tensor(&t)?)
+    };
+    let (q, k, v) = (heads(10)?, heads(11)?, heads(12)?);
+    let scale = 1.0 / 32f64.sqrt();
+    out.push(measure(
+        "attention-core tiled vs materialized B=1 h=4 L=1024 dh=32",
+        &mut || {
+            fused::attention(&q, &k, &v, scale, true)?
+                .transpose(1, 2)?
+                .reshape((1, 1024, 128))?
+                .sum_all()?
+                .backward()?;
+            Ok(())
+        },
+        &mut || {
+            fused::reference::attention(&q, &k, &v, scale, true)?
+                .transpose(1, 2)?
+                .reshape((1, 1024, 128))?
+                .sum_all()?
+                .backward()?;
+            Ok(())
         },
         reps,
     )?);

@@ -6,9 +6,12 @@
 //! A = softmax(q̂·k̂ᵀ / √(D/heads) + mask)             causal (default) or none
 //! out = W_o · merge_heads(A·v̂)
 //! ```
-//! The rate is elementwise, so it is taken before the head split. Scaling, the causal mask and the
-//! softmax are one fused op with its own backward ([`crate::fused::masked_softmax`]; candle-nn's
-//! `softmax_last_dim` has none, design §6).
+//! The rate is elementwise, so it is taken before the head split. The core softmax(…)·v̂ is one
+//! of two ops ([`AttentionKernel`]): the product q̂·k̂ᵀ, the fused scaled, masked softmax
+//! ([`crate::fused::masked_softmax`]; candle-nn's `softmax_last_dim` has no backward, design §6)
+//! and a product, which holds the [L, L] probabilities for backward; or one op working in tiles
+//! with its own backward ([`crate::fused::attention`], design §2.5.1), which holds nothing
+//! [L, L], so memory is linear in L. By default sequences of more than 128 keys take the tiles.
 //! Keys: `q`, `k`, `v`, `o` (`.weight` `[D, D]`, `.bias` `[D]`).
 
 use crate::error::{LayerError, Result};
@@ -41,6 +44,45 @@ pub struct AttentionConfig {
     /// Causal mask (default true).
     #[serde(default = "default_causal")]
     pub causal: bool,
+    /// Which op computes the attention core (default [`AttentionKernel::Auto`]).
+    #[serde(default, skip_serializing_if = "AttentionKernel::is_auto")]
+    pub kernel: AttentionKernel,
+}
+
+/// The op that computes softmax(scale·q̂k̂ᵀ + mask)·v̂ (design §2.5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKernel {
+    /// [`Self::Materialized`] for at most [`AttentionKernel::AUTO_TILED_ABOVE`] keys, where the
+    /// scores are small and every existing run, checkpoint and parity figure keeps its bits;
+    /// [`Self::Tiled`] for longer sequences.
+    #[default]
+    Auto,
+    /// [`crate::fused::attention`]: tiles with a running maximum and sum, O(L) memory.
+    Tiled,
+    /// [`crate::fused::reference::attention`]: the [L, L] scores and probabilities held for
+    /// backward, O(L²) memory.
+    Materialized,
+}
+
+impl AttentionKernel {
+    /// [`Self::Auto`] tiles above this many keys (lm-small's 64 and lm-medium's 128 positions
+    /// stay materialised).
+    pub const AUTO_TILED_ABOVE: usize = 128;
+
+    /// True for [`Self::Auto`] (the default, left out of files).
+    pub fn is_auto(&self) -> bool {
+        *self == AttentionKernel::Auto
+    }
+
+    /// Whether attention over `keys` keys takes the tiled op.
+    pub fn tiles(&self, keys: usize) -> bool {
+        match self {
+            AttentionKernel::Auto => keys > Self::AUTO_TILED_ABOVE,
+            AttentionKernel::Tiled => true,
+            AttentionKernel::Materialized => false,
+        }
+    }
 }
 
 fn default_steps() -> usize {
@@ -59,7 +101,14 @@ impl AttentionConfig {
             spike_steps: default_steps(),
             lif: LifConfig::default(),
             causal: default_causal(),
+            kernel: AttentionKernel::Auto,
         }
+    }
+
+    /// With this attention core.
+    pub fn with_kernel(mut self, kernel: AttentionKernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// With `steps` rate-code steps.
@@ -194,10 +243,22 @@ impl MultiHeadSpikingAttention {
     pub fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let (b, l, d) = q.dims3()?;
         let (q, k, v) = (self.split(q)?, self.split(k)?, self.split(v)?);
-        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
-        let a = crate::fused::masked_softmax(&q.matmul(&k.t()?)?, scale, self.cfg.causal)?;
-        let ctx = a.matmul(&v)?.transpose(1, 2)?.reshape((b, l, d))?;
+        let ctx = self
+            .core(&q, &k, &v, self.cfg.causal)?
+            .transpose(1, 2)?
+            .reshape((b, l, d))?;
         Ok(self.o.forward(&ctx)?)
+    }
+
+    /// softmax(q·kᵀ/√dh + mask)·v for heads q [B, heads, Lq, dh], k and v [B, heads, Lk, dh],
+    /// by the configured kernel.
+    fn core(&self, q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
+        let out = match self.cfg.kernel.tiles(k.dim(2)?) {
+            true => crate::fused::attention(q, k, v, scale, causal)?,
+            false => crate::fused::reference::attention(q, k, v, scale, causal)?,
+        };
+        Ok(out)
     }
 
     pub(crate) fn forward_unchecked(&self, x: &Tensor) -> Result<Tensor> {
@@ -254,9 +315,10 @@ impl MultiHeadSpikingAttention {
         cache.len += 1;
         let keys = cache.k.narrow(2, 0, cache.len)?;
         let values = cache.v.narrow(2, 0, cache.len)?;
-        let scale = 1.0 / (self.cfg.head_dim() as f64).sqrt();
-        let a = crate::fused::masked_softmax(&q.matmul(&keys.t()?)?, scale, false)?;
-        let ctx = a.matmul(&values)?.transpose(1, 2)?.reshape((b, d))?;
+        let ctx = self
+            .core(&q, &keys, &values, false)?
+            .transpose(1, 2)?
+            .reshape((b, d))?;
         Ok(self.o.forward(&ctx)?)
     }
 }

@@ -69,7 +69,7 @@ pub mod wiring;
 /// The configuration module under its former path.
 pub use model::config;
 
-pub use attention::{AttentionConfig, MultiHeadSpikingAttention};
+pub use attention::{AttentionConfig, AttentionKernel, MultiHeadSpikingAttention};
 pub use block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
 pub use cfc::{Cfc, CfcConfig, CfcMode, CfcState};
 pub use encoder::{SpikingEncoder, SpikingEncoderConfig};

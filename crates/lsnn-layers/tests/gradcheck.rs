@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
-use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+use lsnn_layers::attention::{AttentionConfig, AttentionKernel, MultiHeadSpikingAttention};
 use lsnn_layers::block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode};
 use lsnn_layers::lif::{LifConfig, ResetMechanism, Surrogate};
@@ -249,6 +249,15 @@ fn hybrid_block_smooth_parameters_match_finite_differences() {
 
 #[test]
 fn attention_given_rates_matches_finite_differences() {
+    attention_given_rates_case(AttentionKernel::Materialized);
+}
+
+#[test]
+fn tiled_attention_given_rates_matches_finite_differences() {
+    attention_given_rates_case(AttentionKernel::Tiled);
+}
+
+fn attention_given_rates_case(kernel: AttentionKernel) {
     let dev = Device::Cpu;
     let vm = VarMap::new();
     let vb = SeededInit::var_builder(&vm, SeededRng::new(8), DType::F64, &dev);
@@ -258,6 +267,7 @@ fn attention_given_rates_matches_finite_differences() {
         spike_steps: 4,
         lif: LifConfig::default(),
         causal: true,
+        kernel,
     };
     let attn = MultiHeadSpikingAttention::new(&cfg, vb).unwrap();
     let mut rng = SeededRng::new(12);

@@ -2,7 +2,7 @@
 //! checks, and the layer configurations derived from it. (The rules for the Python original's
 //! files, and the trainer's own settings, are lsnn-train's.)
 
-use crate::attention::AttentionConfig;
+use crate::attention::{AttentionConfig, AttentionKernel};
 use crate::block::BlockConfig;
 use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
@@ -85,6 +85,11 @@ pub struct ModelConfig {
     pub initializer_range: f64,
     /// Attention rate-code steps.
     pub attention_spike_steps: usize,
+    /// The attention core: `"auto"` (default: the materialised scores up to 128 positions, tiles
+    /// above), `"tiled"` (O(L) memory) or `"materialized"` (design §2.5.1); absent from files at
+    /// its default.
+    #[serde(skip_serializing_if = "AttentionKernel::is_auto")]
+    pub attention_kernel: AttentionKernel,
     /// CfC backbone width (the dense cell's; a wired cell has no backbone).
     pub backbone_units: usize,
     /// CfC backbone depth, 0 (the heads read [x; h]) or more.
@@ -168,6 +173,7 @@ impl Default for ModelConfig {
             layer_norm_eps: 1e-5,
             initializer_range: 0.02,
             attention_spike_steps: 8,
+            attention_kernel: AttentionKernel::Auto,
             backbone_units: 128,
             backbone_layers: 1,
             cfc_mode: CfcMode::Default,
@@ -472,6 +478,7 @@ impl ModelConfig {
         AttentionConfig::new(self.hidden_dim, self.num_attention_heads)
             .with_spike_steps(self.attention_spike_steps)
             .with_lif(self.lif())
+            .with_kernel(self.attention_kernel)
     }
 
     /// Number of attention layers (one after every odd block).

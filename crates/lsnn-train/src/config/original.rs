@@ -95,6 +95,7 @@ pub const REFUSED_FLAGS: &[(&str, &str)] = &[
 /// lsnn's own optional fields.
 pub const LSNN_FIELDS: &[&str] = &[
     "attention_spike_steps",
+    "attention_kernel",
     "backbone_units",
     "backbone_layers",
     "cfc_mode",
