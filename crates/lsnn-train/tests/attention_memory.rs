@@ -4,6 +4,8 @@
 //! The control is the same step with `attention_kernel: "materialized"`, which holds the
 //! [B, heads, L, L] probabilities for backward: the same checks must catch it.
 //!
+//! With `recompute_activations` the same step's peak is lower still.
+//!
 //! The counting allocator is process-wide, so each measurement runs on one thread
 //! (`kernel::sequential`) under one lock, and nothing else runs in this binary.
 
@@ -20,12 +22,13 @@ static A: lsnn_memory::CountingAlloc = lsnn_memory::CountingAlloc;
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// (largest single allocation, peak above the start) of one training step at length `l`.
-fn step(l: usize, kernel: AttentionKernel) -> (u64, u64) {
+fn step(l: usize, kernel: AttentionKernel, recompute: bool) -> (u64, u64) {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut cfg = lsnn_train::workload::workload("lm-small").unwrap().model;
     cfg.sequence_length = l;
     cfg.max_position_embeddings = l;
     cfg.attention_kernel = kernel;
+    cfg.recompute_activations = recompute;
     let vm = VarMap::new();
     let vb = SeededInit::var_builder(&vm, SeededRng::new(1), DType::F32, &Device::Cpu);
     let run = || {
@@ -54,10 +57,10 @@ fn step(l: usize, kernel: AttentionKernel) -> (u64, u64) {
 fn no_step_allocation_is_as_large_as_one_heads_scores_and_the_peak_is_linear_in_l() {
     assert!(alloc::is_installed());
     let scores = |l: usize| 4 * (l * l) as u64;
-    let (largest, peak_1k) = step(1024, AttentionKernel::Auto);
-    let (_, peak_512) = step(512, AttentionKernel::Auto);
-    let (ctl_largest, ctl_peak_1k) = step(1024, AttentionKernel::Materialized);
-    let (_, ctl_peak_512) = step(512, AttentionKernel::Materialized);
+    let (largest, peak_1k) = step(1024, AttentionKernel::Auto, false);
+    let (_, peak_512) = step(512, AttentionKernel::Auto, false);
+    let (ctl_largest, ctl_peak_1k) = step(1024, AttentionKernel::Materialized, false);
+    let (_, ctl_peak_512) = step(512, AttentionKernel::Materialized, false);
     let growth = peak_1k as f64 / peak_512 as f64;
     let ctl_growth = ctl_peak_1k as f64 / ctl_peak_512 as f64;
     eprintln!(
@@ -76,4 +79,18 @@ fn no_step_allocation_is_as_large_as_one_heads_scores_and_the_peak_is_linear_in_
         "materialized largest allocation {ctl_largest} B"
     );
     assert!(ctl_growth > 2.5, "materialized peak grew {ctl_growth:.2}×");
+}
+
+/// Activation recomputation (design §2.6.1) keeps each layer's input instead of its graph: at
+/// L = 1024 the step's peak falls (the control is the same step without it).
+#[test]
+fn recomputation_lowers_the_step_peak() {
+    let (_, plain) = step(1024, AttentionKernel::Auto, false);
+    let (_, recomputed) = step(1024, AttentionKernel::Auto, true);
+    let ratio = recomputed as f64 / plain as f64;
+    eprintln!("L = 1024 step peak: plain {plain} B, recomputed {recomputed} B ({ratio:.3}×)");
+    assert!(
+        ratio < 0.9,
+        "recomputed peak {recomputed} B vs plain {plain} B"
+    );
 }

@@ -107,9 +107,11 @@ fn a_full_original_file_loads_and_round_trips() {
     // `config_lif.rs`; a classifier's readout only with "classification", see lsnn-layers'
     // `tests/sequence.rs`; a spike encoding only when the run has one, see
     // `spike_encoding.rs`; the attention kernel only when not "auto", see
-    // `the_attention_kernel_reads_from_a_config_and_stays_out_of_default_files`.)
-    const ONLY_WHEN_SET: [&str; 8] = [
+    // `the_attention_kernel_reads_from_a_config_and_stays_out_of_default_files`; activation
+    // recomputation only when on, see lsnn-layers' `tests/recompute.rs`.)
+    const ONLY_WHEN_SET: [&str; 9] = [
         "attention_kernel",
+        "recompute_activations",
         "surrogate_width",
         "surrogate_beta",
         "learn_beta",

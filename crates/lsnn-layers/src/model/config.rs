@@ -123,6 +123,11 @@ pub struct ModelConfig {
     pub beta_form: BetaForm,
     /// Label smoothing of the training objective.
     pub label_smoothing: f64,
+    /// Activation recomputation: a training step keeps only each trunk layer's input and runs
+    /// the layer again in backward, replaying its dropout masks (design §2.6.1); the gradients
+    /// are the plain step's, bit for bit. Absent from files when off (the default).
+    #[serde(skip_serializing_if = "is_false")]
+    pub recompute_activations: bool,
     /// Dropout on each encoder's first spike train (the original's fixed 0.2).
     pub encoder_dropout: f64,
     /// Dropout after each block's fusion (the original's fixed 0.1).
@@ -174,6 +179,7 @@ impl Default for ModelConfig {
             initializer_range: 0.02,
             attention_spike_steps: 8,
             attention_kernel: AttentionKernel::Auto,
+            recompute_activations: false,
             backbone_units: 128,
             backbone_layers: 1,
             cfc_mode: CfcMode::Default,
@@ -197,6 +203,10 @@ impl Default for ModelConfig {
             beta_form: BetaForm::Direct,
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The error for heads that do not divide `hidden`, with the nearest valid values.

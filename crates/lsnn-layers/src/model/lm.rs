@@ -11,14 +11,14 @@
 //! [`LanguageModel::step`] is the streaming form: one token per call with per-block liquid
 //! state and attention key/value caches, equal to the sequence call position by position.
 
-use super::trunk::{backward_stages, Trunk, TrunkState};
+use super::trunk::{Stage, Trunk, TrunkState};
 use super::ModelConfig;
 use crate::attention::MultiHeadSpikingAttention;
 use crate::block::HybridLiquidSpikingBlock;
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::nn::{dropout, DropoutRng, LayerNorm, Linear, Mode};
-use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// The output head: D → 2D → V.
@@ -322,10 +322,13 @@ impl LanguageModel {
     ) -> Result<(LmLoss, Option<candle_core::backprop::GradStore>)> {
         let (inputs, targets) = self.split_window(ids)?;
         let ids = self.check_ids(&inputs, 0)?;
-        // stages[i] = (the stage's input leaf, or None for the embedding; its output).
-        let mut stages: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(self.trunk.len() + 1);
+        // The embedding's stage, then one per trunk layer (kept or to recompute).
+        let mut stages: Vec<Stage> = Vec::with_capacity(self.trunk.len() + 1);
         let x = self.embed(&ids, 0, mode)?;
-        stages.push((None, x.clone()));
+        stages.push(Stage::Kept {
+            input: None,
+            output: x.clone(),
+        });
         let head_in = self.trunk.forward_staged(x, None, mode, &mut stages)?;
         let logits = self.head(head_in.as_tensor(), mode)?;
         let loss = next_token_loss(&logits, &targets, label_smoothing)?;
@@ -339,7 +342,7 @@ impl LanguageModel {
         let mut grads = root.backward()?;
         drop(root);
         let upstream = grads.remove(head_in.as_tensor());
-        let grads = backward_stages(stages, grads, upstream)?;
+        let grads = self.trunk.backward_stages(stages, grads, upstream, None)?;
         Ok((values, Some(grads)))
     }
 

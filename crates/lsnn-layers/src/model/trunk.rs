@@ -16,6 +16,7 @@ use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::nn::{LayerNorm, Mode};
+use crate::rng::SeededRng;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
@@ -28,6 +29,24 @@ pub(crate) struct Trunk {
     attns: Vec<MultiHeadSpikingAttention>,
     /// Dropout after each block's norm.
     dropout: f64,
+    /// Staged training recomputes each layer in backward instead of keeping its graph.
+    recompute: bool,
+}
+
+/// One stage of a staged training step (see [`Trunk::backward_stages`]).
+#[derive(Debug)]
+pub(crate) enum Stage {
+    /// A stage whose graph is kept from forward: its input leaf (`None` for the first stage,
+    /// which starts at the model's input) and its output.
+    Kept { input: Option<Var>, output: Tensor },
+    /// Trunk layer `layer`, run again in backward from its saved input (no graph kept) with the
+    /// dropout generator as it stood before the layer's forward (`None`: evaluation mode), so
+    /// the recomputation draws the same masks.
+    Recompute {
+        layer: usize,
+        input: Tensor,
+        rng: Option<[u64; 4]>,
+    },
 }
 
 /// Streaming state of the stack: each block's liquid state, each attention layer's cache.
@@ -67,6 +86,7 @@ impl Trunk {
             norms,
             attns,
             dropout: cfg.dropout,
+            recompute: cfg.recompute_activations,
         })
     }
 
@@ -85,6 +105,7 @@ impl Trunk {
                 .map(MultiHeadSpikingAttention::detached)
                 .collect(),
             dropout: self.dropout,
+            recompute: self.recompute,
         }
     }
 
@@ -134,22 +155,108 @@ impl Trunk {
         Ok(x)
     }
 
-    /// Runs every layer as its own stage: returns (each layer's input leaf and output, the
-    /// last output as a fresh leaf). See [`backward_stages`].
+    /// Runs every layer as its own stage, appending one [`Stage`] per layer, and returns the
+    /// last output as a fresh leaf. With `recompute_activations` a layer runs on the detached
+    /// parameters (no graph) and its stage keeps only its input and the dropout generator's
+    /// state; otherwise its stage keeps its input leaf and its output with the graph.
     pub(crate) fn forward_staged(
         &self,
         x: Tensor,
         spans: Option<&Tensor>,
         mode: &mut Mode<'_>,
-        stages: &mut Vec<(Option<Var>, Tensor)>,
+        stages: &mut Vec<Stage>,
     ) -> Result<Var> {
+        if self.recompute {
+            let plain = self.detached();
+            let mut x = x.detach();
+            for i in 0..self.blocks.len() {
+                let rng = match &*mode {
+                    Mode::Train(r) => Some(r.state()),
+                    Mode::Eval => None,
+                };
+                let out = plain.layer(i, &x, spans, mode)?;
+                stages.push(Stage::Recompute {
+                    layer: i,
+                    input: x,
+                    rng,
+                });
+                x = out;
+            }
+            return Ok(Var::from_tensor(&x)?);
+        }
         let mut x = x;
         for i in 0..self.blocks.len() {
             let leaf = Var::from_tensor(&x.detach())?;
             x = self.layer(i, leaf.as_tensor(), spans, mode)?;
-            stages.push((Some(leaf), x.clone()));
+            stages.push(Stage::Kept {
+                input: Some(leaf),
+                output: x.clone(),
+            });
         }
         Ok(Var::from_tensor(&x.detach())?)
+    }
+
+    /// The staged backward pass: `grads` holds the last stage's gradients and `upstream` the
+    /// gradient of its input leaf; each earlier stage is back-propagated from the gradient of
+    /// its output, newest first — a [`Stage::Recompute`] after running its layer again from its
+    /// input — and its graph dropped as soon as its gradients are taken, so the peak is the
+    /// activations plus one stage's gradients rather than every stage's at once (and with
+    /// recomputation the activations are the stages' inputs alone). `spans` are the forward
+    /// pass's.
+    pub(crate) fn backward_stages(
+        &self,
+        mut stages: Vec<Stage>,
+        mut grads: GradStore,
+        mut upstream: Option<Tensor>,
+        spans: Option<&Tensor>,
+    ) -> Result<GradStore> {
+        while let Some(stage) = stages.pop() {
+            // Every stage's output feeds the next stage, so a gradient always reaches it.
+            let Some(g) = upstream.take() else {
+                return Err(LayerError::Candle(candle_core::Error::Msg(format!(
+                    "staged backward: no gradient reached the output of stage {}",
+                    stages.len()
+                ))));
+            };
+            let (input, output) = match stage {
+                Stage::Kept { input, output } => (input, output),
+                Stage::Recompute { layer, input, rng } => {
+                    let leaf = Var::from_tensor(&input)?;
+                    drop(input);
+                    let output = self.recompute_layer(layer, &leaf, spans, rng)?;
+                    (Some(leaf), output)
+                }
+            };
+            let stage = crate::fused::seed(&output, &g)?.backward()?;
+            drop(output);
+            grads.extend(stage)?;
+            if let Some(leaf) = input {
+                upstream = grads.remove(leaf.as_tensor());
+            }
+        }
+        Ok(grads)
+    }
+
+    /// Layer `layer` from `input` with its graph, dropout drawn from a generator at `rng`
+    /// (evaluation mode for `None`).
+    fn recompute_layer(
+        &self,
+        layer: usize,
+        input: &Var,
+        spans: Option<&Tensor>,
+        rng: Option<[u64; 4]>,
+    ) -> Result<Tensor> {
+        match rng {
+            Some(state) => {
+                let mut r = SeededRng::from_state(state).ok_or_else(|| {
+                    LayerError::Candle(candle_core::Error::Msg(
+                        "staged backward: a saved dropout generator state is all zero".into(),
+                    ))
+                })?;
+                self.layer(layer, input.as_tensor(), spans, &mut Mode::Train(&mut r))
+            }
+            None => self.layer(layer, input.as_tensor(), spans, &mut Mode::Eval),
+        }
     }
 
     /// A fresh streaming state for `batch` rows whose attention caches hold `capacity`
@@ -199,32 +306,4 @@ impl Trunk {
         }
         Ok(x)
     }
-}
-
-/// The staged backward pass: `grads` holds the last stage's gradients and
-/// `upstream` the gradient of its input leaf; each earlier stage (input leaf or `None` for the
-/// first, output) is back-propagated from the gradient of its output, newest first, and its
-/// graph dropped as soon as its gradients are taken, so the peak is the activations plus one
-/// stage's gradients rather than every stage's at once.
-pub(crate) fn backward_stages(
-    mut stages: Vec<(Option<Var>, Tensor)>,
-    mut grads: GradStore,
-    mut upstream: Option<Tensor>,
-) -> Result<GradStore> {
-    while let Some((input, output)) = stages.pop() {
-        // Every stage's output feeds the next stage, so a gradient always reaches it.
-        let Some(g) = upstream.take() else {
-            return Err(LayerError::Candle(candle_core::Error::Msg(format!(
-                "staged backward: no gradient reached the output of stage {}",
-                stages.len()
-            ))));
-        };
-        let stage = crate::fused::seed(&output, &g)?.backward()?;
-        drop(output);
-        grads.extend(stage)?;
-        if let Some(leaf) = input {
-            upstream = grads.remove(leaf.as_tensor());
-        }
-    }
-    Ok(grads)
 }

@@ -96,6 +96,7 @@ pub const REFUSED_FLAGS: &[(&str, &str)] = &[
 pub const LSNN_FIELDS: &[&str] = &[
     "attention_spike_steps",
     "attention_kernel",
+    "recompute_activations",
     "backbone_units",
     "backbone_layers",
     "cfc_mode",

@@ -25,12 +25,12 @@ pub use stream::SeqState;
 
 use super::loss::length_mask;
 use super::task::{Readout, Task};
-use super::trunk::{backward_stages, Trunk};
+use super::trunk::{Stage, Trunk};
 use super::ModelConfig;
 use crate::error::{LayerError, Result};
 use crate::nn::{DropoutRng, Linear, Mode};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 
 /// The regression / classification head: D → D → D/2 → out with tanh between.
@@ -208,9 +208,12 @@ impl SequenceModel {
     ) -> Result<(SeqLoss, Option<GradStore>)> {
         let x = self.checked_x(input)?;
         self.check_targets(&x, targets)?;
-        let mut stages: Vec<(Option<Var>, Tensor)> = Vec::with_capacity(self.trunk.len() + 1);
+        let mut stages: Vec<Stage> = Vec::with_capacity(self.trunk.len() + 1);
         let first = self.in_proj.forward(&x)?;
-        stages.push((None, first.clone()));
+        stages.push(Stage::Kept {
+            input: None,
+            output: first.clone(),
+        });
         let head_in = self
             .trunk
             .forward_staged(first, input.spans.as_ref(), mode, &mut stages)?;
@@ -234,7 +237,9 @@ impl SequenceModel {
         let mut grads = root.backward()?;
         drop(root);
         let upstream = grads.remove(head_in.as_tensor());
-        let grads = backward_stages(stages, grads, upstream)?;
+        let grads = self
+            .trunk
+            .backward_stages(stages, grads, upstream, input.spans.as_ref())?;
         Ok((l, Some(grads)))
     }
 }
