@@ -156,6 +156,26 @@ impl AttentionCache {
     }
 }
 
+/// The k̂ and v̂ [B, heads, P, dh] of the P positions before a chunk, detached
+/// ([`MultiHeadSpikingAttention::forward_with_past`]).
+#[derive(Debug, Clone)]
+pub struct AttentionPast {
+    k: Tensor,
+    v: Tensor,
+}
+
+impl AttentionPast {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.k.dims()[2]
+    }
+
+    /// True when no position is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The spiking attention layer.
 #[derive(Debug, Clone)]
 pub struct MultiHeadSpikingAttention {
@@ -259,6 +279,47 @@ impl MultiHeadSpikingAttention {
             false => crate::fused::reference::attention(q, k, v, scale, causal)?,
         };
         Ok(out)
+    }
+
+    /// The sequence call for a chunk of a longer sequence (truncated BPTT, design §2.6.2):
+    /// x [B, Lc, D] are the positions after those `past` holds, and each attends to every
+    /// earlier position (the past's k̂ and v̂, detached: no gradient crosses into earlier
+    /// chunks) and to its own chunk's causally. Returns the output [B, Lc, D] and the past
+    /// extended by this chunk (detached). Without a past this is the sequence call.
+    pub fn forward_with_past(
+        &self,
+        x: &Tensor,
+        past: Option<&AttentionPast>,
+    ) -> Result<(Tensor, AttentionPast)> {
+        check_width(x, "attention input [B, L, D]", 3, self.cfg.d_model)?;
+        let (b, l, d) = x.dims3()?;
+        let (q, k, v) = self.rates(x)?;
+        let (q, k, v) = (self.split(&q)?, self.split(&k)?, self.split(&v)?);
+        let (keys, values) = match past {
+            Some(p) => {
+                if p.k.dim(0)? != b {
+                    return Err(LayerError::Shape {
+                        what: "attention past",
+                        expected: format!("{b} rows, the chunk's"),
+                        actual: p.k.dims().to_vec(),
+                    });
+                }
+                (Tensor::cat(&[&p.k, &k], 2)?, Tensor::cat(&[&p.v, &v], 2)?)
+            }
+            None => (k, v),
+        };
+        let ctx = self
+            .core(&q, &keys, &values, self.cfg.causal)?
+            .transpose(1, 2)?
+            .reshape((b, l, d))?;
+        let out = self.o.forward(&ctx)?;
+        Ok((
+            out,
+            AttentionPast {
+                k: keys.detach(),
+                v: values.detach(),
+            },
+        ))
     }
 
     pub(crate) fn forward_unchecked(&self, x: &Tensor) -> Result<Tensor> {

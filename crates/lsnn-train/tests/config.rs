@@ -108,10 +108,12 @@ fn a_full_original_file_loads_and_round_trips() {
     // `tests/sequence.rs`; a spike encoding only when the run has one, see
     // `spike_encoding.rs`; the attention kernel only when not "auto", see
     // `the_attention_kernel_reads_from_a_config_and_stays_out_of_default_files`; activation
-    // recomputation only when on, see lsnn-layers' `tests/recompute.rs`.)
-    const ONLY_WHEN_SET: [&str; 9] = [
+    // recomputation and truncated BPTT only when on, see lsnn-layers' `tests/recompute.rs` and
+    // `tests/tbptt.rs`.)
+    const ONLY_WHEN_SET: [&str; 10] = [
         "attention_kernel",
         "recompute_activations",
+        "tbptt",
         "surrogate_width",
         "surrogate_beta",
         "learn_beta",

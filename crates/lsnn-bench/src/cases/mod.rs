@@ -25,8 +25,8 @@ use sequence::{
     classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
 };
 use training::{
-    checkpoint_case, ema_case, generation_case, ncp_train_step_case, train_step_case,
-    trainer_epoch_case,
+    checkpoint_case, ema_case, generation_case, ncp_train_step_case, tbptt_train_step_case,
+    train_step_case, trainer_epoch_case,
 };
 
 /// The small leak a control adds to its workload.
@@ -347,6 +347,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::HistoryBuffer,
         ncp_train_step_case,
+    );
+    add(
+        "tbptt-train-step",
+        "LM training step with truncated BPTT (chunks of 4 of 16 positions; liquid state and attention past carried detached), AdamW",
+        c(),
+        Leak::None,
+        tbptt_train_step_case,
+    );
+    add(
+        "tbptt-train-step/control-carried-graph",
+        "the same, carrying a 4 KiB value from step to step with its graph (a state not detached)",
+        c(),
+        Leak::RunningLossGraph,
+        tbptt_train_step_case,
     );
     add(
         "regression-train-step",

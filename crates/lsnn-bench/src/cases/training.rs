@@ -42,6 +42,18 @@ pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
     }))
 }
 
+pub(crate) fn tbptt_train_step_case(leak: Leak) -> Result<Iteration> {
+    // The same step in chunks of 4 positions (design §2.6.2).
+    let mut cfg = tiny_config();
+    cfg.model.tbptt = Some(4);
+    let mut bench = lsnn_train::workload::StepBench::new_on(&cfg, &device()?)?;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |i| {
+        bench.train_step(i, false)?;
+        leaker.leak(None)
+    }))
+}
+
 pub(crate) fn ema_case(leak: Leak) -> Result<Iteration> {
     let (_model, vars, _cfg) = tiny_training()?;
     let mut ema = Ema::new(&vars, 0.999)?;

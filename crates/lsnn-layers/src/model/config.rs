@@ -128,6 +128,12 @@ pub struct ModelConfig {
     /// are the plain step's, bit for bit. Absent from files when off (the default).
     #[serde(skip_serializing_if = "is_false")]
     pub recompute_activations: bool,
+    /// Truncated BPTT (language model): a training window is cut into chunks of this many
+    /// positions, each run forward and backward with the liquid state and attention's earlier
+    /// keys and values carried in detached (design §2.6.2); one optimizer step per batch.
+    /// Absent (the default): back-propagation through the whole window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tbptt: Option<usize>,
     /// Dropout on each encoder's first spike train (the original's fixed 0.2).
     pub encoder_dropout: f64,
     /// Dropout after each block's fusion (the original's fixed 0.1).
@@ -180,6 +186,7 @@ impl Default for ModelConfig {
             attention_spike_steps: 8,
             attention_kernel: AttentionKernel::Auto,
             recompute_activations: false,
+            tbptt: None,
             backbone_units: 128,
             backbone_layers: 1,
             cfc_mode: CfcMode::Default,
@@ -311,6 +318,7 @@ impl ModelConfig {
         if !self.hidden_dim.is_multiple_of(self.num_attention_heads) {
             return Err(heads_error(self.hidden_dim, self.num_attention_heads));
         }
+        self.check_tbptt()?;
         if self.sequence_length > self.max_position_embeddings {
             return Err(LayerError::config(
                 "sequence_length",
@@ -439,6 +447,35 @@ impl ModelConfig {
             }
             c
         })
+    }
+
+    fn check_tbptt(&self) -> Result<()> {
+        let Some(k) = self.tbptt else {
+            return Ok(());
+        };
+        if k == 0 {
+            return Err(LayerError::config(
+                "tbptt",
+                "0; expected a chunk of at least 1 position",
+            ));
+        }
+        if self.task()?.is_sequence() {
+            return Err(LayerError::Unsupported {
+                feature: format!("tbptt with task_type \"{}\"", self.task_type),
+                detail: "truncated BPTT is implemented for the language model; the sequence tasks \
+                         train on whole sequences (leave tbptt out)"
+                    .into(),
+            });
+        }
+        if self.recompute_activations {
+            return Err(LayerError::Unsupported {
+                feature: "tbptt with recompute_activations".into(),
+                detail: "choose one: a chunk's stages keep their graphs (set \
+                         recompute_activations to false, or leave tbptt out)"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// The LIF parameters.

@@ -12,6 +12,8 @@
 //! state and attention key/value caches, equal to the sequence call position by position.
 
 use super::trunk::{Stage, Trunk, TrunkState};
+
+mod tbptt;
 use super::ModelConfig;
 use crate::attention::MultiHeadSpikingAttention;
 use crate::block::HybridLiquidSpikingBlock;
@@ -312,7 +314,8 @@ impl LanguageModel {
     ///
     /// `scale` multiplies the objective (a shard's share of its batch). Returns the losses
     /// (detached, unscaled) and the gradients of the trainable variables, or `None` when a loss
-    /// is not finite (then no backward pass runs).
+    /// is not finite (then no backward pass runs). With the config's `tbptt` the window runs in
+    /// chunks (design §2.6.2).
     pub fn loss_and_grads(
         &self,
         ids: &Tensor,
@@ -320,6 +323,9 @@ impl LanguageModel {
         mode: &mut Mode<'_>,
         scale: f64,
     ) -> Result<(LmLoss, Option<candle_core::backprop::GradStore>)> {
+        if let Some(chunk) = self.cfg.tbptt {
+            return self.truncated_loss_and_grads(ids, label_smoothing, mode, scale, chunk);
+        }
         let (inputs, targets) = self.split_window(ids)?;
         let ids = self.check_ids(&inputs, 0)?;
         // The embedding's stage, then one per trunk layer (kept or to recompute).

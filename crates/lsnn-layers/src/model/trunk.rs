@@ -11,7 +11,7 @@
 //! Keys: `blocks.{i}.*`, `norms.{i}.*`, `attns.{j}.*` (design §4.2).
 
 use super::ModelConfig;
-use crate::attention::{AttentionCache, MultiHeadSpikingAttention};
+use crate::attention::{AttentionCache, AttentionPast, MultiHeadSpikingAttention};
 use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
@@ -31,6 +31,15 @@ pub(crate) struct Trunk {
     dropout: f64,
     /// Staged training recomputes each layer in backward instead of keeping its graph.
     recompute: bool,
+}
+
+/// What crosses from one chunk of a truncated-BPTT step to the next, detached: each block's
+/// final liquid state and each attention layer's k̂, v̂ of every earlier position. Empty before
+/// the first chunk.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCarry {
+    states: Vec<BlockState>,
+    pasts: Vec<AttentionPast>,
 }
 
 /// One stage of a staged training step (see [`Trunk::backward_stages`]).
@@ -193,6 +202,44 @@ impl Trunk {
                 output: x.clone(),
             });
         }
+        Ok(Var::from_tensor(&x.detach())?)
+    }
+
+    /// [`Self::forward_staged`] for one chunk of a longer sequence (truncated BPTT, design
+    /// §2.6.2): each block starts from `carry`'s state and each attention layer attends to
+    /// `carry`'s past too (the first chunk starts from none); `carry` is left holding this
+    /// chunk's final states and the extended past, all detached. Stages keep their graphs.
+    pub(crate) fn forward_chunk_staged(
+        &self,
+        x: Tensor,
+        carry: &mut ChunkCarry,
+        mode: &mut Mode<'_>,
+        stages: &mut Vec<Stage>,
+    ) -> Result<Var> {
+        let mut x = x;
+        let mut states = Vec::with_capacity(self.blocks.len());
+        let mut pasts = Vec::with_capacity(self.attns.len());
+        for i in 0..self.blocks.len() {
+            let leaf = Var::from_tensor(&x.detach())?;
+            let h0 = carry.states.get(i).map(|s| &s.h);
+            let (y, state) = self.blocks[i].forward_unchecked(leaf.as_tensor(), h0, None, mode)?;
+            states.push(BlockState {
+                h: state.h.detach(),
+            });
+            x = self.norms[i].with_act(&y, NormAct::Norm, self.dropout, mode)?;
+            if i % 2 == 1 {
+                let j = (i - 1) / 2;
+                let (a, past) = self.attns[j].forward_with_past(&x, carry.pasts.get(j))?;
+                pasts.push(past);
+                x = (&x + a)?;
+            }
+            stages.push(Stage::Kept {
+                input: Some(leaf),
+                output: x.clone(),
+            });
+        }
+        carry.states = states;
+        carry.pasts = pasts;
         Ok(Var::from_tensor(&x.detach())?)
     }
 

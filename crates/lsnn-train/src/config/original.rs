@@ -97,6 +97,7 @@ pub const LSNN_FIELDS: &[&str] = &[
     "attention_spike_steps",
     "attention_kernel",
     "recompute_activations",
+    "tbptt",
     "backbone_units",
     "backbone_layers",
     "cfc_mode",
