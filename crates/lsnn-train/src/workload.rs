@@ -1,7 +1,7 @@
 //! The design §9.1 benchmark workloads (FLOP counts: design §9.2) and their measured step, shared by `lsnn bench` and the
 //! benchmark gate so both measure exactly the same thing.
 //!
-//! Language models (`lm-small`, `lm-medium`): random byte tokens from a pool of 8 fixed batches
+//! Language models (`lm-small`, `lm-medium`, `lm-long-1k`, `lm-long-4k`): random byte tokens from a pool of 8 fixed batches
 //! [B, L + 1], cycled; the loss is the unsmoothed next-token cross-entropy. Sequence models
 //! (`ts-small`, `cls-small`): a pool of 8 fixed batches of N(0, 1) features [B, L, F] with N(0, 1)
 //! targets `[B, L, F_out]` (Smooth-L1) or uniform class ids `[B]` (cross-entropy, last-position
@@ -25,7 +25,14 @@ use std::collections::BTreeMap;
 const BYTES: std::num::NonZeroU64 = std::num::NonZeroU64::new(256).unwrap();
 
 /// The names [`workload`] knows.
-pub const WORKLOADS: &[&str] = &["lm-small", "lm-medium", "ts-small", "cls-small"];
+pub const WORKLOADS: &[&str] = &[
+    "lm-small",
+    "lm-medium",
+    "ts-small",
+    "cls-small",
+    "lm-long-1k",
+    "lm-long-4k",
+];
 
 /// Features of the sequence workloads.
 pub const SEQ_FEATURES: usize = 16;
@@ -80,6 +87,18 @@ pub fn workload(name: &str) -> Result<RunConfig<ModelConfig>> {
             },
             train: train(16),
         }),
+        // Long sequences (design §9.1): lm-small's widths at L = 1024 and 4096, batch 4.
+        "lm-long-1k" | "lm-long-4k" => {
+            let l = if name == "lm-long-1k" { 1024 } else { 4096 };
+            Ok(RunConfig {
+                model: ModelConfig {
+                    sequence_length: l,
+                    max_position_embeddings: l,
+                    ..base
+                },
+                train: train(4),
+            })
+        }
         "ts-small" => Ok(sequence("regression", TS_OUTPUTS)),
         "cls-small" => Ok(sequence("classification", CLS_CLASSES)),
         other => Err(TrainError::Config {

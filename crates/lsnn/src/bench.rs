@@ -9,14 +9,16 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use lsnn_train::lsnn_layers::ModelConfig;
 use lsnn_train::lsnn_memory::{alloc, rss};
 use lsnn_train::workload::{workload, StepBench};
+use lsnn_train::RunConfig;
 use std::time::Instant;
 
 /// Arguments of `lsnn bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// lm-small, lm-medium, ts-small or cls-small (design §9.1).
+    /// lm-small, lm-medium, ts-small, cls-small, lm-long-1k or lm-long-4k (design §9.1).
     #[arg(long, default_value = "lm-small")]
     workload: String,
     /// Print one flat JSON object.
@@ -28,6 +30,10 @@ pub struct BenchArgs {
     /// Also measure a training step with clipping and EMA (reported separately).
     #[arg(long)]
     full: bool,
+    /// Changes a field of the workload's config, as `train --set` does (repeatable): e.g.
+    /// `recompute_activations=true`, `tbptt=128`, `attention_kernel=materialized`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Device: cpu (default), cuda or cuda:N. On CUDA every step ends with a device
     /// synchronise, so a step's time is its work, not its queueing.
     #[arg(long, default_value = "cpu")]
@@ -44,13 +50,32 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The workload's config with `--set` applied (validated; an unknown key is an error naming it).
+fn with_sets(cfg: RunConfig<ModelConfig>, sets: &[String]) -> Result<RunConfig<ModelConfig>> {
+    if sets.is_empty() {
+        return Ok(cfg);
+    }
+    let mut map = match serde_json::from_str(&cfg.to_json()?)? {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!("a config serialises to an object"),
+    };
+    for s in sets {
+        let (k, v) = crate::commands::config::parse_set(s)?;
+        map.insert(k, v);
+    }
+    let cfg = RunConfig::<ModelConfig>::from_json(&serde_json::Value::Object(map).to_string())?;
+    cfg.model.validate()?;
+    Ok(cfg)
+}
+
 /// `lsnn bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
     if a.steps == 0 {
         bail!("--steps 0; expected at least 1");
     }
     let device = lsnn_train::config::candle_device(&a.device)?;
-    let mut bench = StepBench::new_on(&workload(&a.workload)?, &device)?;
+    let cfg = with_sets(workload(&a.workload)?, &a.set)?;
+    let mut bench = StepBench::new_on(&cfg, &device)?;
     let sync = || -> Result<()> { Ok(device.synchronize()?) };
     for i in 0..3 {
         bench.train_step(i, false)?;
@@ -107,6 +132,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut j = serde_json::json!({
         "workload": a.workload,
+        "set": a.set,
         "device": a.device,
         "batch": b,
         "seq_len": l,

@@ -1,7 +1,7 @@
 //! The subcommands: [`train()`], [`generate()`], [`eval()`]. Each parses its arguments, calls
 //! lsnn-train, and prints; the work itself is the library's.
 
-mod config;
+pub(crate) mod config;
 mod eval;
 mod generate;
 mod predict;

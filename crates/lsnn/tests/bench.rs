@@ -1,0 +1,48 @@
+//! `lsnn bench`: the long-sequence workloads and `--set` (one timed step each; the figures
+//! themselves are measured in docs/performance.md, not here).
+
+mod support;
+
+use support::{err, lsnn, ok};
+
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir();
+    let out = ok(&lsnn(
+        &[&["bench", "--steps", "1", "--json"], args].concat(),
+        &dir,
+    ));
+    let line = out.lines().last().expect("a JSON line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn set_changes_the_workload_and_is_reported() {
+    let j = bench_json(&[
+        "--workload",
+        "lm-long-1k",
+        "--set",
+        "sequence_length=96",
+        "--set",
+        "max_position_embeddings=96",
+        "--set",
+        "tbptt=32",
+    ]);
+    assert_eq!(
+        (j["batch"].as_u64(), j["seq_len"].as_u64()),
+        (Some(4), Some(96))
+    );
+    assert_eq!(j["set"].as_array().map(Vec::len), Some(3), "{j}");
+    assert!(j["train_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_bad_set_is_refused_naming_the_field() {
+    let dir = std::env::temp_dir();
+    let e = err(&lsnn(
+        &["bench", "--steps", "1", "--set", "no_such_field=1"],
+        &dir,
+    ));
+    assert!(e.contains("no_such_field"), "{e}");
+    let e = err(&lsnn(&["bench", "--steps", "1", "--set", "tbptt=0"], &dir));
+    assert!(e.contains("tbptt"), "{e}");
+}
