@@ -199,20 +199,8 @@ impl AttnOp {
         for j0 in (0..kend).step_by(TILE_K) {
             let nk = TILE_K.min(kend - j0);
             let s = &mut s[..nq * nk];
-            // S = Q·Kᵀ for this tile: Kᵀ read through strides (row stride 1, column stride dh).
             let kt = &kb[j0 * dh..(j0 + nk) * dh];
-            matmul(
-                Gemm {
-                    m: nq,
-                    n: nk,
-                    k: dh,
-                },
-                s,
-                false,
-                (qs, dh, 1),
-                (kt, 1, dh),
-                false,
-            );
+            scores(qs, kt, dh, s);
             for r in 0..nq {
                 let row = &mut s[r * nk..(r + 1) * nk];
                 let vis = self.visible(i0 + r).saturating_sub(j0).min(nk);
@@ -244,18 +232,7 @@ impl AttnOp {
                 }
             }
             let vt = &vb[j0 * dh..(j0 + nk) * dh];
-            matmul(
-                Gemm {
-                    m: nq,
-                    n: dh,
-                    k: nk,
-                },
-                &mut acc,
-                true,
-                (s, nk, 1),
-                (vt, dh, 1),
-                false,
-            );
+            product(nq, dh, nk, &mut acc, true, (s, nk, 1), (vt, dh, 1));
         }
         for r in 0..nq {
             // Every row sees key 0, so l[r] > 0 and m[r] is finite.
@@ -359,18 +336,7 @@ impl AttnOp {
                 let (p, ds) = (&mut p[..nq * nk], &mut ds[..nq * nk]);
                 let qt = &qb[i0 * dh..(i0 + nq) * dh];
                 let got = &gb[i0 * w..];
-                matmul(
-                    Gemm {
-                        m: nq,
-                        n: nk,
-                        k: dh,
-                    },
-                    p,
-                    false,
-                    (qt, dh, 1),
-                    (kt, 1, dh),
-                    false,
-                );
+                scores(qt, kt, dh, p);
                 for r in 0..nq {
                     let i = i0 + r;
                     let lse = ob[i * w + dh];
@@ -382,31 +348,9 @@ impl AttnOp {
                     row[vis..].fill(T::zero());
                 }
                 // dv += pᵀ·do (do read from the packed gradient, row stride dh + 1).
-                matmul(
-                    Gemm {
-                        m: nk,
-                        n: dh,
-                        k: nq,
-                    },
-                    dvt,
-                    true,
-                    (p, 1, nk),
-                    (got, w, 1),
-                    false,
-                );
+                product(nk, dh, nq, dvt, true, (p, 1, nk), (got, w, 1));
                 // dp = do·vᵀ, then ds = scale·p⊙(dp − δ).
-                matmul(
-                    Gemm {
-                        m: nq,
-                        n: nk,
-                        k: dh,
-                    },
-                    ds,
-                    false,
-                    (got, w, 1),
-                    (vt, 1, dh),
-                    false,
-                );
+                product(nq, nk, dh, ds, false, (got, w, 1), (vt, 1, dh));
                 for r in 0..nq {
                     let d = delta[i0 + r];
                     for (x, &pr) in ds[r * nk..(r + 1) * nk]
@@ -417,33 +361,32 @@ impl AttnOp {
                     }
                 }
                 let dqt = &mut dq[i0 * dh..(i0 + nq) * dh];
-                matmul(
-                    Gemm {
-                        m: nq,
-                        n: dh,
-                        k: nk,
-                    },
-                    dqt,
-                    true,
-                    (ds, nk, 1),
-                    (kt, dh, 1),
-                    false,
-                );
-                matmul(
-                    Gemm {
-                        m: nk,
-                        n: dh,
-                        k: nq,
-                    },
-                    dkt,
-                    true,
-                    (ds, 1, nk),
-                    (qt, dh, 1),
-                    false,
-                );
+                product(nq, dh, nk, dqt, true, (ds, nk, 1), (kt, dh, 1));
+                product(nk, dh, nq, dkt, true, (ds, 1, nk), (qt, dh, 1));
             }
         }
     }
+}
+
+/// dst [m × n] = (read ? dst : 0) + lhs·rhs on the calling thread (the op splits its work
+/// itself), each operand as (slice, row stride, column stride).
+fn product<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    read: bool,
+    lhs: (&[T], usize, usize),
+    rhs: (&[T], usize, usize),
+) {
+    matmul(Gemm { m, n, k }, dst, read, lhs, rhs, false)
+}
+
+/// The scores s = q·kᵀ [nq, nk] of a query tile q [nq, dh] and a key tile k [nk, dh] (kᵀ read
+/// through strides: row stride 1, column stride dh).
+fn scores<T: Real>(q: &[T], k: &[T], dh: usize, s: &mut [T]) {
+    let (nq, nk) = (q.len() / dh, k.len() / dh);
+    product(nq, nk, dh, s, false, (q, dh, 1), (k, 1, dh))
 }
 
 /// Runs `f` on the contiguous element slices of five CPU tensors without copying them.
