@@ -285,7 +285,9 @@ impl MultiHeadSpikingAttention {
     /// x [B, Lc, D] are the positions after those `past` holds, and each attends to every
     /// earlier position (the past's k̂ and v̂, detached: no gradient crosses into earlier
     /// chunks) and to its own chunk's causally. Returns the output [B, Lc, D] and the past
-    /// extended by this chunk (detached). Without a past this is the sequence call.
+    /// extended by this chunk (detached). Without a past this is the sequence call; a past needs
+    /// causal attention (an error otherwise). The past is concatenated anew for every chunk:
+    /// O(L²/K) copies over a window in chunks of K.
     pub fn forward_with_past(
         &self,
         x: &Tensor,
@@ -295,6 +297,14 @@ impl MultiHeadSpikingAttention {
         let (b, l, d) = x.dims3()?;
         let (q, k, v) = self.rates(x)?;
         let (q, k, v) = (self.split(&q)?, self.split(&k)?, self.split(&v)?);
+        if past.is_some() && !self.cfg.causal {
+            return Err(LayerError::Unsupported {
+                feature: "a past for non-causal attention".into(),
+                detail: "a chunk would see its own later positions but not later chunks'; \
+                         chunks need causal attention"
+                    .into(),
+            });
+        }
         let (keys, values) = match past {
             Some(p) => {
                 if p.k.dim(0)? != b {

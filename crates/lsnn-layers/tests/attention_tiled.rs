@@ -106,6 +106,10 @@ fn equals_the_composed_op_in_f64_across_tile_boundaries() {
             }
         }
     }
+    // Without the mask the queries may outnumber the keys.
+    for (lq, lk) in [(20, 7), (150, 7), (130, 65)] {
+        case(DType::F64, &[2], lq, lk, 8, false, 1.5, 1e-10).unwrap();
+    }
 }
 
 #[test]
@@ -126,7 +130,7 @@ fn equals_the_composed_op_with_peaked_scores() {
 }
 
 #[test]
-fn one_thread_and_many_give_the_same_bits() {
+fn one_thread_and_four_give_the_same_bits() {
     let dims = [4, 2, 150, 16];
     let (q, k, v) = (
         randn(4, &dims, DType::F32, 1.0),
@@ -143,7 +147,11 @@ fn one_thread_and_many_give_the_same_bits() {
         }
         all
     };
-    let many = run();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let many = pool.install(run);
     let one = kernel::sequential(run);
     assert!(many
         .iter()
@@ -152,7 +160,7 @@ fn one_thread_and_many_give_the_same_bits() {
 }
 
 #[test]
-fn the_composed_path_is_the_reference() {
+fn the_composed_path_takes_the_reference() {
     let dims = [2, 40, 8];
     let (q, k, v) = (
         randn(7, &dims, DType::F64, 1.0),
@@ -204,4 +212,54 @@ proptest! {
         let r = case(DType::F64, &[bh], lq, lq + extra, dh, causal, std, 1e-10);
         prop_assert!(r.is_ok(), "{}", r.unwrap_err());
     }
+}
+
+/// Streaming past 128 cached keys takes the tiled op (`attention_kernel: "auto"`): position by
+/// position it equals the sequence call, which tiles too.
+#[test]
+fn streaming_past_the_auto_threshold_equals_the_sequence_call() {
+    use candle_core::Module;
+    use candle_nn::VarMap;
+    use lsnn_layers::attention::{AttentionConfig, AttentionKernel, MultiHeadSpikingAttention};
+    use lsnn_layers::SeededInit;
+    let l = AttentionKernel::AUTO_TILED_ABOVE + 12;
+    let vm = VarMap::new();
+    let vb = SeededInit::var_builder(&vm, SeededRng::new(3), DType::F32, &Device::Cpu);
+    let att = MultiHeadSpikingAttention::new(&AttentionConfig::new(8, 2).with_spike_steps(4), vb)
+        .unwrap();
+    let x = SeededRng::new(4)
+        .normal_tensor((2, l, 8), 0.5, 1.0, DType::F32, &Device::Cpu)
+        .unwrap();
+    let whole = att.forward(&x).unwrap();
+    let mut cache = att.new_cache(2, l, DType::F32, &Device::Cpu).unwrap();
+    for t in [0, 127, 128, 129, l - 1] {
+        // Fill the cache up to t, then compare position t.
+        while cache.len() < t {
+            let xt = x.narrow(1, cache.len(), 1).unwrap().squeeze(1).unwrap();
+            att.step(&xt, &mut cache).unwrap();
+        }
+        let xt = x.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        let got = att.step(&xt, &mut cache).unwrap();
+        let want = whole.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        close(&got, &want, 1e-5, &format!("position {t}")).unwrap();
+    }
+}
+
+/// A past needs causal attention: with `causal: false` it is a typed error.
+#[test]
+fn a_past_for_non_causal_attention_is_refused() {
+    use candle_nn::VarMap;
+    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+    use lsnn_layers::SeededInit;
+    let vm = VarMap::new();
+    let vb = SeededInit::var_builder(&vm, SeededRng::new(3), DType::F32, &Device::Cpu);
+    let att =
+        MultiHeadSpikingAttention::new(&AttentionConfig::new(8, 2).with_causal(false), vb).unwrap();
+    let x = Tensor::ones((1, 4, 8), DType::F32, &Device::Cpu).unwrap();
+    let (_, past) = att.forward_with_past(&x, None).unwrap();
+    let e = att
+        .forward_with_past(&x, Some(&past))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("non-causal"), "{e}");
 }

@@ -9,7 +9,9 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use lsnn_layers::model::LanguageModel;
-use lsnn_layers::{kernel, named_vars, LayerError, Mode, ModelConfig, SeededInit, SeededRng};
+use lsnn_layers::{
+    kernel, named_vars, AttentionKernel, LayerError, Mode, ModelConfig, SeededInit, SeededRng,
+};
 
 struct Step {
     /// (name, gradient) in parameter order.
@@ -18,7 +20,7 @@ struct Step {
     rng: [u64; 4],
 }
 
-fn step(tbptt: Option<usize>, dropout: bool) -> Step {
+fn step(tbptt: Option<usize>, dropout: bool, kernel: AttentionKernel) -> Step {
     let base = common::small_config(4, 1);
     let p = if dropout { 0.2 } else { 0.0 };
     let cfg = ModelConfig {
@@ -28,6 +30,7 @@ fn step(tbptt: Option<usize>, dropout: bool) -> Step {
         encoder_dropout: p,
         block_dropout: p,
         max_position_embeddings: 12,
+        attention_kernel: kernel,
         ..base
     };
     let vm = VarMap::new();
@@ -62,9 +65,15 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 #[test]
 fn one_chunk_is_the_plain_step_bit_for_bit() {
-    let plain = step(None, true);
+    for kern in [AttentionKernel::Materialized, AttentionKernel::Tiled] {
+        one_chunk_case(kern);
+    }
+}
+
+fn one_chunk_case(kern: AttentionKernel) {
+    let plain = step(None, true, kern);
     for k in [10, 64] {
-        let one = step(Some(k), true);
+        let one = step(Some(k), true, kern);
         assert_eq!(bits(&plain.losses), bits(&one.losses), "K = {k}: losses");
         assert_eq!(plain.rng, one.rng, "K = {k}: the dropout generator");
         for ((n, a), (_, b)) in plain.grads.iter().zip(&one.grads) {
@@ -85,12 +94,23 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn chunks_carry_the_state_and_the_past_and_truncate_only_the_gradients() {
-    let plain = step(None, false);
+    // The materialised attention (what "auto" takes at these lengths) and the tiled op, whose
+    // causal mask is offset by the past's length.
+    for kern in [AttentionKernel::Materialized, AttentionKernel::Tiled] {
+        chunks_case(kern);
+    }
+}
+
+fn chunks_case(kern: AttentionKernel) {
+    let plain = step(None, false, kern);
     for k in [1, 3, 4] {
-        let chunked = step(Some(k), false);
+        let chunked = step(Some(k), false, kern);
         // The forward pass is the whole window's: the loss agrees to rounding.
         for (a, b) in chunked.losses.iter().zip(&plain.losses) {
-            assert!((a - b).abs() <= 1e-5 * b.abs(), "K = {k}: loss {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs(),
+                "{kern:?} K = {k}: loss {a} vs {b}"
+            );
         }
         let mut truncated = 0;
         for ((n, a), (_, b)) in chunked.grads.iter().zip(&plain.grads) {

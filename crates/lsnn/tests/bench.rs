@@ -46,3 +46,28 @@ fn a_bad_set_is_refused_naming_the_field() {
     let e = err(&lsnn(&["bench", "--steps", "1", "--set", "tbptt=0"], &dir));
     assert!(e.contains("tbptt"), "{e}");
 }
+
+#[test]
+fn set_reaches_the_measured_step() {
+    let run = |kernel: &str| {
+        let j = bench_json(&[
+            "--workload",
+            "lm-long-1k",
+            "--set",
+            "sequence_length=256",
+            "--set",
+            "max_position_embeddings=256",
+            "--set",
+            kernel,
+        ]);
+        j["largest_alloc_bytes"].as_u64().unwrap()
+    };
+    // [B, heads, L, L] f32 at B = 4, 4 heads, L = 256: what only the materialised scores hold.
+    let scores = 4 * 4 * 256 * 256 * 4;
+    let tiled = run("attention_kernel=tiled");
+    let materialized = run("attention_kernel=materialized");
+    assert!(
+        materialized >= scores && tiled < scores,
+        "largest allocation: tiled {tiled} B, materialized {materialized} B"
+    );
+}

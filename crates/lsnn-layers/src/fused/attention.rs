@@ -317,7 +317,6 @@ impl AttnOp {
             .collect();
         let mut p = [T::zero(); TILE_Q * TILE_K];
         let mut ds = [T::zero(); TILE_Q * TILE_K];
-        let off = lk - lq;
         for j0 in (0..lk).step_by(TILE_K) {
             let nk = TILE_K.min(lk - j0);
             let (kt, vt) = (&kb[j0 * dh..(j0 + nk) * dh], &vb[j0 * dh..(j0 + nk) * dh]);
@@ -327,7 +326,8 @@ impl AttnOp {
             );
             // The first query row that sees key j0.
             let istart = if self.causal {
-                j0.saturating_sub(off)
+                // Causal calls have Lk ≥ Lq (checked); a non-causal one may have Lq > Lk.
+                j0.saturating_sub(lk - lq)
             } else {
                 0
             };
@@ -389,7 +389,9 @@ fn scores<T: Real>(q: &[T], k: &[T], dh: usize, s: &mut [T]) {
     product(nq, nk, dh, s, false, (q, dh, 1), (k, 1, dh))
 }
 
-/// Runs `f` on the contiguous element slices of five CPU tensors without copying them.
+/// Runs `f` on the contiguous element slices of five CPU tensors without copying them. It holds
+/// their storages' read locks together while `f` runs, as candle's own `apply_op3` holds its
+/// operands'; backward's tensors are no one else's to write meanwhile.
 fn with_slices<T: Real, R>(
     ts: [&Tensor; 5],
     f: impl FnOnce([&[T]; 5]) -> R,
