@@ -52,7 +52,10 @@ pub fn attention(
     scale: f64,
     causal: bool,
 ) -> candle_core::Result<Tensor> {
-    super::masked_softmax(&q.matmul(&k.t()?)?, scale, causal)?.matmul(v)
+    // Two statements: the scores are a temporary of the first and freed at its end, before the
+    // product allocates its output (in one expression they would live to the end of it).
+    let p = super::masked_softmax(&q.matmul(&k.t()?)?, scale, causal)?;
+    p.matmul(v)
 }
 
 /// [`super::attention_packed`] from candle ops: [`attention`] with the log-sum-exp of each query
