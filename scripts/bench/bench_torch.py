@@ -14,6 +14,7 @@ median step; peak RSS is the process's `ru_maxrss`.
 
     scripts/bench/.venv/bin/python scripts/bench/bench_torch.py --all          # every workload and mode, one process each
     scripts/bench/.venv/bin/python scripts/bench/bench_torch.py --workload lm-small --mode eager
+    scripts/bench/.venv/bin/python scripts/bench/bench_torch.py --workload lm-long-1k --seq-len 4096 --sdpa --checkpoint --steps 3
 
 Pins: scripts/bench/requirements.txt. Threads: 2 (`--threads`), as lsnn's figures.
 """
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ["lm-small", "lm-medium", "ts-small", "cls-small"]
+WORKLOADS = ["lm-small", "lm-medium", "ts-small", "cls-small", "lm-long-1k", "lm-long-4k"]
 # design §9.1's figures for a clean vectorised PyTorch of the model (2 threads, f32): lm-small train and
 # inference tokens/s, peak RSS (MiB) of the training process.
 REFERENCE_LM_SMALL = {"train_tokens_per_s": 6069.0, "infer_tokens_per_s": 16516.0, "peak_rss_mib": 747.0}
@@ -49,10 +50,13 @@ def config(name):
                  num_attention_heads=8, sequence_length=128, batch=16)
     if name in ("ts-small", "cls-small"):
         c.update(input_dim=16)
+    if name.startswith("lm-long"):
+        c.update(sequence_length=1024 if name == "lm-long-1k" else 4096, batch=4)
     return c
 
 
-def measure(name, mode, steps, threads, grad_in_inference=False):
+def measure(name, mode, steps, threads, grad_in_inference=False, seq_len=None, sdpa=False,
+            checkpoint=False):
     import torch
 
     from torch_models import LM, SeqModel
@@ -60,6 +64,9 @@ def measure(name, mode, steps, threads, grad_in_inference=False):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     c = config(name)
+    if seq_len:
+        c.update(sequence_length=seq_len)
+    c.update(sdpa=sdpa, checkpoint=checkpoint)
     B, L = c["batch"], c["sequence_length"]
     g = torch.Generator().manual_seed(7)
     if name.startswith("lm"):
@@ -134,6 +141,10 @@ def measure(name, mode, steps, threads, grad_in_inference=False):
         "warmup_infer_s": warm_infer,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "infer_autograd": grad_in_inference,
+        "seq_len": L,
+        "batch": B,
+        "sdpa": sdpa,
+        "checkpoint": checkpoint,
     }
 
 
@@ -145,6 +156,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--infer-autograd", action="store_true",
                     help="inference with autograd on (eval mode only), as design §9.1's reference measured it")
+    ap.add_argument("--seq-len", type=int, help="override the workload's sequence length")
+    ap.add_argument("--sdpa", action="store_true",
+                    help="attention through torch's scaled_dot_product_attention (is_causal)")
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="torch.utils.checkpoint around each trunk layer in training")
     ap.add_argument("--all", action="store_true",
                     help="the reproduction check, then every workload and mode, one process each")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="with --all: which (comma-separated)")
@@ -173,7 +189,8 @@ def main():
     if not args.workload:
         ap.error("--workload (or --all)")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    print(json.dumps(measure(args.workload, args.mode, args.steps, args.threads, args.infer_autograd)))
+    print(json.dumps(measure(args.workload, args.mode, args.steps, args.threads, args.infer_autograd,
+                             args.seq_len, args.sdpa, args.checkpoint)))
 
 
 if __name__ == "__main__":

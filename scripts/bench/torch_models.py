@@ -14,6 +14,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 class SpikeFastSigmoid(torch.autograd.Function):
@@ -139,11 +140,14 @@ class Block(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, d, heads, steps, beta, theta):
+    def __init__(self, d, heads, steps, beta, theta, sdpa=False):
         super().__init__()
         self.qkv = nn.Linear(d, 3 * d)
         self.o = nn.Linear(d, d)
         self.heads, self.steps, self.beta, self.theta = heads, steps, beta, theta
+        # PyTorch's own fused attention (its flash / memory-efficient CPU kernels) instead of
+        # the materialised scores.
+        self.sdpa = sdpa
 
     def forward(self, x):
         B, L, D = x.shape
@@ -152,6 +156,9 @@ class Attention(nn.Module):
             t.reshape(B, L, self.heads, D // self.heads).transpose(1, 2)
             for t in rates.chunk(3, dim=-1)
         )
+        if self.sdpa:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.o(a.transpose(1, 2).reshape(B, L, D))
         scores = q @ k.transpose(-2, -1) / math.sqrt(D // self.heads)
         mask = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
         a = torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1)
@@ -166,16 +173,27 @@ class Trunk(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(d) for _ in range(c["num_layers"])])
         self.attns = nn.ModuleList([
             Attention(d, c["num_attention_heads"], c["attention_spike_steps"], c["beta"],
-                      c["spike_threshold"])
+                      c["spike_threshold"], sdpa=c.get("sdpa", False))
             for _ in range(c["num_layers"] // 2)
         ])
         self.drop = nn.Dropout(c["dropout"])
+        # torch.utils.checkpoint around each layer: keep its input, recompute it in backward
+        # (the RNG state is saved and restored, so dropout replays), as lsnn's
+        # recompute_activations.
+        self.checkpoint = c.get("checkpoint", False)
+
+    def layer(self, i, x, spans=None):
+        x = self.drop(self.norms[i](self.blocks[i](x, spans)))
+        if i % 2 == 1:
+            x = x + self.attns[(i - 1) // 2](x)
+        return x
 
     def forward(self, x, spans=None):
-        for i, b in enumerate(self.blocks):
-            x = self.drop(self.norms[i](b(x, spans)))
-            if i % 2 == 1:
-                x = x + self.attns[(i - 1) // 2](x)
+        for i in range(len(self.blocks)):
+            if self.checkpoint and self.training:
+                x = torch.utils.checkpoint.checkpoint(self.layer, i, x, spans, use_reentrant=False)
+            else:
+                x = self.layer(i, x, spans)
         return x
 
 
