@@ -107,7 +107,7 @@ fn a_full_original_file_loads_and_round_trips() {
     // `config_lif.rs`; a classifier's readout only with "classification", see lsnn-layers'
     // `tests/sequence.rs`; a spike encoding only when the run has one, see
     // `spike_encoding.rs`; the attention kernel only when not "auto", see
-    // `the_attention_kernel_reads_from_a_config_and_stays_out_of_default_files`; activation
+    // `config_attention.rs`; activation
     // recomputation and truncated BPTT only when on, see lsnn-layers' `tests/recompute.rs` and
     // `tests/tbptt.rs`.)
     const ONLY_WHEN_SET: [&str; 10] = [
@@ -563,45 +563,4 @@ fn every_surrogate_kind_reads_from_a_config_and_old_files_stay_as_they_were() {
         e.contains("surrogate_beta") && e.contains("SpikeRateEscape"),
         "{e}"
     );
-}
-
-#[test]
-fn the_attention_kernel_reads_from_a_config_and_stays_out_of_default_files() {
-    use lsnn_layers::AttentionKernel;
-    let own = RunConfig {
-        model: ModelConfig::default(),
-        train: TrainConfig::default(),
-    }
-    .to_json()
-    .unwrap();
-    // At its default the field is absent, so files and checkpoint hashes written before it are
-    // unchanged.
-    assert!(!own.contains("attention_kernel"), "{own}");
-    let base: Value = serde_json::from_str(&own).unwrap();
-    for (name, want) in [
-        ("auto", AttentionKernel::Auto),
-        ("tiled", AttentionKernel::Tiled),
-        ("materialized", AttentionKernel::Materialized),
-    ] {
-        let mut v = base.clone();
-        v["attention_kernel"] = name.into();
-        let text = v.to_string();
-        for c in [
-            RunConfig::<ModelConfig>::from_json(&text).unwrap(),
-            read_run_config(&text).unwrap(),
-        ] {
-            assert_eq!(c.model.attention_kernel, want, "{name}");
-            assert_eq!(c.model.attention().kernel, want, "{name}");
-            let written = c.to_json().unwrap();
-            assert_eq!(
-                written.contains("attention_kernel"),
-                name != "auto",
-                "{written}"
-            );
-        }
-    }
-    let mut v = base;
-    v["attention_kernel"] = "flash".into();
-    let e = read_run_config(&v.to_string()).unwrap_err().to_string();
-    assert!(e.contains("attention_kernel") && e.contains("tiled"), "{e}");
 }
