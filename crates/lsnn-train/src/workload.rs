@@ -134,6 +134,8 @@ pub struct StepBench {
     ema: Option<Ema>,
     dropout: SeededRng,
     cfg: RunConfig<ModelConfig>,
+    /// Most rows per shard (the config's `shard_rows`, a number).
+    shard_rows: usize,
 }
 
 /// The pool of 8 sequence batches of `cfg`'s task.
@@ -177,6 +179,18 @@ impl StepBench {
         let model_cfg = ModelConfig {
             label_smoothing: 0.0,
             ..cfg.model.clone()
+        };
+        let shard_rows = match cfg.train.shard_rows {
+            crate::shard::ShardRows::Fixed(n) if n > 0 => n,
+            other => {
+                return Err(TrainError::Config {
+                    field: "shard_rows".into(),
+                    message: format!(
+                        "{other}; a benchmark measures a fixed shard size: expected a number \
+                         of rows, at least 1"
+                    ),
+                })
+            }
         };
         let varmap = candle_nn::VarMap::new();
         let vb =
@@ -223,6 +237,7 @@ impl StepBench {
             ema: None,
             dropout: SeededRng::new(11),
             cfg: cfg.clone(),
+            shard_rows,
         })
     }
 
@@ -244,12 +259,14 @@ impl StepBench {
                 &pool[i % pool.len()],
                 &mut self.dropout,
                 &self.vars,
+                self.shard_rows,
             )?,
             Net::Seq { model, pool, .. } => crate::shard::loss_and_grads(
                 model,
                 &pool[i % pool.len()],
                 &mut self.dropout,
                 &self.vars,
+                self.shard_rows,
             )?,
         };
         let grads = batch

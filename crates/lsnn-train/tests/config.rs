@@ -109,8 +109,8 @@ fn a_full_original_file_loads_and_round_trips() {
     // `spike_encoding.rs`; the attention kernel only when not "auto", see
     // `config_attention.rs`; activation
     // recomputation and truncated BPTT only when on, see lsnn-layers' `tests/recompute.rs` and
-    // `tests/tbptt.rs`.)
-    const ONLY_WHEN_SET: [&str; 10] = [
+    // `tests/tbptt.rs`; the shard size only when not 4, see lsnn's `tests/shard_rows.rs`.)
+    const ONLY_WHEN_SET: [&str; 11] = [
         "attention_kernel",
         "recompute_activations",
         "tbptt",
@@ -121,6 +121,7 @@ fn a_full_original_file_loads_and_round_trips() {
         "beta_form",
         "readout",
         "spike_encoding",
+        "shard_rows",
     ];
     for k in HONOURED_FIELDS
         .iter()

@@ -265,7 +265,16 @@ fn memory_kept_between_batches_is_about_the_training_state() {
         let ids = common::batch(&t, 0);
         let mut rng = SeededRng::new(1);
         let vars = t.vars().to_vec();
-        drop(lsnn_train::shard::loss_and_grads(t.model(), &ids, &mut rng, &vars).unwrap());
+        drop(
+            lsnn_train::shard::loss_and_grads(
+                t.model(),
+                &ids,
+                &mut rng,
+                &vars,
+                lsnn_train::shard::SHARD_ROWS,
+            )
+            .unwrap(),
+        );
     }
     let before = alloc::live_bytes();
     for b in 0..4 {

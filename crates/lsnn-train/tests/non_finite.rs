@@ -11,7 +11,7 @@ use common::{
 };
 use lsnn_train::lm::AsLanguageModel;
 use lsnn_train::lsnn_layers::{LanguageModel, Mode, ModelConfig};
-use lsnn_train::shard::shard_rows;
+use lsnn_train::shard::{shard_rows, SHARD_ROWS};
 use lsnn_train::{Event, RunConfig, StepLoss, TokenDataset, TrainConfig, TrainModel, Trainer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -44,7 +44,7 @@ impl<const AT: usize, const OBJECTIVE_ONLY: bool> TrainModel for NanAt<AT, OBJEC
     ) -> lsnn_train::Result<(StepLoss, Option<GradStore>)> {
         let (loss, grads) = TrainModel::loss_and_grads(&self.inner, ids, mode, scale)?;
         // Every batch of these tests has the configuration's batch size.
-        let shards = shard_rows(tiny_train().batch_size).len();
+        let shards = shard_rows(tiny_train().batch_size, SHARD_ROWS).len();
         let i = self.train_calls.fetch_add(1, Ordering::SeqCst);
         if i != AT * shards + shards - 1 {
             return Ok((loss, grads));

@@ -81,8 +81,14 @@ fn a_padded_batchs_shards_weigh_what_they_score() {
         input,
         targets: targets.unwrap(),
     };
-    let sharded =
-        lsnn_train::shard::loss_and_grads(&m, &batch, &mut SeededRng::new(1), &vars).unwrap();
+    let sharded = lsnn_train::shard::loss_and_grads(
+        &m,
+        &batch,
+        &mut SeededRng::new(1),
+        &vars,
+        lsnn_train::shard::SHARD_ROWS,
+    )
+    .unwrap();
     let (whole, store) = m
         .loss_and_grads(&batch.input, &batch.targets, &mut Mode::Eval, 1.0)
         .unwrap();

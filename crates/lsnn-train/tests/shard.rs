@@ -43,12 +43,15 @@ fn bits(t: &Tensor) -> Vec<u32> {
 #[test]
 fn rows_split_into_near_equal_shards_in_order() {
     assert_eq!(SHARD_ROWS, 4);
-    assert_eq!(shard_rows(8), vec![(0, 4), (4, 4)]);
-    assert_eq!(shard_rows(5), vec![(0, 3), (3, 2)]);
-    assert_eq!(shard_rows(9), vec![(0, 3), (3, 3), (6, 3)]);
-    assert_eq!(shard_rows(16), vec![(0, 4), (4, 4), (8, 4), (12, 4)]);
-    assert_eq!(shard_rows(4), vec![(0, 4)]);
-    assert_eq!(shard_rows(1), vec![(0, 1)]);
+    assert_eq!(shard_rows(8, SHARD_ROWS), vec![(0, 4), (4, 4)]);
+    assert_eq!(shard_rows(5, SHARD_ROWS), vec![(0, 3), (3, 2)]);
+    assert_eq!(shard_rows(9, SHARD_ROWS), vec![(0, 3), (3, 3), (6, 3)]);
+    assert_eq!(
+        shard_rows(16, SHARD_ROWS),
+        vec![(0, 4), (4, 4), (8, 4), (12, 4)]
+    );
+    assert_eq!(shard_rows(4, SHARD_ROWS), vec![(0, 4)]);
+    assert_eq!(shard_rows(1, SHARD_ROWS), vec![(0, 1)]);
 }
 
 /// The sharded gradient against one backward pass through Σ_k (B_k/B)·loss_k built in a single
@@ -63,8 +66,8 @@ fn matches_single_graph(rows: usize, smoothing: f64) {
     let batch = ids(rows, cfg.sequence_length + 1, 9);
     let mut rng = SeededRng::new(21);
     let mut manual_rng = rng.clone();
-    let got = loss_and_grads(&model, &batch, &mut rng, &vars).unwrap();
-    let shards = shard_rows(rows);
+    let got = loss_and_grads(&model, &batch, &mut rng, &vars, SHARD_ROWS).unwrap();
+    let shards = shard_rows(rows, SHARD_ROWS);
     assert_eq!(shards.len(), rows.div_ceil(SHARD_ROWS));
     let mut forks: Vec<SeededRng> = shards.iter().map(|_| manual_rng.fork()).collect();
     assert_eq!(
@@ -153,7 +156,9 @@ fn step_on(
         .num_threads(threads)
         .build()
         .unwrap()
-        .install(|| loss_and_grads(model, &batch, &mut SeededRng::new(8), vars).unwrap())
+        .install(|| {
+            loss_and_grads(model, &batch, &mut SeededRng::new(8), vars, SHARD_ROWS).unwrap()
+        })
 }
 
 /// One shard (4 rows) of an lm-small-sized model: its kernels are large enough to split their
@@ -169,7 +174,9 @@ fn a_single_shard_step_gives_the_same_bits_on_one_two_and_three_threads() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| loss_and_grads(&model, &batch, &mut SeededRng::new(8), &vars).unwrap())
+            .install(|| {
+                loss_and_grads(&model, &batch, &mut SeededRng::new(8), &vars, SHARD_ROWS).unwrap()
+            })
     };
     let one = step(1);
     for threads in [2, 3] {
@@ -269,7 +276,7 @@ fn one_non_finite_shard_skips_the_whole_batch() {
         calls: Default::default(),
     };
     let batch = ids(8, tiny_model().sequence_length + 1, 4);
-    let got = loss_and_grads(&model, &batch, &mut SeededRng::new(2), &vars).unwrap();
+    let got = loss_and_grads(&model, &batch, &mut SeededRng::new(2), &vars, SHARD_ROWS).unwrap();
     assert_eq!(model.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert!(
         got.grads.is_none(),

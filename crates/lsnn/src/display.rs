@@ -94,6 +94,15 @@ impl Display {
                     }
                 }
             }
+            Event::ShardSizing { sizing, recorded } => self.line(&format!(
+                "{}{}",
+                sizing.describe(),
+                if *recorded {
+                    " (recorded when the run started)"
+                } else {
+                    ""
+                }
+            )),
             Event::Skipped { reason, total } => self.line(&format!(
                 "skipped a batch ({reason}); {total} skipped so far"
             )),

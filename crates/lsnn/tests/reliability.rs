@@ -437,11 +437,13 @@ fn huge_requests_are_refused_before_allocating() {
     let e = err(&o);
     assert_eq!(code(&o), 2, "{e}");
     assert!(e.contains("hidden_dim") && e.contains("at most"), "{e}");
-    // Parameters that fit (a few MiB) but a step that does not (long windows, a big batch).
+    // Parameters that fit (a few MiB) but a step that does not (long windows, a big batch in
+    // one shard: the estimate counts the rows in flight, a shard's rows times the threads).
     let mut v: serde_json::Value = serde_json::from_str(support::CONFIG).unwrap();
     v["sequence_length"] = 4096.into();
     v["max_position_embeddings"] = 4096.into();
     v["batch_size"] = 512.into();
+    v["shard_rows"] = 512.into();
     std::fs::write(d.join("step.json"), v.to_string()).unwrap();
     let text: String = (0..3000)
         .map(|i| format!("line {i} of a longer text\n"))

@@ -25,8 +25,8 @@ use sequence::{
     classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
 };
 use training::{
-    checkpoint_case, ema_case, generation_case, ncp_train_step_case, tbptt_train_step_case,
-    train_step_case, trainer_epoch_case,
+    auto_probe_case, checkpoint_case, ema_case, generation_case, ncp_train_step_case,
+    tbptt_train_step_case, train_step_case, trainer_epoch_case,
 };
 
 /// The small leak a control adds to its workload.
@@ -361,6 +361,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::RunningLossGraph,
         tbptt_train_step_case,
+    );
+    add(
+        "auto-probe",
+        "shard_rows auto's probe steps (1, 2 and 4 rows of a batch of 4, all fitting), each iteration a fresh choice",
+        c(),
+        Leak::None,
+        auto_probe_case,
+    );
+    add(
+        "auto-probe/control-history",
+        "the same, keeping a 4 KiB record per choice in a growing history",
+        c(),
+        Leak::HistoryBuffer,
+        auto_probe_case,
     );
     add(
         "regression-train-step",

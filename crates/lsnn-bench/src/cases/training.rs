@@ -54,6 +54,31 @@ pub(crate) fn tbptt_train_step_case(leak: Leak) -> Result<Iteration> {
     }))
 }
 
+pub(crate) fn auto_probe_case(leak: Leak) -> Result<Iteration> {
+    // `shard_rows: "auto"`'s probes (design §3.3.1): steps of 1, 2 and 4 rows on a batch of 4,
+    // under a budget every size fits, so each iteration runs all of them.
+    let (model, vars, cfg) = tiny_training()?;
+    let rows = tiny_config().train.batch_size;
+    let mut draw = SeededRng::new(5);
+    let bytes = std::num::NonZeroU64::new(256).expect("256 is not zero");
+    let ids: Vec<u32> = (0..rows * (cfg.sequence_length + 1))
+        .map(|_| draw.below(bytes) as u32)
+        .collect();
+    let ids = Tensor::from_vec(ids, (rows, cfg.sequence_length + 1), &device()?)?;
+    let rng = SeededRng::new(9);
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        let sizing = lsnn_train::shard::choose_shard_rows(&model, &ids, &rng, &vars, u64::MAX / 4)?;
+        if sizing.rows != rows {
+            return Err(BenchError::Other(format!(
+                "auto chose {} rows under an unlimited budget; expected the whole batch of {rows}",
+                sizing.rows
+            )));
+        }
+        leaker.leak(None)
+    }))
+}
+
 pub(crate) fn ema_case(leak: Leak) -> Result<Iteration> {
     let (_model, vars, _cfg) = tiny_training()?;
     let mut ema = Ema::new(&vars, 0.999)?;

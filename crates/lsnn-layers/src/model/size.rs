@@ -137,8 +137,10 @@ impl ModelConfig {
     /// An estimate of the bytes one training step's activations (and the gradients of those
     /// kept for backward) take at `batch` windows: per position and block the encoder's currents
     /// and rates, the liquid cell's backbone and heads, the fusion's D-wide tensors; per attention
-    /// layer its D-wide tensors and three B·heads·L² score tensors; the head's 2D- and V-wide ones.
-    /// Within about ±30% of the peaks measured at lm-small and lm-medium (design §8.2).
+    /// layer its D-wide tensors and, where the attention kernel materialises them, three
+    /// B·heads·L² score tensors (the tiled kernel keeps one log-sum-exp per row and head instead,
+    /// design §2.5.1); the head's 2D- and V-wide ones. Within about ±30% of the peaks measured at
+    /// lm-small and lm-medium (design §8.2).
     pub fn training_step_bytes(&self, batch: usize) -> Result<u128> {
         self.check_bounds()?;
         let n = batch as u128 * self.sequence_length as u128;
@@ -156,7 +158,12 @@ impl ModelConfig {
         let per_block = 4 * s + 2 * s + u + 3 * h + 4 * d;
         let l = self.sequence_length as u128;
         let heads = self.num_attention_heads as u128;
-        let attention = n * 4 * d + batch as u128 * heads * l * l * 3;
+        let scores = if self.attention_kernel.tiles(self.sequence_length) {
+            n * heads
+        } else {
+            batch as u128 * heads * l * l * 3
+        };
+        let attention = n * 4 * d + scores;
         let trunk =
             self.num_layers as u128 * n * per_block + (self.num_layers / 2) as u128 * attention;
         let floats = if self.task()?.is_sequence() {

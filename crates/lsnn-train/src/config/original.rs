@@ -129,6 +129,7 @@ pub const LSNN_FIELDS: &[&str] = &[
     "monitor_mode",
     "keep_best",
     "spike_encoding",
+    "shard_rows",
 ];
 
 fn levenshtein(a: &str, b: &str) -> usize {

@@ -2,6 +2,7 @@
 //! cleanup, early stopping, checkpoint retention, seed and device — apart from any model's.
 
 use crate::error::{Result, TrainError};
+use crate::shard::ShardRows;
 use serde::{Deserialize, Serialize};
 
 /// Whether a smaller or a larger value of the monitored metric is better.
@@ -70,6 +71,12 @@ pub struct TrainConfig {
     /// and the trainer refuses a config whose setting is not its data's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spike_encoding: Option<lsnn_layers::spikegen::SpikeEncoding>,
+    /// Most rows per shard of a training batch (default 4), or `"auto"`: the largest that fits
+    /// the memory budget, from probe steps' measured peaks (design §3.3.1). The shards set a
+    /// step's peak memory; the optimisation batch stays `batch_size`. Different shard sizes
+    /// draw different dropout masks, so a run's numbers follow this setting (not the threads).
+    #[serde(skip_serializing_if = "ShardRows::is_default")]
+    pub shard_rows: ShardRows,
 }
 
 impl Default for TrainConfig {
@@ -94,6 +101,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             mixed_precision: false,
             spike_encoding: None,
+            shard_rows: ShardRows::default(),
         }
     }
 }
@@ -134,6 +142,7 @@ impl TrainConfig {
             spike_encoding: Some(lsnn_layers::spikegen::SpikeEncoding::Delta(
                 lsnn_layers::spikegen::DeltaConfig::default(),
             )),
+            shard_rows: ShardRows::Auto,
             ..TrainConfig::default()
         };
         match serde_json::to_value(all) {
@@ -189,6 +198,14 @@ impl TrainConfig {
         ] {
             if v > MAX_COUNT {
                 return Err(bad(name, format!("{v}; expected at most {MAX_COUNT}")));
+            }
+        }
+        if let ShardRows::Fixed(n) = self.shard_rows {
+            if n == 0 || n > MAX_COUNT {
+                return Err(bad(
+                    "shard_rows",
+                    format!("{n}; expected a number of rows in 1..={MAX_COUNT} or \"auto\""),
+                ));
             }
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {

@@ -20,6 +20,13 @@ pub enum Event {
         /// The data's trivial baseline (name, value) of the monitored metric, if it has one.
         baseline: Option<(String, f64)>,
     },
+    /// `shard_rows: "auto"` chose the shard size (or a resumed run took the recorded choice).
+    ShardSizing {
+        /// The choice and the probes behind it.
+        sizing: crate::shard::ShardSizing,
+        /// True when it was read from the resumed run's state rather than probed now.
+        recorded: bool,
+    },
     /// A micro-batch was processed.
     Batch {
         /// Epoch.

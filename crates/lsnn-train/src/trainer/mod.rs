@@ -11,13 +11,15 @@
 //! - [`state`]: `trainer_state.json`; [`events`]: what a run reports;
 //! - `step`: one micro-batch and the optimizer step at a window's end;
 //! - `run`: epochs, evaluation, metrics rows, early stopping;
-//! - `resume`, `save`: the checkpoint on either side; `eval`: validation metrics.
+//! - `resume`, `save`: the checkpoint on either side; `eval`: validation metrics;
+//! - `shards`: the shard size of the steps (`shard_rows`, probed when `"auto"`).
 
 mod eval;
 pub mod events;
 mod resume;
 mod run;
 mod save;
+mod shards;
 pub mod state;
 mod step;
 
@@ -173,6 +175,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             epoch_loss: (0.0, 0),
             finished: false,
             lineage: Some(new_lineage()),
+            shard_sizing: None,
         };
         let replace = opts.overwrite;
         let mut t = Self::assemble(
@@ -352,7 +355,7 @@ fn check_memory<M: TrainModel>(
     opts: &TrainOptions,
     device: &Device,
 ) -> Result<()> {
-    let Some(est) = M::memory_estimate(&cfg.model, cfg.train.batch_size) else {
+    let Some(est) = M::memory_estimate(&cfg.model, rows_in_flight(&cfg.train)) else {
         return Ok(());
     };
     let manager = MemoryManager::new(
@@ -389,6 +392,19 @@ fn check_memory<M: TrainModel>(
         }
     }
     Ok(())
+}
+
+/// The batch rows whose activations live at once in a training step: a shard's rows (one for
+/// `shard_rows: "auto"`, its smallest choice) times the threads, at most the batch (shard
+/// module). A model whose batches do not split holds the whole batch; the estimate then runs
+/// low, and the measured figures (the manager's lines, `"auto"`'s probes) are the check.
+fn rows_in_flight(train: &crate::TrainConfig) -> usize {
+    let per_shard = match train.shard_rows {
+        crate::shard::ShardRows::Fixed(n) => n,
+        crate::shard::ShardRows::Auto => 1,
+    };
+    let threads = rayon::current_num_threads().max(1);
+    train.batch_size.min(per_shard.saturating_mul(threads))
 }
 
 /// A model of `cfg` with fresh variables from `rng` (SeededInit), and its variables by name.

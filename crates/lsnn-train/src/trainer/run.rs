@@ -33,6 +33,16 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         for n in std::mem::take(&mut self.notices) {
             on_event(&Event::Notice(n));
         }
+        if self.cfg.train.shard_rows == crate::shard::ShardRows::Auto {
+            let recorded = self.state.shard_sizing.is_some();
+            self.shard_rows()?;
+            if let Some(sizing) = &self.state.shard_sizing {
+                on_event(&Event::ShardSizing {
+                    sizing: sizing.clone(),
+                    recorded,
+                });
+            }
+        }
         on_event(&self.memory_event("start", None)?);
         let mut last_eval = None;
         let mut interrupted = false;

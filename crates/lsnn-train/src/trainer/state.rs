@@ -65,6 +65,10 @@ pub struct TrainerState {
     /// only this lineage's sets, design §4.4); `None` before version 3.
     #[serde(default)]
     pub lineage: Option<String>,
+    /// What `shard_rows: "auto"` chose when the run started (the resumed run keeps it); `None`
+    /// for a fixed shard size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_sizing: Option<crate::shard::ShardSizing>,
 }
 
 impl TrainerState {

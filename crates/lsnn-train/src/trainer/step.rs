@@ -14,8 +14,14 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     /// Processes one micro-batch of training examples (and steps the optimizer at a window
     /// end). Returns the reported loss (NaN when skipped).
     pub fn train_batch(&mut self, batch: &M::Batch) -> Result<f64> {
-        let out =
-            crate::shard::loss_and_grads(&self.model, batch, &mut self.dropout_rng, &self.vars)?;
+        let rows = self.shard_rows()?;
+        let out = crate::shard::loss_and_grads(
+            &self.model,
+            batch,
+            &mut self.dropout_rng,
+            &self.vars,
+            rows,
+        )?;
         self.state.accum_in_window += 1;
         self.state.batches_seen += 1;
         self.state.tokens_seen += M::batch_items(batch);

@@ -9,14 +9,21 @@
 //! their thread alone ([`lsnn_layers::kernel::sequential`]).
 //!
 //! Shards are also the memory lever: a shard's activations live only from its forward to the end
-//! of its backward, so a batch of many rows runs as shards of at most [`SHARD_ROWS`] rows, as
-//! many at a time as there are threads, and a step's peak memory follows the threads, not the
-//! batch size.
+//! of its backward, so a batch of many rows runs as shards of at most `shard_rows` rows
+//! ([`ShardRows`]; default [`SHARD_ROWS`]), as many at a time as there are threads, and a step's
+//! peak memory follows the shard size and the threads, not the batch size. [`auto`] chooses the
+//! size from probe steps' measured peaks.
 //!
 //! The result is the gradient of the whole batch's mean loss: shard k of B_k rows contributes
 //! (B_k / B)·∇loss_k. The shards follow from the batch size alone, not the number of threads,
 //! and each shard draws its dropout masks from its own generator forked from the caller's in
 //! shard order, so a run's numbers are the same on one thread or many.
+
+pub mod auto;
+mod rows;
+
+pub use auto::{choose_shard_rows, ShardProbe, ShardSizing, AUTO_HEADROOM};
+pub use rows::ShardRows;
 
 use crate::error::Result;
 use crate::model::{StepLoss, TrainModel};
@@ -28,10 +35,10 @@ use lsnn_layers::{Mode, SeededRng};
 /// 438 to 316 MiB for 4% of its speed.
 pub const SHARD_ROWS: usize = 4;
 
-/// The row ranges (start, len) of a batch of `rows`: ⌈rows / [`SHARD_ROWS`]⌉ near-equal parts,
-/// the first ones one row longer when they do not divide evenly.
-pub fn shard_rows(rows: usize) -> Vec<(usize, usize)> {
-    even_parts(rows, rows.div_ceil(SHARD_ROWS))
+/// The row ranges (start, len) of a batch of `rows` in shards of at most `max_rows`: ⌈rows /
+/// max_rows⌉ near-equal parts, the first ones one row longer when they do not divide evenly.
+pub fn shard_rows(rows: usize, max_rows: usize) -> Vec<(usize, usize)> {
+    even_parts(rows, rows.div_ceil(max_rows.max(1)))
 }
 
 /// `rows` split into `parts` near-equal consecutive ranges (start, len) (fewer when there are
@@ -85,20 +92,21 @@ struct ShardOut {
     grads: Option<Vec<Option<Tensor>>>,
 }
 
-/// Forward in training mode, loss and backward for a batch, split into shards when the model's
-/// batches split (see the module docs), else whole. Dropout masks come from generators forked
-/// from `rng`, one per shard in shard order.
+/// Forward in training mode, loss and backward for a batch, split into shards of at most
+/// `max_rows` rows when the model's batches split (see the module docs), else whole. Dropout
+/// masks come from generators forked from `rng`, one per shard in shard order.
 pub fn loss_and_grads<M: TrainModel>(
     model: &M,
     batch: &M::Batch,
     rng: &mut SeededRng,
     vars: &[(String, Var)],
+    max_rows: usize,
 ) -> Result<BatchGrads> {
     let rows = M::batch_rows(batch);
     let total_weight = M::batch_weight(batch);
     // One row probes whether the model's batches split at all.
-    let shards = if rows > SHARD_ROWS && M::batch_part(batch, 0, 1).is_some() {
-        shard_rows(rows)
+    let shards = if rows > max_rows && M::batch_part(batch, 0, 1).is_some() {
+        shard_rows(rows, max_rows)
     } else {
         vec![(0, rows)]
     };
