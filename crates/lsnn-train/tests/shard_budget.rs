@@ -4,8 +4,9 @@
 //! The figures are measured here, independently of the probes: real training steps (forward,
 //! backward, accumulation and the optimizer update) of trainers with a fixed shard size. The
 //! budget is put between the 2-row step's peak (with auto's headroom) and the 4-row step's, so
-//! auto must choose 2; the auto trainer's own real step must then run under the budget, while
-//! the next larger size's real step does not.
+//! auto must choose 2 — without running the 4-row probe, whose peak it predicts from the 2-row
+//! one; the auto trainer's own real step must then run under the budget, while the next larger
+//! size's real step does not.
 
 mod common;
 
@@ -126,10 +127,10 @@ fn auto_chooses_the_largest_shard_that_fits_the_budget_and_the_next_would_not() 
             sizing
                 .probes
                 .iter()
-                .map(|p| (p.rows, p.fits))
+                .map(|p| (p.rows, p.measured, p.fits))
                 .collect::<Vec<_>>(),
-            vec![(1, true), (2, true), (4, false)],
-            "probing stops at the first size that does not fit"
+            vec![(1, true, true), (2, true, true), (4, false, false)],
+            "the 4-row step is predicted not to fit and not run"
         );
         assert_eq!(sizing.budget_bytes, budget);
         // The chosen setting runs under the budget; the next larger would not.
@@ -142,7 +143,8 @@ fn auto_chooses_the_largest_shard_that_fits_the_budget_and_the_next_would_not() 
             "4-row shards ({} B) would fit {budget} B",
             peaks[2]
         );
-        // The probes measured what the real steps do, within the headroom.
+        // The probes measured what the real steps do, and the prediction foresaw it, within
+        // the headroom.
         for (probe, real) in sizing.probes.iter().zip(&peaks) {
             let ratio = probe.peak_bytes as f64 / *real as f64;
             assert!(

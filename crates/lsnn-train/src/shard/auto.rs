@@ -2,8 +2,11 @@
 //! step's peak follows the rows of the shards in flight (one per thread), not the batch, so
 //! probe steps of 1, 2, 4, … rows (and the whole batch) run the real forward and backward on a
 //! real batch under the counting allocator, smallest first, and the largest whose peak with
-//! [`AUTO_HEADROOM`] fits the budget is chosen. Probing stops at the first size that does not
-//! fit, so no probe runs a size past that one. The probes draw their dropout masks from a copy
+//! [`AUTO_HEADROOM`] fits the budget is chosen. Before each probe its peak is predicted from the
+//! previous one (the bytes above the live figure grow with the rows in flight, a shard's rows
+//! times the threads, at most the batch); a size predicted not to fit is recorded as such and
+//! not run, so the probes stay within the budget; a size predicted to fit is measured, and
+//! probing stops at the first that does not fit. The probes draw their dropout masks from a copy
 //! of the run's generator, so the run's own numbers do not depend on them, and everything they
 //! allocate is freed when they return (a leak case guards it).
 
@@ -19,14 +22,17 @@ use serde::{Deserialize, Serialize};
 /// the accumulation buffers of the first step and the allocator's own slack are not in a probe.
 pub const AUTO_HEADROOM: f64 = 0.15;
 
-/// One probe step: its shard size and the peak live bytes the process reached during it.
+/// One probe step: its shard size and the peak live bytes the process reached during it (or,
+/// for a size not run, the peak predicted from the previous probe).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardProbe {
     /// Most rows per shard.
     pub rows: usize,
     /// The counting allocator's peak live bytes over the probe (the whole process: the model,
-    /// optimizer state and data included).
+    /// optimizer state and data included), or the predicted peak when `measured` is false.
     pub peak_bytes: u64,
+    /// Whether the step ran; false for a size whose predicted peak did not fit.
+    pub measured: bool,
     /// Whether `peak_bytes · (1 + headroom)` fits the budget.
     pub fits: bool,
 }
@@ -58,9 +64,10 @@ impl ShardSizing {
             .iter()
             .map(|p| {
                 format!(
-                    "{} row{} {:.1} MiB{}",
+                    "{} row{} {}{:.1} MiB{}",
                     p.rows,
                     if p.rows == 1 { "" } else { "s" },
+                    if p.measured { "" } else { "predicted " },
                     mib(p.peak_bytes),
                     if p.fits { "" } else { " (does not fit)" }
                 )
@@ -94,22 +101,24 @@ pub fn candidates(rows: usize, splits: bool) -> Vec<usize> {
     out
 }
 
-/// The peak live bytes of one training step of `batch` in shards of at most `rows` rows, run
-/// with a copy of `rng` (the caller's generator does not move). Needs the counting allocator.
+/// The live bytes before and the peak live bytes during one training step of `batch` in shards
+/// of at most `rows` rows, run with a copy of `rng` (the caller's generator does not move).
+/// Needs the counting allocator.
 pub fn probe_peak<M: TrainModel>(
     model: &M,
     batch: &M::Batch,
     rng: &SeededRng,
     vars: &[(String, Var)],
     rows: usize,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let window = alloc::PeakWindow::open();
+    let start = window.start_live();
     let out: Result<BatchGrads> = loss_and_grads(model, batch, &mut rng.clone(), vars, rows);
     // The gradients are live at the step's end (the trainer adds them into its buffers), so
     // the peak is read while they still are.
     let peak = window.close();
     drop(out?);
-    Ok(peak)
+    Ok((start, peak))
 }
 
 /// Chooses the shard rows of `batch` under `budget_bytes` (see the module docs). A budget that
@@ -141,18 +150,37 @@ pub fn choose_shard_rows<M: TrainModel>(
         threads: rayon::current_num_threads().max(1),
         probes: Vec::new(),
     };
+    let fits = |peak: f64| peak * (1.0 + AUTO_HEADROOM) <= budget_bytes as f64;
+    // Rows whose activations live at once: a wave of shards, one per thread.
+    let in_flight = |r: usize| rows.min(r.saturating_mul(sizing.threads)) as f64;
+    let mut last: Option<(usize, u64, u64)> = None;
     for r in candidates(rows, splits) {
-        let peak = probe_peak(model, batch, rng, vars, r)?;
-        let fits = peak as f64 * (1.0 + AUTO_HEADROOM) <= budget_bytes as f64;
+        if let Some((prev, start, peak)) = last {
+            let per_row = peak.saturating_sub(start) as f64 / in_flight(prev);
+            let predicted = start as f64 + per_row * in_flight(r);
+            if !fits(predicted) {
+                sizing.probes.push(ShardProbe {
+                    rows: r,
+                    peak_bytes: predicted as u64,
+                    measured: false,
+                    fits: false,
+                });
+                break;
+            }
+        }
+        let (start, peak) = probe_peak(model, batch, rng, vars, r)?;
+        let ok = fits(peak as f64);
         sizing.probes.push(ShardProbe {
             rows: r,
             peak_bytes: peak,
-            fits,
+            measured: true,
+            fits: ok,
         });
-        if !fits {
+        if !ok {
             break;
         }
         sizing.rows = r;
+        last = Some((r, start, peak));
     }
     if sizing.rows == 0 {
         let need = sizing.probes[0].peak_bytes as f64 * (1.0 + AUTO_HEADROOM);
