@@ -68,6 +68,11 @@ def fmt_int(v):
     return f"{v:,.0f}"
 
 
+def mib(v):
+    """MiB with one decimal, two below 1 MiB (0.25 is not 0.2)."""
+    return f"{v:,.2f}" if v < 1 else f"{v:,.1f}"
+
+
 def lsnn_table(rows):
     out = [
         "| L | mode | train tokens/s | train MFLOP/token (attention share) | of the matmul bound "
@@ -81,7 +86,7 @@ def lsnn_table(rows):
             f"| {L} | {names[r['mode']]} | {fmt_int(r['train_tps'])} "
             f"| {train_flop_per_token(L) / 1e6:.2f} ({attention_share(L):.0%}) "
             f"| {bound_fraction(L, r['train_tps']):.0%} | {fmt_int(r['infer_tps'])} "
-            f"| {r['peak_live_mib']:,.1f} | {r['largest_mib']:,.1f} | {r['peak_rss_mib']:,.1f} |"
+            f"| {r['peak_live_mib']:,.1f} | {mib(r['largest_mib'])} | {r['peak_rss_mib']:,.1f} |"
         )
     return "\n".join(out)
 

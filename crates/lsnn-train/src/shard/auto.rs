@@ -2,11 +2,12 @@
 //! step's peak follows the rows of the shards in flight (one per thread), not the batch, so
 //! probe steps of 1, 2, 4, … rows (and the whole batch) run the real forward and backward on a
 //! real batch under the counting allocator, smallest first, and the largest whose peak with
-//! [`AUTO_HEADROOM`] fits the budget is chosen. Before each probe its peak is predicted from the
-//! previous one (the bytes above the live figure grow with the rows in flight, a shard's rows
-//! times the threads, at most the batch); a size predicted not to fit is recorded as such and
-//! not run, so the probes stay within the budget; a size predicted to fit is measured, and
-//! probing stops at the first that does not fit. The probes draw their dropout masks from a copy
+//! [`AUTO_HEADROOM`] fits the budget is chosen. Before each probe after the first its peak is
+//! predicted from the previous one (the bytes above the live figure grow with the rows in
+//! flight, a shard's rows times the threads, at most the batch); a size predicted not to fit is
+//! recorded as such and not run, so no probe is started that is expected to pass the budget (the
+//! one-row probe always runs, and a prediction can run low); a size predicted to fit is
+//! measured, and probing stops at the first that does not fit. The probes draw their dropout masks from a copy
 //! of the run's generator, so the run's own numbers do not depend on them, and everything they
 //! allocate is freed when they return (a leak case guards it).
 
@@ -185,8 +186,13 @@ pub fn choose_shard_rows<M: TrainModel>(
     if sizing.rows == 0 {
         let need = sizing.probes[0].peak_bytes as f64 * (1.0 + AUTO_HEADROOM);
         return Err(lsnn_memory::MemoryError::BudgetExceeded {
-            what: "a training step in shards of one row, with shard_rows auto's headroom \
-                   (measured by a probe step)",
+            what: if splits {
+                "a training step in shards of one row, with shard_rows auto's headroom \
+                 (measured by a probe step)"
+            } else {
+                "a training step of the whole batch (the model's batches do not split), with \
+                 shard_rows auto's headroom (measured by a probe step)"
+            },
             requested: need as u64,
             available: budget_bytes,
             budget: budget_bytes,

@@ -15,7 +15,7 @@
 //! size from probe steps' measured peaks.
 //!
 //! The result is the gradient of the whole batch's mean loss: shard k of B_k rows contributes
-//! (B_k / B)·∇loss_k. The shards follow from the batch size alone, not the number of threads,
+//! (B_k / B)·∇loss_k. The shards follow from the batch size and `shard_rows`, never the threads,
 //! and each shard draws its dropout masks from its own generator forked from the caller's in
 //! shard order, so a run's numbers are the same on one thread or many.
 

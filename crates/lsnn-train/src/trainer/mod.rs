@@ -131,6 +131,8 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         data.check_model(&cfg.model)?;
         data.check_train(&cfg.train)?;
         let device = cfg.train.candle_device()?;
+        // Before the run directory is touched (assemble checks again, for a resume).
+        shards::check_auto(cfg.train.shard_rows, &device, &cfg.train.device)?;
         let lock = RunLock::acquire(&opts.out_dir)?;
         if let Some(what) = retention::existing_run(&opts.out_dir) {
             if !opts.overwrite {
@@ -223,6 +225,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                 message: "no validation examples; expected at least one".into(),
             });
         }
+        shards::check_auto(cfg.train.shard_rows, &device, &cfg.train.device)?;
         let opt = AdamW::new(
             &vars,
             AdamWConfig {

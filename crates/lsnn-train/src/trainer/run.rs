@@ -33,21 +33,14 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         for n in std::mem::take(&mut self.notices) {
             on_event(&Event::Notice(n));
         }
-        if self.cfg.train.shard_rows == crate::shard::ShardRows::Auto {
-            let recorded = self.state.shard_sizing.is_some();
-            self.shard_rows()?;
-            if let Some(sizing) = &self.state.shard_sizing {
-                on_event(&Event::ShardSizing {
-                    sizing: sizing.clone(),
-                    recorded,
-                });
-            }
+        let nothing_to_train = self.state.finished || self.state.epoch >= self.cfg.train.num_epochs;
+        if !nothing_to_train {
+            self.announce_shards(on_event)?;
         }
         on_event(&self.memory_event("start", None)?);
         let mut last_eval = None;
         let mut interrupted = false;
         let clock = (start, tokens_at_start);
-        let nothing_to_train = self.state.finished || self.state.epoch >= self.cfg.train.num_epochs;
         while !self.state.finished && self.state.epoch < self.cfg.train.num_epochs {
             match self.epoch(on_event, clock)? {
                 Some(eval) => last_eval = Some(eval),
