@@ -285,3 +285,29 @@ fn one_non_finite_shard_skips_the_whole_batch() {
     assert!(got.objective.is_nan());
     assert!(got.loss.is_finite());
 }
+
+/// `shard_rows: "auto"` in a program without the counting allocator (this test binary installs
+/// none) is a config error when the trainer is built, before the run directory is made.
+#[test]
+fn auto_without_the_counting_allocator_is_refused_before_the_run_directory_is_touched() {
+    assert!(!lsnn_train::lsnn_memory::alloc::is_installed());
+    let dir = common::scratch("auto-refused").join("run");
+    let mut cfg = common::tiny_config();
+    cfg.train.shard_rows = lsnn_train::shard::ShardRows::Auto;
+    let e = common::LmTrainer::new(cfg, common::text_dataset(8), common::options(&dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("shard_rows") && e.contains("counting allocator"),
+        "{e}"
+    );
+    assert!(!dir.exists(), "the run directory was made");
+}
+
+/// Shards of at most `max_rows`: the batch splits into ⌈rows / max_rows⌉ near-equal parts.
+#[test]
+fn shard_rows_follows_its_maximum() {
+    assert_eq!(shard_rows(4, 1), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+    assert_eq!(shard_rows(5, 2), vec![(0, 2), (2, 2), (4, 1)]);
+    assert_eq!(shard_rows(3, 8), vec![(0, 3)]);
+}
