@@ -122,6 +122,20 @@ pub fn probe_peak<M: TrainModel>(
     Ok((start, peak))
 }
 
+/// A config error unless the counting allocator is installed: the probes measure with it.
+pub(crate) fn require_counting_allocator() -> Result<()> {
+    if alloc::is_installed() {
+        return Ok(());
+    }
+    Err(TrainError::Config {
+        field: "shard_rows".into(),
+        message: "\"auto\" measures probe steps with the counting allocator, which this program \
+                  does not install; install lsnn_memory::CountingAlloc as the global allocator, \
+                  or set a number of rows"
+            .into(),
+    })
+}
+
 /// Chooses the shard rows of `batch` under `budget_bytes` (see the module docs). A budget that
 /// not even one-row shards fit is [`lsnn_memory::MemoryError::BudgetExceeded`] with the measured
 /// figure; a program without the counting allocator gets a config error saying so.
@@ -132,15 +146,7 @@ pub fn choose_shard_rows<M: TrainModel>(
     vars: &[(String, Var)],
     budget_bytes: u64,
 ) -> Result<ShardSizing> {
-    if !alloc::is_installed() {
-        return Err(TrainError::Config {
-            field: "shard_rows".into(),
-            message: "\"auto\" measures probe steps with the counting allocator, which this \
-                      program does not install; install lsnn_memory::CountingAlloc as the global \
-                      allocator, or set a number of rows"
-                .into(),
-        });
-    }
+    require_counting_allocator()?;
     let rows = M::batch_rows(batch);
     let splits = rows > 1 && M::batch_part(batch, 0, 1).is_some();
     let mut sizing = ShardSizing {

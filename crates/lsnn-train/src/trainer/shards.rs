@@ -25,21 +25,12 @@ pub(super) fn check_auto(shard_rows: ShardRows, device: &Device, device_name: &s
             ),
         });
     }
-    if !lsnn_memory::alloc::is_installed() {
-        return Err(TrainError::Config {
-            field: "shard_rows".into(),
-            message: "\"auto\" measures probe steps with the counting allocator, which this \
-                      program does not install; install lsnn_memory::CountingAlloc as the global \
-                      allocator, or set a number of rows"
-                .into(),
-        });
-    }
-    Ok(())
+    crate::shard::auto::require_counting_allocator()
 }
 
 impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     /// Most rows per shard of this run's training steps; with `shard_rows: "auto"` the first
-    /// call probes ([`Trainer::size_shards`]) unless the run's state already holds the choice.
+    /// call probes (`crate::shard::auto`) unless the run's state already holds the choice.
     pub fn shard_rows(&mut self) -> Result<usize> {
         match self.cfg.train.shard_rows {
             ShardRows::Fixed(n) => Ok(n),
