@@ -10,6 +10,7 @@
 //!   thread-local switch that keeps every kernel on its calling thread;
 //! - [`path`]: whether a fused kernel runs at all, or the composed reference (the switch that
 //!   forces the composed path on the CPU, process-wide or for one closure);
+//! - [`simd`]: AVX2 versions of the hottest element kernels, chosen at run time;
 //! - [`packing`]: the one convention by which a fused op takes its state and parameters and
 //!   returns its outputs (design §3.2).
 
@@ -17,6 +18,7 @@ pub mod gemm;
 pub mod packing;
 pub mod path;
 pub mod real;
+pub mod simd;
 pub mod slices;
 pub mod threads;
 
@@ -24,6 +26,7 @@ pub(crate) use gemm::{matmul, Gemm};
 pub use path::{composed, force_composed, fused_available, fused_enabled};
 pub(crate) use real::float_kernel;
 pub(crate) use real::Real;
+pub use simd::{cpu_has_avx2, use_wide_vectors, wide_vectors};
 pub(crate) use slices::SyncPtr;
 pub use slices::{contiguous_slice, contiguous_slice_mut_f32};
 pub(crate) use threads::{for_ranges, row_chunks};

@@ -83,7 +83,18 @@ impl<T: Real> Coefs<T> for PerFeature<'_, T> {
     type Lanes = Expanded<T>;
     fn lanes(&self, a: usize, w: usize) -> Expanded<T> {
         let f = self.beta.len();
-        let lay = |v: &[T]| -> Vec<T> { v.iter().copied().cycle().skip(a % f).take(w).collect() };
+        // Whole runs of the F values copied at a time (an iterator cycling over them one value
+        // at a time took 15% of a per-feature forward + backward).
+        let lay = |v: &[T]| -> Vec<T> {
+            let mut out = Vec::with_capacity(w);
+            let mut from = a % f.max(1);
+            while out.len() < w && !v.is_empty() {
+                let take = (v.len() - from).min(w - out.len());
+                out.extend_from_slice(&v[from..from + take]);
+                from = 0;
+            }
+            out
+        };
         let (beta, theta) = (lay(self.beta), lay(self.theta));
         // `Lanes::at` reads these unchecked for every j < w.
         assert!(

@@ -11,7 +11,7 @@
 use super::coefs::{Coefs, Lanes};
 use super::reset::Reset;
 use super::surrogate::SurrogateFn;
-use crate::kernel::{for_ranges, Real, SyncPtr};
+use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
 
 /// 1 when U − θ > 0, else 0.
 #[inline(always)]
@@ -82,76 +82,116 @@ pub(crate) fn forward<T: Real, R: Reset, C: Coefs<T>>(
     out: &mut [T],
     fin: Option<&mut [T]>,
 ) {
-    let (steps, n) = (inp.steps, inp.n);
-    let inv_t = T::from_f64(1.0 / steps as f64);
+    let n = inp.n;
     let out = SyncPtr(out.as_mut_ptr());
     let fin = fin.map(|f| SyncPtr(f.as_mut_ptr()));
-    for_ranges(n, steps, |a, b| {
-        let w = b - a;
-        let l = c.lanes(a, w);
-        let mut u = match inp.mem0 {
-            Some(m) => m[a..b].to_vec(),
-            None => vec![T::zero(); w],
-        };
-        let u = &mut u[..w];
-        let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
-        let mut usum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
-        for t in 0..steps {
-            let row = &inp.row(t, a, w)[..w];
-            match main {
-                Main::Spikes => {
-                    // SAFETY: row t, neurons [a, b) belong to this task only.
-                    let o = &mut (unsafe { out.slice(t * n + a, w) })[..w];
-                    for j in 0..w {
-                        // SAFETY: j < w, the width the lanes were made for.
-                        let (be, th) = unsafe { l.at(j) };
-                        let nu = step::<T, R>(be, th, u[j], row[j]);
-                        u[j] = nu;
-                        o[j] = h(nu, th);
-                    }
-                }
-                Main::Rate => {
-                    let cnt = &mut count[..w];
-                    for j in 0..w {
-                        // SAFETY: j < w, the width the lanes were made for.
-                        let (be, th) = unsafe { l.at(j) };
-                        let nu = step::<T, R>(be, th, u[j], row[j]);
-                        u[j] = nu;
-                        cnt[j] += h(nu, th);
-                    }
-                }
-                Main::RateMem => {
-                    let (cnt, us) = (&mut count[..w], &mut usum[..w]);
-                    for j in 0..w {
-                        // SAFETY: j < w, the width the lanes were made for.
-                        let (be, th) = unsafe { l.at(j) };
-                        let nu = step::<T, R>(be, th, u[j], row[j]);
-                        u[j] = nu;
-                        cnt[j] += h(nu, th);
-                        us[j] += nu;
-                    }
-                }
-            }
+    let wide = wide_vectors();
+    for_ranges(n, inp.steps, |a, b| {
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: `wide` is only true where the CPU has AVX2.
+            return unsafe { fwd_block_avx2::<T, R, C>(c, inp, main, &out, fin.as_ref(), a, b) };
         }
-        if main != Main::Spikes {
-            // SAFETY: neurons [a, b) of the rate (and of the membrane half) belong to this task.
-            let o = unsafe { out.slice(a, w) };
-            for (oj, &cj) in o.iter_mut().zip(&count) {
-                *oj = cj * inv_t;
-            }
-            if main == Main::RateMem {
-                // SAFETY: as above, in the second half of the output.
-                let o = unsafe { out.slice(n + a, w) };
-                for (oj, &sj) in o.iter_mut().zip(&usum) {
-                    *oj = sj * inv_t;
-                }
-            }
-        }
-        if let Some(f) = &fin {
-            // SAFETY: neurons [a, b) of the final membrane belong to this task.
-            unsafe { f.slice(a, w) }.copy_from_slice(u);
-        }
+        let _ = wide;
+        fwd_block::<T, R, C>(c, inp, main, &out, fin.as_ref(), a, b)
     });
+}
+
+/// [`fwd_block`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fwd_block_avx2<T: Real, R: Reset, C: Coefs<T>>(
+    c: &C,
+    inp: &Input<'_, T>,
+    main: Main,
+    out: &SyncPtr<T>,
+    fin: Option<&SyncPtr<T>>,
+    a: usize,
+    b: usize,
+) {
+    fwd_block::<T, R, C>(c, inp, main, out, fin, a, b)
+}
+
+/// The forward of neurons `[a, b)`: their rows of `out` (and of `fin`) belong to this call only.
+#[inline(always)]
+fn fwd_block<T: Real, R: Reset, C: Coefs<T>>(
+    c: &C,
+    inp: &Input<'_, T>,
+    main: Main,
+    out: &SyncPtr<T>,
+    fin: Option<&SyncPtr<T>>,
+    a: usize,
+    b: usize,
+) {
+    let (steps, n) = (inp.steps, inp.n);
+    let inv_t = T::from_f64(1.0 / steps as f64);
+    let w = b - a;
+    let l = c.lanes(a, w);
+    let mut u = match inp.mem0 {
+        Some(m) => m[a..b].to_vec(),
+        None => vec![T::zero(); w],
+    };
+    let u = &mut u[..w];
+    let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
+    let mut usum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
+    for t in 0..steps {
+        let row = &inp.row(t, a, w)[..w];
+        match main {
+            Main::Spikes => {
+                // SAFETY: row t, neurons [a, b) belong to this task only.
+                let o = &mut (unsafe { out.slice(t * n + a, w) })[..w];
+                for j in 0..w {
+                    // SAFETY: j < w, the width the lanes were made for.
+                    let (be, th) = unsafe { l.at(j) };
+                    let nu = step::<T, R>(be, th, u[j], row[j]);
+                    u[j] = nu;
+                    o[j] = h(nu, th);
+                }
+            }
+            Main::Rate => {
+                let cnt = &mut count[..w];
+                for j in 0..w {
+                    // SAFETY: j < w, the width the lanes were made for.
+                    let (be, th) = unsafe { l.at(j) };
+                    let nu = step::<T, R>(be, th, u[j], row[j]);
+                    u[j] = nu;
+                    cnt[j] += h(nu, th);
+                }
+            }
+            Main::RateMem => {
+                let (cnt, us) = (&mut count[..w], &mut usum[..w]);
+                for j in 0..w {
+                    // SAFETY: j < w, the width the lanes were made for.
+                    let (be, th) = unsafe { l.at(j) };
+                    let nu = step::<T, R>(be, th, u[j], row[j]);
+                    u[j] = nu;
+                    cnt[j] += h(nu, th);
+                    us[j] += nu;
+                }
+            }
+        }
+    }
+    if main != Main::Spikes {
+        // SAFETY: neurons [a, b) of the rate (and of the membrane half) belong to this task.
+        let o = unsafe { out.slice(a, w) };
+        for (oj, &cj) in o.iter_mut().zip(&count) {
+            *oj = cj * inv_t;
+        }
+        if main == Main::RateMem {
+            // SAFETY: as above, in the second half of the output.
+            let o = unsafe { out.slice(n + a, w) };
+            for (oj, &sj) in o.iter_mut().zip(&usum) {
+                *oj = sj * inv_t;
+            }
+        }
+    }
+    if let Some(f) = &fin {
+        // SAFETY: neurons [a, b) of the final membrane belong to this task.
+        unsafe { f.slice(a, w) }.copy_from_slice(u);
+    }
 }
 
 /// Where the backward writes: dL/dI ([T, n], or [n] for a constant current), dL/dU_{−1} ([n],
@@ -197,12 +237,68 @@ pub(crate) fn backward<T: Real, R: Reset, S: SurrogateFn, C: Coefs<T>>(
         n,
     };
     let learn = dst.dparams.is_some();
+    let wide = wide_vectors();
     for_ranges(n, inp.steps, |a, b| match (constant, learn) {
-        (false, false) => block::<T, R, S, C, false, false>(c, &k, inp, &up, &dst, a, b),
-        (false, true) => block::<T, R, S, C, false, true>(c, &k, inp, &up, &dst, a, b),
-        (true, false) => block::<T, R, S, C, true, false>(c, &k, inp, &up, &dst, a, b),
-        (true, true) => block::<T, R, S, C, true, true>(c, &k, inp, &up, &dst, a, b),
+        (false, false) => block_on::<T, R, S, C, false, false>(wide, c, &k, inp, &up, &dst, a, b),
+        (false, true) => block_on::<T, R, S, C, false, true>(wide, c, &k, inp, &up, &dst, a, b),
+        (true, false) => block_on::<T, R, S, C, true, false>(wide, c, &k, inp, &up, &dst, a, b),
+        (true, true) => block_on::<T, R, S, C, true, true>(wide, c, &k, inp, &up, &dst, a, b),
     });
+}
+
+/// [`block`] in its AVX2 version when `wide`, else in the baseline one.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_on<
+    T: Real,
+    R: Reset,
+    S: SurrogateFn,
+    C: Coefs<T>,
+    const CONSTANT: bool,
+    const LEARN: bool,
+>(
+    wide: bool,
+    c: &C,
+    k: &S::Kernel<T>,
+    inp: &Input<'_, T>,
+    up: &Upstream<'_, T>,
+    dst: &Dest<T>,
+    a: usize,
+    b: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: `wide` is only true where the CPU has AVX2.
+        return unsafe { block_avx2::<T, R, S, C, CONSTANT, LEARN>(c, k, inp, up, dst, a, b) };
+    }
+    let _ = wide;
+    block::<T, R, S, C, CONSTANT, LEARN>(c, k, inp, up, dst, a, b)
+}
+
+/// [`block`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_avx2<
+    T: Real,
+    R: Reset,
+    S: SurrogateFn,
+    C: Coefs<T>,
+    const CONSTANT: bool,
+    const LEARN: bool,
+>(
+    c: &C,
+    k: &S::Kernel<T>,
+    inp: &Input<'_, T>,
+    up: &Upstream<'_, T>,
+    dst: &Dest<T>,
+    a: usize,
+    b: usize,
+) {
+    block::<T, R, S, C, CONSTANT, LEARN>(c, k, inp, up, dst, a, b)
 }
 
 /// The upstream gradients of a backward.
@@ -224,6 +320,7 @@ struct Dest<T> {
 
 /// The backward of neurons `[a, b)`: `CONSTANT` for a constant current (its gradient summed over
 /// the steps), `LEARN` when the parameter gradients are wanted.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block<
     T: Real,
@@ -368,22 +465,79 @@ fn bwd_row<
         carry[j] = R::carry(be, r) * du;
     }
     if LEARN {
-        // A second pass over what the first kept (du and the spike term), so that each loop
-        // stays simple enough for the compiler to vectorise (one loop doing both does not).
-        for j in 0..w {
-            // SAFETY: j < w, the width the lanes were made for.
-            let (_, th) = unsafe { l.at(j) };
-            let r = h(u_prev[j], th);
-            dbeta[j] += s_du[j] * R::dbeta(r, u_prev[j]);
-            dtheta[j] += R::dtheta(r) * s_du[j] - s_gs[j];
+        // A second pass over what the first kept (du and the spike term), in a function of
+        // its own (not inlined) whose slice arguments the compiler knows do not overlap: one
+        // loop doing both, or this loop inlined here, stays scalar.
+        #[cfg(target_arch = "x86_64")]
+        if wide_vectors() {
+            // SAFETY: wide vectors are only on where the CPU has AVX2.
+            unsafe { learn_row_avx2::<T, R, L>(l, u_prev, s_du, s_gs, dbeta, dtheta) };
+            return;
         }
+        learn_row::<T, R, L>(l, u_prev, s_du, s_gs, dbeta, dtheta);
+    }
+}
+
+/// [`learn_row_body`] for the baseline instructions.
+#[inline(never)]
+fn learn_row<T: Real, R: Reset, L: Lanes<T>>(
+    l: &L,
+    u_prev: &[T],
+    s_du: &[T],
+    s_gs: &[T],
+    dbeta: &mut [T],
+    dtheta: &mut [T],
+) {
+    learn_row_body::<T, R, L>(l, u_prev, s_du, s_gs, dbeta, dtheta)
+}
+
+/// [`learn_row_body`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn learn_row_avx2<T: Real, R: Reset, L: Lanes<T>>(
+    l: &L,
+    u_prev: &[T],
+    s_du: &[T],
+    s_gs: &[T],
+    dbeta: &mut [T],
+    dtheta: &mut [T],
+) {
+    learn_row_body::<T, R, L>(l, u_prev, s_du, s_gs, dbeta, dtheta)
+}
+
+/// Adds one step's parts of dL/dβ and dL/dθ: dL/dU_t·∂U_t/∂β, and ∂U_t/∂θ·dL/dU_t minus the
+/// spike term, from the step's dL/dU (`s_du`) and spike term (`s_gs`).
+#[inline(always)]
+fn learn_row_body<T: Real, R: Reset, L: Lanes<T>>(
+    l: &L,
+    u_prev: &[T],
+    s_du: &[T],
+    s_gs: &[T],
+    dbeta: &mut [T],
+    dtheta: &mut [T],
+) {
+    let w = dbeta.len();
+    let (u_prev, s_du, s_gs, dtheta) = (&u_prev[..w], &s_du[..w], &s_gs[..w], &mut dtheta[..w]);
+    for j in 0..w {
+        // SAFETY: j < w, the width the lanes were made for.
+        let (_, th) = unsafe { l.at(j) };
+        let r = h(u_prev[j], th);
+        dbeta[j] += s_du[j] * R::dbeta(r, u_prev[j]);
+        dtheta[j] += R::dtheta(r) * s_du[j] - s_gs[j];
     }
 }
 
 /// Sums per-neuron parts [dβ (n) | dθ (n)] into `pairs` pairs [dβ (pairs) | dθ (pairs)]:
-/// neuron j belongs to pair j mod `pairs`. Serial and in neuron order, so the sum does not
-/// depend on how the neurons were split over threads.
+/// neuron j belongs to pair j mod `pairs`. Serial and in an order fixed by n and `pairs` alone,
+/// so the sum does not depend on how the neurons were split over threads.
 pub(crate) fn reduce_pairs<T: Real>(parts: &[T], n: usize, pairs: usize) -> Vec<T> {
+    if pairs == 1 {
+        return vec![lane_sum(&parts[..n]), lane_sum(&parts[n..2 * n])];
+    }
     let mut out = vec![T::zero(); 2 * pairs];
     let (ob, ot) = out.split_at_mut(pairs);
     // n is a multiple of `pairs` (the last neuron dim), so the neurons come in whole rows.
@@ -395,4 +549,22 @@ pub(crate) fn reduce_pairs<T: Real>(parts: &[T], n: usize, pairs: usize) -> Vec<
         }
     }
     out
+}
+
+/// The sum of `v` in eight interleaved partial sums (element i into sum i mod 8), added in order
+/// at the end: the same order for the same length on every run, and a loop the compiler
+/// vectorises (one running sum is a chain of dependent adds, 4 cycles each).
+fn lane_sum<T: Real>(v: &[T]) -> T {
+    const LANES: usize = 8;
+    let mut acc = [T::zero(); LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += x;
+    }
+    acc.iter().fold(T::zero(), |s, &a| s + a)
 }

@@ -33,7 +33,7 @@ impl SurrogateFn for Sigmoid {
 
     #[inline(always)]
     fn grad<T: Real>(k: &T, x: T) -> T {
-        let e = (T::zero() - *k * x.abs_()).exp_();
+        let e = (T::zero() - *k * x.abs_()).exp_nonpositive();
         let d = T::one() + e;
         *k * e / (d * d)
     }

@@ -40,7 +40,7 @@ impl SurrogateFn for SpikeRateEscape {
 
     #[inline(always)]
     fn grad<T: Real>(k: &(T, T), x: T) -> T {
-        k.1 * (T::zero() - k.0 * x.abs_()).exp_()
+        k.1 * (T::zero() - k.0 * x.abs_()).exp_nonpositive()
     }
 
     fn grad_tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
