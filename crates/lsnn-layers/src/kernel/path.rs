@@ -23,13 +23,19 @@ fn forced_globally() -> bool {
         1 => false,
         2 => true,
         _ => {
-            let on = std::env::var("LSNN_FORCE_COMPOSED")
-                .map(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-                .unwrap_or(false);
+            let on = env_flag("LSNN_FORCE_COMPOSED");
             FORCED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
             on
         }
     }
+}
+
+/// Whether the environment variable `name` is set to something other than empty, `0` or
+/// `false` (the process-wide switches of the kernels read their variable this way).
+pub(crate) fn env_flag(name: &str) -> bool {
+    std::env::var(name)
+        .map(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+        .unwrap_or(false)
 }
 
 /// Forces the composed path of every op for the whole process (`true`), or gives the fused

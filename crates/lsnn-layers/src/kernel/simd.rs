@@ -18,10 +18,7 @@ pub fn wide_vectors() -> bool {
         1 => true,
         2 => false,
         _ => {
-            let off = std::env::var("LSNN_BASELINE_ISA")
-                .map(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-                .unwrap_or(false);
-            let on = !off && cpu_has_avx2();
+            let on = !super::path::env_flag("LSNN_BASELINE_ISA") && cpu_has_avx2();
             WIDE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
             on
         }
