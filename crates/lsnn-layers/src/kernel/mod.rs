@@ -10,7 +10,8 @@
 //!   thread-local switch that keeps every kernel on its calling thread;
 //! - [`path`]: whether a fused kernel runs at all, or the composed reference (the switch that
 //!   forces the composed path on the CPU, process-wide or for one closure);
-//! - [`simd`]: AVX2 versions of the hottest element kernels, chosen at run time;
+//! - [`simd`]: whether the AVX2 copies of the hottest element kernels (the LIF kernels') run,
+//!   detected at run time;
 //! - [`packing`]: the one convention by which a fused op takes its state and parameters and
 //!   returns its outputs (design §3.2).
 

@@ -271,8 +271,7 @@ fn block_on<
         // SAFETY: `wide` is only true where the CPU has AVX2.
         return unsafe { block_avx2::<T, R, S, C, CONSTANT, LEARN>(c, k, inp, up, dst, a, b) };
     }
-    let _ = wide;
-    block::<T, R, S, C, CONSTANT, LEARN>(c, k, inp, up, dst, a, b)
+    block::<T, R, S, C, CONSTANT, LEARN>(false, c, k, inp, up, dst, a, b)
 }
 
 /// [`block`] compiled with AVX2.
@@ -298,7 +297,7 @@ unsafe fn block_avx2<
     a: usize,
     b: usize,
 ) {
-    block::<T, R, S, C, CONSTANT, LEARN>(c, k, inp, up, dst, a, b)
+    block::<T, R, S, C, CONSTANT, LEARN>(true, c, k, inp, up, dst, a, b)
 }
 
 /// The upstream gradients of a backward.
@@ -319,7 +318,8 @@ struct Dest<T> {
 }
 
 /// The backward of neurons `[a, b)`: `CONSTANT` for a constant current (its gradient summed over
-/// the steps), `LEARN` when the parameter gradients are wanted.
+/// the steps), `LEARN` when the parameter gradients are wanted; `wide` when this is the AVX2
+/// copy (the parameter pass, a function of its own, is then called in its AVX2 copy too).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn block<
@@ -330,6 +330,7 @@ fn block<
     const CONSTANT: bool,
     const LEARN: bool,
 >(
+    wide: bool,
     c: &C,
     k: &S::Kernel<T>,
     inp: &Input<'_, T>,
@@ -391,6 +392,7 @@ fn block<
             &mut (unsafe { dst.dcur.slice(t * n + a, w) })[..w]
         };
         bwd_row::<T, R, S, _, CONSTANT, LEARN>(
+            wide,
             &l,
             *k,
             g,
@@ -432,6 +434,7 @@ fn bwd_row<
     const CONSTANT: bool,
     const LEARN: bool,
 >(
+    wide: bool,
     l: &L,
     k: S::Kernel<T>,
     g: &[T],
@@ -469,8 +472,8 @@ fn bwd_row<
         // its own (not inlined) whose slice arguments the compiler knows do not overlap: one
         // loop doing both, or this loop inlined here, stays scalar.
         #[cfg(target_arch = "x86_64")]
-        if wide_vectors() {
-            // SAFETY: wide vectors are only on where the CPU has AVX2.
+        if wide {
+            // SAFETY: `wide` is only true in the AVX2 copy, run where the CPU has AVX2.
             unsafe { learn_row_avx2::<T, R, L>(l, u_prev, s_du, s_gs, dbeta, dtheta) };
             return;
         }
