@@ -110,6 +110,16 @@ pub enum Form {
     ConstRate,
 }
 
+/// Neuron shapes for the proptests: rank 1 to 3, up to 300 neurons in a row.
+pub fn neuron_dims() -> impl proptest::strategy::Strategy<Value = Vec<usize>> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1usize..=300).prop_map(|a| vec![a]),
+        (1usize..=20, 1usize..=20).prop_map(|(a, b)| vec![a, b]),
+        (1usize..=6, 1usize..=6, 1usize..=6).prop_map(|(a, b, c)| vec![a, b, c]),
+    ]
+}
+
 /// Every LIF form.
 pub const FORMS: [Form; 4] = [
     Form::Spikes,

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use common::{Form, FORMS, RESETS, SURROGATES};
+use common::{neuron_dims, Form, FORMS, RESETS, SURROGATES};
 use lsnn_layers::lif::{
     self, reference, BetaForm, Leaky, Learn, LearnedLif, LifConfig, LifParams, LifState,
     ResetMechanism, Surrogate,
@@ -167,14 +167,6 @@ fn learned_vs_reference(
         _ => of,
     };
     Ok(spikes.mean_all().unwrap().to_scalar::<f64>().unwrap())
-}
-
-fn neuron_dims() -> impl Strategy<Value = Vec<usize>> {
-    prop_oneof![
-        (1usize..=300).prop_map(|a| vec![a]),
-        (1usize..=20, 1usize..=20).prop_map(|(a, b)| vec![a, b]),
-        (1usize..=6, 1usize..=6, 1usize..=6).prop_map(|(a, b, c)| vec![a, b, c]),
-    ]
 }
 
 proptest! {

@@ -15,7 +15,7 @@ use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
 
 /// 1 when U − θ > 0, else 0.
 #[inline(always)]
-fn h<T: Real>(u: T, theta: T) -> T {
+pub(crate) fn h<T: Real>(u: T, theta: T) -> T {
     if u - theta > T::zero() {
         T::one()
     } else {
@@ -196,7 +196,7 @@ fn fwd_block<T: Real, R: Reset, C: Coefs<T>>(
 
 /// Where the backward writes: dL/dI ([T, n], or [n] for a constant current), dL/dU_{−1} ([n],
 /// when an initial membrane was given) and, when the parameters are learnable, the per-neuron
-/// parts of dL/dβ and dL/dθ ([2n]: every β part, then every θ part; [`reduce_pairs`] sums them
+/// parts of dL/dβ and dL/dθ ([2n]: every β part, then every θ part; [`reduce_parts`] sums them
 /// into the pairs).
 pub(crate) struct Grads<'a, T> {
     pub dcur: &'a mut [T],
@@ -534,17 +534,18 @@ fn learn_row_body<T: Real, R: Reset, L: Lanes<T>>(
     }
 }
 
-/// Sums per-neuron parts [dβ (n) | dθ (n)] into `pairs` pairs [dβ (pairs) | dθ (pairs)]:
-/// neuron j belongs to pair j mod `pairs`. Serial and in an order fixed by n and `pairs` alone,
-/// so the sum does not depend on how the neurons were split over threads.
-pub(crate) fn reduce_pairs<T: Real>(parts: &[T], n: usize, pairs: usize) -> Vec<T> {
+/// Sums per-neuron parts, `groups` blocks of n (LIF: [dβ (n) | dθ (n)]), into `pairs` values per
+/// group ([dβ (pairs) | dθ (pairs)]): neuron j belongs to value j mod `pairs`. Serial and in an
+/// order fixed by n and `pairs` alone, so the sum does not depend on how the neurons were split
+/// over threads.
+pub(crate) fn reduce_parts<T: Real>(parts: &[T], n: usize, groups: usize, pairs: usize) -> Vec<T> {
+    let halves = parts[..groups * n].chunks_exact(n.max(1)).take(groups);
     if pairs == 1 {
-        return vec![lane_sum(&parts[..n]), lane_sum(&parts[n..2 * n])];
+        return halves.map(lane_sum).collect();
     }
-    let mut out = vec![T::zero(); 2 * pairs];
-    let (ob, ot) = out.split_at_mut(pairs);
+    let mut out = vec![T::zero(); groups * pairs];
     // n is a multiple of `pairs` (the last neuron dim), so the neurons come in whole rows.
-    for (o, half) in [(ob, &parts[..n]), (ot, &parts[n..2 * n])] {
+    for (o, half) in out.chunks_exact_mut(pairs).zip(halves) {
         for row in half.chunks_exact(pairs) {
             for (oj, &v) in o.iter_mut().zip(row) {
                 *oj += v;

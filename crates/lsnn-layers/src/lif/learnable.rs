@@ -40,7 +40,7 @@ impl Learn {
     }
 
     /// How many values a learned parameter of `features` neurons has (0 when fixed).
-    fn len(self, features: usize) -> usize {
+    pub(crate) fn len(self, features: usize) -> usize {
         match self {
             Learn::Fixed => 0,
             Learn::Shared => 1,

@@ -30,10 +30,10 @@
 
 pub(crate) mod coefs;
 mod config;
-mod kernel;
+pub(crate) mod kernel;
 mod leaky;
 mod learnable;
-mod op;
+pub(crate) mod op;
 pub mod reference;
 pub(crate) mod reset;
 pub mod surrogate;

@@ -34,7 +34,7 @@ impl Form {
         matches!(self, Form::ConstSpikes | Form::ConstRate)
     }
 
-    fn main(self) -> Main {
+    pub(crate) fn main(self) -> Main {
         match self {
             Form::SeqSpikes | Form::ConstSpikes => Main::Spikes,
             Form::SeqRateMem => Main::RateMem,
@@ -370,7 +370,7 @@ impl LifBwdOp {
             })
         }));
         if params.is_some() {
-            out.extend(kernel::reduce_pairs(&parts, n, pairs));
+            out.extend(kernel::reduce_parts(&parts, n, 2, pairs));
         }
         out
     }
