@@ -5,6 +5,8 @@
 //! - [`lif`]: leaky integrate-and-fire neurons with surrogate gradients — fused CPU custom ops
 //!   for the multi-step recurrence (forward and BPTT backward in one pass each), state in and
 //!   out, the per-step [`lif::reference`] composition, and the [`lif::Leaky`] layer;
+//! - [`synaptic`]: the current-based LIF (snnTorch `Synaptic`) in the same forms, and the
+//!   [`synaptic::Synaptic`] layer;
 //! - [`encoder::SpikingEncoder`], [`cfc::Cfc`], [`block::HybridLiquidSpikingBlock`],
 //!   [`attention::MultiHeadSpikingAttention`], [`model::LanguageModel`] — each implementing
 //!   candle's `Module` or (with dropout) `ModuleT`, the CfC also `candle_nn::rnn::RNN`;
@@ -63,6 +65,7 @@ pub mod model;
 pub mod nn;
 pub mod rng;
 pub mod spikegen;
+pub mod synaptic;
 mod threading;
 pub mod wiring;
 

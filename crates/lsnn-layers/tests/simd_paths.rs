@@ -1,4 +1,4 @@
-//! The LIF kernels' AVX2 version against their baseline (SSE2) version: the same Rust arithmetic
+//! The LIF and current-based LIF kernels' AVX2 version against their baseline (SSE2) version: the same Rust arithmetic
 //! compiled twice, picked at run time, so every output and every gradient must agree bit for bit
 //! — for each surrogate, reset, parameter source (fixed, one shared learned pair, one pair per
 //! feature), sequence and constant-current forms, f32 and f64, over blocks that do not fill the
@@ -7,6 +7,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use lsnn_layers::kernel::{cpu_has_avx2, use_wide_vectors, wide_vectors};
 use lsnn_layers::lif::{self, LifConfig, LifParams, LifState, ResetMechanism, Surrogate};
+use lsnn_layers::synaptic::{self, SynapticConfig, SynapticParams, SynapticState};
 use lsnn_layers::SeededRng;
 
 /// Every output and gradient of one configuration, as raw bits.
@@ -50,20 +51,9 @@ fn run(dtype: DType, cfg: &LifConfig, learned: Option<(usize, usize)>) -> Vec<Ve
     let (rate, _) = lif::rate_with(x.as_tensor(), cfg, p.as_ref(), None).unwrap();
     let (cs, _) = lif::const_spikes_with(c.as_tensor(), 6, cfg, p.as_ref(), None).unwrap();
     let (cr, _) = lif::const_rate_with(c.as_tensor(), 6, cfg, p.as_ref(), None).unwrap();
-    let weights = |s: &Tensor| {
-        let k = s.elem_count();
-        Tensor::arange(0.0, k as f64, &Device::Cpu)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-            .affine(0.37 / k as f64, -0.1)
-            .unwrap()
-            .reshape(s.shape())
-            .unwrap()
-    };
     let loss = [&spikes, &fin.mem, &rate.rate, &cs, &cr]
         .iter()
-        .map(|s| (*s * weights(s)).unwrap().sum_all().unwrap())
+        .map(|s| (*s * weights(s, dtype)).unwrap().sum_all().unwrap())
         .reduce(|a, b| (a + b).unwrap())
         .unwrap();
     let grads = loss.backward().unwrap();
@@ -76,31 +66,133 @@ fn run(dtype: DType, cfg: &LifConfig, learned: Option<(usize, usize)>) -> Vec<Ve
         leaves.push(b.as_tensor().clone());
         leaves.push(th.as_tensor().clone());
     }
-    let bits = |t: &Tensor| -> Vec<u64> {
-        let t = t.flatten_all().unwrap();
-        match dtype {
-            DType::F32 => t
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits() as u64)
-                .collect(),
-            _ => t
-                .to_vec1::<f64>()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect(),
-        }
-    };
     let mut out: Vec<Vec<u64>> = [&spikes, &fin.mem, &rate.rate, &rate.mean_mem, &cs, &cr]
         .iter()
-        .map(|t| bits(t))
+        .map(|t| bits(t, dtype))
         .collect();
     for l in &leaves {
-        out.push(bits(grads.get(l).expect("every leaf has a gradient")));
+        out.push(bits(
+            grads.get(l).expect("every leaf has a gradient"),
+            dtype,
+        ));
     }
     out
+}
+
+/// Distinct weights for the elements of `s`, so that every output position reaches the loss.
+fn weights(s: &Tensor, dtype: DType) -> Tensor {
+    let k = s.elem_count();
+    Tensor::arange(0.0, k as f64, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+        .affine(0.37 / k as f64, -0.1)
+        .unwrap()
+        .reshape(s.shape())
+        .unwrap()
+}
+
+/// The raw bits of a tensor's values.
+fn bits(t: &Tensor, dtype: DType) -> Vec<u64> {
+    let t = t.flatten_all().unwrap();
+    match dtype {
+        DType::F32 => t
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits() as u64)
+            .collect(),
+        _ => t
+            .to_vec1::<f64>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect(),
+    }
+}
+
+/// The same for the current-based LIF: every form, both states, α, β, θ learned (`learned`
+/// values each) or fixed.
+fn run_synaptic(dtype: DType, cfg: &SynapticConfig, learned: Option<usize>) -> Vec<Vec<u64>> {
+    let mut rng = SeededRng::new(6);
+    let (t, rows, f) = (5, 3, 1_001);
+    let mut n = |dims: &[usize], mean: f64| {
+        Var::from_tensor(
+            &rng.normal_tensor(dims, mean, 0.5, dtype, &Device::Cpu)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let x = n(&[t, rows, f], 0.3);
+    let syn0 = n(&[rows, f], 0.1);
+    let mem0 = n(&[rows, f], 0.2);
+    let c = n(&[rows, f], 0.3);
+    let full = |v: f64, k: usize| {
+        Var::from_tensor(
+            &Tensor::full(v, k, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let params = learned.map(|k| [full(0.8, k), full(0.9, k), full(1.1, k)]);
+    let p = params.as_ref().map(|[a, b, th]| {
+        SynapticParams::new(
+            a.as_tensor().clone(),
+            b.as_tensor().clone(),
+            th.as_tensor().clone(),
+        )
+    });
+    let state = SynapticState {
+        syn: syn0.as_tensor().clone(),
+        mem: mem0.as_tensor().clone(),
+    };
+    let p = p.as_ref();
+    let (spikes, fin) = synaptic::spikes_with(x.as_tensor(), cfg, p, Some(&state)).unwrap();
+    let (rate, _) = synaptic::rate_with(x.as_tensor(), cfg, p, None).unwrap();
+    let (cs, _) = synaptic::const_spikes_with(c.as_tensor(), 6, cfg, p, None).unwrap();
+    let (cr, _) = synaptic::const_rate_with(c.as_tensor(), 6, cfg, p, None).unwrap();
+    let outs = [
+        &spikes,
+        &fin.syn,
+        &fin.mem,
+        &rate.rate,
+        &rate.mean_mem,
+        &cs,
+        &cr,
+    ];
+    let loss = outs
+        .iter()
+        .map(|s| (*s * weights(s, dtype)).unwrap().sum_all().unwrap())
+        .reduce(|a, b| (a + b).unwrap())
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let mut out: Vec<Vec<u64>> = outs.iter().map(|t| bits(t, dtype)).collect();
+    let mut leaves = vec![&x, &syn0, &mem0, &c];
+    if let Some(ps) = &params {
+        leaves.extend(ps.iter());
+    }
+    for l in leaves {
+        out.push(bits(
+            grads.get(l.as_tensor()).expect("every leaf has a gradient"),
+            dtype,
+        ));
+    }
+    out
+}
+
+/// Asserts that the wide and baseline runs agree in every value.
+fn assert_same(what: &str, wide: &[Vec<u64>], base: &[Vec<u64>]) {
+    for (i, (w, b)) in wide.iter().zip(base).enumerate() {
+        let diff = w.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            diff,
+            0,
+            "{what}: output {i} differs in {diff} of {} values",
+            w.len()
+        );
+    }
 }
 
 #[test]
@@ -133,14 +225,17 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
                     use_wide_vectors(false);
                     assert!(!wide_vectors());
                     let base = run(dtype, &cfg, learned);
-                    for (i, (w, b)) in wide.iter().zip(&base).enumerate() {
-                        let diff = w.iter().zip(b).filter(|(x, y)| x != y).count();
-                        assert_eq!(
-                            diff, 0,
-                            "{dtype:?} {surrogate:?} {reset:?} {learned:?}: output {i} differs in {diff} of {} values",
-                            w.len()
-                        );
-                    }
+                    let what = format!("{dtype:?} {surrogate:?} {reset:?} {learned:?}");
+                    assert_same(&what, &wide, &base);
+                    let syn = SynapticConfig::new(0.8, 0.9)
+                        .with_surrogate(surrogate)
+                        .with_reset(reset);
+                    let learned_syn = learned.map(|(pb, _)| pb);
+                    use_wide_vectors(true);
+                    let wide = run_synaptic(dtype, &syn, learned_syn);
+                    use_wide_vectors(false);
+                    let base = run_synaptic(dtype, &syn, learned_syn);
+                    assert_same(&format!("synaptic {what}"), &wide, &base);
                     cases += 1;
                 }
             }

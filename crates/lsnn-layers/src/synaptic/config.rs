@@ -1,0 +1,146 @@
+//! [`SynapticConfig`]: the parameters of a current-based LIF layer (design §2.10), plain
+//! serialisable data.
+
+use crate::error::{LayerError, Result};
+use crate::lif::{Learn, ResetMechanism, Surrogate};
+use serde::{Deserialize, Serialize};
+
+/// Parameters of a current-based LIF layer (snnTorch `Synaptic`): synaptic decay α, membrane
+/// decay β, threshold θ, reset mechanism, surrogate gradient, and which of α, β, θ are learned.
+///
+/// ```
+/// use lsnn_layers::lif::{ResetMechanism, Surrogate};
+/// use lsnn_layers::synaptic::SynapticConfig;
+/// let cfg = SynapticConfig::new(0.8, 0.9)
+///     .with_reset(ResetMechanism::Zero)
+///     .with_surrogate(Surrogate::atan(2.0));
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynapticConfig {
+    /// Synaptic-current decay α ∈ [0, 1] (default 0.9; α = 0 is the plain LIF with
+    /// subtract or no reset).
+    pub alpha: f64,
+    /// Membrane decay β ∈ (0, 1] (default 0.95).
+    pub beta: f64,
+    /// Firing threshold θ > 0 (default 1.0).
+    pub threshold: f64,
+    /// Reset mechanism (default subtract); reset to zero clears the membrane, never the
+    /// synaptic current (as snnTorch).
+    pub reset: ResetMechanism,
+    /// Surrogate gradient (default fast_sigmoid(25)).
+    pub surrogate: Surrogate,
+    /// Whether α is learned (snnTorch's `learn_alpha`): fixed (default), shared, or one per
+    /// feature. A learned α starts at `alpha`.
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_alpha: Learn,
+    /// Whether β is learned, as for α; starts at `beta`.
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_beta: Learn,
+    /// Whether θ is learned, as for α; starts at `threshold`.
+    #[serde(skip_serializing_if = "Learn::is_fixed")]
+    pub learn_threshold: Learn,
+}
+
+impl Default for SynapticConfig {
+    fn default() -> Self {
+        SynapticConfig {
+            alpha: 0.9,
+            beta: 0.95,
+            threshold: 1.0,
+            reset: ResetMechanism::Subtract,
+            surrogate: Surrogate::default(),
+            learn_alpha: Learn::Fixed,
+            learn_beta: Learn::Fixed,
+            learn_threshold: Learn::Fixed,
+        }
+    }
+}
+
+impl SynapticConfig {
+    /// Decays `alpha` (synaptic) and `beta` (membrane), the other fields at their defaults.
+    pub fn new(alpha: f64, beta: f64) -> Self {
+        SynapticConfig {
+            alpha,
+            beta,
+            ..SynapticConfig::default()
+        }
+    }
+
+    /// With threshold θ.
+    pub fn with_threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// With a reset mechanism.
+    pub fn with_reset(mut self, reset: ResetMechanism) -> Self {
+        self.reset = reset;
+        self
+    }
+
+    /// With a surrogate gradient.
+    pub fn with_surrogate(mut self, surrogate: Surrogate) -> Self {
+        self.surrogate = surrogate;
+        self
+    }
+
+    /// With α, β and θ learned as given (`Learn::Fixed` keeps one fixed).
+    pub fn with_learn(mut self, alpha: Learn, beta: Learn, threshold: Learn) -> Self {
+        self.learn_alpha = alpha;
+        self.learn_beta = beta;
+        self.learn_threshold = threshold;
+        self
+    }
+
+    /// True when α, β or θ is learned (the layer then needs its variables, see
+    /// [`super::Synaptic::learnable`]).
+    pub fn learns(&self) -> bool {
+        !(self.learn_alpha.is_fixed()
+            && self.learn_beta.is_fixed()
+            && self.learn_threshold.is_fixed())
+    }
+
+    /// Checks the ranges: α ∈ [0, 1], β ∈ (0, 1], θ finite and > 0, the surrogate's
+    /// parameters valid.
+    pub fn validate(&self) -> Result<()> {
+        check_alpha(self.alpha, "")?;
+        check_beta(self.beta, "")?;
+        check_threshold(self.threshold, "")?;
+        self.surrogate.validate()
+    }
+}
+
+/// α ∈ [0, 1]; `which` names a learned value's feature in the message.
+pub(crate) fn check_alpha(a: f64, which: &str) -> Result<()> {
+    if (0.0..=1.0).contains(&a) {
+        return Ok(());
+    }
+    Err(LayerError::config(
+        "alpha",
+        format!("{which}{a} is outside [0, 1]; expected a synaptic decay in [0, 1]"),
+    ))
+}
+
+/// β ∈ (0, 1].
+pub(crate) fn check_beta(b: f64, which: &str) -> Result<()> {
+    if b > 0.0 && b <= 1.0 {
+        return Ok(());
+    }
+    Err(LayerError::config(
+        "beta",
+        format!("{which}{b} is outside (0, 1]; expected a membrane decay in (0, 1]"),
+    ))
+}
+
+/// θ finite and > 0.
+pub(crate) fn check_threshold(t: f64, which: &str) -> Result<()> {
+    if t.is_finite() && t > 0.0 {
+        return Ok(());
+    }
+    Err(LayerError::config(
+        "spike_threshold",
+        format!("{which}{t}; expected a positive finite threshold"),
+    ))
+}

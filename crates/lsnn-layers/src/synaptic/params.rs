@@ -1,0 +1,150 @@
+//! Learned α, β and θ of a current-based LIF layer: [`SynapticParams`] as the forms take them
+//! (each one shared value or one per feature, snnTorch's `learn_alpha`, `learn_beta`,
+//! `learn_threshold`), and [`LearnedSynaptic`], the variables a layer owns.
+//!
+//! The values are used as they are and refused with a typed error when an update takes them out
+//! of range (α ∈ [0, 1], β ∈ (0, 1], θ > 0); snnTorch instead clamps α and β into [0, 1] on every
+//! step, which hides a diverging update and zeroes its gradient.
+
+use super::config::{check_alpha, check_beta, check_threshold};
+use super::SynapticConfig;
+use crate::error::{LayerError, Result};
+use crate::lif::coefs::features;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// A range check of one parameter value (the message names the feature).
+type RangeCheck = fn(f64, &str) -> Result<()>;
+
+/// α, β and θ for one call, each a rank-1 tensor of 1 value (shared) or F values (one per
+/// feature, F = the last neuron dim, broadcast over the leading ones).
+#[derive(Debug, Clone)]
+pub struct SynapticParams {
+    /// Synaptic decay α.
+    pub alpha: Tensor,
+    /// Membrane decay β.
+    pub beta: Tensor,
+    /// Threshold θ.
+    pub threshold: Tensor,
+}
+
+impl SynapticParams {
+    /// From the three tensors (checked when used).
+    pub fn new(alpha: Tensor, beta: Tensor, threshold: Tensor) -> Self {
+        SynapticParams {
+            alpha,
+            beta,
+            threshold,
+        }
+    }
+
+    /// Checks shapes, dtype and ranges for neurons `neurons`; the number of triples (1 or F).
+    pub(crate) fn check(&self, neurons: &[usize], dtype: DType) -> Result<usize> {
+        let f = features(neurons);
+        let mut triples = 1;
+        let parts: [(&Tensor, &'static str, RangeCheck); 3] = [
+            (&self.alpha, "synaptic learned alpha", check_alpha),
+            (&self.beta, "synaptic learned beta", check_beta),
+            (
+                &self.threshold,
+                "synaptic learned threshold",
+                check_threshold,
+            ),
+        ];
+        for (t, what, ok) in parts {
+            let n = t.elem_count();
+            if t.rank() != 1 || !(n == 1 || n == f) || t.dtype() != dtype {
+                return Err(LayerError::Shape {
+                    what,
+                    expected: format!("[1] or [{f}] of {dtype:?} (shared, or one per feature)"),
+                    actual: t.dims().to_vec(),
+                });
+            }
+            triples = triples.max(n);
+            let values: Vec<f64> = t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_vec1()?;
+            for (j, v) in values.into_iter().enumerate() {
+                ok(v, &format!("the learned value of feature {j} is "))?;
+            }
+        }
+        Ok(triples)
+    }
+
+    /// The packed parameter operand [α (P), β (P), θ (P)] for `triples` = P.
+    pub(crate) fn packed(&self, triples: usize) -> Result<Tensor> {
+        let a = self.alpha.broadcast_as(triples)?;
+        let b = self.beta.broadcast_as(triples)?;
+        let t = self.threshold.broadcast_as(triples)?;
+        Ok(crate::kernel::packing::pack(&[&a, &b, &t])?)
+    }
+}
+
+/// The learned α, β and/or θ of a layer: variables `alpha`, `beta`, `threshold` (each `[1]` or
+/// `[features]`, as the config's `learn_*` say), initialised to the config's values.
+#[derive(Debug, Clone)]
+pub struct LearnedSynaptic {
+    cfg: SynapticConfig,
+    alpha: Option<Tensor>,
+    beta: Option<Tensor>,
+    threshold: Option<Tensor>,
+}
+
+impl LearnedSynaptic {
+    /// The variables for a layer of `features` neurons (the last dim of its input), from `vb`.
+    pub fn new(cfg: &SynapticConfig, features: usize, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        if features == 0 {
+            return Err(LayerError::config(
+                "learn_alpha",
+                "a layer of 0 neurons; expected at least 1",
+            ));
+        }
+        let var = |n: usize, name: &str, v: f64| -> Result<Option<Tensor>> {
+            Ok(match n {
+                0 => None,
+                n => Some(vb.get_with_hints(n, name, Init::Const(v))?),
+            })
+        };
+        Ok(LearnedSynaptic {
+            cfg: *cfg,
+            alpha: var(cfg.learn_alpha.len(features), "alpha", cfg.alpha)?,
+            beta: var(cfg.learn_beta.len(features), "beta", cfg.beta)?,
+            threshold: var(
+                cfg.learn_threshold.len(features),
+                "threshold",
+                cfg.threshold,
+            )?,
+        })
+    }
+
+    /// The same parameters detached from their variables.
+    pub fn detached(&self) -> Self {
+        LearnedSynaptic {
+            cfg: self.cfg,
+            alpha: self.alpha.as_ref().map(Tensor::detach),
+            beta: self.beta.as_ref().map(Tensor::detach),
+            threshold: self.threshold.as_ref().map(Tensor::detach),
+        }
+    }
+
+    /// α, β, θ for a call in `dtype` on `device` (a fixed one as a `[1]` constant), or `None`
+    /// when nothing is learned.
+    pub fn params(&self, dtype: DType, device: &Device) -> Result<Option<SynapticParams>> {
+        if self.alpha.is_none() && self.beta.is_none() && self.threshold.is_none() {
+            return Ok(None);
+        }
+        let get = |v: &Option<Tensor>, fixed: f64| -> Result<Tensor> {
+            Ok(match v {
+                Some(t) => t.to_dtype(dtype)?,
+                // Built on the host in `dtype`, then moved: not every device converts from f64.
+                None => Tensor::full(fixed, 1, &Device::Cpu)?
+                    .to_dtype(dtype)?
+                    .to_device(device)?,
+            })
+        };
+        Ok(Some(SynapticParams {
+            alpha: get(&self.alpha, self.cfg.alpha)?,
+            beta: get(&self.beta, self.cfg.beta)?,
+            threshold: get(&self.threshold, self.cfg.threshold)?,
+        }))
+    }
+}
