@@ -10,6 +10,7 @@ use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode, CfcState, WiredCfc, WiredCfcConf
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::kernel::composed;
 use lsnn_layers::lif::{self, reference, LifConfig, LifParams, Surrogate};
+use lsnn_layers::synaptic::{self, SynapticConfig};
 use lsnn_layers::wiring::AutoNcpConfig;
 use lsnn_layers::{fused, Mode, SeededInit, SeededRng};
 use lsnn_memory::{alloc, PeakWindow};
@@ -111,7 +112,7 @@ fn measure(
 }
 
 /// LIF rate form (T = 8, N = 65,536), SpikingEncoder and attention at lm-small sizes, the
-/// attention core at L = 1024, the CfC forms and the LIF surrogates.
+/// attention core at L = 1024, the CfC forms, the LIF surrogates and the current-based LIF.
 pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     let lif_cfg = LifConfig {
         beta: 0.95,
@@ -305,6 +306,7 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
         reps,
     )?);
     out.extend(lif_spikes(&lif_cfg, reps)?);
+    out.extend(synaptic_spikes(reps)?);
     Ok(out)
 }
 
@@ -364,4 +366,50 @@ fn lif_spikes(base: &LifConfig, reps: usize) -> Result<Vec<ComponentReport>> {
         reps,
     )?);
     Ok(out)
+}
+
+/// The current-based LIF's multi-step spikes at T = 8, N = 512 × 128, fast_sigmoid: fused
+/// against its per-step reference, and against fused `Leaky` on the same currents (the
+/// "reference" of that entry is `Leaky`, so its speedup is Leaky / Synaptic time).
+fn synaptic_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
+    let xs = Var::from_tensor(&SeededRng::new(21).normal_tensor(
+        (8, 512, 128),
+        0.3,
+        1.0,
+        DType::F32,
+        &Device::Cpu,
+    )?)?;
+    let x = xs.as_tensor();
+    let cfg = SynapticConfig::new(0.9, 0.95);
+    let leaky = LifConfig::new(0.95);
+    let fused = |x: &Tensor| -> Result<()> {
+        synaptic::spikes_with(x, &cfg, None, None)?
+            .0
+            .sum_all()?
+            .backward()?;
+        Ok(())
+    };
+    Ok(vec![
+        measure(
+            "synaptic-spikes T=8 N=65536",
+            &mut || fused(x),
+            &mut || {
+                synaptic::reference::spikes_with(x, &cfg, None, None)?
+                    .0
+                    .sum_all()?
+                    .backward()?;
+                Ok(())
+            },
+            reps,
+        )?,
+        measure(
+            "synaptic-spikes vs leaky T=8 N=65536",
+            &mut || fused(x),
+            &mut || {
+                lif::spikes(x, &leaky, None)?.0.sum_all()?.backward()?;
+                Ok(())
+            },
+            reps,
+        )?,
+    ])
 }
