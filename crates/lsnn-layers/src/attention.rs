@@ -15,7 +15,8 @@
 //! Keys: `q`, `k`, `v`, `o` (`.weight` `[D, D]`, `.bias` `[D]`).
 
 use crate::error::{LayerError, Result};
-use crate::lif::{self, LearnedLif, LifConfig};
+use crate::lif::LifConfig;
+use crate::neuron::{Neuron, SpikingLayer};
 use crate::nn::{check_width, Linear};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -41,6 +42,9 @@ pub struct AttentionConfig {
     /// LIF parameters.
     #[serde(default)]
     pub lif: LifConfig,
+    /// The neuron of the rate code (default leaky; left out of a saved config then).
+    #[serde(default, skip_serializing_if = "Neuron::is_leaky")]
+    pub neuron: Neuron,
     /// Causal mask (default true).
     #[serde(default = "default_causal")]
     pub causal: bool,
@@ -100,6 +104,7 @@ impl AttentionConfig {
             heads,
             spike_steps: default_steps(),
             lif: LifConfig::default(),
+            neuron: Neuron::Leaky,
             causal: default_causal(),
             kernel: AttentionKernel::Auto,
         }
@@ -120,6 +125,12 @@ impl AttentionConfig {
     /// With these LIF parameters.
     pub fn with_lif(mut self, lif: LifConfig) -> Self {
         self.lif = lif;
+        self
+    }
+
+    /// With this neuron for the rate code.
+    pub fn with_neuron(mut self, neuron: Neuron) -> Self {
+        self.neuron = neuron;
         self
     }
 
@@ -184,8 +195,8 @@ pub struct MultiHeadSpikingAttention {
     v: Linear,
     o: Linear,
     cfg: AttentionConfig,
-    /// The learned β/θ shared by the q, k and v spikes, when the config learns them.
-    learned: Option<LearnedLif>,
+    /// The spiking layer shared by the q, k and v rate codes (with its learned parameters).
+    lif: SpikingLayer,
 }
 
 impl MultiHeadSpikingAttention {
@@ -200,19 +211,15 @@ impl MultiHeadSpikingAttention {
                 "0; expected at least 1",
             ));
         }
-        cfg.lif.validate()?;
         let d = cfg.d_model;
-        let learned = match cfg.lif.learns() {
-            true => Some(LearnedLif::new(&cfg.lif, d, vb.pp("lif"))?),
-            false => None,
-        };
+        let lif = SpikingLayer::new(&cfg.lif, &cfg.neuron, d, vb.pp("lif"))?;
         Ok(MultiHeadSpikingAttention {
             q: Linear::new(d, d, vb.pp("q"))?,
             k: Linear::new(d, d, vb.pp("k"))?,
             v: Linear::new(d, d, vb.pp("v"))?,
             o: Linear::new(d, d, vb.pp("o"))?,
             cfg: cfg.clone(),
-            learned,
+            lif,
         })
     }
 
@@ -224,7 +231,7 @@ impl MultiHeadSpikingAttention {
             v: self.v.detached(),
             o: self.o.detached(),
             cfg: self.cfg.clone(),
-            learned: self.learned.as_ref().map(LearnedLif::detached),
+            lif: self.lif.detached(),
         }
     }
 
@@ -235,11 +242,7 @@ impl MultiHeadSpikingAttention {
 
     fn rate(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
         let cur = lin.forward(x)?;
-        let p = match &self.learned {
-            Some(l) => l.params(cur.dtype(), cur.device())?,
-            None => None,
-        };
-        lif::stateless::const_rate(&cur, self.cfg.spike_steps, &self.cfg.lif, p.as_ref())
+        self.lif.const_rate(&cur, self.cfg.spike_steps)
     }
 
     /// [B, L, D] → [B, heads, L, dh].

@@ -21,6 +21,7 @@ use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::lif::LifConfig;
+use crate::neuron::Neuron;
 use crate::nn::{check_width, DropoutRng, LayerNorm, Linear, Mode};
 use crate::wiring::AutoNcpConfig;
 use candle_core::{DType, Module, ModuleT, Tensor};
@@ -49,6 +50,9 @@ pub struct BlockConfig {
     /// LIF parameters.
     #[serde(default)]
     pub lif: LifConfig,
+    /// The encoder's neuron (default leaky; left out of a saved config then).
+    #[serde(default, skip_serializing_if = "Neuron::is_leaky")]
+    pub neuron: Neuron,
     /// CfC backbone width (default 128).
     #[serde(default = "default_backbone_units")]
     pub backbone_units: usize,
@@ -117,6 +121,7 @@ impl BlockConfig {
             liquid_units,
             spike_steps: default_steps(),
             lif: LifConfig::default(),
+            neuron: Neuron::Leaky,
             backbone_units: default_backbone_units(),
             backbone_layers: default_backbone_layers(),
             cfc_mode: CfcMode::Default,
@@ -139,6 +144,12 @@ impl BlockConfig {
     /// With these LIF parameters.
     pub fn with_lif(mut self, lif: LifConfig) -> Self {
         self.lif = lif;
+        self
+    }
+
+    /// With this neuron in the encoder.
+    pub fn with_neuron(mut self, neuron: Neuron) -> Self {
+        self.neuron = neuron;
         self
     }
 
@@ -179,6 +190,7 @@ impl BlockConfig {
         SpikingEncoderConfig::new(self.d_model, self.spiking_units)
             .with_steps(self.spike_steps)
             .with_lif(self.lif)
+            .with_neuron(self.neuron)
             .with_dropout(self.encoder_dropout)
     }
 

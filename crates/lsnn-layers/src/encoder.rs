@@ -14,7 +14,8 @@
 //! and [`SpikingEncoder::spikes`] take an explicit [`Mode`] and return the mean membrane too.
 
 use crate::error::Result;
-use crate::lif::{self, LearnedLif, LifConfig, LifParams};
+use crate::lif::LifConfig;
+use crate::neuron::{Neuron, SpikingLayer};
 use crate::nn::{check_width, DropoutRng, Linear, Mode};
 use candle_core::{Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
@@ -40,6 +41,9 @@ pub struct SpikingEncoderConfig {
     /// Both LIF layers' parameters (default [`LifConfig::default`]).
     #[serde(default)]
     pub lif: LifConfig,
+    /// The neuron of both layers (default leaky; left out of a saved config then).
+    #[serde(default, skip_serializing_if = "Neuron::is_leaky")]
+    pub neuron: Neuron,
     /// Dropout on the first spike train, training only (default 0.2, the original's).
     #[serde(default = "default_dropout")]
     pub dropout: f64,
@@ -63,6 +67,7 @@ impl SpikingEncoderConfig {
             units,
             steps: default_steps(),
             lif: LifConfig::default(),
+            neuron: Neuron::Leaky,
             dropout: default_dropout(),
             seed: 0,
         }
@@ -77,6 +82,12 @@ impl SpikingEncoderConfig {
     /// With these LIF parameters.
     pub fn with_lif(mut self, lif: LifConfig) -> Self {
         self.lif = lif;
+        self
+    }
+
+    /// With this neuron in both layers.
+    pub fn with_neuron(mut self, neuron: Neuron) -> Self {
+        self.neuron = neuron;
         self
     }
 
@@ -109,7 +120,7 @@ impl SpikingEncoderConfig {
             }
         }
         crate::nn::check_probability("encoder dropout", self.dropout)?;
-        self.lif.validate()
+        self.neuron.validate(&self.lif)
     }
 }
 
@@ -129,28 +140,26 @@ pub struct SpikingEncoder {
     fc2: Linear,
     cfg: SpikingEncoderConfig,
     rng: DropoutRng,
-    /// The learned β/θ of the first and second LIF layers, when the config learns them.
-    learned: Option<(LearnedLif, LearnedLif)>,
+    /// The first (2S) and second (S) spiking layers, with their learned parameters if any.
+    lif1: SpikingLayer,
+    lif2: SpikingLayer,
 }
 
 impl SpikingEncoder {
     /// Creates the encoder's weights through `vb` (`fc1`, `fc2`, and `lif1`, `lif2` for a
-    /// learned β or θ, see [`LearnedLif::new`]).
+    /// neuron's learned parameters, see [`crate::lif::LearnedLif::new`] and
+    /// [`crate::synaptic::LearnedSynaptic::new`]).
     pub fn new(cfg: &SpikingEncoderConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let learned = match cfg.lif.learns() {
-            true => Some((
-                LearnedLif::new(&cfg.lif, cfg.hidden_units(), vb.pp("lif1"))?,
-                LearnedLif::new(&cfg.lif, cfg.units, vb.pp("lif2"))?,
-            )),
-            false => None,
-        };
+        let lif1 = SpikingLayer::new(&cfg.lif, &cfg.neuron, cfg.hidden_units(), vb.pp("lif1"))?;
+        let lif2 = SpikingLayer::new(&cfg.lif, &cfg.neuron, cfg.units, vb.pp("lif2"))?;
         Ok(SpikingEncoder {
             fc1: Linear::new(cfg.in_dim, cfg.hidden_units(), vb.pp("fc1"))?,
             fc2: Linear::new(cfg.hidden_units(), cfg.units, vb.pp("fc2"))?,
             cfg: cfg.clone(),
             rng: DropoutRng::new(cfg.seed),
-            learned,
+            lif1,
+            lif2,
         })
     }
 
@@ -161,19 +170,8 @@ impl SpikingEncoder {
             fc2: self.fc2.detached(),
             cfg: self.cfg.clone(),
             rng: self.rng.clone(),
-            learned: self
-                .learned
-                .as_ref()
-                .map(|(a, b)| (a.detached(), b.detached())),
-        }
-    }
-
-    /// The learned β/θ of the first (`second` false) or second LIF layer for a call on `x`
-    /// (none when fixed).
-    fn params(&self, second: bool, x: &Tensor) -> Result<Option<LifParams>> {
-        match &self.learned {
-            Some((a, b)) => (if second { b } else { a }).params(x.dtype(), x.device()),
-            None => Ok(None),
+            lif1: self.lif1.detached(),
+            lif2: self.lif2.detached(),
         }
     }
 
@@ -204,9 +202,7 @@ impl SpikingEncoder {
             Mode::Train(rng) if self.cfg.dropout > 0.0 => Some((self.cfg.dropout, &mut **rng)),
             _ => None,
         };
-        let p1 = self.params(false, &i1)?;
-        let s1 =
-            lif::stateless::const_spikes(&i1, self.cfg.steps, &self.cfg.lif, p1.as_ref(), dropout)?;
+        let s1 = self.lif1.const_spikes(&i1, self.cfg.steps, dropout)?;
         Ok(self.fc2.forward(&s1)?)
     }
 
@@ -218,8 +214,7 @@ impl SpikingEncoder {
 
     pub(crate) fn rate_unchecked(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         let i2 = self.second_current(x, mode)?;
-        let p2 = self.params(true, &i2)?;
-        let r = lif::stateless::rate(&i2, &self.cfg.lif, p2.as_ref())?;
+        let r = self.lif2.rate(&i2, false)?;
         Ok(EncoderOutput {
             spikes: r.rate,
             mean_mem: r.mean_mem,
@@ -230,10 +225,8 @@ impl SpikingEncoder {
     pub fn spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         crate::nn::check_finite(x, "encoder input")?;
         let i2 = self.second_current(x, mode)?;
-        let p2 = self.params(true, &i2)?;
-        let s2 = lif::stateless::spikes(&i2, &self.cfg.lif, p2.as_ref())?;
-        let p2d = p2.map(|p| LifParams::new(p.beta.detach(), p.threshold.detach()));
-        let mean_mem = lif::stateless::rate(&i2.detach(), &self.cfg.lif, p2d.as_ref())?.mean_mem;
+        let s2 = self.lif2.spikes(&i2)?;
+        let mean_mem = self.lif2.rate(&i2.detach(), true)?.mean_mem;
         Ok(EncoderOutput {
             spikes: s2.transpose(0, 1)?.contiguous()?,
             mean_mem,

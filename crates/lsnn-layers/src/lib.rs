@@ -62,6 +62,7 @@ pub mod fused;
 pub mod kernel;
 pub mod lif;
 pub mod model;
+pub mod neuron;
 pub mod nn;
 pub mod rng;
 pub mod spikegen;

@@ -266,6 +266,7 @@ fn attention_given_rates_case(kernel: AttentionKernel) {
         heads: 2,
         spike_steps: 4,
         lif: LifConfig::default(),
+        neuron: Default::default(),
         causal: true,
         kernel,
     };

@@ -554,3 +554,122 @@ fn learnable_synaptic_trains() {
         );
     }
 }
+
+/// The encoder and the attention with the synaptic neuron (α learned per feature, β shared) in
+/// training: the fused path equals the composed one (the encoder's rate bit for bit, the
+/// attention's output within 1e-12, every gradient within 1e-9, f64), spikes fire, and α, β reach both encoder layers and the attention's rate code.
+#[test]
+fn synaptic_encoder_and_attention_equal_the_composed_path() {
+    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+    use lsnn_layers::lif::{BetaForm, LifConfig};
+    use lsnn_layers::neuron::Neuron;
+    use lsnn_layers::{Mode, SeededInit};
+    let lif = LifConfig::new(0.85)
+        .with_threshold(0.6)
+        .with_learn_beta(Learn::Shared, BetaForm::Direct);
+    let neuron = Neuron::Synaptic {
+        alpha: 0.7,
+        learn_alpha: Learn::PerNeuron,
+    };
+    let vm = VarMap::new();
+    let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
+    let enc_cfg = SpikingEncoderConfig::new(12, 8)
+        .with_steps(5)
+        .with_lif(lif)
+        .with_neuron(neuron)
+        .with_dropout(0.2);
+    let enc = SpikingEncoder::new(&enc_cfg, vb.pp("enc")).unwrap();
+    let att_cfg = AttentionConfig::new(8, 2)
+        .with_spike_steps(4)
+        .with_lif(lif)
+        .with_neuron(neuron);
+    let att = MultiHeadSpikingAttention::new(&att_cfg, vb.pp("att")).unwrap();
+    let x = randn(&mut SeededRng::new(3), &[6, 12], 0.0, 1.5);
+    let run = || {
+        let out = enc
+            .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
+            .unwrap();
+        let seq = (out.spikes.reshape((2, 3, 8)).unwrap() * 3.0).unwrap();
+        let y = candle_core::Module::forward(&att, &seq).unwrap();
+        let w = randn(&mut SeededRng::new(41), y.dims(), 0.0, 1.0);
+        let w2 = randn(&mut SeededRng::new(42), out.spikes.dims(), 0.0, 1.0);
+        let loss = ((&y * w).unwrap().sum_all().unwrap()
+            + (&out.spikes * w2).unwrap().sum_all().unwrap())
+        .unwrap();
+        (out.spikes, y, loss.backward().unwrap())
+    };
+    let (sf, yf, gf) = run();
+    let (sr, yr, gr) = lsnn_layers::kernel::composed(run);
+    assert_eq!(bits(&sf), bits(&sr), "encoder rate");
+    // The attention's own products and softmax round differently fused and composed.
+    close("attention output", &yf, &yr, 1e-12).unwrap();
+    let rate = sf.mean_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(rate > 0.05 && rate < 0.95, "rate {rate}");
+    let vars = vm.data().lock().unwrap();
+    let mut learned = Vec::new();
+    for (name, var) in vars.iter() {
+        let a = gf
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no fused gradient"));
+        let b = gr
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no composed gradient"));
+        close(name, a, b, 1e-9).unwrap();
+        if name.contains("lif") {
+            learned.push((name.clone(), var.as_tensor().dims().to_vec()));
+        }
+    }
+    learned.sort();
+    let want: Vec<(String, Vec<usize>)> = [
+        ("att.lif.alpha", 8),
+        ("att.lif.beta", 1),
+        ("enc.lif1.alpha", 16),
+        ("enc.lif1.beta", 1),
+        ("enc.lif2.alpha", 8),
+        ("enc.lif2.beta", 1),
+    ]
+    .iter()
+    .map(|(n, k)| (n.to_string(), vec![*k]))
+    .collect();
+    assert_eq!(learned, want);
+}
+
+/// The `neuron` field of a model config: absent means leaky (and stays absent when saved), the
+/// synaptic neuron reads with its α, and what it cannot take is a typed error naming the field.
+#[test]
+fn model_config_neuron_field() {
+    use lsnn_layers::neuron::Neuron;
+    use lsnn_layers::ModelConfig;
+    let leaky: ModelConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(leaky.neuron, Neuron::Leaky);
+    assert!(!serde_json::to_string(&leaky).unwrap().contains("neuron"));
+    let syn: ModelConfig = serde_json::from_str(
+        r#"{"neuron": {"kind": "synaptic", "alpha": 0.8, "learn_alpha": "shared"}}"#,
+    )
+    .unwrap();
+    syn.validate().unwrap();
+    assert_eq!(
+        syn.neuron,
+        Neuron::Synaptic {
+            alpha: 0.8,
+            learn_alpha: Learn::Shared
+        }
+    );
+    assert_eq!(syn.block().encoder().neuron, syn.neuron);
+    assert_eq!(syn.attention().neuron, syn.neuron);
+    let back: ModelConfig = serde_json::from_str(&serde_json::to_string(&syn).unwrap()).unwrap();
+    assert_eq!(back, syn);
+    let defaulted: ModelConfig =
+        serde_json::from_str(r#"{"neuron": {"kind": "synaptic"}}"#).unwrap();
+    assert_eq!(defaulted.neuron, Neuron::synaptic(0.9));
+    let bad_alpha: ModelConfig =
+        serde_json::from_str(r#"{"neuron": {"kind": "synaptic", "alpha": 1.5}}"#).unwrap();
+    assert_eq!(config_field(bad_alpha.validate()), "alpha");
+    let sigmoid: ModelConfig = serde_json::from_str(
+        r#"{"neuron": {"kind": "synaptic"}, "learn_beta": "shared", "beta_form": "sigmoid"}"#,
+    )
+    .unwrap();
+    assert_eq!(config_field(sigmoid.validate()), "beta_form");
+    assert!(serde_json::from_str::<ModelConfig>(r#"{"neuron": {"kind": "izhikevich"}}"#).is_err());
+}

@@ -345,6 +345,43 @@ fn a_learnable_non_default_surrogate_encoder_trains_below_the_bigram_baseline() 
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// The current-based LIF (design §2.10) in every encoder and attention layer, α learned per
+/// neuron: the run trains below the bigram baseline, the config keeps the neuron, and α is a
+/// saved variable that training moved.
+#[test]
+fn a_synaptic_neuron_model_trains_below_the_bigram_baseline() {
+    let d = scratch("synaptic");
+    let mut v: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    v["neuron"] =
+        serde_json::json!({"kind": "synaptic", "alpha": 0.6, "learn_alpha": "per_neuron"});
+    v["num_epochs"] = 1.into();
+    std::fs::write(d.join("syn.json"), v.to_string()).unwrap();
+    let out = ok(&lsnn(
+        &["train", "--config", "syn.json", "--out", "run"],
+        &d,
+    ));
+    assert_below_bigram(&out);
+    let cfg = saved_config(&d.join("run"));
+    assert_eq!(cfg["neuron"]["kind"], "synaptic");
+    assert_eq!(cfg["neuron"]["alpha"], 0.6);
+    let current = std::fs::read_to_string(d.join("run/CURRENT")).unwrap();
+    let model =
+        std::fs::read(d.join("run").join(current.trim()).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&model).unwrap();
+    let alpha = st.tensor("blocks.0.encoder.lif1.alpha").unwrap();
+    let alphas: Vec<f32> = alpha
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        alphas.len(),
+        2 * cfg["spiking_units"].as_u64().unwrap() as usize
+    );
+    assert!(alphas.iter().any(|a| (a - 0.6).abs() > 1e-5), "α moved");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn an_ncp_config_trains_the_built_in_task_below_the_bigram_baseline() {
     let d = scratch("ncp");

@@ -8,6 +8,7 @@ use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, LifConfig, ResetMechanism, Surrogate};
 use crate::model::task::Readout;
+use crate::neuron::Neuron;
 use crate::wiring::AutoNcpConfig;
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,11 @@ pub struct ModelConfig {
     /// or `"sigmoid"` (β = sigmoid(w), SpikingJelly's parametric LIF).
     #[serde(skip_serializing_if = "BetaForm::is_direct")]
     pub beta_form: BetaForm,
+    /// The neuron of the encoders and the attention: `{"kind": "leaky"}` (default; absent from
+    /// files then) or `{"kind": "synaptic", "alpha": 0.9}` (design §2.10), sharing the LIF
+    /// settings above.
+    #[serde(skip_serializing_if = "Neuron::is_leaky")]
+    pub neuron: Neuron,
     /// Label smoothing of the training objective.
     pub label_smoothing: f64,
     /// Activation recomputation: a training step keeps only each trunk layer's input and runs
@@ -208,6 +214,7 @@ impl Default for ModelConfig {
             learn_beta: Learn::Fixed,
             learn_threshold: Learn::Fixed,
             beta_form: BetaForm::Direct,
+            neuron: Neuron::Leaky,
         }
     }
 }
@@ -365,7 +372,7 @@ impl ModelConfig {
                 ));
             }
         }
-        self.lif().validate()?;
+        self.neuron.validate(&self.lif())?;
         if let Some(ncp) = self.ncp() {
             // Building the wiring runs every check ncps makes (sizes, sparsity, fan-ins).
             ncp.build(self.spiking_units)?;
@@ -507,6 +514,7 @@ impl ModelConfig {
             liquid_units: self.liquid_units,
             spike_steps: self.num_spike_steps,
             lif: self.lif(),
+            neuron: self.neuron,
             backbone_units: self.backbone_units,
             backbone_layers: self.backbone_layers,
             cfc_mode: self.cfc_mode,
@@ -525,6 +533,7 @@ impl ModelConfig {
         AttentionConfig::new(self.hidden_dim, self.num_attention_heads)
             .with_spike_steps(self.attention_spike_steps)
             .with_lif(self.lif())
+            .with_neuron(self.neuron)
             .with_kernel(self.attention_kernel)
     }
 

@@ -324,4 +324,40 @@ pub(crate) mod stateless {
     ) -> Result<Tensor> {
         Ok(run(currents, cfg, Call::new(Form::SeqSpikes, 0, params))?.0)
     }
+
+    /// [`super::rate_with`] from zero.
+    pub(crate) fn rate(
+        currents: &Tensor,
+        cfg: &SynapticConfig,
+        params: Option<&SynapticParams>,
+    ) -> Result<RateOutput> {
+        let both = run(currents, cfg, Call::new(Form::SeqRateMem, 0, params))?.0;
+        Ok(RateOutput {
+            rate: both.get(0)?,
+            mean_mem: both.get(1)?.detach(),
+        })
+    }
+
+    /// [`super::const_spikes_with`] (with dropout in training) from zero.
+    pub(crate) fn const_spikes(
+        current: &Tensor,
+        steps: usize,
+        cfg: &SynapticConfig,
+        params: Option<&SynapticParams>,
+        dropout: Option<(f64, &mut SeededRng)>,
+    ) -> Result<Tensor> {
+        let mut call = Call::new(Form::ConstSpikes, steps, params);
+        call.dropout = dropout;
+        Ok(run(current, cfg, call)?.0)
+    }
+
+    /// [`super::const_rate_with`] from zero.
+    pub(crate) fn const_rate(
+        current: &Tensor,
+        steps: usize,
+        cfg: &SynapticConfig,
+        params: Option<&SynapticParams>,
+    ) -> Result<Tensor> {
+        Ok(run(current, cfg, Call::new(Form::ConstRate, steps, params))?.0)
+    }
 }

@@ -110,6 +110,7 @@ pub const LSNN_FIELDS: &[&str] = &[
     "learn_beta",
     "learn_threshold",
     "beta_form",
+    "neuron",
     "label_smoothing",
     "ema_decay",
     "warmup_steps",

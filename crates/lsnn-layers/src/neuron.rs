@@ -1,0 +1,204 @@
+//! Which spiking neuron a model's layers use (design §2.10): [`Neuron`], plain data for the
+//! configs, and the crate's spiking layer that holds one neuron's settings and learned
+//! parameters and runs the forms the encoder and the attention need.
+//!
+//! The LIF settings (β, θ, reset, surrogate, what is learned) stay in [`LifConfig`]; a neuron
+//! other than `leaky` adds its own parameters here (the current-based LIF its synaptic decay α).
+
+use crate::error::{LayerError, Result};
+use crate::lif::{self, BetaForm, Learn, LearnedLif, LifConfig, RateOutput};
+use crate::rng::SeededRng;
+use crate::synaptic::{self, LearnedSynaptic, SynapticConfig};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default) or
+/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Neuron {
+    /// The leaky integrate-and-fire neuron (design §2.1, snnTorch `Leaky`).
+    #[default]
+    Leaky,
+    /// The current-based LIF (design §2.10, snnTorch `Synaptic`) with synaptic decay `alpha`
+    /// (default 0.9), learned as `learn_alpha` says (default fixed); β, θ, reset, surrogate and
+    /// their learning are the LIF settings'.
+    Synaptic {
+        /// Synaptic decay α ∈ [0, 1].
+        #[serde(default = "default_alpha")]
+        alpha: f64,
+        /// Whether α is learned.
+        #[serde(default, skip_serializing_if = "Learn::is_fixed")]
+        learn_alpha: Learn,
+    },
+}
+
+fn default_alpha() -> f64 {
+    0.9
+}
+
+impl Neuron {
+    /// True for the default (so configs can leave it out of their files).
+    pub fn is_leaky(&self) -> bool {
+        *self == Neuron::Leaky
+    }
+
+    /// The current-based LIF with synaptic decay `alpha`, α fixed.
+    pub fn synaptic(alpha: f64) -> Self {
+        Neuron::Synaptic {
+            alpha,
+            learn_alpha: Learn::Fixed,
+        }
+    }
+
+    /// The current-based LIF's settings from the LIF ones (none for `leaky`).
+    pub fn synaptic_config(&self, lif: &LifConfig) -> Option<SynapticConfig> {
+        match *self {
+            Neuron::Leaky => None,
+            Neuron::Synaptic { alpha, learn_alpha } => Some(
+                SynapticConfig::new(alpha, lif.beta)
+                    .with_threshold(lif.threshold)
+                    .with_reset(lif.reset)
+                    .with_surrogate(lif.surrogate)
+                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold),
+            ),
+        }
+    }
+
+    /// Checks the neuron's parameters together with the LIF settings it shares.
+    pub fn validate(&self, lif: &LifConfig) -> Result<()> {
+        lif.validate()?;
+        if let Some(cfg) = self.synaptic_config(lif) {
+            if !lif.learn_beta.is_fixed() && lif.beta_form != BetaForm::Direct {
+                return Err(LayerError::config(
+                    "beta_form",
+                    "sigmoid is a leaky-neuron option; the synaptic neuron learns β directly (expected \"direct\")",
+                ));
+            }
+            cfg.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// One spiking layer of a model: the neuron's settings and, when some are learned, its
+/// variables; the forms the encoder (constant-current spikes with dropout, sequence spikes,
+/// the rate) and the attention (the constant-current rate) use, each from a zero state.
+#[derive(Debug, Clone)]
+pub(crate) enum SpikingLayer {
+    /// A leaky LIF layer.
+    Leaky(LifConfig, Option<LearnedLif>),
+    /// A current-based LIF layer.
+    Synaptic(SynapticConfig, Option<LearnedSynaptic>),
+}
+
+impl SpikingLayer {
+    /// The layer of `features` neurons (the last dim of its input), its learned variables (if
+    /// any) from `vb`.
+    pub(crate) fn new(
+        lif: &LifConfig,
+        neuron: &Neuron,
+        features: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        neuron.validate(lif)?;
+        Ok(match neuron.synaptic_config(lif) {
+            None => SpikingLayer::Leaky(
+                *lif,
+                match lif.learns() {
+                    true => Some(LearnedLif::new(lif, features, vb)?),
+                    false => None,
+                },
+            ),
+            Some(cfg) => SpikingLayer::Synaptic(
+                cfg,
+                match cfg.learns() {
+                    true => Some(LearnedSynaptic::new(&cfg, features, vb)?),
+                    false => None,
+                },
+            ),
+        })
+    }
+
+    /// The same layer with its learned parameters detached.
+    pub(crate) fn detached(&self) -> Self {
+        match self {
+            SpikingLayer::Leaky(c, l) => SpikingLayer::Leaky(*c, l.as_ref().map(|l| l.detached())),
+            SpikingLayer::Synaptic(c, l) => {
+                SpikingLayer::Synaptic(*c, l.as_ref().map(|l| l.detached()))
+            }
+        }
+    }
+
+    /// Spikes [steps, …] of a constant current […], with dropout in training.
+    pub(crate) fn const_spikes(
+        &self,
+        x: &Tensor,
+        steps: usize,
+        dropout: Option<(f64, &mut SeededRng)>,
+    ) -> Result<Tensor> {
+        match self {
+            SpikingLayer::Leaky(c, l) => {
+                let p = lif_params(l, x)?;
+                lif::stateless::const_spikes(x, steps, c, p.as_ref(), dropout)
+            }
+            SpikingLayer::Synaptic(c, l) => {
+                let p = syn_params(l, x)?;
+                synaptic::stateless::const_spikes(x, steps, c, p.as_ref(), dropout)
+            }
+        }
+    }
+
+    /// The rate and the detached mean membrane of currents [T, …]; `detach_params` stops the
+    /// learned parameters' gradient too (for a second pass that only reads the membrane).
+    pub(crate) fn rate(&self, x: &Tensor, detach_params: bool) -> Result<RateOutput> {
+        let layer = if detach_params {
+            self.detached()
+        } else {
+            self.clone()
+        };
+        match &layer {
+            SpikingLayer::Leaky(c, l) => lif::stateless::rate(x, c, lif_params(l, x)?.as_ref()),
+            SpikingLayer::Synaptic(c, l) => {
+                synaptic::stateless::rate(x, c, syn_params(l, x)?.as_ref())
+            }
+        }
+    }
+
+    /// Spikes [T, …] of currents [T, …].
+    pub(crate) fn spikes(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            SpikingLayer::Leaky(c, l) => lif::stateless::spikes(x, c, lif_params(l, x)?.as_ref()),
+            SpikingLayer::Synaptic(c, l) => {
+                synaptic::stateless::spikes(x, c, syn_params(l, x)?.as_ref())
+            }
+        }
+    }
+
+    /// The firing rate […] of a constant current […] over `steps` steps, O(1) memory in T.
+    pub(crate) fn const_rate(&self, x: &Tensor, steps: usize) -> Result<Tensor> {
+        match self {
+            SpikingLayer::Leaky(c, l) => {
+                lif::stateless::const_rate(x, steps, c, lif_params(l, x)?.as_ref())
+            }
+            SpikingLayer::Synaptic(c, l) => {
+                synaptic::stateless::const_rate(x, steps, c, syn_params(l, x)?.as_ref())
+            }
+        }
+    }
+}
+
+fn lif_params(l: &Option<LearnedLif>, x: &Tensor) -> Result<Option<lif::LifParams>> {
+    match l {
+        Some(l) => l.params(x.dtype(), x.device()),
+        None => Ok(None),
+    }
+}
+
+fn syn_params(l: &Option<LearnedSynaptic>, x: &Tensor) -> Result<Option<synaptic::SynapticParams>> {
+    match l {
+        Some(l) => l.params(x.dtype(), x.device()),
+        None => Ok(None),
+    }
+}
