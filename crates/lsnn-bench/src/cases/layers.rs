@@ -1,4 +1,5 @@
-//! Leak cases of the layers alone: encoder, block and attention, forward and backward.
+//! Leak cases of the layers alone: encoder, block and attention, forward and backward, and a
+//! stateful neuron trained over a stream in chunks.
 
 use super::{lif, normal, vb, Leak, Leaker};
 use crate::{Iteration, Result};
@@ -8,6 +9,9 @@ use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::block::{BlockConfig, HybridLiquidSpikingBlock};
 use lsnn_layers::cfc::CfcMode;
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+use lsnn_layers::lif::Learn;
+use lsnn_layers::nn::Linear;
+use lsnn_layers::synaptic::{Synaptic, SynapticConfig, SynapticState};
 use lsnn_layers::{Mode, SeededRng};
 
 pub(crate) fn encoder_case(backward: bool, leak: Leak) -> Result<Iteration> {
@@ -66,5 +70,42 @@ pub(crate) fn attention_case(backward: bool, leak: Leak) -> Result<Iteration> {
             drop(g);
         }
         leaker.leak(Some(&out))
+    }))
+}
+
+/// A linear layer into a current-based LIF layer (α per neuron, β and θ shared, all learned)
+/// trained on a stream cut into chunks of 8 steps, one chunk per iteration: forward from the
+/// carried state, a loss on the spikes and the final membrane, backward, an SGD update of every
+/// variable in place, and the final state carried into the next chunk — detached, or with its
+/// graph under [`Leak::CarriedState`] (each iteration's backward then runs through every earlier
+/// chunk as well, and their graphs stay alive).
+pub(crate) fn synaptic_chunks_case(leak: Leak) -> Result<Iteration> {
+    let cfg = SynapticConfig::new(0.8, 0.9)
+        .with_threshold(0.5)
+        .with_learn(Learn::PerNeuron, Learn::Shared, Learn::Shared);
+    let vm = VarMap::new();
+    let vb = vb(&vm, 11);
+    let fc = Linear::new(32, 64, vb.pp("fc"))?;
+    let layer = Synaptic::learnable(&cfg, 64, vb.pp("syn"))?;
+    let x = normal(&[8, 16, 32], 12)?;
+    let vars = vm.all_vars();
+    let mut state: Option<SynapticState> = None;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        let cur = fc.forward(&x)?;
+        let (spikes, next) = layer.forward_state(&cur, state.as_ref())?;
+        let loss = (spikes.mean_all()? + next.mem.sqr()?.mean_all()?)?;
+        let grads = loss.backward()?;
+        for v in &vars {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                v.set(&(v.as_tensor() - g.affine(1e-3, 0.0)?)?)?;
+            }
+        }
+        drop(grads);
+        state = Some(match leak {
+            Leak::CarriedState => next,
+            _ => next.detach(),
+        });
+        leaker.leak(Some(&spikes))
     }))
 }

@@ -20,7 +20,7 @@ mod layers;
 mod sequence;
 mod training;
 
-use layers::{attention_case, block_case, encoder_case};
+use layers::{attention_case, block_case, encoder_case, synaptic_chunks_case};
 use sequence::{
     classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
 };
@@ -44,6 +44,10 @@ pub enum Leak {
     AllocatingEma,
     /// A history buffer growing by 1,024 floats per iteration.
     HistoryBuffer,
+    /// A neuron layer's state carried into the next chunk with its autograd graph (not
+    /// detached): every earlier chunk's graph, tens of KiB each, stays alive. The case itself
+    /// does it (the leaker adds nothing).
+    CarriedState,
 }
 
 /// State of a control's leak.
@@ -146,6 +150,7 @@ impl Leaker {
                     + self.var.as_tensor().detach().affine(0.001, 0.0)?)?;
                 self.kept.push(std::mem::replace(&mut self.shadow, next));
             }
+            Leak::CarriedState => {}
             Leak::HistoryBuffer => {
                 if device()?.is_cpu() {
                     self.history.extend(std::iter::repeat_n(0.5f32, 1024))
@@ -319,6 +324,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::SpikeVec,
         |l| attention_case(true, l),
+    );
+    add(
+        "synaptic-chunks",
+        "current-based LIF (learned α, β, θ) training on a stream in chunks of 8 steps, its state carried into the next chunk detached",
+        c(),
+        Leak::None,
+        synaptic_chunks_case,
+    );
+    add(
+        "synaptic-chunks/control-carried-state",
+        "the same, carrying the state with its graph (not detached)",
+        c(),
+        Leak::CarriedState,
+        synaptic_chunks_case,
     );
     add(
         "train-step",
