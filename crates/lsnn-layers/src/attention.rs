@@ -104,7 +104,7 @@ impl AttentionConfig {
             heads,
             spike_steps: default_steps(),
             lif: LifConfig::default(),
-            neuron: Neuron::Leaky,
+            neuron: Neuron::Leaky {},
             causal: default_causal(),
             kernel: AttentionKernel::Auto,
         }

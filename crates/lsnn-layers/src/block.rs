@@ -121,7 +121,7 @@ impl BlockConfig {
             liquid_units,
             spike_steps: default_steps(),
             lif: LifConfig::default(),
-            neuron: Neuron::Leaky,
+            neuron: Neuron::Leaky {},
             backbone_units: default_backbone_units(),
             backbone_layers: default_backbone_layers(),
             cfc_mode: CfcMode::Default,

@@ -67,7 +67,7 @@ impl SpikingEncoderConfig {
             units,
             steps: default_steps(),
             lif: LifConfig::default(),
-            neuron: Neuron::Leaky,
+            neuron: Neuron::Leaky {},
             dropout: default_dropout(),
             seed: 0,
         }

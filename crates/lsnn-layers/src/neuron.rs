@@ -15,12 +15,12 @@ use serde::{Deserialize, Serialize};
 
 /// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default) or
 /// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Neuron {
-    /// The leaky integrate-and-fire neuron (design §2.1, snnTorch `Leaky`).
-    #[default]
-    Leaky,
+    /// The leaky integrate-and-fire neuron (design §2.1, snnTorch `Leaky`). A variant with no
+    /// fields rather than a unit one, so that a stray parameter is refused like a misspelt one.
+    Leaky {},
     /// The current-based LIF (design §2.10, snnTorch `Synaptic`) with synaptic decay `alpha`
     /// (default 0.9), learned as `learn_alpha` says (default fixed); β, θ, reset, surrogate and
     /// their learning are the LIF settings'.
@@ -34,6 +34,12 @@ pub enum Neuron {
     },
 }
 
+impl Default for Neuron {
+    fn default() -> Self {
+        Neuron::Leaky {}
+    }
+}
+
 fn default_alpha() -> f64 {
     0.9
 }
@@ -41,7 +47,7 @@ fn default_alpha() -> f64 {
 impl Neuron {
     /// True for the default (so configs can leave it out of their files).
     pub fn is_leaky(&self) -> bool {
-        *self == Neuron::Leaky
+        matches!(self, Neuron::Leaky {})
     }
 
     /// The current-based LIF with synaptic decay `alpha`, α fixed.
@@ -55,7 +61,7 @@ impl Neuron {
     /// The current-based LIF's settings from the LIF ones (none for `leaky`).
     pub fn synaptic_config(&self, lif: &LifConfig) -> Option<SynapticConfig> {
         match *self {
-            Neuron::Leaky => None,
+            Neuron::Leaky {} => None,
             Neuron::Synaptic { alpha, learn_alpha } => Some(
                 SynapticConfig::new(alpha, lif.beta)
                     .with_threshold(lif.threshold)

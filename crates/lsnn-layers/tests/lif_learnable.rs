@@ -544,3 +544,23 @@ fn learned_encoder_in_training_equals_the_composed_path() {
     }
     assert_eq!(learned, 4, "β and θ of both LIF layers");
 }
+
+/// Zero neurons with a shared learned pair: the pair's gradient is zero, not a panic.
+#[test]
+fn zero_neurons_with_shared_parameters() {
+    let dev = Device::Cpu;
+    let one = |v: f64| Var::from_tensor(&Tensor::new(&[v], &dev).unwrap()).unwrap();
+    let (b, t) = (one(0.9), one(1.0));
+    let p = LifParams::new(b.as_tensor().clone(), t.as_tensor().clone());
+    let x = Tensor::zeros((5, 0), DType::F64, &dev).unwrap();
+    let (spk, st) = lif::spikes_with(&x, &LifConfig::default(), Some(&p), None).unwrap();
+    assert_eq!(spk.dims(), &[5, 0]);
+    let g = (spk.sum_all().unwrap() + st.mem.sum_all().unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    // (The composed path gives no gradient at all for them: the same zero.)
+    for v in [&b, &t] {
+        assert_eq!(g.get(v.as_tensor()).map_or(vec![0.0], f64s), vec![0.0]);
+    }
+}

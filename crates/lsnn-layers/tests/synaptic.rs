@@ -1,6 +1,6 @@
 //! The current-based LIF (`synaptic`): against snnTorch 1.0.0 `Synaptic` stepped over two chunks
 //! with both states carried (fixtures), the fused op against the composed reference (bit for bit
-//! in forward, 1e-9 relative in every gradient, f64) for every form, reset, surrogate and
+//! in forward, every gradient within 1e-9·max(1, |b|), f64) for every form, reset, surrogate and
 //! parameter source, central differences for the smooth parameters, and the typed errors.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -466,6 +466,8 @@ fn bad_input_is_a_typed_error() {
         ))),
         "learn_alpha"
     );
+    let theta_only = ok.with_learn(Learn::Fixed, Learn::Fixed, Learn::PerNeuron);
+    assert_eq!(config_field(Synaptic::new(&theta_only)), "learn_threshold");
     assert_eq!(
         config_field(synaptic::const_rate_with(&x, 0, &ok, None, None)),
         "spike steps"
@@ -642,7 +644,7 @@ fn model_config_neuron_field() {
     use lsnn_layers::neuron::Neuron;
     use lsnn_layers::ModelConfig;
     let leaky: ModelConfig = serde_json::from_str("{}").unwrap();
-    assert_eq!(leaky.neuron, Neuron::Leaky);
+    assert_eq!(leaky.neuron, Neuron::Leaky {});
     assert!(!serde_json::to_string(&leaky).unwrap().contains("neuron"));
     let syn: ModelConfig = serde_json::from_str(
         r#"{"neuron": {"kind": "synaptic", "alpha": 0.8, "learn_alpha": "shared"}}"#,
@@ -672,4 +674,117 @@ fn model_config_neuron_field() {
     .unwrap();
     assert_eq!(config_field(sigmoid.validate()), "beta_form");
     assert!(serde_json::from_str::<ModelConfig>(r#"{"neuron": {"kind": "izhikevich"}}"#).is_err());
+    // A misspelt parameter is refused, not silently left at its default.
+    let typo = r#"{"neuron": {"kind": "synaptic", "alpah": 0.5}}"#;
+    assert!(serde_json::from_str::<ModelConfig>(typo).is_err());
+    let explicit: ModelConfig = serde_json::from_str(r#"{"neuron": {"kind": "leaky"}}"#).unwrap();
+    assert_eq!(explicit, leaky);
+    let stray = r#"{"neuron": {"kind": "leaky", "alpha": 0.5}}"#;
+    assert!(serde_json::from_str::<ModelConfig>(stray).is_err());
+}
+
+/// Edge shapes: zero neurons with shared learned parameters (their gradient is zero, not a
+/// panic), and scalar neurons (currents [T] or a constant []), whose fused and composed outputs
+/// and states have the same shapes and bits.
+#[test]
+fn zero_and_scalar_neurons() {
+    let dev = Device::Cpu;
+    let cfg = SynapticConfig::new(0.8, 0.9).with_threshold(0.5);
+    let one = |v: f64| Var::from_tensor(&Tensor::new(&[v], &dev).unwrap()).unwrap();
+    let (a, b, t) = (one(0.8), one(0.9), one(0.5));
+    let p = SynapticParams::new(
+        a.as_tensor().clone(),
+        b.as_tensor().clone(),
+        t.as_tensor().clone(),
+    );
+    let empty = Var::from_tensor(&Tensor::zeros((4, 0), DType::F64, &dev).unwrap()).unwrap();
+    let (spk, st) = synaptic::spikes_with(empty.as_tensor(), &cfg, Some(&p), None).unwrap();
+    assert_eq!((spk.dims(), st.mem.dims()), (&[4, 0][..], &[0][..]));
+    let g = (spk.sum_all().unwrap() + st.mem.sum_all().unwrap())
+        .unwrap()
+        .backward()
+        .unwrap();
+    // (The composed path gives no gradient at all for them: the same zero.)
+    for v in [&a, &b, &t] {
+        assert_eq!(g.get(v.as_tensor()).map_or(vec![0.0], f64s), vec![0.0]);
+    }
+    let seq = randn(&mut SeededRng::new(4), &[9], 0.4, 0.5);
+    let c = Tensor::new(0.3f64, &dev).unwrap();
+    for learned in [false, true] {
+        let p = learned.then_some(&p);
+        let (f, fs) = synaptic::spikes_with(&seq, &cfg, p, None).unwrap();
+        let (r, rs) = reference::spikes_with(&seq, &cfg, p, None).unwrap();
+        assert_eq!((f.dims(), fs.mem.dims()), (&[9][..], &[][..]));
+        assert_eq!((r.dims(), rs.syn.dims()), (&[9][..], &[][..]));
+        assert_eq!(bits(&f), bits(&r));
+        let (f, fs) = synaptic::const_spikes_with(&c, 6, &cfg, p, None).unwrap();
+        let (r, rs) = reference::const_spikes_with(&c, 6, &cfg, p, None).unwrap();
+        assert_eq!(
+            (f.dims(), r.dims(), rs.mem.dims()),
+            (&[6][..], &[6][..], &[][..])
+        );
+        assert_eq!(bits(&f), bits(&r));
+        assert_eq!(bits(&fs.mem), bits(&rs.mem));
+        assert!(
+            f64s(&f).iter().any(|&s| s > 0.0),
+            "the constant current fires"
+        );
+        // The state carries into a second chunk on both paths.
+        synaptic::const_spikes_with(&c, 2, &cfg, p, Some(&fs)).unwrap();
+        reference::const_spikes_with(&c, 2, &cfg, p, Some(&rs)).unwrap();
+    }
+}
+
+/// `Synaptic::step` T times equals one `forward_state` over T, state for state.
+#[test]
+fn stepping_equals_one_call() {
+    let lif = Synaptic::new(&SynapticConfig::new(0.7, 0.9).with_threshold(0.6)).unwrap();
+    let x = randn(&mut SeededRng::new(6), &[11, 3, 5], 0.3, 0.6);
+    let (all, fin) = lif.forward_state(&x, None).unwrap();
+    let mut st = lif.zero_state(&x.get(0).unwrap()).unwrap();
+    for t in 0..11 {
+        let (s, next) = lif.step(&x.get(t).unwrap(), &st).unwrap();
+        assert_eq!(bits(&s), bits(&all.get(t).unwrap()), "step {t}");
+        st = next;
+    }
+    assert_eq!(bits(&st.syn), bits(&fin.syn));
+    assert_eq!(bits(&st.mem), bits(&fin.mem));
+    assert!(f64s(&all).iter().any(|&s| s > 0.0));
+}
+
+/// Dropout inside the constant-current op: fused and composed draw the same masks from the same
+/// seed (outputs and gradients equal), dropped spikes are 0 and kept ones 1/(1 − p), and the
+/// final state is the membrane's, untouched by dropout.
+#[test]
+fn const_spikes_dropout_equals_the_composed_path() {
+    let cfg = SynapticConfig::new(0.8, 0.9).with_threshold(0.4);
+    let c = Var::from_tensor(&randn(&mut SeededRng::new(7), &[6, 40], 0.3, 0.3)).unwrap();
+    let run = || {
+        let mut rng = SeededRng::new(70);
+        let (s, st) =
+            synaptic::const_spikes_dropout(c.as_tensor(), 5, &cfg, None, 0.25, &mut rng, None)
+                .unwrap();
+        let w = randn(&mut SeededRng::new(71), s.dims(), 0.0, 1.0);
+        let g = (&s * w).unwrap().sum_all().unwrap().backward().unwrap();
+        (s, st, g.get(c.as_tensor()).unwrap().clone())
+    };
+    let (sf, stf, gf) = run();
+    let (sr, str_, gr) = lsnn_layers::kernel::composed(run);
+    assert_eq!(bits(&sf), bits(&sr));
+    assert_eq!(bits(&stf.mem), bits(&str_.mem));
+    close("d current", &gf, &gr, 1e-12).unwrap();
+    let (_, plain) = synaptic::const_spikes_with(c.as_tensor(), 5, &cfg, None, None).unwrap();
+    assert_eq!(
+        bits(&stf.mem),
+        bits(&plain.mem),
+        "dropout leaves the state alone"
+    );
+    let v = f64s(&sf);
+    let kept = v
+        .iter()
+        .filter(|&&x| (x - 1.0 / 0.75).abs() < 1e-12)
+        .count();
+    let zero = v.iter().filter(|&&x| x == 0.0).count();
+    assert_eq!(kept + zero, v.len(), "every value is 0 or 1/(1 − p)");
+    assert!(kept > 0 && zero > 0);
 }

@@ -109,8 +109,9 @@ fn a_full_original_file_loads_and_round_trips() {
     // `spike_encoding.rs`; the attention kernel only when not "auto", see
     // `config_attention.rs`; activation
     // recomputation and truncated BPTT only when on, see lsnn-layers' `tests/recompute.rs` and
-    // `tests/tbptt.rs`; the shard size only when not 4, see lsnn's `tests/shard_rows.rs`.)
-    const ONLY_WHEN_SET: [&str; 11] = [
+    // `tests/tbptt.rs`; the shard size only when not 4, see lsnn's `tests/shard_rows.rs`; the
+    // neuron only when not leaky, see lsnn-layers' `tests/synaptic.rs`.)
+    const ONLY_WHEN_SET: [&str; 12] = [
         "attention_kernel",
         "recompute_activations",
         "tbptt",
@@ -122,6 +123,7 @@ fn a_full_original_file_loads_and_round_trips() {
         "readout",
         "spike_encoding",
         "shard_rows",
+        "neuron",
     ];
     for k in HONOURED_FIELDS
         .iter()

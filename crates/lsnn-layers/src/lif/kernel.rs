@@ -539,7 +539,9 @@ fn learn_row_body<T: Real, R: Reset, L: Lanes<T>>(
 /// order fixed by n and `pairs` alone, so the sum does not depend on how the neurons were split
 /// over threads.
 pub(crate) fn reduce_parts<T: Real>(parts: &[T], n: usize, groups: usize, pairs: usize) -> Vec<T> {
-    let halves = parts[..groups * n].chunks_exact(n.max(1)).take(groups);
+    // One slice of n per group (none of them empty-skipped: zero neurons still give `groups`
+    // zero sums).
+    let halves = (0..groups).map(|g| &parts[g * n..(g + 1) * n]);
     if pairs == 1 {
         return halves.map(lane_sum).collect();
     }

@@ -214,7 +214,7 @@ impl Default for ModelConfig {
             learn_beta: Learn::Fixed,
             learn_threshold: Learn::Fixed,
             beta_form: BetaForm::Direct,
-            neuron: Neuron::Leaky,
+            neuron: Neuron::Leaky {},
         }
     }
 }

@@ -102,6 +102,21 @@ impl SynapticConfig {
             && self.learn_threshold.is_fixed())
     }
 
+    /// The config field of the first learned parameter (`learn_alpha`, `learn_beta`,
+    /// `learn_threshold`), for errors about learned parameters; `learn_alpha` when none is.
+    pub(crate) fn learned_field(&self) -> &'static str {
+        if self.learn_alpha.is_fixed() && !self.learn_beta.is_fixed() {
+            "learn_beta"
+        } else if self.learn_alpha.is_fixed()
+            && self.learn_beta.is_fixed()
+            && !self.learn_threshold.is_fixed()
+        {
+            "learn_threshold"
+        } else {
+            "learn_alpha"
+        }
+    }
+
     /// Checks the ranges: α ∈ [0, 1], β ∈ (0, 1], θ finite and > 0, the surrogate's
     /// parameters valid.
     pub fn validate(&self) -> Result<()> {

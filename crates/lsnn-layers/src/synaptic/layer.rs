@@ -38,7 +38,7 @@ impl Synaptic {
         cfg.validate()?;
         if cfg.learns() {
             return Err(LayerError::config(
-                "learn_alpha",
+                cfg.learned_field(),
                 "a learned α, β or θ needs its variables: use Synaptic::learnable(cfg, features, vb)",
             ));
         }

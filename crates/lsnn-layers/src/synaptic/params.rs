@@ -94,7 +94,7 @@ impl LearnedSynaptic {
         cfg.validate()?;
         if features == 0 {
             return Err(LayerError::config(
-                "learn_alpha",
+                cfg.learned_field(),
                 "a layer of 0 neurons; expected at least 1",
             ));
         }

@@ -17,15 +17,25 @@ fn coefs(
     params: Option<&SynapticParams>,
     like: &Tensor,
 ) -> Result<SynapticParams> {
-    if let Some(p) = params {
-        p.check(like.dims(), like.dtype())?;
-        return Ok(p.clone());
+    let p = match params {
+        Some(p) => {
+            p.check(like.dims(), like.dtype())?;
+            p.clone()
+        }
+        None => {
+            let c = |v: f64| Tensor::full(v, 1, like.device())?.to_dtype(like.dtype());
+            SynapticParams::new(c(cfg.alpha)?, c(cfg.beta)?, c(cfg.threshold)?)
+        }
+    };
+    if like.rank() > 0 {
+        return Ok(p);
     }
-    let c = |v: f64| Tensor::full(v, 1, like.device())?.to_dtype(like.dtype());
+    // Scalar neurons: a [1] coefficient would broadcast them to [1]; the fused ops keep [].
+    let s = |t: &Tensor| t.reshape(());
     Ok(SynapticParams::new(
-        c(cfg.alpha)?,
-        c(cfg.beta)?,
-        c(cfg.threshold)?,
+        s(&p.alpha)?,
+        s(&p.beta)?,
+        s(&p.threshold)?,
     ))
 }
 
