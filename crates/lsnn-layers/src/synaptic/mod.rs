@@ -14,8 +14,9 @@
 //! `spk, syn, mem = lif(cur, syn, mem)`). Backward uses the layer's [`crate::lif::Surrogate`] and
 //! reaches the currents, the initial state and learned α, β, θ.
 //!
-//! The forms are those of [`crate::lif`]: [`spikes`], [`rate`] (rate and detached mean membrane),
-//! [`const_spikes`] (with [`const_spikes_dropout`]) and [`const_rate`] (O(1) memory over T). On the
+//! The forms are those of [`crate::lif`]: [`spikes_with`], [`rate_with`] (rate and detached mean
+//! membrane), [`const_spikes_with`] (with [`const_spikes_dropout`]) and [`const_rate_with`] (O(1)
+//! memory over T). On the
 //! CPU each is one fused custom op ([`op`](self) over a one-pass kernel, parallel over neurons)
 //! taking its state [2, N…] and parameters by the packing convention of
 //! [`crate::kernel::packing`]; elsewhere, and whenever the composed path is forced, the per-step

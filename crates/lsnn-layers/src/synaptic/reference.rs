@@ -1,8 +1,8 @@
 //! The per-step composition of candle ops for the current-based LIF: the reference the fused
 //! kernels are tested and benchmarked against, and the path on every device without a fused
 //! kernel (only ops every candle backend has). Each form takes an optional initial state and
-//! returns the final one, as the fused forms do; α, β, θ are [1] or [F] tensors broadcast over
-//! the neurons (the config's fixed values become [1] constants), in the kernels' arithmetic order.
+//! returns the final one, as the fused forms do; α, β, θ are `[1]` or `[F]` tensors broadcast over
+//! the neurons (the config's fixed values become `[1]` constants), in the kernels' arithmetic order.
 
 use super::reset::{with_syn_reset, SynReset};
 use super::{SynapticConfig, SynapticParams, SynapticState};
