@@ -64,6 +64,7 @@ pub mod lif;
 pub mod model;
 pub mod neuron;
 pub mod nn;
+pub mod rleaky;
 pub mod rng;
 pub mod spikegen;
 pub mod synaptic;

@@ -3,18 +3,21 @@
 //! parameters and runs the forms the encoder and the attention need.
 //!
 //! The LIF settings (β, θ, reset, surrogate, what is learned) stay in [`LifConfig`]; a neuron
-//! other than `leaky` adds its own parameters here (the current-based LIF its synaptic decay α).
+//! other than `leaky` adds its own parameters here (the current-based LIF its synaptic decay α,
+//! the recurrent LIF its connection).
 
 use crate::error::{LayerError, Result};
 use crate::lif::{self, BetaForm, Learn, LearnedLif, LifConfig, RateOutput};
+use crate::rleaky::{self, Connection, RLeaky, RLeakyConfig};
 use crate::rng::SeededRng;
 use crate::synaptic::{self, LearnedSynaptic, SynapticConfig};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-/// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default) or
-/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`.
+/// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default),
+/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}` or
+/// `{"kind": "rleaky", "connection": "one_to_one"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Neuron {
@@ -31,6 +34,15 @@ pub enum Neuron {
         /// Whether α is learned.
         #[serde(default, skip_serializing_if = "Learn::is_fixed")]
         learn_alpha: Learn,
+    },
+    /// The recurrent LIF (design §2.11, snnTorch `RLeaky`): each layer's spikes of step t−1 come
+    /// back through its own trainable weights, all-to-all over the layer's last dim (default,
+    /// `recurrent.weight` [F, F] and `recurrent.bias` [F]) or one-to-one (`V` [F]); β, θ, reset,
+    /// surrogate and their learning are the LIF settings'.
+    Rleaky {
+        /// The recurrent connection.
+        #[serde(default)]
+        connection: Connection,
     },
 }
 
@@ -58,10 +70,15 @@ impl Neuron {
         }
     }
 
-    /// The current-based LIF's settings from the LIF ones (none for `leaky`).
+    /// The recurrent LIF with this connection.
+    pub fn rleaky(connection: Connection) -> Self {
+        Neuron::Rleaky { connection }
+    }
+
+    /// The current-based LIF's settings from the LIF ones (none for another neuron).
     pub fn synaptic_config(&self, lif: &LifConfig) -> Option<SynapticConfig> {
         match *self {
-            Neuron::Leaky {} => None,
+            Neuron::Leaky {} | Neuron::Rleaky { .. } => None,
             Neuron::Synaptic { alpha, learn_alpha } => Some(
                 SynapticConfig::new(alpha, lif.beta)
                     .with_threshold(lif.threshold)
@@ -72,16 +89,45 @@ impl Neuron {
         }
     }
 
+    /// The recurrent LIF's settings from the LIF ones (none for another neuron).
+    pub fn rleaky_config(&self, lif: &LifConfig) -> Option<RLeakyConfig> {
+        match *self {
+            Neuron::Rleaky { connection } => Some(
+                RLeakyConfig::new(lif.beta, connection)
+                    .with_threshold(lif.threshold)
+                    .with_reset(lif.reset)
+                    .with_surrogate(lif.surrogate)
+                    .with_learn(lif.learn_beta, lif.learn_threshold),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The config name of the neuron.
+    fn name(&self) -> &'static str {
+        match self {
+            Neuron::Leaky {} => "leaky",
+            Neuron::Synaptic { .. } => "synaptic",
+            Neuron::Rleaky { .. } => "rleaky",
+        }
+    }
+
     /// Checks the neuron's parameters together with the LIF settings it shares.
     pub fn validate(&self, lif: &LifConfig) -> Result<()> {
         lif.validate()?;
+        if !self.is_leaky() && !lif.learn_beta.is_fixed() && lif.beta_form != BetaForm::Direct {
+            return Err(LayerError::config(
+                "beta_form",
+                format!(
+                    "sigmoid is a leaky-neuron option; the {} neuron learns β directly (expected \"direct\")",
+                    self.name()
+                ),
+            ));
+        }
         if let Some(cfg) = self.synaptic_config(lif) {
-            if !lif.learn_beta.is_fixed() && lif.beta_form != BetaForm::Direct {
-                return Err(LayerError::config(
-                    "beta_form",
-                    "sigmoid is a leaky-neuron option; the synaptic neuron learns β directly (expected \"direct\")",
-                ));
-            }
+            cfg.validate()?;
+        }
+        if let Some(cfg) = self.rleaky_config(lif) {
             cfg.validate()?;
         }
         Ok(())
@@ -97,6 +143,8 @@ pub(crate) enum SpikingLayer {
     Leaky(LifConfig, Option<LearnedLif>),
     /// A current-based LIF layer.
     Synaptic(SynapticConfig, Option<LearnedSynaptic>),
+    /// A recurrent LIF layer, its recurrent weights and learned β, θ inside.
+    Rleaky(RLeaky),
 }
 
 impl SpikingLayer {
@@ -109,6 +157,9 @@ impl SpikingLayer {
         vb: VarBuilder,
     ) -> Result<Self> {
         neuron.validate(lif)?;
+        if let Some(cfg) = neuron.rleaky_config(lif) {
+            return Ok(SpikingLayer::Rleaky(RLeaky::new(&cfg, features, vb)?));
+        }
         Ok(match neuron.synaptic_config(lif) {
             None => SpikingLayer::Leaky(
                 *lif,
@@ -134,6 +185,7 @@ impl SpikingLayer {
             SpikingLayer::Synaptic(c, l) => {
                 SpikingLayer::Synaptic(*c, l.as_ref().map(|l| l.detached()))
             }
+            SpikingLayer::Rleaky(l) => SpikingLayer::Rleaky(l.detached()),
         }
     }
 
@@ -153,6 +205,17 @@ impl SpikingLayer {
                 let p = syn_params(l, x)?;
                 synaptic::stateless::const_spikes(x, steps, c, p.as_ref(), dropout)
             }
+            SpikingLayer::Rleaky(l) => {
+                let p = l.params(x)?;
+                rleaky::stateless::const_spikes(
+                    x,
+                    steps,
+                    l.config(),
+                    l.recurrent(),
+                    p.as_ref(),
+                    dropout,
+                )
+            }
         }
     }
 
@@ -169,6 +232,9 @@ impl SpikingLayer {
             SpikingLayer::Synaptic(c, l) => {
                 synaptic::stateless::rate(x, c, syn_params(l, x)?.as_ref())
             }
+            SpikingLayer::Rleaky(l) => {
+                rleaky::stateless::rate(x, l.config(), l.recurrent(), l.params(x)?.as_ref())
+            }
         }
     }
 
@@ -178,6 +244,9 @@ impl SpikingLayer {
             SpikingLayer::Leaky(c, l) => lif::stateless::spikes(x, c, lif_params(l, x)?.as_ref()),
             SpikingLayer::Synaptic(c, l) => {
                 synaptic::stateless::spikes(x, c, syn_params(l, x)?.as_ref())
+            }
+            SpikingLayer::Rleaky(l) => {
+                rleaky::stateless::spikes(x, l.config(), l.recurrent(), l.params(x)?.as_ref())
             }
         }
     }
@@ -190,6 +259,10 @@ impl SpikingLayer {
             }
             SpikingLayer::Synaptic(c, l) => {
                 synaptic::stateless::const_rate(x, steps, c, syn_params(l, x)?.as_ref())
+            }
+            SpikingLayer::Rleaky(l) => {
+                let p = l.params(x)?;
+                rleaky::stateless::const_rate(x, steps, l.config(), l.recurrent(), p.as_ref())
             }
         }
     }

@@ -542,6 +542,10 @@ pub(crate) fn reduce_parts<T: Real>(parts: &[T], n: usize, groups: usize, pairs:
     // One slice of n per group (none of them empty-skipped: zero neurons still give `groups`
     // zero sums).
     let halves = (0..groups).map(|g| &parts[g * n..(g + 1) * n]);
+    if pairs == 0 {
+        // No features (a row of zero neurons): no values to sum into.
+        return Vec::new();
+    }
     if pairs == 1 {
         return halves.map(lane_sum).collect();
     }

@@ -1,0 +1,933 @@
+//! The recurrent LIF (`rleaky`): against snnTorch 1.0.0 `RLeaky`, one-to-one and all-to-all,
+//! stepped over two chunks with both states carried (fixtures), the fused op against the
+//! composed reference (f64: forward bit for bit one-to-one and within 1e-12 all-to-all, where
+//! the gemm blocks differ; every gradient within 1e-9·max(1, |b|)) for every form, reset,
+//! surrogate and parameter source, central differences for the smooth parameters, and the typed
+//! errors.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use common::{neuron_dims, Form, FORMS, RESETS, SURROGATES};
+use lsnn_layers::lif::{Learn, LifParams, ResetMechanism, Surrogate};
+use lsnn_layers::rleaky::{
+    self, reference, Connection, RLeaky, RLeakyConfig, RLeakyState, Recurrent,
+};
+use lsnn_layers::{LayerError, SeededRng};
+use proptest::prelude::*;
+
+mod common;
+
+fn randn(rng: &mut SeededRng, dims: &[usize], mean: f64, std: f64) -> Tensor {
+    rng.normal_tensor(dims, mean, std, DType::F64, &Device::Cpu)
+        .unwrap()
+}
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// |a − b| ≤ tol·max(1, |b|) elementwise.
+fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
+    if a.elem_count() != b.elem_count() {
+        return Err(format!("{what}: shapes {:?} vs {:?}", a.dims(), b.dims()));
+    }
+    for (i, (x, y)) in f64s(a).iter().zip(f64s(b)).enumerate() {
+        if (x - y).abs() > tol * y.abs().max(1.0) || !x.is_finite() {
+            return Err(format!("{what}[{i}]: {x} vs {y}"));
+        }
+    }
+    Ok(())
+}
+
+const SNN_SURROGATES: [(Surrogate, &str); 2] = [
+    (Surrogate::fast_sigmoid(25.0), "fast_sigmoid"),
+    (Surrogate::atan(2.0), "atan"),
+];
+
+const RESET_NAMES: [(ResetMechanism, &str); 3] = [
+    (ResetMechanism::Subtract, "subtract"),
+    (ResetMechanism::Zero, "zero"),
+    (ResetMechanism::None, "none"),
+];
+
+const CONNECTIONS: [(Connection, &str); 2] =
+    [(Connection::OneToOne, "o2o"), (Connection::AllToAll, "a2a")];
+
+/// The recurrent weights as variables, and the weights' fixture names.
+fn rec_vars(
+    conn: Connection,
+    f: &std::collections::HashMap<String, Tensor>,
+) -> (Vec<(Var, &'static str)>, Recurrent) {
+    let v = |k: &str| Var::from_tensor(&f[k]).unwrap();
+    match conn {
+        Connection::OneToOne => {
+            let vv = v("V");
+            let rec = Recurrent::OneToOne {
+                v: vv.as_tensor().clone(),
+            };
+            (vec![(vv, "V")], rec)
+        }
+        Connection::AllToAll => {
+            let (w, b) = (v("weight"), v("bias"));
+            let rec = Recurrent::AllToAll {
+                weight: w.as_tensor().clone(),
+                bias: Some(b.as_tensor().clone()),
+            };
+            (vec![(w, "weight"), (b, "bias")], rec)
+        }
+    }
+}
+
+/// snnTorch `RLeaky` (β 0.9, θ 1) over [B 4, F 16] neurons from non-zero spikes and membrane
+/// over 40 steps in chunks of 15 and 25, both states carried: spikes exactly, membranes within
+/// 1e-5, the gradients of the currents, both initial states and the recurrent weights within
+/// 1e-4·max(1, |b|), and (with learned shared β, θ) theirs within 1e-4 relative — through the
+/// fused ops and through the composed reference.
+#[test]
+fn chunks_with_carried_state_match_snntorch() {
+    for (conn, kind) in CONNECTIONS {
+        for (reset, name) in RESET_NAMES {
+            let f = common::load(&format!("rleaky_{kind}_{name}.safetensors"));
+            let chunk = common::scalar(&f["chunk"]) as usize;
+            let t_all = f["current"].dim(0).unwrap();
+            for (surrogate, sg) in SNN_SURROGATES {
+                let cfg = RLeakyConfig::new(0.9, conn)
+                    .with_threshold(1.0)
+                    .with_reset(reset)
+                    .with_surrogate(surrogate);
+                for (fused, learned) in [(true, false), (true, true), (false, false), (false, true)]
+                {
+                    let what = format!("{kind}/{name}/{sg} fused {fused} learned {learned}");
+                    let v = |k: &str| Var::from_tensor(&f[k]).unwrap();
+                    let (cur, spk0, mem0) = (v("current"), v("spk0"), v("mem0"));
+                    let (rec_leaves, rec) = rec_vars(conn, &f);
+                    let one = |x: f64| {
+                        Var::from_tensor(&Tensor::new(&[x as f32], &Device::Cpu).unwrap()).unwrap()
+                    };
+                    let (beta, theta) = (one(0.9), one(1.0));
+                    let params =
+                        LifParams::new(beta.as_tensor().clone(), theta.as_tensor().clone());
+                    let p = learned.then_some(&params);
+                    let run = |x: &Tensor, s: &RLeakyState| {
+                        if fused {
+                            rleaky::spikes_with(x, &cfg, &rec, p, Some(s)).unwrap()
+                        } else {
+                            reference::spikes_with(x, &cfg, &rec, p, Some(s)).unwrap()
+                        }
+                    };
+                    let first = RLeakyState {
+                        spk: spk0.as_tensor().clone(),
+                        mem: mem0.as_tensor().clone(),
+                    };
+                    let x = cur.as_tensor();
+                    let (s1, st1) = run(&x.narrow(0, 0, chunk).unwrap(), &first);
+                    let (s2, st2) = run(&x.narrow(0, chunk, t_all - chunk).unwrap(), &st1);
+                    let spikes = Tensor::cat(&[&s1, &s2], 0).unwrap();
+                    assert_eq!(f64s(&spikes), f64s(&f["spikes"]), "{what}: spikes");
+                    close(&what, &st2.mem, &f["mem_final"], 1e-5).unwrap();
+                    close(&what, &st1.mem, &f["mem"].get(chunk - 1).unwrap(), 1e-5).unwrap();
+                    let loss = ((&spikes * &f["grad_out"]).unwrap().sum_all().unwrap()
+                        + (&st2.spk * &f["grad_spk_final"])
+                            .unwrap()
+                            .sum_all()
+                            .unwrap()
+                        + (&st2.mem * &f["grad_mem_final"])
+                            .unwrap()
+                            .sum_all()
+                            .unwrap())
+                    .unwrap();
+                    let g = loss.backward().unwrap();
+                    let mut leaves = vec![
+                        (&cur, format!("grad_current_{sg}")),
+                        (&spk0, format!("grad_spk0_{sg}")),
+                        (&mem0, format!("grad_mem0_{sg}")),
+                    ];
+                    for (var, key) in &rec_leaves {
+                        leaves.push((var, format!("grad_{key}_{sg}")));
+                    }
+                    if learned {
+                        leaves.push((&beta, format!("grad_beta_{sg}")));
+                        leaves.push((&theta, format!("grad_threshold_{sg}")));
+                    }
+                    for (var, key) in leaves {
+                        let got = g
+                            .get(var.as_tensor())
+                            .unwrap_or_else(|| panic!("{what}: no {key}"));
+                        close(&format!("{what} {key}"), got, &f[&key], 1e-4).unwrap();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tensors one side of a comparison trains.
+struct Leaves {
+    x: Var,
+    spk0: Var,
+    mem0: Var,
+    beta: Var,
+    theta: Var,
+    rec: Vec<Var>,
+}
+
+impl Leaves {
+    fn new(t: &[&Tensor]) -> Self {
+        let v = |t: &Tensor| Var::from_tensor(t).unwrap();
+        Leaves {
+            x: v(t[0]),
+            spk0: v(t[1]),
+            mem0: v(t[2]),
+            beta: v(t[3]),
+            theta: v(t[4]),
+            rec: t[5..].iter().map(|t| v(t)).collect(),
+        }
+    }
+
+    fn params(&self) -> LifParams {
+        LifParams::new(
+            self.beta.as_tensor().clone(),
+            self.theta.as_tensor().clone(),
+        )
+    }
+
+    fn state(&self) -> RLeakyState {
+        RLeakyState {
+            spk: self.spk0.as_tensor().clone(),
+            mem: self.mem0.as_tensor().clone(),
+        }
+    }
+
+    fn recurrent(&self) -> Recurrent {
+        match self.rec.len() {
+            1 => Recurrent::OneToOne {
+                v: self.rec[0].as_tensor().clone(),
+            },
+            _ => Recurrent::AllToAll {
+                weight: self.rec[0].as_tensor().clone(),
+                bias: Some(self.rec[1].as_tensor().clone()),
+            },
+        }
+    }
+}
+
+/// How many values β and θ have (0: the config's fixed values for both).
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    beta: usize,
+    theta: usize,
+}
+
+const FIXED: Source = Source { beta: 0, theta: 0 };
+
+/// One form, fused and reference: the main output and the final state (bit for bit one-to-one,
+/// within 1e-12 all-to-all), and the gradients of sum(out·w) + sum(spk·w2) + sum(mem·w3) for
+/// currents, both initial states, the recurrent weights and learned β, θ within 1e-9. Returns
+/// the firing rate.
+#[allow(clippy::too_many_arguments)]
+fn fused_vs_reference(
+    form: Form,
+    neurons: &[usize],
+    steps: usize,
+    cfg: &RLeakyConfig,
+    src: Source,
+    v_len: usize,
+    with_state: bool,
+    seed: u64,
+) -> Result<f64, String> {
+    let mut rng = SeededRng::new(seed);
+    let f = *neurons.last().unwrap();
+    let in_dims: Vec<usize> = match form {
+        Form::Spikes | Form::RateMem => [&[steps][..], neurons].concat(),
+        Form::ConstSpikes | Form::ConstRate => neurons.to_vec(),
+    };
+    let x = randn(&mut rng, &in_dims, 0.35, 0.5);
+    let spk0 = rng
+        .uniform_tensor(neurons, 0.0, 1.0, DType::F64, &Device::Cpu)
+        .unwrap()
+        .gt(0.6)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let mem0 = randn(&mut rng, neurons, 0.2, 0.5);
+    let mut uni = |n: usize, lo: f64, hi: f64| {
+        rng.uniform_tensor(n.max(1), lo, hi, DType::F64, &Device::Cpu)
+            .unwrap()
+    };
+    let (beta, theta) = (uni(src.beta, 0.6, 1.0), uni(src.theta, 0.5, 1.4));
+    let rec: Vec<Tensor> = match cfg.connection {
+        Connection::OneToOne => vec![uni(v_len, -0.6, 0.6)],
+        Connection::AllToAll => {
+            let s = 0.8 / (f as f64).sqrt();
+            vec![
+                uni(f * f, -s, s).reshape((f, f)).unwrap(),
+                uni(f, -0.1, 0.1),
+            ]
+        }
+    };
+    let learned = src.beta + src.theta > 0;
+    let mut all = vec![&x, &spk0, &mem0, &beta, &theta];
+    all.extend(rec.iter());
+    let (fl, rl) = (Leaves::new(&all), Leaves::new(&all));
+    let run = |l: &Leaves, fused: bool| -> (Tensor, RLeakyState) {
+        let (x, p, s, rec) = (l.x.as_tensor(), l.params(), l.state(), l.recurrent());
+        let (p, s) = (learned.then_some(&p), with_state.then_some(&s));
+        let cat = |o: lsnn_layers::lif::RateOutput| Tensor::cat(&[o.rate, o.mean_mem], 0).unwrap();
+        match (form, fused) {
+            (Form::Spikes, true) => rleaky::spikes_with(x, cfg, &rec, p, s).unwrap(),
+            (Form::Spikes, false) => reference::spikes_with(x, cfg, &rec, p, s).unwrap(),
+            (Form::RateMem, true) => {
+                let (o, st) = rleaky::rate_with(x, cfg, &rec, p, s).unwrap();
+                (cat(o), st)
+            }
+            (Form::RateMem, false) => {
+                let (o, st) = reference::rate_with(x, cfg, &rec, p, s).unwrap();
+                (cat(o), st)
+            }
+            (Form::ConstSpikes, true) => {
+                rleaky::const_spikes_with(x, steps, cfg, &rec, p, s).unwrap()
+            }
+            (Form::ConstSpikes, false) => {
+                reference::const_spikes_with(x, steps, cfg, &rec, p, s).unwrap()
+            }
+            (Form::ConstRate, true) => rleaky::const_rate_with(x, steps, cfg, &rec, p, s).unwrap(),
+            (Form::ConstRate, false) => {
+                reference::const_rate_with(x, steps, cfg, &rec, p, s).unwrap()
+            }
+        }
+    };
+    let (of, sf) = run(&fl, true);
+    let (or, sr) = run(&rl, false);
+    let fwd_tol = match cfg.connection {
+        Connection::OneToOne => 0.0,
+        Connection::AllToAll => 1e-12,
+    };
+    close(&format!("{form:?} forward"), &of, &or, fwd_tol)?;
+    close(&format!("{form:?} final spikes"), &sf.spk, &sr.spk, 0.0)?;
+    close(
+        &format!("{form:?} final membrane"),
+        &sf.mem,
+        &sr.mem,
+        fwd_tol,
+    )?;
+    let w = randn(&mut rng, of.dims(), 0.0, 1.0);
+    let w2 = randn(&mut rng, neurons, 0.0, 1.0);
+    let w3 = randn(&mut rng, neurons, 0.0, 1.0);
+    let loss = |o: &Tensor, s: &RLeakyState| {
+        ((o * &w).unwrap().sum_all().unwrap()
+            + (&s.spk * &w2).unwrap().sum_all().unwrap()
+            + (&s.mem * &w3).unwrap().sum_all().unwrap())
+        .unwrap()
+    };
+    let gf = loss(&of, &sf).backward().unwrap();
+    let gr = loss(&or, &sr).backward().unwrap();
+    let mut leaves = vec![
+        ("currents", &fl.x, &rl.x, true),
+        ("spk0", &fl.spk0, &rl.spk0, with_state),
+        ("mem0", &fl.mem0, &rl.mem0, with_state),
+        ("beta", &fl.beta, &rl.beta, learned),
+        ("threshold", &fl.theta, &rl.theta, learned),
+    ];
+    for (a, b) in fl.rec.iter().zip(&rl.rec) {
+        leaves.push(("recurrent", a, b, true));
+    }
+    for (what, a, b, wanted) in leaves {
+        if !wanted {
+            continue;
+        }
+        let ga = gf
+            .get(a.as_tensor())
+            .ok_or(format!("no fused {what} gradient"))?;
+        // The composed path gives no gradient where a leaf only reaches detached terms (θ
+        // through the zero reset with every spike term zero): that is a zero gradient.
+        let zero = ga.zeros_like().unwrap();
+        let gb = gr.get(b.as_tensor()).unwrap_or(&zero);
+        close(&format!("{form:?} d{what}"), ga, gb, 1e-9)?;
+    }
+    let spikes = match form {
+        Form::RateMem => of.narrow(0, 0, neurons[0]).unwrap(),
+        _ => of,
+    };
+    Ok(spikes.mean_all().unwrap().to_scalar::<f64>().unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fused_equals_reference(
+        neurons in neuron_dims(),
+        steps in 1usize..=10,
+        reset in 0usize..3,
+        surrogate in 0usize..SURROGATES.len(),
+        source in 0usize..3,
+        all_to_all in any::<bool>(),
+        shared_v in any::<bool>(),
+        with_state in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let conn = if all_to_all { Connection::AllToAll } else { Connection::OneToOne };
+        let cfg = RLeakyConfig::new(0.9, conn)
+            .with_reset(RESETS[reset])
+            .with_surrogate(SURROGATES[surrogate]);
+        let f = *neurons.last().unwrap();
+        let src = match source {
+            0 => FIXED,
+            1 => Source { beta: 1, theta: 1 },
+            _ => Source { beta: f, theta: 1 },
+        };
+        let v_len = if shared_v { 1 } else { f };
+        for (k, form) in FORMS.iter().enumerate() {
+            let r = fused_vs_reference(*form, &neurons, steps, &cfg, src, v_len, with_state, seed.wrapping_add(k as u64));
+            prop_assert!(r.is_ok(), "{:?} {:?} T={} {:?} {:?}: {}", form, neurons, steps, cfg, src, r.unwrap_err());
+        }
+    }
+}
+
+/// Every connection, form, reset and surrogate on a fixed grid with spikes seen to fire, then
+/// enough neurons for several blocks on the threaded path with per-feature β and θ.
+#[test]
+fn fused_equals_reference_every_mode() {
+    let per_feature = Source {
+        beta: 17,
+        theta: 17,
+    };
+    for (conn, _) in CONNECTIONS {
+        for reset in RESETS {
+            for surrogate in SURROGATES {
+                let cfg = RLeakyConfig::new(0.85, conn)
+                    .with_reset(reset)
+                    .with_surrogate(surrogate);
+                for form in FORMS {
+                    for (src, with_state) in [(FIXED, true), (per_feature, false)] {
+                        let rate =
+                            fused_vs_reference(form, &[3, 17], 7, &cfg, src, 17, with_state, 5)
+                                .unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
+                        assert!(rate > 0.05 && rate < 0.95, "{form:?} {cfg:?}: rate {rate}");
+                    }
+                }
+            }
+        }
+        let cfg = RLeakyConfig::new(0.9, conn)
+            .with_reset(ResetMechanism::Zero)
+            .with_surrogate(Surrogate::atan(2.0));
+        let wide = Source {
+            beta: 130,
+            theta: 130,
+        };
+        for form in FORMS {
+            fused_vs_reference(form, &[2, 70, 130], 6, &cfg, wide, 130, true, 9)
+                .unwrap_or_else(|e| panic!("{conn:?} {form:?} large: {e}"));
+            fused_vs_reference(form, &[70, 130], 6, &cfg, FIXED, 1, false, 10)
+                .unwrap_or_else(|e| panic!("{conn:?} {form:?} large, fixed: {e}"));
+        }
+    }
+}
+
+/// Central differences (f64) of a loss on the final membrane — where the resets and spikes are
+/// piecewise constant, so the exact derivative exists — for β per feature, θ shared and the
+/// recurrent weights, under each reset and connection. The spikes feed the membrane back here,
+/// so the BPTT's surrogate path is not part of the exact derivative: a fast sigmoid of slope 10⁶
+/// makes it negligible (below 1e-8 of a unit gradient at the margins these inputs keep) and the
+/// smooth path must then equal the differences.
+#[test]
+fn smooth_parameter_gradients_match_central_differences() {
+    const EPS: f64 = 1e-6;
+    for (conn, kind) in CONNECTIONS {
+        for reset in RESETS {
+            let cfg = RLeakyConfig::new(0.9, conn)
+                .with_reset(reset)
+                .with_surrogate(Surrogate::fast_sigmoid(1e6));
+            let mut rng = SeededRng::new(43);
+            let x = randn(&mut rng, &[9, 3, 5], 0.45, 0.6);
+            let w = randn(&mut rng, &[3, 5], 0.0, 1.0);
+            let beta = rng
+                .uniform_tensor(5, 0.6, 0.95, DType::F64, &Device::Cpu)
+                .unwrap();
+            let theta = Tensor::new(&[0.9f64], &Device::Cpu).unwrap();
+            let rec0: Vec<Tensor> = match conn {
+                Connection::OneToOne => vec![randn(&mut rng, &[5], 0.0, 0.4)],
+                Connection::AllToAll => vec![
+                    randn(&mut rng, &[5, 5], 0.0, 0.3),
+                    randn(&mut rng, &[5], 0.0, 0.1),
+                ],
+            };
+            let loss = |p: &[Tensor]| -> Tensor {
+                let lp = LifParams::new(p[0].clone(), p[1].clone());
+                let rec = match conn {
+                    Connection::OneToOne => Recurrent::OneToOne { v: p[2].clone() },
+                    Connection::AllToAll => Recurrent::AllToAll {
+                        weight: p[2].clone(),
+                        bias: Some(p[3].clone()),
+                    },
+                };
+                let (spk, st) = rleaky::spikes_with(&x, &cfg, &rec, Some(&lp), None).unwrap();
+                assert!(
+                    f64s(&spk).iter().any(|&s| s > 0.0),
+                    "{kind} {reset:?}: spikes fire"
+                );
+                (st.mem * &w).unwrap().sum_all().unwrap()
+            };
+            let mut base = vec![beta.clone(), theta.clone()];
+            base.extend(rec0.iter().cloned());
+            let vars: Vec<Var> = base.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+            let g = loss(
+                &vars
+                    .iter()
+                    .map(|v| v.as_tensor().clone())
+                    .collect::<Vec<_>>(),
+            )
+            .backward()
+            .unwrap();
+            let names = ["beta", "theta", "rec weight", "rec bias"];
+            for (which, v) in vars.iter().enumerate() {
+                let bptt = g.get(v.as_tensor()).map_or(vec![0.0; v.elem_count()], f64s);
+                let flat = f64s(&base[which]);
+                let mut largest = 0.0f64;
+                for j in 0..flat.len() {
+                    let value = |d: f64| {
+                        let mut p = base.clone();
+                        let mut vals = flat.clone();
+                        vals[j] += d;
+                        p[which] = Tensor::new(vals, &Device::Cpu)
+                            .unwrap()
+                            .reshape(base[which].dims())
+                            .unwrap();
+                        loss(&p).to_scalar::<f64>().unwrap()
+                    };
+                    let fd = (value(EPS) - value(-EPS)) / (2.0 * EPS);
+                    assert!(
+                        (fd - bptt[j]).abs() < 1e-6 * fd.abs().max(1.0),
+                        "{kind} {reset:?} d{}[{j}]: bptt {} vs fd {fd}",
+                        names[which],
+                        bptt[j]
+                    );
+                    largest = largest.max(fd.abs());
+                }
+                // One-to-one under the reset to zero, V·S_{t−1} only ever reaches a membrane
+                // that the same spike (r_t = S_{t−1}) clears: V has no effect from a zero state.
+                let v_inert =
+                    conn == Connection::OneToOne && reset == ResetMechanism::Zero && which == 2;
+                if (names[which] != "theta" || reset == ResetMechanism::Subtract) && !v_inert {
+                    assert!(
+                        largest > 1e-3,
+                        "{kind} {reset:?} d{} is not trivially zero",
+                        names[which]
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn config_field(r: lsnn_layers::Result<impl std::fmt::Debug>) -> String {
+    match r {
+        Err(LayerError::Config { field, .. }) => field,
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+/// Values and shapes a call must refuse, each with a typed error naming what was wrong.
+#[test]
+fn bad_input_is_a_typed_error() {
+    let dev = Device::Cpu;
+    let x = Tensor::ones((4, 2, 3), DType::F32, &dev).unwrap();
+    let t = |v: &[f32]| Tensor::new(v, &dev).unwrap();
+    let o2o = RLeakyConfig::new(0.9, Connection::OneToOne);
+    let a2a = RLeakyConfig::new(0.9, Connection::AllToAll);
+    let v = Recurrent::OneToOne { v: t(&[0.5; 3]) };
+    let w = Recurrent::AllToAll {
+        weight: Tensor::zeros((3, 3), DType::F32, &dev).unwrap(),
+        bias: None,
+    };
+    assert_eq!(
+        config_field(rleaky::spikes_with(
+            &x,
+            &o2o.with_threshold(-1.0),
+            &v,
+            None,
+            None
+        )),
+        "spike_threshold"
+    );
+    assert_eq!(
+        config_field(rleaky::spikes_with(
+            &x,
+            &RLeakyConfig::new(1.5, Connection::OneToOne),
+            &v,
+            None,
+            None
+        )),
+        "beta"
+    );
+    assert_eq!(
+        config_field(rleaky::spikes_with(&x, &a2a, &v, None, None)),
+        "connection"
+    );
+    assert_eq!(
+        config_field(rleaky::const_rate_with(
+            &x.get(0).unwrap(),
+            0,
+            &o2o,
+            &v,
+            None,
+            None
+        )),
+        "spike steps"
+    );
+    let short_v = Recurrent::OneToOne { v: t(&[0.5, 0.5]) };
+    assert!(matches!(
+        rleaky::spikes_with(&x, &o2o, &short_v, None, None),
+        Err(LayerError::Shape {
+            what: "rleaky recurrent V",
+            ..
+        })
+    ));
+    let wrong_w = Recurrent::AllToAll {
+        weight: Tensor::zeros((3, 2), DType::F32, &dev).unwrap(),
+        bias: None,
+    };
+    assert!(matches!(
+        rleaky::spikes_with(&x, &a2a, &wrong_w, None, None),
+        Err(LayerError::Shape {
+            what: "rleaky recurrent weight",
+            ..
+        })
+    ));
+    let wrong_b = Recurrent::AllToAll {
+        weight: Tensor::zeros((3, 3), DType::F32, &dev).unwrap(),
+        bias: Some(t(&[0.0; 2])),
+    };
+    assert!(matches!(
+        rleaky::spikes_with(&x, &a2a, &wrong_b, None, None),
+        Err(LayerError::Shape {
+            what: "rleaky recurrent bias",
+            ..
+        })
+    ));
+    let f64_w = Recurrent::AllToAll {
+        weight: Tensor::zeros((3, 3), DType::F64, &dev).unwrap(),
+        bias: None,
+    };
+    assert!(matches!(
+        rleaky::spikes_with(&x, &a2a, &f64_w, None, None),
+        Err(LayerError::Shape {
+            what: "rleaky recurrent weight",
+            ..
+        })
+    ));
+    let bad_state = RLeakyState {
+        spk: Tensor::zeros((2, 3), DType::F32, &dev).unwrap(),
+        mem: Tensor::zeros(3, DType::F32, &dev).unwrap(),
+    };
+    assert!(matches!(
+        rleaky::spikes_with(&x, &a2a, &w, None, Some(&bad_state)),
+        Err(LayerError::Shape {
+            what: "rleaky state (mem)",
+            ..
+        })
+    ));
+    let out_of_range = LifParams::new(t(&[1.2]), t(&[1.0]));
+    assert_eq!(
+        config_field(rleaky::spikes_with(&x, &a2a, &w, Some(&out_of_range), None)),
+        "beta"
+    );
+    let empty = Tensor::zeros((0, 2, 3), DType::F32, &dev).unwrap();
+    assert!(matches!(
+        rleaky::spikes_with(&empty, &a2a, &w, None, None),
+        Err(LayerError::Shape { .. })
+    ));
+    assert_eq!(
+        config_field(RLeaky::with_weights(
+            &a2a.with_learn(Learn::Shared, Learn::Fixed),
+            w
+        )),
+        "learn_beta"
+    );
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+    assert_eq!(config_field(RLeaky::new(&a2a, 0, vb)), "rleaky features");
+}
+
+/// A layer owns snnTorch-named variables of the configured sizes, and a few SGD steps on a
+/// target firing pattern move the recurrent weights and β, θ and lower the loss.
+#[test]
+fn learnable_rleaky_trains() {
+    for (conn, kind) in CONNECTIONS {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let cfg = RLeakyConfig::new(0.8, conn).with_learn(Learn::PerNeuron, Learn::Shared);
+        let layer = RLeaky::new(&cfg, 6, vb).unwrap();
+        let mut names: Vec<(String, Vec<usize>)> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
+            .collect();
+        names.sort();
+        let want: Vec<(String, Vec<usize>)> = match conn {
+            Connection::OneToOne => vec![("V".into(), vec![6])],
+            Connection::AllToAll => vec![
+                ("recurrent.bias".into(), vec![6]),
+                ("recurrent.weight".into(), vec![6, 6]),
+            ],
+        }
+        .into_iter()
+        .chain([("beta".into(), vec![6]), ("threshold".into(), vec![1])])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+        assert_eq!(names, want, "{kind}");
+        let mut rng = SeededRng::new(3);
+        let x = rng
+            .normal_tensor(&[12, 4, 6], 0.4, 0.5, DType::F32, &Device::Cpu)
+            .unwrap();
+        let target = rng
+            .uniform_tensor(&[12, 4, 6], 0.0, 1.0, DType::F32, &Device::Cpu)
+            .unwrap()
+            .gt(0.7)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let before: Vec<Vec<f32>> = vm
+            .all_vars()
+            .iter()
+            .map(|v| common::vec_f32(v.as_tensor()))
+            .collect();
+        let mut opt = candle_nn::SGD::new(vm.all_vars(), 0.05).unwrap();
+        use candle_core::Module;
+        use candle_nn::Optimizer;
+        let loss_of = || {
+            let s = layer.forward(&x).unwrap();
+            (s - &target).unwrap().sqr().unwrap().mean_all().unwrap()
+        };
+        let first = loss_of().to_scalar::<f32>().unwrap();
+        for _ in 0..30 {
+            opt.backward_step(&loss_of()).unwrap();
+        }
+        let last = loss_of().to_scalar::<f32>().unwrap();
+        assert!(last < first, "{kind}: loss {first} -> {last}");
+        for (v, b) in vm.all_vars().iter().zip(before) {
+            assert_ne!(
+                common::vec_f32(v.as_tensor()),
+                b,
+                "{kind}: a variable did not move"
+            );
+        }
+    }
+}
+
+/// One step at a time (snnTorch's loop) equals one call, spikes and final state.
+#[test]
+fn stepping_equals_one_call() {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let layer = RLeaky::new(&RLeakyConfig::new(0.9, Connection::AllToAll), 5, vb).unwrap();
+    let mut rng = SeededRng::new(8);
+    let x = rng
+        .normal_tensor(&[10, 3, 5], 0.5, 0.5, DType::F32, &Device::Cpu)
+        .unwrap();
+    let (all, fin) = layer.forward_state(&x, None).unwrap();
+    let mut st = RLeakyState::zeros_like(&x.get(0).unwrap()).unwrap();
+    let mut steps = Vec::new();
+    for t in 0..10 {
+        let (s, next) = layer.step(&x.get(t).unwrap(), &st).unwrap();
+        steps.push(s);
+        st = next;
+    }
+    assert_eq!(
+        common::vec_f32(&Tensor::stack(&steps, 0).unwrap()),
+        common::vec_f32(&all)
+    );
+    assert!(common::vec_f32(&all).iter().any(|&s| s > 0.0));
+    assert_eq!(common::vec_f32(&st.mem), common::vec_f32(&fin.mem));
+    assert_eq!(common::vec_f32(&st.spk), common::vec_f32(&fin.spk));
+}
+
+/// Dropout inside the op equals the composed spikes under the same masks, and its gradient
+/// reaches the currents through the kept spikes only.
+#[test]
+fn const_spikes_dropout_equals_the_composed_path() {
+    let cfg = RLeakyConfig::new(0.9, Connection::OneToOne);
+    let rec = Recurrent::OneToOne {
+        v: Tensor::new(&[0.3f64, -0.2, 0.5, 0.1], &Device::Cpu).unwrap(),
+    };
+    let mut rng = SeededRng::new(5);
+    let x = Var::from_tensor(&randn(&mut rng, &[6, 4], 0.5, 0.4)).unwrap();
+    let run = |fused: bool| {
+        let mut r = SeededRng::new(77);
+        let mut f = || {
+            rleaky::const_spikes_dropout(x.as_tensor(), 8, &cfg, &rec, None, 0.3, &mut r, None)
+                .unwrap()
+                .0
+        };
+        if fused {
+            f()
+        } else {
+            lsnn_layers::kernel::composed(f)
+        }
+    };
+    let (a, b) = (run(true), run(false));
+    assert_eq!(f64s(&a), f64s(&b));
+    let ga = a.sum_all().unwrap().backward().unwrap();
+    let gb = b.sum_all().unwrap().backward().unwrap();
+    close(
+        "dropout dx",
+        ga.get(x.as_tensor()).unwrap(),
+        gb.get(x.as_tensor()).unwrap(),
+        1e-9,
+    )
+    .unwrap();
+}
+
+fn bits(t: &Tensor) -> Vec<u64> {
+    f64s(t).iter().map(|v| v.to_bits()).collect()
+}
+
+/// The encoder and the attention with the recurrent neuron (each connection, θ learned) in
+/// training: the fused path equals the composed one (the encoder's rate bit for bit one-to-one,
+/// the rest within 1e-12; every gradient within 1e-9, f64), spikes fire, and every layer owns
+/// its recurrent weights under snnTorch's names.
+#[test]
+fn rleaky_encoder_and_attention_equal_the_composed_path() {
+    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+    use lsnn_layers::lif::LifConfig;
+    use lsnn_layers::neuron::Neuron;
+    use lsnn_layers::{Mode, SeededInit};
+    for (conn, kind) in CONNECTIONS {
+        let lif = LifConfig::new(0.85)
+            .with_threshold(0.6)
+            .with_learn_threshold(Learn::Shared);
+        let neuron = Neuron::rleaky(conn);
+        let vm = VarMap::new();
+        let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
+        let enc_cfg = SpikingEncoderConfig::new(12, 8)
+            .with_steps(5)
+            .with_lif(lif)
+            .with_neuron(neuron)
+            .with_dropout(0.2);
+        let enc = SpikingEncoder::new(&enc_cfg, vb.pp("enc")).unwrap();
+        let att_cfg = AttentionConfig::new(8, 2)
+            .with_spike_steps(4)
+            .with_lif(lif)
+            .with_neuron(neuron);
+        let att = MultiHeadSpikingAttention::new(&att_cfg, vb.pp("att")).unwrap();
+        let x = randn(&mut SeededRng::new(3), &[6, 12], 0.0, 1.5);
+        let run = || {
+            let out = enc
+                .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
+                .unwrap();
+            let seq = (out.spikes.reshape((2, 3, 8)).unwrap() * 3.0).unwrap();
+            let y = candle_core::Module::forward(&att, &seq).unwrap();
+            let w = randn(&mut SeededRng::new(41), y.dims(), 0.0, 1.0);
+            let w2 = randn(&mut SeededRng::new(42), out.spikes.dims(), 0.0, 1.0);
+            let loss = ((&y * w).unwrap().sum_all().unwrap()
+                + (&out.spikes * w2).unwrap().sum_all().unwrap())
+            .unwrap();
+            (out.spikes, y, loss.backward().unwrap())
+        };
+        let (sf, yf, gf) = run();
+        let (sr, yr, gr) = lsnn_layers::kernel::composed(run);
+        if conn == Connection::OneToOne {
+            assert_eq!(bits(&sf), bits(&sr), "{kind}: encoder rate");
+        } else {
+            close(&format!("{kind}: encoder rate"), &sf, &sr, 1e-12).unwrap();
+        }
+        close(&format!("{kind}: attention output"), &yf, &yr, 1e-12).unwrap();
+        let rate = sf.mean_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(rate > 0.05 && rate < 0.95, "{kind}: rate {rate}");
+        let vars = vm.data().lock().unwrap();
+        let mut recurrent = Vec::new();
+        for (name, var) in vars.iter() {
+            let a = gf
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{kind} {name}: no fused gradient"));
+            let b = gr
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{kind} {name}: no composed gradient"));
+            close(&format!("{kind} {name}"), a, b, 1e-9).unwrap();
+            if name.contains("lif") {
+                recurrent.push((name.clone(), var.as_tensor().dims().to_vec()));
+            }
+        }
+        recurrent.sort();
+        let mut want: Vec<(String, Vec<usize>)> = Vec::new();
+        for (layer, f) in [("att.lif", 8), ("enc.lif1", 16), ("enc.lif2", 8)] {
+            match conn {
+                Connection::OneToOne => want.push((format!("{layer}.V"), vec![f])),
+                Connection::AllToAll => {
+                    want.push((format!("{layer}.recurrent.bias"), vec![f]));
+                    want.push((format!("{layer}.recurrent.weight"), vec![f, f]));
+                }
+            }
+            want.push((format!("{layer}.threshold"), vec![1]));
+        }
+        want.sort();
+        assert_eq!(recurrent, want, "{kind}");
+    }
+}
+
+/// The `neuron` field reads the recurrent neuron with its connection (all-to-all by default),
+/// round-trips, and refuses a misspelt connection or a sigmoid β.
+#[test]
+fn model_config_rleaky_neuron() {
+    use lsnn_layers::neuron::Neuron;
+    use lsnn_layers::ModelConfig;
+    let o2o: ModelConfig =
+        serde_json::from_str(r#"{"neuron": {"kind": "rleaky", "connection": "one_to_one"}}"#)
+            .unwrap();
+    o2o.validate().unwrap();
+    assert_eq!(o2o.neuron, Neuron::rleaky(Connection::OneToOne));
+    assert_eq!(o2o.block().encoder().neuron, o2o.neuron);
+    assert_eq!(o2o.attention().neuron, o2o.neuron);
+    let back: ModelConfig = serde_json::from_str(&serde_json::to_string(&o2o).unwrap()).unwrap();
+    assert_eq!(back, o2o);
+    let default: ModelConfig = serde_json::from_str(r#"{"neuron": {"kind": "rleaky"}}"#).unwrap();
+    assert_eq!(default.neuron, Neuron::rleaky(Connection::AllToAll));
+    let typo = r#"{"neuron": {"kind": "rleaky", "connection": "one_to_all"}}"#;
+    assert!(serde_json::from_str::<ModelConfig>(typo).is_err());
+    let stray = r#"{"neuron": {"kind": "rleaky", "alpha": 0.5}}"#;
+    assert!(serde_json::from_str::<ModelConfig>(stray).is_err());
+    let sigmoid: ModelConfig = serde_json::from_str(
+        r#"{"neuron": {"kind": "rleaky"}, "learn_beta": "shared", "beta_form": "sigmoid"}"#,
+    )
+    .unwrap();
+    assert_eq!(config_field(sigmoid.validate()), "beta_form");
+}
+
+/// Edge shapes: zero neurons in a row (F = 0: nothing to compute, an empty output and zero
+/// gradients) and scalar neurons, whose fused and composed outputs agree in shape and bits.
+#[test]
+fn zero_and_scalar_neurons() {
+    let dev = Device::Cpu;
+    let cfg = RLeakyConfig::new(0.9, Connection::AllToAll);
+    let empty = Recurrent::AllToAll {
+        weight: Tensor::zeros((0, 0), DType::F64, &dev).unwrap(),
+        bias: None,
+    };
+    let x = Var::from_tensor(&Tensor::zeros((4, 3, 0), DType::F64, &dev).unwrap()).unwrap();
+    let (s, st) = rleaky::spikes_with(x.as_tensor(), &cfg, &empty, None, None).unwrap();
+    assert_eq!((s.dims(), st.mem.dims()), (&[4, 3, 0][..], &[3, 0][..]));
+    let g = s.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(x.as_tensor()).unwrap().dims(), &[4, 3, 0]);
+    let scalar = Recurrent::OneToOne {
+        v: Tensor::new(&[0.4f64], &dev).unwrap(),
+    };
+    let o2o = RLeakyConfig::new(0.9, Connection::OneToOne);
+    let cur = Tensor::new(&[0.7f64, 0.2, 0.9, 0.1, 0.6], &dev).unwrap();
+    let (a, sa) = rleaky::spikes_with(&cur, &o2o, &scalar, None, None).unwrap();
+    let (b, sb) = lsnn_layers::kernel::composed(|| {
+        rleaky::spikes_with(&cur, &o2o, &scalar, None, None).unwrap()
+    });
+    assert_eq!((a.dims(), sa.mem.dims()), (b.dims(), sb.mem.dims()));
+    assert_eq!(bits(&a), bits(&b));
+    assert!(f64s(&a).iter().any(|&v| v > 0.0));
+    assert_eq!(bits(&sa.mem), bits(&sb.mem));
+}
