@@ -1,6 +1,9 @@
 //! The neuron family side by side at T = 8, N = 65,536 (lm-small's q/k/v count, [T, 512, 128]),
 //! multi-step spikes, forward + backward with the parameter gradients where they are learned:
-//! each fused neuron against its per-step reference and against fused `Leaky`.
+//! each fused neuron against its per-step reference and against fused `Leaky`. Then the
+//! all-to-all recurrent LIF at T = 8, batch 256 × width 256 (W [256, 256] and b trained): fused,
+//! its per-step reference, and the per-step loop a candle user would write by hand
+//! (`candle_nn::Linear` for the recurrence, scalar β and θ).
 //!
 //! Run: `cargo bench -p lsnn-layers --bench neurons`
 //! Single-threaded figures: `RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 cargo bench ...`
@@ -8,6 +11,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
 use lsnn_layers::lif::{self, LifConfig};
+use lsnn_layers::rleaky::{self, Connection, RLeakyConfig, Recurrent};
 use lsnn_layers::synaptic::{self, SynapticConfig, SynapticParams};
 use lsnn_layers::SeededRng;
 
@@ -70,12 +74,112 @@ fn bench_neurons(c: &mut Criterion) {
             )
         })
     });
+    let o2o = RLeakyConfig::new(0.95, Connection::OneToOne);
+    let v = param(128, 0.2);
+    let rec = Recurrent::OneToOne {
+        v: v.as_tensor().clone(),
+    };
+    g.bench_function("rleaky_o2o/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| rleaky::spikes_with(x, &o2o, &rec, None, None).unwrap().0,
+                &xs,
+            )
+        })
+    });
+    g.bench_function("rleaky_o2o/reference", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    rleaky::reference::spikes_with(x, &o2o, &rec, None, None)
+                        .unwrap()
+                        .0
+                },
+                &xs,
+            )
+        })
+    });
+    g.finish();
+}
+
+/// The per-step loop a candle user writes for an all-to-all recurrent LIF (snnTorch's `RLeaky`
+/// update with `nn.Linear`), reset by subtraction, the fast-sigmoid surrogate.
+fn hand_loop(x: &Tensor, lin: &candle_nn::Linear, beta: f64, theta: f64) -> Tensor {
+    use candle_core::Module;
+    let sur = lif::Surrogate::fast_sigmoid(25.0);
+    let mut mem = x.get(0).unwrap().zeros_like().unwrap();
+    let mut spk = mem.clone();
+    let mut out = Vec::new();
+    for t in 0..x.dim(0).unwrap() {
+        let reset = (&mem - theta)
+            .unwrap()
+            .gt(0.0)
+            .unwrap()
+            .to_dtype(x.dtype())
+            .unwrap();
+        let m = ((&mem * beta).unwrap() + x.get(t).unwrap()).unwrap();
+        let m = (m + lin.forward(&spk).unwrap()).unwrap();
+        mem = (m - (reset * theta).unwrap()).unwrap();
+        spk = lif::reference::heaviside(&(&mem - theta).unwrap(), &sur).unwrap();
+        out.push(spk.clone());
+    }
+    Tensor::stack(&out, 0).unwrap()
+}
+
+fn bench_rleaky_all_to_all(c: &mut Criterion) {
+    let mut rng = SeededRng::new(22);
+    let xs = Var::from_tensor(
+        &rng.normal_tensor((8, 256, 256), 0.3, 1.0, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let w = Var::from_tensor(
+        &rng.uniform_tensor((256, 256), -0.0625, 0.0625, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let b = Var::from_tensor(
+        &rng.uniform_tensor(256, -0.0625, 0.0625, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    let cfg = RLeakyConfig::new(0.95, Connection::AllToAll);
+    let rec = Recurrent::AllToAll {
+        weight: w.as_tensor().clone(),
+        bias: Some(b.as_tensor().clone()),
+    };
+    let lin = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()));
+    let mut g = c.benchmark_group("rleaky_a2a_T8_B256_F256_fwd_bwd");
+    g.sample_size(10);
+    g.bench_function("fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| rleaky::spikes_with(x, &cfg, &rec, None, None).unwrap().0,
+                &xs,
+            )
+        })
+    });
+    g.bench_function("reference", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    rleaky::reference::spikes_with(x, &cfg, &rec, None, None)
+                        .unwrap()
+                        .0
+                },
+                &xs,
+            )
+        })
+    });
+    g.bench_function("hand_loop", |bn| {
+        bn.iter(|| fwd_bwd(|x| hand_loop(x, &lin, 0.95, 1.0), &xs))
+    });
     g.finish();
 }
 
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_neurons
+    targets = bench_neurons, bench_rleaky_all_to_all
 }
 criterion_main!(benches);

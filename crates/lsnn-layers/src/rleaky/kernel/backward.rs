@@ -122,11 +122,15 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
         };
         let mut gm = vec![T::zero(); w];
         let mut s_prev = vec![T::zero(); w];
-        // All-to-all: every step's dL/dm and S_{t−1}, for one dL/dW gemm at the end.
+        // All-to-all: dL/dm and S_{t−1} of up to DW_STEPS steps, summed into dL/dW [F, F] by one
+        // gemm whenever they fill (k = DW_STEPS × rows), so the buffers stay O(rows) in T.
+        let chunk = steps.min(DW_STEPS);
         let (mut gm_hist, mut sp_hist) = match a2a {
-            true => (vec![T::zero(); steps * w], vec![T::zero(); steps * w]),
+            true => (vec![T::zero(); chunk * w], vec![T::zero(); chunk * w]),
             false => (Vec::new(), Vec::new()),
         };
+        let mut dw = vec![T::zero(); if a2a { f * f } else { 0 }];
+        let mut held = 0;
         let mut drec = vec![T::zero(); w];
         let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
         let lw = if LEARN { w } else { 0 };
@@ -201,8 +205,13 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
                     for (d, &x) in drec.iter_mut().zip(&gm) {
                         *d += x;
                     }
-                    gm_hist[t * w..(t + 1) * w].copy_from_slice(&gm);
-                    sp_hist[t * w..(t + 1) * w].copy_from_slice(&s_prev);
+                    gm_hist[held * w..(held + 1) * w].copy_from_slice(&gm);
+                    sp_hist[held * w..(held + 1) * w].copy_from_slice(&s_prev);
+                    held += 1;
+                    if held == chunk || t == 0 {
+                        add_dw(&mut dw, &gm_hist[..held * w], &sp_hist[..held * w], f);
+                        held = 0;
+                    }
                 }
             }
         }
@@ -223,25 +232,27 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
         }
         // SAFETY: neurons [a, b) belong to this block only.
         unsafe { dst.drec.slice(a, w) }.copy_from_slice(&drec);
-        if !a2a {
-            return Vec::new();
-        }
-        // dL/dW [F, F] = Σ_t dL/dm_tᵀ·S_{t−1}: one gemm with k = steps × rows.
-        let mut dw = vec![T::zero(); f * f];
-        crate::kernel::matmul(
-            crate::kernel::Gemm {
-                m: f,
-                n: f,
-                k: steps * (w / f),
-            },
-            &mut dw,
-            false,
-            (&gm_hist, 1, f),
-            (&sp_hist, f, 1),
-            false,
-        );
         dw
     }
+}
+
+/// Steps of dL/dm and S_{t−1} an all-to-all block holds before summing them into dL/dW.
+const DW_STEPS: usize = 16;
+
+/// dL/dW [F, F] += gmᵀ·sp for `gm`, `sp` [k, F] (k rows of any steps).
+fn add_dw<T: Real>(dw: &mut [T], gm: &[T], sp: &[T], f: usize) {
+    crate::kernel::matmul(
+        crate::kernel::Gemm {
+            m: f,
+            n: f,
+            k: gm.len() / f.max(1),
+        },
+        dw,
+        true,
+        (gm, 1, f),
+        (sp, f, 1),
+        false,
+    );
 }
 
 /// S = H(U − θ) of a block's membranes `u`, into `s`.

@@ -50,8 +50,9 @@ pub(crate) struct Input<'a, T> {
 }
 
 /// Neurons per block of an all-to-all layer: enough rows that each step's gemm is not
-/// dominated by packing W, few enough that a block's history stays small.
-const A2A_BLOCK: usize = 4 * TASK;
+/// dominated by packing W (at 16 rows of 256 it was: 2× slower), few enough that a batch of a
+/// few hundred rows still splits over two threads.
+const A2A_BLOCK: usize = 32 * TASK;
 
 impl<T: Real> Input<'_, T> {
     /// The current of step `t` for neurons `[a, a + w)`.
