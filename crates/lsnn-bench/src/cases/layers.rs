@@ -1,5 +1,5 @@
 //! Leak cases of the layers alone: encoder, block and attention, forward and backward, and a
-//! stateful neuron trained over a stream in chunks.
+//! stateful neuron (current-based, recurrent) trained over a stream in chunks.
 
 use super::{lif, normal, vb, Leak, Leaker};
 use crate::{Iteration, Result};
@@ -11,6 +11,7 @@ use lsnn_layers::cfc::CfcMode;
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::lif::Learn;
 use lsnn_layers::nn::Linear;
+use lsnn_layers::rleaky::{Connection, RLeaky, RLeakyConfig, RLeakyState};
 use lsnn_layers::synaptic::{Synaptic, SynapticConfig, SynapticState};
 use lsnn_layers::{Mode, SeededRng};
 
@@ -90,6 +91,42 @@ pub(crate) fn synaptic_chunks_case(leak: Leak) -> Result<Iteration> {
     let x = normal(&[8, 16, 32], 12)?;
     let vars = vm.all_vars();
     let mut state: Option<SynapticState> = None;
+    let mut leaker = Leaker::new(leak)?;
+    Ok(Box::new(move |_| {
+        let cur = fc.forward(&x)?;
+        let (spikes, next) = layer.forward_state(&cur, state.as_ref())?;
+        let loss = (spikes.mean_all()? + next.mem.sqr()?.mean_all()?)?;
+        let grads = loss.backward()?;
+        for v in &vars {
+            if let Some(g) = grads.get(v.as_tensor()) {
+                v.set(&(v.as_tensor() - g.affine(1e-3, 0.0)?)?)?;
+            }
+        }
+        drop(grads);
+        state = Some(match leak {
+            Leak::CarriedState => next,
+            _ => next.detach(),
+        });
+        leaker.leak(Some(&spikes))
+    }))
+}
+
+/// A linear layer into an all-to-all recurrent LIF layer (W, b, β per neuron and θ shared, all
+/// learned) trained on a stream cut into chunks of 8 steps, as [`synaptic_chunks_case`]: the
+/// state (last spikes and membrane) carried detached, or with its graph under
+/// [`Leak::CarriedState`]. The fused op keeps each chunk's membranes for its backward; they
+/// must go with the chunk's graph.
+pub(crate) fn rleaky_chunks_case(leak: Leak) -> Result<Iteration> {
+    let cfg = RLeakyConfig::new(0.9, Connection::AllToAll)
+        .with_threshold(0.5)
+        .with_learn(Learn::PerNeuron, Learn::Shared);
+    let vm = VarMap::new();
+    let vb = vb(&vm, 13);
+    let fc = Linear::new(32, 64, vb.pp("fc"))?;
+    let layer = RLeaky::new(&cfg, 64, vb.pp("rlif"))?;
+    let x = normal(&[8, 16, 32], 14)?;
+    let vars = vm.all_vars();
+    let mut state: Option<RLeakyState> = None;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |_| {
         let cur = fc.forward(&x)?;

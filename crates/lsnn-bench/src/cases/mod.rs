@@ -20,7 +20,7 @@ mod layers;
 mod sequence;
 mod training;
 
-use layers::{attention_case, block_case, encoder_case, synaptic_chunks_case};
+use layers::{attention_case, block_case, encoder_case, rleaky_chunks_case, synaptic_chunks_case};
 use sequence::{
     classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
 };
@@ -338,6 +338,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::CarriedState,
         synaptic_chunks_case,
+    );
+    add(
+        "rleaky-chunks",
+        "all-to-all recurrent LIF (learned W, b, β, θ) training on a stream in chunks of 8 steps, its state carried into the next chunk detached",
+        c(),
+        Leak::None,
+        rleaky_chunks_case,
+    );
+    add(
+        "rleaky-chunks/control-carried-state",
+        "the same, carrying the state with its graph (not detached)",
+        c(),
+        Leak::CarriedState,
+        rleaky_chunks_case,
     );
     add(
         "train-step",
