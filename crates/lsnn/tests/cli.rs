@@ -382,6 +382,55 @@ fn a_synaptic_neuron_model_trains_below_the_bigram_baseline() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// The recurrent LIF (design §2.11) in every encoder and attention layer, all-to-all (the
+/// default connection): the run trains below the bigram baseline, the config keeps the neuron,
+/// and every spiking layer saved its recurrent weight and bias under snnTorch's names, sized to
+/// its own width.
+#[test]
+fn an_rleaky_neuron_model_trains_below_the_bigram_baseline() {
+    let d = scratch("rleaky");
+    let mut v: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    v["neuron"] = serde_json::json!({"kind": "rleaky"});
+    v["num_epochs"] = 1.into();
+    std::fs::write(d.join("rlif.json"), v.to_string()).unwrap();
+    let out = ok(&lsnn(
+        &["train", "--config", "rlif.json", "--out", "run"],
+        &d,
+    ));
+    assert_below_bigram(&out);
+    let cfg = saved_config(&d.join("run"));
+    assert_eq!(cfg["neuron"]["kind"], "rleaky");
+    assert_eq!(cfg["neuron"]["connection"], "all_to_all");
+    let current = std::fs::read_to_string(d.join("run/CURRENT")).unwrap();
+    let model =
+        std::fs::read(d.join("run").join(current.trim()).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&model).unwrap();
+    let units = cfg["spiking_units"].as_u64().unwrap() as usize;
+    let (mut encoder, mut attention) = (0, 0);
+    for (name, view) in st.tensors() {
+        if let Some(layer) = name.strip_suffix(".recurrent.weight") {
+            let f = view.shape()[0];
+            assert_eq!(view.shape(), &[f, f], "{name}");
+            let bias = st.tensor(&format!("{layer}.recurrent.bias")).unwrap();
+            assert_eq!(bias.shape(), &[f], "{layer}");
+            match layer.starts_with("attns.") {
+                true => attention += 1,
+                false => encoder += 1,
+            }
+        }
+    }
+    // Each block's encoder has two layers (2U and U wide); the attention its rate code.
+    let blocks = cfg["num_layers"].as_u64().unwrap() as usize;
+    assert_eq!(encoder, 2 * blocks, "encoder layers with recurrent weights");
+    assert!(
+        attention >= 1,
+        "the attention's rate code has recurrent weights"
+    );
+    let lif1 = st.tensor("blocks.0.encoder.lif1.recurrent.weight").unwrap();
+    assert_eq!(lif1.shape(), &[2 * units, 2 * units]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn an_ncp_config_trains_the_built_in_task_below_the_bigram_baseline() {
     let d = scratch("ncp");
