@@ -10,6 +10,7 @@ use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode, CfcState, WiredCfc, WiredCfcConf
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use lsnn_layers::kernel::composed;
 use lsnn_layers::lif::{self, reference, LifConfig, LifParams, Surrogate};
+use lsnn_layers::rleaky::{self, Connection, RLeakyConfig, Recurrent};
 use lsnn_layers::synaptic::{self, SynapticConfig};
 use lsnn_layers::wiring::AutoNcpConfig;
 use lsnn_layers::{fused, Mode, SeededInit, SeededRng};
@@ -307,6 +308,7 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     )?);
     out.extend(lif_spikes(&lif_cfg, reps)?);
     out.extend(synaptic_spikes(reps)?);
+    out.extend(rleaky_spikes(reps)?);
     Ok(out)
 }
 
@@ -407,6 +409,80 @@ fn synaptic_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
             &mut || fused(x),
             &mut || {
                 lif::spikes(x, &leaky, None)?.0.sum_all()?.backward()?;
+                Ok(())
+            },
+            reps,
+        )?,
+    ])
+}
+
+/// The recurrent LIF's multi-step spikes, fast_sigmoid, the recurrent weights trained: one-to-one
+/// at T = 8, N = 512 × 128 against its per-step reference and against fused `Leaky` (that
+/// entry's speedup is Leaky / RLeaky time), and all-to-all at T = 8, batch 256 × width 256
+/// against its reference.
+fn rleaky_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
+    let dev = Device::Cpu;
+    let mut rng = SeededRng::new(21);
+    let xs = Var::from_tensor(&rng.normal_tensor((8, 512, 128), 0.3, 1.0, DType::F32, &dev)?)?;
+    let x = xs.as_tensor();
+    let o2o = RLeakyConfig::new(0.95, Connection::OneToOne);
+    let v = Var::from_tensor(&Tensor::full(0.2f32, 128, &dev)?)?;
+    let rec = Recurrent::OneToOne {
+        v: v.as_tensor().clone(),
+    };
+    let leaky = LifConfig::new(0.95);
+    let fused = |x: &Tensor| -> Result<()> {
+        rleaky::spikes_with(x, &o2o, &rec, None, None)?
+            .0
+            .sum_all()?
+            .backward()?;
+        Ok(())
+    };
+    let xa = Var::from_tensor(&rng.normal_tensor((8, 256, 256), 0.3, 1.0, DType::F32, &dev)?)?;
+    let bound = 1.0 / 16.0;
+    let w = Var::from_tensor(&rng.uniform_tensor((256, 256), -bound, bound, DType::F32, &dev)?)?;
+    let b = Var::from_tensor(&rng.uniform_tensor(256, -bound, bound, DType::F32, &dev)?)?;
+    let a2a = RLeakyConfig::new(0.95, Connection::AllToAll);
+    let dense = Recurrent::AllToAll {
+        weight: w.as_tensor().clone(),
+        bias: Some(b.as_tensor().clone()),
+    };
+    Ok(vec![
+        measure(
+            "rleaky-o2o-spikes T=8 N=65536",
+            &mut || fused(x),
+            &mut || {
+                rleaky::reference::spikes_with(x, &o2o, &rec, None, None)?
+                    .0
+                    .sum_all()?
+                    .backward()?;
+                Ok(())
+            },
+            reps,
+        )?,
+        measure(
+            "rleaky-o2o-spikes vs leaky T=8 N=65536",
+            &mut || fused(x),
+            &mut || {
+                lif::spikes(x, &leaky, None)?.0.sum_all()?.backward()?;
+                Ok(())
+            },
+            reps,
+        )?,
+        measure(
+            "rleaky-a2a-spikes T=8 B=256 F=256",
+            &mut || {
+                rleaky::spikes_with(xa.as_tensor(), &a2a, &dense, None, None)?
+                    .0
+                    .sum_all()?
+                    .backward()?;
+                Ok(())
+            },
+            &mut || {
+                rleaky::reference::spikes_with(xa.as_tensor(), &a2a, &dense, None, None)?
+                    .0
+                    .sum_all()?
+                    .backward()?;
                 Ok(())
             },
             reps,
