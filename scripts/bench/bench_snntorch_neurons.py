@@ -4,7 +4,8 @@ docs/layers.md: T = 8 steps of [512, 128] float32 currents (N = 65,536, normal(0
 spikes stepped as snnTorch users step them (``spk, mem = lif(cur[t], mem)``), forward + backward of
 the spikes' sum; 3 warm-ups, then the median of 20 (design §9.1's protocol). Then the
 all-to-all ``RLeaky`` (``nn.Linear(256, 256)``, weight and bias trained) on T = 8 steps of
-[256, 256] currents, as lsnn's ``rleaky_a2a`` bench.
+[256, 256] currents, as lsnn's ``rleaky_a2a`` bench, with currents normal(0.3, 1) and the weak
+input normal(-0.3, 1).
 
     scripts/fixtures/.venv/bin/python scripts/bench/bench_snntorch_neurons.py --threads 1
 
@@ -98,6 +99,10 @@ def main():
                      spike_grad=surrogate.fast_sigmoid(slope=25))
     print(f"snntorch rleaky all-to-all: median {measure(rleaky_a2a_of(lif), cur):.2f} ms "
           f"(T = {T}, B = 256, F = 256, fwd+bwd)")
+    torch.manual_seed(23)
+    weak = (torch.randn(T, 256, 256) - 0.3).requires_grad_(True)
+    print(f"snntorch rleaky all-to-all, weak input normal(-0.3, 1): median "
+          f"{measure(rleaky_a2a_of(lif), weak):.2f} ms")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,37 @@ fn bench_rleaky_all_to_all(c: &mut Criterion) {
     g.bench_function("hand_loop", |bn| {
         bn.iter(|| fwd_bwd(|x| hand_loop(x, &lin, 0.95, 1.0), &xs))
     });
+    // Weaker currents, normal(−0.3, 1): about 6% of the neurons fire per step (30% above),
+    // below the density where the op adds rows of Wᵀ per active input instead of a gemm.
+    let weak = Var::from_tensor(
+        &SeededRng::new(23)
+            .normal_tensor((8, 256, 256), -0.3, 1.0, DType::F32, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap();
+    g.bench_function("weak_input/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| rleaky::spikes_with(x, &cfg, &rec, None, None).unwrap().0,
+                &weak,
+            )
+        })
+    });
+    g.bench_function("weak_input/reference", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    rleaky::reference::spikes_with(x, &cfg, &rec, None, None)
+                        .unwrap()
+                        .0
+                },
+                &weak,
+            )
+        })
+    });
+    g.bench_function("weak_input/hand_loop", |bn| {
+        bn.iter(|| fwd_bwd(|x| hand_loop(x, &lin, 0.95, 1.0), &weak))
+    });
     g.finish();
 }
 

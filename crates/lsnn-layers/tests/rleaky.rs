@@ -240,13 +240,31 @@ fn fused_vs_reference(
     with_state: bool,
     seed: u64,
 ) -> Result<f64, String> {
+    fused_vs_reference_driven(
+        form, neurons, steps, cfg, src, v_len, with_state, seed, 0.35,
+    )
+}
+
+/// [`fused_vs_reference`] with currents of mean `drive` (sd 0.5).
+#[allow(clippy::too_many_arguments)]
+fn fused_vs_reference_driven(
+    form: Form,
+    neurons: &[usize],
+    steps: usize,
+    cfg: &RLeakyConfig,
+    src: Source,
+    v_len: usize,
+    with_state: bool,
+    seed: u64,
+    drive: f64,
+) -> Result<f64, String> {
     let mut rng = SeededRng::new(seed);
     let f = *neurons.last().unwrap();
     let in_dims: Vec<usize> = match form {
         Form::Spikes | Form::RateMem => [&[steps][..], neurons].concat(),
         Form::ConstSpikes | Form::ConstRate => neurons.to_vec(),
     };
-    let x = randn(&mut rng, &in_dims, 0.35, 0.5);
+    let x = randn(&mut rng, &in_dims, drive, 0.5);
     let spk0 = rng
         .uniform_tensor(neurons, 0.0, 1.0, DType::F64, &Device::Cpu)
         .unwrap()
@@ -426,6 +444,25 @@ fn fused_equals_reference_every_mode() {
             fused_vs_reference(form, &[70, 130], 6, &cfg, FIXED, 1, false, 10)
                 .unwrap_or_else(|e| panic!("{conn:?} {form:?} large, fixed: {e}"));
         }
+    }
+}
+
+/// All-to-all spike trains on both sides of the sparse-product threshold (a quarter of the
+/// inputs active): weakly driven (sparse products) and strongly driven (dense gemm), each equal
+/// to the reference in forward and every gradient.
+#[test]
+fn sparse_and_dense_spike_trains_equal_the_reference() {
+    let cfg = RLeakyConfig::new(0.9, Connection::AllToAll);
+    for (drive, sparse) in [(0.05, true), (0.9, false)] {
+        let rate =
+            fused_vs_reference_driven(Form::Spikes, &[40, 64], 12, &cfg, FIXED, 1, false, 3, drive)
+                .unwrap_or_else(|e| panic!("drive {drive}: {e}"));
+        let want = if sparse {
+            rate > 0.01 && rate < 0.2
+        } else {
+            rate > 0.4
+        };
+        assert!(want, "drive {drive}: firing rate {rate}");
     }
 }
 

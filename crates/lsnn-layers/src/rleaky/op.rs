@@ -111,6 +111,7 @@ impl RlkOp {
             n: s.n,
             f: s.f,
             state0,
+            wt: kernel::transposed(rec, s.f),
             rec,
         }
     }

@@ -130,6 +130,8 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
             false => (Vec::new(), Vec::new()),
         };
         let mut dw = vec![T::zero(); if a2a { f * f } else { 0 }];
+        // dL/dWᵀ from the steps whose S_{t−1} was sparse, added into dL/dW at the end.
+        let mut dwt = vec![T::zero(); if a2a { f * f } else { 0 }];
         let mut held = 0;
         let mut drec = vec![T::zero(); w];
         let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
@@ -205,10 +207,21 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
                     for (d, &x) in drec.iter_mut().zip(&gm) {
                         *d += x;
                     }
-                    gm_hist[held * w..(held + 1) * w].copy_from_slice(&gm);
-                    sp_hist[held * w..(held + 1) * w].copy_from_slice(&s_prev);
-                    held += 1;
-                    if held == chunk || t == 0 {
+                    if super::sparse(&s_prev) {
+                        // dL/dWᵀ[i] += S_{t−1}[i]·dL/dm_t per row, for the active inputs i.
+                        for (srow, grow) in s_prev.chunks_exact(f).zip(gm.chunks_exact(f)) {
+                            for (i, &si) in srow.iter().enumerate() {
+                                if si != T::zero() {
+                                    super::axpy(&mut dwt[i * f..(i + 1) * f], si, grow);
+                                }
+                            }
+                        }
+                    } else {
+                        gm_hist[held * w..(held + 1) * w].copy_from_slice(&gm);
+                        sp_hist[held * w..(held + 1) * w].copy_from_slice(&s_prev);
+                        held += 1;
+                    }
+                    if held > 0 && (held == chunk || t == 0) {
                         add_dw(&mut dw, &gm_hist[..held * w], &sp_hist[..held * w], f);
                         held = 0;
                     }
@@ -232,6 +245,11 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
         }
         // SAFETY: neurons [a, b) belong to this block only.
         unsafe { dst.drec.slice(a, w) }.copy_from_slice(&drec);
+        for (i, row) in dwt.chunks_exact(f.max(1)).enumerate() {
+            for (o, &x) in row.iter().enumerate() {
+                dw[o * f + i] += x;
+            }
+        }
         dw
     }
 }

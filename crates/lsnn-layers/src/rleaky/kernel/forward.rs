@@ -56,7 +56,7 @@ fn block<T: Real, R: SynReset, C: Coefs<T>>(
     let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
     let mut usum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
     for t in 0..steps {
-        recurrent(inp.rec, &v, &s, &mut rec, f);
+        recurrent(inp, &v, &s, &mut rec);
         let i = inp.row(t, a, w);
         if main == Main::Spikes {
             // SAFETY: row t, neurons [a, a + w) belong to this block only.
@@ -140,7 +140,7 @@ pub(super) fn replay<T: Real, R: SynReset, L: Lanes<T>>(
     let mut rec = vec![T::zero(); w];
     let mut count = vec![T::zero(); w];
     for t in 0..inp.steps {
-        recurrent(inp.rec, v, &s, &mut rec, inp.f);
+        recurrent(inp, v, &s, &mut rec);
         row::<T, R, _, ADD>(l, inp.row(t, a, w), &rec, &mut u, &mut s, &mut count);
         hist[t * w..(t + 1) * w].copy_from_slice(&u);
     }
