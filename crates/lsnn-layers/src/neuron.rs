@@ -37,7 +37,7 @@ pub enum Neuron {
     },
     /// The recurrent LIF (design §2.11, snnTorch `RLeaky`): each layer's spikes of step t−1 come
     /// back through its own trainable weights, all-to-all over the layer's last dim (default,
-    /// `recurrent.weight` [F, F] and `recurrent.bias` [F]) or one-to-one (`V` [F]); β, θ, reset,
+    /// `recurrent.weight` `[F, F]` and `recurrent.bias` `[F]`) or one-to-one (`V` `[F]`); β, θ, reset,
     /// surrogate and their learning are the LIF settings'.
     Rleaky {
         /// The recurrent connection.

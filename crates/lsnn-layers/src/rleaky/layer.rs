@@ -38,8 +38,8 @@ pub struct RLeaky {
 
 impl RLeaky {
     /// A layer of `features` neurons (the last dim of its input) with its variables from `vb`,
-    /// named after snnTorch's: one-to-one `V` [F] starting at 1 (snnTorch's default V); all-to-all
-    /// `recurrent.weight` [F, F] and `recurrent.bias` [F] drawn uniformly from ±1/√F (the
+    /// named after snnTorch's: one-to-one `V` `[F]` starting at 1 (snnTorch's default V); all-to-all
+    /// `recurrent.weight` `[F, F]` and `recurrent.bias` `[F]` drawn uniformly from ±1/√F (the
     /// initialisation of `nn.Linear`); `beta` and `threshold` when the config learns them.
     pub fn new(cfg: &RLeakyConfig, features: usize, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;

@@ -76,8 +76,8 @@ pub enum Recurrent {
         /// V.
         v: Tensor,
     },
-    /// All-to-all: `weight` [F, F] (output feature, input feature, as `nn.Linear`) and an
-    /// optional `bias` [F]; rec = S·Wᵀ + b.
+    /// All-to-all: `weight` `[F, F]` (output feature, input feature, as `nn.Linear`) and an
+    /// optional `bias` `[F]`; rec = S·Wᵀ + b.
     AllToAll {
         /// W.
         weight: Tensor,
