@@ -172,8 +172,8 @@ impl RLeaky {
         super::const_spikes_with(current, steps, &self.cfg, &self.rec, p.as_ref(), state)
     }
 
-    /// The firing rate […] of a constant current […] over `steps` steps, in O(1) memory over the
-    /// steps, and the final state.
+    /// The firing rate […] of a constant current […] over `steps` steps, never materialising
+    /// [steps, …] (the backward replays the forward per block of rows), and the final state.
     pub fn const_rate(
         &self,
         current: &Tensor,

@@ -274,10 +274,12 @@ fn run(x: &Tensor, cfg: &RLeakyConfig, call: Call<'_>) -> Result<(Tensor, Option
         None => packing::empty(x)?,
     };
     let x = x.contiguous()?;
-    // The membranes are kept for a backward only when one can follow, and never by the
-    // constant-current rate (O(1) in T: its backward replays the forward per block).
+    // The membranes are kept for a backward only when one can follow, by the all-to-all op
+    // (whose backward would otherwise repeat the forward's gemm), and never by the
+    // constant-current rate (its backward replays the forward per block and never materialises
+    // [T, N]).
     let tracked = x.track_op() || state.track_op() || params.track_op();
-    let keep = tracked && call.form != Form::ConstRate;
+    let keep = tracked && call.form != Form::ConstRate && cfg.connection == Connection::AllToAll;
     let op = RlkOp {
         cfg: *cfg,
         form: call.form,

@@ -6,8 +6,8 @@
 //! W [F, F] then b [F] (all-to-all). The main op's output is the form's (spikes [T, N…], rate
 //! [N…], or rate + mean membrane [2, N…]); when the final state is asked for, the main op leaves
 //! it in a [`StateSlot`] and [`RlkStateOp`], applied right after to the same operands, returns it
-//! [2, N…] with its own backward. When a backward will follow, the forward also keeps every
-//! step's membrane ([`HistSlot`]), so the backward never repeats the forward's gemm calls.
+//! [2, N…] with its own backward. When a backward will follow, the all-to-all forward also keeps
+//! every step's membrane ([`HistSlot`]), so the backward never repeats the forward's gemm calls.
 
 use super::kernel::{self, Grads, Input, Rec, Upstream};
 use super::{Connection, RLeakyConfig};
@@ -38,8 +38,10 @@ pub(crate) struct RlkOp {
     pub dropout: Option<KeepMask>,
     /// Set when the final state is wanted.
     pub slot: Option<StateSlot>,
-    /// Set when a backward may follow and the form keeps its membranes (every form but the
-    /// constant-current rate, whose backward replays the forward per block to stay O(1) in T).
+    /// Set when a backward may follow and the op keeps its membranes: all-to-all (so its
+    /// backward does not repeat the forward's gemm), every form but the constant-current rate,
+    /// whose backward replays the forward per block and never materialises [T, N]. One-to-one
+    /// always replays: it has no gemm to save and the replay costs less than a [T, N] history.
     pub hist: Option<HistSlot>,
     /// (β, θ) pairs at the head of the parameter operand: 0, 1 or F.
     pub pairs: usize,
@@ -67,16 +69,22 @@ impl RlkOp {
     fn check_params(&self, f: usize, len: usize, what: &str) -> candle_core::Result<usize> {
         if !(self.pairs == 0 || self.pairs == 1 || self.pairs == f) {
             candle_core::bail!(
-                "{what}: {} (β, θ) pairs for {f} features; expected 1 or {f}",
+                "{what}: {} (β, θ) pairs for {f} features; expected 0 (fixed), 1 or {f}",
                 self.pairs
             );
         }
-        let rec = len.saturating_sub(2 * self.pairs);
+        if len < 2 * self.pairs {
+            candle_core::bail!(
+                "{what}: {len} parameter values, fewer than the {} (β, θ) values at their head",
+                2 * self.pairs
+            );
+        }
+        let rec = len - 2 * self.pairs;
         let ok = match self.cfg.connection {
             Connection::OneToOne => rec == 1 || rec == f,
             Connection::AllToAll => rec == f * f + f,
         };
-        if len < 2 * self.pairs || !ok {
+        if !ok {
             let want = match self.cfg.connection {
                 Connection::OneToOne => format!("1 or {f} (V)"),
                 Connection::AllToAll => format!("{} (W [{f}, {f}] and b [{f}])", f * f + f),

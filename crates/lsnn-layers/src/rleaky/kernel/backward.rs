@@ -56,7 +56,7 @@ pub(crate) fn backward<T: Real, R: SynReset, S: SurrogateFn, C: Coefs<T>>(
         drec: SyncPtr(out.drec.as_mut_ptr()),
     };
     let learn = dst.dparams.is_some();
-    let parts = inp.map_blocks(|r0, r1| {
+    let run = |r0: usize, r1: usize| {
         let blk = Block {
             c,
             k: &k,
@@ -74,19 +74,28 @@ pub(crate) fn backward<T: Real, R: SynReset, S: SurrogateFn, C: Coefs<T>>(
             (true, false) => blk.run::<R, S, true, false>(),
             (true, true) => blk.run::<R, S, true, true>(),
         }
-    });
+    };
+    // Blocks run in groups, each group's dL/dW partials added in block order before the next
+    // group starts: the sum does not depend on the thread count, and at most DW_GROUP partials
+    // [F, F] are alive at once however many rows there are.
+    let blocks = inp.blocks();
     let mut dw = Vec::new();
-    for p in parts {
-        if dw.is_empty() {
-            dw = p;
-        } else {
-            for (d, v) in dw.iter_mut().zip(p) {
-                *d += v;
+    for g in (0..blocks).step_by(DW_GROUP) {
+        for p in inp.map_block_range(g..(g + DW_GROUP).min(blocks), run) {
+            if dw.is_empty() {
+                dw = p;
+            } else {
+                for (d, v) in dw.iter_mut().zip(p) {
+                    *d += v;
+                }
             }
         }
     }
     dw
 }
+
+/// Blocks whose dL/dW partials are alive at once.
+const DW_GROUP: usize = 8;
 
 /// One block of rows `[r0, r1)` of a backward.
 struct Block<'a, T, C, K> {
@@ -130,8 +139,9 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
             false => (Vec::new(), Vec::new()),
         };
         let mut dw = vec![T::zero(); if a2a { f * f } else { 0 }];
-        // dL/dWᵀ from the steps whose S_{t−1} was sparse, added into dL/dW at the end.
-        let mut dwt = vec![T::zero(); if a2a { f * f } else { 0 }];
+        // dL/dWᵀ from the steps whose S_{t−1} was sparse, added into dL/dW at the end (allocated
+        // at the first such step).
+        let mut dwt: Vec<T> = Vec::new();
         let mut held = 0;
         let mut drec = vec![T::zero(); w];
         let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
@@ -208,6 +218,9 @@ impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
                         *d += x;
                     }
                     if super::sparse(&s_prev) {
+                        if dwt.is_empty() {
+                            dwt = vec![T::zero(); f * f];
+                        }
                         // dL/dWᵀ[i] += S_{t−1}[i]·dL/dm_t per row, for the active inputs i.
                         for (srow, grow) in s_prev.chunks_exact(f).zip(gm.chunks_exact(f)) {
                             for (i, &si) in srow.iter().enumerate() {

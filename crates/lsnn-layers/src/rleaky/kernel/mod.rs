@@ -16,7 +16,9 @@
 //! ```
 //!
 //! from the final state's gradients, and sums dL/dV = Σ_t dL/dm_t ⊙ S_{t−1} (per feature) or
-//! dL/dW = Σ_t dL/dm_tᵀ·S_{t−1} (one gemm over all steps at the end) and dL/db = Σ dL/dm_t.
+//! dL/dW = Σ_t dL/dm_tᵀ·S_{t−1} (one gemm per 16 dense steps, rows of dL/dm per active input
+//! for the sparse ones) and dL/db = Σ dL/dm_t. The one-to-one op keeps no membranes: its
+//! backward replays the forward per block, which costs less than a [T, n] history.
 
 mod backward;
 mod forward;
@@ -93,6 +95,9 @@ pub(super) fn axpy<T: Real>(o: &mut [T], a: T, x: &[T]) {
 /// dominated by packing W (at 16 rows of 256 it was: 2× slower), few enough that a batch of a
 /// few hundred rows still splits over two threads.
 const A2A_BLOCK: usize = 32 * TASK;
+/// The fewest rows an all-to-all block has, however wide the layer (fewer make each step's gemm
+/// a thin one dominated by packing W).
+const A2A_MIN_ROWS: usize = 32;
 
 impl<T: Real> Input<'_, T> {
     /// The current of step `t` for neurons `[a, a + w)`.
@@ -121,11 +126,15 @@ impl<T: Real> Input<'_, T> {
     /// Rows per block: the blocks depend on the sizes alone, never on the thread count, so
     /// the per-block sums of the backward add up to the same bits on one thread or many.
     fn rows_per_block(&self) -> usize {
-        let per = match self.rec {
-            Rec::OneToOne(_) => TASK,
-            Rec::AllToAll { .. } => A2A_BLOCK,
-        };
-        (per / self.f.max(1)).max(1)
+        match self.rec {
+            Rec::OneToOne(_) => (TASK / self.f.max(1)).max(1),
+            Rec::AllToAll { .. } => (A2A_BLOCK / self.f.max(1)).max(A2A_MIN_ROWS),
+        }
+    }
+
+    /// How many blocks of rows there are.
+    pub(super) fn blocks(&self) -> usize {
+        self.rows().div_ceil(self.rows_per_block())
     }
 
     /// V laid out for neurons `[a, a + w)` (neuron j takes V[j mod len]); empty for all-to-all.
@@ -139,26 +148,34 @@ impl<T: Real> Input<'_, T> {
     /// Runs `f(r0, r1)` over the blocks of rows, in parallel when the work is large and
     /// splitting is allowed; the results in block order.
     pub(super) fn map_blocks<R: Send>(&self, f: impl Fn(usize, usize) -> R + Sync) -> Vec<R> {
+        self.map_block_range(0..self.blocks(), f)
+    }
+
+    /// [`Input::map_blocks`] over the blocks `range` only.
+    pub(super) fn map_block_range<R: Send>(
+        &self,
+        range: std::ops::Range<usize>,
+        f: impl Fn(usize, usize) -> R + Sync,
+    ) -> Vec<R> {
         use rayon::prelude::*;
         let (rows, per) = (self.rows(), self.rows_per_block());
-        let blocks = rows.div_ceil(per);
-        let range = |c: usize| (c * per, ((c + 1) * per).min(rows));
-        let parallel = blocks > 1
+        let bounds = |c: usize| (c * per, ((c + 1) * per).min(rows));
+        let parallel = range.len() > 1
             && self.n * self.steps >= PAR_MIN
             && crate::kernel::parallel_allowed()
             && rayon::current_num_threads() > 1;
         if parallel {
-            (0..blocks)
+            range
                 .into_par_iter()
                 .map(|c| {
-                    let (r0, r1) = range(c);
+                    let (r0, r1) = bounds(c);
                     f(r0, r1)
                 })
                 .collect()
         } else {
-            (0..blocks)
+            range
                 .map(|c| {
-                    let (r0, r1) = range(c);
+                    let (r0, r1) = bounds(c);
                     f(r0, r1)
                 })
                 .collect()
