@@ -975,7 +975,14 @@ fn zero_and_scalar_neurons() {
     let (s, st) = rleaky::spikes_with(x.as_tensor(), &cfg, &empty, None, None).unwrap();
     assert_eq!((s.dims(), st.mem.dims()), (&[4, 3, 0][..], &[3, 0][..]));
     let g = s.sum_all().unwrap().backward().unwrap();
-    assert_eq!(g.get(x.as_tensor()).unwrap().dims(), &[4, 3, 0]);
+    match g.get(x.as_tensor()) {
+        Some(gx) => assert_eq!(gx.dims(), &[4, 3, 0]),
+        // The composed path's ops over zero elements leave the input without a gradient.
+        None => assert!(
+            !lsnn_layers::kernel::fused_available(x.as_tensor()),
+            "the fused op gives the currents a gradient"
+        ),
+    }
     let scalar = Recurrent::OneToOne {
         v: Tensor::new(&[0.4f64], &dev).unwrap(),
     };

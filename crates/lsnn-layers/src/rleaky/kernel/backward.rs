@@ -36,9 +36,9 @@ struct Dest<T> {
 }
 
 /// BPTT from the upstream gradients (an absent one is zero) over the membranes `hist` [T, n]
-/// the forward kept (replayed per block when it kept none). Returns dL/dW [F, F] for an all-to-all layer (empty otherwise); with
-/// learned parameters it also sums, per neuron, dL/dβ = Σ dL/dm_t·U_{t−1} and
-/// dL/dθ = Σ (∂U_t/∂θ·dL/dU_t − dL/dS_t·σ'(U_t − θ)).
+/// the forward kept (replayed per block when it kept none). Returns dL/dW [F, F] for an
+/// all-to-all layer (empty otherwise); with learned parameters it also sums, per neuron,
+/// dL/dβ = Σ dL/dm_t·U_{t−1} and dL/dθ = Σ (∂U_t/∂θ·dL/dU_t − dL/dS_t·σ'(U_t − θ)).
 pub(crate) fn backward<T: Real, R: SynReset, S: SurrogateFn, C: Coefs<T>>(
     c: &C,
     sur: &S,
