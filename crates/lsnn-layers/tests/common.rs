@@ -183,3 +183,39 @@ pub fn block_of(
     );
     lsnn_layers::block::HybridLiquidSpikingBlock::new(cfg, vb).unwrap()
 }
+
+// ---- f64 comparisons (rleaky.rs, rleaky_layer.rs) ----
+
+/// A normal(mean, std) f64 tensor on the CPU.
+pub fn randn(rng: &mut lsnn_layers::SeededRng, dims: &[usize], mean: f64, std: f64) -> Tensor {
+    rng.normal_tensor(dims, mean, std, candle_core::DType::F64, &Device::Cpu)
+        .unwrap()
+}
+
+/// The values of `t` as f64, flattened.
+pub fn f64s(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+/// |a − b| ≤ tol·max(1, |b|) elementwise.
+pub fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
+    if a.elem_count() != b.elem_count() {
+        return Err(format!("{what}: shapes {:?} vs {:?}", a.dims(), b.dims()));
+    }
+    for (i, (x, y)) in f64s(a).iter().zip(f64s(b)).enumerate() {
+        if (x - y).abs() > tol * y.abs().max(1.0) || !x.is_finite() {
+            return Err(format!("{what}[{i}]: {x} vs {y}"));
+        }
+    }
+    Ok(())
+}
+
+/// The bits of `t`'s values as f64, flattened.
+pub fn bits(t: &Tensor) -> Vec<u64> {
+    f64s(t).iter().map(|v| v.to_bits()).collect()
+}
