@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use common::{neuron_dims, Form, FORMS, RESETS, SURROGATES};
+use common::{bits, close, f64s, neuron_dims, randn, Form, FORMS, RESETS, SURROGATES};
 use lsnn_layers::lif::{Learn, ResetMechanism, Surrogate};
 use lsnn_layers::synaptic::{
     self, reference, Synaptic, SynapticConfig, SynapticParams, SynapticState,
@@ -14,37 +14,6 @@ use lsnn_layers::{LayerError, SeededRng};
 use proptest::prelude::*;
 
 mod common;
-
-fn randn(rng: &mut SeededRng, dims: &[usize], mean: f64, std: f64) -> Tensor {
-    rng.normal_tensor(dims, mean, std, DType::F64, &Device::Cpu)
-        .unwrap()
-}
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-}
-
-fn bits(t: &Tensor) -> Vec<u64> {
-    f64s(t).iter().map(|v| v.to_bits()).collect()
-}
-
-/// |a − b| ≤ tol·max(1, |b|) elementwise.
-fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
-    if a.elem_count() != b.elem_count() {
-        return Err(format!("{what}: shapes {:?} vs {:?}", a.dims(), b.dims()));
-    }
-    for (i, (x, y)) in f64s(a).iter().zip(f64s(b)).enumerate() {
-        if (x - y).abs() > tol * y.abs().max(1.0) || !x.is_finite() {
-            return Err(format!("{what}[{i}]: {x} vs {y}"));
-        }
-    }
-    Ok(())
-}
 
 const SNN_SURROGATES: [(Surrogate, &str); 2] = [
     (Surrogate::fast_sigmoid(25.0), "fast_sigmoid"),
