@@ -4,20 +4,22 @@
 //!
 //! The LIF settings (β, θ, reset, surrogate, what is learned) stay in [`LifConfig`]; a neuron
 //! other than `leaky` adds its own parameters here (the current-based LIF its synaptic decay α,
-//! the recurrent LIF its connection).
+//! the alpha neuron its excitatory decay α, the recurrent LIF its connection).
 
+use crate::alpha::AlphaConfig;
 use crate::error::{LayerError, Result};
 use crate::lif::{self, BetaForm, Learn, LearnedLif, LifConfig, RateOutput};
 use crate::rleaky::{self, Connection, RLeaky, RLeakyConfig};
 use crate::rng::SeededRng;
+use crate::synaptic::kind::Kind;
 use crate::synaptic::{self, LearnedSynaptic, SynapticConfig};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default),
-/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}` or
-/// `{"kind": "rleaky", "connection": "one_to_one"}`.
+/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`, `{"kind": "alpha", "alpha": 0.97}`
+/// or `{"kind": "rleaky", "connection": "one_to_one"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Neuron {
@@ -30,6 +32,18 @@ pub enum Neuron {
     Synaptic {
         /// Synaptic decay α ∈ [0, 1].
         #[serde(default = "default_alpha")]
+        alpha: f64,
+        /// Whether α is learned.
+        #[serde(default, skip_serializing_if = "Learn::is_fixed")]
+        learn_alpha: Learn,
+    },
+    /// The alpha neuron (design §2.12, snnTorch `Alpha`) with excitatory decay `alpha` (default
+    /// 0.97), learned as `learn_alpha` says (default fixed); the LIF settings' β is the
+    /// inhibitory decay (α > β is required), and θ, reset, surrogate and their learning are the
+    /// LIF settings'.
+    Alpha {
+        /// Excitatory decay α ∈ (0, 1], greater than the LIF settings' β.
+        #[serde(default = "default_alpha_neuron_alpha")]
         alpha: f64,
         /// Whether α is learned.
         #[serde(default, skip_serializing_if = "Learn::is_fixed")]
@@ -56,6 +70,10 @@ fn default_alpha() -> f64 {
     0.9
 }
 
+fn default_alpha_neuron_alpha() -> f64 {
+    0.97
+}
+
 impl Neuron {
     /// True for the default (so configs can leave it out of their files).
     pub fn is_leaky(&self) -> bool {
@@ -70,6 +88,14 @@ impl Neuron {
         }
     }
 
+    /// The alpha neuron with excitatory decay `alpha`, α fixed.
+    pub fn alpha(alpha: f64) -> Self {
+        Neuron::Alpha {
+            alpha,
+            learn_alpha: Learn::Fixed,
+        }
+    }
+
     /// The recurrent LIF with this connection.
     pub fn rleaky(connection: Connection) -> Self {
         Neuron::Rleaky { connection }
@@ -78,7 +104,7 @@ impl Neuron {
     /// The current-based LIF's settings from the LIF ones (none for another neuron).
     pub fn synaptic_config(&self, lif: &LifConfig) -> Option<SynapticConfig> {
         match *self {
-            Neuron::Leaky {} | Neuron::Rleaky { .. } => None,
+            Neuron::Leaky {} | Neuron::Rleaky { .. } | Neuron::Alpha { .. } => None,
             Neuron::Synaptic { alpha, learn_alpha } => Some(
                 SynapticConfig::new(alpha, lif.beta)
                     .with_threshold(lif.threshold)
@@ -87,6 +113,29 @@ impl Neuron {
                     .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold),
             ),
         }
+    }
+
+    /// The alpha neuron's settings from the LIF ones (none for another neuron).
+    pub fn alpha_config(&self, lif: &LifConfig) -> Option<AlphaConfig> {
+        match *self {
+            Neuron::Alpha { alpha, learn_alpha } => Some(
+                AlphaConfig::new(alpha, lif.beta)
+                    .with_threshold(lif.threshold)
+                    .with_reset(lif.reset)
+                    .with_surrogate(lif.surrogate)
+                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The two-decay dynamics the synaptic op runs for the current-based LIF or the alpha neuron
+    /// (none for another neuron).
+    fn two_decay(&self, lif: &LifConfig) -> Option<(Kind, SynapticConfig)> {
+        if let Some(cfg) = self.synaptic_config(lif) {
+            return Some((Kind::Synaptic, cfg));
+        }
+        self.alpha_config(lif).map(|c| (Kind::Alpha, c.dynamics()))
     }
 
     /// The recurrent LIF's settings from the LIF ones (none for another neuron).
@@ -108,6 +157,7 @@ impl Neuron {
         match self {
             Neuron::Leaky {} => "leaky",
             Neuron::Synaptic { .. } => "synaptic",
+            Neuron::Alpha { .. } => "alpha",
             Neuron::Rleaky { .. } => "rleaky",
         }
     }
@@ -127,6 +177,9 @@ impl Neuron {
         if let Some(cfg) = self.synaptic_config(lif) {
             cfg.validate()?;
         }
+        if let Some(cfg) = self.alpha_config(lif) {
+            cfg.validate()?;
+        }
         if let Some(cfg) = self.rleaky_config(lif) {
             cfg.validate()?;
         }
@@ -141,8 +194,8 @@ impl Neuron {
 pub(crate) enum SpikingLayer {
     /// A leaky LIF layer.
     Leaky(LifConfig, Option<LearnedLif>),
-    /// A current-based LIF layer.
-    Synaptic(SynapticConfig, Option<LearnedSynaptic>),
+    /// A current-based LIF or alpha-neuron layer (the op's [`Kind`] says which).
+    Synaptic(Kind, SynapticConfig, Option<LearnedSynaptic>),
     /// A recurrent LIF layer, its recurrent weights and learned β, θ inside.
     Rleaky(RLeaky),
 }
@@ -160,7 +213,7 @@ impl SpikingLayer {
         if let Some(cfg) = neuron.rleaky_config(lif) {
             return Ok(SpikingLayer::Rleaky(RLeaky::new(&cfg, features, vb)?));
         }
-        Ok(match neuron.synaptic_config(lif) {
+        Ok(match neuron.two_decay(lif) {
             None => SpikingLayer::Leaky(
                 *lif,
                 match lif.learns() {
@@ -168,7 +221,8 @@ impl SpikingLayer {
                     false => None,
                 },
             ),
-            Some(cfg) => SpikingLayer::Synaptic(
+            Some((kind, cfg)) => SpikingLayer::Synaptic(
+                kind,
                 cfg,
                 match cfg.learns() {
                     true => Some(LearnedSynaptic::new(&cfg, features, vb)?),
@@ -182,8 +236,8 @@ impl SpikingLayer {
     pub(crate) fn detached(&self) -> Self {
         match self {
             SpikingLayer::Leaky(c, l) => SpikingLayer::Leaky(*c, l.as_ref().map(|l| l.detached())),
-            SpikingLayer::Synaptic(c, l) => {
-                SpikingLayer::Synaptic(*c, l.as_ref().map(|l| l.detached()))
+            SpikingLayer::Synaptic(k, c, l) => {
+                SpikingLayer::Synaptic(*k, *c, l.as_ref().map(|l| l.detached()))
             }
             SpikingLayer::Rleaky(l) => SpikingLayer::Rleaky(l.detached()),
         }
@@ -201,9 +255,9 @@ impl SpikingLayer {
                 let p = lif_params(l, x)?;
                 lif::stateless::const_spikes(x, steps, c, p.as_ref(), dropout)
             }
-            SpikingLayer::Synaptic(c, l) => {
+            SpikingLayer::Synaptic(k, c, l) => {
                 let p = syn_params(l, x)?;
-                synaptic::stateless::const_spikes(x, steps, c, p.as_ref(), dropout)
+                synaptic::stateless::const_spikes(*k, x, steps, c, p.as_ref(), dropout)
             }
             SpikingLayer::Rleaky(l) => {
                 let p = l.params(x)?;
@@ -229,8 +283,8 @@ impl SpikingLayer {
         };
         match &layer {
             SpikingLayer::Leaky(c, l) => lif::stateless::rate(x, c, lif_params(l, x)?.as_ref()),
-            SpikingLayer::Synaptic(c, l) => {
-                synaptic::stateless::rate(x, c, syn_params(l, x)?.as_ref())
+            SpikingLayer::Synaptic(k, c, l) => {
+                synaptic::stateless::rate(*k, x, c, syn_params(l, x)?.as_ref())
             }
             SpikingLayer::Rleaky(l) => {
                 rleaky::stateless::rate(x, l.config(), l.recurrent(), l.params(x)?.as_ref())
@@ -242,8 +296,8 @@ impl SpikingLayer {
     pub(crate) fn spikes(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             SpikingLayer::Leaky(c, l) => lif::stateless::spikes(x, c, lif_params(l, x)?.as_ref()),
-            SpikingLayer::Synaptic(c, l) => {
-                synaptic::stateless::spikes(x, c, syn_params(l, x)?.as_ref())
+            SpikingLayer::Synaptic(k, c, l) => {
+                synaptic::stateless::spikes(*k, x, c, syn_params(l, x)?.as_ref())
             }
             SpikingLayer::Rleaky(l) => {
                 rleaky::stateless::spikes(x, l.config(), l.recurrent(), l.params(x)?.as_ref())
@@ -257,8 +311,8 @@ impl SpikingLayer {
             SpikingLayer::Leaky(c, l) => {
                 lif::stateless::const_rate(x, steps, c, lif_params(l, x)?.as_ref())
             }
-            SpikingLayer::Synaptic(c, l) => {
-                synaptic::stateless::const_rate(x, steps, c, syn_params(l, x)?.as_ref())
+            SpikingLayer::Synaptic(k, c, l) => {
+                synaptic::stateless::const_rate(*k, x, steps, c, syn_params(l, x)?.as_ref())
             }
             SpikingLayer::Rleaky(l) => {
                 let p = l.params(x)?;

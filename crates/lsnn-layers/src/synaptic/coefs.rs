@@ -78,7 +78,7 @@ impl<T: Copy> Lanes<T> for Expanded<T> {
 
 /// `v`'s F values repeated to cover neurons `[a, a + w)` (neuron j takes v[j mod F]), copied a
 /// whole run at a time.
-fn lay<T: Copy>(v: &[T], a: usize, w: usize) -> Vec<T> {
+pub(crate) fn lay<T: Copy>(v: &[T], a: usize, w: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(w);
     let mut from = a % v.len().max(1);
     while out.len() < w && !v.is_empty() {

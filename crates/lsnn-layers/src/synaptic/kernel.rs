@@ -22,7 +22,7 @@ use crate::lif::kernel::{h, Main};
 use crate::lif::surrogate::SurrogateFn;
 
 /// What the kernels read: the currents ([T, n], or a constant [n] for every step) and the
-/// initial state ([syn (n) | U (n)], or zero).
+/// initial state ([syn (n) | U (n)] — the alpha neuron's [syn_exc | syn_inh | U] — or zero).
 pub(crate) struct Input<'a, T> {
     pub cur: &'a [T],
     pub constant: bool,
@@ -34,7 +34,7 @@ pub(crate) struct Input<'a, T> {
 impl<T: Copy> Input<'_, T> {
     /// The current of step `t` for neurons `[a, a + w)`.
     #[inline(always)]
-    fn row(&self, t: usize, a: usize, w: usize) -> &[T] {
+    pub(crate) fn row(&self, t: usize, a: usize, w: usize) -> &[T] {
         if self.constant {
             &self.cur[a..a + w]
         } else {
@@ -47,9 +47,18 @@ impl<T: Copy> Input<'_, T> {
     where
         T: Real,
     {
+        (self.start_part(0, a, w), self.start_part(1, a, w))
+    }
+
+    /// Part `k` of the initial state (the k-th [n] of a given state, zero without one) for
+    /// neurons `[a, a + w)`.
+    pub(crate) fn start_part(&self, k: usize, a: usize, w: usize) -> Vec<T>
+    where
+        T: Real,
+    {
         match self.state0 {
-            Some(s) => (s[a..a + w].to_vec(), s[self.n + a..self.n + a + w].to_vec()),
-            None => (vec![T::zero(); w], vec![T::zero(); w]),
+            Some(s) => s[k * self.n + a..k * self.n + a + w].to_vec(),
+            None => vec![T::zero(); w],
         }
     }
 }
@@ -135,11 +144,11 @@ fn fwd_block<T: Real, R: SynReset, C: Coefs<T>>(
 }
 
 /// What a forward row does with the step's spikes: drop them, write them, or add them.
-const DROP: u8 = 0;
+pub(crate) const DROP: u8 = 0;
 /// See [`DROP`].
-const WRITE: u8 = 1;
+pub(crate) const WRITE: u8 = 1;
 /// See [`DROP`].
-const ADD: u8 = 2;
+pub(crate) const ADD: u8 = 2;
 
 /// One step over a block: (syn, U) updated in place from the currents `i`, the spikes handled as
 /// `OUT` says into `o`.

@@ -133,6 +133,11 @@ impl Module for Synaptic {
     /// Spikes [T, …] from currents [T, …], starting from zero.
     fn forward(&self, currents: &Tensor) -> candle_core::Result<Tensor> {
         let p = self.params(currents)?;
-        Ok(super::stateless::spikes(currents, &self.cfg, p.as_ref())?)
+        Ok(super::stateless::spikes(
+            super::kind::Kind::Synaptic,
+            currents,
+            &self.cfg,
+            p.as_ref(),
+        )?)
     }
 }

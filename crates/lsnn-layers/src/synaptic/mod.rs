@@ -24,8 +24,9 @@
 //! [`Synaptic`] is the layer.
 
 pub(crate) mod coefs;
-mod config;
-mod kernel;
+pub(crate) mod config;
+pub(crate) mod kernel;
+pub(crate) mod kind;
 mod layer;
 mod op;
 mod params;
@@ -36,12 +37,14 @@ pub use config::SynapticConfig;
 pub use layer::Synaptic;
 pub use params::{LearnedSynaptic, SynapticParams};
 
+use crate::alpha::AlphaState;
 use crate::error::{LayerError, Result};
 use crate::kernel::packing;
 use crate::lif::op::Form;
 use crate::lif::RateOutput;
 use crate::rng::SeededRng;
 use candle_core::Tensor;
+use kind::Kind;
 use op::{SynOp, SynStateOp};
 
 /// The state of a current-based LIF layer between calls: the synaptic current and the membrane
@@ -71,21 +74,47 @@ impl SynapticState {
             mem: self.mem.detach(),
         }
     }
+
+    fn parts(&self) -> Vec<Tensor> {
+        vec![self.syn.clone(), self.mem.clone()]
+    }
+
+    fn from_parts(parts: Vec<Tensor>) -> Result<Self> {
+        match <[Tensor; 2]>::try_from(parts) {
+            Ok([syn, mem]) => Ok(SynapticState { syn, mem }),
+            Err(p) => Err(missing_state(p.len())),
+        }
+    }
 }
 
-/// One call of a form.
-struct Call<'a> {
+/// A final state of `got` tensors where the neuron's whole state was expected.
+pub(crate) fn missing_state(got: usize) -> LayerError {
+    LayerError::config(
+        "neuron state",
+        format!("the final state was asked for but {got} of its tensors were returned"),
+    )
+}
+
+/// One call of a form: which neuron, and its state (the [`Kind`]'s tensors, in order).
+pub(crate) struct Call<'a> {
+    kind: Kind,
     form: Form,
     steps: usize,
-    state: Option<&'a SynapticState>,
+    state: Option<Vec<Tensor>>,
     emit_state: bool,
     dropout: Option<(f64, &'a mut SeededRng)>,
     params: Option<&'a SynapticParams>,
 }
 
 impl<'a> Call<'a> {
-    fn new(form: Form, steps: usize, params: Option<&'a SynapticParams>) -> Self {
+    pub(crate) fn new(
+        kind: Kind,
+        form: Form,
+        steps: usize,
+        params: Option<&'a SynapticParams>,
+    ) -> Self {
         Call {
+            kind,
             form,
             steps,
             state: None,
@@ -95,9 +124,16 @@ impl<'a> Call<'a> {
         }
     }
 
-    fn with_state(mut self, state: Option<&'a SynapticState>) -> Self {
+    /// Starting from `state` (zero when `None`), the final state returned.
+    pub(crate) fn with_state(mut self, state: Option<Vec<Tensor>>) -> Self {
         self.state = state;
         self.emit_state = true;
+        self
+    }
+
+    /// With dropout on the output spikes.
+    pub(crate) fn with_dropout(mut self, dropout: Option<(f64, &'a mut SeededRng)>) -> Self {
+        self.dropout = dropout;
         self
     }
 }
@@ -113,11 +149,7 @@ fn bad_shape(what: &'static str, expected: String, actual: &[usize]) -> LayerErr
 /// Checks the input, the state, dropout and the parameters of a call; the neuron dims.
 fn check(x: &Tensor, cfg: &SynapticConfig, call: &Call<'_>) -> Result<Vec<usize>> {
     cfg.validate()?;
-    let what = if call.form.constant() {
-        "synaptic constant current"
-    } else {
-        "synaptic currents [T, …]"
-    };
+    let what = call.kind.input_name(call.form.constant());
     if !x.dtype().is_float() {
         return Err(bad_shape(what, "a floating-point tensor".into(), x.dims()));
     }
@@ -133,11 +165,15 @@ fn check(x: &Tensor, cfg: &SynapticConfig, call: &Call<'_>) -> Result<Vec<usize>
         ));
     }
     let (_, neurons) = call.form.split(x.dims(), call.steps);
-    if let Some(s) = call.state {
-        for (t, name) in [
-            (&s.syn, "synaptic state (syn)"),
-            (&s.mem, "synaptic state (mem)"),
-        ] {
+    if let Some(s) = &call.state {
+        let names = call.kind.state_names();
+        if s.len() != names.len() {
+            return Err(LayerError::config(
+                "neuron state",
+                format!("{} tensors; expected {}", s.len(), names.len()),
+            ));
+        }
+        for (t, &name) in s.iter().zip(names) {
             if t.dims() != neurons.as_slice() || t.dtype() != x.dtype() {
                 let want = format!("{neurons:?} of {:?}, like one step of the input", x.dtype());
                 return Err(bad_shape(name, want, t.dims()));
@@ -155,15 +191,15 @@ fn check(x: &Tensor, cfg: &SynapticConfig, call: &Call<'_>) -> Result<Vec<usize>
     Ok(neurons)
 }
 
-/// Runs a form on `x`: the main output and, when asked, the final state.
-fn run(
+/// Runs a form of a neuron on `x`: the main output and, when asked, the final state.
+pub(crate) fn run(
     x: &Tensor,
     cfg: &SynapticConfig,
     call: Call<'_>,
-) -> Result<(Tensor, Option<SynapticState>)> {
+) -> Result<(Tensor, Option<Vec<Tensor>>)> {
     let neurons = check(x, cfg, &call)?;
     let triples = match call.params {
-        Some(p) => p.check(&neurons, x.dtype())?,
+        Some(p) => p.check_for(call.kind, &neurons, x.dtype())?,
         None => 0,
     };
     if !crate::kernel::fused_available(x) {
@@ -178,6 +214,7 @@ fn run(
         _ => None,
     };
     let op = SynOp {
+        kind: call.kind,
         cfg: *cfg,
         form: call.form,
         steps: call.steps,
@@ -189,8 +226,8 @@ fn run(
         Some(p) => p.packed(triples)?,
         None => none.clone(),
     };
-    let state = match call.state {
-        Some(s) => Tensor::stack(&[&s.syn, &s.mem], 0)?.contiguous()?,
+    let state = match &call.state {
+        Some(s) => Tensor::stack(s, 0)?.contiguous()?,
         None => none,
     };
     let x = x.contiguous()?;
@@ -199,46 +236,53 @@ fn run(
         return Ok((out, None));
     }
     let fin = x.apply_op3(&state, &params, SynStateOp { main: op })?;
-    let st = SynapticState {
-        syn: fin.get(0)?,
-        mem: fin.get(1)?,
-    };
-    Ok((out, Some(st)))
+    let parts = (0..call.kind.states())
+        .map(|k| fin.get(k))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok((out, Some(parts)))
 }
 
 fn run_composed(
     x: &Tensor,
     cfg: &SynapticConfig,
     call: Call<'_>,
-) -> Result<(Tensor, Option<SynapticState>)> {
-    let (p, st) = (call.params, call.state);
-    let (out, state) = match call.form {
-        Form::SeqSpikes => reference::spikes_with(x, cfg, p, st)?,
-        Form::SeqRateMem => {
-            let (r, s) = reference::rate_with(x, cfg, p, st)?;
-            (Tensor::stack(&[r.rate, r.mean_mem], 0)?, s)
+) -> Result<(Tensor, Option<Vec<Tensor>>)> {
+    let (form, steps, p) = (call.form, call.steps, call.params);
+    let (out, state) = match call.kind {
+        Kind::Synaptic => {
+            let st = call.state.map(SynapticState::from_parts).transpose()?;
+            let (out, st) = reference::form(form, x, steps, cfg, p, st.as_ref())?;
+            (out, st.parts())
         }
-        Form::ConstSpikes => {
-            let (spk, s) = reference::const_spikes_with(x, call.steps, cfg, p, st)?;
-            match call.dropout {
-                Some((q, rng)) => (crate::fused::dropout(&spk, q, rng)?, s),
-                None => (spk, s),
-            }
+        Kind::Alpha => {
+            let st = call.state.map(AlphaState::from_parts).transpose()?;
+            let (out, st) = crate::alpha::reference::form(form, x, steps, cfg, p, st.as_ref())?;
+            (out, st.parts())
         }
-        Form::ConstRate => reference::const_rate_with(x, call.steps, cfg, p, st)?,
+    };
+    let out = match (form, call.dropout) {
+        (Form::ConstSpikes, Some((q, rng))) => crate::fused::dropout(&out, q, rng)?,
+        _ => out,
     };
     Ok((out, call.emit_state.then_some(state)))
 }
 
 /// The output and the final state of a call that asked for it.
-fn with_state(r: (Tensor, Option<SynapticState>)) -> Result<(Tensor, SynapticState)> {
+fn with_state(r: (Tensor, Option<Vec<Tensor>>)) -> Result<(Tensor, SynapticState)> {
     match r {
-        (out, Some(st)) => Ok((out, st)),
-        (_, None) => Err(LayerError::config(
-            "synaptic state",
-            "the final state was asked for but not returned",
-        )),
+        (out, Some(st)) => Ok((out, SynapticState::from_parts(st)?)),
+        (_, None) => Err(missing_state(0)),
     }
+}
+
+/// A call of the current-based LIF from `state`, the final state returned.
+fn stateful<'a>(
+    form: Form,
+    steps: usize,
+    params: Option<&'a SynapticParams>,
+    state: Option<&SynapticState>,
+) -> Call<'a> {
+    Call::new(Kind::Synaptic, form, steps, params).with_state(state.map(SynapticState::parts))
 }
 
 /// Spikes [T, …] from currents [T, …], starting from `state` (zero when `None`), with learned α,
@@ -249,7 +293,7 @@ pub fn spikes_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let call = Call::new(Form::SeqSpikes, 0, params).with_state(state);
+    let call = stateful(Form::SeqSpikes, 0, params, state);
     with_state(run(currents, cfg, call)?)
 }
 
@@ -261,13 +305,17 @@ pub fn rate_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(RateOutput, SynapticState)> {
-    let call = Call::new(Form::SeqRateMem, 0, params).with_state(state);
+    let call = stateful(Form::SeqRateMem, 0, params, state);
     let (both, st) = with_state(run(currents, cfg, call)?)?;
-    let out = RateOutput {
+    Ok((split_rate(&both)?, st))
+}
+
+/// The rate and the detached mean membrane of a sequence-rate output [2, N…].
+pub(crate) fn split_rate(both: &Tensor) -> Result<RateOutput> {
+    Ok(RateOutput {
         rate: both.get(0)?,
         mean_mem: both.get(1)?.detach(),
-    };
-    Ok((out, st))
+    })
 }
 
 /// Spikes [steps, …] from a constant current […] applied for `steps` steps, starting from
@@ -279,7 +327,7 @@ pub fn const_spikes_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let call = Call::new(Form::ConstSpikes, steps, params).with_state(state);
+    let call = stateful(Form::ConstSpikes, steps, params, state);
     with_state(run(current, cfg, call)?)
 }
 
@@ -294,8 +342,7 @@ pub fn const_spikes_dropout(
     rng: &mut SeededRng,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let mut call = Call::new(Form::ConstSpikes, steps, params).with_state(state);
-    call.dropout = Some((p, rng));
+    let call = stateful(Form::ConstSpikes, steps, params, state).with_dropout(Some((p, rng)));
     with_state(run(current, cfg, call)?)
 }
 
@@ -308,57 +355,62 @@ pub fn const_rate_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let call = Call::new(Form::ConstRate, steps, params).with_state(state);
+    let call = stateful(Form::ConstRate, steps, params, state);
     with_state(run(current, cfg, call)?)
 }
 
-/// The stateless forms a model uses: zero initial state, no final state (the output is not split
-/// and its gradient not re-assembled).
+/// The stateless forms a model uses, for either neuron ([`Kind`]): zero initial state, no final
+/// state (the output is not split and its gradient not re-assembled).
 pub(crate) mod stateless {
     use super::*;
 
     /// [`super::spikes_with`] from zero, spikes only.
     pub(crate) fn spikes(
+        kind: Kind,
         currents: &Tensor,
         cfg: &SynapticConfig,
         params: Option<&SynapticParams>,
     ) -> Result<Tensor> {
-        Ok(run(currents, cfg, Call::new(Form::SeqSpikes, 0, params))?.0)
+        Ok(run(currents, cfg, Call::new(kind, Form::SeqSpikes, 0, params))?.0)
     }
 
     /// [`super::rate_with`] from zero.
     pub(crate) fn rate(
+        kind: Kind,
         currents: &Tensor,
         cfg: &SynapticConfig,
         params: Option<&SynapticParams>,
     ) -> Result<RateOutput> {
-        let both = run(currents, cfg, Call::new(Form::SeqRateMem, 0, params))?.0;
-        Ok(RateOutput {
-            rate: both.get(0)?,
-            mean_mem: both.get(1)?.detach(),
-        })
+        let both = run(currents, cfg, Call::new(kind, Form::SeqRateMem, 0, params))?.0;
+        split_rate(&both)
     }
 
     /// [`super::const_spikes_with`] (with dropout in training) from zero.
     pub(crate) fn const_spikes(
+        kind: Kind,
         current: &Tensor,
         steps: usize,
         cfg: &SynapticConfig,
         params: Option<&SynapticParams>,
         dropout: Option<(f64, &mut SeededRng)>,
     ) -> Result<Tensor> {
-        let mut call = Call::new(Form::ConstSpikes, steps, params);
-        call.dropout = dropout;
+        let call = Call::new(kind, Form::ConstSpikes, steps, params).with_dropout(dropout);
         Ok(run(current, cfg, call)?.0)
     }
 
     /// [`super::const_rate_with`] from zero.
     pub(crate) fn const_rate(
+        kind: Kind,
         current: &Tensor,
         steps: usize,
         cfg: &SynapticConfig,
         params: Option<&SynapticParams>,
     ) -> Result<Tensor> {
-        Ok(run(current, cfg, Call::new(Form::ConstRate, steps, params))?.0)
+        Ok(run(
+            current,
+            cfg,
+            Call::new(kind, Form::ConstRate, steps, params),
+        )?
+        .0)
     }
 }

@@ -1,13 +1,15 @@
-//! The fused current-based LIF custom ops and their backward, by the packing convention
-//! ([`crate::kernel::packing`]): operands (currents, packed state [2, N…] = (syn, U) or empty,
+//! The fused two-decay neuron custom ops (the current-based LIF and the alpha neuron, see
+//! [`Kind`]) and their backward, by the packing convention ([`crate::kernel::packing`]): operands
+//! (currents, packed state [K, N…] = (syn, U) or (syn_exc, syn_inh, U), or empty,
 //! packed parameters [α…, β…, θ…] — empty: the config's fixed values; three values: one shared
 //! learnable triple; 3F values: one triple per feature F = the last neuron dim). The main op's
 //! output is the form's (spikes [T, N…], rate [N…], or rate + mean membrane [2, N…]); when the
 //! final state is asked for, the main op leaves it in a [`StateSlot`] and [`SynStateOp`], applied
-//! right after to the same operands, returns it [2, N…] with its own backward.
+//! right after to the same operands, returns it [K, N…] with its own backward.
 
 use super::coefs::{with_syn_coefs, Coefs, Triple};
 use super::kernel::{self, Grads, Input, Upstream};
+use super::kind::Kind;
 use super::reset::with_syn_reset;
 use super::SynapticConfig;
 use crate::fused::KeepMask;
@@ -22,6 +24,8 @@ use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, Layout, Shape,
 /// The fused forward op.
 #[derive(Debug, Clone)]
 pub(crate) struct SynOp {
+    /// Which neuron.
+    pub kind: Kind,
     pub cfg: SynapticConfig,
     pub form: Form,
     /// Steps of the constant-current forms.
@@ -81,10 +85,17 @@ impl SynOp {
     fn run<T: Real>(&self, inp: &Input<'_, T>, params: Option<&[T]>) -> (Vec<T>, Option<Vec<T>>) {
         let main = self.form.main();
         let mut out = vec![T::zero(); main.len(inp.steps, inp.n)];
-        let mut fin = self.slot.as_ref().map(|_| vec![T::zero(); 2 * inp.n]);
+        let states = self.kind.states();
+        let mut fin = self.slot.as_ref().map(|_| vec![T::zero(); states * inp.n]);
         let fixed = self.fixed::<T>();
+        let fin_out = fin.as_deref_mut();
         with_syn_reset!(self.cfg.reset, |R| with_syn_coefs!(params, fixed, |c| {
-            kernel::forward::<T, R, _>(c, inp, main, &mut out, fin.as_deref_mut())
+            match self.kind {
+                Kind::Synaptic => kernel::forward::<T, R, _>(c, inp, main, &mut out, fin_out),
+                Kind::Alpha => {
+                    crate::alpha::kernel::forward::<T, R, _>(c, inp, main, &mut out, fin_out)
+                }
+            }
         }));
         if let Some(m) = &self.dropout {
             m.apply_in_place(&mut out[..inp.steps * inp.n]);
@@ -145,28 +156,24 @@ impl SynOp {
     }
 }
 
-/// The state operand's elements: none, or (syn, U) for every neuron.
+/// The state operand's elements: none, or the `states` tensors of every neuron.
 fn state_slice<'a, T: Real>(
     s: &'a CpuStorage,
     l: &Layout,
     n: usize,
+    states: usize,
     what: &str,
 ) -> candle_core::Result<Option<&'a [T]>> {
     match l.shape().elem_count() {
         0 => Ok(None),
-        c if c == 2 * n => Ok(Some(contiguous_slice(s, l, what)?)),
-        c => candle_core::bail!("{what}: a state of {c} values for 2 × {n} (syn, mem)"),
+        c if c == states * n => Ok(Some(contiguous_slice(s, l, what)?)),
+        c => candle_core::bail!("{what}: a state of {c} values for {states} × {n}"),
     }
 }
 
 impl CustomOp3 for SynOp {
     fn name(&self) -> &'static str {
-        match self.form {
-            Form::SeqSpikes => "synaptic-seq-spikes",
-            Form::SeqRateMem => "synaptic-seq-rate-mem",
-            Form::ConstSpikes => "synaptic-const-spikes",
-            Form::ConstRate => "synaptic-const-rate",
-        }
+        self.kind.op_name(self.form)
     }
 
     fn cpu_fwd(
@@ -186,7 +193,7 @@ impl CustomOp3 for SynOp {
             let inp = self.input::<T>(
                 contiguous_slice(s1, l1, self.name())?,
                 dims,
-                state_slice(s2, l2, n, self.name())?,
+                state_slice(s2, l2, n, self.kind.states(), self.name())?,
             );
             let params = match l3.shape().elem_count() {
                 0 => None,
@@ -213,7 +220,7 @@ impl CustomOp3 for SynOp {
     }
 }
 
-/// The final state [2, N…] (syn, U) of the main op just applied to the same operands (taken
+/// The final state [K, N…] of the main op just applied to the same operands (taken
 /// from its slot), with the backward of the recurrence from that state's gradient.
 #[derive(Debug, Clone)]
 pub(crate) struct SynStateOp {
@@ -222,7 +229,7 @@ pub(crate) struct SynStateOp {
 
 impl CustomOp3 for SynStateOp {
     fn name(&self) -> &'static str {
-        "synaptic-final-state"
+        self.main.kind.state_op_name()
     }
 
     fn cpu_fwd(
@@ -241,10 +248,11 @@ impl CustomOp3 for SynStateOp {
             .as_ref()
             .and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take());
         match taken {
-            Some(fin) => Ok((fin, Shape::from([&[2][..], &neurons].concat()))),
-            None => {
-                candle_core::bail!("synaptic-final-state: applied without its main op's forward")
-            }
+            Some(fin) => Ok((
+                fin,
+                Shape::from([&[self.main.kind.states()][..], &neurons].concat()),
+            )),
+            None => candle_core::bail!("{}: applied without its main op's forward", self.name()),
         }
     }
 
@@ -268,13 +276,13 @@ enum Output {
 }
 
 /// The fused backward: (currents, [state | parameters] as given to the forward, gradient of one
-/// output) → [dL/dI | d(syn, U)_{−1} when a state was given | dL/dα, dL/dβ, dL/dθ when
-/// parameters were].
+/// output) → [dL/dI | the initial state's gradient when a state was given | dL/dα, dL/dβ,
+/// dL/dθ when parameters were].
 #[derive(Debug, Clone)]
 struct SynBwdOp {
     fwd: SynOp,
     of: Output,
-    /// Elements of the state part of operand 2 (0 or 2n); the rest is the parameters.
+    /// Elements of the state part of operand 2 (0 or K·n); the rest is the parameters.
     state_len: usize,
 }
 
@@ -298,7 +306,11 @@ impl SynBwdOp {
             g_state: (self.of == Output::State).then_some(g),
         };
         let nx = inp.cur.len();
-        let ns = if inp.state0.is_some() { 2 * n } else { 0 };
+        let ns = if inp.state0.is_some() {
+            f.kind.states() * n
+        } else {
+            0
+        };
         let np = params.map_or(0, <[T]>::len);
         let mut out = Vec::with_capacity(nx + ns + np);
         out.resize(nx + ns, T::zero());
@@ -312,7 +324,13 @@ impl SynBwdOp {
         let fixed = f.fixed::<T>();
         let triples = with_syn_reset!(f.cfg.reset, |R| with_surrogate!(&f.cfg.surrogate, |s| {
             with_syn_coefs!(params, fixed, |c| {
-                kernel::backward::<T, R, _, _>(c, s, inp, f.form.main(), &up, grads);
+                let main = f.form.main();
+                match f.kind {
+                    Kind::Synaptic => kernel::backward::<T, R, _, _>(c, s, inp, main, &up, grads),
+                    Kind::Alpha => {
+                        crate::alpha::kernel::backward::<T, R, _, _>(c, s, inp, main, &up, grads)
+                    }
+                }
                 Coefs::<T>::triples(c)
             })
         }));
@@ -325,7 +343,7 @@ impl SynBwdOp {
 
 impl CustomOp3 for SynBwdOp {
     fn name(&self) -> &'static str {
-        "synaptic-bwd"
+        self.fwd.kind.bwd_name()
     }
 
     fn cpu_fwd(
@@ -339,36 +357,33 @@ impl CustomOp3 for SynBwdOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = l1.dims();
         let (steps, n) = self.fwd.sizes(dims);
+        let (name, k) = (self.name(), self.fwd.kind.states());
         let want = match self.of {
             Output::Main => self.fwd.form.main().len(steps, n),
-            Output::State => 2 * n,
+            Output::State => k * n,
         };
         if l3.shape().elem_count() != want {
             candle_core::bail!(
-                "synaptic-bwd: a gradient of {} values for an output of {want}",
+                "{name}: a gradient of {} values for an output of {want}",
                 l3.shape().elem_count()
             );
         }
         let ns = self.state_len;
         let np = l2.shape().elem_count().saturating_sub(ns);
         let (_, neurons) = self.fwd.form.split(dims, self.fwd.steps);
-        triples_of(&neurons, np, "synaptic-bwd")?;
-        let out = float_kernel!("synaptic-bwd", s1.dtype(), |T| {
-            let both = contiguous_slice::<T>(s2, l2, "synaptic-bwd: state and parameters")?;
+        triples_of(&neurons, np, name)?;
+        let out = float_kernel!(name, s1.dtype(), |T| {
+            let both = contiguous_slice::<T>(s2, l2, name)?;
             let (state, params) = both.split_at(ns.min(both.len()));
             let state = match state.len() {
                 0 => None,
-                c if c == 2 * n => Some(state),
-                c => candle_core::bail!("synaptic-bwd: a state of {c} values for 2 × {n}"),
+                c if c == k * n => Some(state),
+                c => candle_core::bail!("{name}: a state of {c} values for {k} × {n}"),
             };
-            let cur = contiguous_slice(s1, l1, "synaptic-bwd: currents")?;
+            let cur = contiguous_slice(s1, l1, name)?;
             let inp = self.fwd.input::<T>(cur, dims, state);
             let params = (!params.is_empty()).then_some(params);
-            self.run(
-                &inp,
-                params,
-                contiguous_slice(s3, l3, "synaptic-bwd: grad")?,
-            )
+            self.run(&inp, params, contiguous_slice(s3, l3, name)?)
         });
         let len = l1.shape().elem_count() + ns + np;
         Ok((out, Shape::from(len)))

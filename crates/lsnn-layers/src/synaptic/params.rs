@@ -7,6 +7,7 @@
 //! step, which hides a diverging update and zeroes its gradient.
 
 use super::config::{check_alpha, check_beta, check_threshold};
+use super::kind::Kind;
 use super::SynapticConfig;
 use crate::error::{LayerError, Result};
 use crate::lif::coefs::features;
@@ -38,19 +39,22 @@ impl SynapticParams {
         }
     }
 
-    /// Checks shapes, dtype and ranges for neurons `neurons`; the number of triples (1 or F).
-    pub(crate) fn check(&self, neurons: &[usize], dtype: DType) -> Result<usize> {
+    /// Checks shapes, dtype and ranges for neurons `neurons` of neuron `kind` (the alpha neuron
+    /// also wants α > β feature by feature); the number of triples (1 or F).
+    pub(crate) fn check_for(&self, kind: Kind, neurons: &[usize], dtype: DType) -> Result<usize> {
         let f = features(neurons);
         let mut triples = 1;
+        let [na, nb, nt] = kind.param_names();
+        let (ca, cb): (RangeCheck, RangeCheck) = match kind {
+            Kind::Synaptic => (check_alpha, check_beta),
+            Kind::Alpha => (crate::alpha::check_alpha, crate::alpha::check_beta),
+        };
         let parts: [(&Tensor, &'static str, RangeCheck); 3] = [
-            (&self.alpha, "synaptic learned alpha", check_alpha),
-            (&self.beta, "synaptic learned beta", check_beta),
-            (
-                &self.threshold,
-                "synaptic learned threshold",
-                check_threshold,
-            ),
+            (&self.alpha, na, ca),
+            (&self.beta, nb, cb),
+            (&self.threshold, nt, check_threshold),
         ];
+        let mut values = Vec::with_capacity(3);
         for (t, what, ok) in parts {
             let n = t.elem_count();
             if t.rank() != 1 || !(n == 1 || n == f) || t.dtype() != dtype {
@@ -61,9 +65,16 @@ impl SynapticParams {
                 });
             }
             triples = triples.max(n);
-            let values: Vec<f64> = t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_vec1()?;
-            for (j, v) in values.into_iter().enumerate() {
-                ok(v, &format!("the learned value of feature {j} is "))?;
+            let v: Vec<f64> = t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_vec1()?;
+            for (j, &x) in v.iter().enumerate() {
+                ok(x, &format!("the learned value of feature {j} is "))?;
+            }
+            values.push(v);
+        }
+        if kind == Kind::Alpha {
+            let at = |v: &[f64], j: usize| v[j.min(v.len() - 1)];
+            for j in 0..triples {
+                crate::alpha::check_order(at(&values[0], j), at(&values[1], j), j)?;
             }
         }
         Ok(triples)

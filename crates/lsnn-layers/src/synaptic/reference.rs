@@ -4,22 +4,27 @@
 //! returns the final one, as the fused forms do; α, β, θ are `[1]` or `[F]` tensors broadcast over
 //! the neurons (the config's fixed values become `[1]` constants), in the kernels' arithmetic order.
 
+use super::kind::Kind;
 use super::reset::{with_syn_reset, SynReset};
 use super::{SynapticConfig, SynapticParams, SynapticState};
 use crate::error::Result;
+use crate::lif::kernel::Main;
+use crate::lif::op::Form;
 use crate::lif::reference::heaviside;
 use crate::lif::RateOutput;
 use candle_core::Tensor;
 
-/// α, β, θ as tensors for neurons like `like`: the learned ones, or the config's as constants.
-fn coefs(
+/// α, β, θ as tensors for neurons like `like`: the learned ones (checked for `kind`), or the
+/// config's as constants.
+pub(crate) fn coefs(
+    kind: Kind,
     cfg: &SynapticConfig,
     params: Option<&SynapticParams>,
     like: &Tensor,
 ) -> Result<SynapticParams> {
     let p = match params {
         Some(p) => {
-            p.check(like.dims(), like.dtype())?;
+            p.check_for(kind, like.dims(), like.dtype())?;
             p.clone()
         }
         None => {
@@ -65,55 +70,98 @@ pub fn step_with(
     cfg: &SynapticConfig,
     params: Option<&SynapticParams>,
 ) -> Result<(SynapticState, Tensor)> {
-    let p = coefs(cfg, params, current)?;
+    let p = coefs(Kind::Synaptic, cfg, params, current)?;
     with_syn_reset!(cfg.reset, |R| step_r::<R>(state, current, cfg, &p))
 }
 
-/// What a run keeps of each step.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    Spikes,
-    Rate,
-    RateMem,
+/// A state a per-step reference carries: its membrane is what the sequence rate averages.
+pub(crate) trait StepState: Clone {
+    /// The membrane potential after the step.
+    fn mem(&self) -> &Tensor;
 }
 
-/// Runs `steps` steps of `current(t)` from `state` (zero when `None`): the spikes [steps, …] or
-/// the rate, the mean membrane (detached; zero unless `keep` is `RateMem`) and the final state.
-fn run(
-    like: &Tensor,
+impl StepState for SynapticState {
+    fn mem(&self) -> &Tensor {
+        &self.mem
+    }
+}
+
+/// Runs form `form` on `x` (currents [T, …], or a constant current applied for `steps` steps)
+/// one `step` at a time from `state` (`zero` of one step's shape when `None`): the form's main
+/// output (spikes; a rate; or rate and detached mean membrane stacked [2, …]) and the final state.
+pub(crate) fn run_form<S: StepState>(
+    form: Form,
+    x: &Tensor,
     steps: usize,
-    current: impl Fn(usize) -> candle_core::Result<Tensor>,
-    cfg: &SynapticConfig,
-    params: Option<&SynapticParams>,
-    state: Option<&SynapticState>,
-    keep: Keep,
-) -> Result<(Tensor, Tensor, SynapticState)> {
-    let p = coefs(cfg, params, like)?;
+    state: Option<&S>,
+    zero: impl Fn(&Tensor) -> Result<S>,
+    step: impl Fn(&S, &Tensor) -> Result<(S, Tensor)>,
+) -> Result<(Tensor, S)> {
+    let (like, steps) = match form.constant() {
+        true => (x.clone(), steps),
+        false => (x.get(0)?, x.dim(0)?),
+    };
     let mut st = match state {
         Some(s) => s.clone(),
-        None => SynapticState::zeros_like(like)?,
+        None => zero(&like)?,
     };
-    let mut spikes = Vec::with_capacity(if keep == Keep::Spikes { steps } else { 0 });
+    let mut spikes = Vec::with_capacity(if form.main() == Main::Spikes {
+        steps
+    } else {
+        0
+    });
     let mut count = like.zeros_like()?;
     let mut usum = like.zeros_like()?;
     for t in 0..steps {
-        let (next, s) = with_syn_reset!(cfg.reset, |R| step_r::<R>(&st, &current(t)?, cfg, &p))?;
-        match keep {
-            Keep::Spikes => spikes.push(s),
-            Keep::Rate => count = (count + s)?,
-            Keep::RateMem => {
+        let cur = match form.constant() {
+            true => x.clone(),
+            false => x.get(t)?,
+        };
+        let (next, s) = step(&st, &cur)?;
+        match form.main() {
+            Main::Spikes => spikes.push(s),
+            Main::Rate => count = (count + s)?,
+            Main::RateMem => {
                 count = (count + s)?;
-                usum = (usum + next.mem.detach())?;
+                usum = (usum + next.mem().detach())?;
             }
         }
         st = next;
     }
     let inv = 1.0 / steps as f64;
-    Ok(match keep {
-        Keep::Spikes => (Tensor::stack(&spikes, 0)?, usum, st),
-        Keep::Rate => (count.affine(inv, 0.0)?, usum, st),
-        Keep::RateMem => (count.affine(inv, 0.0)?, usum.affine(inv, 0.0)?.detach(), st),
-    })
+    let out = match form.main() {
+        Main::Spikes => Tensor::stack(&spikes, 0)?,
+        Main::Rate => count.affine(inv, 0.0)?,
+        Main::RateMem => Tensor::stack(
+            &[count.affine(inv, 0.0)?, usum.affine(inv, 0.0)?.detach()],
+            0,
+        )?,
+    };
+    Ok((out, st))
+}
+
+/// Form `form` of the current-based LIF, one step at a time (see [`run_form`]).
+pub(crate) fn form(
+    form: Form,
+    x: &Tensor,
+    steps: usize,
+    cfg: &SynapticConfig,
+    params: Option<&SynapticParams>,
+    state: Option<&SynapticState>,
+) -> Result<(Tensor, SynapticState)> {
+    let like = match form.constant() {
+        true => x.clone(),
+        false => x.get(0)?,
+    };
+    let p = coefs(Kind::Synaptic, cfg, params, &like)?;
+    with_syn_reset!(cfg.reset, |R| run_form(
+        form,
+        x,
+        steps,
+        state,
+        SynapticState::zeros_like,
+        |st, cur| step_r::<R>(st, cur, cfg, &p),
+    ))
 }
 
 /// Per-step [`super::spikes_with`].
@@ -123,17 +171,7 @@ pub fn spikes_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let like = currents.get(0)?;
-    let (s, _, st) = run(
-        &like,
-        currents.dim(0)?,
-        |t| currents.get(t),
-        cfg,
-        params,
-        state,
-        Keep::Spikes,
-    )?;
-    Ok((s, st))
+    form(Form::SeqSpikes, currents, 0, cfg, params, state)
 }
 
 /// Per-step [`super::rate_with`].
@@ -143,17 +181,8 @@ pub fn rate_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(RateOutput, SynapticState)> {
-    let like = currents.get(0)?;
-    let (rate, mean_mem, st) = run(
-        &like,
-        currents.dim(0)?,
-        |t| currents.get(t),
-        cfg,
-        params,
-        state,
-        Keep::RateMem,
-    )?;
-    Ok((RateOutput { rate, mean_mem }, st))
+    let (both, st) = form(Form::SeqRateMem, currents, 0, cfg, params, state)?;
+    Ok((super::split_rate(&both)?, st))
 }
 
 /// Per-step [`super::const_spikes_with`].
@@ -164,16 +193,7 @@ pub fn const_spikes_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let (s, _, st) = run(
-        current,
-        steps,
-        |_| Ok(current.clone()),
-        cfg,
-        params,
-        state,
-        Keep::Spikes,
-    )?;
-    Ok((s, st))
+    form(Form::ConstSpikes, current, steps, cfg, params, state)
 }
 
 /// Per-step [`super::const_rate_with`].
@@ -184,14 +204,5 @@ pub fn const_rate_with(
     params: Option<&SynapticParams>,
     state: Option<&SynapticState>,
 ) -> Result<(Tensor, SynapticState)> {
-    let (r, _, st) = run(
-        current,
-        steps,
-        |_| Ok(current.clone()),
-        cfg,
-        params,
-        state,
-        Keep::Rate,
-    )?;
-    Ok((r, st))
+    form(Form::ConstRate, current, steps, cfg, params, state)
 }

@@ -1,0 +1,91 @@
+//! Which two-decay neuron a synaptic op runs. snnTorch's `Synaptic` and `Alpha` share their
+//! parameters (α, β, θ, each fixed, shared or per feature), reset mechanisms, surrogates, forms
+//! and packing; they differ in their state — (syn, U) against (syn_exc, syn_inh, U) — and in the
+//! recurrence, so the op, the forms and the checks are written once and the kernels and the
+//! per-step references are each neuron's own.
+
+use crate::lif::op::Form;
+
+/// A neuron run by the synaptic op and forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The current-based LIF (design §2.10).
+    Synaptic,
+    /// The alpha neuron (design §2.12).
+    Alpha,
+}
+
+impl Kind {
+    /// Tensors in the state.
+    pub(crate) fn states(self) -> usize {
+        self.state_names().len()
+    }
+
+    /// What the state's tensors are, for errors.
+    pub(crate) fn state_names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Synaptic => &["synaptic state (syn)", "synaptic state (mem)"],
+            Kind::Alpha => &[
+                "alpha state (syn_exc)",
+                "alpha state (syn_inh)",
+                "alpha state (mem)",
+            ],
+        }
+    }
+
+    /// What the input of a form is, for errors.
+    pub(crate) fn input_name(self, constant: bool) -> &'static str {
+        match (self, constant) {
+            (Kind::Synaptic, true) => "synaptic constant current",
+            (Kind::Synaptic, false) => "synaptic currents [T, …]",
+            (Kind::Alpha, true) => "alpha constant current",
+            (Kind::Alpha, false) => "alpha currents [T, …]",
+        }
+    }
+
+    /// What the learned α, β, θ are, for errors.
+    pub(crate) fn param_names(self) -> [&'static str; 3] {
+        match self {
+            Kind::Synaptic => [
+                "synaptic learned alpha",
+                "synaptic learned beta",
+                "synaptic learned threshold",
+            ],
+            Kind::Alpha => [
+                "alpha learned alpha",
+                "alpha learned beta",
+                "alpha learned threshold",
+            ],
+        }
+    }
+
+    /// The name of the forward op of a form.
+    pub(crate) fn op_name(self, form: Form) -> &'static str {
+        match (self, form) {
+            (Kind::Synaptic, Form::SeqSpikes) => "synaptic-seq-spikes",
+            (Kind::Synaptic, Form::SeqRateMem) => "synaptic-seq-rate-mem",
+            (Kind::Synaptic, Form::ConstSpikes) => "synaptic-const-spikes",
+            (Kind::Synaptic, Form::ConstRate) => "synaptic-const-rate",
+            (Kind::Alpha, Form::SeqSpikes) => "alpha-seq-spikes",
+            (Kind::Alpha, Form::SeqRateMem) => "alpha-seq-rate-mem",
+            (Kind::Alpha, Form::ConstSpikes) => "alpha-const-spikes",
+            (Kind::Alpha, Form::ConstRate) => "alpha-const-rate",
+        }
+    }
+
+    /// The name of the final-state op.
+    pub(crate) fn state_op_name(self) -> &'static str {
+        match self {
+            Kind::Synaptic => "synaptic-final-state",
+            Kind::Alpha => "alpha-final-state",
+        }
+    }
+
+    /// The name of the backward op.
+    pub(crate) fn bwd_name(self) -> &'static str {
+        match self {
+            Kind::Synaptic => "synaptic-bwd",
+            Kind::Alpha => "alpha-bwd",
+        }
+    }
+}
