@@ -47,6 +47,19 @@ def synaptic(cur):
     return torch.stack(out)
 
 
+def alpha(cur):
+    lif = snn.Alpha(alpha=0.95, beta=0.9, threshold=1.0,
+                    spike_grad=surrogate.fast_sigmoid(slope=25))
+    syn_exc = torch.zeros_like(cur[0])
+    syn_inh = torch.zeros_like(cur[0])
+    mem = torch.zeros_like(cur[0])
+    out = []
+    for t in range(cur.shape[0]):
+        spk, syn_exc, syn_inh, mem = lif(cur[t], syn_exc, syn_inh, mem)
+        out.append(spk)
+    return torch.stack(out)
+
+
 def rleaky_o2o(cur):
     lif = snn.RLeaky(beta=0.95, V=torch.full((SHAPE[1],), 0.2), all_to_all=False, threshold=1.0,
                      spike_grad=surrogate.fast_sigmoid(slope=25))
@@ -91,7 +104,8 @@ def main():
     torch.manual_seed(21)
     cur = (torch.randn(T, *SHAPE) + 0.3).requires_grad_(True)
     print(f"torch {torch.__version__}, snntorch {snn.__version__}, {args.threads} thread(s)")
-    for name, fn in (("leaky", leaky), ("synaptic", synaptic), ("rleaky one-to-one", rleaky_o2o)):
+    for name, fn in (("leaky", leaky), ("synaptic", synaptic), ("alpha", alpha),
+                     ("rleaky one-to-one", rleaky_o2o)):
         print(f"snntorch {name}: median {measure(fn, cur):.2f} ms (T = {T}, N = {SHAPE[0] * SHAPE[1]}, fwd+bwd)")
     torch.manual_seed(22)
     cur = (torch.randn(T, 256, 256) + 0.3).requires_grad_(True)

@@ -5,6 +5,7 @@
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
+use lsnn_layers::alpha::{self, AlphaConfig};
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode, CfcState, WiredCfc, WiredCfcConfig};
 use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
@@ -308,6 +309,7 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     )?);
     out.extend(lif_spikes(&lif_cfg, reps)?);
     out.extend(synaptic_spikes(reps)?);
+    out.extend(alpha_spikes(reps)?);
     out.extend(rleaky_spikes(reps)?);
     Ok(out)
 }
@@ -370,10 +372,16 @@ fn lif_spikes(base: &LifConfig, reps: usize) -> Result<Vec<ComponentReport>> {
     Ok(out)
 }
 
-/// The current-based LIF's multi-step spikes at T = 8, N = 512 × 128, fast_sigmoid: fused
-/// against its per-step reference, and against fused `Leaky` on the same currents (the
-/// "reference" of that entry is `Leaky`, so its speedup is Leaky / Synaptic time).
-fn synaptic_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
+/// An elementwise neuron's multi-step spikes at T = 8, N = 512 × 128 (forward + backward of
+/// their sum): `fused` against `reference`, its per-step composition, and against fused `Leaky`
+/// on the same currents (the "reference" of that entry is `Leaky`, so its speedup is
+/// Leaky / neuron time). Entries `{name}-spikes T=8 N=65536` and `{name}-spikes vs leaky …`.
+fn elementwise_spikes(
+    name: &str,
+    fused: &dyn Fn(&Tensor) -> Result<Tensor>,
+    reference: &dyn Fn(&Tensor) -> Result<Tensor>,
+    reps: usize,
+) -> Result<Vec<ComponentReport>> {
     let xs = Var::from_tensor(&SeededRng::new(21).normal_tensor(
         (8, 512, 128),
         0.3,
@@ -382,38 +390,47 @@ fn synaptic_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
         &Device::Cpu,
     )?)?;
     let x = xs.as_tensor();
-    let cfg = SynapticConfig::new(0.9, 0.95);
     let leaky = LifConfig::new(0.95);
-    let fused = |x: &Tensor| -> Result<()> {
-        synaptic::spikes_with(x, &cfg, None, None)?
-            .0
-            .sum_all()?
-            .backward()?;
+    let back = |t: Tensor| -> Result<()> {
+        t.sum_all()?.backward()?;
         Ok(())
     };
     Ok(vec![
         measure(
-            "synaptic-spikes T=8 N=65536",
-            &mut || fused(x),
-            &mut || {
-                synaptic::reference::spikes_with(x, &cfg, None, None)?
-                    .0
-                    .sum_all()?
-                    .backward()?;
-                Ok(())
-            },
+            &format!("{name}-spikes T=8 N=65536"),
+            &mut || back(fused(x)?),
+            &mut || back(reference(x)?),
             reps,
         )?,
         measure(
-            "synaptic-spikes vs leaky T=8 N=65536",
-            &mut || fused(x),
-            &mut || {
-                lif::spikes(x, &leaky, None)?.0.sum_all()?.backward()?;
-                Ok(())
-            },
+            &format!("{name}-spikes vs leaky T=8 N=65536"),
+            &mut || back(fused(x)?),
+            &mut || back(lif::spikes(x, &leaky, None)?.0),
             reps,
         )?,
     ])
+}
+
+/// The current-based LIF (α 0.9, β 0.95, fast_sigmoid), see [`elementwise_spikes`].
+fn synaptic_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
+    let cfg = SynapticConfig::new(0.9, 0.95);
+    elementwise_spikes(
+        "synaptic",
+        &|x| Ok(synaptic::spikes_with(x, &cfg, None, None)?.0),
+        &|x| Ok(synaptic::reference::spikes_with(x, &cfg, None, None)?.0),
+        reps,
+    )
+}
+
+/// The alpha neuron (α 0.95, β 0.9, reset to zero, fast_sigmoid), see [`elementwise_spikes`].
+fn alpha_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
+    let cfg = AlphaConfig::new(0.95, 0.9);
+    elementwise_spikes(
+        "alpha",
+        &|x| Ok(alpha::spikes_with(x, &cfg, None, None)?.0),
+        &|x| Ok(alpha::reference::spikes_with(x, &cfg, None, None)?.0),
+        reps,
+    )
 }
 
 /// The recurrent LIF's multi-step spikes, fast_sigmoid, the recurrent weights trained: one-to-one

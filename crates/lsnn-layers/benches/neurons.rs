@@ -1,6 +1,7 @@
 //! The neuron family side by side at T = 8, N = 65,536 (lm-small's q/k/v count, [T, 512, 128]),
 //! multi-step spikes, forward + backward with the parameter gradients where they are learned:
-//! each fused neuron against its per-step reference and against fused `Leaky`. Then the
+//! each fused neuron (Synaptic, Alpha, one-to-one RLeaky) against its per-step reference and
+//! against fused `Leaky`. Then the
 //! all-to-all recurrent LIF at T = 8, batch 256 × width 256 (W [256, 256] and b trained): fused,
 //! its per-step reference, and the per-step loop a candle user would write by hand
 //! (`candle_nn::Linear` for the recurrence, scalar β and θ).
@@ -10,6 +11,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
+use lsnn_layers::alpha::{self, AlphaConfig};
 use lsnn_layers::lif::{self, LifConfig};
 use lsnn_layers::rleaky::{self, Connection, RLeakyConfig, Recurrent};
 use lsnn_layers::synaptic::{self, SynapticConfig, SynapticParams};
@@ -67,6 +69,45 @@ fn bench_neurons(c: &mut Criterion) {
             fwd_bwd(
                 |x| {
                     synaptic::spikes_with(x, &syn, Some(&learned), None)
+                        .unwrap()
+                        .0
+                },
+                &xs,
+            )
+        })
+    });
+    let alpha_cfg = AlphaConfig::new(0.95, 0.9);
+    g.bench_function("alpha/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| alpha::spikes_with(x, &alpha_cfg, None, None).unwrap().0,
+                &xs,
+            )
+        })
+    });
+    g.bench_function("alpha/reference", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    alpha::reference::spikes_with(x, &alpha_cfg, None, None)
+                        .unwrap()
+                        .0
+                },
+                &xs,
+            )
+        })
+    });
+    let (aa, ab) = (param(128, 0.95), param(128, 0.9));
+    let alpha_learned = SynapticParams::new(
+        aa.as_tensor().clone(),
+        ab.as_tensor().clone(),
+        t.as_tensor().clone(),
+    );
+    g.bench_function("alpha_per_feature/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    alpha::spikes_with(x, &alpha_cfg, Some(&alpha_learned), None)
                         .unwrap()
                         .0
                 },
