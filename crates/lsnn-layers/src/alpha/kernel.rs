@@ -23,6 +23,7 @@ use super::reset::AlphaReset;
 use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
 use crate::lif::kernel::{h, Main};
 use crate::lif::surrogate::SurrogateFn;
+use crate::synaptic::frame::{for_blocks, Frame};
 use crate::synaptic::kernel::{Grads, Input, Upstream, ADD, DROP, WRITE};
 
 /// Writes the main output into `out` (`main.len()` elements) and, when given, the final state
@@ -173,13 +174,6 @@ unsafe fn fwd_row_avx2<T: Real, R: AlphaReset, L: AlphaLanes<T>, const OUT: u8>(
     fwd_row::<T, R, L, OUT>(l, x, st, o)
 }
 
-/// The backward's outputs, written by disjoint blocks of neurons.
-struct Dest<T> {
-    dcur: SyncPtr<T>,
-    dstate0: Option<SyncPtr<T>>,
-    dparams: Option<SyncPtr<T>>,
-}
-
 /// BPTT from the upstream gradients (an absent one is zero) into `out` (dL/dx; the initial
 /// state's gradient [E | I | U], the last always zero as the membrane only feeds the detached
 /// reset; per-neuron parts of dL/dα, dL/dβ, dL/dθ, summed per triple by the caller). With learned
@@ -194,154 +188,93 @@ pub(crate) fn backward<T: Real, R: AlphaReset, S: SurrogateFn, C: AlphaCoefs<T>>
     out: Grads<'_, T>,
 ) {
     let k = sur.kernel::<T>();
-    let dst = Dest {
-        dcur: SyncPtr(out.dcur.as_mut_ptr()),
-        dstate0: out.dstate0.map(|d| SyncPtr(d.as_mut_ptr())),
-        dparams: out.dparams.map(|d| SyncPtr(d.as_mut_ptr())),
-    };
-    let learn = dst.dparams.is_some();
-    let rate = main != Main::Spikes;
     let wide = wide_vectors();
-    for_ranges(inp.n, inp.steps, |a, b| {
-        let blk = Block {
-            c,
-            k: &k,
-            inp,
-            up,
-            dst: &dst,
-            rate,
-            a,
-            b,
-        };
-        match (inp.constant, learn) {
-            (false, false) => blk.run::<R, S, false, false>(wide),
-            (false, true) => blk.run::<R, S, false, true>(wide),
-            (true, false) => blk.run::<R, S, true, false>(wide),
-            (true, true) => blk.run::<R, S, true, true>(wide),
-        }
+    for_blocks(inp, main, up, out, |f, learn| match (inp.constant, learn) {
+        (false, false) => run_block::<T, R, S, C, false, false>(f, c, k, wide),
+        (false, true) => run_block::<T, R, S, C, false, true>(f, c, k, wide),
+        (true, false) => run_block::<T, R, S, C, true, false>(f, c, k, wide),
+        (true, true) => run_block::<T, R, S, C, true, true>(f, c, k, wide),
     });
 }
 
-/// One block of neurons `[a, b)` of a backward.
-struct Block<'a, T, C, K> {
-    c: &'a C,
-    k: &'a K,
-    inp: &'a Input<'a, T>,
-    up: &'a Upstream<'a, T>,
-    dst: &'a Dest<T>,
-    /// The main output is a rate: every step receives g/T.
-    rate: bool,
-    a: usize,
-    b: usize,
-}
-
-impl<T: Real, C: AlphaCoefs<T>, K: Copy> Block<'_, T, C, K> {
-    /// The backward of the block: `CONSTANT` for a constant current (its gradient summed over the
-    /// steps), `LEARN` when the parameter gradients are wanted.
-    fn run<
-        R: AlphaReset,
-        S: SurrogateFn<Kernel<T> = K>,
-        const CONSTANT: bool,
-        const LEARN: bool,
-    >(
-        &self,
-        wide: bool,
-    ) {
-        let (inp, up, dst) = (self.inp, self.up, self.dst);
-        let (steps, n, a, b) = (inp.steps, inp.n, self.a, self.b);
-        let w = b - a;
-        let l = self.c.full(a, w);
-        // Every step's membrane for this block, row 0 holding U_{−1}; E and I likewise, kept only
-        // when dL/dα, dL/dβ are wanted.
-        let keep = if LEARN { (steps + 1) * w } else { 0 };
-        let mut hist_u = vec![T::zero(); (steps + 1) * w];
-        let (mut hist_e, mut hist_i) = (vec![T::zero(); keep], vec![T::zero(); keep]);
-        let (mut e, mut i) = (inp.start_part(0, a, w), inp.start_part(1, a, w));
-        hist_u[..w].copy_from_slice(&inp.start_part(2, a, w));
+/// The backward of one block: `CONSTANT` for a constant current (its gradient summed over the
+/// steps), `LEARN` when the parameter gradients are wanted.
+fn run_block<
+    T: Real,
+    R: AlphaReset,
+    S: SurrogateFn,
+    C: AlphaCoefs<T>,
+    const CONSTANT: bool,
+    const LEARN: bool,
+>(
+    f: &Frame<'_, T>,
+    c: &C,
+    k: S::Kernel<T>,
+    wide: bool,
+) {
+    let (inp, steps, a, w) = (f.inp, f.inp.steps, f.a, f.width());
+    let l = c.full(a, w);
+    // Every step's membrane for this block, row 0 holding U_{−1}; E and I likewise, kept only
+    // when dL/dα, dL/dβ are wanted.
+    let keep = if LEARN { (steps + 1) * w } else { 0 };
+    let mut hist_u = vec![T::zero(); (steps + 1) * w];
+    let (mut hist_e, mut hist_i) = (vec![T::zero(); keep], vec![T::zero(); keep]);
+    let (mut e, mut i) = (inp.start_part(0, a, w), inp.start_part(1, a, w));
+    hist_u[..w].copy_from_slice(&inp.start_part(2, a, w));
+    if LEARN {
+        hist_e[..w].copy_from_slice(&e);
+        hist_i[..w].copy_from_slice(&i);
+    }
+    for t in 0..steps {
+        let row = &inp.row(t, a, w)[..w];
+        let (prev, next) = hist_u.split_at_mut((t + 1) * w);
+        let next = &mut next[..w];
+        next.copy_from_slice(&prev[t * w..]);
+        fwd_row_on::<T, R, _, DROP>(wide, &l, row, [&mut e, &mut i, next], &mut []);
         if LEARN {
-            hist_e[..w].copy_from_slice(&e);
-            hist_i[..w].copy_from_slice(&i);
-        }
-        for t in 0..steps {
-            let row = &inp.row(t, a, w)[..w];
-            let (prev, next) = hist_u.split_at_mut((t + 1) * w);
-            let next = &mut next[..w];
-            next.copy_from_slice(&prev[t * w..]);
-            fwd_row_on::<T, R, _, DROP>(wide, &l, row, [&mut e, &mut i, next], &mut []);
-            if LEARN {
-                hist_e[(t + 1) * w..(t + 2) * w].copy_from_slice(&e);
-                hist_i[(t + 1) * w..(t + 2) * w].copy_from_slice(&i);
-            }
-        }
-        let mut carry = [0, 1, 2].map(|k| match up.g_state {
-            Some(g) => g[k * n + a..k * n + b].to_vec(),
-            None => vec![T::zero(); w],
-        });
-        let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
-        let lw = if LEARN { w } else { 0 };
-        let mut dpar = vec![T::zero(); 3 * lw];
-        let per_step = up.g_main.is_some() && !self.rate;
-        // A rate's g/T, or zeros when only the final state has a gradient.
-        let mut scaled = vec![T::zero(); if per_step { 0 } else { w }];
-        if let (true, Some(g)) = (self.rate, up.g_main) {
-            let inv_t = T::from_f64(1.0 / steps as f64);
-            for (sj, &gj) in scaled.iter_mut().zip(&g[a..b]) {
-                *sj = gj * inv_t;
-            }
-        }
-        for t in (0..steps).rev() {
-            let g: &[T] = match up.g_main {
-                Some(g) if per_step => &g[t * n + a..t * n + b],
-                _ => &scaled,
-            };
-            let o: &mut [T] = if CONSTANT {
-                &mut acc[..]
-            } else {
-                // SAFETY: row t, neurons [a, b) belong to this task only.
-                unsafe { dst.dcur.slice(t * n + a, w) }
-            };
-            let (da, rest) = dpar.split_at_mut(lw);
-            let (db, dt) = rest.split_at_mut(lw);
-            let (e_prev, i_prev): (&[T], &[T]) = match LEARN {
-                true => (&hist_e[t * w..(t + 1) * w], &hist_i[t * w..(t + 1) * w]),
-                false => (&[], &[]),
-            };
-            let x: &[T] = if LEARN { inp.row(t, a, w) } else { &[] };
-            let [ce, ci, cu] = &mut carry;
-            bwd_row_on::<T, R, S, _, CONSTANT, LEARN>(
-                wide,
-                &l,
-                *self.k,
-                [
-                    &g[..w],
-                    &hist_u[(t + 1) * w..(t + 2) * w],
-                    &hist_u[t * w..(t + 1) * w],
-                    e_prev,
-                    i_prev,
-                    x,
-                ],
-                o,
-                [ce, ci, cu],
-                [da, db, dt],
-            );
-        }
-        if CONSTANT {
-            // SAFETY: neurons [a, b) belong to this task only.
-            unsafe { dst.dcur.slice(a, w) }.copy_from_slice(&acc);
-        }
-        if let Some(d) = &dst.dstate0 {
-            for (k, part) in carry.iter().enumerate() {
-                // SAFETY: neurons [a, b) of each third belong to this task only.
-                unsafe { d.slice(k * n + a, w) }.copy_from_slice(part);
-            }
-        }
-        if let (true, Some(d)) = (LEARN, &dst.dparams) {
-            for (p, part) in dpar.chunks_exact(w).enumerate() {
-                // SAFETY: neurons [a, b) of each third belong to this task only.
-                unsafe { d.slice(p * n + a, w) }.copy_from_slice(part);
-            }
+            hist_e[(t + 1) * w..(t + 2) * w].copy_from_slice(&e);
+            hist_i[(t + 1) * w..(t + 2) * w].copy_from_slice(&i);
         }
     }
+    let mut carry = [0, 1, 2].map(|k| f.state_grad(k));
+    let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
+    let lw = if LEARN { w } else { 0 };
+    let mut dpar = vec![T::zero(); 3 * lw];
+    let grads = f.step_grads();
+    for t in (0..steps).rev() {
+        let o: &mut [T] = if CONSTANT {
+            &mut acc[..]
+        } else {
+            // SAFETY: the only slice of row t this block takes.
+            unsafe { f.dcur_row(t) }
+        };
+        let (da, rest) = dpar.split_at_mut(lw);
+        let (db, dt) = rest.split_at_mut(lw);
+        let (e_prev, i_prev): (&[T], &[T]) = match LEARN {
+            true => (&hist_e[t * w..(t + 1) * w], &hist_i[t * w..(t + 1) * w]),
+            false => (&[], &[]),
+        };
+        let x: &[T] = if LEARN { inp.row(t, a, w) } else { &[] };
+        let [ce, ci, cu] = &mut carry;
+        bwd_row_on::<T, R, S, _, CONSTANT, LEARN>(
+            wide,
+            &l,
+            k,
+            [
+                &grads.at(t)[..w],
+                &hist_u[(t + 1) * w..(t + 2) * w],
+                &hist_u[t * w..(t + 1) * w],
+                e_prev,
+                i_prev,
+                x,
+            ],
+            o,
+            [ce, ci, cu],
+            [da, db, dt],
+        );
+    }
+    let [ce, ci, cu] = &carry;
+    f.finish(CONSTANT.then_some(&acc[..]), &[ce, ci, cu], &dpar);
 }
 
 /// [`bwd_row`] in its AVX2 copy when `wide`, else in the baseline one (not inlined, as

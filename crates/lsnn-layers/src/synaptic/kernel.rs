@@ -16,6 +16,7 @@
 //! starting from the final state's gradients; what is carried past t = 0 is the initial state's.
 
 use super::coefs::{Coefs, Lanes};
+use super::frame::{for_blocks, Frame};
 use super::reset::SynReset;
 use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
 use crate::lif::kernel::{h, Main};
@@ -246,13 +247,6 @@ pub(crate) struct Upstream<'a, T> {
     pub g_state: Option<&'a [T]>,
 }
 
-/// The backward's outputs, written by disjoint blocks of neurons.
-struct Dest<T> {
-    dcur: SyncPtr<T>,
-    dstate0: Option<SyncPtr<T>>,
-    dparams: Option<SyncPtr<T>>,
-}
-
 /// BPTT from the upstream gradients (an absent one is zero); with learnable parameters it also
 /// sums, per neuron, dL/dα = Σ dL/dsyn_t·syn_{t−1}, dL/dβ = Σ dL/dm_t·U_{t−1} and
 /// dL/dθ = Σ (∂U_t/∂θ·dL/dU_t − dL/dS_t·σ'(U_t − θ)).
@@ -265,144 +259,88 @@ pub(crate) fn backward<T: Real, R: SynReset, S: SurrogateFn, C: Coefs<T>>(
     out: Grads<'_, T>,
 ) {
     let k = sur.kernel::<T>();
-    let dst = Dest {
-        dcur: SyncPtr(out.dcur.as_mut_ptr()),
-        dstate0: out.dstate0.map(|d| SyncPtr(d.as_mut_ptr())),
-        dparams: out.dparams.map(|d| SyncPtr(d.as_mut_ptr())),
-    };
-    let learn = dst.dparams.is_some();
-    let rate = main != Main::Spikes;
     let wide = wide_vectors();
-    for_ranges(inp.n, inp.steps, |a, b| {
-        let blk = Block {
-            c,
-            k: &k,
-            inp,
-            up,
-            dst: &dst,
-            rate,
-            a,
-            b,
-        };
-        match (inp.constant, learn) {
-            (false, false) => blk.run::<R, S, false, false>(wide),
-            (false, true) => blk.run::<R, S, false, true>(wide),
-            (true, false) => blk.run::<R, S, true, false>(wide),
-            (true, true) => blk.run::<R, S, true, true>(wide),
-        }
+    for_blocks(inp, main, up, out, |f, learn| match (inp.constant, learn) {
+        (false, false) => run_block::<T, R, S, C, false, false>(f, c, k, wide),
+        (false, true) => run_block::<T, R, S, C, false, true>(f, c, k, wide),
+        (true, false) => run_block::<T, R, S, C, true, false>(f, c, k, wide),
+        (true, true) => run_block::<T, R, S, C, true, true>(f, c, k, wide),
     });
 }
 
-/// One block of neurons `[a, b)` of a backward.
-struct Block<'a, T, C, K> {
-    c: &'a C,
-    k: &'a K,
-    inp: &'a Input<'a, T>,
-    up: &'a Upstream<'a, T>,
-    dst: &'a Dest<T>,
-    /// The main output is a rate: every step receives g/T.
-    rate: bool,
-    a: usize,
-    b: usize,
-}
-
-impl<T: Real, C: Coefs<T>, K: Copy> Block<'_, T, C, K> {
-    /// The backward of the block: `CONSTANT` for a constant current (its gradient summed over the
-    /// steps), `LEARN` when the parameter gradients are wanted; the per-step rows in their AVX2
-    /// copies when `wide`.
-    fn run<R: SynReset, S: SurrogateFn<Kernel<T> = K>, const CONSTANT: bool, const LEARN: bool>(
-        &self,
-        wide: bool,
-    ) {
-        let (inp, up, dst) = (self.inp, self.up, self.dst);
-        let (steps, n, a, b) = (inp.steps, inp.n, self.a, self.b);
-        let w = b - a;
-        let l = self.c.lanes(a, w);
-        // The membrane of every step for this block, row 0 holding U_{−1}; the synaptic current
-        // likewise, kept only when dL/dα is wanted.
-        let mut hist_u = vec![T::zero(); (steps + 1) * w];
-        let mut hist_s = vec![T::zero(); if LEARN { (steps + 1) * w } else { 0 }];
-        let (mut s, u0) = inp.start(a, w);
-        let s = &mut s[..w];
-        hist_u[..w].copy_from_slice(&u0);
+/// The backward of one block: `CONSTANT` for a constant current (its gradient summed over the
+/// steps), `LEARN` when the parameter gradients are wanted; the per-step rows in their AVX2
+/// copies when `wide`.
+fn run_block<
+    T: Real,
+    R: SynReset,
+    S: SurrogateFn,
+    C: Coefs<T>,
+    const CONSTANT: bool,
+    const LEARN: bool,
+>(
+    f: &Frame<'_, T>,
+    c: &C,
+    k: S::Kernel<T>,
+    wide: bool,
+) {
+    let (inp, steps, a, w) = (f.inp, f.inp.steps, f.a, f.width());
+    let l = c.lanes(a, w);
+    // The membrane of every step for this block, row 0 holding U_{−1}; the synaptic current
+    // likewise, kept only when dL/dα is wanted.
+    let mut hist_u = vec![T::zero(); (steps + 1) * w];
+    let mut hist_s = vec![T::zero(); if LEARN { (steps + 1) * w } else { 0 }];
+    let (mut s, u0) = inp.start(a, w);
+    let s = &mut s[..w];
+    hist_u[..w].copy_from_slice(&u0);
+    if LEARN {
+        hist_s[..w].copy_from_slice(s);
+    }
+    for t in 0..steps {
+        let row = &inp.row(t, a, w)[..w];
+        let (prev, next) = hist_u.split_at_mut((t + 1) * w);
+        let next = &mut next[..w];
+        next.copy_from_slice(&prev[t * w..]);
+        fwd_row_on::<T, R, _, DROP>(wide, &l, row, s, next, &mut []);
         if LEARN {
-            hist_s[..w].copy_from_slice(s);
-        }
-        for t in 0..steps {
-            let row = &inp.row(t, a, w)[..w];
-            let (prev, next) = hist_u.split_at_mut((t + 1) * w);
-            let next = &mut next[..w];
-            next.copy_from_slice(&prev[t * w..]);
-            fwd_row_on::<T, R, _, DROP>(wide, &l, row, s, next, &mut []);
-            if LEARN {
-                hist_s[(t + 1) * w..(t + 2) * w].copy_from_slice(s);
-            }
-        }
-        let (mut cs, mut cu) = match up.g_state {
-            Some(g) => (g[a..b].to_vec(), g[n + a..n + b].to_vec()),
-            None => (vec![T::zero(); w], vec![T::zero(); w]),
-        };
-        let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
-        let lw = if LEARN { w } else { 0 };
-        let mut dpar = vec![T::zero(); 3 * lw];
-        let per_step = up.g_main.is_some() && !self.rate;
-        // A rate's g/T, or zeros when only the final state has a gradient.
-        let mut scaled = vec![T::zero(); if per_step { 0 } else { w }];
-        if let (true, Some(g)) = (self.rate, up.g_main) {
-            let inv_t = T::from_f64(1.0 / steps as f64);
-            for (sj, &gj) in scaled.iter_mut().zip(&g[a..b]) {
-                *sj = gj * inv_t;
-            }
-        }
-        for t in (0..steps).rev() {
-            let g: &[T] = match up.g_main {
-                Some(g) if per_step => &g[t * n + a..t * n + b],
-                _ => &scaled,
-            };
-            let o: &mut [T] = if CONSTANT {
-                &mut acc[..]
-            } else {
-                // SAFETY: row t, neurons [a, b) belong to this task only.
-                unsafe { dst.dcur.slice(t * n + a, w) }
-            };
-            let (da, rest) = dpar.split_at_mut(lw);
-            let (db, dt) = rest.split_at_mut(lw);
-            let s_prev: &[T] = if LEARN {
-                &hist_s[t * w..(t + 1) * w]
-            } else {
-                &[]
-            };
-            bwd_row_on::<T, R, S, _, CONSTANT, LEARN>(
-                wide,
-                &l,
-                *self.k,
-                [
-                    &g[..w],
-                    &hist_u[(t + 1) * w..(t + 2) * w],
-                    &hist_u[t * w..(t + 1) * w],
-                    s_prev,
-                ],
-                o,
-                [&mut cs[..], &mut cu[..]],
-                [da, db, dt],
-            );
-        }
-        if CONSTANT {
-            // SAFETY: neurons [a, b) belong to this task only.
-            unsafe { dst.dcur.slice(a, w) }.copy_from_slice(&acc);
-        }
-        if let Some(d) = &dst.dstate0 {
-            // SAFETY: neurons [a, b) of both halves belong to this task only.
-            unsafe { d.slice(a, w) }.copy_from_slice(&cs);
-            unsafe { d.slice(n + a, w) }.copy_from_slice(&cu);
-        }
-        if let (true, Some(d)) = (LEARN, &dst.dparams) {
-            for (p, part) in dpar.chunks_exact(w).enumerate() {
-                // SAFETY: neurons [a, b) of each third belong to this task only.
-                unsafe { d.slice(p * n + a, w) }.copy_from_slice(part);
-            }
+            hist_s[(t + 1) * w..(t + 2) * w].copy_from_slice(s);
         }
     }
+    let (mut cs, mut cu) = (f.state_grad(0), f.state_grad(1));
+    let mut acc = vec![T::zero(); if CONSTANT { w } else { 0 }];
+    let lw = if LEARN { w } else { 0 };
+    let mut dpar = vec![T::zero(); 3 * lw];
+    let grads = f.step_grads();
+    for t in (0..steps).rev() {
+        let o: &mut [T] = if CONSTANT {
+            &mut acc[..]
+        } else {
+            // SAFETY: the only slice of row t this block takes.
+            unsafe { f.dcur_row(t) }
+        };
+        let (da, rest) = dpar.split_at_mut(lw);
+        let (db, dt) = rest.split_at_mut(lw);
+        let s_prev: &[T] = if LEARN {
+            &hist_s[t * w..(t + 1) * w]
+        } else {
+            &[]
+        };
+        bwd_row_on::<T, R, S, _, CONSTANT, LEARN>(
+            wide,
+            &l,
+            k,
+            [
+                &grads.at(t)[..w],
+                &hist_u[(t + 1) * w..(t + 2) * w],
+                &hist_u[t * w..(t + 1) * w],
+                s_prev,
+            ],
+            o,
+            [&mut cs[..], &mut cu[..]],
+            [da, db, dt],
+        );
+    }
+    f.finish(CONSTANT.then_some(&acc[..]), &[&cs, &cu], &dpar);
 }
 
 /// [`bwd_row`] in its AVX2 copy when `wide`, else in the baseline one (not inlined, as
