@@ -338,12 +338,41 @@ fn fused_equals_reference_every_mode() {
         beta: 517,
         theta: 517,
     };
+    // More features (1,500) than a block holds (1,024 neurons): each block derives the
+    // coefficients of its own neurons only.
+    let wider = Source {
+        alpha: 1500,
+        beta: 1500,
+        theta: 1500,
+    };
     for form in FORMS {
         fused_vs_reference(form, &[70, 517], 6, &cfg, wide, true, 9)
             .unwrap_or_else(|e| panic!("{form:?} large: {e}"));
         fused_vs_reference(form, &[70, 517], 6, &cfg, FIXED, false, 10)
             .unwrap_or_else(|e| panic!("{form:?} large, fixed: {e}"));
+        fused_vs_reference(form, &[3, 1500], 4, &cfg, wider, true, 11)
+            .unwrap_or_else(|e| panic!("{form:?} more features than a block: {e}"));
     }
+}
+
+/// α = 1, the edge of its range: τ = 1 and the excitatory current integrates without decay;
+/// fused equals the reference there too, under every reset, and the membrane is exactly
+/// E + I.
+#[test]
+fn alpha_one_integrates_without_decay() {
+    for reset in RESETS {
+        let cfg = AlphaConfig::new(1.0, 0.6).with_reset(reset);
+        for form in FORMS {
+            let rate = fused_vs_reference(form, &[4, 9], 6, &cfg, FIXED, true, 12)
+                .unwrap_or_else(|e| panic!("{reset:?} {form:?}: {e}"));
+            assert!(rate > 0.0, "{reset:?} {form:?}: spikes fire");
+        }
+    }
+    let cfg = AlphaConfig::new(1.0, 0.6).with_reset(ResetMechanism::None);
+    let x = randn(&mut SeededRng::new(13), &[5, 7], 0.2, 0.5);
+    let (_, st) = alpha::spikes_with(&x, &cfg, None, None).unwrap();
+    let sum = (&st.syn_exc + &st.syn_inh).unwrap();
+    assert_eq!(bits(&st.mem), bits(&sum), "τ = 1");
 }
 
 /// Central differences (f64) of a loss on the final state — where the resets are piecewise

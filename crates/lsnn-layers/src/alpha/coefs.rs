@@ -9,11 +9,17 @@ use crate::synaptic::coefs::{lay, Coefs, PerFeature, Triple};
 /// What one neuron reads: α, β, θ, τ, ∂τ/∂α and ∂τ/∂β.
 #[derive(Clone, Copy)]
 pub(crate) struct Coef<T> {
+    /// α.
     pub a: T,
+    /// β.
     pub b: T,
+    /// θ.
     pub theta: T,
+    /// τ = ln α / (ln β − ln α) + 1.
     pub tau: T,
+    /// ∂τ/∂α.
     pub dtau_da: T,
+    /// ∂τ/∂β.
     pub dtau_db: T,
 }
 
@@ -94,12 +100,17 @@ impl<T: Real> AlphaCoefs<T> for PerFeature<'_, T> {
     fn full(&self, a: usize, w: usize) -> Laid<T> {
         let f = self.triples();
         let p = self.packed;
-        let per: Vec<Coef<T>> = (0..f)
-            .map(|j| derive(p[j], p[f + j], p[2 * f + j]))
-            .collect();
+        let at = |j: usize| derive(p[j], p[f + j], p[2 * f + j]);
+        // Derived once per feature the block covers: all F, laid out, when the block spans them,
+        // else only its own w (a block of 1,024 neurons of a [T, N] layer with N features needs
+        // 1,024 of them, not N).
+        let (per, from): (Vec<Coef<T>>, usize) = match w >= f {
+            true => ((0..f).map(at).collect(), a),
+            false => ((a..a + w).map(|j| at(j % f)).collect(), 0),
+        };
         let column = |get: fn(&Coef<T>) -> T| {
             let values: Vec<T> = per.iter().map(get).collect();
-            lay(&values, a, w)
+            lay(&values, from, w)
         };
         let v = [
             column(|c| c.a),

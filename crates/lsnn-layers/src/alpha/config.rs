@@ -7,7 +7,7 @@ use crate::synaptic::SynapticConfig;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of an alpha-neuron layer (snnTorch `Alpha`): the excitatory synaptic decay α, the
-/// inhibitory one β (α > β; the membrane is their difference scaled to a unit-area kernel),
+/// inhibitory one β (α > β; the membrane is their sum scaled by τ = ln α / (ln β − ln α) + 1),
 /// threshold θ, reset mechanism, surrogate gradient, and which of α, β, θ are learned.
 ///
 /// ```

@@ -11,7 +11,8 @@
 //! (E_t, I_t, U_t) = reset(E'_t, I'_t, M'_t, r_t, θ, I_{t−1})       S_t = H(U_t − θ)
 //! ```
 //!
-//! Backward recomputes the membranes per block (and E, I when α or β is learned) and runs, from
+//! Backward recomputes the membranes per block (and E, I when the parameters are learned: all
+//! three arrive together, so a learned θ alone keeps them too) and runs, from
 //! the final state's gradients, dL/dU_t = dL/dS_t·σ'(U_t − θ) + dL/dU_t(carried, only at the last
 //! step: the membrane reaches the next step through the detached reset alone), the reset's
 //! backward to (E', I', M'), then dL/dE' += τ·dL/dM', dL/dI' += τ·dL/dM',

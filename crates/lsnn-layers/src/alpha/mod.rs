@@ -76,10 +76,12 @@ impl AlphaState {
         }
     }
 
+    /// The three tensors in the op's order (E, I, U).
     pub(crate) fn parts(&self) -> Vec<Tensor> {
         vec![self.syn_exc.clone(), self.syn_inh.clone(), self.mem.clone()]
     }
 
+    /// The state from [`AlphaState::parts`]' order; a typed error for another count.
     pub(crate) fn from_parts(parts: Vec<Tensor>) -> Result<Self> {
         match <[Tensor; 3]>::try_from(parts) {
             Ok([syn_exc, syn_inh, mem]) => Ok(AlphaState {

@@ -29,6 +29,7 @@ struct Coefs {
     tau: Tensor,
 }
 
+/// [`Coefs`] for neurons like `like` (the learned values checked for the alpha neuron).
 fn alpha_coefs(cfg: &SynapticConfig, params: Option<&AlphaParams>, like: &Tensor) -> Result<Coefs> {
     let p = coefs(Kind::Alpha, cfg, params, like)?;
     let (la, lb) = (p.alpha.log()?, p.beta.log()?);
@@ -37,6 +38,7 @@ fn alpha_coefs(cfg: &SynapticConfig, params: Option<&AlphaParams>, like: &Tensor
     Ok(Coefs { p, tau })
 }
 
+/// One step under reset `R` with coefficients `c`: the next state and the spikes.
 fn step_r<R: AlphaReset>(
     st: &AlphaState,
     x: &Tensor,

@@ -20,10 +20,15 @@ use candle_core::{Result, Tensor};
 
 /// The gradients a reset passes back: to (E', I', M'), directly to I_{t−1}, and to θ.
 pub(crate) struct ResetGrads<T> {
+    /// dL/dE'.
     pub e: T,
+    /// dL/dI'.
     pub i: T,
+    /// dL/dM'.
     pub m: T,
+    /// dL/dI_{t−1} directly (the subtract reset's membrane term).
     pub i_prev: T,
+    /// dL/dθ through the reset.
     pub theta: T,
 }
 

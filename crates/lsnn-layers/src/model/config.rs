@@ -123,8 +123,9 @@ pub struct ModelConfig {
     #[serde(skip_serializing_if = "BetaForm::is_direct")]
     pub beta_form: BetaForm,
     /// The neuron of the encoders and the attention: `{"kind": "leaky"}` (default; absent from
-    /// files then) or `{"kind": "synaptic", "alpha": 0.9}` (design §2.10), sharing the LIF
-    /// settings above.
+    /// files then), `{"kind": "synaptic", "alpha": 0.9}` (design §2.10), `{"kind": "rleaky",
+    /// "connection": "all_to_all"}` (§2.11) or `{"kind": "alpha", "alpha": 0.97}` (§2.12), sharing
+    /// the LIF settings above.
     #[serde(skip_serializing_if = "Neuron::is_leaky")]
     pub neuron: Neuron,
     /// Label smoothing of the training objective.

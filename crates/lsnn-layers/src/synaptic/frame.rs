@@ -15,12 +15,15 @@ struct Dest<T> {
 
 /// One block of neurons `[a, b)` of a backward.
 pub(crate) struct Frame<'a, T> {
+    /// What the kernels read.
     pub inp: &'a Input<'a, T>,
     up: &'a Upstream<'a, T>,
     dst: &'a Dest<T>,
     /// The main output is a rate: every step receives g/T.
     rate: bool,
+    /// The first neuron of the block.
     pub a: usize,
+    /// One past its last neuron.
     pub b: usize,
 }
 

@@ -81,6 +81,25 @@ impl Kind {
         }
     }
 
+    /// The backward op's operand `k` (0 currents, 1 state and parameters, 2 the gradient), for
+    /// errors.
+    pub(crate) fn bwd_operand(self, k: usize) -> &'static str {
+        const SYNAPTIC: [&str; 3] = [
+            "synaptic-bwd: currents",
+            "synaptic-bwd: state and parameters",
+            "synaptic-bwd: grad",
+        ];
+        const ALPHA: [&str; 3] = [
+            "alpha-bwd: currents",
+            "alpha-bwd: state and parameters",
+            "alpha-bwd: grad",
+        ];
+        match self {
+            Kind::Synaptic => SYNAPTIC[k.min(2)],
+            Kind::Alpha => ALPHA[k.min(2)],
+        }
+    }
+
     /// The name of the backward op.
     pub(crate) fn bwd_name(self) -> &'static str {
         match self {

@@ -373,17 +373,18 @@ impl CustomOp3 for SynBwdOp {
         let (_, neurons) = self.fwd.form.split(dims, self.fwd.steps);
         triples_of(&neurons, np, name)?;
         let out = float_kernel!(name, s1.dtype(), |T| {
-            let both = contiguous_slice::<T>(s2, l2, name)?;
+            let both = contiguous_slice::<T>(s2, l2, self.fwd.kind.bwd_operand(1))?;
             let (state, params) = both.split_at(ns.min(both.len()));
             let state = match state.len() {
                 0 => None,
                 c if c == k * n => Some(state),
                 c => candle_core::bail!("{name}: a state of {c} values for {k} × {n}"),
             };
-            let cur = contiguous_slice(s1, l1, name)?;
+            let cur = contiguous_slice(s1, l1, self.fwd.kind.bwd_operand(0))?;
             let inp = self.fwd.input::<T>(cur, dims, state);
             let params = (!params.is_empty()).then_some(params);
-            self.run(&inp, params, contiguous_slice(s3, l3, name)?)
+            let grad = contiguous_slice(s3, l3, self.fwd.kind.bwd_operand(2))?;
+            self.run(&inp, params, grad)
         });
         let len = l1.shape().elem_count() + ns + np;
         Ok((out, Shape::from(len)))

@@ -1,9 +1,10 @@
-//! Learned α, β and θ of a current-based LIF layer: [`SynapticParams`] as the forms take them
-//! (each one shared value or one per feature, snnTorch's `learn_alpha`, `learn_beta`,
-//! `learn_threshold`), and [`LearnedSynaptic`], the variables a layer owns.
+//! Learned α, β and θ of a current-based LIF or alpha-neuron layer: [`SynapticParams`] as the
+//! forms take them (each one shared value or one per feature, snnTorch's `learn_alpha`,
+//! `learn_beta`, `learn_threshold`), and [`LearnedSynaptic`], the variables a layer owns.
 //!
 //! The values are used as they are and refused with a typed error when an update takes them out
-//! of range (α ∈ [0, 1], β ∈ (0, 1], θ > 0); snnTorch instead clamps α and β into [0, 1] on every
+//! of range (current-based LIF: α ∈ [0, 1], β ∈ (0, 1]; alpha neuron: α ∈ (0, 1], β ∈ (0, 1),
+//! α > β feature by feature; both θ > 0); snnTorch instead clamps α and β into [0, 1] on every
 //! step, which hides a diverging update and zeroes its gradient.
 
 use super::config::{check_alpha, check_beta, check_threshold};
@@ -57,7 +58,9 @@ impl SynapticParams {
         let mut values = Vec::with_capacity(3);
         for (t, what, ok) in parts {
             let n = t.elem_count();
-            if t.rank() != 1 || !(n == 1 || n == f) || t.dtype() != dtype {
+            // One per feature needs at least one feature: [0] values for zero features would
+            // leave nothing to read.
+            if t.rank() != 1 || !(n == 1 || (n == f && f > 0)) || t.dtype() != dtype {
                 return Err(LayerError::Shape {
                     what,
                     expected: format!("[1] or [{f}] of {dtype:?} (shared, or one per feature)"),
