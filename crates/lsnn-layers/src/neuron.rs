@@ -36,6 +36,9 @@ pub enum Neuron {
         /// Whether α is learned.
         #[serde(default, skip_serializing_if = "Learn::is_fixed")]
         learn_alpha: Learn,
+        /// A learned α's form (`direct` or `sigmoid`, as the LIF settings' `beta_form`).
+        #[serde(default, skip_serializing_if = "BetaForm::is_direct")]
+        alpha_form: BetaForm,
     },
     /// The alpha neuron (design §2.12, snnTorch `Alpha`) with excitatory decay `alpha` (default
     /// 0.97), learned as `learn_alpha` says (default fixed); the LIF settings' β is the
@@ -48,6 +51,9 @@ pub enum Neuron {
         /// Whether α is learned.
         #[serde(default, skip_serializing_if = "Learn::is_fixed")]
         learn_alpha: Learn,
+        /// A learned α's form (`direct` or `sigmoid`, as the LIF settings' `beta_form`).
+        #[serde(default, skip_serializing_if = "BetaForm::is_direct")]
+        alpha_form: BetaForm,
     },
     /// The recurrent LIF (design §2.11, snnTorch `RLeaky`): each layer's spikes of step t−1 come
     /// back through its own trainable weights, all-to-all over the layer's last dim (default,
@@ -85,6 +91,7 @@ impl Neuron {
         Neuron::Synaptic {
             alpha,
             learn_alpha: Learn::Fixed,
+            alpha_form: BetaForm::Direct,
         }
     }
 
@@ -93,6 +100,7 @@ impl Neuron {
         Neuron::Alpha {
             alpha,
             learn_alpha: Learn::Fixed,
+            alpha_form: BetaForm::Direct,
         }
     }
 
@@ -105,12 +113,17 @@ impl Neuron {
     pub fn synaptic_config(&self, lif: &LifConfig) -> Option<SynapticConfig> {
         match *self {
             Neuron::Leaky {} | Neuron::Rleaky { .. } | Neuron::Alpha { .. } => None,
-            Neuron::Synaptic { alpha, learn_alpha } => Some(
+            Neuron::Synaptic {
+                alpha,
+                learn_alpha,
+                alpha_form,
+            } => Some(
                 SynapticConfig::new(alpha, lif.beta)
                     .with_threshold(lif.threshold)
                     .with_reset(lif.reset)
                     .with_surrogate(lif.surrogate)
-                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold),
+                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold)
+                    .with_forms(alpha_form, lif.beta_form),
             ),
         }
     }
@@ -118,12 +131,17 @@ impl Neuron {
     /// The alpha neuron's settings from the LIF ones (none for another neuron).
     pub fn alpha_config(&self, lif: &LifConfig) -> Option<AlphaConfig> {
         match *self {
-            Neuron::Alpha { alpha, learn_alpha } => Some(
+            Neuron::Alpha {
+                alpha,
+                learn_alpha,
+                alpha_form,
+            } => Some(
                 AlphaConfig::new(alpha, lif.beta)
                     .with_threshold(lif.threshold)
                     .with_reset(lif.reset)
                     .with_surrogate(lif.surrogate)
-                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold),
+                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold)
+                    .with_forms(alpha_form, lif.beta_form),
             ),
             _ => None,
         }
@@ -165,11 +183,13 @@ impl Neuron {
     /// Checks the neuron's parameters together with the LIF settings it shares.
     pub fn validate(&self, lif: &LifConfig) -> Result<()> {
         lif.validate()?;
-        if !self.is_leaky() && !lif.learn_beta.is_fixed() && lif.beta_form != BetaForm::Direct {
+        // The recurrent LIF learns β directly; the two-decay neurons take either form.
+        let rleaky = matches!(self, Neuron::Rleaky { .. });
+        if rleaky && !lif.learn_beta.is_fixed() && lif.beta_form != BetaForm::Direct {
             return Err(LayerError::config(
                 "beta_form",
                 format!(
-                    "sigmoid is a leaky-neuron option; the {} neuron learns β directly (expected \"direct\")",
+                    "sigmoid is not offered for the {} neuron, which learns β directly (expected \"direct\")",
                     self.name()
                 ),
             ));

@@ -226,7 +226,8 @@ fn const_spikes_dropout_equals_the_composed_path() {
     assert!(kept > 0 && zero > 0);
 }
 
-/// The encoder and the attention with the alpha neuron (α learned per feature, β shared) in
+/// The encoder and the attention with the alpha neuron (α learned per feature, β shared, both in
+/// the sigmoid form) in
 /// training: the fused path equals the composed one (the encoder's rate bit for bit, the
 /// attention's output within 1e-12, every gradient within 1e-9, f64), spikes fire, and α, β reach
 /// both encoder layers and the attention's rate code.
@@ -237,12 +238,15 @@ fn alpha_encoder_and_attention_equal_the_composed_path() {
     use lsnn_layers::lif::{BetaForm, LifConfig};
     use lsnn_layers::neuron::Neuron;
     use lsnn_layers::Mode;
+    // Both decays in the sigmoid form: the gradient reaches the logits through candle's sigmoid
+    // on both paths.
     let lif = LifConfig::new(0.7)
         .with_threshold(0.3)
-        .with_learn_beta(Learn::Shared, BetaForm::Direct);
+        .with_learn_beta(Learn::Shared, BetaForm::Sigmoid);
     let neuron = Neuron::Alpha {
         alpha: 0.9,
         learn_alpha: Learn::PerNeuron,
+        alpha_form: BetaForm::Sigmoid,
     };
     let vm = VarMap::new();
     let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
@@ -295,12 +299,12 @@ fn alpha_encoder_and_attention_equal_the_composed_path() {
     }
     learned.sort();
     let want: Vec<(String, Vec<usize>)> = [
-        ("att.lif.alpha", 8),
-        ("att.lif.beta", 1),
-        ("enc.lif1.alpha", 16),
-        ("enc.lif1.beta", 1),
-        ("enc.lif2.alpha", 8),
-        ("enc.lif2.beta", 1),
+        ("att.lif.alpha_logit", 8),
+        ("att.lif.beta_logit", 1),
+        ("enc.lif1.alpha_logit", 16),
+        ("enc.lif1.beta_logit", 1),
+        ("enc.lif2.alpha_logit", 8),
+        ("enc.lif2.beta_logit", 1),
     ]
     .iter()
     .map(|(n, k)| (n.to_string(), vec![*k]))
@@ -321,7 +325,8 @@ fn model_config_neuron_field() {
         a.neuron,
         Neuron::Alpha {
             alpha: 0.97,
-            learn_alpha: Learn::Shared
+            learn_alpha: Learn::Shared,
+            alpha_form: lsnn_layers::lif::BetaForm::Direct,
         }
     );
     assert_eq!(a.block().encoder().neuron, a.neuron);
@@ -383,5 +388,100 @@ fn zero_and_scalar_neurons() {
         );
         alpha::const_spikes_with(&c, 2, &cfg, p, Some(&fs)).unwrap();
         reference::const_spikes_with(&c, 2, &cfg, p, Some(&rs)).unwrap();
+    }
+}
+
+/// The sigmoid forms of a learned α and β (variables `alpha_logit`, `beta_logit` starting at
+/// logit of the config's values): the decays the call takes start at the config's values, and
+/// large SGD steps toward firing more take a direct α past 1 (a typed error on the next call)
+/// while the sigmoid one stays below 1 and keeps training — for the alpha neuron and for the
+/// current-based LIF.
+#[test]
+fn sigmoid_forms_keep_learned_decays_in_range() {
+    use lsnn_layers::lif::BetaForm;
+    use lsnn_layers::synaptic::{Synaptic, SynapticConfig};
+    let x = SeededRng::new(8)
+        .normal_tensor(&[10, 4, 6], 0.3, 0.3, DType::F32, &Device::Cpu)
+        .unwrap();
+    let learn = (Learn::PerNeuron, Learn::Shared, Learn::Fixed);
+    for form in [BetaForm::Direct, BetaForm::Sigmoid] {
+        for neuron in ["alpha", "synaptic"] {
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+            // A rate from each layer, and its learned α as the call takes it.
+            type Rate = Box<dyn Fn() -> lsnn_layers::Result<(Tensor, Tensor)>>;
+            let rate: Rate = if neuron == "alpha" {
+                let cfg = AlphaConfig::new(0.95, 0.6)
+                    .with_learn(learn.0, learn.1, learn.2)
+                    .with_forms(form, form);
+                let layer = Alpha::learnable(&cfg, 6, vb).unwrap();
+                let x = x.clone();
+                Box::new(move || {
+                    let p = layer.params(&x)?.expect("learned");
+                    Ok((layer.rate(&x, None)?.0.rate, p.alpha))
+                })
+            } else {
+                let cfg = SynapticConfig::new(0.95, 0.6)
+                    .with_learn(learn.0, learn.1, learn.2)
+                    .with_forms(form, form);
+                let layer = Synaptic::learnable(&cfg, 6, vb).unwrap();
+                let x = x.clone();
+                Box::new(move || {
+                    let p = layer.params(&x)?.expect("learned");
+                    Ok((layer.rate(&x, None)?.0.rate, p.alpha))
+                })
+            };
+            let names: Vec<String> = {
+                let mut n: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+                n.sort();
+                n
+            };
+            let want: Vec<String> = match form {
+                BetaForm::Direct => vec!["alpha".into(), "beta".into()],
+                BetaForm::Sigmoid => vec!["alpha_logit".into(), "beta_logit".into()],
+            };
+            assert_eq!(names, want, "{neuron} {form:?}");
+            let (_, a0) = rate().unwrap();
+            assert!(
+                f64s(&a0).iter().all(|&a| (a - 0.95).abs() < 1e-6),
+                "{neuron} {form:?}: α starts at the config's value"
+            );
+            let vars = vm.all_vars();
+            let mut refused = None;
+            for step in 0..40 {
+                let (r, _) = match rate() {
+                    Ok(v) => v,
+                    Err(e) => {
+                        refused = Some((step, e));
+                        break;
+                    }
+                };
+                let loss = (r - 1.0).unwrap().sqr().unwrap().mean_all().unwrap();
+                let g = loss.backward().unwrap();
+                for v in &vars {
+                    if let Some(gv) = g.get(v.as_tensor()) {
+                        v.set(&(v.as_tensor() - (gv * 20.0).unwrap()).unwrap())
+                            .unwrap();
+                    }
+                }
+            }
+            match form {
+                BetaForm::Direct => match refused {
+                    Some((_, LayerError::Config { field, .. })) => {
+                        assert!(field == "alpha" || field == "beta", "{neuron}: {field}")
+                    }
+                    other => panic!(
+                        "{neuron}: a direct decay out of range must be refused, got {other:?}"
+                    ),
+                },
+                BetaForm::Sigmoid => {
+                    assert!(refused.is_none(), "{neuron}: {refused:?}");
+                    let (_, a) = rate().unwrap();
+                    let a = f64s(&a);
+                    assert!(a.iter().all(|&v| v < 1.0), "{neuron}: α = {a:?}");
+                    assert!(a.iter().any(|&v| v > 0.96), "{neuron}: α moved up: {a:?}");
+                }
+            }
+        }
     }
 }

@@ -542,6 +542,7 @@ fn synaptic_encoder_and_attention_equal_the_composed_path() {
     let neuron = Neuron::Synaptic {
         alpha: 0.7,
         learn_alpha: Learn::PerNeuron,
+        alpha_form: BetaForm::Direct,
     };
     let vm = VarMap::new();
     let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
@@ -624,7 +625,8 @@ fn model_config_neuron_field() {
         syn.neuron,
         Neuron::Synaptic {
             alpha: 0.8,
-            learn_alpha: Learn::Shared
+            learn_alpha: Learn::Shared,
+            alpha_form: lsnn_layers::lif::BetaForm::Direct,
         }
     );
     assert_eq!(syn.block().encoder().neuron, syn.neuron);
@@ -637,11 +639,27 @@ fn model_config_neuron_field() {
     let bad_alpha: ModelConfig =
         serde_json::from_str(r#"{"neuron": {"kind": "synaptic", "alpha": 1.5}}"#).unwrap();
     assert_eq!(config_field(bad_alpha.validate()), "alpha");
+    // The sigmoid forms: β's from the LIF settings, α's from the neuron; the recurrent LIF
+    // still learns β directly only.
     let sigmoid: ModelConfig = serde_json::from_str(
-        r#"{"neuron": {"kind": "synaptic"}, "learn_beta": "shared", "beta_form": "sigmoid"}"#,
+        r#"{"neuron": {"kind": "synaptic", "learn_alpha": "shared", "alpha_form": "sigmoid"},
+            "learn_beta": "shared", "beta_form": "sigmoid"}"#,
     )
     .unwrap();
-    assert_eq!(config_field(sigmoid.validate()), "beta_form");
+    sigmoid.validate().unwrap();
+    let back: ModelConfig =
+        serde_json::from_str(&serde_json::to_string(&sigmoid).unwrap()).unwrap();
+    assert_eq!(back, sigmoid);
+    let rleaky: ModelConfig = serde_json::from_str(
+        r#"{"neuron": {"kind": "rleaky"}, "learn_beta": "shared", "beta_form": "sigmoid"}"#,
+    )
+    .unwrap();
+    assert_eq!(config_field(rleaky.validate()), "beta_form");
+    let at_one: ModelConfig = serde_json::from_str(
+        r#"{"neuron": {"kind": "synaptic", "alpha": 1.0, "learn_alpha": "shared", "alpha_form": "sigmoid"}}"#,
+    )
+    .unwrap();
+    assert_eq!(config_field(at_one.validate()), "alpha");
     assert!(serde_json::from_str::<ModelConfig>(r#"{"neuron": {"kind": "izhikevich"}}"#).is_err());
     // A misspelt parameter is refused, not silently left at its default.
     let typo = r#"{"neuron": {"kind": "synaptic", "alpah": 0.5}}"#;

@@ -2,7 +2,7 @@
 //! data, and the range checks its fixed and learned values share.
 
 use crate::error::{LayerError, Result};
-use crate::lif::{Learn, ResetMechanism, Surrogate};
+use crate::lif::{BetaForm, Learn, ResetMechanism, Surrogate};
 use crate::synaptic::SynapticConfig;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,13 @@ pub struct AlphaConfig {
     /// Whether θ is learned, as for α; starts at `threshold`.
     #[serde(skip_serializing_if = "Learn::is_fixed")]
     pub learn_threshold: Learn,
+    /// A learned α's form: `direct` (default) or `sigmoid` (α = sigmoid(w), variable
+    /// `alpha_logit`, which keeps α below 1; α > β is still checked).
+    #[serde(skip_serializing_if = "BetaForm::is_direct")]
+    pub alpha_form: BetaForm,
+    /// A learned β's form, as α's (`beta_logit`).
+    #[serde(skip_serializing_if = "BetaForm::is_direct")]
+    pub beta_form: BetaForm,
 }
 
 impl Default for AlphaConfig {
@@ -53,6 +60,8 @@ impl Default for AlphaConfig {
             learn_alpha: Learn::Fixed,
             learn_beta: Learn::Fixed,
             learn_threshold: Learn::Fixed,
+            alpha_form: BetaForm::Direct,
+            beta_form: BetaForm::Direct,
         }
     }
 }
@@ -93,6 +102,13 @@ impl AlphaConfig {
         self
     }
 
+    /// With learned α and β parameterised as given.
+    pub fn with_forms(mut self, alpha: BetaForm, beta: BetaForm) -> Self {
+        self.alpha_form = alpha;
+        self.beta_form = beta;
+        self
+    }
+
     /// True when α, β or θ is learned.
     pub fn learns(&self) -> bool {
         self.dynamics().learns()
@@ -104,8 +120,8 @@ impl AlphaConfig {
         check_alpha(self.alpha, "")?;
         check_beta(self.beta, "")?;
         check_order(self.alpha, self.beta, 0)?;
-        crate::synaptic::config::check_threshold(self.threshold, "")?;
-        self.surrogate.validate()
+        // θ, the sigmoid forms' starting values and the surrogate, as the two-decay op checks.
+        self.dynamics().validate()
     }
 
     /// The same values as the two-decay dynamics the synaptic op runs (α, β, θ, reset, surrogate
@@ -120,6 +136,8 @@ impl AlphaConfig {
             learn_alpha: self.learn_alpha,
             learn_beta: self.learn_beta,
             learn_threshold: self.learn_threshold,
+            alpha_form: self.alpha_form,
+            beta_form: self.beta_form,
         }
     }
 }

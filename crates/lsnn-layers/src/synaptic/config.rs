@@ -2,7 +2,7 @@
 //! serialisable data.
 
 use crate::error::{LayerError, Result};
-use crate::lif::{Learn, ResetMechanism, Surrogate};
+use crate::lif::{BetaForm, Learn, ResetMechanism, Surrogate};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of a current-based LIF layer (snnTorch `Synaptic`): synaptic decay α, membrane
@@ -41,6 +41,13 @@ pub struct SynapticConfig {
     /// Whether θ is learned, as for α; starts at `threshold`.
     #[serde(skip_serializing_if = "Learn::is_fixed")]
     pub learn_threshold: Learn,
+    /// A learned α's form: `direct` (default; an update taking it out of range is an error) or
+    /// `sigmoid` (α = sigmoid(w), the variable `alpha_logit` starting at logit(α)).
+    #[serde(skip_serializing_if = "BetaForm::is_direct")]
+    pub alpha_form: BetaForm,
+    /// A learned β's form, as α's (`beta_logit` in the sigmoid form).
+    #[serde(skip_serializing_if = "BetaForm::is_direct")]
+    pub beta_form: BetaForm,
 }
 
 impl Default for SynapticConfig {
@@ -54,6 +61,8 @@ impl Default for SynapticConfig {
             learn_alpha: Learn::Fixed,
             learn_beta: Learn::Fixed,
             learn_threshold: Learn::Fixed,
+            alpha_form: BetaForm::Direct,
+            beta_form: BetaForm::Direct,
         }
     }
 }
@@ -94,6 +103,13 @@ impl SynapticConfig {
         self
     }
 
+    /// With learned α and β parameterised as given (they matter only for a learned α or β).
+    pub fn with_forms(mut self, alpha: BetaForm, beta: BetaForm) -> Self {
+        self.alpha_form = alpha;
+        self.beta_form = beta;
+        self
+    }
+
     /// True when α, β or θ is learned (the layer then needs its variables, see
     /// [`super::Synaptic::learnable`]).
     pub fn learns(&self) -> bool {
@@ -123,8 +139,21 @@ impl SynapticConfig {
         check_alpha(self.alpha, "")?;
         check_beta(self.beta, "")?;
         check_threshold(self.threshold, "")?;
+        check_sigmoid_start("alpha", self.alpha, self.learn_alpha, self.alpha_form)?;
+        check_sigmoid_start("beta", self.beta, self.learn_beta, self.beta_form)?;
         self.surrogate.validate()
     }
+}
+
+/// A decay learned in the sigmoid form starts at logit(v): v must be inside (0, 1).
+pub(crate) fn check_sigmoid_start(field: &str, v: f64, learn: Learn, form: BetaForm) -> Result<()> {
+    if learn.is_fixed() || form == BetaForm::Direct || (v > 0.0 && v < 1.0) {
+        return Ok(());
+    }
+    Err(LayerError::config(
+        field,
+        format!("{v} cannot start a sigmoid-parameterised decay (0 < sigmoid(w) < 1 for every finite w); expected a value in (0, 1)"),
+    ))
 }
 
 /// α ∈ [0, 1]; `which` names a learned value's feature in the message.

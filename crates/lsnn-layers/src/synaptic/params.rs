@@ -12,6 +12,7 @@ use super::kind::Kind;
 use super::SynapticConfig;
 use crate::error::{LayerError, Result};
 use crate::lif::coefs::features;
+use crate::lif::BetaForm;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -93,7 +94,9 @@ impl SynapticParams {
 }
 
 /// The learned α, β and/or θ of a layer: variables `alpha`, `beta`, `threshold` (each `[1]` or
-/// `[features]`, as the config's `learn_*` say), initialised to the config's values.
+/// `[features]`, as the config's `learn_*` say), initialised to the config's values; in the
+/// sigmoid form α and β are `alpha_logit` / `beta_logit` = w, starting at logit(value), and the
+/// call takes sigmoid(w) (SpikingJelly's parametric form, as the leaky β's `beta_form`).
 #[derive(Debug, Clone)]
 pub struct LearnedSynaptic {
     cfg: SynapticConfig,
@@ -112,20 +115,36 @@ impl LearnedSynaptic {
                 "a layer of 0 neurons; expected at least 1",
             ));
         }
-        let var = |n: usize, name: &str, v: f64| -> Result<Option<Tensor>> {
-            Ok(match n {
-                0 => None,
-                n => Some(vb.get_with_hints(n, name, Init::Const(v))?),
+        let var = |n: usize, name: &str, v: f64, form: BetaForm| -> Result<Option<Tensor>> {
+            Ok(match (n, form) {
+                (0, _) => None,
+                (n, BetaForm::Direct) => Some(vb.get_with_hints(n, name, Init::Const(v))?),
+                (n, BetaForm::Sigmoid) => {
+                    let logit = (v / (1.0 - v)).ln();
+                    let name = format!("{name}_logit");
+                    Some(vb.get_with_hints(n, &name, Init::Const(logit))?)
+                }
             })
         };
         Ok(LearnedSynaptic {
             cfg: *cfg,
-            alpha: var(cfg.learn_alpha.len(features), "alpha", cfg.alpha)?,
-            beta: var(cfg.learn_beta.len(features), "beta", cfg.beta)?,
+            alpha: var(
+                cfg.learn_alpha.len(features),
+                "alpha",
+                cfg.alpha,
+                cfg.alpha_form,
+            )?,
+            beta: var(
+                cfg.learn_beta.len(features),
+                "beta",
+                cfg.beta,
+                cfg.beta_form,
+            )?,
             threshold: var(
                 cfg.learn_threshold.len(features),
                 "threshold",
                 cfg.threshold,
+                BetaForm::Direct,
             )?,
         })
     }
@@ -146,19 +165,21 @@ impl LearnedSynaptic {
         if self.alpha.is_none() && self.beta.is_none() && self.threshold.is_none() {
             return Ok(None);
         }
-        let get = |v: &Option<Tensor>, fixed: f64| -> Result<Tensor> {
-            Ok(match v {
-                Some(t) => t.to_dtype(dtype)?,
+        let get = |v: &Option<Tensor>, fixed: f64, form: BetaForm| -> Result<Tensor> {
+            Ok(match (v, form) {
+                (Some(t), BetaForm::Direct) => t.to_dtype(dtype)?,
+                (Some(w), BetaForm::Sigmoid) => candle_nn::ops::sigmoid(&w.to_dtype(dtype)?)?,
                 // Built on the host in `dtype`, then moved: not every device converts from f64.
-                None => Tensor::full(fixed, 1, &Device::Cpu)?
+                (None, _) => Tensor::full(fixed, 1, &Device::Cpu)?
                     .to_dtype(dtype)?
                     .to_device(device)?,
             })
         };
+        let c = &self.cfg;
         Ok(Some(SynapticParams {
-            alpha: get(&self.alpha, self.cfg.alpha)?,
-            beta: get(&self.beta, self.cfg.beta)?,
-            threshold: get(&self.threshold, self.cfg.threshold)?,
+            alpha: get(&self.alpha, c.alpha, c.alpha_form)?,
+            beta: get(&self.beta, c.beta, c.beta_form)?,
+            threshold: get(&self.threshold, c.threshold, BetaForm::Direct)?,
         }))
     }
 }
