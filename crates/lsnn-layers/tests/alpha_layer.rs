@@ -7,7 +7,7 @@ use candle_nn::{VarBuilder, VarMap};
 use common::{bits, close, f64s, randn};
 use lsnn_layers::alpha::{self, reference, Alpha, AlphaConfig, AlphaParams, AlphaState};
 use lsnn_layers::lif::Learn;
-use lsnn_layers::{LayerError, SeededInit, SeededRng};
+use lsnn_layers::{LayerError, SeededRng};
 
 mod common;
 
@@ -233,11 +233,8 @@ fn const_spikes_dropout_equals_the_composed_path() {
 /// both encoder layers and the attention's rate code.
 #[test]
 fn alpha_encoder_and_attention_equal_the_composed_path() {
-    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
-    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
     use lsnn_layers::lif::{BetaForm, LifConfig};
     use lsnn_layers::neuron::Neuron;
-    use lsnn_layers::Mode;
     // Both decays in the sigmoid form: the gradient reaches the logits through candle's sigmoid
     // on both paths.
     let lif = LifConfig::new(0.7)
@@ -248,56 +245,13 @@ fn alpha_encoder_and_attention_equal_the_composed_path() {
         learn_alpha: Learn::PerNeuron,
         alpha_form: BetaForm::Sigmoid,
     };
-    let vm = VarMap::new();
-    let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
     // The alpha kernel rises from zero over a few steps: eight of them for spikes to reach the
     // second layer.
-    let enc_cfg = SpikingEncoderConfig::new(12, 8)
-        .with_steps(8)
-        .with_lif(lif)
-        .with_neuron(neuron)
-        .with_dropout(0.2);
-    let enc = SpikingEncoder::new(&enc_cfg, vb.pp("enc")).unwrap();
-    let att_cfg = AttentionConfig::new(8, 2)
-        .with_spike_steps(4)
-        .with_lif(lif)
-        .with_neuron(neuron);
-    let att = MultiHeadSpikingAttention::new(&att_cfg, vb.pp("att")).unwrap();
-    let x = randn(&mut SeededRng::new(3), &[6, 12], 0.0, 1.5);
-    let run = || {
-        let out = enc
-            .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
-            .unwrap();
-        let seq = (out.spikes.reshape((2, 3, 8)).unwrap() * 3.0).unwrap();
-        let y = candle_core::Module::forward(&att, &seq).unwrap();
-        let w = randn(&mut SeededRng::new(41), y.dims(), 0.0, 1.0);
-        let w2 = randn(&mut SeededRng::new(42), out.spikes.dims(), 0.0, 1.0);
-        let loss = ((&y * w).unwrap().sum_all().unwrap()
-            + (&out.spikes * w2).unwrap().sum_all().unwrap())
-        .unwrap();
-        (out.spikes, y, loss.backward().unwrap())
-    };
-    let (sf, yf, gf) = run();
-    let (sr, yr, gr) = lsnn_layers::kernel::composed(run);
-    assert_eq!(bits(&sf), bits(&sr), "encoder rate");
-    close("attention output", &yf, &yr, 1e-12).unwrap();
-    let rate = sf.mean_all().unwrap().to_scalar::<f64>().unwrap();
+    let r = common::encoder_attention_parity("alpha", lif, neuron, 8);
+    assert_eq!(bits(&r.rate.0), bits(&r.rate.1), "encoder rate");
+    close("attention output", &r.out.0, &r.out.1, 1e-12).unwrap();
+    let rate = r.rate.0.mean_all().unwrap().to_scalar::<f64>().unwrap();
     assert!(rate > 0.02 && rate < 0.95, "rate {rate}");
-    let vars = vm.data().lock().unwrap();
-    let mut learned = Vec::new();
-    for (name, var) in vars.iter() {
-        let a = gf
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no fused gradient"));
-        let b = gr
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no composed gradient"));
-        close(name, a, b, 1e-9).unwrap();
-        if name.contains("lif") {
-            learned.push((name.clone(), var.as_tensor().dims().to_vec()));
-        }
-    }
-    learned.sort();
     let want: Vec<(String, Vec<usize>)> = [
         ("att.lif.alpha_logit", 8),
         ("att.lif.beta_logit", 1),
@@ -309,7 +263,7 @@ fn alpha_encoder_and_attention_equal_the_composed_path() {
     .iter()
     .map(|(n, k)| (n.to_string(), vec![*k]))
     .collect();
-    assert_eq!(learned, want);
+    assert_eq!(r.lif_vars, want);
 }
 
 /// The `neuron` field of a model config for the alpha neuron: read with its α (default 0.97),

@@ -219,3 +219,86 @@ pub fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String>
 pub fn bits(t: &Tensor) -> Vec<u64> {
     f64s(t).iter().map(|v| v.to_bits()).collect()
 }
+
+// ---- the encoder and attention with a neuron, fused against composed ----
+
+/// What [`encoder_attention_parity`] saw on both paths.
+#[derive(Debug)]
+pub struct EncoderAttentionRun {
+    /// The encoder's rate, fused and composed.
+    pub rate: (Tensor, Tensor),
+    /// The attention's output, fused and composed.
+    pub out: (Tensor, Tensor),
+    /// The spiking layers' own variables (`lif` in their names) and their shapes, sorted.
+    pub lif_vars: Vec<(String, Vec<usize>)>,
+}
+
+/// The encoder (12 → 8, `steps` steps, dropout 0.2) and the attention (width 8, 2 heads, a rate
+/// code of 4 steps) with `lif` and `neuron`, seeded, f64, in training: a loss on the encoder's
+/// rate and the attention's output, run fused and then on the composed path. Every variable
+/// must get a gradient on both paths, equal within 1e-9·max(1, |b|) (`what` names the case in
+/// the panic); the outputs are returned for the caller's own tolerance.
+pub fn encoder_attention_parity(
+    what: &str,
+    lif: lsnn_layers::lif::LifConfig,
+    neuron: lsnn_layers::neuron::Neuron,
+    steps: usize,
+) -> EncoderAttentionRun {
+    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
+    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
+    use lsnn_layers::{Mode, SeededInit, SeededRng};
+    let vm = VarMap::new();
+    let vb = SeededInit::var_builder(
+        &vm,
+        SeededRng::new(2),
+        candle_core::DType::F64,
+        &Device::Cpu,
+    );
+    let enc_cfg = SpikingEncoderConfig::new(12, 8)
+        .with_steps(steps)
+        .with_lif(lif)
+        .with_neuron(neuron)
+        .with_dropout(0.2);
+    let enc = SpikingEncoder::new(&enc_cfg, vb.pp("enc")).unwrap();
+    let att_cfg = AttentionConfig::new(8, 2)
+        .with_spike_steps(4)
+        .with_lif(lif)
+        .with_neuron(neuron);
+    let att = MultiHeadSpikingAttention::new(&att_cfg, vb.pp("att")).unwrap();
+    let x = randn(&mut SeededRng::new(3), &[6, 12], 0.0, 1.5);
+    let run = || {
+        let out = enc
+            .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
+            .unwrap();
+        let seq = (out.spikes.reshape((2, 3, 8)).unwrap() * 3.0).unwrap();
+        let y = candle_core::Module::forward(&att, &seq).unwrap();
+        let w = randn(&mut SeededRng::new(41), y.dims(), 0.0, 1.0);
+        let w2 = randn(&mut SeededRng::new(42), out.spikes.dims(), 0.0, 1.0);
+        let loss = ((&y * w).unwrap().sum_all().unwrap()
+            + (&out.spikes * w2).unwrap().sum_all().unwrap())
+        .unwrap();
+        (out.spikes, y, loss.backward().unwrap())
+    };
+    let (sf, yf, gf) = run();
+    let (sr, yr, gr) = lsnn_layers::kernel::composed(run);
+    let vars = vm.data().lock().unwrap();
+    let mut lif_vars = Vec::new();
+    for (name, var) in vars.iter() {
+        let a = gf
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{what} {name}: no fused gradient"));
+        let b = gr
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{what} {name}: no composed gradient"));
+        close(&format!("{what} {name}"), a, b, 1e-9).unwrap();
+        if name.contains("lif") {
+            lif_vars.push((name.clone(), var.as_tensor().dims().to_vec()));
+        }
+    }
+    lif_vars.sort();
+    EncoderAttentionRun {
+        rate: (sf, sr),
+        out: (yf, yr),
+        lif_vars,
+    }
+}

@@ -288,68 +288,29 @@ fn const_spikes_dropout_equals_the_composed_path() {
 /// its recurrent weights under snnTorch's names.
 #[test]
 fn rleaky_encoder_and_attention_equal_the_composed_path() {
-    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
-    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
     use lsnn_layers::lif::LifConfig;
     use lsnn_layers::neuron::Neuron;
-    use lsnn_layers::{Mode, SeededInit};
     for (conn, kind) in CONNECTIONS {
         let lif = LifConfig::new(0.85)
             .with_threshold(0.6)
             .with_learn_threshold(Learn::Shared);
-        let neuron = Neuron::rleaky(conn);
-        let vm = VarMap::new();
-        let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
-        let enc_cfg = SpikingEncoderConfig::new(12, 8)
-            .with_steps(5)
-            .with_lif(lif)
-            .with_neuron(neuron)
-            .with_dropout(0.2);
-        let enc = SpikingEncoder::new(&enc_cfg, vb.pp("enc")).unwrap();
-        let att_cfg = AttentionConfig::new(8, 2)
-            .with_spike_steps(4)
-            .with_lif(lif)
-            .with_neuron(neuron);
-        let att = MultiHeadSpikingAttention::new(&att_cfg, vb.pp("att")).unwrap();
-        let x = randn(&mut SeededRng::new(3), &[6, 12], 0.0, 1.5);
-        let run = || {
-            let out = enc
-                .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
-                .unwrap();
-            let seq = (out.spikes.reshape((2, 3, 8)).unwrap() * 3.0).unwrap();
-            let y = candle_core::Module::forward(&att, &seq).unwrap();
-            let w = randn(&mut SeededRng::new(41), y.dims(), 0.0, 1.0);
-            let w2 = randn(&mut SeededRng::new(42), out.spikes.dims(), 0.0, 1.0);
-            let loss = ((&y * w).unwrap().sum_all().unwrap()
-                + (&out.spikes * w2).unwrap().sum_all().unwrap())
-            .unwrap();
-            (out.spikes, y, loss.backward().unwrap())
-        };
-        let (sf, yf, gf) = run();
-        let (sr, yr, gr) = lsnn_layers::kernel::composed(run);
+        let r = common::encoder_attention_parity(kind, lif, Neuron::rleaky(conn), 5);
+        let (sf, sr) = &r.rate;
         if conn == Connection::OneToOne {
-            assert_eq!(bits(&sf), bits(&sr), "{kind}: encoder rate");
+            assert_eq!(bits(sf), bits(sr), "{kind}: encoder rate");
         } else {
-            close(&format!("{kind}: encoder rate"), &sf, &sr, 1e-12).unwrap();
+            close(&format!("{kind}: encoder rate"), sf, sr, 1e-12).unwrap();
         }
-        close(&format!("{kind}: attention output"), &yf, &yr, 1e-12).unwrap();
+        close(
+            &format!("{kind}: attention output"),
+            &r.out.0,
+            &r.out.1,
+            1e-12,
+        )
+        .unwrap();
         let rate = sf.mean_all().unwrap().to_scalar::<f64>().unwrap();
         assert!(rate > 0.05 && rate < 0.95, "{kind}: rate {rate}");
-        let vars = vm.data().lock().unwrap();
-        let mut recurrent = Vec::new();
-        for (name, var) in vars.iter() {
-            let a = gf
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{kind} {name}: no fused gradient"));
-            let b = gr
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{kind} {name}: no composed gradient"));
-            close(&format!("{kind} {name}"), a, b, 1e-9).unwrap();
-            if name.contains("lif") {
-                recurrent.push((name.clone(), var.as_tensor().dims().to_vec()));
-            }
-        }
-        recurrent.sort();
+        let recurrent = r.lif_vars;
         let mut want: Vec<(String, Vec<usize>)> = Vec::new();
         for (layer, f) in [("att.lif", 8), ("enc.lif1", 16), ("enc.lif2", 8)] {
             match conn {

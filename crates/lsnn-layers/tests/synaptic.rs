@@ -531,11 +531,8 @@ fn learnable_synaptic_trains() {
 /// attention's output within 1e-12, every gradient within 1e-9, f64), spikes fire, and α, β reach both encoder layers and the attention's rate code.
 #[test]
 fn synaptic_encoder_and_attention_equal_the_composed_path() {
-    use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
-    use lsnn_layers::encoder::{SpikingEncoder, SpikingEncoderConfig};
     use lsnn_layers::lif::{BetaForm, LifConfig};
     use lsnn_layers::neuron::Neuron;
-    use lsnn_layers::{Mode, SeededInit};
     let lif = LifConfig::new(0.85)
         .with_threshold(0.6)
         .with_learn_beta(Learn::Shared, BetaForm::Direct);
@@ -544,55 +541,12 @@ fn synaptic_encoder_and_attention_equal_the_composed_path() {
         learn_alpha: Learn::PerNeuron,
         alpha_form: BetaForm::Direct,
     };
-    let vm = VarMap::new();
-    let vb = SeededInit::var_builder(&vm, SeededRng::new(2), DType::F64, &Device::Cpu);
-    let enc_cfg = SpikingEncoderConfig::new(12, 8)
-        .with_steps(5)
-        .with_lif(lif)
-        .with_neuron(neuron)
-        .with_dropout(0.2);
-    let enc = SpikingEncoder::new(&enc_cfg, vb.pp("enc")).unwrap();
-    let att_cfg = AttentionConfig::new(8, 2)
-        .with_spike_steps(4)
-        .with_lif(lif)
-        .with_neuron(neuron);
-    let att = MultiHeadSpikingAttention::new(&att_cfg, vb.pp("att")).unwrap();
-    let x = randn(&mut SeededRng::new(3), &[6, 12], 0.0, 1.5);
-    let run = || {
-        let out = enc
-            .rate(&x, &mut Mode::Train(&mut SeededRng::new(40)))
-            .unwrap();
-        let seq = (out.spikes.reshape((2, 3, 8)).unwrap() * 3.0).unwrap();
-        let y = candle_core::Module::forward(&att, &seq).unwrap();
-        let w = randn(&mut SeededRng::new(41), y.dims(), 0.0, 1.0);
-        let w2 = randn(&mut SeededRng::new(42), out.spikes.dims(), 0.0, 1.0);
-        let loss = ((&y * w).unwrap().sum_all().unwrap()
-            + (&out.spikes * w2).unwrap().sum_all().unwrap())
-        .unwrap();
-        (out.spikes, y, loss.backward().unwrap())
-    };
-    let (sf, yf, gf) = run();
-    let (sr, yr, gr) = lsnn_layers::kernel::composed(run);
-    assert_eq!(bits(&sf), bits(&sr), "encoder rate");
+    let r = common::encoder_attention_parity("synaptic", lif, neuron, 5);
+    assert_eq!(bits(&r.rate.0), bits(&r.rate.1), "encoder rate");
     // The attention's own products and softmax round differently fused and composed.
-    close("attention output", &yf, &yr, 1e-12).unwrap();
-    let rate = sf.mean_all().unwrap().to_scalar::<f64>().unwrap();
+    close("attention output", &r.out.0, &r.out.1, 1e-12).unwrap();
+    let rate = r.rate.0.mean_all().unwrap().to_scalar::<f64>().unwrap();
     assert!(rate > 0.05 && rate < 0.95, "rate {rate}");
-    let vars = vm.data().lock().unwrap();
-    let mut learned = Vec::new();
-    for (name, var) in vars.iter() {
-        let a = gf
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no fused gradient"));
-        let b = gr
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no composed gradient"));
-        close(name, a, b, 1e-9).unwrap();
-        if name.contains("lif") {
-            learned.push((name.clone(), var.as_tensor().dims().to_vec()));
-        }
-    }
-    learned.sort();
     let want: Vec<(String, Vec<usize>)> = [
         ("att.lif.alpha", 8),
         ("att.lif.beta", 1),
@@ -604,7 +558,7 @@ fn synaptic_encoder_and_attention_equal_the_composed_path() {
     .iter()
     .map(|(n, k)| (n.to_string(), vec![*k]))
     .collect();
-    assert_eq!(learned, want);
+    assert_eq!(r.lif_vars, want);
 }
 
 /// The `neuron` field of a model config: absent means leaky (and stays absent when saved), the
