@@ -215,6 +215,30 @@ pub fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String>
     Ok(())
 }
 
+/// [`close`] with an extra allowance of `sum_tol`·max|b| for values that are sums of many
+/// signed terms in a different order on the two paths (an all-to-all gradient through a
+/// matmul): where a steep surrogate makes the largest entries reach 1e9, an entry of 2 left by
+/// cancellation carries rounding of order eps·1e9 that no elementwise relative bound admits.
+pub fn close_summed(
+    what: &str,
+    a: &Tensor,
+    b: &Tensor,
+    tol: f64,
+    sum_tol: f64,
+) -> Result<(), String> {
+    if a.elem_count() != b.elem_count() {
+        return Err(format!("{what}: shapes {:?} vs {:?}", a.dims(), b.dims()));
+    }
+    let (xs, ys) = (f64s(a), f64s(b));
+    let scale = ys.iter().fold(0f64, |m, y| m.max(y.abs()));
+    for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
+        if (x - y).abs() > tol * y.abs().max(1.0) + sum_tol * scale || !x.is_finite() {
+            return Err(format!("{what}[{i}]: {x} vs {y} (largest |entry| {scale})"));
+        }
+    }
+    Ok(())
+}
+
 /// The bits of `t`'s values as f64, flattened.
 pub fn bits(t: &Tensor) -> Vec<u64> {
     f64s(t).iter().map(|v| v.to_bits()).collect()
