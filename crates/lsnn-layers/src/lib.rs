@@ -53,6 +53,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alif;
 pub mod alpha;
 pub mod attention;
 pub mod block;

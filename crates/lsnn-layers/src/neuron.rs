@@ -4,11 +4,13 @@
 //!
 //! The LIF settings (β, θ, reset, surrogate, what is learned) stay in [`LifConfig`]; a neuron
 //! other than `leaky` adds its own parameters here (the current-based LIF its synaptic decay α,
-//! the alpha neuron its excitatory decay α, the recurrent LIF its connection).
+//! the alpha neuron its excitatory decay α, the recurrent LIF its connection, the adaptive LIF
+//! its synaptic decay, adaptation and potentials).
 
+use crate::alif::AlifConfig;
 use crate::alpha::AlphaConfig;
 use crate::error::{LayerError, Result};
-use crate::lif::{self, BetaForm, Learn, LearnedLif, LifConfig, RateOutput};
+use crate::lif::{self, BetaForm, Learn, LearnedLif, LifConfig, RateOutput, ResetMechanism};
 use crate::rleaky::{self, Connection, RLeaky, RLeakyConfig};
 use crate::rng::SeededRng;
 use crate::synaptic::kind::Kind;
@@ -18,8 +20,8 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default),
-/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`, `{"kind": "alpha", "alpha": 0.97}`
-/// or `{"kind": "rleaky", "connection": "one_to_one"}`.
+/// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`, `{"kind": "alpha", "alpha": 0.97}`,
+/// `{"kind": "rleaky", "connection": "one_to_one"}` or `{"kind": "alif", "adapt_jump": 0.2}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Neuron {
@@ -64,6 +66,36 @@ pub enum Neuron {
         #[serde(default)]
         connection: Connection,
     },
+    /// The adaptive LIF (design §2.13, norse's `LSNNCell`): synaptic decay `alpha` (default
+    /// 0.8, norse's), a threshold that rises by `adapt_jump` (default 0.2) with each spike and
+    /// decays back with `adapt_decay` (default 0.9: a short adaptation for the model's few spike
+    /// steps; norse's own defaults are [`AlifConfig::default`]), leak and reset potentials
+    /// (default 0). The LIF settings' β is the membrane decay and θ the baseline threshold;
+    /// surrogate and learning are theirs; the reset mechanism must be `zero` (the membrane goes
+    /// to `v_reset`).
+    Alif {
+        /// Synaptic decay α ∈ [0, 1].
+        #[serde(default = "default_alif_alpha")]
+        alpha: f64,
+        /// Adaptation decay ρ ∈ [0, 1].
+        #[serde(default = "default_adapt_decay")]
+        adapt_decay: f64,
+        /// Adaptation jump J ≥ 0 per spike.
+        #[serde(default = "default_adapt_jump")]
+        adapt_jump: f64,
+        /// Leak potential.
+        #[serde(default)]
+        v_leak: f64,
+        /// Reset potential, below θ.
+        #[serde(default)]
+        v_reset: f64,
+        /// Whether α is learned.
+        #[serde(default, skip_serializing_if = "Learn::is_fixed")]
+        learn_alpha: Learn,
+        /// A learned α's form (`direct` or `sigmoid`).
+        #[serde(default, skip_serializing_if = "BetaForm::is_direct")]
+        alpha_form: BetaForm,
+    },
 }
 
 impl Default for Neuron {
@@ -78,6 +110,18 @@ fn default_alpha() -> f64 {
 
 fn default_alpha_neuron_alpha() -> f64 {
     0.97
+}
+
+fn default_alif_alpha() -> f64 {
+    0.8
+}
+
+fn default_adapt_decay() -> f64 {
+    0.9
+}
+
+fn default_adapt_jump() -> f64 {
+    0.2
 }
 
 impl Neuron {
@@ -109,10 +153,27 @@ impl Neuron {
         Neuron::Rleaky { connection }
     }
 
+    /// The adaptive LIF with adaptation decay `adapt_decay` and jump `adapt_jump`, the other
+    /// fields at their defaults.
+    pub fn alif(adapt_decay: f64, adapt_jump: f64) -> Self {
+        Neuron::Alif {
+            alpha: default_alif_alpha(),
+            adapt_decay,
+            adapt_jump,
+            v_leak: 0.0,
+            v_reset: 0.0,
+            learn_alpha: Learn::Fixed,
+            alpha_form: BetaForm::Direct,
+        }
+    }
+
     /// The current-based LIF's settings from the LIF ones (none for another neuron).
     pub fn synaptic_config(&self, lif: &LifConfig) -> Option<SynapticConfig> {
         match *self {
-            Neuron::Leaky {} | Neuron::Rleaky { .. } | Neuron::Alpha { .. } => None,
+            Neuron::Leaky {}
+            | Neuron::Rleaky { .. }
+            | Neuron::Alpha { .. }
+            | Neuron::Alif { .. } => None,
             Neuron::Synaptic {
                 alpha,
                 learn_alpha,
@@ -147,11 +208,38 @@ impl Neuron {
         }
     }
 
-    /// The two-decay dynamics the synaptic op runs for the current-based LIF or the alpha neuron
-    /// (none for another neuron).
+    /// The adaptive LIF's settings from the LIF ones (none for another neuron).
+    pub fn alif_config(&self, lif: &LifConfig) -> Option<AlifConfig> {
+        match *self {
+            Neuron::Alif {
+                alpha,
+                adapt_decay,
+                adapt_jump,
+                v_leak,
+                v_reset,
+                learn_alpha,
+                alpha_form,
+            } => Some(
+                AlifConfig::new(alpha, lif.beta)
+                    .with_threshold(lif.threshold)
+                    .with_adaptation(adapt_decay, adapt_jump)
+                    .with_potentials(v_leak, v_reset)
+                    .with_surrogate(lif.surrogate)
+                    .with_learn(learn_alpha, lif.learn_beta, lif.learn_threshold)
+                    .with_forms(alpha_form, lif.beta_form),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The dynamics the synaptic op runs for the current-based LIF, the alpha neuron or the
+    /// adaptive LIF (none for another neuron).
     fn two_decay(&self, lif: &LifConfig) -> Option<(Kind, SynapticConfig)> {
         if let Some(cfg) = self.synaptic_config(lif) {
             return Some((Kind::Synaptic, cfg));
+        }
+        if let Some(cfg) = self.alif_config(lif) {
+            return Some((Kind::Alif(cfg.adaptation()), cfg.dynamics()));
         }
         self.alpha_config(lif).map(|c| (Kind::Alpha, c.dynamics()))
     }
@@ -177,6 +265,7 @@ impl Neuron {
             Neuron::Synaptic { .. } => "synaptic",
             Neuron::Alpha { .. } => "alpha",
             Neuron::Rleaky { .. } => "rleaky",
+            Neuron::Alif { .. } => "alif",
         }
     }
 
@@ -203,6 +292,18 @@ impl Neuron {
         if let Some(cfg) = self.rleaky_config(lif) {
             cfg.validate()?;
         }
+        if let Some(cfg) = self.alif_config(lif) {
+            if lif.reset != ResetMechanism::Zero {
+                return Err(LayerError::config(
+                    "reset_mechanism",
+                    format!(
+                        "{:?} for the alif neuron, which resets its membrane to v_reset as norse does (expected \"zero\")",
+                        lif.reset
+                    ),
+                ));
+            }
+            cfg.validate()?;
+        }
         Ok(())
     }
 }
@@ -214,7 +315,7 @@ impl Neuron {
 pub(crate) enum SpikingLayer {
     /// A leaky LIF layer.
     Leaky(LifConfig, Option<LearnedLif>),
-    /// A current-based LIF or alpha-neuron layer (the op's [`Kind`] says which).
+    /// A current-based LIF, alpha-neuron or adaptive-LIF layer (the op's [`Kind`] says which).
     Synaptic(Kind, SynapticConfig, Option<LearnedSynaptic>),
     /// A recurrent LIF layer, its recurrent weights and learned β, θ inside.
     Rleaky(RLeaky),

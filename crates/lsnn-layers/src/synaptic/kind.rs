@@ -1,18 +1,22 @@
-//! Which two-decay neuron a synaptic op runs. snnTorch's `Synaptic` and `Alpha` share their
-//! parameters (α, β, θ, each fixed, shared or per feature), reset mechanisms, surrogates, forms
-//! and packing; they differ in their state — (syn, U) against (syn_exc, syn_inh, U) — and in the
-//! recurrence, so the op, the forms and the checks are written once and the kernels and the
-//! per-step references are each neuron's own.
+//! Which two-decay neuron a synaptic op runs. snnTorch's `Synaptic` and `Alpha` and norse's
+//! adaptive LIF share their learnable parameters (α, β, θ, each fixed, shared or per feature),
+//! surrogates, forms and packing; they differ in their state — (syn, U), (syn_exc, syn_inh, U)
+//! or (syn, U, b) — and in the recurrence, so the op, the forms and the checks are written once
+//! and the kernels and the per-step references are each neuron's own.
 
+use crate::alif::Adaptation;
 use crate::lif::op::Form;
 
 /// A neuron run by the synaptic op and forms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Kind {
     /// The current-based LIF (design §2.10).
     Synaptic,
     /// The alpha neuron (design §2.12).
     Alpha,
+    /// The adaptive LIF (design §2.13) with its fixed adaptation and potentials; the reset
+    /// mechanism of the config is not read (it resets to v_reset).
+    Alif(Adaptation),
 }
 
 impl Kind {
@@ -30,6 +34,7 @@ impl Kind {
                 "alpha state (syn_inh)",
                 "alpha state (mem)",
             ],
+            Kind::Alif(_) => &["alif state (syn)", "alif state (mem)", "alif state (adapt)"],
         }
     }
 
@@ -40,6 +45,8 @@ impl Kind {
             (Kind::Synaptic, false) => "synaptic currents [T, …]",
             (Kind::Alpha, true) => "alpha constant current",
             (Kind::Alpha, false) => "alpha currents [T, …]",
+            (Kind::Alif(_), true) => "alif constant current",
+            (Kind::Alif(_), false) => "alif currents [T, …]",
         }
     }
 
@@ -56,6 +63,11 @@ impl Kind {
                 "alpha learned beta",
                 "alpha learned threshold",
             ],
+            Kind::Alif(_) => [
+                "alif learned alpha",
+                "alif learned beta",
+                "alif learned threshold",
+            ],
         }
     }
 
@@ -70,6 +82,10 @@ impl Kind {
             (Kind::Alpha, Form::SeqRateMem) => "alpha-seq-rate-mem",
             (Kind::Alpha, Form::ConstSpikes) => "alpha-const-spikes",
             (Kind::Alpha, Form::ConstRate) => "alpha-const-rate",
+            (Kind::Alif(_), Form::SeqSpikes) => "alif-seq-spikes",
+            (Kind::Alif(_), Form::SeqRateMem) => "alif-seq-rate-mem",
+            (Kind::Alif(_), Form::ConstSpikes) => "alif-const-spikes",
+            (Kind::Alif(_), Form::ConstRate) => "alif-const-rate",
         }
     }
 
@@ -78,6 +94,7 @@ impl Kind {
         match self {
             Kind::Synaptic => "synaptic-final-state",
             Kind::Alpha => "alpha-final-state",
+            Kind::Alif(_) => "alif-final-state",
         }
     }
 
@@ -94,9 +111,15 @@ impl Kind {
             "alpha-bwd: state and parameters",
             "alpha-bwd: grad",
         ];
+        const ALIF: [&str; 3] = [
+            "alif-bwd: currents",
+            "alif-bwd: state and parameters",
+            "alif-bwd: grad",
+        ];
         match self {
             Kind::Synaptic => SYNAPTIC[k.min(2)],
             Kind::Alpha => ALPHA[k.min(2)],
+            Kind::Alif(_) => ALIF[k.min(2)],
         }
     }
 
@@ -105,6 +128,7 @@ impl Kind {
         match self {
             Kind::Synaptic => "synaptic-bwd",
             Kind::Alpha => "alpha-bwd",
+            Kind::Alif(_) => "alif-bwd",
         }
     }
 }

@@ -38,6 +38,7 @@ pub use config::SynapticConfig;
 pub use layer::Synaptic;
 pub use params::{LearnedSynaptic, SynapticParams};
 
+use crate::alif::AlifState;
 use crate::alpha::AlphaState;
 use crate::error::{LayerError, Result};
 use crate::kernel::packing;
@@ -258,6 +259,11 @@ fn run_composed(
         Kind::Alpha => {
             let st = call.state.map(AlphaState::from_parts).transpose()?;
             let (out, st) = crate::alpha::reference::form(form, x, steps, cfg, p, st.as_ref())?;
+            (out, st.parts())
+        }
+        Kind::Alif(ad) => {
+            let st = call.state.map(AlifState::from_parts).transpose()?;
+            let (out, st) = crate::alif::reference::form(form, x, steps, cfg, &ad, p, st.as_ref())?;
             (out, st.parts())
         }
     };

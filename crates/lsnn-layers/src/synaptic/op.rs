@@ -1,6 +1,7 @@
-//! The fused two-decay neuron custom ops (the current-based LIF and the alpha neuron, see
+//! The fused two-decay neuron custom ops (the current-based LIF, the alpha neuron and the
+//! adaptive LIF, see
 //! [`Kind`]) and their backward, by the packing convention ([`crate::kernel::packing`]): operands
-//! (currents, packed state [K, N…] = (syn, U) or (syn_exc, syn_inh, U), or empty,
+//! (currents, packed state [K, N…] = (syn, U), (syn_exc, syn_inh, U) or (syn, U, b), or empty,
 //! packed parameters [α…, β…, θ…] — empty: the config's fixed values; three values: one shared
 //! learnable triple; 3F values: one triple per feature F = the last neuron dim). The main op's
 //! output is the form's (spikes [T, N…], rate [N…], or rate + mean membrane [2, N…]); when the
@@ -12,6 +13,7 @@ use super::kernel::{self, Grads, Input, Upstream};
 use super::kind::Kind;
 use super::reset::with_syn_reset;
 use super::SynapticConfig;
+use crate::alif::kernel as alif_kernel;
 use crate::fused::KeepMask;
 use crate::kernel::packing::StateSlot;
 use crate::kernel::{contiguous_slice, float_kernel, Real};
@@ -89,14 +91,25 @@ impl SynOp {
         let mut fin = self.slot.as_ref().map(|_| vec![T::zero(); states * inp.n]);
         let fixed = self.fixed::<T>();
         let fin_out = fin.as_deref_mut();
-        with_syn_reset!(self.cfg.reset, |R| with_syn_coefs!(params, fixed, |c| {
-            match self.kind {
-                Kind::Synaptic => kernel::forward::<T, R, _>(c, inp, main, &mut out, fin_out),
-                Kind::Alpha => {
-                    crate::alpha::kernel::forward::<T, R, _>(c, inp, main, &mut out, fin_out)
-                }
+        match self.kind {
+            // The adaptive LIF has one reset of its own: no reset type to choose.
+            Kind::Alif(ad) => {
+                let k = alif_kernel::Consts::new(&ad);
+                with_syn_coefs!(params, fixed, |c| {
+                    alif_kernel::forward(c, &k, inp, main, &mut out, fin_out)
+                })
             }
-        }));
+            Kind::Synaptic => {
+                with_syn_reset!(self.cfg.reset, |R| with_syn_coefs!(params, fixed, |c| {
+                    kernel::forward::<T, R, _>(c, inp, main, &mut out, fin_out)
+                }))
+            }
+            Kind::Alpha => {
+                with_syn_reset!(self.cfg.reset, |R| with_syn_coefs!(params, fixed, |c| {
+                    crate::alpha::kernel::forward::<T, R, _>(c, inp, main, &mut out, fin_out)
+                }))
+            }
+        }
         if let Some(m) = &self.dropout {
             m.apply_in_place(&mut out[..inp.steps * inp.n]);
         }
@@ -322,18 +335,30 @@ impl SynBwdOp {
             dparams: params.map(|_| &mut parts[..]),
         };
         let fixed = f.fixed::<T>();
-        let triples = with_syn_reset!(f.cfg.reset, |R| with_surrogate!(&f.cfg.surrogate, |s| {
-            with_syn_coefs!(params, fixed, |c| {
-                let main = f.form.main();
-                match f.kind {
-                    Kind::Synaptic => kernel::backward::<T, R, _, _>(c, s, inp, main, &up, grads),
-                    Kind::Alpha => {
-                        crate::alpha::kernel::backward::<T, R, _, _>(c, s, inp, main, &up, grads)
-                    }
-                }
-                Coefs::<T>::triples(c)
-            })
-        }));
+        let main = f.form.main();
+        let triples = match f.kind {
+            Kind::Alif(ad) => {
+                let k = alif_kernel::Consts::new(&ad);
+                with_surrogate!(&f.cfg.surrogate, |s| with_syn_coefs!(params, fixed, |c| {
+                    alif_kernel::backward(c, &k, s, inp, main, &up, grads);
+                    Coefs::<T>::triples(c)
+                }))
+            }
+            Kind::Synaptic => with_syn_reset!(f.cfg.reset, |R| with_surrogate!(
+                &f.cfg.surrogate,
+                |s| with_syn_coefs!(params, fixed, |c| {
+                    kernel::backward::<T, R, _, _>(c, s, inp, main, &up, grads);
+                    Coefs::<T>::triples(c)
+                })
+            )),
+            Kind::Alpha => with_syn_reset!(f.cfg.reset, |R| with_surrogate!(
+                &f.cfg.surrogate,
+                |s| with_syn_coefs!(params, fixed, |c| {
+                    crate::alpha::kernel::backward::<T, R, _, _>(c, s, inp, main, &up, grads);
+                    Coefs::<T>::triples(c)
+                })
+            )),
+        };
         if params.is_some() {
             out.extend(reduce_parts(&parts, n, 3, triples));
         }

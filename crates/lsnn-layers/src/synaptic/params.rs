@@ -48,7 +48,7 @@ impl SynapticParams {
         let mut triples = 1;
         let [na, nb, nt] = kind.param_names();
         let (ca, cb): (RangeCheck, RangeCheck) = match kind {
-            Kind::Synaptic => (check_alpha, check_beta),
+            Kind::Synaptic | Kind::Alif(_) => (check_alpha, check_beta),
             Kind::Alpha => (crate::alpha::check_alpha, crate::alpha::check_beta),
         };
         let parts: [(&Tensor, &'static str, RangeCheck); 3] = [
