@@ -116,6 +116,40 @@ pub fn saved_config(run: &Path) -> serde_json::Value {
         .unwrap()
 }
 
+/// The run's "done: val loss X … vs bigram baseline (nats/token) B (P% below)" line says below.
+pub fn assert_below_bigram(out: &str) {
+    let done = out
+        .lines()
+        .find(|l| l.starts_with("done:"))
+        .expect("a done line");
+    let pct: f64 = done
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {done:?}"));
+    assert!(done.contains("below") && pct > 0.0, "{done}");
+}
+
+/// The tensor `key` of the model the set `run`'s `CURRENT` names: its shape and its values (f32).
+pub fn saved_tensor(run: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let st = saved_model(run);
+    let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let t = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let values = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (t.shape().to_vec(), values)
+}
+
+/// The bytes of the `model.safetensors` of the set `run`'s `CURRENT` names.
+pub fn saved_model(run: &Path) -> Vec<u8> {
+    let name = std::fs::read_to_string(run.join("CURRENT")).unwrap();
+    std::fs::read(run.join(name.trim()).join("model.safetensors")).unwrap()
+}
+
 /// The exit code of a finished `lsnn` (−1 when a signal ended it).
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
