@@ -5,6 +5,7 @@
 use crate::Result;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
+use lsnn_layers::alif::{self, AlifConfig};
 use lsnn_layers::alpha::{self, AlphaConfig};
 use lsnn_layers::attention::{AttentionConfig, MultiHeadSpikingAttention};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcMode, CfcState, WiredCfc, WiredCfcConfig};
@@ -310,6 +311,7 @@ pub fn measure_all(reps: usize) -> Result<Vec<ComponentReport>> {
     out.extend(lif_spikes(&lif_cfg, reps)?);
     out.extend(synaptic_spikes(reps)?);
     out.extend(alpha_spikes(reps)?);
+    out.extend(alif_spikes(reps)?);
     out.extend(rleaky_spikes(reps)?);
     Ok(out)
 }
@@ -429,6 +431,18 @@ fn alpha_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
         "alpha",
         &|x| Ok(alpha::spikes_with(x, &cfg, None, None)?.0),
         &|x| Ok(alpha::reference::spikes_with(x, &cfg, None, None)?.0),
+        reps,
+    )
+}
+
+/// The adaptive LIF (α 0.9, β 0.8, ρ 0.9, J 0.2, norse's SuperSpike), see
+/// [`elementwise_spikes`].
+fn alif_spikes(reps: usize) -> Result<Vec<ComponentReport>> {
+    let cfg = AlifConfig::new(0.9, 0.8).with_adaptation(0.9, 0.2);
+    elementwise_spikes(
+        "alif",
+        &|x| Ok(alif::spikes_with(x, &cfg, None, None)?.0),
+        &|x| Ok(alif::reference::spikes_with(x, &cfg, None, None)?.0),
         reps,
     )
 }

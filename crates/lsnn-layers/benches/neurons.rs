@@ -1,6 +1,6 @@
 //! The neuron family side by side at T = 8, N = 65,536 (lm-small's q/k/v count, [T, 512, 128]),
 //! multi-step spikes, forward + backward with the parameter gradients where they are learned:
-//! each fused neuron (Synaptic, Alpha, one-to-one RLeaky) against its per-step reference and
+//! each fused neuron (Synaptic, Alpha, adaptive LIF, one-to-one RLeaky) against its per-step reference and
 //! against fused `Leaky`. Then the
 //! all-to-all recurrent LIF at T = 8, batch 256 × width 256 (W [256, 256] and b trained): fused,
 //! its per-step reference, and the per-step loop a candle user would write by hand
@@ -11,6 +11,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
+use lsnn_layers::alif::{self, AlifConfig};
 use lsnn_layers::alpha::{self, AlphaConfig};
 use lsnn_layers::lif::{self, LifConfig};
 use lsnn_layers::rleaky::{self, Connection, RLeakyConfig, Recurrent};
@@ -108,6 +109,46 @@ fn bench_neurons(c: &mut Criterion) {
             fwd_bwd(
                 |x| {
                     alpha::spikes_with(x, &alpha_cfg, Some(&alpha_learned), None)
+                        .unwrap()
+                        .0
+                },
+                &xs,
+            )
+        })
+    });
+    // The adaptive LIF: the threshold rises by 0.2 per spike and decays with 0.9.
+    let alif_cfg = AlifConfig::new(0.9, 0.8).with_adaptation(0.9, 0.2);
+    g.bench_function("alif/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| alif::spikes_with(x, &alif_cfg, None, None).unwrap().0,
+                &xs,
+            )
+        })
+    });
+    g.bench_function("alif/reference", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    alif::reference::spikes_with(x, &alif_cfg, None, None)
+                        .unwrap()
+                        .0
+                },
+                &xs,
+            )
+        })
+    });
+    let (la, lb) = (param(128, 0.9), param(128, 0.8));
+    let alif_learned = SynapticParams::new(
+        la.as_tensor().clone(),
+        lb.as_tensor().clone(),
+        t.as_tensor().clone(),
+    );
+    g.bench_function("alif_per_feature/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                |x| {
+                    alif::spikes_with(x, &alif_cfg, Some(&alif_learned), None)
                         .unwrap()
                         .0
                 },
