@@ -27,6 +27,7 @@ use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
 use crate::lif::kernel::{h, Main};
 use crate::lif::surrogate::SurrogateFn;
 use crate::synaptic::coefs::{Coefs, Lanes};
+use crate::synaptic::forward::{forward_block, SpikesTo};
 use crate::synaptic::frame::{for_blocks, Frame};
 use crate::synaptic::kernel::{Grads, Input, Upstream, ADD, DROP, WRITE};
 
@@ -89,7 +90,7 @@ pub(crate) fn forward<T: Real, C: Coefs<T>>(
     });
 }
 
-/// The forward of neurons `[a, b)`: their rows of `out` (and of `fin`) belong to this call only.
+/// The forward of neurons `[a, b)` ([`forward_block`]).
 #[allow(clippy::too_many_arguments)]
 fn fwd_block<T: Real, C: Coefs<T>>(
     wide: bool,
@@ -102,46 +103,22 @@ fn fwd_block<T: Real, C: Coefs<T>>(
     a: usize,
     b: usize,
 ) {
-    let (steps, n, w) = (inp.steps, inp.n, b - a);
-    let l = c.lanes(a, w);
-    let mut st = start(inp, k, &l, a, w);
-    let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
-    let mut vsum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
-    for t in 0..steps {
-        let row = &inp.row(t, a, w)[..w];
-        let [i, v, bb] = &mut st;
-        if main == Main::Spikes {
-            // SAFETY: row t, neurons [a, b) belong to this task only.
-            let o = unsafe { out.slice(t * n + a, w) };
-            fwd_row_on::<T, _, WRITE>(wide, &l, k, row, [i, v, bb], o);
-        } else {
-            fwd_row_on::<T, _, ADD>(wide, &l, k, row, [i, v, bb], &mut count);
-        }
-        if main == Main::RateMem {
-            for (vs, &vj) in vsum.iter_mut().zip(st[1].iter()) {
-                *vs += vj;
-            }
-        }
-    }
-    if main != Main::Spikes {
-        let inv_t = T::from_f64(1.0 / steps as f64);
-        // SAFETY: neurons [a, b) of the rate (and of the membrane half) belong to this task.
-        for (oj, &cj) in unsafe { out.slice(a, w) }.iter_mut().zip(&count) {
-            *oj = cj * inv_t;
-        }
-        if main == Main::RateMem {
-            // SAFETY: as above, in the second half of the output.
-            for (oj, &sj) in unsafe { out.slice(n + a, w) }.iter_mut().zip(&vsum) {
-                *oj = sj * inv_t;
-            }
-        }
-    }
-    if let Some(f) = &fin {
-        for (p, part) in st.iter().enumerate() {
-            // SAFETY: neurons [a, b) of each third of the final state belong to this task.
-            unsafe { f.slice(p * n + a, w) }.copy_from_slice(part);
-        }
-    }
+    let l = c.lanes(a, b - a);
+    let st = start(inp, k, &l, a, b - a);
+    forward_block(
+        inp,
+        main,
+        out,
+        fin,
+        a,
+        b,
+        st,
+        1,
+        |row, [i, v, bb], to| match to {
+            SpikesTo::Write(o) => fwd_row_on::<T, _, WRITE>(wide, &l, k, row, [i, v, bb], o),
+            SpikesTo::Add(o) => fwd_row_on::<T, _, ADD>(wide, &l, k, row, [i, v, bb], o),
+        },
+    );
 }
 
 /// One step over a block: (i, v, b) updated in place from the currents `x`, the spikes handled

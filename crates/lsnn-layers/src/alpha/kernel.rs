@@ -24,6 +24,7 @@ use super::reset::AlphaReset;
 use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
 use crate::lif::kernel::{h, Main};
 use crate::lif::surrogate::SurrogateFn;
+use crate::synaptic::forward::{forward_block, SpikesTo};
 use crate::synaptic::frame::{for_blocks, Frame};
 use crate::synaptic::kernel::{Grads, Input, Upstream, ADD, DROP, WRITE};
 
@@ -44,7 +45,7 @@ pub(crate) fn forward<T: Real, R: AlphaReset, C: AlphaCoefs<T>>(
     });
 }
 
-/// The forward of neurons `[a, b)`: their rows of `out` (and of `fin`) belong to this call only.
+/// The forward of neurons `[a, b)` ([`forward_block`]).
 #[allow(clippy::too_many_arguments)]
 fn fwd_block<T: Real, R: AlphaReset, C: AlphaCoefs<T>>(
     wide: bool,
@@ -56,46 +57,23 @@ fn fwd_block<T: Real, R: AlphaReset, C: AlphaCoefs<T>>(
     a: usize,
     b: usize,
 ) {
-    let (steps, n, w) = (inp.steps, inp.n, b - a);
+    let w = b - a;
     let l = c.full(a, w);
-    let mut st = [0, 1, 2].map(|k| inp.start_part(k, a, w));
-    let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
-    let mut usum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
-    for t in 0..steps {
-        let row = &inp.row(t, a, w)[..w];
-        let [e, i, u] = &mut st;
-        if main == Main::Spikes {
-            // SAFETY: row t, neurons [a, b) belong to this task only.
-            let o = unsafe { out.slice(t * n + a, w) };
-            fwd_row_on::<T, R, _, WRITE>(wide, &l, row, [e, i, u], o);
-        } else {
-            fwd_row_on::<T, R, _, ADD>(wide, &l, row, [e, i, u], &mut count);
-        }
-        if main == Main::RateMem {
-            for (us, &uj) in usum.iter_mut().zip(st[2].iter()) {
-                *us += uj;
-            }
-        }
-    }
-    if main != Main::Spikes {
-        let inv_t = T::from_f64(1.0 / steps as f64);
-        // SAFETY: neurons [a, b) of the rate (and of the membrane half) belong to this task.
-        for (oj, &cj) in unsafe { out.slice(a, w) }.iter_mut().zip(&count) {
-            *oj = cj * inv_t;
-        }
-        if main == Main::RateMem {
-            // SAFETY: as above, in the second half of the output.
-            for (oj, &sj) in unsafe { out.slice(n + a, w) }.iter_mut().zip(&usum) {
-                *oj = sj * inv_t;
-            }
-        }
-    }
-    if let Some(f) = &fin {
-        for (k, part) in st.iter().enumerate() {
-            // SAFETY: neurons [a, b) of each third of the final state belong to this task.
-            unsafe { f.slice(k * n + a, w) }.copy_from_slice(part);
-        }
-    }
+    let st = [0, 1, 2].map(|k| inp.start_part(k, a, w));
+    forward_block(
+        inp,
+        main,
+        out,
+        fin,
+        a,
+        b,
+        st,
+        2,
+        |row, [e, i, u], to| match to {
+            SpikesTo::Write(o) => fwd_row_on::<T, R, _, WRITE>(wide, &l, row, [e, i, u], o),
+            SpikesTo::Add(o) => fwd_row_on::<T, R, _, ADD>(wide, &l, row, [e, i, u], o),
+        },
+    );
 }
 
 /// One step over a block: (E, I, U) updated in place from the currents `x`, the spikes handled

@@ -16,6 +16,7 @@
 //! starting from the final state's gradients; what is carried past t = 0 is the initial state's.
 
 use super::coefs::{Coefs, Lanes};
+use super::forward::{forward_block, SpikesTo};
 use super::frame::{for_blocks, Frame};
 use super::reset::SynReset;
 use crate::kernel::{for_ranges, wide_vectors, Real, SyncPtr};
@@ -90,8 +91,8 @@ pub(crate) fn forward<T: Real, R: SynReset, C: Coefs<T>>(
     });
 }
 
-/// The forward of neurons `[a, b)`: their rows of `out` (and of `fin`) belong to this call only;
-/// the per-step rows in their AVX2 copies when `wide`.
+/// The forward of neurons `[a, b)` ([`forward_block`]), the per-step rows in their AVX2 copies
+/// when `wide`.
 #[allow(clippy::too_many_arguments)]
 fn fwd_block<T: Real, R: SynReset, C: Coefs<T>>(
     wide: bool,
@@ -103,45 +104,22 @@ fn fwd_block<T: Real, R: SynReset, C: Coefs<T>>(
     a: usize,
     b: usize,
 ) {
-    let (steps, n, w) = (inp.steps, inp.n, b - a);
-    let l = c.lanes(a, w);
-    let (mut s, mut u) = inp.start(a, w);
-    let (s, u) = (&mut s[..w], &mut u[..w]);
-    let mut count = vec![T::zero(); if main == Main::Spikes { 0 } else { w }];
-    let mut usum = vec![T::zero(); if main == Main::RateMem { w } else { 0 }];
-    for t in 0..steps {
-        let row = &inp.row(t, a, w)[..w];
-        if main == Main::Spikes {
-            // SAFETY: row t, neurons [a, b) belong to this task only.
-            let o = unsafe { out.slice(t * n + a, w) };
-            fwd_row_on::<T, R, _, WRITE>(wide, &l, row, s, u, o);
-        } else {
-            fwd_row_on::<T, R, _, ADD>(wide, &l, row, s, u, &mut count);
-        }
-        if main == Main::RateMem {
-            for (us, &uj) in usum.iter_mut().zip(u.iter()) {
-                *us += uj;
-            }
-        }
-    }
-    if main != Main::Spikes {
-        let inv_t = T::from_f64(1.0 / steps as f64);
-        // SAFETY: neurons [a, b) of the rate (and of the membrane half) belong to this task.
-        for (oj, &cj) in unsafe { out.slice(a, w) }.iter_mut().zip(&count) {
-            *oj = cj * inv_t;
-        }
-        if main == Main::RateMem {
-            // SAFETY: as above, in the second half of the output.
-            for (oj, &sj) in unsafe { out.slice(n + a, w) }.iter_mut().zip(&usum) {
-                *oj = sj * inv_t;
-            }
-        }
-    }
-    if let Some(f) = &fin {
-        // SAFETY: neurons [a, b) of both halves of the final state belong to this task.
-        unsafe { f.slice(a, w) }.copy_from_slice(s);
-        unsafe { f.slice(n + a, w) }.copy_from_slice(u);
-    }
+    let l = c.lanes(a, b - a);
+    let (s0, u0) = inp.start(a, b - a);
+    forward_block(
+        inp,
+        main,
+        out,
+        fin,
+        a,
+        b,
+        [s0, u0],
+        1,
+        |row, [s, u], to| match to {
+            SpikesTo::Write(o) => fwd_row_on::<T, R, _, WRITE>(wide, &l, row, s, u, o),
+            SpikesTo::Add(o) => fwd_row_on::<T, R, _, ADD>(wide, &l, row, s, u, o),
+        },
+    );
 }
 
 /// What a forward row does with the step's spikes: drop them, write them, or add them.

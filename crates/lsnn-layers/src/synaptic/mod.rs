@@ -25,6 +25,7 @@
 
 pub(crate) mod coefs;
 pub(crate) mod config;
+pub(crate) mod forward;
 pub(crate) mod frame;
 pub(crate) mod kernel;
 pub(crate) mod kind;
