@@ -211,6 +211,8 @@ impl MultiHeadSpikingAttention {
                 "0; expected at least 1",
             ));
         }
+        cfg.neuron
+            .check_steps("attention_spike_steps", cfg.spike_steps, 1)?;
         let d = cfg.d_model;
         let lif = SpikingLayer::new(&cfg.lif, &cfg.neuron, d, vb.pp("lif"))?;
         Ok(MultiHeadSpikingAttention {

@@ -120,7 +120,9 @@ impl SpikingEncoderConfig {
             }
         }
         crate::nn::check_probability("encoder dropout", self.dropout)?;
-        self.neuron.validate(&self.lif)
+        self.neuron.validate(&self.lif)?;
+        // Two spiking layers in a row.
+        self.neuron.check_steps("steps", self.steps, 2)
     }
 }
 

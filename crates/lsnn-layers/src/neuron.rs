@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 /// The neuron of a model's spiking layers. In JSON `{"kind": "leaky"}` (the default),
 /// `{"kind": "synaptic", "alpha": 0.9, "learn_alpha": "shared"}`, `{"kind": "alpha", "alpha": 0.97}`,
-/// `{"kind": "rleaky", "connection": "one_to_one"}` or `{"kind": "alif", "adapt_jump": 0.2}`.
+/// `{"kind": "rleaky", "connection": "one_to_one"}` or `{"kind": "alif", "adapt_jump": 0.2}` (the
+/// last with the LIF settings' `reset_mechanism` "zero").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Neuron {
@@ -258,6 +259,32 @@ impl Neuron {
         }
     }
 
+    /// The spike steps a stack of `layers` layers of this neuron needs for its output to depend
+    /// on its input: the adaptive LIF's input reaches the membrane one step late (as in norse),
+    /// so each layer adds a step and the first step's spikes come from the resting state alone;
+    /// every other neuron needs one step.
+    pub fn min_steps(&self, layers: usize) -> usize {
+        match self {
+            Neuron::Alif { .. } => layers + 1,
+            _ => 1,
+        }
+    }
+
+    /// A typed error naming `field` when `steps` is below [`Neuron::min_steps`] for `layers`.
+    pub fn check_steps(&self, field: &'static str, steps: usize, layers: usize) -> Result<()> {
+        let need = self.min_steps(layers);
+        if steps >= need {
+            return Ok(());
+        }
+        Err(LayerError::config(
+            field,
+            format!(
+                "{steps}; expected at least {need}: the {} neuron's input reaches its membrane one step late, so {layers} stacked layer(s) need {need} steps before their output depends on the input",
+                self.name()
+            ),
+        ))
+    }
+
     /// The config name of the neuron.
     fn name(&self) -> &'static str {
         match self {
@@ -346,7 +373,7 @@ impl SpikingLayer {
                 kind,
                 cfg,
                 match cfg.learns() {
-                    true => Some(LearnedSynaptic::new(&cfg, features, vb)?),
+                    true => Some(LearnedSynaptic::checked(&cfg, features, vb)?),
                     false => None,
                 },
             ),

@@ -32,7 +32,17 @@ fn bad_input_is_a_typed_error() {
     assert_eq!(field(ok.with_potentials(f64::INFINITY, 0.0)), "v_leak");
     assert_eq!(field(ok.with_potentials(0.0, 1.0)), "v_reset");
     assert_eq!(field(AlifConfig::new(1.2, 0.9)), "alpha");
-    assert_eq!(field(AlifConfig::new(0.8, 0.0)), "beta");
+    // β = 1 would shut the input out (the membrane moves 1 − β of the way each step); β = 0
+    // (norse's dt = τ_mem) is a valid membrane.
+    assert_eq!(field(AlifConfig::new(0.8, 1.0)), "beta");
+    assert_eq!(field(AlifConfig::new(0.8, -0.1)), "beta");
+    let zero_beta = AlifConfig::new(0.8, 0.0);
+    Alif::new(&zero_beta).unwrap();
+    alif::spikes_with(&x, &zero_beta, None, None).unwrap();
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+    let learn_beta = zero_beta.with_learn(Learn::Fixed, Learn::Shared, Learn::Fixed);
+    Alif::learnable(&learn_beta, 3, vb).unwrap();
     assert_eq!(field(ok.with_threshold(0.0)), "spike_threshold");
     let learn = ok.with_learn(Learn::Shared, Learn::Fixed, Learn::Fixed);
     assert_eq!(config_field(Alif::new(&learn)), "learn_alpha");
@@ -73,16 +83,32 @@ fn bad_input_is_a_typed_error() {
             ..
         })
     ));
-    // A learned β that an update took to 0, named by feature, on both paths.
-    let zero_beta = AlifParams::new(t(&[0.8]), t(&[0.9, 0.0, 0.9]), t(&[1.0]));
+    // A learned β that an update took to 1, named by feature, on both paths.
+    let beta_one = AlifParams::new(t(&[0.8]), t(&[0.9, 1.0, 0.9]), t(&[1.0]));
     for fused in [true, false] {
         let r = match fused {
-            true => alif::spikes_with(&x, &ok, Some(&zero_beta), None),
-            false => reference::spikes_with(&x, &ok, Some(&zero_beta), None),
+            true => alif::spikes_with(&x, &ok, Some(&beta_one), None),
+            false => reference::spikes_with(&x, &ok, Some(&beta_one), None),
         };
         match r {
             Err(LayerError::Config { field, message }) => {
                 assert_eq!(field, "beta");
+                assert!(message.contains("feature 1"), "{message}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+    // A learned θ that an update took below v_reset, on both paths.
+    let above = ok.with_potentials(0.0, 0.3);
+    let low_theta = AlifParams::new(t(&[0.8]), t(&[0.9]), t(&[1.0, 0.25, 1.0]));
+    for fused in [true, false] {
+        let r = match fused {
+            true => alif::spikes_with(&x, &above, Some(&low_theta), None),
+            false => reference::spikes_with(&x, &above, Some(&low_theta), None),
+        };
+        match r {
+            Err(LayerError::Config { field, message }) => {
+                assert_eq!(field, "threshold");
                 assert!(message.contains("feature 1"), "{message}");
             }
             other => panic!("expected a config error, got {other:?}"),
@@ -281,6 +307,26 @@ fn model_config_neuron_field() {
     )
     .unwrap();
     assert_eq!(config_field(jump.validate()), "adapt_jump");
+    // The input reaches the membrane a step late: the encoder's two layers need three steps,
+    // the attention's rate code two, or the output would not depend on the input.
+    for (steps, att, field) in [
+        (2, 6, Some("num_spike_steps")),
+        (3, 1, Some("attention_spike_steps")),
+        (3, 2, None),
+    ] {
+        let mut c = a.clone();
+        c.num_spike_steps = steps;
+        c.attention_spike_steps = att;
+        match field {
+            Some(f) => assert_eq!(config_field(c.validate()), f),
+            None => c.validate().unwrap(),
+        }
+    }
+    let enc = lsnn_layers::encoder::SpikingEncoderConfig::new(4, 4)
+        .with_steps(2)
+        .with_lif(a.lif())
+        .with_neuron(a.neuron);
+    assert_eq!(config_field(enc.validate()), "steps");
     let typo = r#"{"neuron": {"kind": "alif", "adapt_jmup": 0.3}}"#;
     assert!(serde_json::from_str::<ModelConfig>(typo).is_err());
 }
@@ -334,5 +380,13 @@ fn zero_and_scalar_neurons() {
         );
         alif::const_spikes_with(&c, 2, &cfg, p, Some(&fs)).unwrap();
         reference::const_spikes_with(&c, 2, &cfg, p, Some(&rs)).unwrap();
+        // The resting state of scalar neurons is scalar too, learned θ or not, and a step takes it.
+        let rest = AlifState::rest(&c, &cfg, p).unwrap();
+        assert_eq!(
+            (rest.syn.dims(), rest.mem.dims(), rest.adapt.dims()),
+            (&[][..], &[][..], &[][..])
+        );
+        let (z, _) = alif::spikes_with(&c.unsqueeze(0).unwrap(), &cfg, p, Some(&rest)).unwrap();
+        assert_eq!(z.dims(), &[1]);
     }
 }

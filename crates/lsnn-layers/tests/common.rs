@@ -202,13 +202,13 @@ pub fn f64s(t: &Tensor) -> Vec<f64> {
         .unwrap()
 }
 
-/// |a − b| ≤ tol·max(1, |b|) elementwise.
+/// |a − b| ≤ tol·max(1, |b|) elementwise, both finite.
 pub fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
     if a.elem_count() != b.elem_count() {
         return Err(format!("{what}: shapes {:?} vs {:?}", a.dims(), b.dims()));
     }
     for (i, (x, y)) in f64s(a).iter().zip(f64s(b)).enumerate() {
-        if (x - y).abs() > tol * y.abs().max(1.0) || !x.is_finite() {
+        if (x - y).abs() > tol * y.abs().max(1.0) || !x.is_finite() || !y.is_finite() {
             return Err(format!("{what}[{i}]: {x} vs {y}"));
         }
     }
@@ -232,7 +232,8 @@ pub fn close_summed(
     let (xs, ys) = (f64s(a), f64s(b));
     let scale = ys.iter().fold(0f64, |m, y| m.max(y.abs()));
     for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
-        if (x - y).abs() > tol * y.abs().max(1.0) + sum_tol * scale || !x.is_finite() {
+        let bound = tol * y.abs().max(1.0) + sum_tol * scale;
+        if (x - y).abs() > bound || !x.is_finite() || !y.is_finite() {
             return Err(format!("{what}[{i}]: {x} vs {y} (largest |entry| {scale})"));
         }
     }

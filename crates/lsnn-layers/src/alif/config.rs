@@ -3,6 +3,7 @@
 
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, ResetMechanism, Surrogate};
+use crate::synaptic::config::{check_alpha, check_sigmoid_start, check_threshold};
 use crate::synaptic::SynapticConfig;
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +24,8 @@ use serde::{Deserialize, Serialize};
 pub struct AlifConfig {
     /// Synaptic decay α ∈ [0, 1] (default 0.8, norse's 1 − dt/τ_syn).
     pub alpha: f64,
-    /// Membrane decay β ∈ (0, 1] (default 0.9, norse's 1 − dt/τ_mem); the membrane moves a
-    /// fraction 1 − β of the way to v_leak + i each step.
+    /// Membrane decay β ∈ [0, 1) (default 0.9, norse's 1 − dt/τ_mem); the membrane moves a
+    /// fraction 1 − β of the way to v_leak + i each step (β = 1 would never let the input in).
     pub beta: f64,
     /// Baseline threshold θ > 0 (norse's v_th, default 1.0): where the adaptive threshold starts
     /// and decays back to.
@@ -189,11 +190,15 @@ impl AlifConfig {
         self.dynamics().learns()
     }
 
-    /// Checks the ranges: α ∈ [0, 1], β ∈ (0, 1], θ finite and > 0, ρ ∈ [0, 1], J finite and
+    /// Checks the ranges: α ∈ [0, 1], β ∈ [0, 1), θ finite and > 0, ρ ∈ [0, 1], J finite and
     /// ≥ 0, the potentials finite and v_reset below θ, the surrogate's parameters valid.
     pub fn validate(&self) -> Result<()> {
-        // α, β, θ, the sigmoid forms' starting values and the surrogate, as the op checks them.
-        self.dynamics().validate()?;
+        check_alpha(self.alpha, "")?;
+        check_beta(self.beta, "")?;
+        check_threshold(self.threshold, "")?;
+        check_sigmoid_start("alpha", self.alpha, self.learn_alpha, self.alpha_form)?;
+        check_sigmoid_start("beta", self.beta, self.learn_beta, self.beta_form)?;
+        self.surrogate.validate()?;
         if !(0.0..=1.0).contains(&self.adapt_decay) {
             return Err(LayerError::config(
                 "adapt_decay",
@@ -258,4 +263,28 @@ impl AlifConfig {
             reset: self.v_reset,
         }
     }
+}
+
+/// β ∈ [0, 1): the membrane moves 1 − β of the way to v_leak + i per step, so β = 1 would shut
+/// the input out (norse's dt = τ_mem is β = 0); `which` names a learned value's feature.
+pub(crate) fn check_beta(b: f64, which: &str) -> Result<()> {
+    if (0.0..1.0).contains(&b) {
+        return Ok(());
+    }
+    Err(LayerError::config(
+        "beta",
+        format!("{which}{b} is outside [0, 1); expected a membrane decay 1 − dt/τ_mem in [0, 1)"),
+    ))
+}
+
+/// A learned θ above v_reset (feature `j`): a spike must leave the membrane below the baseline
+/// threshold.
+pub(crate) fn check_reset_below(theta: f64, reset: f64, j: usize) -> Result<()> {
+    if theta > reset {
+        return Ok(());
+    }
+    Err(LayerError::config(
+        "threshold",
+        format!("the learned threshold {theta} of feature {j} is not above v_reset {reset}; a spike would leave the neuron at or above it"),
+    ))
 }

@@ -57,7 +57,7 @@ impl Alif {
         cfg.validate()?;
         Ok(Alif {
             cfg: *cfg,
-            learned: Some(LearnedSynaptic::new(&cfg.dynamics(), features, vb)?),
+            learned: Some(LearnedSynaptic::checked(&cfg.dynamics(), features, vb)?),
         })
     }
 
@@ -121,8 +121,9 @@ impl Alif {
         super::const_spikes_with(current, steps, &self.cfg, p.as_ref(), state)
     }
 
-    /// The firing rate […] of a constant current […] over `steps` steps, in O(1) memory over the
-    /// steps, and the final state.
+    /// The firing rate […] of a constant current […] over `steps` steps, with no [steps, …] tensor
+    /// in forward or backward (the backward's scratch is 3·(steps + 1) values per neuron of a
+    /// block of at most 1,024 in flight), and the final state.
     pub fn const_rate(
         &self,
         current: &Tensor,

@@ -27,7 +27,7 @@ pub(crate) mod kernel;
 mod layer;
 pub mod reference;
 
-pub(crate) use config::Adaptation;
+pub(crate) use config::{check_beta, check_reset_below, Adaptation};
 pub use config::{AlifConfig, NorseLsnn};
 pub use layer::Alif;
 
@@ -59,7 +59,14 @@ impl AlifState {
     /// without gradient.
     pub fn rest(x: &Tensor, cfg: &AlifConfig, params: Option<&AlifParams>) -> Result<Self> {
         let theta = match params {
-            Some(p) => p.threshold.clone(),
+            Some(p) => {
+                p.check_for(Kind::Alif(cfg.adaptation()), x.dims(), x.dtype())?;
+                // Scalar neurons: a [1] θ would broadcast the state to [1].
+                match x.rank() {
+                    0 => p.threshold.reshape(())?,
+                    _ => p.threshold.clone(),
+                }
+            }
             None => Tensor::full(cfg.threshold, (), x.device())?.to_dtype(x.dtype())?,
         };
         reference::rest(x, cfg.v_leak, &theta)
@@ -169,7 +176,9 @@ pub fn const_spikes_dropout(
 }
 
 /// The firing rate mean_t z_t […] of a constant current […] over `steps` steps, starting from
-/// `state`, without materialising [T, …] in forward or backward; returns it and the final state.
+/// `state`, without materialising [T, …] in forward or backward (the backward's scratch is
+/// 3·(T + 1) values per neuron of each block of at most 1,024 in flight); returns it and the final
+/// state.
 pub fn const_rate_with(
     current: &Tensor,
     steps: usize,

@@ -124,8 +124,9 @@ pub struct ModelConfig {
     pub beta_form: BetaForm,
     /// The neuron of the encoders and the attention: `{"kind": "leaky"}` (default; absent from
     /// files then), `{"kind": "synaptic", "alpha": 0.9}` (design §2.10), `{"kind": "rleaky",
-    /// "connection": "all_to_all"}` (§2.11) or `{"kind": "alpha", "alpha": 0.97}` (§2.12), sharing
-    /// the LIF settings above.
+    /// "connection": "all_to_all"}` (§2.11), `{"kind": "alpha", "alpha": 0.97}` (§2.12) or
+    /// `{"kind": "alif", "adapt_jump": 0.2}` (§2.13, with `reset_mechanism` "zero"), sharing the
+    /// LIF settings above.
     #[serde(skip_serializing_if = "Neuron::is_leaky")]
     pub neuron: Neuron,
     /// Label smoothing of the training objective.
@@ -326,6 +327,11 @@ impl ModelConfig {
         if !self.hidden_dim.is_multiple_of(self.num_attention_heads) {
             return Err(heads_error(self.hidden_dim, self.num_attention_heads));
         }
+        // The encoder's two spiking layers in a row; the attention's one rate code.
+        self.neuron
+            .check_steps("num_spike_steps", self.num_spike_steps, 2)?;
+        self.neuron
+            .check_steps("attention_spike_steps", self.attention_spike_steps, 1)?;
         self.check_tbptt()?;
         if self.sequence_length > self.max_position_embeddings {
             return Err(LayerError::config(

@@ -1,5 +1,5 @@
-//! What every block of a two-decay backward shares (the current-based LIF's kernel and the alpha
-//! neuron's): where it writes, the upstream gradient of each step, the final state's gradient as
+//! What every block of a two-decay backward shares (the current-based LIF's kernel, the alpha
+//! neuron's and the adaptive LIF's): where it writes, the upstream gradient of each step, the final state's gradient as
 //! the first carries, and the writes at the end, so that each kernel holds only its recurrence.
 
 use super::kernel::{Grads, Input, Upstream};

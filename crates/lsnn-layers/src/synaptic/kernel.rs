@@ -24,7 +24,8 @@ use crate::lif::kernel::{h, Main};
 use crate::lif::surrogate::SurrogateFn;
 
 /// What the kernels read: the currents ([T, n], or a constant [n] for every step) and the
-/// initial state ([syn (n) | U (n)] — the alpha neuron's [syn_exc | syn_inh | U] — or zero).
+/// initial state ([syn (n) | U (n)] — the alpha neuron's [syn_exc | syn_inh | U], the adaptive
+/// LIF's [syn | U | b] — or none: zero, or the adaptive LIF's resting state).
 pub(crate) struct Input<'a, T> {
     pub cur: &'a [T],
     pub constant: bool,

@@ -151,7 +151,12 @@ fn bad_shape(what: &'static str, expected: String, actual: &[usize]) -> LayerErr
 
 /// Checks the input, the state, dropout and the parameters of a call; the neuron dims.
 fn check(x: &Tensor, cfg: &SynapticConfig, call: &Call<'_>) -> Result<Vec<usize>> {
-    cfg.validate()?;
+    match call.kind {
+        // Its own ranges (β ∈ [0, 1), not (0, 1]), checked by `AlifConfig::validate` where its
+        // forms and its model layer start.
+        Kind::Alif(_) => {}
+        _ => cfg.validate()?,
+    }
     let what = call.kind.input_name(call.form.constant());
     if !x.dtype().is_float() {
         return Err(bad_shape(what, "a floating-point tensor".into(), x.dims()));
@@ -367,7 +372,8 @@ pub fn const_rate_with(
     with_state(run(current, cfg, call)?)
 }
 
-/// The stateless forms a model uses, for either neuron ([`Kind`]): zero initial state, no final
+/// The stateless forms a model uses, for any of the neurons ([`Kind`]): no initial state (zero;
+/// the adaptive LIF's resting state), no final
 /// state (the output is not split and its gradient not re-assembled).
 pub(crate) mod stateless {
     use super::*;

@@ -1,10 +1,11 @@
-//! Learned α, β and θ of a current-based LIF or alpha-neuron layer: [`SynapticParams`] as the
+//! Learned α, β and θ of a current-based LIF, alpha-neuron or adaptive-LIF layer: [`SynapticParams`] as the
 //! forms take them (each one shared value or one per feature, snnTorch's `learn_alpha`,
 //! `learn_beta`, `learn_threshold`), and [`LearnedSynaptic`], the variables a layer owns.
 //!
 //! The values are used as they are and refused with a typed error when an update takes them out
 //! of range (current-based LIF: α ∈ [0, 1], β ∈ (0, 1]; alpha neuron: α ∈ (0, 1], β ∈ (0, 1),
-//! α > β feature by feature; both θ > 0); snnTorch instead clamps α and β into [0, 1] on every
+//! α > β feature by feature; adaptive LIF: α ∈ [0, 1], β ∈ [0, 1), θ > v_reset; all θ > 0);
+//! snnTorch instead clamps α and β into [0, 1] on every
 //! step, which hides a diverging update and zeroes its gradient.
 
 use super::config::{check_alpha, check_beta, check_threshold};
@@ -48,7 +49,8 @@ impl SynapticParams {
         let mut triples = 1;
         let [na, nb, nt] = kind.param_names();
         let (ca, cb): (RangeCheck, RangeCheck) = match kind {
-            Kind::Synaptic | Kind::Alif(_) => (check_alpha, check_beta),
+            Kind::Synaptic => (check_alpha, check_beta),
+            Kind::Alif(_) => (check_alpha, crate::alif::check_beta),
             Kind::Alpha => (crate::alpha::check_alpha, crate::alpha::check_beta),
         };
         let parts: [(&Tensor, &'static str, RangeCheck); 3] = [
@@ -75,11 +77,19 @@ impl SynapticParams {
             }
             values.push(v);
         }
-        if kind == Kind::Alpha {
-            let at = |v: &[f64], j: usize| v[j.min(v.len() - 1)];
-            for j in 0..triples {
-                crate::alpha::check_order(at(&values[0], j), at(&values[1], j), j)?;
+        let at = |v: &[f64], j: usize| v[j.min(v.len() - 1)];
+        match kind {
+            Kind::Alpha => {
+                for j in 0..triples {
+                    crate::alpha::check_order(at(&values[0], j), at(&values[1], j), j)?;
+                }
             }
+            Kind::Alif(ad) => {
+                for j in 0..triples {
+                    crate::alif::check_reset_below(at(&values[2], j), ad.reset, j)?;
+                }
+            }
+            Kind::Synaptic => {}
         }
         Ok(triples)
     }
@@ -109,6 +119,12 @@ impl LearnedSynaptic {
     /// The variables for a layer of `features` neurons (the last dim of its input), from `vb`.
     pub fn new(cfg: &SynapticConfig, features: usize, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        Self::checked(cfg, features, vb)
+    }
+
+    /// [`LearnedSynaptic::new`] for a config its neuron has already checked (the adaptive LIF's
+    /// ranges are not the current-based LIF's).
+    pub(crate) fn checked(cfg: &SynapticConfig, features: usize, vb: VarBuilder) -> Result<Self> {
         if features == 0 {
             return Err(LayerError::config(
                 cfg.learned_field(),
