@@ -20,7 +20,10 @@ mod layers;
 mod sequence;
 mod training;
 
-use layers::{attention_case, block_case, encoder_case, rleaky_chunks_case, synaptic_chunks_case};
+use layers::{
+    alif_chunks_case, attention_case, block_case, encoder_case, rleaky_chunks_case,
+    synaptic_chunks_case,
+};
 use sequence::{
     classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
 };
@@ -352,6 +355,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::CarriedState,
         rleaky_chunks_case,
+    );
+    add(
+        "alif-chunks",
+        "adaptive LIF (learned α, β, θ) training on a stream in chunks of 8 steps, its state (syn, mem, adapt) carried into the next chunk detached",
+        c(),
+        Leak::None,
+        alif_chunks_case,
+    );
+    add(
+        "alif-chunks/control-carried-state",
+        "the same, carrying the state with its graph (not detached)",
+        c(),
+        Leak::CarriedState,
+        alif_chunks_case,
     );
     add(
         "train-step",
