@@ -4,7 +4,9 @@
 //! source, and central differences for the smooth parameters.
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{bits, close, f64s, neuron_dims, randn, Form, FORMS, SURROGATES};
+use common::{
+    bits, close, f64s, neuron_dims, randn, Form, Leaves, Source, FIXED, FORMS, SURROGATES,
+};
 use lsnn_layers::alif::{self, reference, AlifConfig, AlifParams, AlifState, NorseLsnn};
 use lsnn_layers::lif::Surrogate;
 use lsnn_layers::SeededRng;
@@ -175,55 +177,11 @@ fn norse_defaults_and_the_resting_state() {
     }
 }
 
-/// The tensors one side of a comparison trains.
-struct Leaves {
-    x: Var,
-    state: [Var; 3],
-    coefs: [Var; 3],
+/// The initial state of one side of a comparison.
+fn state_of(l: &Leaves) -> AlifState {
+    let [syn, mem, adapt] = <[Tensor; 3]>::try_from(l.state_parts()).unwrap();
+    AlifState { syn, mem, adapt }
 }
-
-impl Leaves {
-    fn new(x: &Tensor, state: &[Tensor; 3], coefs: &[Tensor; 3]) -> Self {
-        let v = |t: &Tensor| Var::from_tensor(t).unwrap();
-        Leaves {
-            x: v(x),
-            state: [v(&state[0]), v(&state[1]), v(&state[2])],
-            coefs: [v(&coefs[0]), v(&coefs[1]), v(&coefs[2])],
-        }
-    }
-
-    fn params(&self) -> AlifParams {
-        let [a, b, t] = &self.coefs;
-        AlifParams::new(
-            a.as_tensor().clone(),
-            b.as_tensor().clone(),
-            t.as_tensor().clone(),
-        )
-    }
-
-    fn state(&self) -> AlifState {
-        let [i, v, b] = &self.state;
-        AlifState {
-            syn: i.as_tensor().clone(),
-            mem: v.as_tensor().clone(),
-            adapt: b.as_tensor().clone(),
-        }
-    }
-}
-
-/// How many values each of α, β, θ has (0: the config's fixed values for all three).
-#[derive(Debug, Clone, Copy)]
-struct Source {
-    alpha: usize,
-    beta: usize,
-    theta: usize,
-}
-
-const FIXED: Source = Source {
-    alpha: 0,
-    beta: 0,
-    theta: 0,
-};
 
 /// One form, fused and reference: the main output (and the rate form's mean membrane) and the
 /// final state bit for bit, and the gradients of sum(out·w) + Σ sum(state_k·w_k) for currents,
@@ -264,7 +222,7 @@ fn fused_vs_reference(
         Leaves::new(&x, &state, &coefs),
     );
     let run = |l: &Leaves, fused: bool| -> (Tensor, AlifState) {
-        let (x, p, s) = (l.x.as_tensor(), l.params(), l.state());
+        let (x, p, s) = (l.x.as_tensor(), l.params(), state_of(l));
         let (p, s) = (learned.then_some(&p), with_state.then_some(&s));
         let cat = |o: lsnn_layers::lif::RateOutput| Tensor::cat(&[o.rate, o.mean_mem], 0).unwrap();
         match (form, fused) {

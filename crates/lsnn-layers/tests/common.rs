@@ -245,6 +245,58 @@ pub fn bits(t: &Tensor) -> Vec<u64> {
     f64s(t).iter().map(|v| v.to_bits()).collect()
 }
 
+// ---- the leaves of a three-parameter neuron's fused-against-reference run ----
+
+/// How many values each of α, β, θ has (0: the config's fixed values for all three).
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    pub alpha: usize,
+    pub beta: usize,
+    pub theta: usize,
+}
+
+/// α, β, θ fixed by the config.
+pub const FIXED: Source = Source {
+    alpha: 0,
+    beta: 0,
+    theta: 0,
+};
+
+/// The tensors one side of a comparison of a neuron with learned α, β, θ (the alpha neuron, the
+/// adaptive LIF) trains: the currents, each part of the initial state, α, β, θ.
+#[derive(Debug)]
+pub struct Leaves {
+    pub x: Var,
+    pub state: Vec<Var>,
+    pub coefs: [Var; 3],
+}
+
+impl Leaves {
+    pub fn new(x: &Tensor, state: &[Tensor], coefs: &[Tensor; 3]) -> Self {
+        let v = |t: &Tensor| Var::from_tensor(t).unwrap();
+        Leaves {
+            x: v(x),
+            state: state.iter().map(v).collect(),
+            coefs: [v(&coefs[0]), v(&coefs[1]), v(&coefs[2])],
+        }
+    }
+
+    /// α, β, θ as a call takes them.
+    pub fn params(&self) -> lsnn_layers::synaptic::SynapticParams {
+        let [a, b, t] = &self.coefs;
+        lsnn_layers::synaptic::SynapticParams::new(
+            a.as_tensor().clone(),
+            b.as_tensor().clone(),
+            t.as_tensor().clone(),
+        )
+    }
+
+    /// The initial state's parts, in order.
+    pub fn state_parts(&self) -> Vec<Tensor> {
+        self.state.iter().map(|v| v.as_tensor().clone()).collect()
+    }
+}
+
 // ---- the encoder and attention with a neuron, fused against composed ----
 
 /// What [`encoder_attention_parity`] saw on both paths.
