@@ -373,7 +373,7 @@ impl SpikingLayer {
                 kind,
                 cfg,
                 match cfg.learns() {
-                    true => Some(LearnedSynaptic::checked(&cfg, features, vb)?),
+                    true => Some(LearnedSynaptic::new_for(kind, &cfg, features, vb)?),
                     false => None,
                 },
             ),

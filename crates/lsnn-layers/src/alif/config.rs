@@ -3,7 +3,7 @@
 
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, ResetMechanism, Surrogate};
-use crate::synaptic::config::{check_alpha, check_sigmoid_start, check_threshold};
+use crate::synaptic::kind::Kind;
 use crate::synaptic::SynapticConfig;
 use serde::{Deserialize, Serialize};
 
@@ -193,12 +193,9 @@ impl AlifConfig {
     /// Checks the ranges: α ∈ [0, 1], β ∈ [0, 1), θ finite and > 0, ρ ∈ [0, 1], J finite and
     /// ≥ 0, the potentials finite and v_reset below θ, the surrogate's parameters valid.
     pub fn validate(&self) -> Result<()> {
-        check_alpha(self.alpha, "")?;
-        check_beta(self.beta, "")?;
-        check_threshold(self.threshold, "")?;
-        check_sigmoid_start("alpha", self.alpha, self.learn_alpha, self.alpha_form)?;
-        check_sigmoid_start("beta", self.beta, self.learn_beta, self.beta_form)?;
-        self.surrogate.validate()?;
+        // α, β (this neuron's ranges), θ, the sigmoid forms' starting values, the surrogate.
+        self.dynamics()
+            .validate_for(Kind::Alif(self.adaptation()))?;
         if !(0.0..=1.0).contains(&self.adapt_decay) {
             return Err(LayerError::config(
                 "adapt_decay",

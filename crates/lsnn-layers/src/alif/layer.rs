@@ -57,7 +57,12 @@ impl Alif {
         cfg.validate()?;
         Ok(Alif {
             cfg: *cfg,
-            learned: Some(LearnedSynaptic::checked(&cfg.dynamics(), features, vb)?),
+            learned: Some(LearnedSynaptic::new_for(
+                Kind::Alif(cfg.adaptation()),
+                &cfg.dynamics(),
+                features,
+                vb,
+            )?),
         })
     }
 

@@ -57,7 +57,12 @@ impl Alpha {
         cfg.validate()?;
         Ok(Alpha {
             cfg: *cfg,
-            learned: Some(LearnedSynaptic::new(&cfg.dynamics(), features, vb)?),
+            learned: Some(LearnedSynaptic::new_for(
+                Kind::Alpha,
+                &cfg.dynamics(),
+                features,
+                vb,
+            )?),
         })
     }
 

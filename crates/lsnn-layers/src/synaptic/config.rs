@@ -1,6 +1,7 @@
 //! [`SynapticConfig`]: the parameters of a current-based LIF layer (design §2.10), plain
 //! serialisable data.
 
+use super::kind::Kind;
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, ResetMechanism, Surrogate};
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,13 @@ impl SynapticConfig {
     /// Checks the ranges: α ∈ [0, 1], β ∈ (0, 1], θ finite and > 0, the surrogate's
     /// parameters valid.
     pub fn validate(&self) -> Result<()> {
+        self.validate_for(Kind::Synaptic)
+    }
+
+    /// [`SynapticConfig::validate`] with the decay ranges of the neuron `kind` runs
+    /// ([`Kind::decay_checks`]).
+    pub(crate) fn validate_for(&self, kind: Kind) -> Result<()> {
+        let (check_alpha, check_beta) = kind.decay_checks();
         check_alpha(self.alpha, "")?;
         check_beta(self.beta, "")?;
         check_threshold(self.threshold, "")?;

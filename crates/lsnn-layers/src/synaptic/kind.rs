@@ -5,7 +5,11 @@
 //! and the kernels and the per-step references are each neuron's own.
 
 use crate::alif::Adaptation;
+use crate::error::Result;
 use crate::lif::op::Form;
+
+/// A range check of one decay (`which` names a learned value's feature in the message).
+pub(crate) type RangeCheck = fn(f64, &str) -> Result<()>;
 
 /// A neuron run by the synaptic op and forms.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,6 +24,17 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// The range checks of α and β: the current-based LIF's α ∈ [0, 1], β ∈ (0, 1]; the alpha
+    /// neuron's α ∈ (0, 1], β ∈ (0, 1); the adaptive LIF's α ∈ [0, 1], β ∈ [0, 1).
+    pub(crate) fn decay_checks(self) -> (RangeCheck, RangeCheck) {
+        use super::config::{check_alpha, check_beta};
+        match self {
+            Kind::Synaptic => (check_alpha, check_beta),
+            Kind::Alif(_) => (check_alpha, crate::alif::check_beta),
+            Kind::Alpha => (crate::alpha::check_alpha, crate::alpha::check_beta),
+        }
+    }
+
     /// Tensors in the state.
     pub(crate) fn states(self) -> usize {
         self.state_names().len()

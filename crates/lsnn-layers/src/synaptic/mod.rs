@@ -151,12 +151,7 @@ fn bad_shape(what: &'static str, expected: String, actual: &[usize]) -> LayerErr
 
 /// Checks the input, the state, dropout and the parameters of a call; the neuron dims.
 fn check(x: &Tensor, cfg: &SynapticConfig, call: &Call<'_>) -> Result<Vec<usize>> {
-    match call.kind {
-        // Its own ranges (β ∈ [0, 1), not (0, 1]), checked by `AlifConfig::validate` where its
-        // forms and its model layer start.
-        Kind::Alif(_) => {}
-        _ => cfg.validate()?,
-    }
+    cfg.validate_for(call.kind)?;
     let what = call.kind.input_name(call.form.constant());
     if !x.dtype().is_float() {
         return Err(bad_shape(what, "a floating-point tensor".into(), x.dims()));

@@ -8,17 +8,14 @@
 //! snnTorch instead clamps α and β into [0, 1] on every
 //! step, which hides a diverging update and zeroes its gradient.
 
-use super::config::{check_alpha, check_beta, check_threshold};
-use super::kind::Kind;
+use super::config::check_threshold;
+use super::kind::{Kind, RangeCheck};
 use super::SynapticConfig;
 use crate::error::{LayerError, Result};
 use crate::lif::coefs::features;
 use crate::lif::BetaForm;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
-
-/// A range check of one parameter value (the message names the feature).
-type RangeCheck = fn(f64, &str) -> Result<()>;
 
 /// α, β and θ for one call, each a rank-1 tensor of 1 value (shared) or F values (one per
 /// feature, F = the last neuron dim, broadcast over the leading ones).
@@ -48,11 +45,7 @@ impl SynapticParams {
         let f = features(neurons);
         let mut triples = 1;
         let [na, nb, nt] = kind.param_names();
-        let (ca, cb): (RangeCheck, RangeCheck) = match kind {
-            Kind::Synaptic => (check_alpha, check_beta),
-            Kind::Alif(_) => (check_alpha, crate::alif::check_beta),
-            Kind::Alpha => (crate::alpha::check_alpha, crate::alpha::check_beta),
-        };
+        let (ca, cb) = kind.decay_checks();
         let parts: [(&Tensor, &'static str, RangeCheck); 3] = [
             (&self.alpha, na, ca),
             (&self.beta, nb, cb),
@@ -118,13 +111,17 @@ pub struct LearnedSynaptic {
 impl LearnedSynaptic {
     /// The variables for a layer of `features` neurons (the last dim of its input), from `vb`.
     pub fn new(cfg: &SynapticConfig, features: usize, vb: VarBuilder) -> Result<Self> {
-        cfg.validate()?;
-        Self::checked(cfg, features, vb)
+        Self::new_for(Kind::Synaptic, cfg, features, vb)
     }
 
-    /// [`LearnedSynaptic::new`] for a config its neuron has already checked (the adaptive LIF's
-    /// ranges are not the current-based LIF's).
-    pub(crate) fn checked(cfg: &SynapticConfig, features: usize, vb: VarBuilder) -> Result<Self> {
+    /// [`LearnedSynaptic::new`] with the ranges of the neuron `kind` runs.
+    pub(crate) fn new_for(
+        kind: Kind,
+        cfg: &SynapticConfig,
+        features: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        cfg.validate_for(kind)?;
         if features == 0 {
             return Err(LayerError::config(
                 cfg.learned_field(),
