@@ -63,6 +63,7 @@ mod error;
 pub mod fused;
 pub mod kernel;
 pub mod lif;
+pub mod ltc;
 pub mod model;
 pub mod neuron;
 pub mod nn;

@@ -37,7 +37,7 @@ pub(crate) mod op;
 mod prepare;
 pub mod reference;
 mod rnn;
-mod spans;
+pub(crate) mod spans;
 mod wired;
 
 pub use config::{CfcConfig, CfcMode};

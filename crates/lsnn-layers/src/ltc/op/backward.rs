@@ -1,0 +1,214 @@
+//! Backward: BPTT through the steps and, inside each step, through its unfolds. Each step is
+//! recomputed from the saved potential before it (the op keeps nothing else), with every
+//! intermediate kept for that one step.
+
+use super::forward::{step, StepHistory, StepScratch};
+use super::layout::{LtcLayout, Params};
+use crate::kernel::Real;
+
+/// Gradients of one row group: the packed parameters' (summed over its rows) and v_0's rows.
+struct Partial<T> {
+    params: Vec<T>,
+    dv0: Vec<T>,
+}
+
+/// The reverse of [`super::forward::synapses`] for one set of synapses from `pre` [P]: given
+/// d num and d den [N] (the same for every presynaptic p), accumulates the gradients of w, erev,
+/// sigma and mu [P, N] and adds d pre [P] to `dpre`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn synapses_back<T: Real>(
+    pre: &[T],
+    sig: &[T],
+    mu: &[T],
+    w: &[T],
+    erev: &[T],
+    s: &[T],
+    dnum: &[T],
+    dden: &[T],
+    grads: [&mut [T]; 4],
+    dpre: &mut [T],
+) {
+    let n = dnum.len();
+    let [dw, derev, dsig, dmu] = grads;
+    for (p, &v) in pre.iter().enumerate() {
+        let row = p * n..(p + 1) * n;
+        let (sg, m, wr, er, sr) = (
+            &sig[row.clone()],
+            &mu[row.clone()],
+            &w[row.clone()],
+            &erev[row.clone()],
+            &s[row.clone()],
+        );
+        let (gw, ge) = (&mut dw[row.clone()], &mut derev[row.clone()]);
+        let (gs, gm) = (&mut dsig[row.clone()], &mut dmu[row]);
+        let mut acc = T::zero();
+        for j in 0..n {
+            let sj = sr[j];
+            let a = wr[j] * sj;
+            ge[j] += dnum[j] * a;
+            let da = dnum[j] * er[j] + dden[j];
+            gw[j] += da * sj;
+            let dz = da * wr[j] * sj * (T::one() - sj);
+            gs[j] += dz * (v - m[j]);
+            gm[j] -= dz * sg[j];
+            acc += dz * sg[j];
+        }
+        dpre[p] += acc;
+    }
+}
+
+/// d x [B, L, I], d packed, d v_0 [B, N] from the saved inputs, parameters, v_0, the output
+/// [B, L, N] and its gradient.
+pub(super) fn backward<T: Real>(
+    ly: &LtcLayout,
+    x: &[T],
+    packed: &[T],
+    v0: &[T],
+    out: &[T],
+    grad: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let (l, i, n) = (ly.l, ly.i, ly.n);
+    let mut dx = vec![T::zero(); ly.b * l * i];
+    let parts =
+        crate::kernel::row_chunks(&mut dx, l * i, ly.b, ly.b * ly.row_work(), |rows, dx| {
+            let p = Params::new(ly, packed);
+            let mut part = Partial {
+                params: vec![T::zero(); ly.packed],
+                dv0: Vec::with_capacity(rows.len() * n),
+            };
+            let mut hist = StepHistory::new(ly);
+            let mut sc = StepScratch::new(n);
+            let mut v_re = vec![T::zero(); n];
+            let (mut g, mut gn) = (vec![T::zero(); n], vec![T::zero(); n]);
+            let (mut dnum, mut dden) = (vec![T::zero(); n], vec![T::zero(); n]);
+            let (mut dsn, mut dsd) = (vec![T::zero(); n], vec![T::zero(); n]);
+            for (r, b) in rows.enumerate() {
+                let o = &out[b * l * n..(b + 1) * l * n];
+                let go = &grad[b * l * n..(b + 1) * l * n];
+                g.copy_from_slice(&go[(l - 1) * n..]);
+                for t in (0..l).rev() {
+                    let xt = &x[(b * l + t) * i..(b * l + t + 1) * i];
+                    let v_in = if t == 0 {
+                        &v0[b * n..(b + 1) * n]
+                    } else {
+                        &o[(t - 1) * n..t * n]
+                    };
+                    step(ly, &p, xt, v_in, &mut v_re, &mut sc, Some(&mut hist));
+                    dsn.fill(T::zero());
+                    dsd.fill(T::zero());
+                    back_unfolds(
+                        ly,
+                        &p,
+                        &hist,
+                        &mut part.params,
+                        &mut g,
+                        &mut gn,
+                        &mut dnum,
+                        &mut dden,
+                        &mut dsn,
+                        &mut dsd,
+                    );
+                    // The sensory synapses: their sums entered every unfold.
+                    let dxt = &mut dx[(r * l + t) * i..(r * l + t + 1) * i];
+                    let [_, _, _, sig, mu, w, erev] = grads(ly, &mut part.params, true);
+                    synapses_back(
+                        xt,
+                        p.s_sigma,
+                        p.s_mu,
+                        p.s_w,
+                        p.s_erev,
+                        &hist.sensory,
+                        &dsn,
+                        &dsd,
+                        [w, erev, sig, mu],
+                        dxt,
+                    );
+                    if t > 0 {
+                        for (gj, oj) in g.iter_mut().zip(&go[(t - 1) * n..t * n]) {
+                            *gj += *oj;
+                        }
+                    }
+                }
+                part.dv0.extend_from_slice(&g);
+            }
+            part
+        });
+    let mut dp = vec![T::zero(); ly.packed];
+    let mut dv0 = Vec::with_capacity(ly.b * n);
+    for part in parts {
+        for (a, b) in dp.iter_mut().zip(&part.params) {
+            *a += *b;
+        }
+        dv0.extend_from_slice(&part.dv0);
+    }
+    (dx, dp, dv0)
+}
+
+/// The packed gradient's parts: gleak, vleak, cm, then sigma, mu, w, erev of the neuron
+/// synapses (`sensory` false) or of the sensory ones.
+fn grads<'a, T>(ly: &LtcLayout, dp: &'a mut [T], sensory: bool) -> [&'a mut [T]; 7] {
+    let (head, rest) = dp.split_at_mut(ly.sigma.start);
+    let (gleak, head) = head.split_at_mut(ly.n);
+    let (vleak, cm) = head.split_at_mut(ly.n);
+    let nn = ly.n * ly.n;
+    let (neur, sens) = rest.split_at_mut(4 * nn);
+    let (part, len) = if sensory {
+        (sens, ly.i * ly.n)
+    } else {
+        (neur, nn)
+    };
+    let (sig, part) = part.split_at_mut(len);
+    let (mu, part) = part.split_at_mut(len);
+    let (w, erev) = part.split_at_mut(len);
+    [gleak, vleak, cm, sig, mu, w, &mut erev[..len]]
+}
+
+/// Reverses one step's unfolds (K down to 1): on entry `g` holds d v_out, on exit d v_in;
+/// the parameter gradients and the sensory sums' gradients `dsn`, `dsd` accumulate.
+#[allow(clippy::too_many_arguments)]
+fn back_unfolds<T: Real>(
+    ly: &LtcLayout,
+    p: &Params<T>,
+    h: &StepHistory<T>,
+    dp: &mut [T],
+    g: &mut [T],
+    gn: &mut [T],
+    dnum: &mut [T],
+    dden: &mut [T],
+    dsn: &mut [T],
+    dsd: &mut [T],
+) {
+    let n = ly.n;
+    let dt = T::from_f64(ly.dt);
+    let [dgleak, dvleak, dcm, dsig, dmu, dw, derev] = grads(ly, dp, false);
+    for k in (0..ly.unfolds).rev() {
+        let v_in = &h.v[k * n..(k + 1) * n];
+        let v_out = &h.v[(k + 1) * n..(k + 2) * n];
+        let den = &h.den[k * n..(k + 1) * n];
+        for j in 0..n {
+            let cm_t = p.cm[j] / dt;
+            dnum[j] = g[j] / den[j];
+            dden[j] = T::zero() - dnum[j] * v_out[j];
+            gn[j] = dnum[j] * cm_t;
+            dcm[j] += (dnum[j] * v_in[j] + dden[j]) / dt;
+            dgleak[j] += dnum[j] * p.vleak[j] + dden[j];
+            dvleak[j] += dnum[j] * p.gleak[j];
+            dsn[j] += dnum[j];
+            dsd[j] += dden[j];
+        }
+        synapses_back(
+            v_in,
+            p.sigma,
+            p.mu,
+            p.w,
+            p.erev,
+            &h.s[k * n * n..(k + 1) * n * n],
+            dnum,
+            dden,
+            [&mut *dw, &mut *derev, &mut *dsig, &mut *dmu],
+            gn,
+        );
+        g.copy_from_slice(gn);
+    }
+}
