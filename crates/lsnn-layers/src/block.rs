@@ -8,9 +8,11 @@
 //! ```
 //! The input half of the CfC's first map is applied to all positions in one matmul before the
 //! loop. With [`BlockConfig::ncp`] the CfC is the wired cell over an AutoNCP wiring of H neurons
-//! and the fusion reads its O motor neurons instead of all H (design §2.3.3).
-//! Keys: `encoder.*`, `pnorm.*`, `cfc.*` (wired: `cfc.layer_{l}.*`), `fuse.*` ([D, H+S], or
-//! [D, O+S] wired; h first), `fuse_norm.*`, `gate.*`.
+//! and the fusion reads its O motor neurons instead of all H (design §2.3.3). With
+//! [`BlockConfig::ltc`] the liquid cell is an LTC (design §2.14) over a fully connected wiring,
+//! or over the AutoNCP when `ncp` is set too; the fusion reads its output mapping's O values.
+//! Keys: `encoder.*`, `pnorm.*`, `cfc.*` (wired: `cfc.layer_{l}.*`; an LTC's under `ltc.*`, ncps'
+//! names), `fuse.*` ([D, H+S], or [D, O+S] wired; h first), `fuse_norm.*`, `gate.*`.
 //!
 //! As a candle `ModuleT`, `x.apply_t(&block, train)` runs a sequence from a zero state;
 //! [`HybridLiquidSpikingBlock::forward`] takes and returns the state with an explicit [`Mode`],
@@ -21,9 +23,10 @@ use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
 use crate::fused::NormAct;
 use crate::lif::LifConfig;
+use crate::ltc::LtcSettings;
 use crate::neuron::Neuron;
 use crate::nn::{check_width, DropoutRng, LayerNorm, Linear, Mode};
-use crate::wiring::AutoNcpConfig;
+use crate::wiring::{AutoNcpConfig, FullyConnectedConfig};
 use candle_core::{DType, Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -69,6 +72,10 @@ pub struct BlockConfig {
     /// (default none); its motor neurons feed the fusion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ncp: Option<AutoNcpConfig>,
+    /// An LTC instead of the CfC (default none): over the `ncp` wiring when set, else over a
+    /// fully connected wiring of `liquid_units` neurons; `cfc_ts` is its elapsed time per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ltc: Option<LtcSettings>,
     /// LayerNorm ε (default 1e-5).
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
@@ -127,6 +134,7 @@ impl BlockConfig {
             cfc_mode: CfcMode::Default,
             cfc_ts: default_one(),
             ncp: None,
+            ltc: None,
             layer_norm_eps: default_eps(),
             encoder_dropout: default_encoder_dropout(),
             block_dropout: default_block_dropout(),
@@ -179,6 +187,12 @@ impl BlockConfig {
         self
     }
 
+    /// With an LTC as the liquid cell.
+    pub fn with_ltc(mut self, ltc: LtcSettings) -> Self {
+        self.ltc = Some(ltc);
+        self
+    }
+
     /// With the seed of the `ModuleT` dropout generator.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -194,27 +208,36 @@ impl BlockConfig {
             .with_dropout(self.encoder_dropout)
     }
 
-    /// The liquid cell's configuration: the dense CfC's, or the wired CfC's over the wiring
-    /// built for `spiking_units` inputs.
+    /// The liquid cell's configuration: the dense CfC's, the wired CfC's over the wiring built
+    /// for `spiking_units` inputs, or the LTC's.
     pub fn liquid(&self) -> Result<LiquidCellConfig> {
-        Ok(match &self.ncp {
-            None => LiquidCellConfig::Dense(self.cfc()),
-            Some(ncp) => {
-                if ncp.units != self.liquid_units {
-                    return Err(LayerError::config(
-                        "ncp.units",
-                        format!(
-                            "{}; expected liquid_units = {} (the wiring's neurons are the liquid state)",
-                            ncp.units, self.liquid_units
-                        ),
-                    ));
-                }
-                LiquidCellConfig::Wired(
-                    WiredCfcConfig::new(ncp.build(self.spiking_units)?)
-                        .with_mode(self.cfc_mode)
-                        .with_ts(self.cfc_ts),
-                )
+        if let Some(ncp) = &self.ncp {
+            if ncp.units != self.liquid_units {
+                return Err(LayerError::config(
+                    "ncp.units",
+                    format!(
+                        "{}; expected liquid_units = {} (the wiring's neurons are the liquid state)",
+                        ncp.units, self.liquid_units
+                    ),
+                ));
             }
+        }
+        Ok(match (&self.ltc, &self.ncp) {
+            (Some(ltc), ncp) => {
+                let wiring = match ncp {
+                    Some(n) => n.build(self.spiking_units)?,
+                    None => {
+                        FullyConnectedConfig::new(self.liquid_units).build(self.spiking_units)?
+                    }
+                };
+                LiquidCellConfig::Ltc(ltc.config(wiring, self.cfc_ts))
+            }
+            (None, None) => LiquidCellConfig::Dense(self.cfc()),
+            (None, Some(ncp)) => LiquidCellConfig::Wired(
+                WiredCfcConfig::new(ncp.build(self.spiking_units)?)
+                    .with_mode(self.cfc_mode)
+                    .with_ts(self.cfc_ts),
+            ),
         })
     }
 
@@ -285,7 +308,10 @@ impl HybridLiquidSpikingBlock {
         Ok(HybridLiquidSpikingBlock {
             encoder: SpikingEncoder::new(&cfg.encoder(), vb.pp("encoder"))?,
             pnorm: LayerNorm::new(cfg.spiking_units, cfg.layer_norm_eps, vb.pp("pnorm"))?,
-            cfc: LiquidCell::new(&cfg.liquid()?, vb.pp("cfc"))?,
+            cfc: LiquidCell::new(
+                &cfg.liquid()?,
+                vb.pp(if cfg.ltc.is_some() { "ltc" } else { "cfc" }),
+            )?,
             fuse: Linear::new(
                 cfg.liquid_outputs() + cfg.spiking_units,
                 cfg.d_model,
@@ -485,10 +511,7 @@ impl HybridLiquidSpikingBlock {
         self.check_state(&state.h, x.dim(0)?)?;
         let s = self.spiking(x, mode)?;
         let h = match span {
-            None => {
-                let prepared = self.cfc.prepare()?;
-                self.cfc.step_prepared(&s, &state.h, &prepared)?
-            }
+            None => self.cfc.step_constant(&s, &state.h)?,
             // ncps' step with the row's span (the spans checked there).
             Some(ts) => self.cfc.step(&s, &state.h, Some(ts))?.1,
         };

@@ -33,6 +33,11 @@ impl TrainModel for LanguageModel {
         Ok(LanguageModel::new(cfg, vb)?)
     }
 
+    /// An LTC cell's clamp of its positive parameters under the explicit constraint.
+    fn after_step(&self) -> Result<()> {
+        Ok(LanguageModel::apply_weight_constraints(self)?)
+    }
+
     fn memory_estimate(cfg: &ModelConfig, batch_size: usize) -> Option<MemoryEstimate> {
         crate::task::memory_estimate_of(cfg, batch_size)
     }

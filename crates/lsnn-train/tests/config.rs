@@ -101,6 +101,7 @@ fn a_full_original_file_loads_and_round_trips() {
     assert_eq!(back, cfg);
     let written: Map<String, Value> = serde_json::from_str(&json).unwrap();
     // (The wiring's fields belong to "ncp" only; see `the_ncp_backbone_loads_resolved`; the
+    // LTC's to "ltc" only, see lsnn-layers' `tests/ltc_model.rs`; the
     // triangle's width and the escape rate's β to their surrogates only, see
     // `every_surrogate_kind_reads_from_a_config_and_old_files_stay_as_they_were`; the learned-LIF
     // settings are written only when they differ from "fixed", see
@@ -128,7 +129,7 @@ fn a_full_original_file_loads_and_round_trips() {
     for k in HONOURED_FIELDS
         .iter()
         .chain(LSNN_FIELDS)
-        .filter(|k| !k.starts_with("ncp_") && !ONLY_WHEN_SET.contains(k))
+        .filter(|k| !k.starts_with("ncp_") && !k.starts_with("ltc_") && !ONLY_WHEN_SET.contains(k))
     {
         assert!(
             written.get(*k).is_some_and(|v| !v.is_null()),
@@ -406,10 +407,43 @@ fn unsupported_features_and_typos_are_refused() {
         load_edited(set("task_type", "chess".into())),
         Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "task_type"
     ));
-    unsupported(
-        load_edited(set("liquid_backbone", "ltc".into())),
-        "ltc",
-        &["ltc", "not supported"],
+    // The LTC: ncps' defaults, its own fields only with it, and the wiring's fields only with
+    // its NCP wiring.
+    let ltc = load_edited(set("liquid_backbone", "ltc".into())).unwrap();
+    let settings = ltc.model.ltc().expect("an LTC");
+    assert_eq!(settings.ode_unfolds, 6);
+    assert_eq!(
+        settings.constraint,
+        lsnn_train::lsnn_layers::ltc::LtcConstraint::Explicit
+    );
+    assert!(ltc.model.ncp().is_none(), "fully connected by default");
+    assert!(matches!(
+        load_edited(set("ltc_ode_unfolds", 3.into())),
+        Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "ltc_ode_unfolds"
+    ));
+    let wired = load_edited(|m| {
+        m.insert("liquid_backbone".into(), "ltc".into());
+        m.insert("ltc_wiring".into(), "ncp".into());
+        m.insert("ncp_sparsity".into(), 0.7.into());
+        m.insert("ltc_constraint".into(), "implicit".into());
+    })
+    .unwrap();
+    assert_eq!(wired.model.ncp().unwrap().sparsity, 0.7);
+    let bad = load_edited(|m| {
+        m.insert("liquid_backbone".into(), "ltc".into());
+        m.insert("ncp_sparsity".into(), 0.7.into());
+    });
+    assert!(
+        matches!(&bad, Err(TrainError::Layer(LayerError::Config { field, .. })) if field.contains("ncp_sparsity")),
+        "{bad:?}"
+    );
+    let bad = load_edited(|m| {
+        m.insert("liquid_backbone".into(), "ltc".into());
+        m.insert("ltc_ode_unfolds".into(), 0.into());
+    });
+    assert!(
+        matches!(&bad, Err(TrainError::Layer(LayerError::Config { field, .. })) if field == "ltc_ode_unfolds"),
+        "{bad:?}"
     );
     // The wiring's fields with another backbone, and a wiring ncps would refuse.
     assert!(matches!(

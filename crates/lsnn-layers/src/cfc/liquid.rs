@@ -1,15 +1,17 @@
-//! [`LiquidCell`]: a dense [`Cfc`] or a [`WiredCfc`] behind one interface — what the hybrid block
-//! and the [`super::CfcRnn`] wrapper run.
+//! [`LiquidCell`]: a dense [`Cfc`], a [`WiredCfc`] or an [`Ltc`] behind one interface — what the
+//! hybrid block and the [`super::CfcRnn`] wrapper run.
 
 use super::op::Span;
 use super::prepare::PreparedCfc;
 use super::{Cfc, CfcConfig, CfcState, WiredCfc, WiredCfcConfig};
-use crate::error::Result;
+use crate::error::{LayerError, Result};
+use crate::ltc::{Ltc, LtcConfig, LtcState};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-/// Which cell: `{"dense": CfcConfig}` or `{"wired": WiredCfcConfig}` in JSON.
+/// Which cell: `{"dense": CfcConfig}`, `{"wired": WiredCfcConfig}` or `{"ltc": LtcConfig}` in
+/// JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LiquidCellConfig {
@@ -17,6 +19,8 @@ pub enum LiquidCellConfig {
     Dense(CfcConfig),
     /// ncps' `WiredCfCCell`.
     Wired(WiredCfcConfig),
+    /// ncps' `LTCCell` (dense or wired by its wiring).
+    Ltc(LtcConfig),
 }
 
 impl LiquidCellConfig {
@@ -25,6 +29,7 @@ impl LiquidCellConfig {
         match self {
             LiquidCellConfig::Dense(c) => c.input_size,
             LiquidCellConfig::Wired(c) => c.input_size(),
+            LiquidCellConfig::Ltc(c) => c.input_size(),
         }
     }
 
@@ -33,14 +38,17 @@ impl LiquidCellConfig {
         match self {
             LiquidCellConfig::Dense(c) => c.hidden_size,
             LiquidCellConfig::Wired(c) => c.state_size(),
+            LiquidCellConfig::Ltc(c) => c.state_size(),
         }
     }
 
-    /// Output width (the state's for a dense cell, the last layer's for a wired one).
+    /// Output width (the state's for a dense cell, the last layer's for a wired one, the motor
+    /// neurons' for an LTC).
     pub fn output_size(&self) -> usize {
         match self {
             LiquidCellConfig::Dense(c) => c.hidden_size,
             LiquidCellConfig::Wired(c) => c.output_size(),
+            LiquidCellConfig::Ltc(c) => c.output_size(),
         }
     }
 
@@ -49,17 +57,30 @@ impl LiquidCellConfig {
         match self {
             LiquidCellConfig::Dense(c) => c.validate(),
             LiquidCellConfig::Wired(c) => c.validate(),
+            LiquidCellConfig::Ltc(c) => c.validate(),
         }
     }
 }
 
-/// A dense or a wired CfC cell.
+/// A dense or a wired CfC cell, or an LTC cell.
 #[derive(Debug, Clone)]
 pub enum LiquidCell {
     /// ncps' `CfCCell`.
     Dense(Cfc),
     /// ncps' `WiredCfCCell`.
     Wired(WiredCfc),
+    /// ncps' `LTCCell`.
+    Ltc(Ltc),
+}
+
+/// The error for what an LTC cell does not offer.
+fn ltc_unsupported(feature: &str) -> LayerError {
+    LayerError::Unsupported {
+        feature: format!("{feature} with the LTC cell"),
+        detail: "the LTC runs at a constant elapsed time (ncps' per-step timespans do not \
+                 broadcast over a batch); use a CfC cell for per-step time spans"
+            .into(),
+    }
 }
 
 impl LiquidCell {
@@ -68,6 +89,7 @@ impl LiquidCell {
         Ok(match cfg {
             LiquidCellConfig::Dense(c) => LiquidCell::Dense(Cfc::new(c, vb)?),
             LiquidCellConfig::Wired(c) => LiquidCell::Wired(WiredCfc::new(c, vb)?),
+            LiquidCellConfig::Ltc(c) => LiquidCell::Ltc(Ltc::new(c, vb)?),
         })
     }
 
@@ -76,6 +98,7 @@ impl LiquidCell {
         match self {
             LiquidCell::Dense(c) => LiquidCell::Dense(c.detached()),
             LiquidCell::Wired(c) => LiquidCell::Wired(c.detached()),
+            LiquidCell::Ltc(c) => LiquidCell::Ltc(c.detached()),
         }
     }
 
@@ -84,6 +107,7 @@ impl LiquidCell {
         match self {
             LiquidCell::Dense(c) => c.config().hidden_size,
             LiquidCell::Wired(c) => c.config().state_size(),
+            LiquidCell::Ltc(c) => c.config().state_size(),
         }
     }
 
@@ -92,12 +116,25 @@ impl LiquidCell {
         match self {
             LiquidCell::Dense(c) => c.config().hidden_size,
             LiquidCell::Wired(c) => c.config().output_size(),
+            LiquidCell::Ltc(c) => c.config().output_size(),
+        }
+    }
+
+    /// ncps' `apply_weight_constraints` for an LTC under the explicit constraint (nothing for
+    /// the other cells): call it after every optimizer step.
+    pub fn apply_weight_constraints(&self) -> Result<()> {
+        match self {
+            LiquidCell::Ltc(c) => c.apply_weight_constraints(),
+            _ => Ok(()),
         }
     }
 
     /// The outputs of states [.., state] (all of them for a dense cell, the last layer's for a
-    /// wired one).
+    /// wired one, the motor neurons through the output mapping for an LTC).
     pub fn output_of(&self, states: &Tensor) -> Result<Tensor> {
+        if let LiquidCell::Ltc(c) = self {
+            return c.output_of(states);
+        }
         let (s, o) = (self.state_size(), self.output_size());
         if s == o {
             return Ok(states.clone());
@@ -111,6 +148,7 @@ impl LiquidCell {
         match self {
             LiquidCell::Dense(c) => c.sequence_from_projection(&c.input_projection(x)?, h0),
             LiquidCell::Wired(w) => w.states(x, None, Some(&CfcState { h: h0.clone() })),
+            LiquidCell::Ltc(c) => c.states(x, Some(&LtcState { v: h0.clone() })),
         }
     }
 
@@ -125,12 +163,18 @@ impl LiquidCell {
         match self {
             LiquidCell::Dense(c) => Ok(c.forward_timespans(x, timespans, Some(&state))?.0),
             LiquidCell::Wired(w) => w.states(x, Some(timespans), Some(&state)),
+            LiquidCell::Ltc(_) => Err(ltc_unsupported("per-step time spans")),
         }
     }
 
-    /// The packed per-step weights at the constant span (for [`LiquidCell::step_prepared`]).
+    /// The packed per-step weights at the constant span (for [`LiquidCell::step_prepared`]); a
+    /// CfC's only (an LTC steps with [`LiquidCell::step_constant`]).
     pub fn prepare(&self) -> Result<PreparedCfc> {
         match self {
+            LiquidCell::Ltc(_) => Err(LayerError::Unsupported {
+                feature: "prepare() on an LTC cell".into(),
+                detail: "prepared weights are the CfC's; use step_constant".into(),
+            }),
             LiquidCell::Dense(c) => c.prepare(),
             LiquidCell::Wired(w) => {
                 let refs: Vec<&Cfc> = w.layers().iter().collect();
@@ -147,6 +191,16 @@ impl LiquidCell {
             LiquidCell::Wired(_) => {
                 super::reference::step_prepared(w, &w.layers[0].project(x)?, None, h)
             }
+            LiquidCell::Ltc(c) => Ok(c.step(x, h)?.1),
+        }
+    }
+
+    /// One step x [B, in], h [B, state] → h' at the constant span: a CfC's through its prepared
+    /// weights, an LTC's solver step.
+    pub fn step_constant(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+        match self {
+            LiquidCell::Ltc(c) => Ok(c.step(x, h)?.1),
+            _ => self.step_prepared(x, h, &self.prepare()?),
         }
     }
 
@@ -162,6 +216,10 @@ impl LiquidCell {
                 Ok((hn.clone(), hn))
             }
             LiquidCell::Wired(w) => w.step(x, h, ts),
+            LiquidCell::Ltc(c) => match ts {
+                None => c.step(x, h),
+                Some(_) => Err(ltc_unsupported("a per-row time span")),
+            },
         }
     }
 }

@@ -173,3 +173,49 @@ impl LtcConfig {
         Ok(())
     }
 }
+
+/// The LTC settings a model block carries besides its wiring and time span (which come from
+/// the block's own fields): ncps' defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LtcSettings {
+    /// Solver steps per time step (default 6).
+    #[serde(default = "default_unfolds")]
+    pub ode_unfolds: usize,
+    /// ε (default 1e-8).
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+    /// Constraint mode (default explicit).
+    #[serde(default)]
+    pub constraint: LtcConstraint,
+    /// Input mapping (default affine).
+    #[serde(default)]
+    pub input_mapping: LtcMapping,
+    /// Output mapping (default affine).
+    #[serde(default)]
+    pub output_mapping: LtcMapping,
+}
+
+impl Default for LtcSettings {
+    fn default() -> Self {
+        LtcSettings {
+            ode_unfolds: default_unfolds(),
+            epsilon: default_epsilon(),
+            constraint: LtcConstraint::Explicit,
+            input_mapping: LtcMapping::Affine,
+            output_mapping: LtcMapping::Affine,
+        }
+    }
+}
+
+impl LtcSettings {
+    /// The cell's configuration over `wiring` with elapsed time `ts`.
+    pub fn config(&self, wiring: Wiring, ts: f64) -> LtcConfig {
+        LtcConfig::new(wiring)
+            .with_unfolds(self.ode_unfolds)
+            .with_epsilon(self.epsilon)
+            .with_ts(ts)
+            .with_mappings(self.input_mapping, self.output_mapping)
+            .with_constraint(self.constraint)
+    }
+}

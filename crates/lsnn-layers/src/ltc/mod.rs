@@ -28,7 +28,7 @@ pub(crate) mod op;
 mod params;
 pub mod reference;
 
-pub use config::{LtcConfig, LtcConstraint, LtcMapping};
+pub use config::{LtcConfig, LtcConstraint, LtcMapping, LtcSettings};
 pub use params::{softplus, LtcParams, POSITIVE};
 
 use crate::error::{LayerError, Result};

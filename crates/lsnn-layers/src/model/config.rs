@@ -7,6 +7,7 @@ use crate::block::BlockConfig;
 use crate::cfc::CfcMode;
 use crate::error::{LayerError, Result};
 use crate::lif::{BetaForm, Learn, LifConfig, ResetMechanism, Surrogate};
+use crate::ltc::{LtcConstraint, LtcSettings};
 use crate::model::task::Readout;
 use crate::neuron::Neuron;
 use crate::wiring::AutoNcpConfig;
@@ -29,6 +30,18 @@ pub enum SurrogateKind {
     StraightThrough,
     /// spike_rate_escape(β = `surrogate_beta` (default 1), k = `surrogate_slope`).
     SpikeRateEscape,
+}
+
+/// The LTC's wiring (`liquid_backbone: "ltc"`), as written in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LtcWiring {
+    /// Every neuron feeds every neuron (ncps' `FullyConnected`, all neurons outputs): the dense
+    /// LTC.
+    #[default]
+    FullyConnected,
+    /// The AutoNCP of `ncp_outputs`, `ncp_sparsity`, `ncp_seed`: the wired LTC.
+    Ncp,
 }
 
 /// The hybrid liquid–spiking network's configuration: every layer's size and setting, and the
@@ -56,7 +69,9 @@ pub struct ModelConfig {
     /// Liquid units H.
     pub liquid_units: usize,
     /// `"cfc"`: the dense CfC of design §2.3; `"ncp"`: the wired CfC over an AutoNCP wiring of
-    /// `liquid_units` neurons (design §2.3.3; `ncp_outputs`, `ncp_sparsity`, `ncp_seed`).
+    /// `liquid_units` neurons (design §2.3.3; `ncp_outputs`, `ncp_sparsity`, `ncp_seed`);
+    /// `"ltc"`: the LTC of design §2.14 (`ltc_wiring`, `ltc_ode_unfolds`, `ltc_constraint`;
+    /// `cfc_time_span` is its elapsed time per step).
     pub liquid_backbone: String,
     /// Spiking units S.
     pub spiking_units: usize,
@@ -160,6 +175,17 @@ pub struct ModelConfig {
     /// `"ncp"`: the wiring's seed (default 22222, ncps').
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ncp_seed: Option<u32>,
+    /// `"ltc"`: `"fully_connected"` (default, the dense LTC) or `"ncp"` (the AutoNCP of the
+    /// `ncp_*` fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ltc_wiring: Option<LtcWiring>,
+    /// `"ltc"`: solver steps per position (default 6, ncps').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ltc_ode_unfolds: Option<usize>,
+    /// `"ltc"`: `"explicit"` (default, ncps': w, sensory_w, cm, gleak clamped to ≥ 0 after each
+    /// optimizer step) or `"implicit"` (read through softplus).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ltc_constraint: Option<LtcConstraint>,
     /// `"classification"`: how a sequence becomes one vector, `"last"` (default) or `"mean"`
     /// over the valid positions; absent from files of other tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +236,9 @@ impl Default for ModelConfig {
             ncp_outputs: None,
             ncp_sparsity: None,
             ncp_seed: None,
+            ltc_wiring: None,
+            ltc_ode_unfolds: None,
+            ltc_constraint: None,
             surrogate_width: None,
             surrogate_beta: None,
             readout: None,
@@ -286,26 +315,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         self.check_bounds()?;
         self.check_task()?;
-        match self.liquid_backbone.as_str() {
-            "cfc" | "ncp" => {}
-            "ltc" => {
-                return Err(LayerError::Unsupported {
-                    feature: format!("liquid_backbone \"{}\"", self.liquid_backbone),
-                    detail:
-                        "not supported yet; use \"cfc\" (the dense CfC) or \"ncp\" (the wired CfC)"
-                            .into(),
-                })
-            }
-            other => {
-                return Err(LayerError::config(
-                    "liquid_backbone",
-                    format!(
-                        "\"{}\"; expected \"cfc\" or \"ncp\"",
-                        crate::nn::clip(other)
-                    ),
-                ))
-            }
-        }
+        self.check_liquid()?;
         for (name, v) in [
             ("embedding_dim", self.embedding_dim),
             ("hidden_dim", self.hidden_dim),
@@ -390,8 +400,9 @@ impl ModelConfig {
             return Err(LayerError::config(
                 "ncp_outputs / ncp_sparsity / ncp_seed",
                 format!(
-                    "set with liquid_backbone \"{}\"; expected them only with \"ncp\"",
-                    self.liquid_backbone
+                    "set with liquid_backbone \"{}\"{}; expected them only with \"ncp\" (or \"ltc\" with ltc_wiring \"ncp\")",
+                    self.liquid_backbone,
+                    if self.liquid_backbone == "ltc" { " and a fully connected wiring" } else { "" }
                 ),
             ));
         }
@@ -433,6 +444,11 @@ impl ModelConfig {
             self.ncp_sparsity = Some(n.sparsity);
             self.ncp_seed = Some(n.seed);
         }
+        if let Some(l) = self.ltc() {
+            self.ltc_wiring = Some(self.ltc_wiring.unwrap_or_default());
+            self.ltc_ode_unfolds = Some(l.ode_unfolds);
+            self.ltc_constraint = Some(l.constraint);
+        }
         // The same for the surrogate settings that belong to one kind only.
         match self.surrogate {
             SurrogateKind::Triangular => {
@@ -446,9 +462,80 @@ impl ModelConfig {
         self
     }
 
-    /// The AutoNCP wiring of `"ncp"` (None for another backbone), with the defaults filled in.
+    /// The backbone's name and its own fields: a known backbone, and the LTC's fields only
+    /// with `"ltc"`.
+    fn check_liquid(&self) -> Result<()> {
+        match self.liquid_backbone.as_str() {
+            "cfc" | "ncp" => {
+                for (field, set) in [
+                    ("ltc_wiring", self.ltc_wiring.is_some()),
+                    ("ltc_ode_unfolds", self.ltc_ode_unfolds.is_some()),
+                    ("ltc_constraint", self.ltc_constraint.is_some()),
+                ] {
+                    if set {
+                        return Err(LayerError::config(
+                            field,
+                            format!(
+                                "set with liquid_backbone \"{}\"; expected it only with \"ltc\"",
+                                self.liquid_backbone
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            "ltc" => {
+                if self.ltc_ode_unfolds == Some(0) {
+                    return Err(LayerError::config(
+                        "ltc_ode_unfolds",
+                        "0; expected at least 1 solver step per position",
+                    ));
+                }
+                if self.cfc_mode != CfcMode::Default {
+                    return Err(LayerError::config(
+                        "cfc_mode",
+                        format!(
+                            "{:?} with liquid_backbone \"ltc\"; the CfC's mode does not apply to the LTC (leave it at its default)",
+                            self.cfc_mode
+                        ),
+                    ));
+                }
+                if !(self.cfc_time_span.is_finite() && self.cfc_time_span > 0.0) {
+                    return Err(LayerError::config(
+                        "cfc_time_span",
+                        format!(
+                            "{} with liquid_backbone \"ltc\"; expected a finite elapsed time > 0",
+                            self.cfc_time_span
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            other => Err(LayerError::config(
+                "liquid_backbone",
+                format!(
+                    "\"{}\"; expected \"cfc\", \"ncp\" or \"ltc\"",
+                    crate::nn::clip(other)
+                ),
+            )),
+        }
+    }
+
+    /// The LTC's settings for `"ltc"` (None for another backbone), defaults filled in.
+    pub fn ltc(&self) -> Option<LtcSettings> {
+        (self.liquid_backbone == "ltc").then(|| LtcSettings {
+            ode_unfolds: self.ltc_ode_unfolds.unwrap_or(6),
+            constraint: self.ltc_constraint.unwrap_or_default(),
+            ..LtcSettings::default()
+        })
+    }
+
+    /// The AutoNCP wiring of `"ncp"`, or of `"ltc"` with `ltc_wiring: "ncp"` (None otherwise),
+    /// with the defaults filled in.
     pub fn ncp(&self) -> Option<AutoNcpConfig> {
-        (self.liquid_backbone == "ncp").then(|| {
+        let wired = self.liquid_backbone == "ncp"
+            || (self.liquid_backbone == "ltc" && self.ltc_wiring == Some(LtcWiring::Ncp));
+        wired.then(|| {
             let outputs = self
                 .ncp_outputs
                 .unwrap_or(((0.3 * self.liquid_units as f64) as usize).max(1));
@@ -527,6 +614,7 @@ impl ModelConfig {
             cfc_mode: self.cfc_mode,
             cfc_ts: self.cfc_time_span,
             ncp: self.ncp(),
+            ltc: self.ltc(),
             layer_norm_eps: self.layer_norm_eps,
             encoder_dropout: self.encoder_dropout,
             block_dropout: self.block_dropout,

@@ -172,6 +172,12 @@ impl LanguageModel {
         self.trunk.blocks()
     }
 
+    /// What must follow every optimizer step: each LTC cell's clamp of its positive parameters
+    /// under the explicit constraint (ncps' `apply_weight_constraints`); nothing for CfC cells.
+    pub fn apply_weight_constraints(&self) -> Result<()> {
+        self.trunk.apply_weight_constraints()
+    }
+
     /// The attention layers.
     pub fn attentions(&self) -> &[MultiHeadSpikingAttention] {
         self.trunk.attentions()

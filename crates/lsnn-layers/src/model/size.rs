@@ -74,6 +74,21 @@ impl ModelConfig {
                 4 * (n * k + n)
             }
         };
+        if let Some(ltc) = self.ltc() {
+            // gleak, vleak, cm; sigma, mu, w, erev; the four sensory matrices; the mappings.
+            let o = self.ncp().map_or(h, |n| n.outputs as u128);
+            let maps = |m: crate::ltc::LtcMapping, width: u128| {
+                (u128::from(m.has_weight()) + u128::from(m.has_bias())) * width
+            };
+            return Ok((
+                o,
+                3 * h
+                    + 4 * h * h
+                    + 4 * s * h
+                    + maps(ltc.input_mapping, s)
+                    + maps(ltc.output_mapping, o),
+            ));
+        }
         Ok(match self.ncp() {
             None => {
                 let depth = self.backbone_layers as u128;
@@ -150,7 +165,7 @@ impl ModelConfig {
             self.hidden_dim as u128,
             self.vocab_size as u128,
         );
-        let u = if self.ncp().is_some() || self.backbone_layers == 0 {
+        let u = if self.ncp().is_some() || self.ltc().is_some() || self.backbone_layers == 0 {
             0
         } else {
             self.backbone_units as u128 * self.backbone_layers as u128

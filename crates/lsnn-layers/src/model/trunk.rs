@@ -99,6 +99,14 @@ impl Trunk {
         })
     }
 
+    /// Each liquid cell's post-step constraint (an LTC's clamp under the explicit constraint).
+    pub(crate) fn apply_weight_constraints(&self) -> Result<()> {
+        for b in &self.blocks {
+            b.cfc().apply_weight_constraints()?;
+        }
+        Ok(())
+    }
+
     /// The same stack with detached parameters.
     pub(crate) fn detached(&self) -> Self {
         Trunk {

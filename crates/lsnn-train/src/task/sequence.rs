@@ -54,6 +54,11 @@ impl TrainModel for SequenceModel {
         Ok(SequenceModel::new(cfg, vb)?)
     }
 
+    /// An LTC cell's clamp of its positive parameters under the explicit constraint.
+    fn after_step(&self) -> Result<()> {
+        Ok(SequenceModel::apply_weight_constraints(self)?)
+    }
+
     fn memory_estimate(cfg: &ModelConfig, batch_size: usize) -> Option<MemoryEstimate> {
         memory_estimate_of(cfg, batch_size)
     }

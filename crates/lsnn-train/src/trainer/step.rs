@@ -71,10 +71,12 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         let lr = self.current_lr();
         self.opt.step(&self.acc, lr, mean_scale * clip)?;
         self.state.step += 1;
+        // The model's post-step constraints (an LTC's clamp) first, so that the EMA averages
+        // the parameters the model will use.
+        self.model.after_step()?;
         if self.cfg.train.ema_decay > 0.0 {
             self.ema.update(&self.vars)?;
         }
-        self.model.after_step()?;
         // Keep the buffers for the next window when they can be reused in place; zero them.
         let mut reused = true;
         for a in self.acc.values() {

@@ -127,6 +127,12 @@ impl SequenceModel {
         self.trunk.blocks()
     }
 
+    /// What must follow every optimizer step: each LTC cell's clamp of its positive parameters
+    /// under the explicit constraint (ncps' `apply_weight_constraints`); nothing for CfC cells.
+    pub fn apply_weight_constraints(&self) -> Result<()> {
+        self.trunk.apply_weight_constraints()
+    }
+
     /// The generator `ModuleT` draws dropout masks from.
     pub fn dropout_rng(&self) -> &DropoutRng {
         &self.rng
