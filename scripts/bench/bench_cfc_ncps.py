@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""ncps 1.0.1's PyTorch CfC cells over a 64-step sequence, forward + backward, timed as design
+"""ncps 1.0.1's PyTorch CfC and LTC cells over a 64-step sequence, forward + backward, timed as design
 §9.1 times a step: 3 warm-up runs, then 20 timed runs, the median reported (milliseconds).
 
 The same workloads as ``crates/lsnn-layers/benches/cfc.rs``: B = 8, L = 64, 64 inputs, H = 64 —
 the dense ``CfCCell`` (backbone 128, one layer) with the constant span and with per-step spans
 (ts [B, 1] per step), and ``WiredCfCCell`` over ``AutoNCP(64, 19)`` — stepped position by position
-(ncps' own ``CfC`` wrapper runs the same loop), loss = sum of every output.
+(ncps' own ``CfC`` wrapper runs the same loop), loss = sum of every output; and ``LTCCell`` (6
+unfolds, ncps' defaults) over ``FullyConnected(64)`` and over the same ``AutoNCP(64, 19)``, so that
+the CfC/LTC cost ratio comes from one sitting.
 
 Run:  scripts/fixtures/.venv/bin/python scripts/bench/bench_cfc_ncps.py [--threads 1]
 """
@@ -15,8 +17,8 @@ import statistics
 import time
 
 import torch
-from ncps.torch import CfCCell, WiredCfCCell
-from ncps.wirings import AutoNCP
+from ncps.torch import CfCCell, LTCCell, WiredCfCCell
+from ncps.wirings import AutoNCP, FullyConnected
 
 B, L, S, H = 8, 64, 64, 64
 
@@ -52,10 +54,14 @@ def main():
     ts = 0.5 + torch.rand(B, L, 1)
     dense = CfCCell(S, H, backbone_units=128, backbone_layers=1)
     wired = WiredCfCCell(S, AutoNCP(64, 19))
+    ltc_dense = LTCCell(FullyConnected(64), in_features=S)
+    ltc_wired = LTCCell(AutoNCP(64, 19), in_features=S)
     rows = [
         ("dense CfCCell, constant span", lambda: run(dense, x, None, H)),
         ("dense CfCCell, per-step spans", lambda: run(dense, x, ts, H)),
         ("WiredCfCCell AutoNCP(64, 19)", lambda: run(wired, x, None, 64)),
+        ("LTCCell FullyConnected(64)", lambda: run(ltc_dense, x, None, 64)),
+        ("LTCCell AutoNCP(64, 19)", lambda: run(ltc_wired, x, None, 64)),
     ]
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
     for name, fn in rows:

@@ -1,18 +1,21 @@
-//! Criterion benches of the CfC at lm-small sizes (design §9.1: B = 8, L = 64, inputs S = 64,
-//! H = 64): forward + backward over the 64-step sequence, the fused op against its composed
-//! reference, for the dense cell (backbone 128, one layer; constant and per-step time spans) and
-//! the wired cell over AutoNCP(64, 19) — and the question the wired op answers: at the NCP
-//! wirings' real sparsities, is a masked dense product or a sparse (CSR) one faster per step?
+//! Criterion benches of the liquid cells at lm-small sizes (design §9.1: B = 8, L = 64, inputs
+//! S = 64, H = 64): forward + backward over the 64-step sequence, the fused op against its
+//! composed reference, for the dense CfC (backbone 128, one layer; constant and per-step time
+//! spans), the wired CfC over AutoNCP(64, 19), and the LTC (6 unfolds) dense and over the same
+//! AutoNCP — and the question the wired op answers: at the NCP wirings' real sparsities, is a
+//! masked dense product or a sparse (CSR) one faster per step?
 //!
 //! Run: `RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1 cargo bench -p lsnn-layers --bench cfc`
-//! (the fused op is single-threaded; ncps' PyTorch side: `scripts/bench/bench_cfc_ncps.py`).
+//! (the fused ops are single-threaded here; ncps' PyTorch side, CfC and LTC:
+//! `scripts/bench/bench_cfc_ncps.py`).
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use lsnn_layers::cfc::{Cfc, CfcConfig, CfcState, WiredCfc, WiredCfcConfig};
 use lsnn_layers::kernel::composed;
-use lsnn_layers::wiring::{AutoNcpConfig, Wiring};
+use lsnn_layers::ltc::{Ltc, LtcConfig};
+use lsnn_layers::wiring::{AutoNcpConfig, FullyConnectedConfig, Wiring};
 use lsnn_layers::{SeededInit, SeededRng};
 
 const B: usize = 8;
@@ -76,6 +79,37 @@ fn bench_wired(c: &mut Criterion) {
     g.bench_function("fused", |b| b.iter(run));
     g.bench_function("reference", |b| b.iter(|| composed(run)));
     g.finish();
+}
+
+fn bench_ltc(c: &mut Criterion) {
+    for (name, wiring) in [
+        (
+            "ltc_dense_B8_L64_H64_fwd_bwd",
+            FullyConnectedConfig::new(64).build(S).unwrap(),
+        ),
+        (
+            "ltc_wired_autoncp64_19_B8_L64_fwd_bwd",
+            AutoNcpConfig::new(64, 19).build(S).unwrap(),
+        ),
+    ] {
+        let vm = VarMap::new();
+        let vb = SeededInit::var_builder(&vm, SeededRng::new(6), DType::F32, &Device::Cpu);
+        let cell = Ltc::new(&LtcConfig::new(wiring), vb).unwrap();
+        let x = input(8);
+        let run = || {
+            cell.forward_state(x.as_tensor(), None)
+                .unwrap()
+                .0
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let mut g = c.benchmark_group(name);
+        g.bench_function("fused", |b| b.iter(run));
+        g.bench_function("reference", |b| b.iter(|| composed(run)));
+        g.finish();
+    }
 }
 
 /// One layer's masked map W [F × K] (F = 3 heads × H rows, K = inputs + H) as dense rows and as
@@ -213,6 +247,6 @@ fn bench_sparsity(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_dense, bench_wired, bench_sparsity
+    targets = bench_dense, bench_wired, bench_ltc, bench_sparsity
 }
 criterion_main!(benches);

@@ -20,7 +20,7 @@ const F64_TOLERANCE: f64 = 1e-9;
 
 /// f32 tolerances, |ours − ncps| ≤ tol·max(1, |ncps|), for (outputs and states, gradients),
 /// by sequence length: six unfolds per step compound the rounding of every step. Measured worst
-/// cases over the three paths: L ≤ 40 states 3.6e-7, gradients 1.8e-6; L = 160 states 6.0e-7,
+/// cases over the three paths: L ≤ 40 states 3.6e-7, gradients 1.6e-6; L = 160 states 6.0e-7,
 /// gradients 6.3e-6 (f64: 4.4e-16 and 1.9e-14).
 fn f32_tolerance(len: usize) -> (f64, f64) {
     if len <= 40 {

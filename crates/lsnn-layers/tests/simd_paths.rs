@@ -1,4 +1,4 @@
-//! The LIF and current-based LIF kernels' AVX2 version against their baseline (SSE2) version: the same Rust arithmetic
+//! The LIF, current-based LIF and LTC kernels' AVX2 version against their baseline (SSE2) version: the same Rust arithmetic
 //! compiled twice, picked at run time, so every output and every gradient must agree bit for bit
 //! — for each surrogate, reset, parameter source (fixed, one shared learned pair, one pair per
 //! feature), sequence and constant-current forms, f32 and f64, over blocks that do not fill the
@@ -242,4 +242,51 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
         }
     }
     assert_eq!(cases, 2 * 6 * 3 * 3);
+    // The LTC op (wired, implicit constraint, a neuron count that does not fill the vectors).
+    for dtype in [DType::F32, DType::F64] {
+        use_wide_vectors(true);
+        let wide = run_ltc(dtype);
+        use_wide_vectors(false);
+        let base = run_ltc(dtype);
+        assert_same(&format!("ltc {dtype:?}"), &wide, &base);
+    }
+}
+
+/// The LTC's outputs and every gradient, as raw bits.
+fn run_ltc(dtype: DType) -> Vec<Vec<u64>> {
+    use lsnn_layers::ltc::{Ltc, LtcConfig, LtcConstraint, LtcState};
+    let wiring = lsnn_layers::wiring::AutoNcpConfig::new(21, 5)
+        .build(7)
+        .unwrap();
+    let cfg = LtcConfig::new(wiring).with_constraint(LtcConstraint::Implicit);
+    let vm = candle_nn::VarMap::new();
+    let vb = lsnn_layers::SeededInit::var_builder(&vm, SeededRng::new(21), dtype, &Device::Cpu);
+    let c = Ltc::new(&cfg, vb).unwrap();
+    let mut rng = SeededRng::new(22);
+    let mut n = |dims: &[usize], std: f64| {
+        Var::from_tensor(
+            &rng.normal_tensor(dims, 0.0, std, dtype, &Device::Cpu)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (x, v0) = (n(&[3, 9, 7], 1.5), n(&[3, 21], 0.3));
+    let (out, state) = c
+        .forward_state(
+            x.as_tensor(),
+            Some(&LtcState {
+                v: v0.as_tensor().clone(),
+            }),
+        )
+        .unwrap();
+    let loss = (out.sqr().unwrap().sum_all().unwrap() + state.v.sum_all().unwrap()).unwrap();
+    let g = loss.backward().unwrap();
+    let mut all = vec![out, state.v, g.get(x.as_tensor()).unwrap().clone()];
+    all.push(g.get(v0.as_tensor()).unwrap().clone());
+    let mut vars: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, v) in vars {
+        all.push(g.get(v.as_tensor()).unwrap().clone());
+    }
+    all.iter().map(|t| bits(t, dtype)).collect()
 }

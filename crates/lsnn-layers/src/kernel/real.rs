@@ -51,6 +51,10 @@ pub(crate) trait Real: WithDType {
     fn sqrt_(self) -> Self;
     fn erf_(self) -> Self;
     fn abs_(self) -> Self;
+    /// σ(x) = 1 / (1 + e^{−x}), never overflowing. f32: [`sigmoid_f32`], all in f32 lanes and
+    /// branch-free so that loops over it vectorise twice as wide as through the f64 exp (within
+    /// 2 ulp); f64: from std's `exp`.
+    fn sigmoid_(self) -> Self;
     /// The CPU storage holding `v`.
     fn storage(v: Vec<Self>) -> candle_core::CpuStorage;
 }
@@ -58,7 +62,7 @@ pub(crate) trait Real: WithDType {
 /// `Real` for a primitive float type whose inherent methods give tanh, exp, ln, sqrt and abs;
 /// erf comes from libm and the non-positive exp from the function given.
 macro_rules! impl_real {
-    ($t:ty, $erf:path, $exp_np:path, $variant:ident) => {
+    ($t:ty, $erf:path, $exp_np:path, $sigmoid:path, $variant:ident) => {
         impl Real for $t {
             #[inline(always)]
             fn tanh_(self) -> Self {
@@ -88,6 +92,10 @@ macro_rules! impl_real {
             fn abs_(self) -> Self {
                 self.abs()
             }
+            #[inline(always)]
+            fn sigmoid_(self) -> Self {
+                $sigmoid(self)
+            }
             fn storage(v: Vec<Self>) -> candle_core::CpuStorage {
                 candle_core::CpuStorage::$variant(v)
             }
@@ -95,8 +103,54 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, libm::erff, exp_poly_f32, F32);
-impl_real!(f64, libm::erf, f64::exp, F64);
+impl_real!(f32, libm::erff, exp_poly_f32, sigmoid_f32, F32);
+impl_real!(f64, libm::erf, f64::exp, sigmoid_f64, F64);
+
+/// σ(x) in f64 from e^{−|x|} (which never overflows).
+#[inline(always)]
+fn sigmoid_f64(x: f64) -> f64 {
+    let e = (-x.abs()).exp();
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        r
+    } else {
+        e * r
+    }
+}
+
+/// σ(x) in f32 lanes: e = e^{−|x|} by range reduction (e = 2^n·e^r, n = round(−|x|·log₂e),
+/// ln 2 subtracted in two parts, |r| ≤ ln 2 / 2) and e^r's Taylor series to r⁷ (truncation
+/// 5e−9 relative), then 1/(1 + e) or e/(1 + e). No call and no branch, so a loop over slices
+/// vectorises on 4 (8 with AVX2) f32 lanes. Below −87, e^{−|x|} is taken as e^{−87} (an absolute
+/// error under 2e−38).
+#[inline(always)]
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let y = (-x.abs()).max(-87.0);
+    let shifted = y * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = (y - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5_040.0;
+    for inv_fact in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + inv_fact;
+    }
+    // n in [−126, 0]: the integer in the sum's mantissa, offset by 1.5·2²³'s own bits.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let e = p * f32::from_bits(((n_int + 127) as u32) << 23);
+    // One division on both sides (1 or e over 1 + e): one rounding fewer than e·(1/(1 + e)).
+    let num = if x >= 0.0 { 1.0 } else { e };
+    num / (1.0 + e)
+}
 
 /// e^x in f32 for x ≤ 0, with an error below 1e−14 relative before its one rounding to f32 —
 /// so correctly rounded but where e^x lies that close to the midpoint of two f32 values (one
@@ -147,7 +201,30 @@ pub(crate) fn exp_poly_f32(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::exp_poly_f32;
+    use super::{exp_poly_f32, sigmoid_f32};
+
+    /// Over [−120, 120] in 2,400,001 points: within 2 ulp of σ computed in f64 and rounded once
+    /// (relative, for the small values of the negative side too), exact at 0 and saturating to
+    /// 1 and to (near) 0 without NaN.
+    #[test]
+    fn sigmoid_f32_is_within_two_ulp() {
+        let mut worst = 0u32;
+        for i in 0..=2_400_000u32 {
+            let x = -120.0f32 + 240.0 * i as f32 / 2_400_000.0;
+            let want = (1.0 / (1.0 + (-(x as f64)).exp())) as f32;
+            let got = sigmoid_f32(x);
+            assert!(got.is_finite() && got >= 0.0, "{x}: {got}");
+            if x > -87.0 {
+                worst = worst.max(got.to_bits().abs_diff(want.to_bits()));
+            } else {
+                assert!(got <= 2e-38, "{x}: {got}");
+            }
+        }
+        assert!(worst <= 2, "{worst} ulp");
+        assert_eq!(sigmoid_f32(0.0), 0.5);
+        assert_eq!(sigmoid_f32(100.0), 1.0);
+        assert_eq!(sigmoid_f32(f32::INFINITY), 1.0);
+    }
 
     /// Over [−110, 0] in 2,000,001 points: the correctly rounded value (f64's exp rounded
     /// once) everywhere, and so within one ulp of libm's `expf` (which is not correctly rounded

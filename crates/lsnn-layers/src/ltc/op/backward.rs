@@ -28,34 +28,63 @@ fn synapses_back<T: Real>(
     dden: &[T],
     grads: [&mut [T]; 4],
     dpre: &mut [T],
+    tmp: &mut [T],
 ) {
     let n = dnum.len();
+    let dden = &dden[..n];
+    let tmp = &mut tmp[..n];
     let [dw, derev, dsig, dmu] = grads;
     for (p, &v) in pre.iter().enumerate() {
         let row = p * n..(p + 1) * n;
-        let (sg, m, wr, er, sr) = (
-            &sig[row.clone()],
-            &mu[row.clone()],
-            &w[row.clone()],
-            &erev[row.clone()],
-            &s[row.clone()],
-        );
-        let (gw, ge) = (&mut dw[row.clone()], &mut derev[row.clone()]);
-        let (gs, gm) = (&mut dsig[row.clone()], &mut dmu[row]);
-        let mut acc = T::zero();
-        for j in 0..n {
-            let sj = sr[j];
-            let a = wr[j] * sj;
-            ge[j] += dnum[j] * a;
-            let da = dnum[j] * er[j] + dden[j];
-            gw[j] += da * sj;
-            let dz = da * wr[j] * sj * (T::one() - sj);
-            gs[j] += dz * (v - m[j]);
-            gm[j] -= dz * sg[j];
-            acc += dz * sg[j];
+        let params = sig[row.clone()]
+            .iter()
+            .zip(&mu[row.clone()])
+            .zip(&w[row.clone()])
+            .zip(&erev[row.clone()])
+            .zip(&s[row.clone()])
+            .zip(dnum.iter().zip(dden));
+        let grads = dw[row.clone()]
+            .iter_mut()
+            .zip(&mut derev[row.clone()])
+            .zip(&mut dsig[row.clone()])
+            .zip(&mut dmu[row]);
+        // Each term of d pre goes to `tmp` and is summed after in eight fixed lanes: a running
+        // scalar sum would keep the loop from vectorising.
+        for (((((((&sg, &m), &wr), &er), &sj), (&dn, &dd)), (((gw, ge), gs), gm)), t) in
+            params.zip(grads).zip(tmp.iter_mut())
+        {
+            let a = wr * sj;
+            *ge += dn * a;
+            let da = dn * er + dd;
+            *gw += da * sj;
+            let dz = da * wr * sj * (T::one() - sj);
+            *gs += dz * (v - m);
+            *gm -= dz * sg;
+            *t = dz * sg;
         }
-        dpre[p] += acc;
+        dpre[p] += lane_sum(tmp);
     }
+}
+
+/// Σ v in eight interleaved partial sums (so the loop vectorises), added in a fixed order.
+#[inline(always)]
+fn lane_sum<T: Real>(v: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += *x;
+        }
+    }
+    let mut total = T::zero();
+    for l in lanes {
+        total += l;
+    }
+    for x in rest {
+        total += *x;
+    }
+    total
 }
 
 /// d x [B, L, I], d packed, d v_0 [B, N] from the saved inputs, parameters, v_0, the output
@@ -70,69 +99,18 @@ pub(super) fn backward<T: Real>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (l, i, n) = (ly.l, ly.i, ly.n);
     let mut dx = vec![T::zero(); ly.b * l * i];
+    let p = Params::new(ly, packed);
+    let saved = Saved { x, v0, out, grad };
+    let wide = crate::kernel::wide_vectors();
     let parts =
         crate::kernel::row_chunks(&mut dx, l * i, ly.b, ly.b * ly.row_work(), |rows, dx| {
-            let p = Params::new(ly, packed);
-            let mut part = Partial {
-                params: vec![T::zero(); ly.packed],
-                dv0: Vec::with_capacity(rows.len() * n),
-            };
-            let mut hist = StepHistory::new(ly);
-            let mut sc = StepScratch::new(n);
-            let mut v_re = vec![T::zero(); n];
-            let (mut g, mut gn) = (vec![T::zero(); n], vec![T::zero(); n]);
-            let (mut dnum, mut dden) = (vec![T::zero(); n], vec![T::zero(); n]);
-            let (mut dsn, mut dsd) = (vec![T::zero(); n], vec![T::zero(); n]);
-            for (r, b) in rows.enumerate() {
-                let o = &out[b * l * n..(b + 1) * l * n];
-                let go = &grad[b * l * n..(b + 1) * l * n];
-                g.copy_from_slice(&go[(l - 1) * n..]);
-                for t in (0..l).rev() {
-                    let xt = &x[(b * l + t) * i..(b * l + t + 1) * i];
-                    let v_in = if t == 0 {
-                        &v0[b * n..(b + 1) * n]
-                    } else {
-                        &o[(t - 1) * n..t * n]
-                    };
-                    step(ly, &p, xt, v_in, &mut v_re, &mut sc, Some(&mut hist));
-                    dsn.fill(T::zero());
-                    dsd.fill(T::zero());
-                    back_unfolds(
-                        ly,
-                        &p,
-                        &hist,
-                        &mut part.params,
-                        &mut g,
-                        &mut gn,
-                        &mut dnum,
-                        &mut dden,
-                        &mut dsn,
-                        &mut dsd,
-                    );
-                    // The sensory synapses: their sums entered every unfold.
-                    let dxt = &mut dx[(r * l + t) * i..(r * l + t + 1) * i];
-                    let [_, _, _, sig, mu, w, erev] = grads(ly, &mut part.params, true);
-                    synapses_back(
-                        xt,
-                        p.s_sigma,
-                        p.s_mu,
-                        p.s_w,
-                        p.s_erev,
-                        &hist.sensory,
-                        &dsn,
-                        &dsd,
-                        [w, erev, sig, mu],
-                        dxt,
-                    );
-                    if t > 0 {
-                        for (gj, oj) in g.iter_mut().zip(&go[(t - 1) * n..t * n]) {
-                            *gj += *oj;
-                        }
-                    }
-                }
-                part.dv0.extend_from_slice(&g);
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide_vectors` is true only where the CPU has AVX2.
+                return unsafe { backward_rows_avx2(ly, &p, &saved, rows, dx) };
             }
-            part
+            let _ = wide;
+            backward_rows(ly, &p, &saved, rows, dx)
         });
     let mut dp = vec![T::zero(); ly.packed];
     let mut dv0 = Vec::with_capacity(ly.b * n);
@@ -143,6 +121,106 @@ pub(super) fn backward<T: Real>(
         dv0.extend_from_slice(&part.dv0);
     }
     (dx, dp, dv0)
+}
+
+/// What the op saved: the inputs, v_0, the output and its gradient.
+struct Saved<'a, T> {
+    x: &'a [T],
+    v0: &'a [T],
+    out: &'a [T],
+    grad: &'a [T],
+}
+
+/// [`backward_rows`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn backward_rows_avx2<T: Real>(
+    ly: &LtcLayout,
+    p: &Params<T>,
+    sv: &Saved<T>,
+    rows: std::ops::Range<usize>,
+    dx: &mut [T],
+) -> Partial<T> {
+    backward_rows(ly, p, sv, rows, dx)
+}
+
+/// BPTT of the rows `rows`: their rows of d x into `dx`, their share of the parameters'
+/// gradient and their rows of d v_0.
+#[inline(always)]
+fn backward_rows<T: Real>(
+    ly: &LtcLayout,
+    p: &Params<T>,
+    sv: &Saved<T>,
+    rows: std::ops::Range<usize>,
+    dx: &mut [T],
+) -> Partial<T> {
+    let (l, i, n) = (ly.l, ly.i, ly.n);
+    let mut part = Partial {
+        params: vec![T::zero(); ly.packed],
+        dv0: Vec::with_capacity(rows.len() * n),
+    };
+    let mut hist = StepHistory::new(ly);
+    let mut sc = StepScratch::new(n);
+    let mut v_re = vec![T::zero(); n];
+    let (mut g, mut gn) = (vec![T::zero(); n], vec![T::zero(); n]);
+    let (mut dnum, mut dden) = (vec![T::zero(); n], vec![T::zero(); n]);
+    let (mut dsn, mut dsd) = (vec![T::zero(); n], vec![T::zero(); n]);
+    let mut tmp = vec![T::zero(); n];
+    for (r, b) in rows.enumerate() {
+        let o = &sv.out[b * l * n..(b + 1) * l * n];
+        let go = &sv.grad[b * l * n..(b + 1) * l * n];
+        g.copy_from_slice(&go[(l - 1) * n..]);
+        for t in (0..l).rev() {
+            let xt = &sv.x[(b * l + t) * i..(b * l + t + 1) * i];
+            let v_in = if t == 0 {
+                &sv.v0[b * n..(b + 1) * n]
+            } else {
+                &o[(t - 1) * n..t * n]
+            };
+            step(ly, p, xt, v_in, &mut v_re, &mut sc, Some(&mut hist));
+            dsn.fill(T::zero());
+            dsd.fill(T::zero());
+            back_unfolds(
+                ly,
+                p,
+                &hist,
+                &mut part.params,
+                &mut g,
+                &mut gn,
+                &mut dnum,
+                &mut dden,
+                &mut dsn,
+                &mut dsd,
+                &mut tmp,
+            );
+            // The sensory synapses: their sums entered every unfold.
+            let dxt = &mut dx[(r * l + t) * i..(r * l + t + 1) * i];
+            let [_, _, _, sig, mu, w, erev] = grads(ly, &mut part.params, true);
+            synapses_back(
+                xt,
+                p.s_sigma,
+                p.s_mu,
+                p.s_w,
+                p.s_erev,
+                &hist.sensory,
+                &dsn,
+                &dsd,
+                [w, erev, sig, mu],
+                dxt,
+                &mut tmp,
+            );
+            if t > 0 {
+                for (gj, oj) in g.iter_mut().zip(&go[(t - 1) * n..t * n]) {
+                    *gj += *oj;
+                }
+            }
+        }
+        part.dv0.extend_from_slice(&g);
+    }
+    part
 }
 
 /// The packed gradient's parts: gleak, vleak, cm, then sigma, mu, w, erev of the neuron
@@ -167,6 +245,7 @@ fn grads<'a, T>(ly: &LtcLayout, dp: &'a mut [T], sensory: bool) -> [&'a mut [T];
 /// Reverses one step's unfolds (K down to 1): on entry `g` holds d v_out, on exit d v_in;
 /// the parameter gradients and the sensory sums' gradients `dsn`, `dsd` accumulate.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn back_unfolds<T: Real>(
     ly: &LtcLayout,
     p: &Params<T>,
@@ -178,6 +257,7 @@ fn back_unfolds<T: Real>(
     dden: &mut [T],
     dsn: &mut [T],
     dsd: &mut [T],
+    tmp: &mut [T],
 ) {
     let n = ly.n;
     let dt = T::from_f64(ly.dt);
@@ -208,6 +288,7 @@ fn back_unfolds<T: Real>(
             dden,
             [&mut *dw, &mut *derev, &mut *dsig, &mut *dmu],
             gn,
+            tmp,
         );
         g.copy_from_slice(gn);
     }

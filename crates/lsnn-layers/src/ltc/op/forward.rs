@@ -4,19 +4,6 @@
 use super::layout::{LtcLayout, Params};
 use crate::kernel::Real;
 
-/// σ(x) from e^{−|x|} (never overflows; e^{x ≤ 0} is branch- and call-free in f32, so the
-/// synapse loops vectorise).
-#[inline(always)]
-pub(super) fn sigmoid<T: Real>(x: T) -> T {
-    let e = (T::zero() - x.abs_()).exp_nonpositive();
-    let r = T::one() / (T::one() + e);
-    if x >= T::zero() {
-        r
-    } else {
-        e * r
-    }
-}
-
 /// Synapses from `pre` [P] onto N neurons, rows of `sigma`, `mu`, `w`, `erev` [P, N]: adds
 /// Σ_p w·σ(sigma·(pre_p − mu))·erev to `num` and Σ_p w·σ(…) to `den`, and keeps each σ in
 /// `keep` [P, N] when given.
@@ -33,30 +20,34 @@ pub(super) fn synapses<T: Real>(
     mut keep: Option<&mut [T]>,
 ) {
     let n = num.len();
+    let den = &mut den[..n];
     for (p, &v) in pre.iter().enumerate() {
         let row = p * n..(p + 1) * n;
-        let (sg, m, wr, er) = (
-            &sigma[row.clone()],
-            &mu[row.clone()],
-            &w[row.clone()],
-            &erev[row.clone()],
-        );
-        let kept = keep.as_deref_mut().map(|k| &mut k[row]);
-        match kept {
+        // Zipped slices of one length: no bounds checks, so the loop vectorises.
+        let syn = sigma[row.clone()]
+            .iter()
+            .zip(&mu[row.clone()])
+            .zip(&w[row.clone()])
+            .zip(&erev[row.clone()]);
+        match keep.as_deref_mut() {
             Some(k) => {
-                for j in 0..n {
-                    let s = sigmoid(sg[j] * (v - m[j]));
-                    k[j] = s;
-                    let a = wr[j] * s;
-                    num[j] += a * er[j];
-                    den[j] += a;
+                for (((((&sg, &m), &wr), &er), (nm, dn)), kp) in
+                    syn.zip(num.iter_mut().zip(den.iter_mut())).zip(&mut k[row])
+                {
+                    let s = (sg * (v - m)).sigmoid_();
+                    *kp = s;
+                    let a = wr * s;
+                    *nm += a * er;
+                    *dn += a;
                 }
             }
             None => {
-                for j in 0..n {
-                    let a = wr[j] * sigmoid(sg[j] * (v - m[j]));
-                    num[j] += a * er[j];
-                    den[j] += a;
+                for ((((&sg, &m), &wr), &er), (nm, dn)) in
+                    syn.zip(num.iter_mut().zip(den.iter_mut()))
+                {
+                    let a = wr * (sg * (v - m)).sigmoid_();
+                    *nm += a * er;
+                    *dn += a;
                 }
             }
         }
@@ -109,6 +100,7 @@ impl<T: Real> StepScratch<T> {
 /// One time step of one row: x [I] (mapped), v_in [N] → v_out [N]. With `hist`, every
 /// intermediate backward needs is kept (the arithmetic is the same either way, so a recomputed
 /// step gives the forward's bits).
+#[inline(always)]
 pub(super) fn step<T: Real>(
     ly: &LtcLayout,
     p: &Params<T>,
@@ -172,24 +164,62 @@ pub(super) fn step<T: Real>(
 /// The potentials of every step [B, L, N] from the mapped inputs x [B, L, I], the packed
 /// parameters and v_0 [B, N].
 pub(super) fn forward<T: Real>(ly: &LtcLayout, x: &[T], packed: &[T], v0: &[T]) -> Vec<T> {
-    let (l, i, n) = (ly.l, ly.i, ly.n);
+    let (l, n) = (ly.l, ly.n);
     let p = Params::new(ly, packed);
     let mut out = vec![T::zero(); ly.b * l * n];
+    let wide = crate::kernel::wide_vectors();
     crate::kernel::row_chunks(&mut out, l * n, ly.b, ly.b * ly.row_work(), |rows, out| {
-        let mut sc = StepScratch::new(n);
-        for (r, b) in rows.enumerate() {
-            let o = &mut out[r * l * n..(r + 1) * l * n];
-            for t in 0..l {
-                let xt = &x[(b * l + t) * i..(b * l + t + 1) * i];
-                let (done, rest) = o.split_at_mut(t * n);
-                let v_in = if t == 0 {
-                    &v0[b * n..(b + 1) * n]
-                } else {
-                    &done[(t - 1) * n..]
-                };
-                step(ly, &p, xt, v_in, &mut rest[..n], &mut sc, None);
-            }
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: `wide_vectors` is true only where the CPU has AVX2.
+            return unsafe { forward_rows_avx2(ly, &p, x, v0, rows, out) };
         }
+        let _ = wide;
+        forward_rows(ly, &p, x, v0, rows, out)
     });
     out
+}
+
+/// [`forward_rows`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_rows_avx2<T: Real>(
+    ly: &LtcLayout,
+    p: &Params<T>,
+    x: &[T],
+    v0: &[T],
+    rows: std::ops::Range<usize>,
+    out: &mut [T],
+) {
+    forward_rows(ly, p, x, v0, rows, out)
+}
+
+/// The rows `rows` of the sequence into `out` (theirs only).
+#[inline(always)]
+fn forward_rows<T: Real>(
+    ly: &LtcLayout,
+    p: &Params<T>,
+    x: &[T],
+    v0: &[T],
+    rows: std::ops::Range<usize>,
+    out: &mut [T],
+) {
+    let (l, i, n) = (ly.l, ly.i, ly.n);
+    let mut sc = StepScratch::new(n);
+    for (r, b) in rows.enumerate() {
+        let o = &mut out[r * l * n..(r + 1) * l * n];
+        for t in 0..l {
+            let xt = &x[(b * l + t) * i..(b * l + t + 1) * i];
+            let (done, rest) = o.split_at_mut(t * n);
+            let v_in = if t == 0 {
+                &v0[b * n..(b + 1) * n]
+            } else {
+                &done[(t - 1) * n..]
+            };
+            step(ly, p, xt, v_in, &mut rest[..n], &mut sc, None);
+        }
+    }
 }
