@@ -289,6 +289,11 @@ impl StepBench {
             }
         }
         self.opt.step(&g, 1e-3, scale)?;
+        // The trainer's post-step hook: an LTC's clamp under the explicit constraint.
+        match &self.net {
+            Net::Lm { model, .. } => model.apply_weight_constraints()?,
+            Net::Seq { model, .. } => model.apply_weight_constraints()?,
+        }
         if full {
             match &mut self.ema {
                 Some(e) => e.update(&self.vars)?,

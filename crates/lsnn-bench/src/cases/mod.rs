@@ -28,8 +28,8 @@ use sequence::{
     classification_step_case, encoded_batch_case, regression_step_case, stream_predict_case,
 };
 use training::{
-    auto_probe_case, checkpoint_case, ema_case, generation_case, ncp_train_step_case,
-    tbptt_train_step_case, train_step_case, trainer_epoch_case,
+    auto_probe_case, checkpoint_case, ema_case, generation_case, ltc_train_step_case,
+    ncp_train_step_case, tbptt_train_step_case, train_step_case, trainer_epoch_case,
 };
 
 /// The small leak a control adds to its workload.
@@ -397,6 +397,20 @@ pub fn all() -> Vec<LeakCase> {
         c(),
         Leak::HistoryBuffer,
         ncp_train_step_case,
+    );
+    add(
+        "ltc-train-step",
+        "LM training step with the LTC as liquid cell (6 unfolds): forward, loss, backward, AdamW, the clamp of its positive parameters",
+        c(),
+        Leak::None,
+        ltc_train_step_case,
+    );
+    add(
+        "ltc-train-step/control-history",
+        "the same, with a history buffer growing 4 KiB per step",
+        c(),
+        Leak::HistoryBuffer,
+        ltc_train_step_case,
     );
     add(
         "tbptt-train-step",

@@ -1,4 +1,4 @@
-//! Leak cases of the language model's training path: the training step (dense and wired CfC),
+//! Leak cases of the language model's training path: the training step (dense and wired CfC, LTC),
 //! the EMA, streaming generation, checkpoints and a whole trainer epoch.
 
 use super::{device, tiny_config, Leak, Leaker, ScratchDir};
@@ -30,10 +30,10 @@ pub(crate) fn train_step_case(leak: Leak) -> Result<Iteration> {
     }))
 }
 
-pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
-    // The same step with the wired CfC over an AutoNCP wiring of the liquid units.
+/// The design §9.1 step on the tiny LM with its config edited.
+fn edited_train_step_case(leak: Leak, edit: impl FnOnce(&mut ModelConfig)) -> Result<Iteration> {
     let mut cfg = tiny_config();
-    cfg.model.liquid_backbone = "ncp".into();
+    edit(&mut cfg.model);
     let mut bench = lsnn_train::workload::StepBench::new_on(&cfg, &device()?)?;
     let mut leaker = Leaker::new(leak)?;
     Ok(Box::new(move |i| {
@@ -42,16 +42,19 @@ pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
     }))
 }
 
+pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
+    // The wired CfC over an AutoNCP wiring of the liquid units.
+    edited_train_step_case(leak, |m| m.liquid_backbone = "ncp".into())
+}
+
+pub(crate) fn ltc_train_step_case(leak: Leak) -> Result<Iteration> {
+    // The LTC (fully connected, explicit constraint: the clamp after every step included).
+    edited_train_step_case(leak, |m| m.liquid_backbone = "ltc".into())
+}
+
 pub(crate) fn tbptt_train_step_case(leak: Leak) -> Result<Iteration> {
-    // The same step in chunks of 4 positions (design §2.6.2).
-    let mut cfg = tiny_config();
-    cfg.model.tbptt = Some(4);
-    let mut bench = lsnn_train::workload::StepBench::new_on(&cfg, &device()?)?;
-    let mut leaker = Leaker::new(leak)?;
-    Ok(Box::new(move |i| {
-        bench.train_step(i, false)?;
-        leaker.leak(None)
-    }))
+    // Chunks of 4 positions (design §2.6.2).
+    edited_train_step_case(leak, |m| m.tbptt = Some(4))
 }
 
 pub(crate) fn auto_probe_case(leak: Leak) -> Result<Iteration> {
