@@ -132,7 +132,8 @@ proptest! {
 
 #[test]
 fn fused_equals_composed_on_several_threads() {
-    // Enough work per call that the rows split across threads (and several rows per piece).
+    // Enough work per call that the rows split across threads: one row per forward piece, and
+    // (the third) several rows per piece both ways.
     let cfg = config(false, 40, 10, LtcConstraint::Explicit, (0, 0));
     fused_vs_composed(&Setup {
         cfg,
@@ -147,6 +148,14 @@ fn fused_equals_composed_on_several_threads() {
         b: 5,
         l: 20,
         seed: 12,
+    })
+    .unwrap();
+    let cfg = config(false, 12, 4, LtcConstraint::Explicit, (0, 1));
+    fused_vs_composed(&Setup {
+        cfg,
+        b: 17,
+        l: 30,
+        seed: 13,
     })
     .unwrap();
 }
@@ -183,7 +192,7 @@ fn gradients_match_central_differences() {
         let g = loss.backward().unwrap();
         let h = 1e-6;
         let vars: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
-        let mut checked = 0;
+        let (mut checked, mut absent) = (0, 0);
         for (name, var) in vars {
             let base = common::f64s(var.as_tensor());
             let grad = common::f64s(g.get(var.as_tensor()).unwrap());
@@ -202,9 +211,10 @@ fn gradients_match_central_differences() {
                 };
                 let fd = (at(h) - at(-h)) / (2.0 * h);
                 let matrix = var.dims().len() == 2;
-                if matrix && mask[k] == 0.0 && !name.ends_with("erev") {
-                    // An absent synapse: no gradient either way (erev's is 0 too).
+                if matrix && mask[k] == 0.0 {
+                    // An absent synapse: no gradient, for any of its four parameters.
                     assert_eq!(grad[k], 0.0, "{name}[{k}]");
+                    absent += 1;
                 }
                 assert!(
                     (fd - grad[k]).abs() <= 1e-6 * grad[k].abs().max(1.0),
@@ -217,6 +227,11 @@ fn gradients_match_central_differences() {
                 .unwrap();
         }
         assert!(checked > 50, "{checked} entries checked");
+        assert_eq!(
+            absent > 0,
+            wired,
+            "absent synapses checked only where the wiring has them"
+        );
     }
 }
 

@@ -414,7 +414,8 @@ fn unsupported_features_and_typos_are_refused() {
     assert_eq!(settings.ode_unfolds, 6);
     assert_eq!(
         settings.constraint,
-        lsnn_train::lsnn_layers::ltc::LtcConstraint::Explicit
+        lsnn_train::lsnn_layers::ltc::LtcConstraint::Implicit,
+        "ncps' LTC wrapper's default"
     );
     assert!(ltc.model.ncp().is_none(), "fully connected by default");
     assert!(matches!(
@@ -425,7 +426,7 @@ fn unsupported_features_and_typos_are_refused() {
         m.insert("liquid_backbone".into(), "ltc".into());
         m.insert("ltc_wiring".into(), "ncp".into());
         m.insert("ncp_sparsity".into(), 0.7.into());
-        m.insert("ltc_constraint".into(), "implicit".into());
+        m.insert("ltc_constraint".into(), "explicit".into());
     })
     .unwrap();
     assert_eq!(wired.model.ncp().unwrap().sparsity, 0.7);

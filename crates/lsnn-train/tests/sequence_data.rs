@@ -506,3 +506,25 @@ fn every_bad_array_is_a_typed_error_naming_it() {
     assert!(e.contains("cannot read"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_ltc_is_refused_before_training_on_data_with_time_spans() {
+    // The fixture has dt; the LTC runs at one constant elapsed time (design §2.14).
+    let reg = load(&fixture("regression.npz"), Task::Regression).unwrap();
+    assert!(reg.train().spans.is_some());
+    let mut cfg = lsnn_train::lsnn_layers::ModelConfig {
+        task_type: "regression".into(),
+        input_dim: reg.features(),
+        output_dim: reg.outputs(),
+        ..Default::default()
+    };
+    Dataset::<SequenceModel>::check_model(&reg, &cfg).unwrap();
+    cfg.liquid_backbone = "ltc".into();
+    match Dataset::<SequenceModel>::check_model(&reg, &cfg) {
+        Err(TrainError::Config { field, message }) => {
+            assert_eq!(field, "liquid_backbone");
+            assert!(message.contains("dt"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}

@@ -1,6 +1,6 @@
 //! The LTC as the liquid cell (`liquid_backbone: "ltc"`, design §2.14) trained from the command
-//! line on the built-in task: dense with ncps' explicit constraint, and wired over an AutoNCP
-//! with the implicit one — below the bigram baseline, the config keeping the LTC fields, its
+//! line on the built-in task: dense with the explicit constraint (`LTCCell`'s), and wired over an
+//! AutoNCP with the default, implicit one (ncps' `LTC` wrapper's) — below the bigram baseline, the config keeping the LTC fields, its
 //! variables saved under ncps' names, the explicit constraint holding after training, and
 //! generation streaming from the checkpoint.
 
@@ -24,7 +24,7 @@ fn train(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> (support::Scr
 
 #[test]
 fn a_dense_ltc_model_trains_below_the_bigram_baseline_with_the_explicit_constraint() {
-    let (d, out) = train("ltc-dense", |_| {});
+    let (d, out) = train("ltc-dense", |v| v["ltc_constraint"] = "explicit".into());
     assert_below_bigram(&out);
     let run = d.join("run");
     let cfg = saved_config(&run);
@@ -67,7 +67,6 @@ fn a_wired_ltc_model_trains_below_the_bigram_baseline_with_the_implicit_constrai
     let (d, out) = train("ltc-ncp", |v| {
         v["liquid_units"] = 16.into();
         v["ltc_wiring"] = "ncp".into();
-        v["ltc_constraint"] = "implicit".into();
         v["ltc_ode_unfolds"] = 4.into();
     });
     assert_below_bigram(&out);
@@ -76,6 +75,7 @@ fn a_wired_ltc_model_trains_below_the_bigram_baseline_with_the_implicit_constrai
     assert_eq!(cfg["ltc_wiring"], "ncp");
     assert_eq!(cfg["ncp_outputs"], 4);
     assert_eq!(cfg["ltc_ode_unfolds"], 4);
+    assert_eq!(cfg["ltc_constraint"], "implicit", "the default, resolved");
     // The output mapping covers the 4 motor neurons; the fusion reads them.
     let (dims, _) = saved_tensor(&run, "blocks.1.ltc.output_w");
     assert_eq!(dims, [4]);

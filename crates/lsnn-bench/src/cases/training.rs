@@ -49,7 +49,10 @@ pub(crate) fn ncp_train_step_case(leak: Leak) -> Result<Iteration> {
 
 pub(crate) fn ltc_train_step_case(leak: Leak) -> Result<Iteration> {
     // The LTC (fully connected, explicit constraint: the clamp after every step included).
-    edited_train_step_case(leak, |m| m.liquid_backbone = "ltc".into())
+    edited_train_step_case(leak, |m| {
+        m.liquid_backbone = "ltc".into();
+        m.ltc_constraint = Some(lsnn_layers::ltc::LtcConstraint::Explicit);
+    })
 }
 
 pub(crate) fn tbptt_train_step_case(leak: Leak) -> Result<Iteration> {

@@ -143,6 +143,12 @@ impl CfcRnn {
         &self.cell
     }
 
+    /// The cell's post-step constraint (an LTC's clamp under the explicit constraint, nothing
+    /// for a CfC): call it after every optimizer step.
+    pub fn apply_weight_constraints(&self) -> crate::error::Result<()> {
+        self.cell().apply_weight_constraints()
+    }
+
     fn readout(&self, y: &Tensor) -> Result<Tensor> {
         Ok(match &self.fc {
             Some(fc) => fc.forward(y)?,

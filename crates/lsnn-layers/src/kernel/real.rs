@@ -128,7 +128,9 @@ pub(crate) fn sigmoid_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let y = (-x.abs()).max(-87.0);
+    // A comparison, not `max`, so that NaN stays NaN (as PyTorch's σ gives it).
+    let y = -x.abs();
+    let y = if y < -87.0 { -87.0 } else { y };
     let shifted = y * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = (y - n * LN2_HI) - n * LN2_LO;
@@ -224,6 +226,8 @@ mod tests {
         assert_eq!(sigmoid_f32(0.0), 0.5);
         assert_eq!(sigmoid_f32(100.0), 1.0);
         assert_eq!(sigmoid_f32(f32::INFINITY), 1.0);
+        assert!(sigmoid_f32(f32::NEG_INFINITY) <= 2e-38);
+        assert!(sigmoid_f32(f32::NAN).is_nan(), "NaN stays NaN");
     }
 
     /// Over [−110, 0] in 2,000,001 points: the correctly rounded value (f64's exp rounded

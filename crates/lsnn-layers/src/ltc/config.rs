@@ -31,17 +31,19 @@ impl LtcMapping {
     }
 }
 
-/// How the cell keeps `w`, `sensory_w`, `cm` and `gleak` positive, as ncps offers it.
+/// How the cell keeps `w`, `sensory_w`, `cm` and `gleak` positive, as ncps offers it. ncps'
+/// `LTCCell` defaults to the explicit constraint and its `LTC` sequence wrapper to the implicit
+/// one; [`LtcConfig::new`] follows the cell, [`LtcSettings`] (a model block's) the wrapper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LtcConstraint {
-    /// ncps' default (`implicit_param_constraints=False`): the parameters are used as they are
+    /// `implicit_param_constraints=False` (`LTCCell`'s default): the parameters are used as they are
     /// and clamped to ≥ 0 after every optimizer step ([`super::Ltc::apply_weight_constraints`],
     /// ncps' `apply_weight_constraints`; the trainer calls it through its post-step hook).
     #[default]
     Explicit,
-    /// `implicit_param_constraints=True`: the cell reads softplus(p) for each of them, so any
-    /// value is valid and nothing is clamped.
+    /// `implicit_param_constraints=True` (the `LTC` wrapper's default): the cell reads
+    /// softplus(p) for each of them, so any value is valid and nothing is clamped.
     Implicit,
 }
 
@@ -76,10 +78,14 @@ pub struct LtcConfig {
     /// Mapping of the motor neurons' potentials (default affine).
     #[serde(default)]
     pub output_mapping: LtcMapping,
-    /// How positive parameters stay positive (default explicit clamping, ncps').
+    /// How positive parameters stay positive (default explicit clamping, `LTCCell`'s).
     #[serde(default)]
     pub constraint: LtcConstraint,
 }
+
+/// The most solver steps per time step (the model's bound on counts): the backward keeps one
+/// step's unfolds, K·N² values per row.
+pub const MAX_UNFOLDS: usize = crate::model::size::MAX_COUNT;
 
 fn default_unfolds() -> usize {
     6
@@ -151,12 +157,15 @@ impl LtcConfig {
         self.wiring.output_dim
     }
 
-    /// Checks the wiring, the unfolds (≥ 1), ε (finite, ≥ 0) and the elapsed time (finite,
+    /// Checks the wiring, the unfolds (1..=[`MAX_UNFOLDS`]), ε (finite, ≥ 0) and the elapsed time (finite,
     /// > 0: the capacitance term is cm·unfolds/ts).
     pub fn validate(&self) -> Result<()> {
         self.wiring.validate()?;
-        if self.ode_unfolds == 0 {
-            return Err(LayerError::config("ode_unfolds", "0; expected at least 1"));
+        if self.ode_unfolds == 0 || self.ode_unfolds > MAX_UNFOLDS {
+            return Err(LayerError::config(
+                "ode_unfolds",
+                format!("{}; expected 1..={MAX_UNFOLDS}", self.ode_unfolds),
+            ));
         }
         if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
             return Err(LayerError::config(
@@ -175,7 +184,8 @@ impl LtcConfig {
 }
 
 /// The LTC settings a model block carries besides its wiring and time span (which come from
-/// the block's own fields): ncps' defaults.
+/// the block's own fields): the defaults of ncps' `LTC` wrapper, which a model trains with (the
+/// implicit constraint).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LtcSettings {
@@ -185,8 +195,8 @@ pub struct LtcSettings {
     /// ε (default 1e-8).
     #[serde(default = "default_epsilon")]
     pub epsilon: f64,
-    /// Constraint mode (default explicit).
-    #[serde(default)]
+    /// Constraint mode (default implicit, the `LTC` wrapper's).
+    #[serde(default = "implicit")]
     pub constraint: LtcConstraint,
     /// Input mapping (default affine).
     #[serde(default)]
@@ -196,12 +206,16 @@ pub struct LtcSettings {
     pub output_mapping: LtcMapping,
 }
 
+fn implicit() -> LtcConstraint {
+    LtcConstraint::Implicit
+}
+
 impl Default for LtcSettings {
     fn default() -> Self {
         LtcSettings {
             ode_unfolds: default_unfolds(),
             epsilon: default_epsilon(),
-            constraint: LtcConstraint::Explicit,
+            constraint: LtcConstraint::Implicit,
             input_mapping: LtcMapping::Affine,
             output_mapping: LtcMapping::Affine,
         }

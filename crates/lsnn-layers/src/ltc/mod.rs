@@ -197,6 +197,7 @@ impl Ltc {
     /// One step exactly as ncps computes it: x [B, I], v [B, N] → (output [B, O], new v).
     pub fn step(&self, x: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         crate::nn::check_width(x, "ltc step input [B, I]", 2, self.cfg.input_size())?;
+        crate::nn::check_finite(x, "ltc step input")?;
         self.check_state(v, x.dim(0)?)?;
         reference::step(self, x, v)
     }

@@ -218,13 +218,22 @@ impl LtcParams {
     }
 
     /// ncps' `apply_weight_constraints`: under the explicit constraint, w, sensory_w, cm and
-    /// gleak are set to max(p, 0) in place (the variables the optimizer updates); nothing under
-    /// the implicit one.
+    /// gleak are set to max(p, 0) in place (the variables the optimizer updates; a detached copy
+    /// shares their storage, so clamping through it clamps them too); nothing under the implicit
+    /// one. A non-finite value is a `NonFinite` error (ncps would keep the NaN; a clamp to 0
+    /// would hide it).
     pub fn apply_weight_constraints(&self, constraint: LtcConstraint) -> Result<()> {
         if constraint == LtcConstraint::Implicit {
             return Ok(());
         }
-        for t in [&self.w, &self.sensory_w, &self.cm, &self.gleak] {
+        for (name, t) in [
+            ("ltc w", &self.w),
+            ("ltc sensory_w", &self.sensory_w),
+            ("ltc cm", &self.cm),
+            ("ltc gleak", &self.gleak),
+        ] {
+            // max(NaN, 0) would be 0: a parameter gone non-finite is an error, never hidden.
+            crate::nn::check_finite(t, name)?;
             let clamped = t.detach().relu()?;
             t.slice_set(&clamped, 0, 0)?;
         }
@@ -232,9 +241,11 @@ impl LtcParams {
     }
 }
 
-/// softplus(x) = ln(1 + eˣ), as PyTorch's `Softplus()` computes it (beta 1, threshold 20: x
-/// itself above 20), with its gradient σ(x) everywhere. The branch not taken reads min(x, 20),
-/// so its gradient stays finite (a masked inf would make it NaN).
+/// softplus(x) = ln(1 + eˣ) with PyTorch's `Softplus()` threshold (beta 1, threshold 20: x itself
+/// above 20), and its gradient σ(x) everywhere. The branch not taken reads min(x, 20), so its
+/// gradient stays finite (a masked inf would make it NaN). candle has no `log1p`, so far below
+/// zero (x < −17 in f32, −37 in f64) this gives 0 where PyTorch gives eˣ: an absolute difference
+/// under 4e−8 (f32) that the cell's sums never see.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     let low = (x.minimum(20.0)?.exp()? + 1.0)?.log()?;
     Ok(x.gt(20.0)?.where_cond(x, &low)?)

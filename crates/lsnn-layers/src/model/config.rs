@@ -182,8 +182,8 @@ pub struct ModelConfig {
     /// `"ltc"`: solver steps per position (default 6, ncps').
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ltc_ode_unfolds: Option<usize>,
-    /// `"ltc"`: `"explicit"` (default, ncps': w, sensory_w, cm, gleak clamped to ≥ 0 after each
-    /// optimizer step) or `"implicit"` (read through softplus).
+    /// `"ltc"`: `"implicit"` (default, ncps' `LTC` wrapper's: w, sensory_w, cm, gleak read
+    /// through softplus) or `"explicit"` (`LTCCell`'s: clamped to ≥ 0 after each optimizer step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ltc_constraint: Option<LtcConstraint>,
     /// `"classification"`: how a sequence becomes one vector, `"last"` (default) or `"mean"`
@@ -525,7 +525,9 @@ impl ModelConfig {
     pub fn ltc(&self) -> Option<LtcSettings> {
         (self.liquid_backbone == "ltc").then(|| LtcSettings {
             ode_unfolds: self.ltc_ode_unfolds.unwrap_or(6),
-            constraint: self.ltc_constraint.unwrap_or_default(),
+            constraint: self
+                .ltc_constraint
+                .unwrap_or(LtcSettings::default().constraint),
             ..LtcSettings::default()
         })
     }

@@ -49,6 +49,12 @@ impl ModelConfig {
                 ));
             }
         }
+        if let Some(k) = self.ltc_ode_unfolds.filter(|k| *k > MAX_COUNT) {
+            return Err(LayerError::config(
+                "ltc_ode_unfolds",
+                format!("{k}; expected at most {MAX_COUNT}"),
+            ));
+        }
         if self.backbone_layers > MAX_COUNT {
             return Err(LayerError::config(
                 "backbone_layers",

@@ -255,6 +255,16 @@ impl Dataset<SequenceModel> for SequenceData {
             };
             return Err(mismatch("output_dim", cfg.output_dim, self.outputs(), what));
         }
+        if cfg.liquid_backbone == "ltc" && self.description().spans {
+            // Refused here, before the first batch, rather than by the cell at its first step.
+            return Err(TrainError::Config {
+                field: "liquid_backbone".into(),
+                message: "\"ltc\" with data that has per-position time spans (dt); the LTC runs \
+                          at one constant elapsed time (cfc_time_span): use \"cfc\" or \"ncp\" \
+                          for per-step spans, or data without dt"
+                    .into(),
+            });
+        }
         Ok(())
     }
 

@@ -6,6 +6,9 @@ use super::forward::{step, StepHistory, StepScratch};
 use super::layout::{LtcLayout, Params};
 use crate::kernel::Real;
 
+/// The most row pieces backward splits a call into (and so the most packed gradients alive).
+const MAX_PIECES: usize = 8;
+
 /// Gradients of one row group: the packed parameters' (summed over its rows) and v_0's rows.
 struct Partial<T> {
     params: Vec<T>,
@@ -102,16 +105,33 @@ pub(super) fn backward<T: Real>(
     let p = Params::new(ly, packed);
     let saved = Saved { x, v0, out, grad };
     let wide = crate::kernel::wide_vectors();
-    let parts =
-        crate::kernel::row_chunks(&mut dx, l * i, ly.b, ly.b * ly.row_work(), |rows, dx| {
-            #[cfg(target_arch = "x86_64")]
-            if wide {
-                // SAFETY: `wide_vectors` is true only where the CPU has AVX2.
-                return unsafe { backward_rows_avx2(ly, &p, &saved, rows, dx) };
-            }
-            let _ = wide;
-            backward_rows(ly, &p, &saved, rows, dx)
-        });
+    let run = |rows: std::ops::Range<usize>, dx: &mut [T]| {
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: `wide_vectors` is true only where the CPU has AVX2.
+            return unsafe { backward_rows_avx2(ly, &p, &saved, rows, dx) };
+        }
+        let _ = wide;
+        backward_rows(ly, &p, &saved, rows, dx)
+    };
+    // At most MAX_PIECES pieces of consecutive rows, fixed by B alone (so the sums below give the
+    // same bits on any thread count): each holds a whole packed gradient until they are summed.
+    let per = ly.b.div_ceil(MAX_PIECES).max(1);
+    let pieces: Vec<(std::ops::Range<usize>, &mut [T])> = dx
+        .chunks_mut(per * l * i)
+        .enumerate()
+        .map(|(k, d)| (k * per..k * per + d.len() / (l * i), d))
+        .collect();
+    let parallel = crate::kernel::parallel_allowed()
+        && rayon::current_num_threads() > 1
+        && ly.b * ly.row_work() >= crate::kernel::threads::PAR_ROWS_MIN
+        && pieces.len() >= 2;
+    let parts: Vec<Partial<T>> = if parallel {
+        use rayon::prelude::*;
+        pieces.into_par_iter().map(|(r, d)| run(r, d)).collect()
+    } else {
+        pieces.into_iter().map(|(r, d)| run(r, d)).collect()
+    };
     let mut dp = vec![T::zero(); ly.packed];
     let mut dv0 = Vec::with_capacity(ly.b * n);
     for part in parts {

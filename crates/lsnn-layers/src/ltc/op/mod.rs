@@ -11,7 +11,8 @@
 //! Output: the potentials of every step v_1..v_L [B, L, N] (the final state is the last; the
 //! output mapping is applied outside). Backward recomputes each step from the saved potential
 //! before it, keeping that step's unfolds (potentials, denominators, synapse σ: O(K·N²) per
-//! row and thread), and runs the reverse of the unfolds and then of the step.
+//! row and thread), and runs the reverse of the unfolds and then of the step, its rows in at
+//! most 8 pieces, each with its own packed parameter gradient until they are summed in order.
 
 mod backward;
 mod forward;
