@@ -1,6 +1,6 @@
 //! The liquid time-constant cell, LTC (design §2.14; ncps `LTCCell`, `LTC`).
 //!
-//! Per step, from the mapped input x̃ = x·input_w + input_b and the potentials v [N]:
+//! Per step, from the mapped input x̃ = x·input_w + input_b and the potentials v `[N]`:
 //!
 //! ```text
 //! a_s[i, j] = sensory_w⁺·σ(sensory_sigma·(x̃_i − sensory_mu))·sensory_mask     (once per step)
@@ -15,9 +15,9 @@
 //! wiring's |adjacency| (all ones for a fully connected wiring); erev and sensory_erev start at
 //! its polarities.
 //!
-//! Keys (ncps names, no prefix of their own): `gleak`, `vleak`, `cm` [N]; `sigma`, `mu`, `w`,
+//! Keys (ncps names, no prefix of their own): `gleak`, `vleak`, `cm` `[N]`; `sigma`, `mu`, `w`,
 //! `erev` [N, N]; `sensory_sigma`, `sensory_mu`, `sensory_w`, `sensory_erev` [I, N];
-//! `input_w`, `input_b` [I]; `output_w`, `output_b` [O]. ncps also saves its masks as frozen
+//! `input_w`, `input_b` `[I]`; `output_w`, `output_b` `[O]`. ncps also saves its masks as frozen
 //! parameters (`sparsity_mask`, `sensory_sparsity_mask`); here they come from the wiring.
 //!
 //! Sequences run as one fused CPU op (forward and BPTT backward through the unfolds, the
@@ -28,7 +28,7 @@ pub(crate) mod op;
 mod params;
 pub mod reference;
 
-pub use config::{LtcConfig, LtcConstraint, LtcMapping, LtcSettings};
+pub use config::{LtcConfig, LtcConstraint, LtcMapping, LtcSettings, MAX_UNFOLDS};
 pub use params::{softplus, LtcParams, POSITIVE};
 
 use crate::error::{LayerError, Result};

@@ -26,11 +26,11 @@ pub const POSITIVE: [&str; 4] = ["w", "sensory_w", "cm", "gleak"];
 /// The LTC cell's parameters (ncps' names and shapes; masks are not parameters).
 #[derive(Debug, Clone)]
 pub struct LtcParams {
-    /// gleak [N].
+    /// gleak `[N]`.
     pub gleak: Tensor,
-    /// vleak [N].
+    /// vleak `[N]`.
     pub vleak: Tensor,
-    /// cm [N].
+    /// cm `[N]`.
     pub cm: Tensor,
     /// sigma [N, N] (pre, post).
     pub sigma: Tensor,
@@ -48,13 +48,13 @@ pub struct LtcParams {
     pub sensory_w: Tensor,
     /// sensory_erev [I, N].
     pub sensory_erev: Tensor,
-    /// input_w [I] (linear and affine input mappings).
+    /// input_w `[I]` (linear and affine input mappings).
     pub input_w: Option<Tensor>,
-    /// input_b [I] (affine).
+    /// input_b `[I]` (affine).
     pub input_b: Option<Tensor>,
-    /// output_w [O] (linear and affine output mappings).
+    /// output_w `[O]` (linear and affine output mappings).
     pub output_w: Option<Tensor>,
-    /// output_b [O] (affine).
+    /// output_b `[O]` (affine).
     pub output_b: Option<Tensor>,
     /// |adjacency_matrix| [N, N] as 0/1.
     pub mask: Tensor,

@@ -15,9 +15,9 @@ struct Partial<T> {
     dv0: Vec<T>,
 }
 
-/// The reverse of [`super::forward::synapses`] for one set of synapses from `pre` [P]: given
-/// d num and d den [N] (the same for every presynaptic p), accumulates the gradients of w, erev,
-/// sigma and mu [P, N] and adds d pre [P] to `dpre`.
+/// The reverse of [`super::forward::synapses`] for one set of synapses from `pre` `[P]`: given
+/// d num and d den `[N]` (the same for every presynaptic p), accumulates the gradients of w, erev,
+/// sigma and mu [P, N] and adds d pre `[P]` to `dpre`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn synapses_back<T: Real>(

@@ -4,7 +4,7 @@
 use super::layout::{LtcLayout, Params};
 use crate::kernel::Real;
 
-/// Synapses from `pre` [P] onto N neurons, rows of `sigma`, `mu`, `w`, `erev` [P, N]: adds
+/// Synapses from `pre` `[P]` onto N neurons, rows of `sigma`, `mu`, `w`, `erev` [P, N]: adds
 /// Σ_p w·σ(sigma·(pre_p − mu))·erev to `num` and Σ_p w·σ(…) to `den`, and keeps each σ in
 /// `keep` [P, N] when given.
 #[allow(clippy::too_many_arguments)]
@@ -76,7 +76,7 @@ impl<T: Real> StepHistory<T> {
     }
 }
 
-/// Scratch of one step: the sensory sums, the unfold's sums and its new potentials, [N] each.
+/// Scratch of one step: the sensory sums, the unfold's sums and its new potentials, `[N]` each.
 pub(super) struct StepScratch<T> {
     pub sens_num: Vec<T>,
     pub sens_den: Vec<T>,
@@ -97,7 +97,7 @@ impl<T: Real> StepScratch<T> {
     }
 }
 
-/// One time step of one row: x [I] (mapped), v_in [N] → v_out [N]. With `hist`, every
+/// One time step of one row: x `[I]` (mapped), v_in `[N]` → v_out `[N]`. With `hist`, every
 /// intermediate backward needs is kept (the arithmetic is the same either way, so a recomputed
 /// step gives the forward's bits).
 #[inline(always)]

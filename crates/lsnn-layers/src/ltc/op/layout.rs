@@ -20,11 +20,11 @@ pub(crate) struct LtcLayout {
     pub epsilon: f64,
     /// The elapsed time of one unfold, ts / unfolds (cm_t = cm / this).
     pub dt: f64,
-    /// gleak⁺ [N].
+    /// gleak⁺ `[N]`.
     pub gleak: Range<usize>,
-    /// vleak [N].
+    /// vleak `[N]`.
     pub vleak: Range<usize>,
-    /// cm⁺ [N].
+    /// cm⁺ `[N]`.
     pub cm: Range<usize>,
     /// sigma [N, N] (pre, post).
     pub sigma: Range<usize>,

@@ -3,7 +3,7 @@
 //! Operands, by the packing convention ([`crate::kernel::packing`]):
 //! 1. the mapped inputs x̃ [B, L, I] (the input mapping is applied outside, by candle);
 //! 2. the state v_0 [B, N];
-//! 3. the packed parameters (see `layout`): gleak⁺, vleak, cm⁺ [N]; sigma, mu, w⁺·mask, erev
+//! 3. the packed parameters (see `layout`): gleak⁺, vleak, cm⁺ `[N]`; sigma, mu, w⁺·mask, erev
 //!    [N, N]; sensory_sigma, sensory_mu, sensory_w⁺·sensory_mask, sensory_erev [I, N] — the
 //!    positive parameters already through their constraint (softplus or none) and the masks
 //!    already applied, both by candle, so the op is the same for every mode and wiring.
