@@ -31,7 +31,7 @@ pub mod reference;
 pub use config::{LtcConfig, LtcConstraint, LtcMapping, LtcSettings, MAX_UNFOLDS};
 pub use params::{softplus, LtcParams, POSITIVE};
 
-use crate::error::{LayerError, Result};
+use crate::error::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
@@ -114,13 +114,7 @@ impl Ltc {
 
     fn check_state(&self, v: &Tensor, batch: usize) -> Result<()> {
         let n = self.cfg.state_size();
-        if v.dims() != [batch, n] {
-            return Err(LayerError::Shape {
-                what: "ltc state v [B, N]",
-                expected: format!("[{batch}, {n}]"),
-                actual: v.dims().to_vec(),
-            });
-        }
+        crate::cfc::spans::check_state(v, batch, n, "ltc state v [B, N]")?;
         crate::nn::check_finite(v, "ltc state v")
     }
 

@@ -1,9 +1,10 @@
 //! The models (design §2.6, §2.9) and their configuration: [`lm`] the language model,
 //! [`sequence`] the regression and classification models, `trunk` the stack they share,
-//! [`config`] the fields and their checks, [`task`] which model a config builds (the rules for
-//! the Python original's files are lsnn-train's).
+//! [`config`] the fields and their checks ([`liquid`] the liquid backbone's), [`task`] which
+//! model a config builds (the rules for the Python original's files are lsnn-train's).
 
 pub mod config;
+pub mod liquid;
 pub mod lm;
 pub mod loss;
 pub mod sequence;
