@@ -58,6 +58,7 @@ pub mod inference;
 pub mod lm;
 pub mod model;
 pub mod optim;
+pub mod record;
 pub mod shard;
 pub mod task;
 pub mod trainer;

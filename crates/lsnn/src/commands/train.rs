@@ -11,6 +11,7 @@ use lsnn_train::data::builtin::builtin;
 use lsnn_train::data::SequenceData;
 use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig, SequenceModel, Task};
 use lsnn_train::lsnn_memory::{parse_size, rss};
+use lsnn_train::record::tensorboard::TensorBoardRecorder;
 use lsnn_train::{ArithmeticTask, Dataset, TokenDataset, TrainModel, TrainOptions, Trainer};
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,11 @@ pub struct TrainArgs {
     /// Evaluate with the EMA weights.
     #[arg(long)]
     eval_ema: bool,
+    /// Also write TensorBoard event files into DIR (losses, learning rate, validation metrics,
+    /// memory; design §10.1). A resumed run adds a new file whose session-restart record makes
+    /// TensorBoard drop the steps a crash left past the checkpoint.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
 }
 
 fn bad(msg: impl Into<String>) -> anyhow::Error {
@@ -117,12 +123,12 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             Task::Llm => {
                 let t: Trainer<LanguageModel, TokenDataset> =
                     Trainer::resume(dir, opts, lsnn_train::lm::token_data)?;
-                drive(t, &out_dir, started)
+                drive(t, &out_dir, a.tensorboard.as_deref(), started)
             }
             _ => {
                 let t: Trainer<SequenceModel, SequenceData> =
                     Trainer::resume(dir, opts, lsnn_train::task::sequence_data)?;
-                drive(t, &out_dir, started)
+                drive(t, &out_dir, a.tensorboard.as_deref(), started)
             }
         };
     }
@@ -175,7 +181,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                 None => ArithmeticTask::new(cfg.train.seed).dataset(seq)?,
             };
             let t: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
-            drive(t, &out_dir, started)
+            drive(t, &out_dir, a.tensorboard.as_deref(), started)
         }
         task => {
             let classes = (task == Task::Classification && explicit.contains("output_dim"))
@@ -198,7 +204,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             };
             fit_to_data(&mut cfg.model, &data, &explicit);
             let t: Trainer<SequenceModel, SequenceData> = Trainer::new(cfg, data, opts)?;
-            drive(t, &out_dir, started)
+            drive(t, &out_dir, a.tensorboard.as_deref(), started)
         }
     }
 }
@@ -255,11 +261,28 @@ fn fit_to_data(
 fn drive<M: TrainModel, D: Dataset<M>>(
     mut trainer: Trainer<M, D>,
     out_dir: &Path,
+    tensorboard: Option<&Path>,
     started: std::time::Instant,
 ) -> Result<u8> {
     let mut display = Display::new();
-    let summary = trainer.run(&mut |e| display.on_event(e))?;
+    let mut recorder = tensorboard.map(TensorBoardRecorder::create).transpose()?;
+    let summary = trainer.run(&mut |e| {
+        display.on_event(e);
+        // A record that cannot be written (a full disk) must not stop the training, whose
+        // checkpoints are what matters: say so once and write no more of it.
+        if let Some(Err(failure)) = recorder.as_mut().map(|r| r.on_event(e)) {
+            err(&format!(
+                "warning: {failure}; no more TensorBoard records are written this run"
+            ));
+            recorder = None;
+        }
+    })?;
     display.finish();
+    if let Some(Err(failure)) = recorder.map(TensorBoardRecorder::finish) {
+        err(&format!(
+            "warning: {failure}; the TensorBoard file may lack its last records"
+        ));
+    }
     if summary.nothing_to_train {
         return Err(bad(format!(
             "nothing to train: the run in {} has finished all its epochs",

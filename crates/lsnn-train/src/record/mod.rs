@@ -1,0 +1,4 @@
+//! A run's record beyond its checkpoints (design §10): what a run writes for people and tools to
+//! look at while and after it trains.
+
+pub mod tensorboard;

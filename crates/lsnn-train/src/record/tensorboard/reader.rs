@@ -1,0 +1,78 @@
+//! Reading an event file back: the records with their CRCs checked, decoded.
+
+use super::crc32c::masked_crc32c;
+use super::proto::TbEvent;
+use crate::{Result, TrainError};
+use std::path::Path;
+
+/// The records of an event file's bytes, each checked against its two CRCs. A last record cut
+/// short (a writer that crashed mid-record) ends the list, as in TensorBoard's reader, and is
+/// reported by `truncated`; a CRC that does not match is an error naming the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Records<'a> {
+    /// Every whole record's payload, in order.
+    pub payloads: Vec<&'a [u8]>,
+    /// True when bytes after the last whole record were left (a cut record).
+    pub truncated: bool,
+}
+
+/// Splits `bytes` into records, checking every CRC.
+pub fn split_records(bytes: &[u8]) -> std::result::Result<Records<'_>, String> {
+    let mut payloads = Vec::new();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let index = payloads.len();
+        let Some(header) = bytes.get(at..at + 12) else {
+            return Ok(Records {
+                payloads,
+                truncated: true,
+            });
+        };
+        let len_bytes = &header[..8];
+        let want = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+        if masked_crc32c(len_bytes) != want {
+            return Err(format!(
+                "record {index} at byte {at}: the length's CRC does not match"
+            ));
+        }
+        let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|n| (at + 12).checked_add(n))
+            .and_then(|e| e.checked_add(4));
+        let Some(body) = end.and_then(|e| bytes.get(at + 12..e)) else {
+            return Ok(Records {
+                payloads,
+                truncated: true,
+            });
+        };
+        let (payload, crc) = body.split_at(body.len() - 4);
+        if masked_crc32c(payload) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err(format!(
+                "record {index} at byte {at}: the payload's CRC does not match"
+            ));
+        }
+        payloads.push(payload);
+        at += 16 + payload.len();
+    }
+    Ok(Records {
+        payloads,
+        truncated: false,
+    })
+}
+
+/// Every event of the file at `path`, decoded (a cut last record is left out).
+pub fn read_event_file(path: &Path) -> Result<Vec<TbEvent>> {
+    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    let bad = |message: String| TrainError::Record {
+        path: path.to_path_buf(),
+        message,
+    };
+    let records = split_records(&bytes).map_err(bad)?;
+    records
+        .payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| TbEvent::decode(p).map_err(|e| bad(format!("record {i}: {e}"))))
+        .collect()
+}
