@@ -5,8 +5,8 @@
 
 use lsnn_train::lsnn_memory::{MemorySource, MemoryUsage};
 use lsnn_train::record::tensorboard::{
-    frame, read_event_file, split_records, EventFileWriter, EventPayload, SessionStatus, TbEvent,
-    TensorBoardRecorder, FILE_PREFIX, FILE_VERSION, WRITER_NAME,
+    frame, read_event_file, scalars_as_shown, split_records, EventFileWriter, EventPayload,
+    SessionStatus, TbEvent, TensorBoardRecorder, FILE_PREFIX, FILE_VERSION, WRITER_NAME,
 };
 use lsnn_train::{EvalResult, Event, TrainError};
 use std::path::{Path, PathBuf};
@@ -140,6 +140,35 @@ fn tensorboards_file_reads_back_with_every_value() {
     assert_eq!(restart.step, spec["restart"]["step"].as_i64().unwrap());
 }
 
+/// TensorBoard's `EventAccumulator` shows the fixture's train/loss at steps 0, 1, 3, 4 (the
+/// fixture script asserts it): the restart at step 3 dropped 300 and 301.
+#[test]
+fn scalars_as_shown_applies_the_restart_as_tensorboard_does() {
+    let dir = scratch("shown");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        format!("{FIXTURE}/scalars.tfevents"),
+        dir.join("events.out.tfevents.1.fixture"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), b"not an event file").unwrap();
+    let shown = scalars_as_shown(&dir).unwrap();
+    let steps: Vec<i64> = shown
+        .iter()
+        .filter(|(t, _, _)| t == "train/loss")
+        .map(|(_, s, _)| *s)
+        .collect();
+    assert_eq!(steps, [0, 1, 3, 4]);
+    // Every other tag written before the restart at a step ≥ 3 is gone too.
+    assert!(shown.iter().all(|(t, s, _)| *s < 3 || t == "train/loss"));
+    assert_eq!(
+        shown.len(),
+        4 + 2,
+        "four scalars before step 3, two after the restart"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_changed_byte_is_an_error_naming_the_record_and_a_cut_record_ends_the_file() {
     let bytes = std::fs::read(format!("{FIXTURE}/scalars.tfevents")).unwrap();
@@ -225,32 +254,6 @@ fn start(resumed_at: Option<u64>) -> Event {
     }
 }
 
-/// The (tag, step, value) of every scalar in a directory's files in name order, with
-/// TensorBoard's rule applied: a session-restart record at step s drops what was read at steps
-/// ≥ s (its event accumulator's purge, checked against TensorBoard by the fixture script).
-fn as_tensorboard_shows(dir: &Path) -> Vec<(String, i64, f32)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut shown: Vec<(String, i64, f32)> = Vec::new();
-    for f in files {
-        for e in read_event_file(&f).unwrap() {
-            match e.payload {
-                EventPayload::SessionLog(SessionStatus::Start) => {
-                    shown.retain(|(_, s, _)| *s < e.step)
-                }
-                EventPayload::Scalars(v) => {
-                    shown.extend(v.into_iter().map(|(t, x)| (t, e.step, x)))
-                }
-                _ => {}
-            }
-        }
-    }
-    shown
-}
-
 #[test]
 fn the_recorder_writes_the_trainers_events_and_a_resume_drops_the_orphaned_steps() {
     let dir = scratch("recorder");
@@ -310,7 +313,7 @@ fn the_recorder_writes_the_trainers_events_and_a_resume_drops_the_orphaned_steps
         (3, &EventPayload::SessionLog(SessionStatus::Start))
     );
 
-    let shown = as_tensorboard_shows(&dir);
+    let shown = scalars_as_shown(&dir).unwrap();
     let of = |tag: &str| -> Vec<(i64, f32)> {
         shown
             .iter()

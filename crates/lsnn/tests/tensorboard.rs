@@ -4,7 +4,9 @@
 
 mod support;
 
-use lsnn_train::record::tensorboard::{read_event_file, EventPayload, SessionStatus};
+use lsnn_train::record::tensorboard::{
+    read_event_file, scalars_as_shown, EventPayload, SessionStatus, ShownScalar,
+};
 use std::path::{Path, PathBuf};
 use support::{copy_dir, current_set, err, lsnn, scratch, setup, train_tiny};
 
@@ -17,28 +19,12 @@ fn event_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Every scalar as TensorBoard shows a directory: files in name order, a session-restart record
-/// at step s dropping what was read at steps ≥ s (the purge the fixture script checks against
-/// TensorBoard's own accumulator).
-fn shown(dir: &Path) -> Vec<(String, i64, f32)> {
-    let mut shown: Vec<(String, i64, f32)> = Vec::new();
-    for f in event_files(dir) {
-        for e in read_event_file(&f).unwrap() {
-            match e.payload {
-                EventPayload::SessionLog(SessionStatus::Start) => {
-                    shown.retain(|(_, s, _)| *s < e.step)
-                }
-                EventPayload::Scalars(v) => {
-                    shown.extend(v.into_iter().map(|(t, x)| (t, e.step, x)))
-                }
-                _ => {}
-            }
-        }
-    }
-    shown
+/// Every scalar as TensorBoard shows a directory (restart records applied).
+fn shown(dir: &Path) -> Vec<ShownScalar> {
+    scalars_as_shown(dir).unwrap()
 }
 
-fn of(shown: &[(String, i64, f32)], tag: &str) -> Vec<(i64, f32)> {
+fn of(shown: &[ShownScalar], tag: &str) -> Vec<(i64, f32)> {
     shown
         .iter()
         .filter(|(t, _, _)| t == tag)

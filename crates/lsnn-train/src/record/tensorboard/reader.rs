@@ -1,7 +1,7 @@
 //! Reading an event file back: the records with their CRCs checked, decoded.
 
 use super::crc32c::masked_crc32c;
-use super::proto::TbEvent;
+use super::proto::{EventPayload, SessionStatus, TbEvent};
 use crate::{Result, TrainError};
 use std::path::Path;
 
@@ -75,4 +75,44 @@ pub fn read_event_file(path: &Path) -> Result<Vec<TbEvent>> {
         .enumerate()
         .map(|(i, p)| TbEvent::decode(p).map_err(|e| bad(format!("record {i}: {e}"))))
         .collect()
+}
+
+/// A scalar as TensorBoard shows it: (tag, step, value).
+pub type ShownScalar = (String, i64, f32);
+
+/// Every scalar of the event files in `dir` as TensorBoard shows them: the files whose names
+/// hold `tfevents` read in name order, and a session START record at step s dropping every
+/// scalar read before it at a step ≥ s — TensorBoard's purge of orphaned data, which a resumed
+/// run's restart record relies on (its other purge, on any step going backwards, is not
+/// modelled: lsnn's steps only go back at a restart). In the order read.
+pub fn scalars_as_shown(dir: &Path) -> Result<Vec<ShownScalar>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
+        let path = entry.map_err(TrainError::io(dir))?.path();
+        let named = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains("tfevents"));
+        if named && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut shown: Vec<ShownScalar> = Vec::new();
+    for file in files {
+        for event in read_event_file(&file)? {
+            match event.payload {
+                EventPayload::SessionLog(SessionStatus::Start) => {
+                    shown.retain(|(_, step, _)| *step < event.step)
+                }
+                EventPayload::Scalars(values) => shown.extend(
+                    values
+                        .into_iter()
+                        .map(|(tag, value)| (tag, event.step, value)),
+                ),
+                _ => {}
+            }
+        }
+    }
+    Ok(shown)
 }
