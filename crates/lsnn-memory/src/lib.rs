@@ -48,6 +48,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod alloc;
 mod error;
 pub mod leak;
@@ -58,6 +59,7 @@ pub mod rss;
 pub mod safe;
 pub mod timeline;
 
+pub use alert::{AlertConfig, AlertLevel, AlertMonitor, MemoryAlert, DEFAULT_HYSTERESIS};
 pub use alloc::{AllocStats, CountingAlloc, PeakWindow};
 pub use error::{MemoryError, Result};
 pub use leak::{LeakConfig, LeakDetector, LeakReport, Verdict};

@@ -6,6 +6,7 @@
 //! (on CUDA: the driver's used memory). A limit is absolute or a fraction of the device's memory
 //! (physical memory on the CPU).
 
+use crate::alert::{AlertConfig, AlertMonitor};
 use crate::alloc::{self, PeakWindow};
 use crate::error::{MemoryError, Result};
 use crate::pool::{AccumulatorPool, PooledTensor};
@@ -37,7 +38,7 @@ impl MemoryLimit {
         }
     }
 
-    fn validate(&self, what: &str) -> Result<()> {
+    pub(crate) fn validate(&self, what: &str) -> Result<()> {
         match *self {
             MemoryLimit::Bytes(0) => Err(MemoryError::InvalidConfig(format!(
                 "{what} of 0 bytes; expected a positive byte count"
@@ -273,6 +274,19 @@ impl MemoryManager {
             Some(l) => Ok(l.resolve(self.inner.probe.total_bytes()?)),
             None => Ok(self.inner.probe.live_bytes()? + self.inner.probe.available_bytes()?),
         }
+    }
+
+    /// An [`AlertMonitor`] for `config`, a fraction in it being of the configured budget when
+    /// there is one, else of the device's memory (physical memory on the CPU). Feed it
+    /// [`MemoryManager::usage`]'s `live_bytes`, the figure the budget and the cleanup threshold
+    /// are in.
+    pub fn alert_monitor(&self, config: &AlertConfig) -> Result<AlertMonitor> {
+        let total = self.inner.probe.total_bytes()?;
+        let reference = match &self.inner.config.budget {
+            Some(b) => b.resolve(total),
+            None => total,
+        };
+        AlertMonitor::new(config, reference)
     }
 
     /// Fails with [`MemoryError::BudgetExceeded`] unless `requested` more bytes fit the budget.

@@ -371,3 +371,56 @@ fn a_scope_reports_its_largest_allocation_and_a_reset_restarts_it() {
     assert!(replaced >= 700_000);
     assert!(alloc::largest_allocation_bytes() < 64 * 1024);
 }
+
+/// Alerts driven by real allocations against a budget: warn at 50% and critical at 75% of it,
+/// each level entered once on the way up and left once on the way down, with the default 5%
+/// hysteresis keeping a reading just under a threshold at its level.
+#[test]
+fn alerts_follow_live_bytes_against_a_budget() {
+    use lsnn_memory::{AlertConfig, AlertLevel};
+    let _g = lock();
+    let budget = alloc::live_bytes() + (16 << 20);
+    let m = MemoryManager::new(
+        &Device::Cpu,
+        ManagerConfig {
+            budget: Some(MemoryLimit::Bytes(budget)),
+            ..ManagerConfig::default()
+        },
+    )
+    .unwrap();
+    let cfg = AlertConfig::new(
+        Some(MemoryLimit::FractionOfDevice(0.5)),
+        Some(MemoryLimit::FractionOfDevice(0.75)),
+    );
+    let mut alerts = m.alert_monitor(&cfg).unwrap();
+    let (warn, critical) = (budget / 2, budget / 4 * 3);
+    let (w, c) = alerts.thresholds();
+    assert!(w.unwrap().abs_diff(warn) <= 1 && c.unwrap().abs_diff(critical) <= 4);
+    let live = || m.usage().unwrap().live_bytes;
+    assert_eq!(alerts.observe(live()), None);
+    // Up to just past warn.
+    let a: Vec<u8> = std::hint::black_box(Vec::with_capacity((warn - live()) as usize + 4096));
+    let up = alerts.observe(live()).expect("past warn");
+    assert_eq!((up.from, up.to), (AlertLevel::Normal, AlertLevel::Warn));
+    assert!(up.is_rise() && up.bytes >= up.threshold);
+    // Past critical.
+    let b: Vec<u8> = std::hint::black_box(Vec::with_capacity((critical - warn) as usize + 4096));
+    let up = alerts.observe(live()).expect("past critical");
+    assert_eq!((up.from, up.to), (AlertLevel::Warn, AlertLevel::Critical));
+    // Freeing 1% of the budget stays inside critical's 5% band: no alert.
+    let slice = (budget / 100) as usize;
+    let mut b = b;
+    b.shrink_to(b.capacity() - slice);
+    assert_eq!(alerts.observe(live()), None);
+    assert_eq!(alerts.level(), AlertLevel::Critical);
+    // Dropping the rest of b falls to warn, then a to normal.
+    drop(b);
+    let down = alerts.observe(live()).expect("below critical's band");
+    assert_eq!(
+        (down.from, down.to),
+        (AlertLevel::Critical, AlertLevel::Warn)
+    );
+    drop(a);
+    let down = alerts.observe(live()).expect("below warn's band");
+    assert_eq!((down.from, down.to), (AlertLevel::Warn, AlertLevel::Normal));
+}
