@@ -22,9 +22,9 @@ pub enum TrainError {
         /// What is wrong and what is expected.
         message: String,
     },
-    /// A file or directory of a run's record (TensorBoard's) that cannot be made or read: a
-    /// path that is not a directory, a CRC that does not match, a malformed record.
-    #[error("run record file {path}: {message}")]
+    /// A file or directory of a run's record (TensorBoard's) that cannot be used: a path that
+    /// is not a directory, a CRC that does not match, a malformed record.
+    #[error("run record {path}: {message}")]
     Record {
         /// The file.
         path: PathBuf,

@@ -111,8 +111,9 @@ fn a_full_original_file_loads_and_round_trips() {
     // `config_attention.rs`; activation
     // recomputation and truncated BPTT only when on, see lsnn-layers' `tests/recompute.rs` and
     // `tests/tbptt.rs`; the shard size only when not 4, see lsnn's `tests/shard_rows.rs`; the
-    // neuron only when not leaky, see lsnn-layers' `tests/synaptic.rs`.)
-    const ONLY_WHEN_SET: [&str; 12] = [
+    // neuron only when not leaky, see lsnn-layers' `tests/synaptic.rs`; the memory alerts' settings
+    // only when set, see `tests/memory_alerts.rs`.)
+    const ONLY_WHEN_SET: [&str; 16] = [
         "attention_kernel",
         "recompute_activations",
         "tbptt",
@@ -125,6 +126,10 @@ fn a_full_original_file_loads_and_round_trips() {
         "spike_encoding",
         "shard_rows",
         "neuron",
+        "memory_warn",
+        "memory_critical",
+        "memory_alert_hysteresis",
+        "cleanup_on_critical",
     ];
     for k in HONOURED_FIELDS
         .iter()

@@ -136,6 +136,7 @@ impl Display {
             Event::EarlyStop { epoch } => {
                 self.line(&format!("early stop after epoch {}", epoch + 1))
             }
+            Event::MemoryAlert(a) => self.line(&alert_line(a)),
             Event::Notice(n) => crate::output::err(&format!("note: {n}")),
         }
     }
@@ -145,5 +146,32 @@ impl Display {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+    }
+}
+
+/// A memory alert as one line: what was crossed, the live figure and the threshold.
+fn alert_line(a: &lsnn_train::lsnn_memory::MemoryAlert) -> String {
+    use lsnn_train::lsnn_memory::AlertLevel;
+    let name = |l: AlertLevel| match l {
+        AlertLevel::Normal => "normal",
+        AlertLevel::Warn => "warn",
+        AlertLevel::Critical => "critical",
+    };
+    if a.is_rise() {
+        format!(
+            "memory alert: {}: live {:.1} MiB reached the {} threshold {:.1} MiB",
+            name(a.to).to_uppercase(),
+            mib(a.bytes),
+            name(a.to),
+            mib(a.threshold)
+        )
+    } else {
+        format!(
+            "memory alert: back to {}: live {:.1} MiB is below the {} threshold {:.1} MiB by more than the hysteresis",
+            name(a.to),
+            mib(a.bytes),
+            name(a.from),
+            mib(a.threshold)
+        )
     }
 }

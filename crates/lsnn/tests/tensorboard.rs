@@ -82,6 +82,12 @@ fn a_resumed_crash_shows_every_step_once_with_the_uninterrupted_runs_losses() {
     }
     assert_eq!(of(&full, "epoch/train_loss").len(), 2);
     assert!(!of(&full, "memory/rss_bytes").is_empty());
+    // Resuming the finished run trains nothing and writes no event file.
+    err(&lsnn(
+        &["train", "--resume", "full", "--tensorboard", "tb_full"],
+        &d,
+    ));
+    assert_eq!(event_files(&d.join("tb_full")).len(), 1);
 
     // The crash: checkpointed at batch 4 (copied aside), the process wrote batches 5 and 6 to
     // TensorBoard and died before its next checkpoint.
@@ -143,6 +149,7 @@ fn a_tensorboard_path_that_is_a_file_is_refused_before_training() {
         e.contains("tb") && e.contains("expected a directory"),
         "{e}"
     );
+    assert_eq!(support::code(&out), 2, "bad input");
     assert!(
         !d.join("run").join("CURRENT").exists(),
         "nothing was trained"

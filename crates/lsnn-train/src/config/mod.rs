@@ -8,4 +8,4 @@ mod train;
 
 pub use original::read_run_config;
 pub use run::RunConfig;
-pub use train::{candle_device, parse_device, MonitorMode, TrainConfig, MAX_COUNT};
+pub use train::{candle_device, parse_device, MonitorMode, SizeSetting, TrainConfig, MAX_COUNT};

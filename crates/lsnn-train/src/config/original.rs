@@ -134,6 +134,10 @@ pub const LSNN_FIELDS: &[&str] = &[
     "keep_best",
     "spike_encoding",
     "shard_rows",
+    "memory_warn",
+    "memory_critical",
+    "memory_alert_hysteresis",
+    "cleanup_on_critical",
 ];
 
 fn levenshtein(a: &str, b: &str) -> usize {

@@ -3,6 +3,7 @@
 
 use crate::error::{Result, TrainError};
 use crate::shard::ShardRows;
+use lsnn_memory::MemoryLimit;
 use serde::{Deserialize, Serialize};
 
 /// Whether a smaller or a larger value of the monitored metric is better.
@@ -77,6 +78,89 @@ pub struct TrainConfig {
     /// draw different dropout masks, so a run's numbers follow this setting (not the threads).
     #[serde(skip_serializing_if = "ShardRows::is_default")]
     pub shard_rows: ShardRows,
+    /// Live memory at or past which the trainer raises a warning (design §10.2): bytes (`4096`,
+    /// `"512MiB"`, `"1.5GiB"`) or a percentage of the memory budget when the run has one, else
+    /// of the device's memory (`"80%"`); absent: no warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_warn: Option<SizeSetting>,
+    /// The same for the critical alert, which by default also runs a cleanup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_critical: Option<SizeSetting>,
+    /// A level is left only once usage is below (1 − this) × its threshold (default 0.05), so
+    /// that usage hovering at a threshold raises one alert, not one per batch.
+    #[serde(skip_serializing_if = "is_default_hysteresis")]
+    pub memory_alert_hysteresis: f64,
+    /// Run the memory manager's cleanup when usage rises to the critical level (default true).
+    #[serde(skip_serializing_if = "is_true")]
+    pub cleanup_on_critical: bool,
+}
+
+fn is_default_hysteresis(h: &f64) -> bool {
+    *h == lsnn_memory::DEFAULT_HYSTERESIS
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// A memory size as a config writes it: bytes (`4096`, `"512MiB"`, `"1.5G"`) or a percentage
+/// (`"80%"`), kept as written so that a saved config shows what the user chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizeSetting {
+    text: String,
+    limit: MemoryLimit,
+}
+
+impl SizeSetting {
+    /// Parses `text` (lsnn-memory's `parse_size` rules).
+    pub fn parse(text: &str) -> std::result::Result<Self, lsnn_memory::MemoryError> {
+        Ok(SizeSetting {
+            text: text.trim().to_owned(),
+            limit: lsnn_memory::parse_size(text)?,
+        })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> MemoryLimit {
+        self.limit
+    }
+
+    /// As written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Serialize for SizeSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.limit {
+            // A plain byte count goes back out as the number it was read from.
+            MemoryLimit::Bytes(n) if self.text.bytes().all(|b| b.is_ascii_digit()) => {
+                s.serialize_u64(n)
+            }
+            _ => s.serialize_str(&self.text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SizeSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d).map_err(|_| {
+            <D::Error as serde::de::Error>::custom(
+                "expected a memory size: a byte count, or a string such as \"512MiB\" or \"80%\"",
+            )
+        })? {
+            Raw::Bytes(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        SizeSetting::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for TrainConfig {
@@ -102,6 +186,10 @@ impl Default for TrainConfig {
             mixed_precision: false,
             spike_encoding: None,
             shard_rows: ShardRows::default(),
+            memory_warn: None,
+            memory_critical: None,
+            memory_alert_hysteresis: lsnn_memory::DEFAULT_HYSTERESIS,
+            cleanup_on_critical: true,
         }
     }
 }
@@ -143,6 +231,10 @@ impl TrainConfig {
                 lsnn_layers::spikegen::DeltaConfig::default(),
             )),
             shard_rows: ShardRows::Auto,
+            memory_warn: SizeSetting::parse("1").ok(),
+            memory_critical: SizeSetting::parse("2").ok(),
+            memory_alert_hysteresis: 0.5,
+            cleanup_on_critical: false,
             ..TrainConfig::default()
         };
         match serde_json::to_value(all) {
@@ -235,7 +327,42 @@ impl TrainConfig {
             ));
         }
         self.parse_device()?;
+        let h = self.memory_alert_hysteresis;
+        if !(0.0..1.0).contains(&h) {
+            return Err(bad(
+                "memory_alert_hysteresis",
+                format!("{h}; expected a fraction in [0, 1)"),
+            ));
+        }
+        // Thresholds of the same kind must be ordered; a byte count against a percentage is
+        // checked when the trainer knows what the percentage is of.
+        if let (Some(w), Some(c)) = (&self.memory_warn, &self.memory_critical) {
+            let ordered = match (w.limit(), c.limit()) {
+                (MemoryLimit::Bytes(a), MemoryLimit::Bytes(b)) => a < b,
+                (MemoryLimit::FractionOfDevice(a), MemoryLimit::FractionOfDevice(b)) => a < b,
+                _ => true,
+            };
+            if !ordered {
+                return Err(bad(
+                    "memory_critical",
+                    format!(
+                        "{} is not above memory_warn {}; expected warn < critical",
+                        c.text(),
+                        w.text()
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The memory alerts' thresholds (design §10.2).
+    pub fn alert_config(&self) -> lsnn_memory::AlertConfig {
+        lsnn_memory::AlertConfig::new(
+            self.memory_warn.as_ref().map(SizeSetting::limit),
+            self.memory_critical.as_ref().map(SizeSetting::limit),
+        )
+        .with_hysteresis(self.memory_alert_hysteresis)
     }
 
     /// `device` parsed: `None` for the CPU, `Some(ordinal)` for CUDA.

@@ -62,6 +62,10 @@ pub enum Event {
         /// RSS released by the cleanup that preceded it.
         released: Option<u64>,
     },
+    /// Live memory crossed a memory alert's threshold (design §10.2): up to warn or critical,
+    /// or back down once below a threshold by the hysteresis. A rise to critical is followed by
+    /// a `Memory` event labelled `critical` when `cleanup_on_critical` cleaned up.
+    MemoryAlert(lsnn_memory::MemoryAlert),
     /// An epoch ended.
     EpochEnd {
         /// The epoch.

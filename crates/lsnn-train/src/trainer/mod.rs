@@ -36,7 +36,7 @@ use crate::optim::{AdamW, AdamWConfig, Ema};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use lsnn_layers::{SeededInit, SeededRng};
-use lsnn_memory::{ManagerConfig, MemoryLimit, MemoryManager};
+use lsnn_memory::{AlertMonitor, ManagerConfig, MemoryLimit, MemoryManager};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,6 +100,9 @@ pub struct Trainer<M: TrainModel, D: Dataset<M>> {
     acc: BTreeMap<String, Tensor>,
     metrics: Vec<String>,
     manager: MemoryManager,
+    /// The memory alerts' monitor, when the config sets a threshold (its level starts at
+    /// normal in every process: a resumed run re-alerts if usage is still high).
+    alerts: Option<AlertMonitor>,
     opts: TrainOptions,
     device: Device,
     baseline: Option<(String, f64)>,
@@ -243,6 +246,18 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                 ..ManagerConfig::default()
             },
         )?;
+        let alert_config = cfg.train.alert_config();
+        let alerts = (alert_config.warn.is_some() || alert_config.critical.is_some())
+            .then(|| manager.alert_monitor(&alert_config))
+            .transpose()
+            .map_err(|e| match e {
+                // A byte count against a percentage, ordered only now that the budget is known.
+                lsnn_memory::MemoryError::InvalidConfig(message) => TrainError::Config {
+                    field: "memory_warn / memory_critical".into(),
+                    message,
+                },
+                other => other.into(),
+            })?;
         // Weights, EMA, two moments and a gradient: the least a step needs.
         let param_bytes: u64 = vars.iter().map(|(_, v)| (v.elem_count() * 4) as u64).sum();
         manager.ensure_fits("model, EMA, optimizer state and gradients", param_bytes * 5)?;
@@ -266,6 +281,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             acc: BTreeMap::new(),
             metrics: Vec::new(),
             manager,
+            alerts,
             opts,
             device,
             baseline,

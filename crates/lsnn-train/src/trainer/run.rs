@@ -18,6 +18,27 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         })
     }
 
+    /// Feeds live memory to the alerts' monitor; a level change is an event, a rise to critical
+    /// a cleanup when the config asks for one.
+    fn watch_memory(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
+        let Some(alerts) = self.alerts.as_mut() else {
+            return Ok(());
+        };
+        let live = self.manager.usage()?.live_bytes;
+        let Some(alert) = alerts.observe(live) else {
+            return Ok(());
+        };
+        on_event(&Event::MemoryAlert(alert));
+        if alert.is_rise()
+            && alert.to == lsnn_memory::AlertLevel::Critical
+            && self.cfg.train.cleanup_on_critical
+        {
+            let report = self.manager.cleanup()?;
+            on_event(&self.memory_event("critical", Some(report.rss_released()))?);
+        }
+        Ok(())
+    }
+
     /// Runs to the end (or to `max_batches`), emitting events.
     pub fn run(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<TrainSummary> {
         let start = Instant::now();
@@ -150,6 +171,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                 live_bytes: lsnn_memory::alloc::live_bytes(),
             });
             self.manager.check()?;
+            self.watch_memory(on_event)?;
             let epoch_end = self.state.batch_in_epoch == per_epoch;
             if let Some(CleanupReason::Periodic) = cleanup_after_batch(
                 self.state.batches_seen,

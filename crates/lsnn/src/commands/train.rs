@@ -68,9 +68,10 @@ pub struct TrainArgs {
     /// Evaluate with the EMA weights.
     #[arg(long)]
     eval_ema: bool,
-    /// Also write TensorBoard event files into DIR (losses, learning rate, validation metrics,
-    /// memory; design §10.1). A resumed run adds a new file whose session-restart record makes
-    /// TensorBoard drop the steps a crash left past the checkpoint.
+    /// Also write TensorBoard event files into DIR, one directory per run (losses, learning
+    /// rate, validation metrics, memory; design §10.1). Give it again with --resume: the resumed
+    /// run adds a file whose session-restart record drops the steps a crash left past the
+    /// checkpoint.
     #[arg(long, value_name = "DIR")]
     tensorboard: Option<PathBuf>,
 }
@@ -104,6 +105,10 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     }
     if a.max_batches == Some(0) {
         return Err(bad("--max-batches 0 trains nothing; expected at least 1"));
+    }
+    // Before anything is built: a bad path costs nothing.
+    if let Some(dir) = &a.tensorboard {
+        lsnn_train::record::tensorboard::prepare_dir(dir)?;
     }
     if let Some(dir) = &a.resume {
         if a.config.is_some()
@@ -265,7 +270,15 @@ fn drive<M: TrainModel, D: Dataset<M>>(
     started: std::time::Instant,
 ) -> Result<u8> {
     let mut display = Display::new();
-    let mut recorder = tensorboard.map(TensorBoardRecorder::create).transpose()?;
+    let nothing_to_train = {
+        let s = trainer.state();
+        s.finished || s.epoch >= trainer.config().train.num_epochs
+    };
+    // A finished run fails below without training: no event file for it.
+    let mut recorder = match tensorboard {
+        Some(dir) if !nothing_to_train => Some(TensorBoardRecorder::create(dir)?),
+        _ => None,
+    };
     let summary = trainer.run(&mut |e| {
         display.on_event(e);
         // A record that cannot be written (a full disk) must not stop the training, whose

@@ -14,5 +14,7 @@ mod writer;
 
 pub use proto::{EventPayload, SessionStatus, TbEvent};
 pub use reader::{read_event_file, scalars_as_shown, split_records, Records, ShownScalar};
-pub use recorder::TensorBoardRecorder;
-pub use writer::{frame, wall_time_now, EventFileWriter, FILE_PREFIX, FILE_VERSION, WRITER_NAME};
+pub use recorder::{TensorBoardRecorder, FLUSH_INTERVAL};
+pub use writer::{
+    frame, prepare_dir, wall_time_now, EventFileWriter, FILE_PREFIX, FILE_VERSION, WRITER_NAME,
+};

@@ -3,8 +3,9 @@
 //! the encoder's hundred lines.
 //!
 //! Fields go out in field-number order and fields holding their proto3 default (a zero wall
-//! time or step, an empty string) are left out, as protobuf's own serializers do; a scalar's
-//! value belongs to a `oneof`, so it is written even when it is 0. That makes the bytes — and
+//! time or step, an empty tag or writer name) are left out, as protobuf's own serializers do; a
+//! `oneof` member (the event's `file_version`, `summary` or `session_log`, a scalar's value) is
+//! written even at its default, e.g. a value of 0. That makes the bytes — and
 //! therefore the records' CRCs — the same as TensorBoard's writer produces (checked against its
 //! output in `tests/tensorboard.rs`).
 
@@ -153,7 +154,8 @@ impl TbEvent {
         }
         match &self.payload {
             EventPayload::FileVersion { version, writer } => {
-                put_string(&mut out, field::FILE_VERSION, version);
+                // A member of the event's oneof: written even when empty.
+                put_bytes(&mut out, field::FILE_VERSION, version.as_bytes());
                 if !writer.is_empty() {
                     let mut meta = Vec::new();
                     put_string(&mut meta, field::FIRST, writer);
@@ -382,6 +384,15 @@ mod tests {
                 payload: EventPayload::FileVersion {
                     version: "brain.Event:2".into(),
                     writer: "lsnn".into(),
+                },
+            },
+            // An empty version is still a file-version event (a oneof member is written).
+            TbEvent {
+                wall_time: 2.0,
+                step: 0,
+                payload: EventPayload::FileVersion {
+                    version: String::new(),
+                    writer: String::new(),
                 },
             },
         ] {

@@ -16,24 +16,30 @@ pub struct Records<'a> {
     pub truncated: bool,
 }
 
-/// Splits `bytes` into records, checking every CRC.
-pub fn split_records(bytes: &[u8]) -> std::result::Result<Records<'_>, String> {
+/// How a scan of records ended.
+enum End {
+    /// At the end of the bytes.
+    Complete,
+    /// In a record cut short.
+    Truncated,
+    /// At a record whose CRC does not match (what is wrong).
+    Corrupt(String),
+}
+
+/// The whole, CRC-checked records from the start of `bytes`, and how the scan ended.
+fn scan(bytes: &[u8]) -> (Vec<&[u8]>, End) {
     let mut payloads = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let index = payloads.len();
         let Some(header) = bytes.get(at..at + 12) else {
-            return Ok(Records {
-                payloads,
-                truncated: true,
-            });
+            return (payloads, End::Truncated);
         };
         let len_bytes = &header[..8];
         let want = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
         if masked_crc32c(len_bytes) != want {
-            return Err(format!(
-                "record {index} at byte {at}: the length's CRC does not match"
-            ));
+            let why = format!("record {index} at byte {at}: the length's CRC does not match");
+            return (payloads, End::Corrupt(why));
         }
         let len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
         let end = usize::try_from(len)
@@ -41,24 +47,32 @@ pub fn split_records(bytes: &[u8]) -> std::result::Result<Records<'_>, String> {
             .and_then(|n| (at + 12).checked_add(n))
             .and_then(|e| e.checked_add(4));
         let Some(body) = end.and_then(|e| bytes.get(at + 12..e)) else {
-            return Ok(Records {
-                payloads,
-                truncated: true,
-            });
+            return (payloads, End::Truncated);
         };
         let (payload, crc) = body.split_at(body.len() - 4);
         if masked_crc32c(payload) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-            return Err(format!(
-                "record {index} at byte {at}: the payload's CRC does not match"
-            ));
+            let why = format!("record {index} at byte {at}: the payload's CRC does not match");
+            return (payloads, End::Corrupt(why));
         }
         payloads.push(payload);
         at += 16 + payload.len();
     }
-    Ok(Records {
-        payloads,
-        truncated: false,
-    })
+    (payloads, End::Complete)
+}
+
+/// Splits `bytes` into records, checking every CRC: a mismatch is an error naming the record.
+pub fn split_records(bytes: &[u8]) -> std::result::Result<Records<'_>, String> {
+    match scan(bytes) {
+        (payloads, End::Complete) => Ok(Records {
+            payloads,
+            truncated: false,
+        }),
+        (payloads, End::Truncated) => Ok(Records {
+            payloads,
+            truncated: true,
+        }),
+        (_, End::Corrupt(why)) => Err(why),
+    }
 }
 
 /// Every event of the file at `path`, decoded (a cut last record is left out).
@@ -80,11 +94,13 @@ pub fn read_event_file(path: &Path) -> Result<Vec<TbEvent>> {
 /// A scalar as TensorBoard shows it: (tag, step, value).
 pub type ShownScalar = (String, i64, f32);
 
-/// Every scalar of the event files in `dir` as TensorBoard shows them: the files whose names
-/// hold `tfevents` read in name order, and a session START record at step s dropping every
-/// scalar read before it at a step ≥ s — TensorBoard's purge of orphaned data, which a resumed
-/// run's restart record relies on (its other purge, on any step going backwards, is not
-/// modelled: lsnn's steps only go back at a restart). In the order read.
+/// Every scalar of the event files in `dir` as TensorBoard's Python loader shows them
+/// (`tensorboard --load_fast=false`, and its `EventAccumulator`): the files whose names hold
+/// `tfevents` read in name order, each up to its first record that is cut, fails its CRC or
+/// does not decode (where TensorBoard stops reading a file too), and a session START record at
+/// step s dropping every scalar read before it at a step ≥ s — its purge of orphaned data,
+/// which a resumed run's restart record relies on (its other purge, on any step going
+/// backwards, is not modelled: lsnn's steps only go back at a restart). In the order read.
 pub fn scalars_as_shown(dir: &Path) -> Result<Vec<ShownScalar>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
@@ -100,7 +116,9 @@ pub fn scalars_as_shown(dir: &Path) -> Result<Vec<ShownScalar>> {
     files.sort();
     let mut shown: Vec<ShownScalar> = Vec::new();
     for file in files {
-        for event in read_event_file(&file)? {
+        let bytes = std::fs::read(&file).map_err(TrainError::io(&file))?;
+        let (payloads, _) = scan(&bytes);
+        for event in payloads.iter().map_while(|p| TbEvent::decode(p).ok()) {
             match event.payload {
                 EventPayload::SessionLog(SessionStatus::Start) => {
                     shown.retain(|(_, step, _)| *step < event.step)

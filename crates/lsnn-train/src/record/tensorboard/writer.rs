@@ -56,12 +56,7 @@ impl EventFileWriter {
     /// are moved past those of any event file already in `dir`: the new file sorts last even
     /// when a resume starts within the same second or the clock went back.
     pub fn create(dir: &Path, wall_time: f64) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| TrainError::Record {
-            path: dir.to_path_buf(),
-            message: format!(
-                "cannot create the TensorBoard directory ({e}); expected a directory, or a path where one can be made"
-            ),
-        })?;
+        prepare_dir(dir)?;
         let mut seconds = wall_time.max(0.0) as u64;
         for entry in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
             let entry = entry.map_err(TrainError::io(dir))?;
@@ -70,7 +65,9 @@ impl EventFileWriter {
                 continue;
             };
             if let Some(s) = rest.split('.').next().and_then(|s| s.parse::<u64>().ok()) {
-                seconds = seconds.max(s + 1);
+                // At least as many digits as the name it must follow, so string order (which
+                // TensorBoard uses) agrees with this numeric one.
+                seconds = seconds.max(s.saturating_add(1));
             }
         }
         let name = format!(
@@ -134,6 +131,26 @@ impl EventFileWriter {
     /// Puts the buffered records into the file.
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush().map_err(TrainError::io(&self.path))
+    }
+}
+
+/// Makes `dir` (and its parents) for event files: a path that exists and is not a directory is
+/// a [`TrainError::Record`] saying so, any other failure (permissions, a full disk) an
+/// [`TrainError::Io`]. The command line calls it before it builds anything, so a bad path costs
+/// nothing.
+pub fn prepare_dir(dir: &Path) -> Result<()> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(_) if dir.exists() && !dir.is_dir() => Err(TrainError::Record {
+            path: dir.to_path_buf(),
+            message: "exists and is not a directory; expected a directory for TensorBoard's event \
+                      files, or a path where one can be made"
+                .into(),
+        }),
+        Err(source) => Err(TrainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }
 
