@@ -101,17 +101,17 @@ impl AlertMonitor {
         }
         let warn = config.warn.map(|l| l.resolve(reference));
         let critical = config.critical.map(|l| l.resolve(reference));
-        if let (Some(w), Some(c)) = (warn, critical) {
-            if w >= c {
-                return Err(MemoryError::InvalidConfig(format!(
-                    "warn threshold {w} bytes is not below the critical threshold {c} bytes; expected warn < critical"
-                )));
-            }
-        }
         for (what, t) in [("warn", warn), ("critical", critical)] {
             if t == Some(0) {
                 return Err(MemoryError::InvalidConfig(format!(
                     "{what} threshold resolves to 0 bytes of {reference}; expected a larger fraction or a byte count"
+                )));
+            }
+        }
+        if let (Some(w), Some(c)) = (warn, critical) {
+            if w >= c {
+                return Err(MemoryError::InvalidConfig(format!(
+                    "warn threshold {w} bytes is not below the critical threshold {c} bytes; expected warn < critical"
                 )));
             }
         }

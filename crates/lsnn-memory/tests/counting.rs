@@ -398,19 +398,20 @@ fn alerts_follow_live_bytes_against_a_budget() {
     assert!(w.unwrap().abs_diff(warn) <= 1 && c.unwrap().abs_diff(critical) <= 4);
     let live = || m.usage().unwrap().live_bytes;
     assert_eq!(alerts.observe(live()), None);
-    // Up to just past warn.
-    let a: Vec<u8> = std::hint::black_box(Vec::with_capacity((warn - live()) as usize + 4096));
+    // Past warn by 1% of the budget: far more than the test harness's own threads allocate.
+    let margin = (budget / 100) as usize;
+    let a: Vec<u8> = std::hint::black_box(Vec::with_capacity((warn - live()) as usize + margin));
     let up = alerts.observe(live()).expect("past warn");
     assert_eq!((up.from, up.to), (AlertLevel::Normal, AlertLevel::Warn));
     assert!(up.is_rise() && up.bytes >= up.threshold);
     // Past critical.
-    let b: Vec<u8> = std::hint::black_box(Vec::with_capacity((critical - warn) as usize + 4096));
+    let b: Vec<u8> = std::hint::black_box(Vec::with_capacity((critical - warn) as usize + margin));
     let up = alerts.observe(live()).expect("past critical");
     assert_eq!((up.from, up.to), (AlertLevel::Warn, AlertLevel::Critical));
-    // Freeing 1% of the budget stays inside critical's 5% band: no alert.
-    let slice = (budget / 100) as usize;
+    // Freeing 3% of the budget takes live about 1% below critical, inside its 5% band: no alert.
     let mut b = b;
-    b.shrink_to(b.capacity() - slice);
+    b.shrink_to(b.capacity() - 3 * margin);
+    assert!(live() < critical, "below the threshold");
     assert_eq!(alerts.observe(live()), None);
     assert_eq!(alerts.level(), AlertLevel::Critical);
     // Dropping the rest of b falls to warn, then a to normal.

@@ -15,12 +15,16 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 const BUDGET: u64 = 64 << 20;
 
+/// The allocator's figure is process-wide: one trainer at a time in this binary.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn size(text: &str) -> Option<SizeSetting> {
     Some(SizeSetting::parse(text).unwrap())
 }
 
 /// Two batches of the tiny model under a 64 MiB budget with `edit`'s thresholds: the events.
 fn run(name: &str, edit: impl FnOnce(&mut TrainConfig)) -> Vec<Event> {
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = scratch(name);
     let mut cfg = tiny_config();
     edit(&mut cfg.train);
@@ -139,6 +143,14 @@ fn the_settings_read_and_write_as_the_user_wrote_them() {
     assert_eq!(json["cleanup_on_critical"], false);
     let back: TrainConfig = serde_json::from_value(json).unwrap();
     assert_eq!(back, cfg);
+    // A byte count written as a float (`--set memory_critical=1e9`, a file from Python).
+    let cfg: TrainConfig = serde_json::from_str(r#"{"memory_critical": 1e9}"#).unwrap();
+    let c = cfg.memory_critical.as_ref().unwrap();
+    assert_eq!(c.limit(), MemoryLimit::Bytes(1_000_000_000));
+    assert_eq!(
+        serde_json::to_value(&cfg).unwrap()["memory_critical"],
+        1_000_000_000u64
+    );
     // Defaults are not written.
     let json = serde_json::to_value(TrainConfig::default()).unwrap();
     for k in [
@@ -159,6 +171,8 @@ fn bad_settings_are_typed_errors_naming_the_field() {
     assert!(e.to_string().contains("(0, 1]"), "{e}");
     let e = serde_json::from_str::<TrainConfig>(r#"{"memory_warn": true}"#).unwrap_err();
     assert!(e.to_string().contains("expected a memory size"), "{e}");
+    let e = serde_json::from_str::<TrainConfig>(r#"{"memory_warn": 4096.5}"#).unwrap_err();
+    assert!(e.to_string().contains("whole number of bytes"), "{e}");
     for (edit, field) in [
         (
             (|t: &mut TrainConfig| t.memory_alert_hysteresis = 1.0) as fn(&mut TrainConfig),
@@ -202,4 +216,38 @@ fn bad_settings_are_typed_errors_naming_the_field() {
         other => panic!("{other:?}"),
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A resume under a smaller budget, where the thresholds no longer order (critical 10% of 8 MiB
+/// is below warn's 1 MiB): the run goes on with the alerts off and says so.
+#[test]
+fn a_resume_whose_thresholds_no_longer_order_trains_with_alerts_off_and_a_notice() {
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("alerts-resume");
+    let mut cfg = tiny_config();
+    cfg.train.memory_warn = size("1MiB");
+    cfg.train.memory_critical = size("10%");
+    let mut opts = options(&dir);
+    opts.max_batches = Some(1);
+    opts.memory_budget = Some(MemoryLimit::Bytes(BUDGET));
+    let mut t: LmTrainer = LmTrainer::new(cfg, text_dataset(12), opts).unwrap();
+    t.run(&mut |_| {}).unwrap();
+    drop(t);
+    let mut opts = options(&dir);
+    opts.max_batches = Some(2);
+    opts.memory_budget = Some(MemoryLimit::Bytes(8 << 20));
+    let mut t = LmTrainer::resume(&dir, opts, |_, _| Ok(text_dataset(12))).unwrap();
+    let mut events = Vec::new();
+    t.run(&mut |e| events.push(e.clone())).unwrap();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Notice(n) if n.starts_with("memory alerts are off")
+            && n.contains("not below the critical"))
+        ),
+        "{events:?}"
+    );
+    assert!(alerts(&events).is_empty());
+    assert_eq!(t.state().batches_seen, 2);
+    drop(t);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

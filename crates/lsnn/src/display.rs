@@ -159,19 +159,28 @@ fn alert_line(a: &lsnn_train::lsnn_memory::MemoryAlert) -> String {
     };
     if a.is_rise() {
         format!(
-            "memory alert: {}: live {:.1} MiB reached the {} threshold {:.1} MiB",
+            "memory alert: {}: live {} reached the {} threshold {}",
             name(a.to).to_uppercase(),
-            mib(a.bytes),
+            size(a.bytes),
             name(a.to),
-            mib(a.threshold)
+            size(a.threshold)
         )
     } else {
         format!(
-            "memory alert: back to {}: live {:.1} MiB is below the {} threshold {:.1} MiB by more than the hysteresis",
+            "memory alert: back to {}: live {} is below the {} threshold {} by more than the hysteresis",
             name(a.to),
-            mib(a.bytes),
+            size(a.bytes),
             name(a.from),
-            mib(a.threshold)
+            size(a.threshold)
         )
+    }
+}
+
+/// Bytes in the unit that shows them: KiB below a MiB, MiB below a GiB, else GiB.
+fn size(b: u64) -> String {
+    match b {
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b if b < 1 << 30 => format!("{:.1} MiB", mib(b)),
+        b => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
     }
 }

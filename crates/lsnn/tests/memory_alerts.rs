@@ -30,7 +30,7 @@ fn a_critical_threshold_is_printed_cleaned_up_and_recorded() {
         .unwrap_or_else(|| panic!("no alert in:\n{out}"));
     assert!(
         alert.starts_with("memory alert: CRITICAL: live ")
-            && alert.ends_with("reached the critical threshold 0.1 MiB"),
+            && alert.ends_with("reached the critical threshold 64.0 KiB"),
         "{alert}"
     );
     assert!(

@@ -149,6 +149,8 @@ impl<'de> Deserialize<'de> for SizeSetting {
         #[serde(untagged)]
         enum Raw {
             Bytes(u64),
+            // `--set memory_critical=1e9` and files written by Python give byte counts as floats.
+            Float(f64),
             Text(String),
         }
         let text = match Raw::deserialize(d).map_err(|_| {
@@ -157,6 +159,16 @@ impl<'de> Deserialize<'de> for SizeSetting {
             )
         })? {
             Raw::Bytes(n) => n.to_string(),
+            Raw::Float(f)
+                if f.is_finite() && f.fract() == 0.0 && f >= 1.0 && f < u64::MAX as f64 =>
+            {
+                (f as u64).to_string()
+            }
+            Raw::Float(f) => {
+                return Err(<D::Error as serde::de::Error>::custom(format!(
+                    "{f} bytes; expected a whole number of bytes, at least 1"
+                )))
+            }
             Raw::Text(t) => t,
         };
         SizeSetting::parse(&text).map_err(serde::de::Error::custom)

@@ -136,6 +136,11 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         let device = cfg.train.candle_device()?;
         // Before the run directory is touched (assemble checks again, for a resume).
         shards::check_auto(cfg.train.shard_rows, &device, &cfg.train.device)?;
+        let budget_only = ManagerConfig {
+            budget: opts.memory_budget,
+            ..ManagerConfig::default()
+        };
+        alert_monitor(&cfg.train, &MemoryManager::new(&device, budget_only)?)?;
         let lock = RunLock::acquire(&opts.out_dir)?;
         if let Some(what) = retention::existing_run(&opts.out_dir) {
             if !opts.overwrite {
@@ -195,7 +200,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             lock,
         )?;
         t.metrics.push(t.metrics_header());
-        t.notices = notices;
+        t.notices.extend(notices);
         t.replace_pending.set(replace);
         Ok(t)
     }
@@ -246,18 +251,18 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                 ..ManagerConfig::default()
             },
         )?;
-        let alert_config = cfg.train.alert_config();
-        let alerts = (alert_config.warn.is_some() || alert_config.critical.is_some())
-            .then(|| manager.alert_monitor(&alert_config))
-            .transpose()
-            .map_err(|e| match e {
-                // A byte count against a percentage, ordered only now that the budget is known.
-                lsnn_memory::MemoryError::InvalidConfig(message) => TrainError::Config {
-                    field: "memory_warn / memory_critical".into(),
-                    message,
-                },
-                other => other.into(),
-            })?;
+        // A fresh run checked this before the run directory was touched; a resume under another
+        // budget or device may find the thresholds no longer ordered: the alerts, which change
+        // no number of the run, are then off for this process, with a notice.
+        let (alerts, alert_notice) = match alert_monitor(&cfg.train, &manager) {
+            Ok(a) => (a, None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "memory alerts are off for this process: {e} (with this memory budget and device)"
+                )),
+            ),
+        };
         // Weights, EMA, two moments and a gradient: the least a step needs.
         let param_bytes: u64 = vars.iter().map(|(_, v)| (v.elem_count() * 4) as u64).sum();
         manager.ensure_fits("model, EMA, optimizer state and gradients", param_bytes * 5)?;
@@ -286,7 +291,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             device,
             baseline,
             _lock: lock,
-            notices: Vec::new(),
+            notices: alert_notice.into_iter().collect(),
             replace_pending: Cell::new(false),
         })
     }
@@ -436,4 +441,27 @@ fn build<M: TrainModel>(
     let vb = SeededInit::var_builder(&varmap, rng, DType::F32, device);
     let model = M::build(cfg, vb)?;
     Ok((model, lsnn_layers::named_vars(&varmap)))
+}
+
+/// The memory alerts' monitor of `train`'s thresholds (None without one), percentages resolved
+/// by `manager` (design §10.2); thresholds that are not ordered once resolved are a config error
+/// naming both fields.
+fn alert_monitor(
+    train: &crate::TrainConfig,
+    manager: &MemoryManager,
+) -> Result<Option<AlertMonitor>> {
+    let config = train.alert_config();
+    if config.warn.is_none() && config.critical.is_none() {
+        return Ok(None);
+    }
+    manager
+        .alert_monitor(&config)
+        .map(Some)
+        .map_err(|e| match e {
+            lsnn_memory::MemoryError::InvalidConfig(message) => TrainError::Config {
+                field: "memory_warn / memory_critical".into(),
+                message,
+            },
+            other => other.into(),
+        })
 }

@@ -92,7 +92,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             lock,
         )?;
         t.metrics = metrics;
-        t.notices = notices;
+        t.notices.extend(notices);
         t.replace_pending.set(replace);
         keys::restore_ema(
             &ck.dir.join(checkpoint::EMA_FILE),

@@ -170,8 +170,10 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
                 tokens_per_s: (self.state.tokens_seen - tokens_at_start) as f64 / secs,
                 live_bytes: lsnn_memory::alloc::live_bytes(),
             });
-            self.manager.check()?;
+            // The alerts first: they read live memory before the cleanup threshold's own
+            // cleanup can lower it, and a critical cleanup then leaves check() nothing to do.
             self.watch_memory(on_event)?;
+            self.manager.check()?;
             let epoch_end = self.state.batch_in_epoch == per_epoch;
             if let Some(CleanupReason::Periodic) = cleanup_after_batch(
                 self.state.batches_seen,

@@ -65,8 +65,8 @@ impl EventFileWriter {
                 continue;
             };
             if let Some(s) = rest.split('.').next().and_then(|s| s.parse::<u64>().ok()) {
-                // At least as many digits as the name it must follow, so string order (which
-                // TensorBoard uses) agrees with this numeric one.
+                // TensorBoard orders names as strings; with the 10-digit padding below (enough
+                // until the year 2286) that is this numeric order.
                 seconds = seconds.max(s.saturating_add(1));
             }
         }
@@ -134,19 +134,23 @@ impl EventFileWriter {
     }
 }
 
-/// Makes `dir` (and its parents) for event files: a path that exists and is not a directory is
-/// a [`TrainError::Record`] saying so, any other failure (permissions, a full disk) an
+/// Makes `dir` (and its parents) for event files: a path that is, or lies under, something
+/// other than a directory is a [`TrainError::Record`] saying so, any other failure (permissions, a full disk) an
 /// [`TrainError::Io`]. The command line calls it before it builds anything, so a bad path costs
 /// nothing.
 pub fn prepare_dir(dir: &Path) -> Result<()> {
     match std::fs::create_dir_all(dir) {
         Ok(()) => Ok(()),
-        Err(_) if dir.exists() && !dir.is_dir() => Err(TrainError::Record {
-            path: dir.to_path_buf(),
-            message: "exists and is not a directory; expected a directory for TensorBoard's event \
-                      files, or a path where one can be made"
-                .into(),
-        }),
+        Err(e)
+            if (dir.exists() && !dir.is_dir()) || e.kind() == std::io::ErrorKind::NotADirectory =>
+        {
+            Err(TrainError::Record {
+                path: dir.to_path_buf(),
+                message: "it, or a folder above it, exists and is not a directory; expected a \
+                      directory for TensorBoard's event files, or a path where one can be made"
+                    .into(),
+            })
+        }
         Err(source) => Err(TrainError::Io {
             path: dir.to_path_buf(),
             source,
