@@ -15,6 +15,7 @@
 //! Keys: `q`, `k`, `v`, `o` (`.weight` `[D, D]`, `.bias` `[D]`).
 
 use crate::error::{LayerError, Result};
+use crate::firing::LayerStats;
 use crate::lif::LifConfig;
 use crate::neuron::{Neuron, SpikingLayer};
 use crate::nn::{check_width, Linear};
@@ -262,6 +263,19 @@ impl MultiHeadSpikingAttention {
             self.rate(&self.k, x)?,
             self.rate(&self.v, x)?,
         ))
+    }
+
+    /// Spike statistics of the q̂, k̂ and v̂ rate codes for x [B, L, D] (design §10.3), named
+    /// `{prefix}.q`, `{prefix}.k` and `{prefix}.v`: one spiking layer (shared parameters) on
+    /// three currents, each its own population of D neurons.
+    pub fn firing(&self, x: &Tensor, prefix: &str) -> Result<[LayerStats; 3]> {
+        let (q, k, v) = self.rates(x)?;
+        let t = self.cfg.spike_steps;
+        Ok([
+            LayerStats::from_rates(format!("{prefix}.q"), &q, t)?,
+            LayerStats::from_rates(format!("{prefix}.k"), &k, t)?,
+            LayerStats::from_rates(format!("{prefix}.v"), &v, t)?,
+        ])
     }
 
     /// Attention given the rates [B, L, D] each.

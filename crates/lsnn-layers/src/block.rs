@@ -21,6 +21,7 @@
 use crate::cfc::{CfcConfig, CfcMode, LiquidCell, LiquidCellConfig, WiredCfcConfig};
 use crate::encoder::{SpikingEncoder, SpikingEncoderConfig};
 use crate::error::{LayerError, Result};
+use crate::firing::LayerStats;
 use crate::fused::NormAct;
 use crate::lif::LifConfig;
 use crate::ltc::LtcSettings;
@@ -395,6 +396,16 @@ impl HybridLiquidSpikingBlock {
             });
         }
         Ok(())
+    }
+
+    /// Spike statistics of the encoder's two spiking layers for the block's input x [B, L, D]
+    /// in evaluation mode, named `{prefix}.encoder.lif1` and `.lif2` (see
+    /// [`SpikingEncoder::firing`]).
+    pub fn firing(&self, x: &Tensor, prefix: &str) -> Result<[LayerStats; 2]> {
+        check_width(x, "block input [B, L, D]", 3, self.cfg.d_model)?;
+        let (b, l, d) = x.dims3()?;
+        self.encoder
+            .firing(&x.reshape((b * l, d))?, &format!("{prefix}.encoder"))
     }
 
     /// The sequence call: x [B, L, D] and an optional initial state → (out [B, L, D], the state

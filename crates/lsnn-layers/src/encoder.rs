@@ -14,6 +14,7 @@
 //! and [`SpikingEncoder::spikes`] take an explicit [`Mode`] and return the mean membrane too.
 
 use crate::error::Result;
+use crate::firing::LayerStats;
 use crate::lif::LifConfig;
 use crate::neuron::{Neuron, SpikingLayer};
 use crate::nn::{check_width, DropoutRng, Linear, Mode};
@@ -221,6 +222,21 @@ impl SpikingEncoder {
             spikes: r.rate,
             mean_mem: r.mean_mem,
         })
+    }
+
+    /// Spike statistics of the two spiking layers for x [N, D_in] in evaluation mode (no
+    /// dropout), named `{prefix}.lif1` and `{prefix}.lif2` (design §10.3). Runs the encoder
+    /// once more beside the model's own forward: a diagnostic, not a training path.
+    pub fn firing(&self, x: &Tensor, prefix: &str) -> Result<[LayerStats; 2]> {
+        check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
+        let s1 = self
+            .lif1
+            .const_spikes(&self.fc1.forward(x)?, self.cfg.steps, None)?;
+        let r2 = self.lif2.rate(&self.fc2.forward(&s1)?, true)?.rate;
+        Ok([
+            LayerStats::from_spikes(format!("{prefix}.lif1"), &s1)?,
+            LayerStats::from_rates(format!("{prefix}.lif2"), &r2, self.cfg.steps)?,
+        ])
     }
 
     /// Spike-train form: `spikes` = S2 as [N, T, S], with the mean membrane.

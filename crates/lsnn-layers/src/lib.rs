@@ -10,6 +10,8 @@
 //! - [`encoder::SpikingEncoder`], [`cfc::Cfc`], [`block::HybridLiquidSpikingBlock`],
 //!   [`attention::MultiHeadSpikingAttention`], [`model::LanguageModel`] — each implementing
 //!   candle's `Module` or (with dropout) `ModuleT`, the CfC also `candle_nn::rnn::RNN`;
+//! - [`firing`]: spike diagnostics, each spiking layer's spike counts per neuron
+//!   ([`LayerStats`]), measured by the models' `loss_with_firing`;
 //! - [`fused`]: the linear layer, LayerNorm, GELU, the attention softmax and the cross-entropy as
 //!   single CPU ops with their own backward, and their compositions in [`fused::reference`];
 //! - [`kernel`]: the plumbing of the fused ops — the packing convention for state and parameters,
@@ -60,6 +62,7 @@ pub mod block;
 pub mod cfc;
 pub mod encoder;
 mod error;
+pub mod firing;
 pub mod fused;
 pub mod kernel;
 pub mod lif;
@@ -82,6 +85,7 @@ pub use block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
 pub use cfc::{Cfc, CfcConfig, CfcMode, CfcState};
 pub use encoder::{SpikingEncoder, SpikingEncoderConfig};
 pub use error::{LayerError, Result};
+pub use firing::LayerStats;
 pub use lif::{Leaky, LifConfig, LifState, ResetMechanism, Surrogate};
 pub use model::{
     LanguageModel, LmLoss, LmState, ModelConfig, Readout, SeqInput, SeqLoss, SeqState,

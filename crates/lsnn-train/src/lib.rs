@@ -53,6 +53,7 @@ pub mod config;
 pub mod data;
 pub mod dataset;
 mod error;
+pub mod firing;
 pub mod generate;
 pub mod inference;
 pub mod lm;
@@ -71,7 +72,8 @@ pub use error::{Result, TrainError};
 pub use model::{LayerStats, MemoryEstimate, StepLoss, TrainModel};
 pub use optim::{inplace, schedule};
 pub use trainer::{
-    evaluate_model, EvalResult, Event, TrainOptions, TrainSummary, Trainer, TrainerState,
+    evaluate_model, evaluate_with_firing, EvalResult, Event, TrainOptions, TrainSummary, Trainer,
+    TrainerState,
 };
 
 pub use lsnn_layers;

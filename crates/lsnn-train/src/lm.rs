@@ -8,7 +8,7 @@ use crate::data::{bigram_baseline, ArithmeticTask, ByteTokenizer, DataSource, To
 use crate::dataset::{fnv1a, Dataset};
 use crate::error::{Result, TrainError};
 use crate::generate::{continue_prompts, Sampler};
-use crate::model::{MemoryEstimate, StepLoss, TrainModel};
+use crate::model::{LayerStats, MemoryEstimate, StepLoss, TrainModel};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -61,6 +61,15 @@ impl TrainModel for LanguageModel {
         // Detached parameters: no graph is built, each activation is freed once read.
         let (_, loss) = self.detached().loss(ids, 0.0, &mut Mode::Eval)?;
         Ok(vec![scalar(&loss.cross_entropy)?])
+    }
+
+    fn layer_stats(&self, ids: &Tensor) -> Result<Vec<LayerStats>> {
+        Ok(self.eval_batch_with_stats(ids)?.1)
+    }
+
+    fn eval_batch_with_stats(&self, ids: &Tensor) -> Result<(Vec<f64>, Vec<LayerStats>)> {
+        let (loss, firing) = self.detached().loss_with_firing(ids)?;
+        Ok((vec![scalar(&loss.cross_entropy)?], firing))
     }
 
     fn derived_metrics(&self, means: &[(String, f64)]) -> Vec<(String, f64)> {

@@ -31,17 +31,8 @@ impl StepLoss {
     }
 }
 
-/// Spike counts of one spiking layer over some batches: the raw material of firing-rate
-/// diagnostics (mean rate, the fraction of neurons that never fired).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerStats {
-    /// The layer's name (its key prefix).
-    pub name: String,
-    /// Spikes of each neuron, summed over examples, positions and time steps.
-    pub spikes_per_neuron: Vec<f64>,
-    /// How many (example, position, step) samples the sums are over.
-    pub samples: f64,
-}
+/// Spike counts of one spiking layer (lsnn-layers' type: the models there measure their own).
+pub use lsnn_layers::LayerStats;
 
 /// What a model of a config will need, estimated before it is built (design §8.2): the trainer
 /// refuses a run that cannot fit its memory budget before allocating anything.
@@ -128,8 +119,16 @@ pub trait TrainModel: Sized + Sync {
         Ok(())
     }
 
-    /// Spike statistics of the model's spiking layers on a validation batch (none by default).
+    /// Spike statistics of the model's spiking layers on a validation batch in evaluation
+    /// mode (none by default), in the same order for every batch: the trainer merges them over
+    /// the validation set and warns about silent and saturated layers (design §10.3).
     fn layer_stats(&self, _batch: &Self::Batch) -> Result<Vec<LayerStats>> {
         Ok(Vec::new())
+    }
+
+    /// [`TrainModel::eval_batch`] and [`TrainModel::layer_stats`] of one validation batch; a
+    /// model that measures its layers during its evaluation pass overrides this to run once.
+    fn eval_batch_with_stats(&self, batch: &Self::Batch) -> Result<(Vec<f64>, Vec<LayerStats>)> {
+        Ok((self.eval_batch(batch)?, self.layer_stats(batch)?))
     }
 }

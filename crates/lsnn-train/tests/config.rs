@@ -112,8 +112,9 @@ fn a_full_original_file_loads_and_round_trips() {
     // recomputation and truncated BPTT only when on, see lsnn-layers' `tests/recompute.rs` and
     // `tests/tbptt.rs`; the shard size only when not 4, see lsnn's `tests/shard_rows.rs`; the
     // neuron only when not leaky, see lsnn-layers' `tests/synaptic.rs`; the memory alerts' settings
-    // only when set, see `tests/memory_alerts.rs`.)
-    const ONLY_WHEN_SET: [&str; 16] = [
+    // only when set, see `tests/memory_alerts.rs`; the spike diagnostics' settings only when
+    // not their defaults, see `tests/firing.rs`.)
+    const ONLY_WHEN_SET: [&str; 20] = [
         "attention_kernel",
         "recompute_activations",
         "tbptt",
@@ -130,6 +131,10 @@ fn a_full_original_file_loads_and_round_trips() {
         "memory_critical",
         "memory_alert_hysteresis",
         "cleanup_on_critical",
+        "spike_stats",
+        "spike_silent_rate",
+        "spike_dead_fraction",
+        "spike_saturated_rate",
     ];
     for k in HONOURED_FIELDS
         .iter()

@@ -279,6 +279,7 @@ fn the_recorder_writes_the_trainers_events_and_a_resume_drops_the_orphaned_steps
         eval: EvalResult {
             metrics: vec![("val_loss".into(), 2.5), ("accuracy".into(), 0.75)],
             examples: 8,
+            firing: Vec::new(),
         },
     })
     .unwrap();

@@ -293,12 +293,14 @@ fn evaluation_uses_the_ema_weights_on_request() {
         &candle_core::Device::Cpu,
     );
     let model = LanguageModel::build(&ema.config().model, vb).unwrap();
-    let direct = lsnn_train::evaluate_model(
+    // The trainer's evaluation measures the spiking layers too (design §10.3).
+    let direct = lsnn_train::evaluate_with_firing(
         &model,
         ema.data(),
         ema.config().train.batch_size,
         0,
         &candle_core::Device::Cpu,
+        true,
     )
     .unwrap();
     assert_eq!(direct, l_ema);

@@ -137,6 +137,8 @@ impl Display {
                 self.line(&format!("early stop after epoch {}", epoch + 1))
             }
             Event::MemoryAlert(a) => self.line(&alert_line(a)),
+            Event::Firing { layers, .. } => self.line(&firing_line(layers)),
+            Event::SpikeWarning(w) => self.line(&format!("warning: {w}")),
             Event::Notice(n) => crate::output::err(&format!("note: {n}")),
         }
     }
@@ -147,6 +149,23 @@ impl Display {
             b.finish_and_clear();
         }
     }
+}
+
+/// The spiking layers' firing as one line: each layer's mean rate and, when any, the share
+/// of its neurons that never fired.
+fn firing_line(layers: &[lsnn_train::firing::LayerFiring]) -> String {
+    let parts: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let silent = if l.silent_fraction > 0.0 {
+                format!(", {:.0}% never fired", 100.0 * l.silent_fraction)
+            } else {
+                String::new()
+            };
+            format!("{} {:.2}%{silent}", l.name, 100.0 * l.mean_rate)
+        })
+        .collect();
+    format!("firing rate: {}", parts.join("; "))
 }
 
 /// A memory alert as one line: what was crossed, the live figure and the threshold.

@@ -18,6 +18,7 @@ use super::ModelConfig;
 use crate::attention::MultiHeadSpikingAttention;
 use crate::block::HybridLiquidSpikingBlock;
 use crate::error::{LayerError, Result};
+use crate::firing::LayerStats;
 use crate::fused::NormAct;
 use crate::nn::{dropout, DropoutRng, LayerNorm, Linear, Mode};
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
@@ -309,6 +310,18 @@ impl LanguageModel {
         let logits = self.forward(&inputs, mode)?;
         let loss = next_token_loss(&logits, &targets, label_smoothing)?;
         Ok((logits, loss))
+    }
+
+    /// [`Self::loss`] in evaluation mode without label smoothing, with the spike statistics of
+    /// every spiking layer on this window (design §10.3: each block's encoder, each attention
+    /// layer's rate codes, in the stack's order).
+    pub fn loss_with_firing(&self, ids: &Tensor) -> Result<(LmLoss, Vec<LayerStats>)> {
+        let (inputs, targets) = self.split_window(ids)?;
+        let inputs = self.check_ids(&inputs, 0)?;
+        let x = self.embed(&inputs, 0, &mut Mode::Eval)?;
+        let (x, firing) = self.trunk.forward_with_firing(x, None)?;
+        let logits = self.head(&x, &mut Mode::Eval)?;
+        Ok((next_token_loss(&logits, &targets, 0.0)?, firing))
     }
 
     /// The training step's loss and gradients for a window ids [B, L + 1] (as [`Self::loss`]),

@@ -14,6 +14,7 @@ use super::ModelConfig;
 use crate::attention::{AttentionCache, AttentionPast, MultiHeadSpikingAttention};
 use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::error::{LayerError, Result};
+use crate::firing::LayerStats;
 use crate::fused::NormAct;
 use crate::nn::{LayerNorm, Mode};
 use crate::rng::SeededRng;
@@ -148,13 +149,49 @@ impl Trunk {
         spans: Option<&Tensor>,
         mode: &mut Mode<'_>,
     ) -> Result<Tensor> {
+        self.layer_probed(i, x, spans, mode, None)
+    }
+
+    /// [`Self::layer`], appending the spike statistics of its spiking layers to `firing` when
+    /// given (the block's encoder on the layer's input, the attention's rate codes on its
+    /// input; design §10.3).
+    fn layer_probed(
+        &self,
+        i: usize,
+        x: &Tensor,
+        spans: Option<&Tensor>,
+        mode: &mut Mode<'_>,
+        mut firing: Option<&mut Vec<LayerStats>>,
+    ) -> Result<Tensor> {
+        if let Some(f) = firing.as_deref_mut() {
+            f.extend(self.blocks[i].firing(x, &format!("blocks.{i}"))?);
+        }
         let (y, _state) = self.blocks[i].forward_unchecked(x, None, spans, mode)?;
         let x = self.norms[i].with_act(&y, NormAct::Norm, self.dropout, mode)?;
         if i % 2 == 1 {
-            Ok((&x + self.attns[(i - 1) / 2].forward_unchecked(&x)?)?)
+            let j = (i - 1) / 2;
+            if let Some(f) = firing {
+                f.extend(self.attns[j].firing(&x, &format!("attns.{j}"))?);
+            }
+            Ok((&x + self.attns[j].forward_unchecked(&x)?)?)
         } else {
             Ok(x)
         }
+    }
+
+    /// [`Self::forward`] in evaluation mode that also measures every spiking layer: the
+    /// output and one [`LayerStats`] per spiking layer, in the stack's order.
+    pub(crate) fn forward_with_firing(
+        &self,
+        x: Tensor,
+        spans: Option<&Tensor>,
+    ) -> Result<(Tensor, Vec<LayerStats>)> {
+        let mut firing = Vec::new();
+        let mut x = x;
+        for i in 0..self.blocks.len() {
+            x = self.layer_probed(i, &x, spans, &mut Mode::Eval, Some(&mut firing))?;
+        }
+        Ok((x, firing))
     }
 
     /// Every layer in turn. Takes its input by value so that each layer's input is freed as

@@ -138,6 +138,10 @@ pub const LSNN_FIELDS: &[&str] = &[
     "memory_critical",
     "memory_alert_hysteresis",
     "cleanup_on_critical",
+    "spike_stats",
+    "spike_silent_rate",
+    "spike_dead_fraction",
+    "spike_saturated_rate",
 ];
 
 fn levenshtein(a: &str, b: &str) -> usize {

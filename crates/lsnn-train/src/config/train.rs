@@ -2,6 +2,7 @@
 //! cleanup, early stopping, checkpoint retention, seed and device — apart from any model's.
 
 use crate::error::{Result, TrainError};
+use crate::firing::SpikeThresholds;
 use crate::shard::ShardRows;
 use lsnn_memory::MemoryLimit;
 use serde::{Deserialize, Serialize};
@@ -93,6 +94,21 @@ pub struct TrainConfig {
     /// Run the memory manager's cleanup when usage rises to the critical level (default true).
     #[serde(skip_serializing_if = "is_true")]
     pub cleanup_on_critical: bool,
+    /// Measure every spiking layer's firing over the validation set at each epoch end and warn
+    /// about silent and saturated layers (design §10.3; default true).
+    #[serde(skip_serializing_if = "is_true")]
+    pub spike_stats: bool,
+    /// A layer firing below this mean rate (spikes per neuron per step) is silent (default
+    /// 0.001).
+    #[serde(skip_serializing_if = "SpikeThresholds::is_default_silent_rate")]
+    pub spike_silent_rate: f64,
+    /// A layer with at least this fraction of neurons that never fired is silent too (default
+    /// 0.9).
+    #[serde(skip_serializing_if = "SpikeThresholds::is_default_dead_fraction")]
+    pub spike_dead_fraction: f64,
+    /// A layer firing above this mean rate is saturated (default 0.9).
+    #[serde(skip_serializing_if = "SpikeThresholds::is_default_saturated_rate")]
+    pub spike_saturated_rate: f64,
 }
 
 fn is_default_hysteresis(h: &f64) -> bool {
@@ -202,6 +218,10 @@ impl Default for TrainConfig {
             memory_critical: None,
             memory_alert_hysteresis: lsnn_memory::DEFAULT_HYSTERESIS,
             cleanup_on_critical: true,
+            spike_stats: true,
+            spike_silent_rate: SpikeThresholds::DEFAULT.silent_rate,
+            spike_dead_fraction: SpikeThresholds::DEFAULT.dead_fraction,
+            spike_saturated_rate: SpikeThresholds::DEFAULT.saturated_rate,
         }
     }
 }
@@ -247,6 +267,10 @@ impl TrainConfig {
             memory_critical: SizeSetting::parse("2").ok(),
             memory_alert_hysteresis: 0.5,
             cleanup_on_critical: false,
+            spike_stats: false,
+            spike_silent_rate: 0.5,
+            spike_dead_fraction: 0.5,
+            spike_saturated_rate: 0.5,
             ..TrainConfig::default()
         };
         match serde_json::to_value(all) {
@@ -346,6 +370,7 @@ impl TrainConfig {
                 format!("{h}; expected a fraction in [0, 1)"),
             ));
         }
+        self.spike_thresholds().validate()?;
         // Thresholds of the same kind must be ordered; a byte count against a percentage is
         // checked when the trainer knows what the percentage is of.
         if let (Some(w), Some(c)) = (&self.memory_warn, &self.memory_critical) {
@@ -375,6 +400,15 @@ impl TrainConfig {
             self.memory_critical.as_ref().map(SizeSetting::limit),
         )
         .with_hysteresis(self.memory_alert_hysteresis)
+    }
+
+    /// The spike diagnostics' thresholds (design §10.3).
+    pub fn spike_thresholds(&self) -> SpikeThresholds {
+        SpikeThresholds {
+            silent_rate: self.spike_silent_rate,
+            dead_fraction: self.spike_dead_fraction,
+            saturated_rate: self.spike_saturated_rate,
+        }
     }
 
     /// `device` parsed: `None` for the CPU, `Some(ordinal)` for CUDA.

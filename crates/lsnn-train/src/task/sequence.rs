@@ -6,12 +6,12 @@
 use crate::data::sequence::{batch_of, SeqDescription, SequenceData};
 use crate::dataset::{fnv1a, Dataset};
 use crate::error::{Result, TrainError};
-use crate::model::{MemoryEstimate, StepLoss, TrainModel};
+use crate::model::{LayerStats, MemoryEstimate, StepLoss, TrainModel};
 use crate::RunConfig;
 use candle_core::backprop::GradStore;
 use candle_core::Device;
 use candle_nn::VarBuilder;
-use lsnn_layers::{Mode, ModelConfig, SeqInput, SequenceModel, Targets, Task};
+use lsnn_layers::{Mode, ModelConfig, SeqInput, SeqLoss, SequenceModel, Targets, Task};
 
 /// A batch of a sequence task: the model's input and its targets.
 #[derive(Debug, Clone)]
@@ -96,10 +96,18 @@ impl TrainModel for SequenceModel {
         let (_, l) = self
             .detached()
             .loss(&batch.input, &batch.targets, &mut Mode::Eval)?;
-        Ok(match self.task() {
-            Task::Classification => vec![l.loss, l.metrics.0],
-            _ => vec![l.loss, l.metrics.0, l.metrics.1],
-        })
+        Ok(metric_values(self.task(), &l))
+    }
+
+    fn layer_stats(&self, batch: &SeqBatch) -> Result<Vec<LayerStats>> {
+        Ok(self.eval_batch_with_stats(batch)?.1)
+    }
+
+    fn eval_batch_with_stats(&self, batch: &SeqBatch) -> Result<(Vec<f64>, Vec<LayerStats>)> {
+        let (l, firing) = self
+            .detached()
+            .loss_with_firing(&batch.input, &batch.targets)?;
+        Ok((metric_values(self.task(), &l), firing))
     }
 
     fn batch_rows(batch: &SeqBatch) -> usize {
@@ -299,4 +307,12 @@ pub fn sequence_data(
             message: format!("{e}; expected a recorded sequence data source"),
         })?;
     SequenceData::from_description(&desc)
+}
+
+/// A batch's metric values in [`TrainModel::metric_names`]' order.
+fn metric_values(task: Task, l: &SeqLoss) -> Vec<f64> {
+    match task {
+        Task::Classification => vec![l.loss, l.metrics.0],
+        _ => vec![l.loss, l.metrics.0, l.metrics.1],
+    }
 }

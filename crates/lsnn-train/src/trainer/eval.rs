@@ -1,5 +1,6 @@
 //! Validation metrics: the model's metrics averaged over the validation examples (batched,
-//! evaluation mode, rows as weights), the derived ones, and the data's own.
+//! evaluation mode, rows as weights), the derived ones, the data's own, and the spiking layers'
+//! firing.
 
 use super::{EvalResult, Trainer};
 use crate::dataset::Dataset;
@@ -17,12 +18,26 @@ pub fn evaluate_model<M: TrainModel, D: Dataset<M>>(
     extra_budget: usize,
     device: &Device,
 ) -> Result<EvalResult> {
+    evaluate_with_firing(model, data, batch_size, extra_budget, device, false)
+}
+
+/// [`evaluate_model`], with the model's spike statistics ([`TrainModel::layer_stats`]) merged
+/// over every validation batch when `firing` is set (design §10.3).
+pub fn evaluate_with_firing<M: TrainModel, D: Dataset<M>>(
+    model: &M,
+    data: &D,
+    batch_size: usize,
+    extra_budget: usize,
+    device: &Device,
+    firing: bool,
+) -> Result<EvalResult> {
     let names = model.metric_names();
     let mut sums = vec![0f64; names.len()];
     let n = data.val_len();
     let bsz = batch_size.max(1);
     let mut count = 0usize;
     let mut weight = 0f64;
+    let mut layer_stats = Vec::new();
     let mut i = 0;
     while i < n {
         let end = (i + bsz).min(n);
@@ -30,7 +45,13 @@ pub fn evaluate_model<M: TrainModel, D: Dataset<M>>(
         let batch = data.val_batch(&idx, device)?;
         let rows = M::batch_rows(&batch);
         let w = M::batch_weight(&batch);
-        let values = model.eval_batch(&batch)?;
+        let values = if firing {
+            let (values, stats) = model.eval_batch_with_stats(&batch)?;
+            lsnn_layers::firing::merge_all(&mut layer_stats, stats)?;
+            values
+        } else {
+            model.eval_batch(&batch)?
+        };
         if values.len() != names.len() {
             return Err(crate::TrainError::Config {
                 field: "eval_batch".into(),
@@ -59,6 +80,7 @@ pub fn evaluate_model<M: TrainModel, D: Dataset<M>>(
     Ok(EvalResult {
         metrics,
         examples: count,
+        firing: layer_stats,
     })
 }
 
@@ -81,12 +103,13 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         } else {
             &self.model
         };
-        evaluate_model(
+        evaluate_with_firing(
             model,
             &self.data,
             self.cfg.train.batch_size,
             self.opts.extra_metric_budget,
             &self.device,
+            self.cfg.train.spike_stats,
         )
     }
 }

@@ -75,6 +75,16 @@ pub enum Event {
         /// Validation evaluation.
         eval: EvalResult,
     },
+    /// The spiking layers' firing over an epoch end's validation set (design §10.3), in the
+    /// model's order; none when `spike_stats` is off or the model measures no layers.
+    Firing {
+        /// The epoch (0-based).
+        epoch: usize,
+        /// One summary per spiking layer.
+        layers: Vec<crate::firing::LayerFiring>,
+    },
+    /// A spiking layer found silent or saturated at an epoch end.
+    SpikeWarning(crate::firing::SpikeWarning),
     /// A checkpoint was written.
     Checkpoint {
         /// Its directory.
@@ -99,6 +109,9 @@ pub struct EvalResult {
     pub metrics: Vec<(String, f64)>,
     /// Validation examples evaluated.
     pub examples: usize,
+    /// The spiking layers' counts over the validation set (empty when not measured: the
+    /// config's `spike_stats` off, or a model without [`crate::TrainModel::layer_stats`]).
+    pub firing: Vec<crate::LayerStats>,
 }
 
 impl EvalResult {

@@ -23,7 +23,7 @@ mod shards;
 pub mod state;
 mod step;
 
-pub use eval::evaluate_model;
+pub use eval::{evaluate_model, evaluate_with_firing};
 pub use events::{EvalResult, Event, TrainSummary};
 pub use state::{TrainerState, STATE_VERSION};
 

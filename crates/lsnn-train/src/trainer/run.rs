@@ -207,6 +207,20 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             train_loss,
             eval: eval.clone(),
         });
+        if !eval.firing.is_empty() {
+            let (layers, warnings) = crate::firing::check_layers(
+                &eval.firing,
+                self.cfg.train.spike_thresholds(),
+                self.state.epoch,
+            );
+            on_event(&Event::Firing {
+                epoch: self.state.epoch,
+                layers,
+            });
+            for w in warnings {
+                on_event(&Event::SpikeWarning(w));
+            }
+        }
         let report = self.manager.cleanup()?;
         on_event(&self.memory_event(
             &format!("epoch {}", self.state.epoch + 1),

@@ -28,6 +28,7 @@ use super::task::{Readout, Task};
 use super::trunk::{Stage, Trunk};
 use super::ModelConfig;
 use crate::error::{LayerError, Result};
+use crate::firing::LayerStats;
 use crate::nn::{DropoutRng, Linear, Mode};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
@@ -200,6 +201,23 @@ impl SequenceModel {
         let out = self.head_of(&h, input.lengths.as_deref())?;
         let l = self.score(&out, &x, input, targets)?;
         Ok((out, l))
+    }
+
+    /// [`Self::loss`] in evaluation mode with the spike statistics of every spiking layer
+    /// (design §10.3). Padded positions of shorter rows are counted too: their inputs are the
+    /// padding's.
+    pub fn loss_with_firing(
+        &self,
+        input: &SeqInput,
+        targets: &Targets,
+    ) -> Result<(SeqLoss, Vec<LayerStats>)> {
+        let x = self.checked_x(input)?;
+        self.check_targets(&x, targets)?;
+        let (h, firing) = self
+            .trunk
+            .forward_with_firing(self.in_proj.forward(&x)?, input.spans.as_ref())?;
+        let out = self.head_of(&h, input.lengths.as_deref())?;
+        Ok((self.score(&out, &x, input, targets)?, firing))
     }
 
     /// The training step's loss and gradients of `scale`·objective, back-propagated stage by

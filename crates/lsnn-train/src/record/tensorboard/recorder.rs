@@ -110,8 +110,21 @@ impl TensorBoardRecorder {
                 };
                 self.writer.scalar("memory/alert_level", step, level, now)?;
             }
+            Event::Firing { layers, .. } => {
+                for l in layers {
+                    let tag = format!("firing/{}", l.name);
+                    self.writer
+                        .scalar(&format!("{tag}/rate"), step, l.mean_rate as f32, now)?;
+                    self.writer.scalar(
+                        &format!("{tag}/silent_fraction"),
+                        step,
+                        l.silent_fraction as f32,
+                        now,
+                    )?;
+                }
+            }
             Event::Checkpoint { .. } | Event::EarlyStop { .. } => self.flush()?,
-            Event::ShardSizing { .. } | Event::Notice(_) => {}
+            Event::ShardSizing { .. } | Event::Notice(_) | Event::SpikeWarning(_) => {}
         }
         Ok(())
     }

@@ -1,0 +1,136 @@
+//! Spike diagnostics (design §10.3): how often each spiking layer's neurons fire. A layer whose
+//! neurons never fire passes no signal forward and gets almost no surrogate gradient; one
+//! whose neurons fire at every step passes a constant. Both happen (an untrained model's first
+//! encoder fires at about 1%), and neither shows in the loss until it is too late.
+//!
+//! [`LayerStats`] holds the raw counts, per neuron, so that counts over several batches merge
+//! exactly and the summaries ([`LayerStats::mean_rate`], [`LayerStats::silent_fraction`]) are
+//! taken over everything seen. The encoder, the attention layer, the block, the trunk and the
+//! models each have a `firing` call that measures their spiking layers in evaluation mode.
+
+use crate::error::{LayerError, Result};
+use candle_core::{DType, Tensor};
+
+/// Spike counts of one spiking layer over some inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStats {
+    /// The layer's name: its key prefix (`blocks.0.encoder.lif1`), or for attention the rate
+    /// code's input (`attns.0.q`).
+    pub name: String,
+    /// Spikes of each neuron, summed over examples, positions and time steps.
+    pub spikes_per_neuron: Vec<f64>,
+    /// How many (example, position, step) samples each neuron's sum is over.
+    pub samples: f64,
+}
+
+impl LayerStats {
+    /// Counts from a spike train `spikes` [..., N] of 0s and 1s (every axis but the last is a
+    /// sample: steps, examples, positions).
+    pub fn from_spikes(name: impl Into<String>, spikes: &Tensor) -> Result<Self> {
+        Self::from_rates(name, spikes, 1)
+    }
+
+    /// Counts from firing rates `rates` [..., N], each the mean of a spike train over `steps`
+    /// steps (every axis but the last is an example or a position).
+    pub fn from_rates(name: impl Into<String>, rates: &Tensor, steps: usize) -> Result<Self> {
+        let name = name.into();
+        let dims = rates.dims();
+        let Some((&neurons, rest)) = dims.split_last() else {
+            return Err(LayerError::Shape {
+                what: "firing rates [..., N]",
+                expected: "at least one axis (the neurons)".into(),
+                actual: dims.to_vec(),
+            });
+        };
+        let rows: usize = rest.iter().product();
+        let per_neuron = rates
+            .to_dtype(DType::F64)?
+            .reshape((rows, neurons))?
+            .sum(0)?
+            .to_vec1::<f64>()?;
+        // A rate is a count over `steps` divided by it: the product is a whole number of
+        // spikes up to the rate's rounding (f32 carries it exactly below 2^24 spikes).
+        let steps_f = steps as f64;
+        let spikes_per_neuron = per_neuron.iter().map(|r| (r * steps_f).round()).collect();
+        Ok(LayerStats {
+            name,
+            spikes_per_neuron,
+            samples: (rows * steps) as f64,
+        })
+    }
+
+    /// Neurons in the layer.
+    pub fn neurons(&self) -> usize {
+        self.spikes_per_neuron.len()
+    }
+
+    /// Adds `other`'s counts (the same layer on more inputs).
+    pub fn merge(&mut self, other: &LayerStats) -> Result<()> {
+        if other.name != self.name || other.neurons() != self.neurons() {
+            return Err(LayerError::Input {
+                what: "layer statistics to merge",
+                message: format!(
+                    "{} ({} neurons) and {} ({} neurons): expected the same layer",
+                    self.name,
+                    self.neurons(),
+                    other.name,
+                    other.neurons()
+                ),
+            });
+        }
+        for (a, b) in self
+            .spikes_per_neuron
+            .iter_mut()
+            .zip(&other.spikes_per_neuron)
+        {
+            *a += b;
+        }
+        self.samples += other.samples;
+        Ok(())
+    }
+
+    /// Mean firing rate: spikes per neuron per sample, in [0, 1] (NaN with no samples).
+    pub fn mean_rate(&self) -> f64 {
+        let total: f64 = self.spikes_per_neuron.iter().sum();
+        total / (self.samples * self.neurons() as f64)
+    }
+
+    /// The fraction of neurons that never fired (NaN for a layer of no neurons).
+    pub fn silent_fraction(&self) -> f64 {
+        let silent = self.spikes_per_neuron.iter().filter(|&&s| s == 0.0).count();
+        silent as f64 / self.neurons() as f64
+    }
+
+    /// The fraction of neurons that fired at every sample (NaN for a layer of no neurons).
+    pub fn saturated_fraction(&self) -> f64 {
+        let full = self
+            .spikes_per_neuron
+            .iter()
+            .filter(|&&s| self.samples > 0.0 && s >= self.samples)
+            .count();
+        full as f64 / self.neurons() as f64
+    }
+}
+
+/// Merges `more` into `acc` layer by layer (`acc` empty: takes `more`); the two must list the
+/// same layers in the same order.
+pub fn merge_all(acc: &mut Vec<LayerStats>, more: Vec<LayerStats>) -> Result<()> {
+    if acc.is_empty() {
+        *acc = more;
+        return Ok(());
+    }
+    if acc.len() != more.len() {
+        return Err(LayerError::Input {
+            what: "layer statistics to merge",
+            message: format!(
+                "{} layers and {} layers: expected the same model's layers",
+                acc.len(),
+                more.len()
+            ),
+        });
+    }
+    for (a, b) in acc.iter_mut().zip(&more) {
+        a.merge(b)?;
+    }
+    Ok(())
+}
