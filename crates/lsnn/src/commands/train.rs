@@ -11,6 +11,7 @@ use lsnn_train::data::builtin::builtin;
 use lsnn_train::data::SequenceData;
 use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig, SequenceModel, Task};
 use lsnn_train::lsnn_memory::{parse_size, rss};
+use lsnn_train::record::run::RunRecorder;
 use lsnn_train::record::tensorboard::TensorBoardRecorder;
 use lsnn_train::{ArithmeticTask, Dataset, TokenDataset, TrainModel, TrainOptions, Trainer};
 use std::path::{Path, PathBuf};
@@ -274,10 +275,14 @@ fn drive<M: TrainModel, D: Dataset<M>>(
         let s = trainer.state();
         s.finished || s.epoch >= trainer.config().train.num_epochs
     };
-    // A finished run fails below without training: no event file for it.
+    // A finished run fails below without training: no record or event file for it.
     let mut recorder = match tensorboard {
         Some(dir) if !nothing_to_train => Some(TensorBoardRecorder::create(dir)?),
         _ => None,
+    };
+    let mut record = match nothing_to_train {
+        false => Some(RunRecorder::create(out_dir)?),
+        true => None,
     };
     let summary = trainer.run(&mut |e| {
         display.on_event(e);
@@ -289,11 +294,22 @@ fn drive<M: TrainModel, D: Dataset<M>>(
             ));
             recorder = None;
         }
+        if let Some(Err(failure)) = record.as_mut().map(|r| r.on_event(e)) {
+            err(&format!(
+                "warning: {failure}; no more of the run's record is written this run"
+            ));
+            record = None;
+        }
     })?;
     display.finish();
     if let Some(Err(failure)) = recorder.map(TensorBoardRecorder::finish) {
         err(&format!(
             "warning: {failure}; the TensorBoard file may lack its last records"
+        ));
+    }
+    if let Some(Err(failure)) = record.map(RunRecorder::finish) {
+        err(&format!(
+            "warning: {failure}; the run's record may lack its last entries"
         ));
     }
     if summary.nothing_to_train {
