@@ -98,29 +98,87 @@ impl Timeline {
     /// The Chrome Trace Event document (see the module docs).
     pub fn to_chrome_trace(&self) -> serde_json::Value {
         let pid = std::process::id();
-        let mut events = Vec::with_capacity(self.samples.len() * 2);
-        for s in &self.samples {
-            events.push(serde_json::json!({
-                "ph": "C",
-                "name": "memory",
-                "ts": s.ts_us,
-                "pid": pid,
-                "tid": 0,
-                "args": {
-                    "live_bytes": s.live_bytes,
-                    "peak_bytes": s.peak_bytes,
-                    "rss_bytes": s.rss_bytes,
-                },
-            }));
-            events.push(serde_json::json!({
-                "ph": "i",
-                "name": s.label,
-                "ts": s.ts_us,
-                "pid": pid,
-                "tid": 0,
-                "s": "g",
-            }));
-        }
+        let events: Vec<serde_json::Value> = self
+            .samples
+            .iter()
+            .flat_map(|s| chrome_events(s, pid))
+            .collect();
         serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms" })
+    }
+}
+
+/// A sample's two trace events: the counter and the instant naming its label.
+fn chrome_events(s: &Sample, pid: u32) -> [serde_json::Value; 2] {
+    [
+        serde_json::json!({
+            "ph": "C",
+            "name": "memory",
+            "ts": s.ts_us,
+            "pid": pid,
+            "tid": 0,
+            "args": {
+                "live_bytes": s.live_bytes,
+                "peak_bytes": s.peak_bytes,
+                "rss_bytes": s.rss_bytes,
+            },
+        }),
+        serde_json::json!({
+            "ph": "i",
+            "name": s.label,
+            "ts": s.ts_us,
+            "pid": pid,
+            "tid": 0,
+            "s": "g",
+        }),
+    ]
+}
+
+/// Writes the Chrome Trace Event document of `samples` (the same as
+/// [`Timeline::to_chrome_trace`]'s) to `out` one event at a time: memory stays constant however
+/// many samples there are, for a timeline kept in a file rather than in memory.
+pub fn write_chrome_trace<W: std::io::Write>(
+    samples: impl IntoIterator<Item = Sample>,
+    mut out: W,
+) -> std::io::Result<()> {
+    let pid = std::process::id();
+    out.write_all(b"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[")?;
+    let mut first = true;
+    for s in samples {
+        for e in chrome_events(&s, pid) {
+            if !first {
+                out.write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(&mut out, &e)?;
+        }
+    }
+    out.write_all(b"]}")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streamed_trace_is_the_documents_json() {
+        let mut t = Timeline::new(std::num::NonZeroUsize::new(4).unwrap());
+        for i in 0..3u64 {
+            t.push(Sample {
+                ts_us: 10 * i,
+                label: format!("step \"{i}\""),
+                live_bytes: 100 + i,
+                peak_bytes: 200 + i,
+                rss_bytes: 300 + i,
+            });
+        }
+        let mut streamed = Vec::new();
+        write_chrome_trace(t.samples().cloned(), &mut streamed).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&streamed).unwrap();
+        assert_eq!(parsed, t.to_chrome_trace());
+        let mut empty = Vec::new();
+        write_chrome_trace(Vec::new(), &mut empty).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&empty).unwrap();
+        assert_eq!(parsed["traceEvents"], serde_json::json!([]));
     }
 }

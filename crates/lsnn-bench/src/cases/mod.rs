@@ -29,7 +29,8 @@ use sequence::{
 };
 use training::{
     auto_probe_case, checkpoint_case, ema_case, generation_case, ltc_train_step_case,
-    ncp_train_step_case, tbptt_train_step_case, train_step_case, trainer_epoch_case,
+    ncp_train_step_case, recorded_epoch_case, tbptt_train_step_case, train_step_case,
+    trainer_epoch_case,
 };
 
 /// The small leak a control adds to its workload.
@@ -552,12 +553,26 @@ pub fn all() -> Vec<LeakCase> {
         Leak::HistoryBuffer,
         trainer_epoch_case,
     );
+    add(
+        "trainer-epoch-recorded",
+        "a trainer epoch writing the run's record and a TensorBoard file (live bytes and RSS)",
+        with_rss(c(), 1 << 20),
+        Leak::None,
+        recorded_epoch_case,
+    );
+    add(
+        "trainer-epoch-recorded/control-history",
+        "the same, with a history buffer growing 4 KiB per epoch",
+        with_rss(c(), 1 << 20),
+        Leak::HistoryBuffer,
+        recorded_epoch_case,
+    );
     v
 }
 
 /// Cases whose work is on the host whatever the device (file I/O, the trainer's epoch with its
 /// RSS checks): a device suite (`lsnn-leakcheck all --device cuda`) leaves them out.
-pub const HOST_ONLY: &[&str] = &["checkpoint", "trainer-epoch"];
+pub const HOST_ONLY: &[&str] = &["checkpoint", "trainer-epoch", "trainer-epoch-recorded"];
 
 /// The case named `name`.
 pub fn by_name(name: &str) -> Option<LeakCase> {

@@ -162,7 +162,19 @@ pub(crate) fn checkpoint_case(leak: Leak) -> Result<Iteration> {
 }
 
 pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
-    use lsnn_train::{TokenDataset, TrainOptions, Trainer};
+    epoch_case(leak, false)
+}
+
+/// [`trainer_epoch_case`] with every event written to the run's own record and to a
+/// TensorBoard event file, as `lsnn train --tensorboard` does (design §10).
+pub(crate) fn recorded_epoch_case(leak: Leak) -> Result<Iteration> {
+    epoch_case(leak, true)
+}
+
+fn epoch_case(leak: Leak, recorded: bool) -> Result<Iteration> {
+    use lsnn_train::record::run::RunRecorder;
+    use lsnn_train::record::tensorboard::TensorBoardRecorder;
+    use lsnn_train::{Event, TokenDataset, TrainOptions, Trainer};
     let cfg = tiny_config();
     let text: String = (0..40)
         .map(|i| format!("{i:03} fish swim {}\n", i % 7))
@@ -178,7 +190,7 @@ pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
             sha256: None,
         },
     )?;
-    let scratch = ScratchDir::new(&format!("epoch-{leak:?}"));
+    let scratch = ScratchDir::new(&format!("epoch-{recorded}-{leak:?}"));
     let opts = TrainOptions {
         out_dir: scratch.path().to_path_buf(),
         extra_metric_budget: 0,
@@ -187,10 +199,38 @@ pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
     };
     let mut trainer: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
     let mut leaker = Leaker::new(leak)?;
+    let mut recorders = match recorded {
+        false => None,
+        true => {
+            let mut record = RunRecorder::create(scratch.path())?;
+            let mut tb = TensorBoardRecorder::create(&scratch.path().join("tb"))?;
+            // `train_epoch` starts no run: the start event `run` would have sent.
+            let start = Event::Start {
+                epochs: trainer.config().train.num_epochs,
+                batches_per_epoch: 0,
+                parameters: 0,
+                resumed_at: None,
+                baseline: None,
+            };
+            record.on_event(&start)?;
+            tb.on_event(&start)?;
+            Some((record, tb))
+        }
+    };
     Ok(Box::new(move |_| {
         // Named here so that the directory lives (and is removed) with the case.
         let _ = scratch.path();
-        trainer.train_epoch(&mut |_| {})?;
+        let mut failure = None;
+        trainer.train_epoch(&mut |e| {
+            if let Some((record, tb)) = recorders.as_mut() {
+                if let Err(err) = record.on_event(e).and_then(|()| tb.on_event(e)) {
+                    failure.get_or_insert(err);
+                }
+            }
+        })?;
+        if let Some(err) = failure {
+            return Err(err.into());
+        }
         leaker.leak(None)
     }))
 }

@@ -374,33 +374,36 @@ impl RunRecorder {
     }
 }
 
-/// `memory.csv` as Chrome Trace Event JSON, times in µs from its first row: lsnn-memory's
-/// timeline export, so the record's trace and the manager's open the same way.
+/// `memory.csv` as Chrome Trace Event JSON, times in µs from its first row, in lsnn-memory's
+/// timeline format (so the record's trace and the manager's open the same way). Streamed row by
+/// row: memory stays constant however long the run.
 fn write_trace(memory_csv: &Path, trace: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(memory_csv).map_err(TrainError::io(memory_csv))?;
-    let rows: Vec<Vec<&str>> = text
+    use std::io::BufRead;
+    let file = std::fs::File::open(memory_csv).map_err(TrainError::io(memory_csv))?;
+    let mut t0 = None;
+    let samples = std::io::BufReader::new(file)
         .lines()
         .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|c| c.len() == 6)
-        .collect();
-    let Some(cap) = std::num::NonZeroUsize::new(rows.len()) else {
-        return Ok(());
-    };
-    let mut timeline = lsnn_memory::timeline::Timeline::new(cap);
-    let wall = |c: &[&str]| c[1].parse::<f64>().unwrap_or(0.0);
-    let t0 = wall(&rows[0]);
-    let num = |s: &str| s.parse::<u64>().unwrap_or(0);
-    for c in &rows {
-        timeline.push(lsnn_memory::timeline::Sample {
-            ts_us: ((wall(c) - t0).max(0.0) * 1e6) as u64,
-            label: format!("{} (batch {})", c[2], c[0]),
-            live_bytes: num(c[3]),
-            peak_bytes: num(c[4]),
-            rss_bytes: num(c[5]),
+        .map_while(|l| l.ok())
+        .filter_map(|line| {
+            let c: Vec<&str> = line.split(',').collect();
+            let wall = c.get(1)?.parse::<f64>().ok()?;
+            if c.len() != 6 {
+                return None;
+            }
+            let t0 = *t0.get_or_insert(wall);
+            let num = |s: &str| s.parse::<u64>().unwrap_or(0);
+            Some(lsnn_memory::timeline::Sample {
+                ts_us: ((wall - t0).max(0.0) * 1e6) as u64,
+                label: format!("{} (batch {})", c[2], c[0]),
+                live_bytes: num(c[3]),
+                peak_bytes: num(c[4]),
+                rss_bytes: num(c[5]),
+            })
         });
-    }
     let tmp = trace.with_extension("json.tmp");
-    std::fs::write(&tmp, timeline.to_chrome_trace().to_string()).map_err(TrainError::io(&tmp))?;
+    let out = std::fs::File::create(&tmp).map_err(TrainError::io(&tmp))?;
+    lsnn_memory::timeline::write_chrome_trace(samples, std::io::BufWriter::new(out))
+        .map_err(TrainError::io(&tmp))?;
     std::fs::rename(&tmp, trace).map_err(TrainError::io(trace))
 }
