@@ -73,6 +73,7 @@ pub mod nn;
 pub mod rleaky;
 pub mod rng;
 pub mod spikegen;
+pub mod stage_marks;
 pub mod synaptic;
 mod threading;
 pub mod wiring;

@@ -57,6 +57,7 @@ pub mod firing;
 pub mod generate;
 pub mod inference;
 pub mod lm;
+pub mod memory_stages;
 pub mod model;
 pub mod optim;
 pub mod record;

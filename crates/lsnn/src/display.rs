@@ -138,6 +138,7 @@ impl Display {
             }
             Event::MemoryAlert(a) => self.line(&alert_line(a)),
             Event::Firing { layers, .. } => self.line(&firing_line(layers)),
+            Event::MemoryStages(r) => self.line(&stages_line(r)),
             Event::SpikeWarning(w) => self.line(&format!("warning: {w}")),
             Event::Notice(n) => crate::output::err(&format!("note: {n}")),
         }
@@ -166,6 +167,29 @@ fn firing_line(layers: &[lsnn_train::firing::LayerFiring]) -> String {
         })
         .collect();
     format!("firing rate: {}", parts.join("; "))
+}
+
+/// Peak memory by stage as one line: each stage's peak above its start, forward and backward.
+fn stages_line(r: &lsnn_train::memory_stages::StageReport) -> String {
+    let parts: Vec<String> = r
+        .stages
+        .iter()
+        .map(|s| {
+            let pass = match s.pass.as_str() {
+                "forward" => " fwd",
+                "backward" => " bwd",
+                _ => "",
+            };
+            format!("{}{pass} {}", s.stage, size(s.peak_bytes))
+        })
+        .collect();
+    format!(
+        "memory by stage (probe step of {} rows, one thread; peak above each stage's start): {}; \
+         whole step {}",
+        r.batch_rows,
+        parts.join(", "),
+        size(r.step_peak_bytes)
+    )
 }
 
 /// A memory alert as one line: what was crossed, the live figure and the threshold.

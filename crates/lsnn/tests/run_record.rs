@@ -61,7 +61,13 @@ fn reproducible(run: &Path) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
 fn the_record_holds_the_runs_figures_and_a_resumed_crash_counts_each_entry_once() {
     let d = scratch("run-record");
     setup(&d);
-    train_tiny(&d, "full", &[]);
+    let printed = train_tiny(&d, "full", &[]);
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("memory by stage (probe step of 6 rows")),
+        "{printed}"
+    );
     let full = d.join("full");
     let manifest: serde_json::Value = serde_json::from_str(&read(&full, "record.json")).unwrap();
     assert_eq!(manifest["format"], "lsnn-run-record");
@@ -106,6 +112,26 @@ fn the_record_holds_the_runs_figures_and_a_resumed_crash_counts_each_entry_once(
         .filter(|e| e["ph"] == "C")
         .count();
     assert_eq!(counters, mem.len());
+    // Peak memory by stage from the probe step before training (design §10.5).
+    let stages: serde_json::Value =
+        serde_json::from_str(&read(&full, "memory_stages.json")).unwrap();
+    let names: Vec<&str> = stages["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    for want in [
+        "embedding",
+        "blocks.0",
+        "blocks.1",
+        "attns.0",
+        "head",
+        "optimizer",
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert_eq!(stages["batch_rows"], 6);
     // The event log: the start, each epoch end with its cleanup and checkpoint.
     let kinds: Vec<String> = events(&full)
         .iter()

@@ -21,6 +21,7 @@ use crate::error::{LayerError, Result};
 use crate::firing::LayerStats;
 use crate::fused::NormAct;
 use crate::nn::{dropout, DropoutRng, LayerNorm, Linear, Mode};
+use crate::stage_marks::{stage, Pass};
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{Init, VarBuilder};
 
@@ -349,25 +350,36 @@ impl LanguageModel {
         let ids = self.check_ids(&inputs, 0)?;
         // The embedding's stage, then one per trunk layer (kept or to recompute).
         let mut stages: Vec<Stage> = Vec::with_capacity(self.trunk.len() + 1);
-        let x = self.embed(&ids, 0, mode)?;
+        let x = stage(
+            || "embedding".into(),
+            Pass::Forward,
+            || self.embed(&ids, 0, mode),
+        )?;
         stages.push(Stage::Kept {
             input: None,
             output: x.clone(),
         });
         let head_in = self.trunk.forward_staged(x, None, mode, &mut stages)?;
-        let logits = self.head(head_in.as_tensor(), mode)?;
-        let loss = next_token_loss(&logits, &targets, label_smoothing)?;
-        drop(logits);
+        let loss = stage(
+            || "head".into(),
+            Pass::Forward,
+            || -> Result<LmLoss> {
+                let logits = self.head(head_in.as_tensor(), mode)?;
+                next_token_loss(&logits, &targets, label_smoothing)
+            },
+        )?;
         let values = loss.detached();
         if !values.is_finite()? {
             return Ok((values, None));
         }
         let root = loss.scaled_objective(scale)?;
         drop(loss);
-        let mut grads = root.backward()?;
+        let mut grads = stage(|| "head".into(), Pass::Backward, || root.backward())?;
         drop(root);
         let upstream = grads.remove(head_in.as_tensor());
-        let grads = self.trunk.backward_stages(stages, grads, upstream, None)?;
+        let grads = self
+            .trunk
+            .backward_stages(stages, grads, upstream, None, "embedding")?;
         Ok((values, Some(grads)))
     }
 

@@ -18,6 +18,7 @@ use crate::firing::LayerStats;
 use crate::fused::NormAct;
 use crate::nn::{LayerNorm, Mode};
 use crate::rng::SeededRng;
+use crate::stage_marks::{stage, Pass};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
@@ -166,14 +167,24 @@ impl Trunk {
         if let Some(f) = firing.as_deref_mut() {
             f.extend(self.blocks[i].firing(x, &format!("blocks.{i}"))?);
         }
-        let (y, _state) = self.blocks[i].forward_unchecked(x, None, spans, mode)?;
-        let x = self.norms[i].with_act(&y, NormAct::Norm, self.dropout, mode)?;
+        let x = stage(
+            || format!("blocks.{i}"),
+            Pass::Forward,
+            || -> Result<Tensor> {
+                let (y, _state) = self.blocks[i].forward_unchecked(x, None, spans, mode)?;
+                self.norms[i].with_act(&y, NormAct::Norm, self.dropout, mode)
+            },
+        )?;
         if i % 2 == 1 {
             let j = (i - 1) / 2;
             if let Some(f) = firing {
                 f.extend(self.attns[j].firing(&x, &format!("attns.{j}"))?);
             }
-            Ok((&x + self.attns[j].forward_unchecked(&x)?)?)
+            stage(
+                || format!("attns.{j}"),
+                Pass::Forward,
+                || Ok((&x + self.attns[j].forward_unchecked(&x)?)?),
+            )
         } else {
             Ok(x)
         }
@@ -295,19 +306,46 @@ impl Trunk {
     /// activations plus one stage's gradients rather than every stage's at once (and with
     /// recomputation the activations are the stages' inputs alone). `spans` are the forward
     /// pass's.
+    ///
+    /// Each stage's backward is a stage mark (`first` names stage 0, the model's input stage;
+    /// a layer's is `blocks.{i}`, with `+attns.{j}` after odd blocks: one graph).
     pub(crate) fn backward_stages(
         &self,
         mut stages: Vec<Stage>,
         mut grads: GradStore,
         mut upstream: Option<Tensor>,
         spans: Option<&Tensor>,
+        first: &str,
     ) -> Result<GradStore> {
-        while let Some(stage) = stages.pop() {
+        while let Some(st) = stages.pop() {
+            let index = stages.len();
+            let name = || match index {
+                0 => first.to_string(),
+                k if (k - 1) % 2 == 1 => format!("blocks.{}+attns.{}", k - 1, (k - 2) / 2),
+                k => format!("blocks.{}", k - 1),
+            };
+            upstream = stage(name, Pass::Backward, || {
+                self.backward_stage(st, &mut grads, upstream.take(), spans, index)
+            })?;
+        }
+        Ok(grads)
+    }
+
+    /// One stage of [`Self::backward_stages`]: its gradients added to `grads`; returns the
+    /// gradient of its input leaf (none for the first stage).
+    fn backward_stage(
+        &self,
+        stage: Stage,
+        grads: &mut GradStore,
+        upstream: Option<Tensor>,
+        spans: Option<&Tensor>,
+        index: usize,
+    ) -> Result<Option<Tensor>> {
+        {
             // Every stage's output feeds the next stage, so a gradient always reaches it.
-            let Some(g) = upstream.take() else {
+            let Some(g) = upstream else {
                 return Err(LayerError::Candle(candle_core::Error::Msg(format!(
-                    "staged backward: no gradient reached the output of stage {}",
-                    stages.len()
+                    "staged backward: no gradient reached the output of stage {index}"
                 ))));
             };
             let (input, output) = match stage {
@@ -322,11 +360,8 @@ impl Trunk {
             let stage = crate::fused::seed(&output, &g)?.backward()?;
             drop(output);
             grads.extend(stage)?;
-            if let Some(leaf) = input {
-                upstream = grads.remove(leaf.as_tensor());
-            }
+            Ok(input.and_then(|leaf| grads.remove(leaf.as_tensor())))
         }
-        Ok(grads)
     }
 
     /// Layer `layer` from `input` with its graph, dropout drawn from a generator at `rng`

@@ -27,6 +27,9 @@ pub enum Event {
         /// True when it was read from the resumed run's state rather than probed now.
         recorded: bool,
     },
+    /// Peak memory by stage, from a probe step before training (design §10.5; only with
+    /// [`super::TrainOptions::probe_stages`]).
+    MemoryStages(crate::memory_stages::StageReport),
     /// A micro-batch was processed.
     Batch {
         /// Epoch.

@@ -67,6 +67,9 @@ pub struct TrainOptions {
     /// Set to stop after the current micro-batch with a checkpoint (a signal handler, a closed
     /// output).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Before training, measure peak memory by stage on a one-thread probe step of a throwaway
+    /// copy of the model (design §10.5; needs the counting allocator, else a notice).
+    pub probe_stages: bool,
 }
 
 impl Default for TrainOptions {
@@ -81,6 +84,7 @@ impl Default for TrainOptions {
             eval_with_ema: false,
             overwrite: false,
             stop: None,
+            probe_stages: false,
         }
     }
 }

@@ -57,6 +57,9 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         let nothing_to_train = self.state.finished || self.state.epoch >= self.cfg.train.num_epochs;
         if !nothing_to_train {
             self.announce_shards(on_event)?;
+            if self.opts.probe_stages {
+                self.probe_stages(on_event)?;
+            }
         }
         on_event(&self.memory_event("start", None)?);
         let mut last_eval = None;
@@ -96,6 +99,30 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             stop_requested,
             nothing_to_train,
         })
+    }
+
+    /// Peak memory by stage on the first batch of the training set (design §10.5).
+    fn probe_stages(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
+        if !lsnn_memory::alloc::is_installed() {
+            on_event(&Event::Notice(
+                "peak memory by stage needs the counting allocator, which this program does \
+                 not install; not measured"
+                    .into(),
+            ));
+            return Ok(());
+        }
+        let rows = self.cfg.train.batch_size.min(self.data.train_len()) as u32;
+        let indices: Vec<u32> = (0..rows).collect();
+        let batch = self.data.train_batch(&indices, &self.device)?;
+        let report = crate::memory_stages::probe_stages::<M>(
+            &self.cfg.model,
+            &batch,
+            *self.opt.config(),
+            self.cfg.train.seed,
+            &self.device,
+        )?;
+        on_event(&Event::MemoryStages(report));
+        Ok(())
     }
 
     /// True once [`super::TrainOptions::stop`] is set.

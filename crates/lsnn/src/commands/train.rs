@@ -99,6 +99,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         eval_with_ema: a.eval_ema,
         overwrite: a.overwrite,
         stop: Some(crate::signals::stop_flag()),
+        probe_stages: true,
         ..TrainOptions::default()
     };
     if let Some(b) = &a.memory_budget {

@@ -62,7 +62,9 @@ impl LanguageModel {
             let mut g = root.backward()?;
             drop(root);
             let upstream = g.remove(head_in.as_tensor());
-            let g = self.trunk.backward_stages(stages, g, upstream, None)?;
+            let g = self
+                .trunk
+                .backward_stages(stages, g, upstream, None, "embedding")?;
             match grads.as_mut() {
                 None => grads = Some(g),
                 Some(acc) => acc.extend(g)?,

@@ -30,6 +30,7 @@ use super::ModelConfig;
 use crate::error::{LayerError, Result};
 use crate::firing::LayerStats;
 use crate::nn::{DropoutRng, Linear, Mode};
+use crate::stage_marks::{stage, Pass};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::VarBuilder;
@@ -233,7 +234,11 @@ impl SequenceModel {
         let x = self.checked_x(input)?;
         self.check_targets(&x, targets)?;
         let mut stages: Vec<Stage> = Vec::with_capacity(self.trunk.len() + 1);
-        let first = self.in_proj.forward(&x)?;
+        let first = stage(
+            || "in_proj".into(),
+            Pass::Forward,
+            || self.in_proj.forward(&x),
+        )?;
         stages.push(Stage::Kept {
             input: None,
             output: first.clone(),
@@ -241,9 +246,14 @@ impl SequenceModel {
         let head_in = self
             .trunk
             .forward_staged(first, input.spans.as_ref(), mode, &mut stages)?;
-        let out = self.head_of(head_in.as_tensor(), input.lengths.as_deref())?;
-        let mut l = self.score(&out, &x, input, targets)?;
-        drop(out);
+        let mut l = stage(
+            || "head".into(),
+            Pass::Forward,
+            || -> Result<SeqLoss> {
+                let out = self.head_of(head_in.as_tensor(), input.lengths.as_deref())?;
+                self.score(&out, &x, input, targets)
+            },
+        )?;
         let finite = l.loss.is_finite() && {
             let o = l.objective.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             o.is_finite()
@@ -258,12 +268,12 @@ impl SequenceModel {
             (&l.objective * scale)?
         };
         l.objective = l.objective.detach();
-        let mut grads = root.backward()?;
+        let mut grads = stage(|| "head".into(), Pass::Backward, || root.backward())?;
         drop(root);
         let upstream = grads.remove(head_in.as_tensor());
-        let grads = self
-            .trunk
-            .backward_stages(stages, grads, upstream, input.spans.as_ref())?;
+        let grads =
+            self.trunk
+                .backward_stages(stages, grads, upstream, input.spans.as_ref(), "in_proj")?;
         Ok((l, Some(grads)))
     }
 }

@@ -34,6 +34,8 @@ pub const EPOCHS_FILE: &str = "epochs.csv";
 pub const MEMORY_FILE: &str = "memory.csv";
 /// The memory timeline as Chrome Trace Event JSON (ui.perfetto.dev opens it).
 pub const TRACE_FILE: &str = "memory.trace.json";
+/// Peak memory by stage of the run's probe step (design §10.5), when it ran.
+pub const STAGES_FILE: &str = "memory_stages.json";
 /// One JSON object per line: starts, resumes, cleanups, alerts, warnings, checkpoints, notices.
 pub const EVENTS_FILE: &str = "events.jsonl";
 
@@ -144,6 +146,7 @@ impl RunRecorder {
                 "epochs": EPOCHS_FILE,
                 "memory": MEMORY_FILE,
                 "memory_trace": TRACE_FILE,
+                "memory_stages": STAGES_FILE,
                 "events": EVENTS_FILE,
             },
             "columns": {
@@ -323,6 +326,20 @@ impl RunRecorder {
                     "shard_sizing",
                     json!({"rows": sizing.rows, "batch_rows": sizing.batch_rows,
                            "budget_bytes": sizing.budget_bytes, "recorded": recorded}),
+                )?;
+            }
+            Event::MemoryStages(report) => {
+                let path = self.dir.join(STAGES_FILE);
+                let text =
+                    serde_json::to_string_pretty(report).map_err(|e| TrainError::Record {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                std::fs::write(&path, text + "\n").map_err(TrainError::io(&path))?;
+                self.log(
+                    self.batches,
+                    "memory_stages",
+                    json!({"file": STAGES_FILE, "step_peak_bytes": report.step_peak_bytes}),
                 )?;
             }
             Event::Notice(message) => {

@@ -124,7 +124,10 @@ impl TensorBoardRecorder {
                 }
             }
             Event::Checkpoint { .. } | Event::EarlyStop { .. } => self.flush()?,
-            Event::ShardSizing { .. } | Event::Notice(_) | Event::SpikeWarning(_) => {}
+            Event::ShardSizing { .. }
+            | Event::Notice(_)
+            | Event::SpikeWarning(_)
+            | Event::MemoryStages(_) => {}
         }
         Ok(())
     }

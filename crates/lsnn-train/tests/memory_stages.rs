@@ -1,0 +1,98 @@
+//! Peak memory by stage (design §10.5): the stages a probe step reports, in the order they
+//! ran, and figures that must hold exactly — the optimizer's state is AdamW's two moments of
+//! every parameter, two identical blocks hold the same bytes, the embedding keeps its output.
+
+mod common;
+
+use candle_core::Device;
+use common::{text_dataset, tiny_model};
+use lsnn_train::lsnn_layers::LanguageModel;
+use lsnn_train::lsnn_memory::CountingAlloc;
+use lsnn_train::memory_stages::probe_stages;
+use lsnn_train::optim::AdamWConfig;
+use lsnn_train::Dataset;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// The allocator's figures are process-wide: one probe at a time in this binary.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn report(amsgrad: bool) -> lsnn_train::memory_stages::StageReport {
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let cfg = tiny_model();
+    let data = text_dataset(8);
+    let batch = Dataset::<LanguageModel>::train_batch(&data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
+    let adamw = AdamWConfig {
+        amsgrad,
+        ..AdamWConfig::default()
+    };
+    probe_stages::<LanguageModel>(&cfg, &batch, adamw, 7, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn the_stages_run_in_order_with_exact_figures() {
+    let r = report(false);
+    let order: Vec<(&str, &str)> = r
+        .stages
+        .iter()
+        .map(|s| (s.stage.as_str(), s.pass.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("embedding", "forward"),
+            ("blocks.0", "forward"),
+            ("blocks.1", "forward"),
+            ("attns.0", "forward"),
+            ("head", "forward"),
+            ("head", "backward"),
+            ("blocks.1+attns.0", "backward"),
+            ("blocks.0", "backward"),
+            ("embedding", "backward"),
+            ("optimizer", "optimizer"),
+        ]
+    );
+    assert_eq!(r.batch_rows, 4);
+    // AdamW's first and second moments: two f32 copies of every parameter, held after the
+    // stage (the step itself updates in place), plus the state's bookkeeping (a map entry, a
+    // name and two tensor handles per parameter: well under 1 KiB each).
+    let opt = r.get("optimizer", "optimizer").unwrap();
+    let two = 2 * r.parameter_bytes as i64;
+    assert!(
+        opt.held_bytes >= two && opt.held_bytes < two + 1024 * r.parameters as i64,
+        "{opt:?}, {} parameter bytes",
+        r.parameter_bytes
+    );
+    assert!(opt.peak_bytes >= opt.held_bytes as u64);
+    // The two blocks have the same shapes: the same bytes kept for backward, to the byte.
+    let (b0, b1) = (
+        r.get("blocks.0", "forward").unwrap(),
+        r.get("blocks.1", "forward").unwrap(),
+    );
+    assert_eq!(b0.held_bytes, b1.held_bytes);
+    assert_eq!(b0.peak_bytes, b1.peak_bytes);
+    // The embedding's stage keeps at least its output, [B, L, D] f32.
+    let cfg = tiny_model();
+    let out = (4 * cfg.sequence_length * cfg.hidden_dim * 4) as i64;
+    assert!(r.get("embedding", "forward").unwrap().held_bytes >= out);
+    // The whole step's peak covers each stage's.
+    for s in &r.stages {
+        assert!(r.step_peak_bytes >= s.peak_bytes, "{s:?}");
+    }
+}
+
+#[test]
+fn amsgrad_keeps_a_third_moment() {
+    let held = |r: &lsnn_train::memory_stages::StageReport| {
+        r.get("optimizer", "optimizer").unwrap().held_bytes
+    };
+    let (plain, ams) = (report(false), report(true));
+    // A third f32 copy of every parameter (and its handle: under 1 KiB per parameter).
+    let extra = held(&ams) - held(&plain);
+    let p = plain.parameter_bytes as i64;
+    assert!(
+        extra >= p && extra < p + 1024 * plain.parameters as i64,
+        "{extra} vs {p}"
+    );
+}
