@@ -9,6 +9,7 @@
 //! lsnn eval     --checkpoint DIR [--data FILE] [--json] [--dump-logits FILE.safetensors]
 //! lsnn predict  --checkpoint DIR --data FILE --out FILE.npz [--stream] [--batch N]
 //! lsnn bench    --workload lm-small|lm-medium [--json] [--steps N] [--full]
+//! lsnn report   RUN_DIR [--out DIR]
 //! ```
 //!
 //! Exit codes ([`exit`]): 0 success, 1 failure, 2 bad input, 3 interrupted with a checkpoint
@@ -19,6 +20,7 @@ mod commands;
 mod display;
 mod exit;
 mod output;
+mod report;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,8 @@ enum Command {
     Predict(commands::PredictArgs),
     /// Measure training and inference throughput on a design §9.1 workload.
     Bench(bench::BenchArgs),
+    /// Write an HTML report of a run, with SVG charts, from its record.
+    Report(report::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(a) => commands::eval(a).map(|()| exit::SUCCESS),
         Command::Predict(a) => commands::predict(a).map(|()| exit::SUCCESS),
         Command::Bench(a) => bench::run(a).map(|()| exit::SUCCESS),
+        Command::Report(a) => report::report(a).map(|()| exit::SUCCESS),
     };
     match res {
         Ok(code) => std::process::ExitCode::from(code),

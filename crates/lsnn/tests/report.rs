@@ -1,0 +1,158 @@
+//! `lsnn report RUN_DIR` (design §10.6): every chart is written, inline in the page and as its
+//! own SVG file, and each plots the run's own numbers — each line's points are the record's
+//! values under one linear map to pixels (checked to the pixel), every stage has its bar — and
+//! a directory without a record is bad input.
+
+mod support;
+
+use std::path::Path;
+use support::{code, err, lsnn, ok, scratch, setup, train_tiny};
+
+/// The data lines of a plotters SVG: (stroke colour, points) of each 2-px polyline.
+fn lines(svg: &str) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out = Vec::new();
+    for part in svg.split("<polyline").skip(1) {
+        let tag = &part[..part.find("/>").unwrap()];
+        let attr = |name: &str| -> Option<String> {
+            let key = format!("{name}=\"");
+            let i = tag.find(&key)? + key.len();
+            Some(tag[i..i + tag[i..].find('"')?].to_string())
+        };
+        if attr("stroke-width").as_deref() != Some("2") {
+            continue;
+        }
+        let points = attr("points")
+            .unwrap()
+            .split_whitespace()
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        out.push((attr("stroke").unwrap(), points));
+    }
+    out
+}
+
+/// Asserts that pixel heights `ys` are one decreasing linear map of `values` (to within the
+/// pixel rounding): the chart plots these numbers, not others.
+fn assert_plots(values: &[f64], ys: &[f64], what: &str) {
+    assert_eq!(values.len(), ys.len(), "{what}: one point per value");
+    let (lo, hi) = (0..values.len()).fold((0, 0), |(lo, hi), i| {
+        (
+            if values[i] < values[lo] { i } else { lo },
+            if values[i] > values[hi] { i } else { hi },
+        )
+    });
+    if values[hi] == values[lo] {
+        assert!(ys.iter().all(|y| (y - ys[0]).abs() <= 1.0), "{what}: flat");
+        return;
+    }
+    let slope = (ys[hi] - ys[lo]) / (values[hi] - values[lo]);
+    assert!(slope < 0.0, "{what}: larger values are higher up");
+    for (v, y) in values.iter().zip(ys) {
+        let want = ys[lo] + slope * (v - values[lo]);
+        assert!(
+            (y - want).abs() <= 1.5,
+            "{what}: {v} at {y}, expected {want}"
+        );
+    }
+}
+
+fn csv_column(path: &Path, name: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let i = header.iter().position(|h| *h == name).unwrap();
+    lines
+        .map(|l| l.split(',').nth(i).unwrap().parse().unwrap_or(f64::NAN))
+        .collect()
+}
+
+#[test]
+fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
+    let d = scratch("report");
+    setup(&d);
+    train_tiny(&d, "run", &[]);
+    let printed = ok(&lsnn(&["report", "run"], &d));
+    assert!(
+        printed.contains("report: run/report/index.html (7 charts)"),
+        "{printed}"
+    );
+    let rep = d.join("run").join("report");
+    let rec = d.join("run").join("record");
+    let svg = |name: &str| std::fs::read_to_string(rep.join(format!("{name}.svg"))).unwrap();
+
+    // Losses per epoch: the train loss (first colour) and the validation loss (second), on one
+    // pair of axes.
+    let loss = lines(&svg("loss"));
+    assert_eq!(loss.len(), 2, "{loss:?}");
+    let epochs = rec.join("epochs.csv");
+    let mut values = csv_column(&epochs, "train_loss");
+    values.extend(csv_column(&epochs, "val_loss"));
+    let ys: Vec<f64> = loss
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .collect();
+    assert_plots(&values, &ys, "loss");
+    // The task metric (perplexity here), the learning rate per batch.
+    let ppl = lines(&svg("metric-val_ppl"));
+    let ys: Vec<f64> = ppl[0].1.iter().map(|p| p.1).collect();
+    assert_plots(&csv_column(&epochs, "val_ppl"), &ys, "val_ppl");
+    let lr = lines(&svg("lr"));
+    let ys: Vec<f64> = lr[0].1.iter().map(|p| p.1).collect();
+    assert_plots(&csv_column(&rec.join("steps.csv"), "lr"), &ys, "lr");
+    // Memory: live bytes at every sample (the first line), in MiB.
+    let mem = lines(&svg("memory"));
+    let live: Vec<f64> = csv_column(&rec.join("memory.csv"), "live_bytes");
+    let ys: Vec<f64> = mem[0].1.iter().map(|p| p.1).collect();
+    assert_plots(&live, &ys, "live bytes");
+    // Firing: one line per spiking layer, one point per epoch.
+    let firing = lines(&svg("firing"));
+    assert_eq!(firing.len(), 7);
+    let mut values = Vec::new();
+    let mut ys = Vec::new();
+    for (i, layer) in ["blocks.0.encoder.lif1", "blocks.0.encoder.lif2"]
+        .iter()
+        .enumerate()
+    {
+        values.extend(csv_column(&epochs, &format!("rate:{layer}")));
+        ys.extend(firing[i].1.iter().map(|p| p.1));
+    }
+    assert_plots(&values, &ys, "firing rates");
+    // One bar per probed stage.
+    let stages: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("memory_stages.json")).unwrap())
+            .unwrap();
+    let n = stages["stages"].as_array().unwrap().len();
+    let bars = svg("stages").matches("<rect").count() - 1; // less the background
+    assert_eq!(bars, n);
+
+    // The page: every chart inline, the config, the summary.
+    let page = std::fs::read_to_string(rep.join("index.html")).unwrap();
+    for name in [
+        "loss",
+        "metric-val_ppl",
+        "lr",
+        "memory",
+        "firing",
+        "silent",
+        "stages",
+    ] {
+        assert!(page.contains(&format!("id=\"chart-{name}\"")), "{name}");
+    }
+    assert_eq!(page.matches("<svg").count(), 7);
+    assert!(page.contains("<th>spiking_units</th><td><code>8</code>"));
+    assert!(page.contains("<th>epochs recorded</th><td>2</td>"));
+}
+
+#[test]
+fn a_directory_without_a_record_is_bad_input() {
+    let d = scratch("report-bad");
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let o = lsnn(&["report", "empty"], &d);
+    assert_eq!(code(&o), 2);
+    assert!(err(&o).contains("holds no run record"), "{}", err(&o));
+    let o = lsnn(&["report", "missing"], &d);
+    assert_eq!(code(&o), 2);
+}
