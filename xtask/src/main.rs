@@ -13,6 +13,8 @@
 //!
 //! - `crash-trials N [--seed S]`: kills a real `lsnn train` at random moments N times and checks
 //!   after each kill that the run loads and resumes (see `crash_trials.rs`).
+//! - `browser [--screenshots]`: the user-facing pages in a real headless chromium (see
+//!   `browser.rs`); screenshots to `target/browser/`, and to `docs/screenshots/` when asked.
 //! - `fuzz <config | checkpoint | text | all> N [--seed S]`: the mutation campaign of the fuzz
 //!   harness (`lsnn-fuzz`, built with overflow checks on), N inputs per target; inputs that
 //!   fail go to `target/fuzz-crashes/`. The coverage-guided targets are in `fuzz/` (cargo fuzz).
@@ -24,6 +26,7 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod browser;
 mod crash_trials;
 
 /// Allowed growth of a gated figure.
@@ -281,6 +284,7 @@ fn ci() -> Result<()> {
     run(clippy)?;
     leakcheck(&[])?;
     crash_trials::crash_trials(&root(), cargo(), &["10".to_string()])?;
+    browser::browser_checks(&root(), cargo(), &[])?;
     let mut cuda = Command::new("bash");
     cuda.current_dir(root()).arg("scripts/cuda/ci.sh");
     run(cuda)?;
@@ -295,11 +299,12 @@ fn main() -> Result<()> {
         Some("bench-gate") => bench_gate(&args[1..]),
         Some("crash-trials") => crash_trials::crash_trials(&root(), cargo(), &args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("browser") => browser::browser_checks(&root(), cargo(), &args[1..]),
         Some(other) => {
-            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate, crash-trials or fuzz")
+            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate, crash-trials, fuzz or browser")
         }
         None => bail!(
-            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S] | fuzz TARGET N [--seed S]>"
+            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S] | fuzz TARGET N [--seed S] | browser [--screenshots]>"
         ),
     }
 }
