@@ -43,15 +43,16 @@ impl LayerStats {
             });
         };
         let rows: usize = rest.iter().product();
-        let per_neuron = rates
+        // Each rate is a count over `steps` divided by it: times `steps` and rounded, it is that
+        // whole count again (the rate's own rounding is far below one spike), so the sums
+        // are exact.
+        let spikes_per_neuron = rates
             .to_dtype(DType::F64)?
             .reshape((rows, neurons))?
+            .affine(steps as f64, 0.0)?
+            .round()?
             .sum(0)?
             .to_vec1::<f64>()?;
-        // A rate is a count over `steps` divided by it: the product is a whole number of
-        // spikes up to the rate's rounding (f32 carries it exactly below 2^24 spikes).
-        let steps_f = steps as f64;
-        let spikes_per_neuron = per_neuron.iter().map(|r| (r * steps_f).round()).collect();
         Ok(LayerStats {
             name,
             spikes_per_neuron,

@@ -18,7 +18,8 @@ pub enum Pass {
     Backward,
 }
 
-/// Told where a training step's stages begin and end.
+/// Told where a training step's stages begin and end. An observer must not run a marked model
+/// step itself from `begin` or `end` (its `RefCell` is borrowed then: that would panic).
 pub trait StageObserver {
     /// Stage `name` of `pass` begins.
     fn begin(&mut self, name: &str, pass: Pass);

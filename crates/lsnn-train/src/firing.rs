@@ -44,7 +44,6 @@ impl SpikeThresholds {
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [
             ("spike_silent_rate", self.silent_rate),
-            ("spike_dead_fraction", self.dead_fraction),
             ("spike_saturated_rate", self.saturated_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
@@ -53,6 +52,14 @@ impl SpikeThresholds {
                     message: format!("{v}; expected a fraction in [0, 1]"),
                 });
             }
+        }
+        // 0 would call every layer silent (every layer has at least 0% dead neurons).
+        let d = self.dead_fraction;
+        if !(d > 0.0 && d <= 1.0) {
+            return Err(TrainError::Config {
+                field: "spike_dead_fraction".into(),
+                message: format!("{d}; expected a fraction in (0, 1]"),
+            });
         }
         if self.silent_rate >= self.saturated_rate {
             return Err(TrainError::Config {
@@ -68,7 +75,10 @@ impl SpikeThresholds {
 
     /// What is wrong with `layer`, if anything.
     pub fn judge(&self, layer: &LayerFiring) -> Option<SpikeProblem> {
-        if layer.mean_rate < self.silent_rate || layer.silent_fraction >= self.dead_fraction {
+        if !layer.mean_rate.is_finite() || !layer.silent_fraction.is_finite() {
+            Some(SpikeProblem::NotMeasured)
+        } else if layer.mean_rate < self.silent_rate || layer.silent_fraction >= self.dead_fraction
+        {
             Some(SpikeProblem::Silent)
         } else if layer.mean_rate > self.saturated_rate {
             Some(SpikeProblem::Saturated)
@@ -89,7 +99,8 @@ pub struct LayerFiring {
     pub mean_rate: f64,
     /// The fraction of neurons that never fired.
     pub silent_fraction: f64,
-    /// The fraction of neurons that fired at every sample.
+    /// The fraction of neurons that fired at every sample (reported; the warning judges the
+    /// mean rate).
     pub saturated_fraction: f64,
 }
 
@@ -113,6 +124,9 @@ pub enum SpikeProblem {
     Silent,
     /// It fires at (almost) every step.
     Saturated,
+    /// Its rate is not a number: no samples were counted (an empty validation set) or its
+    /// counts are not finite.
+    NotMeasured,
 }
 
 /// A layer found silent or saturated at an epoch end.
@@ -144,6 +158,10 @@ impl SpikeWarning {
                  spike_threshold, lower beta (a faster leak), use reset_mechanism \"subtract\", \
                  or check the scale of its input (initializer_range, a learning rate too high)"
             }
+            SpikeProblem::NotMeasured => {
+                "nothing could be judged; check that the validation set is not empty and that \
+                 the model's activations are finite"
+            }
         }
     }
 }
@@ -159,6 +177,7 @@ impl std::fmt::Display for SpikeWarning {
                 100.0 * t.dead_fraction
             ),
             SpikeProblem::Saturated => format!("saturated (mean rate above {})", t.saturated_rate),
+            SpikeProblem::NotMeasured => "not measured (its rate is not a number)".to_string(),
         };
         write!(
             f,

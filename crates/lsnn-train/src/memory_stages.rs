@@ -75,20 +75,27 @@ fn pass_name(p: Pass) -> &'static str {
     }
 }
 
+/// The figures of `window`, read before anything is allocated for them (the names are
+/// allocated after: bookkeeping is not the stage's).
 fn measured(stage: &str, pass: &str, window: PeakWindow) -> StagePeak {
     let start = window.start_live();
     let peak = window.close();
+    let held = alloc::live_bytes() as i64 - start as i64;
     StagePeak {
         stage: stage.to_owned(),
         pass: pass.to_owned(),
         peak_bytes: peak.saturating_sub(start),
-        held_bytes: alloc::live_bytes() as i64 - start as i64,
+        held_bytes: held,
     }
 }
 
 impl StageObserver for Windows {
     fn begin(&mut self, name: &str, pass: Pass) {
-        self.open.push((name.to_owned(), pass, PeakWindow::open()));
+        // The name and the stack slot first, the window last: the probe's own allocations are
+        // outside the stage's window.
+        self.open.reserve(1);
+        let name = name.to_owned();
+        self.open.push((name, pass, PeakWindow::open()));
     }
 
     fn end(&mut self, _name: &str, _pass: Pass) {

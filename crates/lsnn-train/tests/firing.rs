@@ -146,6 +146,11 @@ fn saturation_and_dead_neurons_by_rule() {
     assert_eq!(t.judge(&layer(0.5, 0.9)), Some(SpikeProblem::Silent));
     assert_eq!(t.judge(&layer(0.91, 0.0)), Some(SpikeProblem::Saturated));
     assert_eq!(t.judge(&layer(0.9, 0.0)), None);
+    // No samples: a rate of NaN is reported, not passed over.
+    assert_eq!(
+        t.judge(&layer(f64::NAN, f64::NAN)),
+        Some(SpikeProblem::NotMeasured)
+    );
 }
 
 #[test]
@@ -215,6 +220,7 @@ fn the_thresholds_are_checked_and_written_only_when_set() {
             "spike_silent_rate",
         ),
         (|t| t.spike_dead_fraction = 1.5, "spike_dead_fraction"),
+        (|t| t.spike_dead_fraction = 0.0, "spike_dead_fraction"),
         (
             |t| t.spike_saturated_rate = f64::NAN,
             "spike_saturated_rate",

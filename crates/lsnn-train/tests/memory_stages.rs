@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::Device;
 use common::{text_dataset, tiny_model};
-use lsnn_train::lsnn_layers::LanguageModel;
+use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig};
 use lsnn_train::lsnn_memory::CountingAlloc;
 use lsnn_train::memory_stages::probe_stages;
 use lsnn_train::optim::AdamWConfig;
@@ -19,8 +19,11 @@ static ALLOC: CountingAlloc = CountingAlloc;
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn report(amsgrad: bool) -> lsnn_train::memory_stages::StageReport {
+    report_of(tiny_model(), amsgrad)
+}
+
+fn report_of(cfg: ModelConfig, amsgrad: bool) -> lsnn_train::memory_stages::StageReport {
     let _one_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let cfg = tiny_model();
     let data = text_dataset(8);
     let batch = Dataset::<LanguageModel>::train_batch(&data, &[0, 1, 2, 3], &Device::Cpu).unwrap();
     let adamw = AdamWConfig {
@@ -95,4 +98,56 @@ fn amsgrad_keeps_a_third_moment() {
         extra >= p && extra < p + 1024 * plain.parameters as i64,
         "{extra} vs {p}"
     );
+}
+
+#[test]
+fn four_layers_name_each_layers_backward_with_its_attention() {
+    let r = report_of(
+        ModelConfig {
+            num_layers: 4,
+            ..tiny_model()
+        },
+        false,
+    );
+    let backward: Vec<&str> = r
+        .stages
+        .iter()
+        .filter(|s| s.pass == "backward")
+        .map(|s| s.stage.as_str())
+        .collect();
+    assert_eq!(
+        backward,
+        [
+            "head",
+            "blocks.3+attns.1",
+            "blocks.2",
+            "blocks.1+attns.0",
+            "blocks.0",
+            "embedding"
+        ]
+    );
+    let forward: Vec<&str> = r
+        .stages
+        .iter()
+        .filter(|s| s.pass == "forward")
+        .map(|s| s.stage.as_str())
+        .collect();
+    assert_eq!(
+        forward,
+        [
+            "embedding",
+            "blocks.0",
+            "blocks.1",
+            "attns.0",
+            "blocks.2",
+            "blocks.3",
+            "attns.1",
+            "head"
+        ]
+    );
+    // Four identical blocks: the same bytes kept by each.
+    let held: Vec<i64> = (0..4)
+        .map(|i| r.get(&format!("blocks.{i}"), "forward").unwrap().held_bytes)
+        .collect();
+    assert!(held.iter().all(|h| *h == held[0]), "{held:?}");
 }

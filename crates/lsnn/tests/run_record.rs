@@ -65,7 +65,7 @@ fn the_record_holds_the_runs_figures_and_a_resumed_crash_counts_each_entry_once(
     assert!(
         printed
             .lines()
-            .any(|l| l.starts_with("memory by stage (probe step of 6 rows")),
+            .any(|l| l.starts_with("memory by stage (probe step of 4 rows")),
         "{printed}"
     );
     let full = d.join("full");
@@ -131,7 +131,8 @@ fn the_record_holds_the_runs_figures_and_a_resumed_crash_counts_each_entry_once(
     ] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
-    assert_eq!(stages["batch_rows"], 6);
+    // One shard's rows (the default shard_rows, 4, of the batch of 6).
+    assert_eq!(stages["batch_rows"], 4);
     // The event log: the start, each epoch end with its cleanup and checkpoint.
     let kinds: Vec<String> = events(&full)
         .iter()

@@ -101,27 +101,51 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         })
     }
 
-    /// Peak memory by stage on the first batch of the training set (design §10.5).
+    /// Peak memory by stage on one shard's worth of the training set's first rows (design
+    /// §10.5). A diagnostic: on another device than the CPU (the counting allocator sees only
+    /// host memory), without the counting allocator, or when the probe fails, a notice and the
+    /// run goes on.
     fn probe_stages(&mut self, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
-        if !lsnn_memory::alloc::is_installed() {
-            on_event(&Event::Notice(
-                "peak memory by stage needs the counting allocator, which this program does \
-                 not install; not measured"
-                    .into(),
-            ));
+        let skip = if !self.device.is_cpu() {
+            Some(
+                "it measures host memory with the counting allocator; the run is on another device"
+                    .to_string(),
+            )
+        } else if !lsnn_memory::alloc::is_installed() {
+            Some("it needs the counting allocator, which this program does not install".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = skip {
+            on_event(&Event::Notice(format!(
+                "peak memory by stage not measured: {why}"
+            )));
             return Ok(());
         }
-        let rows = self.cfg.train.batch_size.min(self.data.train_len()) as u32;
+        // The rows one shard trains at once, as the steps will.
+        let rows = self
+            .shard_rows()?
+            .min(self.cfg.train.batch_size)
+            .min(self.data.train_len()) as u32;
         let indices: Vec<u32> = (0..rows).collect();
-        let batch = self.data.train_batch(&indices, &self.device)?;
-        let report = crate::memory_stages::probe_stages::<M>(
-            &self.cfg.model,
-            &batch,
-            *self.opt.config(),
-            self.cfg.train.seed,
-            &self.device,
-        )?;
-        on_event(&Event::MemoryStages(report));
+        let probed = self
+            .data
+            .train_batch(&indices, &self.device)
+            .and_then(|batch| {
+                crate::memory_stages::probe_stages::<M>(
+                    &self.cfg.model,
+                    &batch,
+                    *self.opt.config(),
+                    self.cfg.train.seed,
+                    &self.device,
+                )
+            });
+        match probed {
+            Ok(report) => on_event(&Event::MemoryStages(report)),
+            Err(e) => on_event(&Event::Notice(format!(
+                "peak memory by stage not measured: the probe step failed: {e}"
+            ))),
+        }
         Ok(())
     }
 

@@ -66,6 +66,9 @@ pub struct TrainArgs {
     /// Stop after this many batches in total, writing a checkpoint to resume from.
     #[arg(long, value_name = "N")]
     max_batches: Option<u64>,
+    /// Skip the probe step that measures peak memory by stage before training (design §10.5).
+    #[arg(long)]
+    no_memory_probe: bool,
     /// Evaluate with the EMA weights.
     #[arg(long)]
     eval_ema: bool,
@@ -99,7 +102,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
         eval_with_ema: a.eval_ema,
         overwrite: a.overwrite,
         stop: Some(crate::signals::stop_flag()),
-        probe_stages: true,
+        probe_stages: !a.no_memory_probe,
         ..TrainOptions::default()
     };
     if let Some(b) = &a.memory_budget {

@@ -103,8 +103,16 @@ fn charts(r: &RunRecord) -> Result<Vec<Chart>> {
             points: pairs(&epochs, &v),
         }];
         let title = format!("{col} per epoch");
+        // A metric's name becomes a file name: only [A-Za-z0-9_.-] of it.
+        let stem: String = col
+            .chars()
+            .map(|c| match c {
+                'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
+                _ => '_',
+            })
+            .collect();
         push(
-            &format!("metric-{col}"),
+            &format!("metric-{stem}"),
             &title,
             line_chart(&title, "epoch", col, &s, &[])?,
         );

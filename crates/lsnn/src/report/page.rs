@@ -70,6 +70,9 @@ fn warnings(r: &RunRecord) -> String {
 }
 
 fn config_table(r: &RunRecord) -> String {
+    if r.config.is_null() {
+        return "<p>No checkpoint yet: the run stopped before its first.</p>".into();
+    }
     let Some(obj) = r.config.as_object() else {
         return format!("<pre>{}</pre>", esc(&r.config.to_string()));
     };

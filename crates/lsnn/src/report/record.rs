@@ -66,7 +66,8 @@ pub struct RunRecord {
     pub events: Vec<serde_json::Value>,
     /// `memory_stages.json`, when the run probed.
     pub stages: Option<serde_json::Value>,
-    /// The current set's `config.json` (the run's configuration).
+    /// The current set's `config.json` (the run's configuration); null before the first
+    /// checkpoint.
     pub config: serde_json::Value,
 }
 
@@ -121,9 +122,14 @@ pub fn read_record(run: &Path) -> Result<RunRecord> {
         true => serde_json::from_str(&read(&stages_path)?).ok(),
         false => None,
     };
-    let set = lsnn_train::checkpoint::resolve(run)?;
-    let config = serde_json::from_str(&read(&set.join("config.json"))?)
-        .with_context(|| format!("{}: config.json is not JSON", set.display()))?;
+    // A run that stopped before its first checkpoint has a record but no set yet.
+    let config = match lsnn_train::checkpoint::resolve(run) {
+        Ok(set) if set.join("config.json").is_file() => {
+            serde_json::from_str(&read(&set.join("config.json"))?)
+                .with_context(|| format!("{}: config.json is not JSON", set.display()))?
+        }
+        _ => serde_json::Value::Null,
+    };
     Ok(RunRecord {
         run: run.to_path_buf(),
         steps: table(STEPS_FILE)?,

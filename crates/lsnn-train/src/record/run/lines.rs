@@ -12,29 +12,6 @@ pub(super) struct LineFile {
     out: BufWriter<std::fs::File>,
 }
 
-/// The lines of `text` that `keep` accepts, with how many were dropped. A last line without its
-/// newline (a crash cut it short) is always dropped: an entry is on record once its line ends.
-pub fn cut_lines(text: &str, keep: impl Fn(&str) -> bool) -> (String, usize) {
-    let mut kept = String::with_capacity(text.len());
-    let mut dropped = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let Some(end) = rest.find('\n') else {
-            dropped += 1;
-            break;
-        };
-        let line = &rest[..end];
-        if keep(line) {
-            kept.push_str(line);
-            kept.push('\n');
-        } else {
-            dropped += 1;
-        }
-        rest = &rest[end + 1..];
-    }
-    (kept, dropped)
-}
-
 impl LineFile {
     /// A new file at `path` holding `header` (if any), replacing what was there.
     pub(super) fn fresh(path: &Path, header: Option<&str>) -> Result<Self> {
@@ -49,14 +26,17 @@ impl LineFile {
 
     /// The file at `path` cut to the lines `keep` accepts (its first line is kept as the header
     /// when `has_header`); a missing file starts empty. Returns the file and the lines cut.
+    /// Streamed line by line into a temporary file renamed over it: memory stays one line
+    /// however long the run.
     pub(super) fn cut(
         path: &Path,
         has_header: bool,
         keep: impl Fn(&str) -> bool,
     ) -> Result<(Self, usize)> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        use std::io::BufRead;
+        let file = match std::fs::File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(TrainError::Io {
                     path: path.into(),
@@ -64,13 +44,36 @@ impl LineFile {
                 })
             }
         };
-        let (header, body) = match (has_header, text.find('\n')) {
-            (true, Some(i)) => text.split_at(i + 1),
-            _ => ("", text.as_str()),
-        };
-        let (kept, cut) = cut_lines(body, keep);
         let tmp = path.with_extension("cut.tmp");
-        std::fs::write(&tmp, format!("{header}{kept}")).map_err(TrainError::io(&tmp))?;
+        let mut out = BufWriter::new(std::fs::File::create(&tmp).map_err(TrainError::io(&tmp))?);
+        let mut cut = 0;
+        if let Some(f) = file {
+            let mut input = std::io::BufReader::new(f);
+            let mut line = Vec::new();
+            let mut first = true;
+            loop {
+                line.clear();
+                let n = input
+                    .read_until(b'\n', &mut line)
+                    .map_err(TrainError::io(path))?;
+                if n == 0 {
+                    break;
+                }
+                // A last line without its newline was cut short by a crash: never kept.
+                let whole = line.last() == Some(&b'\n');
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches('\n');
+                let header = first && has_header;
+                first = false;
+                if whole && (header || keep(text)) {
+                    out.write_all(&line).map_err(TrainError::io(&tmp))?;
+                } else {
+                    cut += usize::from(!header || !whole);
+                }
+            }
+        }
+        out.flush().map_err(TrainError::io(&tmp))?;
+        drop(out);
         std::fs::rename(&tmp, path).map_err(TrainError::io(path))?;
         Ok((Self::append_to(path)?, cut))
     }
@@ -126,17 +129,31 @@ pub(super) fn position_of(line: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn cut(text: &str, header: bool, n: u64) -> (String, usize) {
+        let dir =
+            std::env::temp_dir().join(format!("lsnn-cut-{}-{n}-{header}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.csv");
+        std::fs::write(&path, text).unwrap();
+        let (f, dropped) =
+            LineFile::cut(&path, header, |l| position_of(l).is_some_and(|p| p <= n)).unwrap();
+        drop(f);
+        let kept = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (kept, dropped)
+    }
+
     #[test]
     fn a_cut_keeps_whole_lines_at_or_before_the_position() {
         let text = "1,a\n2,b\n{\"batches\":2,\"kind\":\"x\"}\n{\"batches\":3}\n3,c\n4,d";
-        let keep = |l: &str| position_of(l).is_some_and(|p| p <= 2);
-        let (kept, dropped) = cut_lines(text, keep);
-        assert_eq!(kept, "1,a\n2,b\n{\"batches\":2,\"kind\":\"x\"}\n");
-        // 3 (JSON), 3,c and the torn 4,d.
-        assert_eq!(dropped, 3);
-        // A torn last line goes even when its position would stay.
-        assert_eq!(cut_lines("1,a\n1,b", |_| true), ("1,a\n".into(), 1));
-        assert_eq!(cut_lines("", |_| true), (String::new(), 0));
+        // 3 (JSON), 3,c and the torn 4,d go.
+        assert_eq!(
+            cut(text, false, 2),
+            ("1,a\n2,b\n{\"batches\":2,\"kind\":\"x\"}\n".into(), 3)
+        );
+        // A torn last line goes even when its position would stay; the header stays.
+        assert_eq!(cut("h,x\n1,a\n1,b", true, 9), ("h,x\n1,a\n".into(), 1));
+        assert_eq!(cut("", true, 1), (String::new(), 0));
         // Lines without a position (garbage) are dropped by the position rule.
         assert_eq!(position_of("x,1"), None);
         assert_eq!(position_of("{\"kind\":\"start\"}"), None);

@@ -9,8 +9,6 @@
 
 mod lines;
 
-pub use lines::cut_lines;
-
 use super::tensorboard::wall_time_now;
 use crate::error::{Result, TrainError};
 use crate::firing::LayerFiring;
@@ -100,6 +98,15 @@ impl RunRecorder {
 
     fn open(&mut self, resumed_at: Option<u64>) -> Result<usize> {
         let path = |name: &str| self.dir.join(name);
+        if resumed_at.is_none() {
+            // A fresh run's record starts empty: no earlier run's probe figures either.
+            match std::fs::remove_file(path(STAGES_FILE)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TrainError::io(path(STAGES_FILE))(e))
+                }
+                _ => {}
+            }
+        }
         let (files, cut) = match resumed_at {
             None => (
                 Files {
@@ -315,7 +322,7 @@ impl RunRecorder {
                     "checkpoint",
                     json!({"dir": dir.display().to_string(), "best": best}),
                 )?;
-                self.flush()?;
+                self.flush_with_trace()?;
             }
             Event::EarlyStop { epoch } => {
                 self.log(self.batches, "early_stop", json!({"epoch": epoch}))?;
@@ -379,6 +386,15 @@ impl RunRecorder {
             f.epochs.flush()?;
             f.memory.flush()?;
             f.events.flush()?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::flush`] and the memory trace rewritten from `memory.csv` (at checkpoints and the
+    /// end: O(run) work each time, so not on the 10 s flush).
+    fn flush_with_trace(&mut self) -> Result<()> {
+        self.flush()?;
+        if let Some(f) = self.files.as_ref() {
             let memory = f.memory.path().to_path_buf();
             write_trace(&memory, &self.dir.join(TRACE_FILE))?;
         }
@@ -387,7 +403,7 @@ impl RunRecorder {
 
     /// Writes out what is buffered and the memory trace (call at the end of the run).
     pub fn finish(mut self) -> Result<()> {
-        self.flush()
+        self.flush_with_trace()
     }
 }
 
@@ -398,6 +414,8 @@ fn write_trace(memory_csv: &Path, trace: &Path) -> Result<()> {
     use std::io::BufRead;
     let file = std::fs::File::open(memory_csv).map_err(TrainError::io(memory_csv))?;
     let mut t0 = None;
+    // A batch's row reads no peak: the counter keeps the last memory line's.
+    let mut last_peak = 0;
     let samples = std::io::BufReader::new(file)
         .lines()
         .skip(1)
@@ -410,11 +428,14 @@ fn write_trace(memory_csv: &Path, trace: &Path) -> Result<()> {
             }
             let t0 = *t0.get_or_insert(wall);
             let num = |s: &str| s.parse::<u64>().unwrap_or(0);
+            if let Ok(p) = c[4].parse::<u64>() {
+                last_peak = p;
+            }
             Some(lsnn_memory::timeline::Sample {
                 ts_us: ((wall - t0).max(0.0) * 1e6) as u64,
                 label: format!("{} (batch {})", c[2], c[0]),
                 live_bytes: num(c[3]),
-                peak_bytes: num(c[4]),
+                peak_bytes: last_peak,
                 rss_bytes: num(c[5]),
             })
         });
