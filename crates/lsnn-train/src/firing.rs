@@ -40,7 +40,7 @@ impl SpikeThresholds {
         *v == Self::DEFAULT.saturated_rate
     }
 
-    /// Each a fraction in [0, 1], and silent below saturated.
+    /// The rates fractions in [0, 1] with silent below saturated, the dead fraction in (0, 1].
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [
             ("spike_silent_rate", self.silent_rate),

@@ -101,7 +101,9 @@ impl StageObserver for Windows {
     fn end(&mut self, _name: &str, _pass: Pass) {
         if let Some((name, pass, window)) = self.open.pop() {
             let m = measured(&name, pass_name(pass), window);
-            // Only outermost stages are reported: a nested one is inside its parent's figures.
+            // Only outermost stages are reported: a nested one is inside its parent's figures
+            // (with its few bytes of bookkeeping: the probe's own allocations are outside the
+            // windows of the stages it reports, not of their parents').
             if self.open.is_empty() {
                 self.done.push(m);
             }

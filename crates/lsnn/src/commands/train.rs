@@ -288,7 +288,7 @@ fn drive<M: TrainModel, D: Dataset<M>>(
         false => Some(RunRecorder::create(out_dir)?),
         true => None,
     };
-    let summary = trainer.run(&mut |e| {
+    let result = trainer.run(&mut |e| {
         display.on_event(e);
         // A record that cannot be written (a full disk) must not stop the training, whose
         // checkpoints are what matters: say so once and write no more of it.
@@ -304,8 +304,9 @@ fn drive<M: TrainModel, D: Dataset<M>>(
             ));
             record = None;
         }
-    })?;
+    });
     display.finish();
+    // The records are finished on an error too: what the run did until then is written out.
     if let Some(Err(failure)) = recorder.map(TensorBoardRecorder::finish) {
         err(&format!(
             "warning: {failure}; the TensorBoard file may lack its last records"
@@ -316,6 +317,7 @@ fn drive<M: TrainModel, D: Dataset<M>>(
             "warning: {failure}; the run's record may lack its last entries"
         ));
     }
+    let summary = result?;
     if summary.nothing_to_train {
         return Err(bad(format!(
             "nothing to train: the run in {} has finished all its epochs",

@@ -107,7 +107,7 @@ fn charts(r: &RunRecord) -> Result<Vec<Chart>> {
         let stem: String = col
             .chars()
             .map(|c| match c {
-                'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' => c,
+                'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' | '.' => c,
                 _ => '_',
             })
             .collect();

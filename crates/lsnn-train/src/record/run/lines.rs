@@ -67,8 +67,9 @@ impl LineFile {
                 first = false;
                 if whole && (header || keep(text)) {
                     out.write_all(&line).map_err(TrainError::io(&tmp))?;
-                } else {
-                    cut += usize::from(!header || !whole);
+                } else if !header {
+                    // A torn header is not an entry (the header is written again).
+                    cut += 1;
                 }
             }
         }
@@ -154,6 +155,11 @@ mod tests {
         // A torn last line goes even when its position would stay; the header stays.
         assert_eq!(cut("h,x\n1,a\n1,b", true, 9), ("h,x\n1,a\n".into(), 1));
         assert_eq!(cut("", true, 1), (String::new(), 0));
+        assert_eq!(
+            cut("h,", true, 1),
+            (String::new(), 0),
+            "a torn header is no entry"
+        );
         // Lines without a position (garbage) are dropped by the position rule.
         assert_eq!(position_of("x,1"), None);
         assert_eq!(position_of("{\"kind\":\"start\"}"), None);

@@ -99,12 +99,14 @@ impl RunRecorder {
     fn open(&mut self, resumed_at: Option<u64>) -> Result<usize> {
         let path = |name: &str| self.dir.join(name);
         if resumed_at.is_none() {
-            // A fresh run's record starts empty: no earlier run's probe figures either.
-            match std::fs::remove_file(path(STAGES_FILE)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(TrainError::io(path(STAGES_FILE))(e))
+            // A fresh run's record starts empty: no earlier run's probe figures or trace either.
+            for stale in [STAGES_FILE, TRACE_FILE] {
+                match std::fs::remove_file(path(stale)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(TrainError::io(path(stale))(e))
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         let (files, cut) = match resumed_at {
@@ -141,6 +143,10 @@ impl RunRecorder {
         };
         self.files = Some(files);
         self.write_manifest()?;
+        if resumed_at.is_some() {
+            // The trace follows the cut memory.csv at once, not at the next checkpoint.
+            self.flush_with_trace()?;
+        }
         Ok(cut)
     }
 
