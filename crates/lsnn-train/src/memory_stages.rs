@@ -111,6 +111,27 @@ impl StageObserver for Windows {
     }
 }
 
+/// The one-thread pool every probe of the process runs on. One for the process, never dropped:
+/// a pool dropped after a probe lets its worker exit later, freeing the thread's scratch
+/// buffers while the next probe measures (a stage then shows megabytes freed that it never
+/// held).
+fn probe_pool() -> Result<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<std::result::Result<rayon::ThreadPool, String>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "lsnn-memory-probe".into())
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| TrainError::Config {
+        field: "memory stages".into(),
+        message: format!("a one-thread pool for the probe could not start: {e}"),
+    })
+}
+
 /// Probes one training step of a fresh `M` of `cfg` on `batch` (see the module docs). Needs the
 /// counting allocator.
 pub fn probe_stages<M: TrainModel>(
@@ -128,14 +149,7 @@ pub fn probe_stages<M: TrainModel>(
                 .into(),
         });
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| TrainError::Config {
-            field: "memory stages".into(),
-            message: format!("a one-thread pool for the probe could not start: {e}"),
-        })?;
-    pool.install(|| {
+    probe_pool()?.install(|| {
         let start_live = alloc::live_bytes();
         let varmap = candle_nn::VarMap::new();
         let vb = SeededInit::var_builder(&varmap, SeededRng::new(seed), DType::F32, device);
