@@ -15,6 +15,10 @@ use lsnn_train::Dataset;
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
+/// Bytes a stage may differ from an identical one by: what a first call somewhere allocates
+/// once and keeps (measured up to 1,096 on a fresh clone), far below a block's activations.
+const SLACK: i64 = 2048;
+
 /// The allocator's figures are process-wide: one probe at a time in this binary.
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -68,13 +72,20 @@ fn the_stages_run_in_order_with_exact_figures() {
         r.parameter_bytes
     );
     assert!(opt.peak_bytes >= opt.held_bytes as u64);
-    // The two blocks have the same shapes: the same bytes kept for backward, to the byte.
+    // The two blocks have the same shapes: the same bytes kept for backward (~80 KiB here), up
+    // to a few hundred bytes a first call allocates once (a fresh-clone CI measured 1,096).
     let (b0, b1) = (
         r.get("blocks.0", "forward").unwrap(),
         r.get("blocks.1", "forward").unwrap(),
     );
-    assert_eq!(b0.held_bytes, b1.held_bytes);
-    assert_eq!(b0.peak_bytes, b1.peak_bytes);
+    assert!(
+        (b0.held_bytes - b1.held_bytes).abs() <= SLACK,
+        "{b0:?} {b1:?}"
+    );
+    assert!(
+        b0.peak_bytes.abs_diff(b1.peak_bytes) <= SLACK as u64,
+        "{b0:?} {b1:?}"
+    );
     // The embedding's stage keeps at least its output, [B, L, D] f32.
     let cfg = tiny_model();
     let out = (4 * cfg.sequence_length * cfg.hidden_dim * 4) as i64;
@@ -145,9 +156,16 @@ fn four_layers_name_each_layers_backward_with_its_attention() {
             "head"
         ]
     );
-    // Four identical blocks: the same bytes kept by each.
+    // Four identical blocks: the same bytes kept by each (up to the one-time slack).
     let held: Vec<i64> = (0..4)
         .map(|i| r.get(&format!("blocks.{i}"), "forward").unwrap().held_bytes)
         .collect();
-    assert!(held.iter().all(|h| *h == held[0]), "{held:?}");
+    assert!(
+        held.iter().all(|h| (h - held[3]).abs() <= SLACK),
+        "{held:?}"
+    );
+    assert!(
+        held[3] > 40 * SLACK,
+        "a block keeps its activations: {held:?}"
+    );
 }
