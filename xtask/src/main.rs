@@ -13,8 +13,11 @@
 //!
 //! - `crash-trials N [--seed S]`: kills a real `lsnn train` at random moments N times and checks
 //!   after each kill that the run loads and resumes (see `crash_trials.rs`).
-//! - `browser [--screenshots]`: the user-facing pages in a real headless chromium (see
-//!   `browser.rs`); screenshots to `target/browser/`, and to `docs/screenshots/` when asked.
+//! - `browser [--screenshots] [--only report|dashboard]`: the user-facing pages (the report,
+//!   the live dashboard) in a real headless chromium (see `browser/`); screenshots to
+//!   `target/browser/`, and to `docs/screenshots/` when asked.
+//! - `dashboard-cost [--pairs N] [--max-batches N]`: a run's throughput with and without the
+//!   live dashboard, alternating (see `dashboard_cost.rs`); not in CI.
 //! - `fuzz <config | checkpoint | text | all> N [--seed S]`: the mutation campaign of the fuzz
 //!   harness (`lsnn-fuzz`, built with overflow checks on), N inputs per target; inputs that
 //!   fail go to `target/fuzz-crashes/`. The coverage-guided targets are in `fuzz/` (cargo fuzz).
@@ -28,6 +31,7 @@ use std::process::Command;
 
 mod browser;
 mod crash_trials;
+mod dashboard_cost;
 
 /// Allowed growth of a gated figure.
 const TOLERANCE: f64 = 0.05;
@@ -300,11 +304,12 @@ fn main() -> Result<()> {
         Some("crash-trials") => crash_trials::crash_trials(&root(), cargo(), &args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("browser") => browser::browser_checks(&root(), cargo(), &args[1..]),
+        Some("dashboard-cost") => dashboard_cost::dashboard_cost(&root(), cargo(), &args[1..]),
         Some(other) => {
-            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate, crash-trials, fuzz or browser")
+            bail!("unknown xtask command {other:?}; expected ci, leakcheck, bench-gate, crash-trials, fuzz, browser or dashboard-cost")
         }
         None => bail!(
-            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S] | fuzz TARGET N [--seed S] | browser [--screenshots]>"
+            "usage: cargo xtask <ci | leakcheck [--case NAME] [--long] | bench-gate [--update] | crash-trials N [--seed S] | fuzz TARGET N [--seed S] | browser [--screenshots] [--only report|dashboard] | dashboard-cost [--pairs N] [--max-batches N]>"
         ),
     }
 }

@@ -555,7 +555,7 @@ pub fn all() -> Vec<LeakCase> {
     );
     add(
         "trainer-epoch-recorded",
-        "a trainer epoch writing the run's record and a TensorBoard file (live bytes and RSS)",
+        "a trainer epoch writing the run's record and a TensorBoard file, serving a live dashboard to one page (live bytes and RSS)",
         with_rss(c(), 1 << 20),
         Leak::None,
         recorded_epoch_case,

@@ -161,12 +161,48 @@ pub(crate) fn checkpoint_case(leak: Leak) -> Result<Iteration> {
     }))
 }
 
+/// A dashboard on a free loopback port, holding at most 8 points a series (so that it is full
+/// within the warm-up: what is measured is a full dashboard's steady state), and one page
+/// reading its event stream into a fixed buffer until the dashboard closes.
+fn dashboard_with_a_page() -> Result<lsnn_train::record::dashboard::Dashboard> {
+    use lsnn_train::record::dashboard::{Dashboard, DashboardOptions};
+    use std::io::{Read, Write};
+    let options = DashboardOptions {
+        points: 8,
+        ..DashboardOptions::default()
+    };
+    let board =
+        Dashboard::start("127.0.0.1:0", options).map_err(|e| BenchError::Other(e.to_string()))?;
+    let mut page = std::net::TcpStream::connect(board.addr())
+        .and_then(|mut s| {
+            s.write_all(b"GET /events HTTP/1.1\r\nHost: leakcheck\r\n\r\n")
+                .map(|()| s)
+        })
+        .map_err(|e| BenchError::Other(format!("connecting to the dashboard: {e}")))?;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while matches!(page.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    // The stream is open before the first epoch.
+    let t = std::time::Instant::now();
+    while board.clients() == 0 && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if board.clients() == 0 {
+        return Err(BenchError::Other(
+            "the dashboard's page did not connect in 10 s".into(),
+        ));
+    }
+    Ok(board)
+}
+
 pub(crate) fn trainer_epoch_case(leak: Leak) -> Result<Iteration> {
     epoch_case(leak, false)
 }
 
 /// [`trainer_epoch_case`] with every event written to the run's own record and to a
-/// TensorBoard event file, as `lsnn train --tensorboard` does (design §10).
+/// TensorBoard event file, and shown on a live dashboard that one page streams, as
+/// `lsnn train --tensorboard DIR --dashboard` does (design §10).
 pub(crate) fn recorded_epoch_case(leak: Leak) -> Result<Iteration> {
     epoch_case(leak, true)
 }
@@ -214,7 +250,9 @@ fn epoch_case(leak: Leak, recorded: bool) -> Result<Iteration> {
             };
             record.on_event(&start)?;
             tb.on_event(&start)?;
-            Some((record, tb))
+            let mut board = dashboard_with_a_page()?;
+            board.on_event(&start);
+            Some((record, tb, board))
         }
     };
     Ok(Box::new(move |_| {
@@ -222,7 +260,8 @@ fn epoch_case(leak: Leak, recorded: bool) -> Result<Iteration> {
         let _ = scratch.path();
         let mut failure = None;
         trainer.train_epoch(&mut |e| {
-            if let Some((record, tb)) = recorders.as_mut() {
+            if let Some((record, tb, board)) = recorders.as_mut() {
+                board.on_event(e);
                 if let Err(err) = record.on_event(e).and_then(|()| tb.on_event(e)) {
                     failure.get_or_insert(err);
                 }
@@ -230,6 +269,15 @@ fn epoch_case(leak: Leak, recorded: bool) -> Result<Iteration> {
         })?;
         if let Some(err) = failure {
             return Err(err.into());
+        }
+        // The page has what the epoch sent: the server's per-write buffers are gone when the
+        // iteration is measured.
+        if let Some((_, _, board)) = recorders.as_ref() {
+            if !board.wait_sent(std::time::Duration::from_secs(10)) {
+                return Err(BenchError::Other(
+                    "the dashboard's page was not sent an epoch's messages in 10 s".into(),
+                ));
+            }
         }
         leaker.leak(None)
     }))

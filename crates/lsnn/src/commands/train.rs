@@ -11,6 +11,7 @@ use lsnn_train::data::builtin::builtin;
 use lsnn_train::data::SequenceData;
 use lsnn_train::lsnn_layers::{LanguageModel, ModelConfig, SequenceModel, Task};
 use lsnn_train::lsnn_memory::{parse_size, rss};
+use lsnn_train::record::dashboard::{Dashboard, DashboardOptions, DEFAULT_ADDR};
 use lsnn_train::record::run::RunRecorder;
 use lsnn_train::record::tensorboard::TensorBoardRecorder;
 use lsnn_train::{ArithmeticTask, Dataset, TokenDataset, TrainModel, TrainOptions, Trainer};
@@ -78,6 +79,11 @@ pub struct TrainArgs {
     /// checkpoint.
     #[arg(long, value_name = "DIR")]
     tensorboard: Option<PathBuf>,
+    /// Serve a live page of the run (loss, metrics, memory, firing rates) on ADDR while it
+    /// trains (default 127.0.0.1:8050, loopback only; port 0 picks a free port). It shows the
+    /// final state at the run's end and stops serving with the run (design §10.7).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_ADDR)]
+    dashboard: Option<String>,
 }
 
 fn bad(msg: impl Into<String>) -> anyhow::Error {
@@ -115,6 +121,14 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     if let Some(dir) = &a.tensorboard {
         lsnn_train::record::tensorboard::prepare_dir(dir)?;
     }
+    let dashboard = match &a.dashboard {
+        Some(addr) => Some(start_dashboard(addr)?),
+        None => None,
+    };
+    let sinks = Sinks {
+        tensorboard: a.tensorboard.as_deref(),
+        dashboard,
+    };
     if let Some(dir) = &a.resume {
         if a.config.is_some()
             || a.data.is_some()
@@ -133,12 +147,12 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             Task::Llm => {
                 let t: Trainer<LanguageModel, TokenDataset> =
                     Trainer::resume(dir, opts, lsnn_train::lm::token_data)?;
-                drive(t, &out_dir, a.tensorboard.as_deref(), started)
+                drive(t, &out_dir, sinks, started)
             }
             _ => {
                 let t: Trainer<SequenceModel, SequenceData> =
                     Trainer::resume(dir, opts, lsnn_train::task::sequence_data)?;
-                drive(t, &out_dir, a.tensorboard.as_deref(), started)
+                drive(t, &out_dir, sinks, started)
             }
         };
     }
@@ -191,7 +205,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
                 None => ArithmeticTask::new(cfg.train.seed).dataset(seq)?,
             };
             let t: Trainer<LanguageModel, TokenDataset> = Trainer::new(cfg, data, opts)?;
-            drive(t, &out_dir, a.tensorboard.as_deref(), started)
+            drive(t, &out_dir, sinks, started)
         }
         task => {
             let classes = (task == Task::Classification && explicit.contains("output_dim"))
@@ -214,7 +228,7 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             };
             fit_to_data(&mut cfg.model, &data, &explicit);
             let t: Trainer<SequenceModel, SequenceData> = Trainer::new(cfg, data, opts)?;
-            drive(t, &out_dir, a.tensorboard.as_deref(), started)
+            drive(t, &out_dir, sinks, started)
         }
     }
 }
@@ -267,13 +281,39 @@ fn fit_to_data(
     model.max_position_embeddings = model.max_position_embeddings.max(l);
 }
 
+/// Where a run's events go besides the display and the run's record.
+struct Sinks<'a> {
+    /// `--tensorboard DIR`.
+    tensorboard: Option<&'a Path>,
+    /// `--dashboard`, already serving.
+    dashboard: Option<Dashboard>,
+}
+
+/// Binds the dashboard's address before anything is built, so a taken port costs nothing.
+fn start_dashboard(addr: &str) -> Result<Dashboard> {
+    let board =
+        Dashboard::start(addr, DashboardOptions::default()).map_err(|e| bad(e.to_string()))?;
+    if !board.addr().ip().is_loopback() {
+        err(&format!(
+            "note: the dashboard on {} can be reached from other machines; it has no password",
+            board.addr()
+        ));
+    }
+    err(&format!("dashboard: {}", board.url()));
+    Ok(board)
+}
+
 /// Runs a trainer to its end and prints the summary.
 fn drive<M: TrainModel, D: Dataset<M>>(
     mut trainer: Trainer<M, D>,
     out_dir: &Path,
-    tensorboard: Option<&Path>,
+    sinks: Sinks<'_>,
     started: std::time::Instant,
 ) -> Result<u8> {
+    let Sinks {
+        tensorboard,
+        mut dashboard,
+    } = sinks;
     let mut display = Display::new();
     let nothing_to_train = {
         let s = trainer.state();
@@ -290,6 +330,9 @@ fn drive<M: TrainModel, D: Dataset<M>>(
     };
     let result = trainer.run(&mut |e| {
         display.on_event(e);
+        if let Some(board) = dashboard.as_mut() {
+            board.on_event(e);
+        }
         // A record that cannot be written (a full disk) must not stop the training, whose
         // checkpoints are what matters: say so once and write no more of it.
         if let Some(Err(failure)) = recorder.as_mut().map(|r| r.on_event(e)) {
@@ -316,6 +359,15 @@ fn drive<M: TrainModel, D: Dataset<M>>(
         err(&format!(
             "warning: {failure}; the run's record may lack its last entries"
         ));
+    }
+    if let Some(board) = dashboard {
+        match &result {
+            Ok(s) if s.nothing_to_train => {
+                board.finish(Err("nothing to train: the run had finished"))
+            }
+            Ok(s) => board.finish(Ok(s)),
+            Err(e) => board.finish(Err(&format!("{e:#}"))),
+        }
     }
     let summary = result?;
     if summary.nothing_to_train {

@@ -1,11 +1,20 @@
-//! `cargo xtask browser [--screenshots]`: the user-facing pages checked in a real browser
+//! `cargo xtask browser [--screenshots] [--only report|dashboard]`: the user-facing pages checked in a real browser
 //! (Debian's `chromium`, headless), outside `cargo test` so that the tests never need one.
 //!
 //! - the report (design §10.6): a short real run, `lsnn report` on it, and chromium loads the
 //!   page: once its load script has run, the DOM must say that the browser laid out every chart
-//!   with a size and its lines or bars (`data-charts-drawn` equal to `data-charts`, at least 6).
+//!   with a size and its lines or bars (`data-charts-drawn` equal to `data-charts`, at least 6);
+//! - the live dashboard (design §10.7): a short run serves it, and in one page session driven
+//!   over the DevTools protocol ([`cdp`]) its step counter increases without a reload, then the
+//!   page shows the run's final state.
 //!
 //! Screenshots go to `target/browser/`; with `--screenshots` also to `docs/screenshots/`.
+
+mod cdp;
+mod dashboard;
+mod report;
+
+pub use dashboard::ServedRun;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -27,7 +36,7 @@ fn browser() -> Result<PathBuf> {
 }
 
 /// Headless chromium with the flags a container needs (no sandbox as root, no GPU).
-fn headless(exe: &Path) -> Command {
+pub(crate) fn headless(exe: &Path) -> Command {
     let mut c = Command::new(exe);
     c.args([
         "--headless",
@@ -41,7 +50,7 @@ fn headless(exe: &Path) -> Command {
     c
 }
 
-fn lsnn(exe: &Path, dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn lsnn(exe: &Path, dir: &Path, args: &[&str]) -> Result<String> {
     let o = Command::new(exe)
         .current_dir(dir)
         .args(args)
@@ -57,57 +66,12 @@ fn lsnn(exe: &Path, dir: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// An attribute of the DOM's `<body>`.
-fn body_attr(dom: &str, name: &str) -> Option<String> {
+pub(crate) fn body_attr(dom: &str, name: &str) -> Option<String> {
     let body = &dom[dom.find("<body")?..];
     let body = &body[..body.find('>')?];
     let key = format!("{name}=\"");
     let i = body.find(&key)? + key.len();
     Some(body[i..i + body[i..].find('"')?].to_string())
-}
-
-fn check_report(chromium: &Path, lsnn_exe: &Path, work: &Path, shots: &[PathBuf]) -> Result<()> {
-    // The default task (event order) for two epochs: every chart has something to show.
-    lsnn(
-        lsnn_exe,
-        work,
-        &["train", "--epochs", "2", "--out", "run", "--overwrite"],
-    )?;
-    lsnn(lsnn_exe, work, &["report", "run"])?;
-    let page = work.join("run/report/index.html");
-    let url = format!("file://{}", page.display());
-    let o = headless(chromium)
-        .arg("--dump-dom")
-        .arg(&url)
-        .output()
-        .context("running chromium --dump-dom")?;
-    let dom = String::from_utf8_lossy(&o.stdout);
-    let charts = body_attr(&dom, "data-charts");
-    let drawn = body_attr(&dom, "data-charts-drawn");
-    eprintln!("browser: report page: {charts:?} charts, {drawn:?} drawn");
-    match (charts.and_then(|c| c.parse::<usize>().ok()), drawn) {
-        (Some(n), Some(d)) if n >= 6 && d == n.to_string() => {}
-        (n, d) => bail!(
-            "the report page in chromium: {n:?} charts, {d:?} laid out with their marks; expected \
-             every chart (at least 6) drawn (stderr: {})",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    }
-    for shot in shots {
-        let o = headless(chromium)
-            .arg("--window-size=900,3400")
-            .arg(format!("--screenshot={}", shot.display()))
-            .arg(&url)
-            .output()
-            .context("running chromium --screenshot")?;
-        if !o.status.success() || !shot.is_file() {
-            bail!(
-                "chromium wrote no screenshot {}: {}",
-                shot.display(),
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Runs the browser checks.
@@ -120,13 +84,33 @@ pub fn browser_checks(root: &Path, mut cargo: Command, args: &[String]) -> Resul
     let lsnn_exe = root.join("target/release/lsnn");
     let work = root.join("target/browser");
     std::fs::create_dir_all(&work)?;
-    let mut shots = vec![work.join("report.png")];
-    if args.iter().any(|a| a == "--screenshots") {
-        let docs = root.join("docs/screenshots");
-        std::fs::create_dir_all(&docs)?;
-        shots.push(docs.join("report.png"));
+    let docs = args
+        .iter()
+        .any(|a| a == "--screenshots")
+        .then(|| root.join("docs/screenshots"));
+    let shots = |name: &str| -> Result<Vec<PathBuf>> {
+        let mut v = vec![work.join(name)];
+        if let Some(d) = &docs {
+            std::fs::create_dir_all(d)?;
+            v.push(d.join(name));
+        }
+        Ok(v)
+    };
+    // `--only report|dashboard` runs one check.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    if let Some(o) = only.filter(|o| !matches!(*o, "report" | "dashboard")) {
+        bail!("--only {o}: expected report or dashboard");
     }
-    check_report(&chromium, &lsnn_exe, &work, &shots)?;
+    if only != Some("dashboard") {
+        report::check_report(&chromium, &lsnn_exe, &work, &shots("report.png")?)?;
+    }
+    if only != Some("report") {
+        dashboard::check_dashboard(&chromium, &lsnn_exe, &work, &shots("dashboard.png")?)?;
+    }
     eprintln!(
         "browser: every page check passed; screenshots in {}",
         work.display()
