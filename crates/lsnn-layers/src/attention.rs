@@ -16,6 +16,7 @@
 
 use crate::error::{LayerError, Result};
 use crate::firing::LayerStats;
+use crate::firing::Raster;
 use crate::lif::LifConfig;
 use crate::neuron::{Neuron, SpikingLayer};
 use crate::nn::{check_width, Linear};
@@ -275,6 +276,30 @@ impl MultiHeadSpikingAttention {
             LayerStats::from_rates(format!("{prefix}.q"), &q, t)?,
             LayerStats::from_rates(format!("{prefix}.k"), &k, t)?,
             LayerStats::from_rates(format!("{prefix}.v"), &v, t)?,
+        ])
+    }
+
+    /// The spike trains behind the q̂, k̂ and v̂ rate codes for one example x [1, L, D]
+    /// (design §10.6), named as in [`Self::firing`].
+    pub fn raster(&self, x: &Tensor, prefix: &str) -> Result<[Raster; 3]> {
+        let (b, _, _) = x.dims3()?;
+        if b != 1 {
+            return Err(LayerError::Shape {
+                what: "attention input for a raster",
+                expected: "one example [1, L, D]".into(),
+                actual: x.dims().to_vec(),
+            });
+        }
+        let train = |lin: &Linear, part: &str| -> Result<Raster> {
+            let s = self
+                .lif
+                .const_spikes(&lin.forward(x)?, self.cfg.spike_steps, None)?;
+            Raster::from_train(format!("{prefix}.{part}"), &s.squeeze(1)?)
+        };
+        Ok([
+            train(&self.q, "q")?,
+            train(&self.k, "k")?,
+            train(&self.v, "v")?,
         ])
     }
 

@@ -408,6 +408,14 @@ impl HybridLiquidSpikingBlock {
             .firing(&x.reshape((b * l, d))?, &format!("{prefix}.encoder"))
     }
 
+    /// The encoder's spike trains for one example x [1, L, D] (design §10.6), named as in
+    /// [`Self::firing`].
+    pub fn raster(&self, x: &Tensor, prefix: &str) -> Result<[crate::firing::Raster; 2]> {
+        check_width(x, "block input [1, L, D]", 3, self.cfg.d_model)?;
+        self.encoder
+            .raster(&x.squeeze(0)?, &format!("{prefix}.encoder"))
+    }
+
     /// The sequence call: x [B, L, D] and an optional initial state → (out [B, L, D], the state
     /// after the last position).
     pub fn forward(

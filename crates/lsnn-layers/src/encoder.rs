@@ -15,6 +15,7 @@
 
 use crate::error::Result;
 use crate::firing::LayerStats;
+use crate::firing::Raster;
 use crate::lif::LifConfig;
 use crate::neuron::{Neuron, SpikingLayer};
 use crate::nn::{check_width, DropoutRng, Linear, Mode};
@@ -236,6 +237,21 @@ impl SpikingEncoder {
         Ok([
             LayerStats::from_spikes(format!("{prefix}.lif1"), &s1)?,
             LayerStats::from_rates(format!("{prefix}.lif2"), &r2, self.cfg.steps)?,
+        ])
+    }
+
+    /// The spike trains of both layers for one example's positions x [P, D_in] (evaluation
+    /// mode), named `{prefix}.lif1` and `{prefix}.lif2`: what [`Self::firing`] counts, kept
+    /// whole for a raster plot (design §10.6).
+    pub fn raster(&self, x: &Tensor, prefix: &str) -> Result<[Raster; 2]> {
+        check_width(x, "encoder input [P, D_in]", 2, self.cfg.in_dim)?;
+        let s1 = self
+            .lif1
+            .const_spikes(&self.fc1.forward(x)?, self.cfg.steps, None)?;
+        let s2 = self.lif2.spikes(&self.fc2.forward(&s1)?)?;
+        Ok([
+            Raster::from_train(format!("{prefix}.lif1"), &s1)?,
+            Raster::from_train(format!("{prefix}.lif2"), &s2)?,
         ])
     }
 

@@ -135,3 +135,69 @@ pub fn merge_all(acc: &mut Vec<LayerStats>, more: Vec<LayerStats>) -> Result<()>
     }
     Ok(())
 }
+
+/// The spike train of one spiking layer on one example, for a raster plot (design §10.6):
+/// which neurons fired at which time step, time running over the example's positions and,
+/// within each, the layer's simulation steps (`time = position · steps + step`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Raster {
+    /// The layer's name, as in [`LayerStats::name`].
+    pub name: String,
+    /// Positions of the example.
+    pub positions: usize,
+    /// Simulation steps per position.
+    pub steps: usize,
+    /// Neurons in the layer.
+    pub neurons: usize,
+    /// For each neuron, the time steps it fired at, increasing.
+    pub spike_times: Vec<Vec<u32>>,
+}
+
+impl Raster {
+    /// From a spike train `spikes` [steps, positions, N] of 0s and 1s (time-major, as the
+    /// neurons return it).
+    pub fn from_train(name: impl Into<String>, spikes: &Tensor) -> Result<Self> {
+        let name = name.into();
+        let (steps, positions, neurons) = match spikes.dims() {
+            &[t, p, n] => (t, p, n),
+            other => {
+                return Err(LayerError::Shape {
+                    what: "a spike train for a raster",
+                    expected: "[steps, positions, neurons]".into(),
+                    actual: other.to_vec(),
+                })
+            }
+        };
+        // [positions, steps, N]: rows in time order.
+        let rows = spikes
+            .to_dtype(DType::F32)?
+            .transpose(0, 1)?
+            .reshape((positions * steps, neurons))?
+            .to_vec2::<f32>()?;
+        let mut spike_times = vec![Vec::new(); neurons];
+        for (time, row) in rows.iter().enumerate() {
+            for (n, &s) in row.iter().enumerate() {
+                if s > 0.5 {
+                    spike_times[n].push(time as u32);
+                }
+            }
+        }
+        Ok(Raster {
+            name,
+            positions,
+            steps,
+            neurons,
+            spike_times,
+        })
+    }
+
+    /// Every spike of the layer.
+    pub fn spikes(&self) -> usize {
+        self.spike_times.iter().map(Vec::len).sum()
+    }
+
+    /// Time steps in the train.
+    pub fn times(&self) -> usize {
+        self.positions * self.steps
+    }
+}

@@ -86,7 +86,7 @@ pub use block::{BlockConfig, BlockState, HybridLiquidSpikingBlock};
 pub use cfc::{Cfc, CfcConfig, CfcMode, CfcState};
 pub use encoder::{SpikingEncoder, SpikingEncoderConfig};
 pub use error::{LayerError, Result};
-pub use firing::LayerStats;
+pub use firing::{LayerStats, Raster};
 pub use lif::{Leaky, LifConfig, LifState, ResetMechanism, Surrogate};
 pub use model::{
     LanguageModel, LmLoss, LmState, ModelConfig, Readout, SeqInput, SeqLoss, SeqState,

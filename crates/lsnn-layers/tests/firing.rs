@@ -179,3 +179,51 @@ fn a_model_built_to_be_silent_measures_silent() {
         assert_eq!(st.silent_fraction(), 1.0, "{}", st.name);
     }
 }
+
+#[test]
+fn each_layers_raster_holds_the_spikes_its_statistics_count_on_that_example() {
+    let cfg = small_config(2, 1);
+    let (model, _vm) = init_model(&cfg, SeededRng::new(5), &Device::Cpu).unwrap();
+    let window = ids(1, 3, cfg.sequence_length + 1, cfg.vocab_size);
+    let rasters = model.spike_rasters(&window).unwrap();
+    // The statistics of the same first example, measured the usual way.
+    let (_, firing) = model
+        .loss_with_firing(&window.narrow(0, 0, 1).unwrap())
+        .unwrap();
+    assert_eq!(rasters.len(), firing.len());
+    let mut total = 0;
+    for (r, st) in rasters.iter().zip(&firing) {
+        assert_eq!(r.name, st.name);
+        assert_eq!(r.neurons, st.neurons(), "{}", r.name);
+        assert_eq!(r.positions, cfg.sequence_length, "{}", r.name);
+        assert_eq!(r.times() as f64, st.samples, "{}", r.name);
+        let counts: Vec<f64> = r.spike_times.iter().map(|t| t.len() as f64).collect();
+        assert_eq!(
+            counts, st.spikes_per_neuron,
+            "{}: per-neuron counts",
+            r.name
+        );
+        for times in &r.spike_times {
+            assert!(times.windows(2).all(|w| w[0] < w[1]));
+            assert!(times.iter().all(|&t| (t as usize) < r.times()));
+        }
+        total += r.spikes();
+    }
+    assert!(total > 0, "this model fires");
+}
+
+#[test]
+fn a_raster_lays_time_out_position_by_position() {
+    // Steps 2, positions 3, neurons 2: neuron 0 fires at (step 1, position 0) and (step 0,
+    // position 2); neuron 1 at (step 0, position 1).
+    let mut v = vec![0f32; 2 * 3 * 2];
+    let at = |t: usize, p: usize, n: usize| (t * 3 + p) * 2 + n;
+    v[at(1, 0, 0)] = 1.0;
+    v[at(0, 2, 0)] = 1.0;
+    v[at(0, 1, 1)] = 1.0;
+    let train = Tensor::from_vec(v, (2, 3, 2), &Device::Cpu).unwrap();
+    let r = lsnn_layers::Raster::from_train("x", &train).unwrap();
+    assert_eq!(r.spike_times, vec![vec![1, 4], vec![2]]);
+    assert_eq!((r.times(), r.spikes()), (6, 3));
+    assert!(lsnn_layers::Raster::from_train("x", &train.flatten_all().unwrap()).is_err());
+}

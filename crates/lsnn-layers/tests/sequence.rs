@@ -387,3 +387,27 @@ fn bad_inputs_are_typed_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("readout"), "{e}");
 }
+
+#[test]
+fn the_raster_is_the_first_rows_valid_positions_alone() {
+    let cfg = seq_config("regression", None);
+    let (m, _) = model(&cfg, 3);
+    let lengths = [5usize, 7];
+    let input = SeqInput {
+        x: padded_x(&lengths, 7, 4),
+        spans: None,
+        lengths: Some(lengths.to_vec()),
+    };
+    let rasters = m.spike_rasters(&input).unwrap();
+    // The first row cut to its 5 positions, run alone: the same spike counts per neuron.
+    let alone = SeqInput::new(input.x.i((0..1, 0..5)).unwrap());
+    let targets = Targets::Values(randn(&[1, 5, 2], 9));
+    let (_, firing) = m.loss_with_firing(&alone, &targets).unwrap();
+    assert_eq!(rasters.len(), firing.len());
+    for (r, st) in rasters.iter().zip(&firing) {
+        assert_eq!(r.name, st.name);
+        assert_eq!(r.positions, 5, "{}: the padding is not drawn", r.name);
+        let counts: Vec<f64> = r.spike_times.iter().map(|t| t.len() as f64).collect();
+        assert_eq!(counts, st.spikes_per_neuron, "{}", r.name);
+    }
+}

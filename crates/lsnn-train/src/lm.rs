@@ -67,6 +67,10 @@ impl TrainModel for LanguageModel {
         Ok(self.eval_batch_with_stats(ids)?.1)
     }
 
+    fn spike_rasters(&self, ids: &Tensor) -> Result<Vec<lsnn_layers::Raster>> {
+        Ok(self.detached().spike_rasters(ids)?)
+    }
+
     fn eval_batch_with_stats(&self, ids: &Tensor) -> Result<(Vec<f64>, Vec<LayerStats>)> {
         let (loss, firing) = self.detached().loss_with_firing(ids)?;
         Ok((vec![scalar(&loss.cross_entropy)?], firing))

@@ -126,6 +126,13 @@ pub trait TrainModel: Sized + Sync {
         Ok(Vec::new())
     }
 
+    /// The spike trains of the model's spiking layers on the first example of a validation
+    /// batch, in evaluation mode and the order of [`TrainModel::layer_stats`] (none by
+    /// default): the report's raster plots (design §10.6).
+    fn spike_rasters(&self, _batch: &Self::Batch) -> Result<Vec<lsnn_layers::Raster>> {
+        Ok(Vec::new())
+    }
+
     /// [`TrainModel::eval_batch`] and [`TrainModel::layer_stats`] of one validation batch; a
     /// model that measures its layers during its evaluation pass overrides this to run once.
     fn eval_batch_with_stats(&self, batch: &Self::Batch) -> Result<(Vec<f64>, Vec<LayerStats>)> {

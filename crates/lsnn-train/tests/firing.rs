@@ -120,8 +120,22 @@ fn the_thresholds_decide_and_spike_stats_off_measures_nothing() {
         c.train.spike_saturated_rate = 1.0;
     });
     assert_eq!(warnings(&strict).len(), LAYERS.len());
+    // With the statistics, each epoch end also gives each layer's spike train on the first
+    // validation example, in the same order.
+    let rasters: Vec<Vec<String>> = strict
+        .iter()
+        .filter_map(|e| match e {
+            Event::SpikeRaster { layers, .. } => {
+                Some(layers.iter().map(|l| l.name.clone()).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rasters.len(), firing(&strict).len());
+    assert_eq!(rasters[0], LAYERS);
     let off = run("firing-off", |c| c.train.spike_stats = false);
     assert!(firing(&off).is_empty());
+    assert!(!off.iter().any(|e| matches!(e, Event::SpikeRaster { .. })));
     let eval = off.iter().find_map(|e| match e {
         Event::EpochEnd { eval, .. } => Some(eval.clone()),
         _ => None,

@@ -141,6 +141,8 @@ impl Display {
             Event::MemoryStages(r) => self.line(&stages_line(r)),
             Event::SpikeWarning(w) => self.line(&format!("warning: {w}")),
             Event::Notice(n) => crate::output::err(&format!("note: {n}")),
+            // Drawn by `lsnn report` from the run's record, not printed.
+            Event::SpikeRaster { .. } => {}
         }
     }
 

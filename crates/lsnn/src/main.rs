@@ -5,6 +5,7 @@
 //! lsnn train    [--task llm|regression|classification] [--config FILE.json] [--set KEY=VALUE]...
 //!               [--data FILE] [--shuffle-time] [--epochs N] [--out DIR] [--resume DIR]
 //!               [--seed N] [--device DEV] [--memory-budget SIZE] [--max-batches N]
+//!               [--tensorboard DIR] [--dashboard [ADDR]] [--no-memory-probe]
 //! lsnn generate --checkpoint DIR --prompt TEXT [--max-tokens N] [--temperature T] [--seed N]
 //! lsnn eval     --checkpoint DIR [--data FILE] [--json] [--dump-logits FILE.safetensors]
 //! lsnn predict  --checkpoint DIR --data FILE --out FILE.npz [--stream] [--batch N]

@@ -69,6 +69,54 @@ fn csv_column(path: &Path, name: &str) -> Vec<f64> {
         .collect()
 }
 
+const LAYERS: [&str; 7] = [
+    "blocks.0.encoder.lif1",
+    "blocks.0.encoder.lif2",
+    "blocks.1.encoder.lif1",
+    "blocks.1.encoder.lif2",
+    "attns.0.q",
+    "attns.0.k",
+    "attns.0.v",
+];
+
+/// Runs of consecutive spike times of each neuron in a raster's `spike_times`: (neuron,
+/// start, length), neuron by neuron (written here from the record, not with the report's code).
+fn spike_runs(spike_times: &serde_json::Value) -> Vec<(usize, u64, u64)> {
+    let mut runs: Vec<(usize, u64, u64)> = Vec::new();
+    for (n, times) in spike_times.as_array().unwrap().iter().enumerate() {
+        for t in times
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap())
+        {
+            match runs.last_mut() {
+                Some(r) if r.0 == n && r.1 + r.2 == t => r.2 += 1,
+                _ => runs.push((n, t, 1)),
+            }
+        }
+    }
+    runs
+}
+
+/// (x, y, width) of each `<rect>` filled with `fill`, in document order.
+fn rects(svg: &str, fill: &str) -> Vec<(f64, f64, f64)> {
+    svg.split("<rect")
+        .skip(1)
+        // The tag alone: text after it has fills of its own.
+        .map(|r| &r[..r.find('>').unwrap()])
+        .filter(|r| r.contains(&format!("fill=\"{fill}\"")))
+        .map(|r| {
+            let attr = |k: &str| -> f64 {
+                let key = format!(" {k}=\"");
+                let i = r.find(&key).unwrap() + key.len();
+                r[i..i + r[i..].find('"').unwrap()].parse().unwrap()
+            };
+            (attr("x"), attr("y"), attr("width"))
+        })
+        .collect()
+}
+
 #[test]
 fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
     let d = scratch("report");
@@ -78,7 +126,7 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
     train_tiny(&d, "run", &["--set", "num_epochs=3"]);
     let printed = ok(&lsnn(&["report", "run"], &d));
     assert!(
-        printed.contains("report: run/report/index.html (7 charts)"),
+        printed.contains("report: run/report/index.html (14 charts)"),
         "{printed}"
     );
     let rep = d.join("run").join("report");
@@ -130,6 +178,53 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
     let bars = svg("stages").matches("<rect").count() - 1; // less the background
     assert_eq!(bars, n);
 
+    // A raster per spiking layer: one bar per run of consecutive spikes of a neuron, in the
+    // record's order, at x = a + b·start with width b·length and at y decreasing with the
+    // neuron.
+    let raster: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("raster.json")).unwrap()).unwrap();
+    assert_eq!(raster["epoch"], 2, "the last epoch's");
+    let layers = raster["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, LAYERS);
+    let mut drawn_spikes = 0;
+    for layer in layers {
+        let name = layer["name"].as_str().unwrap();
+        let runs = spike_runs(&layer["spike_times"]);
+        let bars = rects(&svg(&format!("raster-{name}")), "#000000");
+        assert_eq!(bars.len(), runs.len(), "{name}: one bar per run");
+        if runs.len() >= 2 {
+            // Pixels per time step from the earliest and the latest start, checked on every
+            // bar.
+            let lo = (0..runs.len()).min_by_key(|&i| runs[i].1).unwrap();
+            let hi = (0..runs.len()).max_by_key(|&i| runs[i].1).unwrap();
+            let (first, a) = (runs[lo], bars[lo]);
+            let scale = if runs[hi].1 != first.1 {
+                (bars[hi].0 - a.0) / (runs[hi].1 - first.1) as f64
+            } else {
+                a.2 / first.2 as f64
+            };
+            for (bar, run) in bars.iter().zip(&runs) {
+                let x = a.0 + scale * (run.1 as f64 - first.1 as f64);
+                assert!(
+                    (bar.0 - x).abs() <= 1.5,
+                    "{name}: bar at {} for time {}",
+                    bar.0,
+                    run.1
+                );
+                assert!((bar.2 - scale * run.2 as f64).abs() <= 1.5, "{name}: width");
+            }
+            // Higher neurons higher up (smaller y).
+            for (i, j) in (0..runs.len()).zip(1..runs.len()) {
+                if runs[j].0 > runs[i].0 {
+                    assert!(bars[j].1 < bars[i].1, "{name}: neuron order");
+                }
+            }
+        }
+        drawn_spikes += runs.iter().map(|r| r.2).sum::<u64>();
+    }
+    assert!(drawn_spikes > 0);
+
     // The page: every chart inline, the config, the summary.
     let page = std::fs::read_to_string(rep.join("index.html")).unwrap();
     for name in [
@@ -140,10 +235,14 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
         "firing",
         "silent",
         "stages",
-    ] {
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(LAYERS.iter().map(|l| format!("raster-{l}")))
+    {
         assert!(page.contains(&format!("id=\"chart-{name}\"")), "{name}");
     }
-    assert_eq!(page.matches("<svg").count(), 7);
+    assert_eq!(page.matches("<svg").count(), 14);
     assert!(page.contains("<th>spiking_units</th><td><code>8</code>"));
     assert!(page.contains("<th>epochs recorded</th><td>3</td>"));
 }

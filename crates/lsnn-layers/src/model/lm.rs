@@ -325,6 +325,15 @@ impl LanguageModel {
         Ok((next_token_loss(&logits, &targets, 0.0)?, firing))
     }
 
+    /// Every spiking layer's spike train on the first example of a window ids [B, L + 1] (its
+    /// L inputs), in evaluation mode and the model's order (design §10.6).
+    pub fn spike_rasters(&self, ids: &Tensor) -> Result<Vec<crate::firing::Raster>> {
+        let (inputs, _) = self.split_window(&ids.narrow(0, 0, 1)?)?;
+        let inputs = self.check_ids(&inputs, 0)?;
+        let x = self.embed(&inputs, 0, &mut Mode::Eval)?;
+        self.trunk.rasters(x, None)
+    }
+
     /// The training step's loss and gradients for a window ids [B, L + 1] (as [`Self::loss`]),
     /// back-propagated stage by stage: the embedding, each block with its norm (and attention),
     /// and the head with the loss are separate graphs joined by copies of their boundary

@@ -14,7 +14,7 @@ use super::ModelConfig;
 use crate::attention::{AttentionCache, AttentionPast, MultiHeadSpikingAttention};
 use crate::block::{BlockState, HybridLiquidSpikingBlock};
 use crate::error::{LayerError, Result};
-use crate::firing::LayerStats;
+use crate::firing::{LayerStats, Raster};
 use crate::fused::NormAct;
 use crate::nn::{LayerNorm, Mode};
 use crate::rng::SeededRng;
@@ -22,6 +22,16 @@ use crate::stage_marks::{stage, Pass};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
+
+/// What [`Trunk::layer_probed`] collects from the spiking layers it runs.
+enum Probe<'a> {
+    /// Nothing.
+    None,
+    /// Their spike statistics.
+    Firing(&'a mut Vec<LayerStats>),
+    /// Their spike trains (one example).
+    Raster(&'a mut Vec<Raster>),
+}
 
 /// The blocks, their norms and the attention layers.
 #[derive(Debug, Clone)]
@@ -150,22 +160,25 @@ impl Trunk {
         spans: Option<&Tensor>,
         mode: &mut Mode<'_>,
     ) -> Result<Tensor> {
-        self.layer_probed(i, x, spans, mode, None)
+        self.layer_probed(i, x, spans, mode, &mut Probe::None)
     }
 
-    /// [`Self::layer`], appending the spike statistics of its spiking layers to `firing` when
-    /// given (the block's encoder on the layer's input, the attention's rate codes on its
-    /// input; design §10.3).
+    /// [`Self::layer`], appending what `probe` asks of its spiking layers (the block's encoder
+    /// on the layer's input, the attention's rate codes on its input): their spike statistics
+    /// (design §10.3) or their spike trains (§10.6).
     fn layer_probed(
         &self,
         i: usize,
         x: &Tensor,
         spans: Option<&Tensor>,
         mode: &mut Mode<'_>,
-        mut firing: Option<&mut Vec<LayerStats>>,
+        probe: &mut Probe<'_>,
     ) -> Result<Tensor> {
-        if let Some(f) = firing.as_deref_mut() {
-            f.extend(self.blocks[i].firing(x, &format!("blocks.{i}"))?);
+        let name = format!("blocks.{i}");
+        match probe {
+            Probe::None => {}
+            Probe::Firing(f) => f.extend(self.blocks[i].firing(x, &name)?),
+            Probe::Raster(r) => r.extend(self.blocks[i].raster(x, &name)?),
         }
         let x = stage(
             || format!("blocks.{i}"),
@@ -177,8 +190,11 @@ impl Trunk {
         )?;
         if i % 2 == 1 {
             let j = (i - 1) / 2;
-            if let Some(f) = firing {
-                f.extend(self.attns[j].firing(&x, &format!("attns.{j}"))?);
+            let name = format!("attns.{j}");
+            match probe {
+                Probe::None => {}
+                Probe::Firing(f) => f.extend(self.attns[j].firing(&x, &name)?),
+                Probe::Raster(r) => r.extend(self.attns[j].raster(&x, &name)?),
             }
             stage(
                 || format!("attns.{j}"),
@@ -200,9 +216,32 @@ impl Trunk {
         let mut firing = Vec::new();
         let mut x = x;
         for i in 0..self.blocks.len() {
-            x = self.layer_probed(i, &x, spans, &mut Mode::Eval, Some(&mut firing))?;
+            x = self.layer_probed(
+                i,
+                &x,
+                spans,
+                &mut Mode::Eval,
+                &mut Probe::Firing(&mut firing),
+            )?;
         }
         Ok((x, firing))
+    }
+
+    /// Every spiking layer's spike train for one example x [1, L, D] in evaluation mode, in
+    /// the stack's order (design §10.6).
+    pub(crate) fn rasters(&self, x: Tensor, spans: Option<&Tensor>) -> Result<Vec<Raster>> {
+        let mut rasters = Vec::new();
+        let mut x = x;
+        for i in 0..self.blocks.len() {
+            x = self.layer_probed(
+                i,
+                &x,
+                spans,
+                &mut Mode::Eval,
+                &mut Probe::Raster(&mut rasters),
+            )?;
+        }
+        Ok(rasters)
     }
 
     /// Every layer in turn. Takes its input by value so that each layer's input is freed as

@@ -103,6 +103,10 @@ impl TrainModel for SequenceModel {
         Ok(self.eval_batch_with_stats(batch)?.1)
     }
 
+    fn spike_rasters(&self, batch: &SeqBatch) -> Result<Vec<lsnn_layers::Raster>> {
+        Ok(self.detached().spike_rasters(&batch.input)?)
+    }
+
     fn eval_batch_with_stats(&self, batch: &SeqBatch) -> Result<(Vec<f64>, Vec<LayerStats>)> {
         let (l, firing) = self
             .detached()

@@ -87,22 +87,8 @@ pub fn evaluate_with_firing<M: TrainModel, D: Dataset<M>>(
 impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     /// The validation metrics in evaluation mode, with the EMA weights when the options ask.
     pub fn evaluate(&self) -> Result<EvalResult> {
-        let ema_model;
-        let model: &M = if self.opts.eval_with_ema {
-            let tensors = self
-                .ema
-                .weights()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            ema_model = M::build(
-                &self.cfg.model,
-                VarBuilder::from_tensors(tensors, DType::F32, &self.device),
-            )?;
-            &ema_model
-        } else {
-            &self.model
-        };
+        let ema_model = self.evaluated_model()?;
+        let model: &M = ema_model.as_ref().unwrap_or(&self.model);
         evaluate_with_firing(
             model,
             &self.data,
@@ -111,5 +97,35 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             &self.device,
             self.cfg.train.spike_stats,
         )
+    }
+
+    /// The model of the EMA weights when the run evaluates with them (`None`: the model).
+    fn evaluated_model(&self) -> Result<Option<M>> {
+        if !self.opts.eval_with_ema {
+            return Ok(None);
+        }
+        let tensors = self
+            .ema
+            .weights()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Some(M::build(
+            &self.cfg.model,
+            VarBuilder::from_tensors(tensors, DType::F32, &self.device),
+        )?))
+    }
+
+    /// The spiking layers' spike trains on the first validation example, by the weights
+    /// evaluated (design §10.6); none without validation data.
+    pub(crate) fn spike_rasters(&self) -> Result<Vec<lsnn_layers::Raster>> {
+        if self.data.val_len() == 0 {
+            return Ok(Vec::new());
+        }
+        let batch = self.data.val_batch(&[0], &self.device)?;
+        match self.evaluated_model()? {
+            Some(ema) => ema.spike_rasters(&batch),
+            None => self.model.spike_rasters(&batch),
+        }
     }
 }

@@ -86,6 +86,15 @@ pub enum Event {
         /// One summary per spiking layer.
         layers: Vec<crate::firing::LayerFiring>,
     },
+    /// The spiking layers' spike trains on the first validation example at an epoch end
+    /// (design §10.6), in the model's order; sent after [`Event::Firing`] when the model gives
+    /// them.
+    SpikeRaster {
+        /// The epoch (0-based).
+        epoch: usize,
+        /// One train per spiking layer.
+        layers: Vec<lsnn_layers::Raster>,
+    },
     /// A spiking layer found silent or saturated at an epoch end.
     SpikeWarning(crate::firing::SpikeWarning),
     /// A checkpoint was written.

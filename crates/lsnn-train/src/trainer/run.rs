@@ -271,6 +271,13 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             for w in warnings {
                 on_event(&Event::SpikeWarning(w));
             }
+            let layers = self.spike_rasters()?;
+            if !layers.is_empty() {
+                on_event(&Event::SpikeRaster {
+                    epoch: self.state.epoch,
+                    layers,
+                });
+            }
         }
         let report = self.manager.cleanup()?;
         on_event(&self.memory_event(

@@ -11,7 +11,7 @@ mod record;
 use crate::exit::BadInput;
 use anyhow::{Context, Result};
 use clap::Args;
-use plots::{bar_chart, line_chart, Series};
+use plots::{bar_chart, line_chart, raster_chart, Series};
 use record::{RunRecord, Table};
 use std::path::PathBuf;
 
@@ -180,6 +180,18 @@ fn charts(r: &RunRecord) -> Result<Vec<Chart>> {
             title,
             bar_chart(title, "KiB above the stage's start", &bars)?,
         );
+    }
+    if let Some(raster) = &r.raster {
+        for layer in &raster.layers {
+            let title = format!(
+                "Spike raster: {} (first validation example, epoch {}; {} spikes)",
+                layer.name,
+                raster.epoch + 1,
+                layer.spikes()
+            );
+            let svg = raster_chart(&title, &layer.spike_times, layer.times(), layer.steps)?;
+            push(&format!("raster-{}", layer.name), &title, svg);
+        }
     }
     Ok(out)
 }

@@ -162,3 +162,70 @@ pub fn bar_chart(title: &str, y_label: &str, bars: &[(String, f64)]) -> Result<S
     }
     Ok(svg)
 }
+
+/// Runs of consecutive spikes of each neuron: (neuron, first time, length), neuron by neuron.
+pub fn spike_runs(spike_times: &[Vec<u32>]) -> Vec<(usize, u32, u32)> {
+    let mut runs = Vec::new();
+    for (n, times) in spike_times.iter().enumerate() {
+        let mut i = 0;
+        while i < times.len() {
+            let mut j = i + 1;
+            while j < times.len() && times[j] == times[j - 1] + 1 {
+                j += 1;
+            }
+            runs.push((n, times[i], (j - i) as u32));
+            i = j;
+        }
+    }
+    runs
+}
+
+/// A spike raster: time steps across, neurons up, one filled cell per spike (a neuron's
+/// consecutive spikes drawn as one bar), faint lines between positions.
+pub fn raster_chart(
+    title: &str,
+    spike_times: &[Vec<u32>],
+    times: usize,
+    steps: usize,
+) -> Result<String> {
+    let neurons = spike_times.len().max(1) as f64;
+    let t = times.max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..t, 0f64..neurons)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(format!("time step (position × {steps} + step)"))
+            .y_desc("neuron")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()
+            .map_err(err)?;
+        let positions = times / steps.max(1);
+        if positions > 1 && positions <= 64 {
+            chart
+                .draw_series((1..positions).map(|p| {
+                    let x = (p * steps) as f64;
+                    PathElement::new(vec![(x, 0.0), (x, neurons)], BLACK.mix(0.08))
+                }))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(spike_runs(spike_times).into_iter().map(|(n, start, len)| {
+                let (x, y) = (start as f64, n as f64);
+                Rectangle::new([(x, y + 0.1), (x + len as f64, y + 0.9)], BLACK.filled())
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

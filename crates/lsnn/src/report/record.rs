@@ -4,8 +4,8 @@
 use crate::exit::BadInput;
 use anyhow::{Context, Result};
 use lsnn_train::record::run::{
-    EPOCHS_FILE, EVENTS_FILE, MANIFEST_FILE, MEMORY_FILE, RECORD_DIR, RECORD_VERSION, STAGES_FILE,
-    STEPS_FILE,
+    EPOCHS_FILE, EVENTS_FILE, MANIFEST_FILE, MEMORY_FILE, RASTER_FILE, RECORD_DIR, RECORD_VERSION,
+    STAGES_FILE, STEPS_FILE,
 };
 use std::path::{Path, PathBuf};
 
@@ -51,6 +51,15 @@ impl Table {
     }
 }
 
+/// `raster.json`: the epoch and one spike train per spiking layer.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Raster {
+    /// The epoch (0-based) whose end measured it.
+    pub epoch: usize,
+    /// The layers, in the model's order.
+    pub layers: Vec<lsnn_train::lsnn_layers::Raster>,
+}
+
 /// Everything the report reads.
 #[derive(Debug)]
 pub struct RunRecord {
@@ -66,6 +75,9 @@ pub struct RunRecord {
     pub events: Vec<serde_json::Value>,
     /// `memory_stages.json`, when the run probed.
     pub stages: Option<serde_json::Value>,
+    /// `raster.json`: the spiking layers' spike trains on the first validation example at the
+    /// latest epoch end, when the run measured its layers.
+    pub raster: Option<Raster>,
     /// The current set's `config.json` (the run's configuration); null before the first
     /// checkpoint.
     pub config: serde_json::Value,
@@ -122,6 +134,14 @@ pub fn read_record(run: &Path) -> Result<RunRecord> {
         true => serde_json::from_str(&read(&stages_path)?).ok(),
         false => None,
     };
+    let raster_path = dir.join(RASTER_FILE);
+    let raster = match raster_path.is_file() {
+        true => Some(
+            serde_json::from_str(&read(&raster_path)?)
+                .map_err(|e| BadInput(format!("{}: not a raster ({e})", raster_path.display())))?,
+        ),
+        false => None,
+    };
     // A run that stopped before its first checkpoint has a record but no set yet.
     let config = match lsnn_train::checkpoint::resolve(run) {
         Ok(set) if set.join("config.json").is_file() => {
@@ -137,6 +157,7 @@ pub fn read_record(run: &Path) -> Result<RunRecord> {
         memory: table(MEMORY_FILE)?,
         events,
         stages,
+        raster,
         config,
     })
 }

@@ -221,6 +221,23 @@ impl SequenceModel {
         Ok((self.score(&out, &x, input, targets)?, firing))
     }
 
+    /// Every spiking layer's spike train on the first example of `input`, over its valid
+    /// positions, in evaluation mode and the model's order (design §10.6).
+    pub fn spike_rasters(&self, input: &SeqInput) -> Result<Vec<crate::firing::Raster>> {
+        let x = self.checked_x(input)?;
+        let len = match &input.lengths {
+            Some(l) => l.first().copied().unwrap_or(0).min(x.dim(1)?),
+            None => x.dim(1)?,
+        };
+        let x = x.narrow(0, 0, 1)?.narrow(1, 0, len.max(1))?;
+        let spans = match &input.spans {
+            Some(s) => Some(s.narrow(0, 0, 1)?.narrow(1, 0, len.max(1))?),
+            None => None,
+        };
+        self.trunk
+            .rasters(self.in_proj.forward(&x)?, spans.as_ref())
+    }
+
     /// The training step's loss and gradients of `scale`·objective, back-propagated stage by
     /// stage as the language model's (the input projection, each layer, the head with the
     /// loss); `None` for the gradients when the loss is not finite (no backward pass then).

@@ -136,7 +136,8 @@ impl Messages {
                 format!("early stop after epoch {}", epoch + 1),
             ),
             Event::Notice(text) => self.log("notice", text.clone()),
-            Event::ShardSizing { .. } => return None,
+            // The raster is the report's (a page of spike dots per epoch is too much to stream).
+            Event::ShardSizing { .. } | Event::SpikeRaster { .. } => return None,
         })
     }
 

@@ -34,6 +34,9 @@ pub const MEMORY_FILE: &str = "memory.csv";
 pub const TRACE_FILE: &str = "memory.trace.json";
 /// Peak memory by stage of the run's probe step (design §10.5), when it ran.
 pub const STAGES_FILE: &str = "memory_stages.json";
+/// The spiking layers' spike trains on the first validation example at the latest epoch end
+/// (design §10.6): `{"epoch": E, "layers": [Raster, …]}`.
+pub const RASTER_FILE: &str = "raster.json";
 /// One JSON object per line: starts, resumes, cleanups, alerts, warnings, checkpoints, notices.
 pub const EVENTS_FILE: &str = "events.jsonl";
 
@@ -100,7 +103,7 @@ impl RunRecorder {
         let path = |name: &str| self.dir.join(name);
         if resumed_at.is_none() {
             // A fresh run's record starts empty: no earlier run's probe figures or trace either.
-            for stale in [STAGES_FILE, TRACE_FILE] {
+            for stale in [STAGES_FILE, TRACE_FILE, RASTER_FILE] {
                 match std::fs::remove_file(path(stale)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(TrainError::io(path(stale))(e))
@@ -160,6 +163,7 @@ impl RunRecorder {
                 "memory": MEMORY_FILE,
                 "memory_trace": TRACE_FILE,
                 "memory_stages": STAGES_FILE,
+                "raster": RASTER_FILE,
                 "events": EVENTS_FILE,
             },
             "columns": {
@@ -357,6 +361,18 @@ impl RunRecorder {
             }
             Event::Notice(message) => {
                 self.log(self.batches, "notice", json!({"message": message}))?;
+            }
+            Event::SpikeRaster { epoch, layers } => {
+                // Replaced whole at each epoch end: written beside, then renamed over it.
+                let path = self.dir.join(RASTER_FILE);
+                let part = self.dir.join(format!("{RASTER_FILE}.part"));
+                let text = serde_json::to_string(&json!({"epoch": epoch, "layers": layers}))
+                    .map_err(|e| TrainError::Record {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                std::fs::write(&part, text + "\n").map_err(TrainError::io(&part))?;
+                std::fs::rename(&part, &path).map_err(TrainError::io(&path))?;
             }
         }
         Ok(())

@@ -127,6 +127,7 @@ impl TensorBoardRecorder {
             Event::ShardSizing { .. }
             | Event::Notice(_)
             | Event::SpikeWarning(_)
+            | Event::SpikeRaster { .. }
             | Event::MemoryStages(_) => {}
         }
         Ok(())
