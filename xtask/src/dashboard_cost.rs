@@ -48,7 +48,7 @@ fn read_stream(url: &str) -> Result<std::thread::JoinHandle<(usize, usize)>> {
         .to_string();
     let mut s = std::net::TcpStream::connect(&addr)
         .with_context(|| format!("connecting to the dashboard at {addr}"))?;
-    s.write_all(b"GET /events HTTP/1.1\r\nHost: cost\r\n\r\n")?;
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
     Ok(std::thread::spawn(move || {
         let mut all = Vec::new();
         let _ = s.read_to_end(&mut all);

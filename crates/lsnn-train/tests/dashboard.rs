@@ -13,7 +13,7 @@ use std::time::Duration;
 fn get(addr: SocketAddr, path: &str, headers: &str, until: Option<&str>) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -29,8 +29,8 @@ fn get(addr: SocketAddr, path: &str, headers: &str, until: Option<&str>) -> Stri
     String::from_utf8(got).unwrap()
 }
 
-/// The (id, event, data) of each message in an event stream's text.
-fn messages(stream: &str) -> Vec<(u64, String, serde_json::Value)> {
+/// The (id's number, event, data, id's run token) of each message in an event stream's text.
+fn messages(stream: &str) -> Vec<(u64, String, serde_json::Value, String)> {
     let body = &stream[stream.find("\r\n\r\n").unwrap() + 4..];
     body.split("\n\n")
         .filter(|m| m.starts_with("id: "))
@@ -41,10 +41,13 @@ fn messages(stream: &str) -> Vec<(u64, String, serde_json::Value)> {
                     .unwrap()
                     .to_string()
             };
+            let id = field("id: ");
+            let (token, seq) = id.split_once('-').unwrap();
             (
-                field("id: ").parse().unwrap(),
+                seq.parse().unwrap(),
                 field("event: "),
                 serde_json::from_str(&field("data: ")).unwrap(),
+                token.to_string(),
             )
         })
         .collect()
@@ -104,7 +107,7 @@ fn the_page_is_served_and_other_paths_are_not() {
     assert!(page.contains(&format!("Content-Length: {body_len}\r\n")));
     assert!(get(board.addr(), "/secret", "", None).starts_with("HTTP/1.1 404"));
     let mut s = TcpStream::connect(board.addr()).unwrap();
-    write!(s, "DELETE / HTTP/1.1\r\n\r\n").unwrap();
+    write!(s, "DELETE / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
@@ -178,16 +181,25 @@ fn a_reconnect_resumes_after_its_last_event_id_and_a_late_page_gets_the_history(
         board.on_event(&batch(0, b, 1.0));
     }
     // The page loaded now gets everything so far.
-    let late = messages(&get(board.addr(), "/events", "", Some("id: 7\n")));
+    let late = messages(&get(board.addr(), "/events", "", Some("-7\n")));
     assert_eq!(late.len(), 7);
+    let token = late[0].3.clone();
     let again = messages(&get(
         board.addr(),
         "/events",
-        "Last-Event-ID: 4\r\n",
-        Some("id: 7\n"),
+        &format!("Last-Event-ID: {token}-4\r\n"),
+        Some("-7\n"),
     ));
     let ids: Vec<u64> = again.iter().map(|m| m.0).collect();
     assert_eq!(ids, [5, 6, 7]);
+    // An id of another process (a page left open across a crash and resume) starts over.
+    let other = messages(&get(
+        board.addr(),
+        "/events",
+        "Last-Event-ID: 0bad-4\r\n",
+        Some("-7\n"),
+    ));
+    assert_eq!(other.len(), 7);
     board.finish(Err("stopped by the test"));
 }
 
@@ -226,6 +238,47 @@ fn what_is_held_stays_bounded_however_long_the_run() {
         .collect();
     assert!(gaps.iter().all(|&g| g == gaps[0]), "{gaps:?}");
     board.finish(Ok(&summary()));
+}
+
+#[test]
+fn a_page_that_keeps_up_gets_every_point_after_its_series_is_full() {
+    let mut board = Dashboard::start(
+        "127.0.0.1:0",
+        DashboardOptions {
+            points: 4,
+            ..DashboardOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = board.addr();
+    let reader = std::thread::spawn(move || get(addr, "/events", "", None));
+    while board.clients() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Twelve batches into a series of 4, each sent before the next comes: off-stride points
+    // too (each is held until the next replaces it).
+    for b in 1..=12 {
+        board.on_event(&batch(0, b, 1.0));
+        assert!(board.wait_sent(Duration::from_secs(10)));
+    }
+    board.finish(Ok(&summary()));
+    let positions: Vec<u64> = messages(&reader.join().unwrap())
+        .iter()
+        .filter(|m| m.1 == "step")
+        .map(|m| m.2["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (1..=12).collect::<Vec<_>>());
+}
+
+#[test]
+fn another_sites_name_for_loopback_is_refused() {
+    let board = Dashboard::start("127.0.0.1:0", DashboardOptions::default()).unwrap();
+    let mut s = TcpStream::connect(board.addr()).unwrap();
+    write!(s, "GET / HTTP/1.1\r\nHost: evil.example:8050\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    board.finish(Err("test"));
 }
 
 #[test]

@@ -81,14 +81,21 @@ fn a_run_streams_its_batches_and_final_state_then_stops_serving() {
             break url.trim_end_matches('/').to_string();
         }
     };
+    // The rest of stderr read on a thread, so the run never blocks on a full pipe.
+    let rest = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
     // The address is printed before the model is built: the stream opens before training.
     let mut s = TcpStream::connect(&addr).expect("the dashboard serves while the run trains");
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(s, "GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    write!(s, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut stream = String::new();
     s.read_to_string(&mut stream).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let log = rest.join().unwrap();
+    assert!(out.status.success(), "{log}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The summary line's step count, and the stream's.
     let steps: u64 = stdout

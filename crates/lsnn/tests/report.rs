@@ -188,10 +188,10 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
     let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, LAYERS);
     let mut drawn_spikes = 0;
-    for layer in layers {
+    for (i, layer) in layers.iter().enumerate() {
         let name = layer["name"].as_str().unwrap();
         let runs = spike_runs(&layer["spike_times"]);
-        let bars = rects(&svg(&format!("raster-{name}")), "#000000");
+        let bars = rects(&svg(&format!("raster-{i}-{name}")), "#000000");
         assert_eq!(bars.len(), runs.len(), "{name}: one bar per run");
         if runs.len() >= 2 {
             // Pixels per time step from the earliest and the latest start, checked on every
@@ -238,8 +238,12 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
     ]
     .into_iter()
     .map(String::from)
-    .chain(LAYERS.iter().map(|l| format!("raster-{l}")))
-    {
+    .chain(
+        LAYERS
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("raster-{i}-{l}")),
+    ) {
         assert!(page.contains(&format!("id=\"chart-{name}\"")), "{name}");
     }
     assert_eq!(page.matches("<svg").count(), 14);

@@ -6,14 +6,21 @@
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// Longest wait for one answer: a chromium that hangs fails the check, never CI.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A headless chromium driven through its DevTools pipe.
 pub struct Browser {
     child: Child,
     to: ChildStdin,
-    from: BufReader<ChildStdout>,
+    /// Messages read from chromium's pipe by a thread (so a wait can time out).
+    from: Receiver<Vec<u8>>,
     next_id: u64,
     _profile: TempProfile,
 }
@@ -35,9 +42,12 @@ pub struct Page {
 impl Browser {
     /// Starts `exe` headless with its DevTools pipe on our stdin/stdout pair: a shell moves
     /// the child's stdin to fd 3 and its stdout to fd 4, where chromium expects them.
-    pub fn start(exe: &Path, width: u32, height: u32) -> Result<Self> {
+    /// Chromium's own messages go to `log`.
+    pub fn start(exe: &Path, width: u32, height: u32, log: &Path) -> Result<Self> {
         let profile = std::env::temp_dir().join(format!("lsnn-cdp-{}", std::process::id()));
         std::fs::create_dir_all(&profile)?;
+        let log =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#"exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>&2"#)
@@ -55,11 +65,21 @@ impl Browser {
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
+            // Its own process group: renderers and helpers are killed with it.
+            .process_group(0)
             .spawn()
             .context("starting chromium with --remote-debugging-pipe")?;
         let to = child.stdin.take().context("chromium's command pipe")?;
-        let from = BufReader::new(child.stdout.take().context("chromium's answer pipe")?);
+        let mut pipe = BufReader::new(child.stdout.take().context("chromium's answer pipe")?);
+        let (tx, from) = std::sync::mpsc::channel();
+        std::thread::spawn(move || loop {
+            let mut msg = Vec::new();
+            match pipe.read_until(0, &mut msg) {
+                Ok(n) if n > 0 && tx.send(msg).is_ok() => {}
+                _ => break,
+            }
+        });
         Ok(Browser {
             child,
             to,
@@ -84,14 +104,21 @@ impl Browser {
             .write_all(&bytes)
             .and_then(|()| self.to.flush())
             .with_context(|| format!("sending {method} to chromium"))?;
-        let mut buf = Vec::new();
+        let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
         loop {
-            buf.clear();
-            let n = self.from.read_until(0, &mut buf)?;
-            if n == 0 {
-                bail!("chromium closed its DevTools pipe while {method} was pending");
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut buf = match self.from.recv_timeout(left) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("chromium did not answer {method} in {ANSWER_TIMEOUT:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("chromium closed its DevTools pipe while {method} was pending")
+                }
+            };
+            if buf.last() == Some(&0) {
+                buf.pop();
             }
-            buf.pop();
             let answer: Value = serde_json::from_slice(&buf)
                 .with_context(|| format!("chromium's answer to {method}"))?;
             if answer["id"] != json!(id) {
@@ -166,7 +193,22 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.call(None, "Browser.close", json!({}));
+        // Ask it to close without waiting for an answer; give it a moment, then kill its
+        // whole process group.
+        let _ = self
+            .to
+            .write_all(b"{\"id\":0,\"method\":\"Browser.close\",\"params\":{}}\0");
+        let _ = self.to.flush();
+        for _ in 0..40 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -26,7 +26,7 @@ pub fn check_dashboard(
     work: &Path,
     shots: &[PathBuf],
 ) -> Result<()> {
-    let mut browser = Browser::start(chromium, 1100, 1400)?;
+    let mut browser = Browser::start(chromium, 1100, 1400, &work.join("chromium-dashboard.log"))?;
     // The default task for three epochs: some ten seconds of training in a release build.
     let served = ServedRun::start(
         lsnn_exe,
@@ -63,7 +63,12 @@ pub fn check_dashboard(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    served.wait()?;
+    let stdout = served.wait()?;
+    // The run's own count of optimizer steps, from its summary line (`N steps, …`).
+    let run_steps: u64 = stdout
+        .lines()
+        .find_map(|l| l.split(" steps, ").next()?.parse().ok())
+        .with_context(|| format!("no summary line in the run's output:\n{stdout}"))?;
     // The final draw is scheduled on the next frame: give it one.
     std::thread::sleep(Duration::from_millis(300));
     let last: Value = serde_json::from_str(browser.eval(&page, PROBE)?.as_str().unwrap_or("null"))?;
@@ -77,6 +82,13 @@ pub fn check_dashboard(
         bail!("the dashboard's step counter took {} increasing values while the run trained ({steps:?}); expected at least {INCREASES}", steps.len());
     }
     let final_step = last["step"].as_u64().unwrap_or(0);
+    // A batch's step is counted before its accumulation's optimizer step: the page's last
+    // step is the run's, or one short of it when the last accumulation was flushed at the end.
+    if final_step + 1 < run_steps || final_step > run_steps {
+        bail!(
+            "the dashboard's last step {final_step}; the run reports {run_steps} optimizer steps"
+        );
+    }
     if last["state"] != "finished"
         || last["shown"].as_str() != Some(final_step.to_string().as_str())
         || last["points"].as_u64().unwrap_or(0) < 100
@@ -84,7 +96,11 @@ pub fn check_dashboard(
         bail!("the dashboard page at the run's end: {last}; expected state finished, the counter shown, and its charts drawn (≥ 100 points)");
     }
     let summary = browser.eval(&page, "document.getElementById('end').textContent")?;
-    if !summary.as_str().unwrap_or("").contains("finished") {
+    if !summary
+        .as_str()
+        .unwrap_or("")
+        .contains(&format!("finished: {run_steps} steps"))
+    {
         bail!("the dashboard page shows no final state: {summary}");
     }
     let png = browser.screenshot(&page)?;

@@ -39,7 +39,7 @@ pub fn check_report(
     }
     for shot in shots {
         let o = headless(chromium)
-            .arg("--window-size=900,3400")
+            .arg("--window-size=900,6400")
             .arg(format!("--screenshot={}", shot.display()))
             .arg(&url)
             .output()

@@ -175,7 +175,7 @@ fn dashboard_with_a_page() -> Result<lsnn_train::record::dashboard::Dashboard> {
         Dashboard::start("127.0.0.1:0", options).map_err(|e| BenchError::Other(e.to_string()))?;
     let mut page = std::net::TcpStream::connect(board.addr())
         .and_then(|mut s| {
-            s.write_all(b"GET /events HTTP/1.1\r\nHost: leakcheck\r\n\r\n")
+            s.write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 .map(|()| s)
         })
         .map_err(|e| BenchError::Other(format!("connecting to the dashboard: {e}")))?;

@@ -88,7 +88,10 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     /// The validation metrics in evaluation mode, with the EMA weights when the options ask.
     pub fn evaluate(&self) -> Result<EvalResult> {
         let ema_model = self.evaluated_model()?;
-        let model: &M = ema_model.as_ref().unwrap_or(&self.model);
+        self.evaluate_by(ema_model.as_ref().unwrap_or(&self.model))
+    }
+
+    fn evaluate_by(&self, model: &M) -> Result<EvalResult> {
         evaluate_with_firing(
             model,
             &self.data,
@@ -97,6 +100,25 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             &self.device,
             self.cfg.train.spike_stats,
         )
+    }
+
+    /// An epoch end's evaluation ([`Self::evaluate`]) and, when it measured the spiking
+    /// layers, their spike trains on the first validation example by the same weights (design
+    /// §10.6): a diagnostic, so its failure is returned beside the evaluation, not instead.
+    pub(crate) fn evaluate_epoch_end(
+        &self,
+    ) -> Result<(EvalResult, Result<Vec<lsnn_layers::Raster>>)> {
+        let ema_model = self.evaluated_model()?;
+        let model = ema_model.as_ref().unwrap_or(&self.model);
+        let eval = self.evaluate_by(model)?;
+        let rasters = match eval.firing.is_empty() || self.data.val_len() == 0 {
+            true => Ok(Vec::new()),
+            false => self
+                .data
+                .val_batch(&[0], &self.device)
+                .and_then(|batch| model.spike_rasters(&batch)),
+        };
+        Ok((eval, rasters))
     }
 
     /// The model of the EMA weights when the run evaluates with them (`None`: the model).
@@ -114,18 +136,5 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             &self.cfg.model,
             VarBuilder::from_tensors(tensors, DType::F32, &self.device),
         )?))
-    }
-
-    /// The spiking layers' spike trains on the first validation example, by the weights
-    /// evaluated (design §10.6); none without validation data.
-    pub(crate) fn spike_rasters(&self) -> Result<Vec<lsnn_layers::Raster>> {
-        if self.data.val_len() == 0 {
-            return Ok(Vec::new());
-        }
-        let batch = self.data.val_batch(&[0], &self.device)?;
-        match self.evaluated_model()? {
-            Some(ema) => ema.spike_rasters(&batch),
-            None => self.model.spike_rasters(&batch),
-        }
     }
 }

@@ -235,7 +235,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             }
         }
         // Epoch end.
-        let eval = self.evaluate()?;
+        let (eval, rasters) = self.evaluate_epoch_end()?;
         let train_loss = self.take_epoch_train_loss();
         self.push_metrics(Some(&eval));
         let monitor = &self.cfg.train.monitor;
@@ -271,12 +271,15 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             for w in warnings {
                 on_event(&Event::SpikeWarning(w));
             }
-            let layers = self.spike_rasters()?;
-            if !layers.is_empty() {
-                on_event(&Event::SpikeRaster {
+            match rasters {
+                Ok(layers) if layers.is_empty() => {}
+                Ok(layers) => on_event(&Event::SpikeRaster {
                     epoch: self.state.epoch,
                     layers,
-                });
+                }),
+                Err(e) => on_event(&Event::Notice(format!(
+                    "no spike raster this epoch (the training goes on): {e}"
+                ))),
             }
         }
         let report = self.manager.cleanup()?;

@@ -47,6 +47,20 @@ const NOT_METRICS: [&str; 6] = [
     "rss_bytes",
 ];
 
+/// Most neurons and time steps of a layer a raster draws.
+const MAX_RASTER_NEURONS: usize = 256;
+const MAX_RASTER_TIMES: usize = 4096;
+
+/// `name` as a file name: only [A-Za-z0-9_.-] of it.
+fn file_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' | '.' => c,
+            _ => '_',
+        })
+        .collect()
+}
+
 fn pairs(xs: &[f64], ys: &[f64]) -> Vec<(f64, f64)> {
     xs.iter().copied().zip(ys.iter().copied()).collect()
 }
@@ -103,16 +117,8 @@ fn charts(r: &RunRecord) -> Result<Vec<Chart>> {
             points: pairs(&epochs, &v),
         }];
         let title = format!("{col} per epoch");
-        // A metric's name becomes a file name: only [A-Za-z0-9_.-] of it.
-        let stem: String = col
-            .chars()
-            .map(|c| match c {
-                'A'..='Z' | 'a'..='z' | '0'..='9' | '_' | '-' | '.' => c,
-                _ => '_',
-            })
-            .collect();
         push(
-            &format!("metric-{stem}"),
+            &format!("metric-{}", file_stem(col)),
             &title,
             line_chart(&title, "epoch", col, &s, &[])?,
         );
@@ -182,15 +188,41 @@ fn charts(r: &RunRecord) -> Result<Vec<Chart>> {
         );
     }
     if let Some(raster) = &r.raster {
-        for layer in &raster.layers {
+        for (i, layer) in raster.layers.iter().enumerate() {
+            // At most MAX_RASTER_NEURONS × MAX_RASTER_TIMES cells are drawn (the title says
+            // when cut): a big layer's every spike would be megabytes of SVG.
+            let neurons = layer.neurons.min(MAX_RASTER_NEURONS);
+            let times = layer.times().min(MAX_RASTER_TIMES);
+            let shown: Vec<Vec<u32>> = layer.spike_times[..neurons.min(layer.spike_times.len())]
+                .iter()
+                .map(|t| {
+                    t.iter()
+                        .copied()
+                        .filter(|&t| (t as usize) < times)
+                        .collect()
+                })
+                .collect();
+            let cut = match (neurons < layer.neurons, times < layer.times()) {
+                (false, false) => String::new(),
+                _ => format!(
+                    "; first {neurons} of {} neurons, {times} of {} steps",
+                    layer.neurons,
+                    layer.times()
+                ),
+            };
             let title = format!(
-                "Spike raster: {} (first validation example, epoch {}; {} spikes)",
+                "Spike raster: {} (first validation example, epoch {}; {} spikes{cut})",
                 layer.name,
                 raster.epoch + 1,
                 layer.spikes()
             );
-            let svg = raster_chart(&title, &layer.spike_times, layer.times(), layer.steps)?;
-            push(&format!("raster-{}", layer.name), &title, svg);
+            let svg = raster_chart(&title, &shown, times, layer.steps)?;
+            // A layer's name becomes a file name; its index keeps two alike names apart.
+            push(
+                &format!("raster-{i}-{}", file_stem(&layer.name)),
+                &title,
+                svg,
+            );
         }
     }
     Ok(out)

@@ -13,26 +13,33 @@ const PAGE: &str = include_str!("page.html");
 
 /// Longest request head read.
 const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request or accept a write.
+/// How long a client may take to send its whole request head, or to accept one write.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle event stream gets a comment this often, so a client that left is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A stream writes at most this often: the messages of a burst of batches go out together.
 const WRITE_EVERY: Duration = Duration::from_millis(100);
 
-/// A request's method, path (without its query) and `Last-Event-ID`.
+/// A request's method, path (without its query), `Host` and `Last-Event-ID`.
 #[derive(Debug, PartialEq)]
 struct Request {
     method: String,
     path: String,
-    last_event_id: Option<u64>,
+    host: Option<String>,
+    last_event_id: Option<String>,
 }
 
-/// Reads a request head; `None` when the client sent none that parses.
+/// Reads a request head within [`IO_TIMEOUT`] in all (a client that trickles bytes cannot
+/// hold its thread longer); `None` when the client sent none that parses in time.
 fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
         let n = stream.read(&mut buf).ok()?;
         if n == 0 || head.len() + n > MAX_HEAD {
             return None;
@@ -48,14 +55,21 @@ fn parse_request(head: &str) -> Option<Request> {
     let method = first.next()?.to_string();
     let target = first.next()?;
     let path = target.split('?').next().unwrap_or(target).to_string();
-    let last_event_id = lines
+    let headers: Vec<(&str, &str)> = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("last-event-id"))
-        .and_then(|(_, v)| v.trim().parse().ok());
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_string())
+    };
     Some(Request {
         method,
         path,
-        last_event_id,
+        host: header("host"),
+        last_event_id: header("last-event-id"),
     })
 }
 
@@ -70,9 +84,23 @@ fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str)
         .and_then(|()| stream.write_all(body.as_bytes()));
 }
 
-/// Answers one connection.
-pub(super) fn serve(mut stream: TcpStream, hub: Arc<Hub>) {
-    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+/// True when `host` (a request's `Host`) names the loopback interface: `127.0.0.1`,
+/// `localhost` or `[::1]`, with any port. A page of another site that resolves its own name to
+/// 127.0.0.1 (DNS rebinding) sends that name, and is refused.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Answers one connection; `loopback` when the server listens on loopback only, where a
+/// request must name loopback as its `Host`.
+pub(super) fn serve(mut stream: TcpStream, hub: Arc<Hub>, loopback: bool) {
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let Some(req) = read_request(&mut stream) else {
         respond(
@@ -83,11 +111,23 @@ pub(super) fn serve(mut stream: TcpStream, hub: Arc<Hub>) {
         );
         return;
     };
+    if loopback && !req.host.as_deref().is_some_and(loopback_host) {
+        respond(
+            &mut stream,
+            "403 Forbidden",
+            "text/plain",
+            "the dashboard answers requests for 127.0.0.1, localhost or [::1] only\n",
+        );
+        return;
+    }
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/") | ("GET", "/index.html") => {
             respond(&mut stream, "200 OK", "text/html; charset=utf-8", PAGE)
         }
-        ("GET", "/events") => events(stream, &hub, req.last_event_id.unwrap_or(0)),
+        ("GET", "/events") => {
+            let from = hub.resume_point(req.last_event_id.as_deref());
+            events(stream, &hub, from)
+        }
         ("GET", _) => respond(
             &mut stream,
             "404 Not Found",
@@ -148,19 +188,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_head_parses_with_its_last_event_id() {
-        let r = parse_request("GET /events?x=1 HTTP/1.1\r\nHost: a\r\nlast-event-id: 42\r\n\r\n")
-            .unwrap();
+    fn a_request_head_parses_with_its_host_and_last_event_id() {
+        let r =
+            parse_request("GET /events?x=1 HTTP/1.1\r\nHost: a:80\r\nlast-event-id: 7f-42\r\n\r\n")
+                .unwrap();
         assert_eq!(
             r,
             Request {
                 method: "GET".into(),
                 path: "/events".into(),
-                last_event_id: Some(42)
+                host: Some("a:80".into()),
+                last_event_id: Some("7f-42".into())
             }
         );
         let r = parse_request("POST / HTTP/1.1\r\n\r\n").unwrap();
         assert_eq!((r.method.as_str(), r.last_event_id), ("POST", None));
         assert!(parse_request("").is_none());
+    }
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for ok in [
+            "127.0.0.1:8050",
+            "localhost:8050",
+            "LOCALHOST",
+            "[::1]:80",
+            "127.0.0.2",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:8050", "10.0.0.1:8050", "[fe80::1]:80", ""] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! thinned (every other one dropped, the newest kept), so a long run costs the same memory as
 //! a short one and a page loaded late still gets the whole run, at a coarser grain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,7 @@ struct Entry {
 struct Series {
     bound: Bound,
     cap: usize,
-    items: Vec<Entry>,
+    items: VecDeque<Entry>,
     /// Messages pushed so far.
     count: u64,
     /// Thinned series: the count of every message kept is a multiple of it.
@@ -77,7 +77,7 @@ impl Series {
         Series {
             bound,
             cap,
-            items: Vec::new(),
+            items: VecDeque::new(),
             count: 0,
             stride: 1,
             provisional: false,
@@ -91,7 +91,7 @@ impl Series {
             Bound::Latest => self.items.clear(),
             Bound::Thin => {
                 if self.provisional {
-                    self.items.pop();
+                    self.items.pop_back();
                 }
                 if self.items.len() >= self.cap && n.is_multiple_of(self.stride) {
                     self.stride *= 2;
@@ -101,17 +101,17 @@ impl Series {
                 self.provisional = !n.is_multiple_of(self.stride);
             }
             Bound::Window if self.items.len() >= self.cap => {
-                self.items.remove(0);
+                self.items.pop_front();
             }
             Bound::Window => {}
         }
-        self.items.push(Entry { seq, n, msg });
+        self.items.push_back(Entry { seq, n, msg });
     }
 
     /// The messages after `seq`.
     fn after(&self, seq: u64) -> impl Iterator<Item = (u64, Arc<str>)> + '_ {
         let from = self.items.partition_point(|e| e.seq <= seq);
-        self.items[from..].iter().map(|e| (e.seq, e.msg.clone()))
+        self.items.range(from..).map(|e| (e.seq, e.msg.clone()))
     }
 }
 
@@ -132,6 +132,10 @@ pub(super) struct Hub {
     state: Mutex<State>,
     changed: Condvar,
     max_clients: usize,
+    /// This run's (this process's) mark on every message id, `{token}-{seq}`: a page that
+    /// reconnects to a later process on the same address (a resumed run) is not taken for
+    /// one that saw that process's messages.
+    token: String,
 }
 
 /// What a client's wait returned.
@@ -168,6 +172,7 @@ impl Hub {
             }),
             changed: Condvar::new(),
             max_clients,
+            token: run_token(),
         }
     }
 
@@ -184,7 +189,8 @@ impl Hub {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let msg: Arc<str> = format!("id: {seq}\nevent: {event}\ndata: {data}\n\n").into();
+        let msg: Arc<str> =
+            format!("id: {}-{seq}\nevent: {event}\ndata: {data}\n\n", self.token).into();
         st.series[kind.index()].push(seq, msg);
         drop(st);
         self.changed.notify_all();
@@ -195,6 +201,23 @@ impl Hub {
         self.push(Kind::End, "end", data);
         self.lock().closed = true;
         self.changed.notify_all();
+    }
+
+    /// This run's token, which every message id carries.
+    #[cfg(test)]
+    pub(super) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Where a stream that says it saw `last_event_id` resumes: after that message when the
+    /// id is this run's and not past its newest, else from the start.
+    pub(super) fn resume_point(&self, last_event_id: Option<&str>) -> u64 {
+        let newest = self.lock().next_seq - 1;
+        last_event_id
+            .and_then(|id| id.strip_prefix(self.token.as_str())?.strip_prefix('-'))
+            .and_then(|seq| seq.parse::<u64>().ok())
+            .filter(|&seq| seq <= newest)
+            .unwrap_or(0)
     }
 
     /// True once [`Hub::close`] ran.
@@ -292,6 +315,14 @@ impl Hub {
     }
 }
 
+/// A token unique to this process and moment: the time in nanoseconds and the process id.
+fn run_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", nanos & 0xffff_ffff_ffff, std::process::id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,15 +380,46 @@ mod tests {
         hub.push(Kind::Step, "step", "2");
         let (last, msgs) = drain(&hub, 0);
         assert_eq!(last, 4);
-        let ids: Vec<&str> = msgs.iter().map(|m| m.lines().next().unwrap()).collect();
-        assert_eq!(ids, ["id: 1", "id: 2", "id: 3", "id: 4"]);
+        let ids: Vec<String> = msgs
+            .iter()
+            .map(|m| m.lines().next().unwrap().into())
+            .collect();
+        let t = hub.token();
+        assert_eq!(
+            ids,
+            [1, 2, 3, 4].map(|i| format!("id: {t}-{i}")),
+            "every id carries the run's token"
+        );
         let (_, newer) = drain(&hub, 2);
         assert_eq!(newer.len(), 2);
-        assert!(newer[0].starts_with("id: 3\nevent: log\n"));
+        assert!(newer[0].starts_with(&format!("id: {t}-3\nevent: log\n")));
         // A start is replaced, a window drops its oldest.
         hub.push(Kind::Start, "start", "{}");
         let (_, all) = drain(&hub, 0);
         assert_eq!(all.iter().filter(|m| m.contains("event: start")).count(), 1);
+        for i in 0..10 {
+            hub.push(Kind::Log, "log", &format!("line {i}"));
+        }
+        let (_, all) = drain(&hub, 0);
+        let logs: Vec<&String> = all.iter().filter(|m| m.contains("event: log")).collect();
+        assert_eq!(logs.len(), 8);
+        assert!(logs[0].ends_with("data: line 2\n\n") && logs[7].ends_with("data: line 9\n\n"));
+    }
+
+    #[test]
+    fn a_reconnect_resumes_only_from_this_runs_own_ids() {
+        let hub = Hub::new(8, 4);
+        for i in 0..5 {
+            hub.push(Kind::Step, "step", &i.to_string());
+        }
+        let t = hub.token().to_string();
+        assert_eq!(hub.resume_point(Some(&format!("{t}-3"))), 3);
+        assert_eq!(hub.resume_point(None), 0);
+        // Another process's id, an id past the newest, junk: from the start.
+        assert_eq!(hub.resume_point(Some("0abc-3")), 0);
+        assert_eq!(hub.resume_point(Some(&format!("{t}-6"))), 0);
+        assert_eq!(hub.resume_point(Some(&format!("{t}-x"))), 0);
+        assert_ne!(Hub::new(8, 4).token(), "");
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod messages;
 
 use crate::trainer::{Event, TrainSummary};
 use hub::Hub;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -109,12 +109,20 @@ impl Dashboard {
         let addr = listener
             .local_addr()
             .map_err(|source| DashboardError::Bind { addr: want, source })?;
+        // Polled, not blocking: the acceptor sees the close within one poll, whatever the
+        // network does.
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| DashboardError::Bind { addr, source })?;
         let hub = Arc::new(Hub::new(options.points, options.max_clients));
         let acceptor = {
             let hub = hub.clone();
+            let loopback = addr.ip().is_loopback();
+            // Event streams, pages being sent and requests being read, together.
+            let max_connections = options.max_clients + 16;
             std::thread::Builder::new()
                 .name("lsnn-dashboard".into())
-                .spawn(move || accept(listener, hub))
+                .spawn(move || accept(listener, hub, loopback, max_connections))
                 .map_err(|source| DashboardError::Bind { addr, source })?
         };
         Ok(Dashboard {
@@ -130,9 +138,16 @@ impl Dashboard {
         self.addr
     }
 
-    /// The page's URL.
+    /// The page's URL (on loopback when the server listens on every interface: browsers
+    /// refuse `0.0.0.0`).
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        let host = match self.addr.ip() {
+            ip if ip.is_unspecified() && self.addr.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}/", self.addr.port())
     }
 
     /// Shows `e` (call it with every trainer event).
@@ -169,13 +184,6 @@ impl Dashboard {
             return;
         };
         self.hub.close(&messages::end(outcome).to_string());
-        // Wake the acceptor from `accept` so it sees the close.
-        let wake = match self.addr.ip().is_unspecified() {
-            true if self.addr.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], self.addr.port())),
-            true => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, self.addr.port())),
-            false => self.addr,
-        };
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         let _ = acceptor.join();
     }
 }
@@ -186,19 +194,31 @@ impl Drop for Dashboard {
     }
 }
 
-/// Accepts connections until the hub closes, one thread each; then joins them all.
-fn accept(listener: TcpListener, hub: Arc<Hub>) {
+/// How often the acceptor looks for a connection or the close.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Accepts connections until the hub closes, one thread each (at most `max_connections` at
+/// once; one more is closed at once), then joins them all: each ends within the write and
+/// request timeouts once the hub is closed.
+fn accept(listener: TcpListener, hub: Arc<Hub>, loopback: bool, max_connections: usize) {
     let mut served: Vec<JoinHandle<()>> = Vec::new();
-    for stream in listener.incoming() {
-        if hub.is_closed() {
-            break;
-        }
-        let Ok(stream) = stream else { continue };
+    while !hub.is_closed() {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            // Nothing waiting, or a failure such as too many open files: wait and look again.
+            Err(_) => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
         served.retain(|h| !h.is_finished());
+        if served.len() >= max_connections || stream.set_nonblocking(false).is_err() {
+            continue;
+        }
         let h = hub.clone();
         if let Ok(handle) = std::thread::Builder::new()
             .name("lsnn-dashboard-client".into())
-            .spawn(move || http::serve(stream, h))
+            .spawn(move || http::serve(stream, h, loopback))
         {
             served.push(handle);
         }
