@@ -1,7 +1,8 @@
-//! `lsnn report RUN_DIR` (design §10.6): every chart is written, inline in the page and as its
-//! own SVG file, and each plots the run's own numbers — each line's points are the record's
-//! values under one linear map to pixels (checked to the pixel), every stage has its bar — and
-//! a directory without a record is bad input.
+//! `lsnn report RUN_DIR` (design §10.6), on a tiny language model's run and on the default run
+//! (three epochs each): every chart is written, inline in the page and as its own SVG file, and
+//! each plots the run's own numbers — each line's points are the record's values under one
+//! linear map to pixels (checked to the pixel), every stage has its bar, every run of spikes
+//! in the raster its bar — and a directory without a record is bad input.
 
 mod support;
 
@@ -117,20 +118,16 @@ fn rects(svg: &str, fill: &str) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-#[test]
-fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
-    let d = scratch("report");
-    setup(&d);
-    // Three epochs: a per-epoch line has three points, which a wrong value would put off its
-    // line (two points fit any line).
-    train_tiny(&d, "run", &["--set", "num_epochs=3"]);
-    let printed = ok(&lsnn(&["report", "run"], &d));
+/// `lsnn report` on the three-epoch run `run` in `d`, whose task metric is `metric`: every
+/// chart written, each holding the run's numbers; the page, returned.
+fn assert_report(d: &Path, run: &str, metric: &str) -> String {
+    let printed = ok(&lsnn(&["report", run], d));
     assert!(
-        printed.contains("report: run/report/index.html (14 charts)"),
+        printed.contains(&format!("report: {run}/report/index.html (14 charts)")),
         "{printed}"
     );
-    let rep = d.join("run").join("report");
-    let rec = d.join("run").join("record");
+    let rep = d.join(run).join("report");
+    let rec = d.join(run).join("record");
     let svg = |name: &str| std::fs::read_to_string(rep.join(format!("{name}.svg"))).unwrap();
 
     // Losses per epoch: the train loss (first colour) and the validation loss (second), on one
@@ -145,10 +142,10 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
         .collect();
     assert_plots(&values, &ys, "loss");
-    // The task metric (perplexity here), the learning rate per batch.
-    let ppl = lines(&svg("metric-val_ppl"));
-    let ys: Vec<f64> = ppl[0].1.iter().map(|p| p.1).collect();
-    assert_plots(&csv_column(&epochs, "val_ppl"), &ys, "val_ppl");
+    // The task metric, the learning rate per batch.
+    let task = lines(&svg(&format!("metric-{metric}")));
+    let ys: Vec<f64> = task[0].1.iter().map(|p| p.1).collect();
+    assert_plots(&csv_column(&epochs, metric), &ys, metric);
     let lr = lines(&svg("lr"));
     let ys: Vec<f64> = lr[0].1.iter().map(|p| p.1).collect();
     assert_plots(&csv_column(&rec.join("steps.csv"), "lr"), &ys, "lr");
@@ -227,9 +224,10 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
 
     // The page: every chart inline, the config, the summary.
     let page = std::fs::read_to_string(rep.join("index.html")).unwrap();
+    let metric_chart = format!("metric-{metric}");
     for name in [
         "loss",
-        "metric-val_ppl",
+        metric_chart.as_str(),
         "lr",
         "memory",
         "firing",
@@ -247,8 +245,28 @@ fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
         assert!(page.contains(&format!("id=\"chart-{name}\"")), "{name}");
     }
     assert_eq!(page.matches("<svg").count(), 14);
-    assert!(page.contains("<th>spiking_units</th><td><code>8</code>"));
     assert!(page.contains("<th>epochs recorded</th><td>3</td>"));
+    page
+}
+
+#[test]
+fn each_chart_plots_the_runs_numbers_and_the_page_holds_them_all() {
+    let d = scratch("report");
+    setup(&d);
+    // Three epochs: a per-epoch line has three points, which a wrong value would put off its
+    // line (two points fit any line).
+    train_tiny(&d, "run", &["--set", "num_epochs=3"]);
+    let page = assert_report(&d, "run", "val_ppl");
+    assert!(page.contains("<th>spiking_units</th><td><code>8</code>"));
+}
+
+#[test]
+fn the_default_runs_report_plots_its_numbers() {
+    // The default task (event-order classification) as `lsnn train` runs it, for three of its
+    // epochs.
+    let d = scratch("report-default");
+    ok(&lsnn(&["train", "--epochs", "3", "--out", "run"], &d));
+    assert_report(&d, "run", "val_accuracy");
 }
 
 #[test]
