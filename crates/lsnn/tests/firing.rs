@@ -4,17 +4,7 @@
 
 mod support;
 
-use support::{scratch, setup, train_tiny};
-
-const LAYERS: [&str; 7] = [
-    "blocks.0.encoder.lif1",
-    "blocks.0.encoder.lif2",
-    "blocks.1.encoder.lif1",
-    "blocks.1.encoder.lif2",
-    "attns.0.q",
-    "attns.0.k",
-    "attns.0.v",
-];
+use support::{scratch, setup, train_tiny, LAYERS};
 
 #[test]
 fn each_epoch_prints_the_rates_and_a_silent_model_is_warned_about() {

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::Path;
-use support::{code, err, lsnn, ok, scratch, setup, train_tiny};
+use support::{code, err, lsnn, ok, scratch, setup, train_tiny, LAYERS};
 
 /// The data lines of a plotters SVG: (stroke colour, points) of each 2-px polyline.
 fn lines(svg: &str) -> Vec<(String, Vec<(f64, f64)>)> {
@@ -69,16 +69,6 @@ fn csv_column(path: &Path, name: &str) -> Vec<f64> {
         .map(|l| l.split(',').nth(i).unwrap().parse().unwrap_or(f64::NAN))
         .collect()
 }
-
-const LAYERS: [&str; 7] = [
-    "blocks.0.encoder.lif1",
-    "blocks.0.encoder.lif2",
-    "blocks.1.encoder.lif1",
-    "blocks.1.encoder.lif2",
-    "attns.0.q",
-    "attns.0.k",
-    "attns.0.v",
-];
 
 /// Runs of consecutive spike times of each neuron in a raster's `spike_times`: (neuron,
 /// start, length), neuron by neuron (written here from the record, not with the report's code).

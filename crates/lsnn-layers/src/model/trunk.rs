@@ -214,16 +214,7 @@ impl Trunk {
         spans: Option<&Tensor>,
     ) -> Result<(Tensor, Vec<LayerStats>)> {
         let mut firing = Vec::new();
-        let mut x = x;
-        for i in 0..self.blocks.len() {
-            x = self.layer_probed(
-                i,
-                &x,
-                spans,
-                &mut Mode::Eval,
-                &mut Probe::Firing(&mut firing),
-            )?;
-        }
+        let x = self.forward_probed(x, spans, &mut Probe::Firing(&mut firing))?;
         Ok((x, firing))
     }
 
@@ -231,17 +222,22 @@ impl Trunk {
     /// the stack's order (design §10.6).
     pub(crate) fn rasters(&self, x: Tensor, spans: Option<&Tensor>) -> Result<Vec<Raster>> {
         let mut rasters = Vec::new();
+        self.forward_probed(x, spans, &mut Probe::Raster(&mut rasters))?;
+        Ok(rasters)
+    }
+
+    /// Every layer in turn in evaluation mode, each probed by `probe`.
+    fn forward_probed(
+        &self,
+        x: Tensor,
+        spans: Option<&Tensor>,
+        probe: &mut Probe<'_>,
+    ) -> Result<Tensor> {
         let mut x = x;
         for i in 0..self.blocks.len() {
-            x = self.layer_probed(
-                i,
-                &x,
-                spans,
-                &mut Mode::Eval,
-                &mut Probe::Raster(&mut rasters),
-            )?;
+            x = self.layer_probed(i, &x, spans, &mut Mode::Eval, probe)?;
         }
-        Ok(rasters)
+        Ok(x)
     }
 
     /// Every layer in turn. Takes its input by value so that each layer's input is freed as

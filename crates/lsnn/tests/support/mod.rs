@@ -3,6 +3,18 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+/// The spiking layers of the tiny config's model and of the default run's, in the model's
+/// order (design §10.3).
+pub const LAYERS: [&str; 7] = [
+    "blocks.0.encoder.lif1",
+    "blocks.0.encoder.lif2",
+    "blocks.1.encoder.lif1",
+    "blocks.1.encoder.lif2",
+    "attns.0.q",
+    "attns.0.k",
+    "attns.0.v",
+];
 use std::process::{Command, Output};
 
 /// The `lsnn` binary under test: cargo's, or `LSNN_BIN` where a test binary runs away from the
