@@ -205,10 +205,18 @@ impl Drop for Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
+        // The group's helpers (zygote, crash handler) outlive the browser process. By the
+        // system call, not the `kill` program: procps-ng 4.0.2's `kill -KILL -PGID` signals
+        // every process it may, this one and its parents included.
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            if pgid > 1 {
+                // SAFETY: kill(2) with a negative pid signals that process group only; no
+                // memory is involved.
+                unsafe {
+                    libc::kill(-pgid, libc::SIGKILL);
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

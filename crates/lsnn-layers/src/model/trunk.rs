@@ -174,11 +174,11 @@ impl Trunk {
         mode: &mut Mode<'_>,
         probe: &mut Probe<'_>,
     ) -> Result<Tensor> {
-        let name = format!("blocks.{i}");
+        let name = || format!("blocks.{i}");
         match probe {
             Probe::None => {}
-            Probe::Firing(f) => f.extend(self.blocks[i].firing(x, &name)?),
-            Probe::Raster(r) => r.extend(self.blocks[i].raster(x, &name)?),
+            Probe::Firing(f) => f.extend(self.blocks[i].firing(x, &name())?),
+            Probe::Raster(r) => r.extend(self.blocks[i].raster(x, &name())?),
         }
         let x = stage(
             || format!("blocks.{i}"),
@@ -190,11 +190,11 @@ impl Trunk {
         )?;
         if i % 2 == 1 {
             let j = (i - 1) / 2;
-            let name = format!("attns.{j}");
+            let name = || format!("attns.{j}");
             match probe {
                 Probe::None => {}
-                Probe::Firing(f) => f.extend(self.attns[j].firing(&x, &name)?),
-                Probe::Raster(r) => r.extend(self.attns[j].raster(&x, &name)?),
+                Probe::Firing(f) => f.extend(self.attns[j].firing(&x, &name())?),
+                Probe::Raster(r) => r.extend(self.attns[j].raster(&x, &name())?),
             }
             stage(
                 || format!("attns.{j}"),

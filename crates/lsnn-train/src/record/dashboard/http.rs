@@ -82,6 +82,9 @@ fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str)
     let _ = stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(body.as_bytes()));
+    // Closed now, not when the last handle goes: the acceptor keeps one to cut a slow client
+    // off at the close.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// True when `host` (a request's `Host`) names the loopback interface: `127.0.0.1`,

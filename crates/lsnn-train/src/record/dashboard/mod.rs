@@ -22,7 +22,7 @@ mod messages;
 
 use crate::trainer::{Event, TrainSummary};
 use hub::Hub;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -197,11 +197,15 @@ impl Drop for Dashboard {
 /// How often the acceptor looks for a connection or the close.
 const POLL: Duration = Duration::from_millis(25);
 
+/// How long, once the hub is closed, the connections get to finish (a page to read the end)
+/// before their sockets are shut down under them.
+const GRACE: Duration = Duration::from_secs(2);
+
 /// Accepts connections until the hub closes, one thread each (at most `max_connections` at
-/// once; one more is closed at once), then joins them all: each ends within the write and
-/// request timeouts once the hub is closed.
+/// once; one more is closed at once), then joins them all: each has [`GRACE`] to finish, then
+/// its socket is shut down, which ends any read or write in flight, however slow the client.
 fn accept(listener: TcpListener, hub: Arc<Hub>, loopback: bool, max_connections: usize) {
-    let mut served: Vec<JoinHandle<()>> = Vec::new();
+    let mut served: Vec<(JoinHandle<()>, Option<TcpStream>)> = Vec::new();
     while !hub.is_closed() {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -211,20 +215,28 @@ fn accept(listener: TcpListener, hub: Arc<Hub>, loopback: bool, max_connections:
                 continue;
             }
         };
-        served.retain(|h| !h.is_finished());
+        served.retain(|(h, _)| !h.is_finished());
         if served.len() >= max_connections || stream.set_nonblocking(false).is_err() {
             continue;
         }
+        let handle = stream.try_clone().ok();
         let h = hub.clone();
-        if let Ok(handle) = std::thread::Builder::new()
+        if let Ok(thread) = std::thread::Builder::new()
             .name("lsnn-dashboard-client".into())
             .spawn(move || http::serve(stream, h, loopback))
         {
-            served.push(handle);
+            served.push((thread, handle));
         }
     }
     drop(listener);
-    for h in served {
-        let _ = h.join();
+    let deadline = std::time::Instant::now() + GRACE;
+    while std::time::Instant::now() < deadline && served.iter().any(|(h, _)| !h.is_finished()) {
+        std::thread::sleep(POLL);
+    }
+    for (thread, socket) in served {
+        if let (false, Some(s)) = (thread.is_finished(), socket) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = thread.join();
     }
 }
