@@ -282,7 +282,7 @@ fn another_sites_name_for_loopback_is_refused() {
 }
 
 #[test]
-fn a_taken_or_malformed_address_is_a_typed_error() {
+fn a_taken_or_malformed_address_or_a_zero_option_is_a_typed_error() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap();
     match Dashboard::start(&addr.to_string(), DashboardOptions::default()) {
@@ -299,6 +299,19 @@ fn a_taken_or_malformed_address_is_a_typed_error() {
                 Err(DashboardError::BadAddress { .. })
             ),
             "{bad:?}"
+        );
+    }
+    for (points, max_clients) in [(0, 16), (64, 0)] {
+        let options = DashboardOptions {
+            points,
+            max_clients,
+        };
+        assert!(
+            matches!(
+                Dashboard::start("127.0.0.1:0", options),
+                Err(DashboardError::BadOption { value: 0, .. })
+            ),
+            "{points} points, {max_clients} clients"
         );
     }
     // A bare port is loopback's.

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{code, err, lsnn, lsnn_bin, scratch, setup};
+use support::{code, err, lsnn, lsnn_bin, scratch, setup, tiny_train_args};
 
 #[test]
 fn a_taken_address_is_refused_before_the_run_starts() {
@@ -16,20 +16,7 @@ fn a_taken_address_is_refused_before_the_run_starts() {
     setup(&d);
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap().to_string();
-    let o = lsnn(
-        &[
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
-            "run",
-            "--dashboard",
-            &addr,
-        ],
-        &d,
-    );
+    let o = lsnn(&tiny_train_args("run", &["--dashboard", &addr]), &d);
     assert_eq!(code(&o), 2, "{}", err(&o));
     let msg = err(&o);
     assert!(
@@ -52,19 +39,10 @@ fn a_run_streams_its_batches_and_final_state_then_stops_serving() {
     setup(&d);
     let mut child = Command::new(lsnn_bin())
         .current_dir(&d)
-        .args([
-            "train",
-            "--config",
-            "config.json",
-            "--data",
-            "data.txt",
-            "--out",
+        .args(tiny_train_args(
             "run",
-            "--set",
-            "num_epochs=2",
-            "--dashboard",
-            "127.0.0.1:0",
-        ])
+            &["--set", "num_epochs=2", "--dashboard", "127.0.0.1:0"],
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

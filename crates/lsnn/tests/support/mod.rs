@@ -105,9 +105,9 @@ pub fn setup(dir: &Path) {
     std::fs::write(dir.join("data.txt"), text).unwrap();
 }
 
-/// `lsnn train` of the tiny config on `data.txt` in `dir`, writing to `out`, with `extra`
-/// arguments after; it must succeed. Its stdout.
-pub fn train_tiny(dir: &Path, out: &str, extra: &[&str]) -> String {
+/// The arguments of `lsnn train` of the tiny config on `data.txt`, writing to `out`, with
+/// `extra` after.
+pub fn tiny_train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train",
         "--config",
@@ -118,7 +118,13 @@ pub fn train_tiny(dir: &Path, out: &str, extra: &[&str]) -> String {
         out,
     ];
     args.extend_from_slice(extra);
-    ok(&lsnn(&args, dir))
+    args
+}
+
+/// `lsnn train` of the tiny config on `data.txt` in `dir`, writing to `out`, with `extra`
+/// arguments after; it must succeed. Its stdout.
+pub fn train_tiny(dir: &Path, out: &str, extra: &[&str]) -> String {
+    ok(&lsnn(&tiny_train_args(out, extra), dir))
 }
 
 /// The `config.json` of the set `run`'s `CURRENT` names.

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a message is, which decides how its series is bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,10 +149,10 @@ pub(super) enum Next {
 }
 
 impl Hub {
-    /// A hub whose series of points hold at most `points` messages each (plus the newest).
+    /// A hub whose series of points hold at most `points` (≥ 1) messages each, plus the
+    /// newest.
     pub(super) fn new(points: usize, max_clients: usize) -> Self {
         let s = Series::new;
-        let points = points.max(2);
         Hub {
             state: Mutex::new(State {
                 next_seq: 1,
@@ -246,31 +246,25 @@ impl Hub {
 
     /// Waits up to `idle` for messages after `after`, and appends them to `out` in id order.
     pub(super) fn wait(&self, after: u64, idle: Duration, out: &mut Vec<Arc<str>>) -> Next {
-        let deadline = Instant::now() + idle;
-        let mut st = self.lock();
-        loop {
-            if st.next_seq - 1 > after {
-                let mut found: Vec<(u64, Arc<str>)> =
-                    st.series.iter().flat_map(|s| s.after(after)).collect();
-                found.sort_unstable_by_key(|(seq, _)| *seq);
-                // Thinning may have dropped every newer message: then the client is simply
-                // at the newest id.
-                let last = found.last().map_or(st.next_seq - 1, |(seq, _)| *seq);
-                out.extend(found.into_iter().map(|(_, m)| m));
-                return Next::Messages(last.max(st.next_seq - 1));
-            }
-            if st.closed {
-                return Next::Closed;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Next::Idle;
-            }
-            st = self
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let (st, _) = self
+            .changed
+            .wait_timeout_while(self.lock(), idle, |st| {
+                st.next_seq - 1 <= after && !st.closed
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        let newest = st.next_seq - 1;
+        if newest > after {
+            let mut found: Vec<(u64, Arc<str>)> =
+                st.series.iter().flat_map(|s| s.after(after)).collect();
+            found.sort_unstable_by_key(|(seq, _)| *seq);
+            out.extend(found.into_iter().map(|(_, m)| m));
+            // Thinning may have dropped some newer messages: the client is at the newest
+            // id all the same.
+            return Next::Messages(newest);
+        }
+        match st.closed {
+            true => Next::Closed,
+            false => Next::Idle,
         }
     }
 
@@ -285,23 +279,14 @@ impl Hub {
     /// Waits until every connected event stream has written every message pushed so far, or
     /// `timeout` ran out (false).
     pub(super) fn wait_sent(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.lock();
-        loop {
-            let newest = st.next_seq - 1;
-            if st.clients.values().all(|&c| c >= newest) {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let (_state, waited) = self
+            .changed
+            .wait_timeout_while(self.lock(), timeout, |st| {
+                let newest = st.next_seq - 1;
+                st.clients.values().any(|&c| c < newest)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        !waited.timed_out()
     }
 
     /// Connected event streams.

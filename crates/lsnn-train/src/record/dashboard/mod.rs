@@ -45,6 +45,14 @@ pub enum DashboardError {
         /// The address.
         addr: SocketAddr,
     },
+    /// An option out of its range.
+    #[error("dashboard option {field} = {value}: expected at least 1")]
+    BadOption {
+        /// The option.
+        field: &'static str,
+        /// What was given.
+        value: usize,
+    },
     /// Binding failed otherwise (no such interface, a privileged port).
     #[error("cannot serve the dashboard on {addr}: {source}")]
     Bind {
@@ -58,10 +66,11 @@ pub enum DashboardError {
 /// Options of a [`Dashboard`].
 #[derive(Debug, Clone)]
 pub struct DashboardOptions {
-    /// Most messages each series of points keeps (steps, memory lines, epochs, firing; the
-    /// log keeps its newest this many); a full series is thinned to every other point.
+    /// Most messages each series of points keeps (steps, memory lines, epochs, firing), at
+    /// least 1: a full series keeps every stride-th point, doubling the stride, plus the
+    /// newest; the log keeps its newest this many.
     pub points: usize,
-    /// Most pages streaming at once; one more is answered 503.
+    /// Most pages streaming at once, at least 1; one more is answered 503.
     pub max_clients: usize,
 }
 
@@ -101,6 +110,14 @@ pub struct Dashboard {
 impl Dashboard {
     /// Binds `addr` (see [`parse_addr`]) and starts serving.
     pub fn start(addr: &str, options: DashboardOptions) -> Result<Self, DashboardError> {
+        for (field, value) in [
+            ("points", options.points),
+            ("max_clients", options.max_clients),
+        ] {
+            if value == 0 {
+                return Err(DashboardError::BadOption { field, value });
+            }
+        }
         let want = parse_addr(addr)?;
         let listener = TcpListener::bind(want).map_err(|source| match source.kind() {
             std::io::ErrorKind::AddrInUse => DashboardError::InUse { addr: want },
