@@ -5,6 +5,7 @@
 //! vector width. A test binary of its own: the switch is process-wide.
 
 use candle_core::{DType, Device, Tensor, Var};
+use lsnn_layers::cfc::CfcMode;
 use lsnn_layers::kernel::{cpu_has_avx2, use_wide_vectors, wide_vectors};
 use lsnn_layers::lif::{self, LifConfig, LifParams, LifState, ResetMechanism, Surrogate};
 use lsnn_layers::synaptic::{self, SynapticConfig, SynapticParams, SynapticState};
@@ -250,6 +251,74 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
         let base = run_ltc(dtype);
         assert_same(&format!("ltc {dtype:?}"), &wide, &base);
     }
+    // The CfC op in every mode, with a constant span and with per-step spans, a two-layer
+    // backbone and sizes that do not fill the vectors.
+    for dtype in [DType::F32, DType::F64] {
+        for mode in [CfcMode::Default, CfcMode::NoGate, CfcMode::Pure] {
+            for per_step in [false, true] {
+                use_wide_vectors(true);
+                let wide = run_cfc(dtype, mode, per_step);
+                use_wide_vectors(false);
+                let base = run_cfc(dtype, mode, per_step);
+                assert_same(
+                    &format!("cfc {dtype:?} {mode:?} per-step spans {per_step}"),
+                    &wide,
+                    &base,
+                );
+            }
+        }
+    }
+    use_wide_vectors(true);
+}
+
+/// The CfC's outputs and every gradient (input, state, spans, parameters), as raw bits.
+fn run_cfc(dtype: DType, mode: CfcMode, per_step: bool) -> Vec<Vec<u64>> {
+    use lsnn_layers::cfc::{Cfc, CfcConfig, CfcState};
+    let cfg = CfcConfig {
+        input_size: 5,
+        hidden_size: 11,
+        backbone_units: 13,
+        backbone_layers: 2,
+        mode,
+        ts: 0.7,
+    };
+    let vm = candle_nn::VarMap::new();
+    let vb = lsnn_layers::SeededInit::var_builder(&vm, SeededRng::new(31), dtype, &Device::Cpu);
+    let c = Cfc::new(&cfg, vb).unwrap();
+    let mut rng = SeededRng::new(32);
+    let mut n = |dims: &[usize], std: f64| {
+        Var::from_tensor(
+            &rng.normal_tensor(dims, 0.0, std, dtype, &Device::Cpu)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (x, h0, ts) = (n(&[3, 9, 5], 1.5), n(&[3, 11], 0.5), n(&[3, 9], 0.4));
+    let state = CfcState {
+        h: h0.as_tensor().clone(),
+    };
+    let (out, last) = if per_step {
+        let spans = ts.as_tensor().abs().unwrap();
+        c.forward_timespans(x.as_tensor(), &spans, Some(&state))
+            .unwrap()
+    } else {
+        c.forward_state(x.as_tensor(), Some(&state)).unwrap()
+    };
+    let loss = (out.sqr().unwrap().sum_all().unwrap() + last.h.sum_all().unwrap()).unwrap();
+    let g = loss.backward().unwrap();
+    let mut all = vec![out, last.h];
+    for v in [&x, &h0] {
+        all.push(g.get(v.as_tensor()).unwrap().clone());
+    }
+    if per_step {
+        all.push(g.get(ts.as_tensor()).unwrap().clone());
+    }
+    let mut vars: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, v) in vars {
+        all.push(g.get(v.as_tensor()).unwrap().clone());
+    }
+    all.iter().map(|t| bits(t, dtype)).collect()
 }
 
 /// The LTC's outputs and every gradient, as raw bits.

@@ -2,7 +2,7 @@
 //! recomputed from the saved states (h_{t−1} and the previous layer's h_t are outputs), the
 //! weight gradients accumulated with gemm.
 
-use super::forward::{layer_head, mm, sigmoid, Input, Scratch, LECUN_A, LECUN_B};
+use super::forward::{layer_head, mm, Input, Scratch, LECUN_A, LECUN_B};
 use super::layout::{LayerLayout, Span, StackLayout};
 use crate::cfc::CfcMode;
 use crate::kernel::Real;
@@ -24,6 +24,8 @@ struct Grads<T> {
     carry_rec: Vec<T>,
     /// dL/dh_{t} arriving from the next layer's input map at step t.
     carry_in: Vec<T>,
+    /// dL/dh_t of this layer at the current step, [B × hidden].
+    dh: Vec<T>,
     /// dL/dhead, and dL/d(backbone activations) in two buffers.
     dhead: Vec<T>,
     dz: Vec<T>,
@@ -33,6 +35,7 @@ struct Grads<T> {
 /// dL/dhead of layer `ly` at step t from dL/dh (`dh`, [B × hidden]); accumulates the pure
 /// parameters' gradients into `dpacked` and the time spans' into `dts`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn head_backward<T: Real>(
     s: &StackLayout,
     ly: &LayerLayout,
@@ -40,7 +43,7 @@ fn head_backward<T: Real>(
     drive: &[T],
     t: usize,
     head: &[T],
-    dh: &dyn Fn(usize, usize) -> T,
+    dh: &[T],
     dhead: &mut [T],
     dpacked: &mut [T],
     dts: &mut [T],
@@ -51,11 +54,11 @@ fn head_backward<T: Real>(
     for r in 0..s.b {
         let hd = &head[r * ly.head..(r + 1) * ly.head];
         let dd = &mut dhead[r * ly.head..(r + 1) * ly.head];
+        let g = &dh[r * h..(r + 1) * h];
         let ts = s.span_at(drive, r, t);
-        for j in 0..h {
-            let g = dh(r, j);
-            match s.mode {
-                CfcMode::Pure => {
+        match (s.mode, per_step) {
+            (CfcMode::Pure, _) => {
+                for (j, &g) in g.iter().enumerate() {
                     let (w, a) = (packed[ly.w_tau.start + j], packed[ly.a.start + j]);
                     let f = hd[j];
                     let sum = w.abs_() + f.abs_();
@@ -65,36 +68,90 @@ fn head_backward<T: Real>(
                     dpacked[ly.w_tau.start + j] += g * a * f * e * ts * sign(w);
                     dts[r] += g * a * f * e * sum;
                 }
-                mode => {
-                    let f1 = hd[j].tanh_();
-                    let f2 = hd[h + j].tanh_();
-                    let pre = if per_step {
-                        hd[2 * h + j] * ts + hd[3 * h + j]
-                    } else {
-                        hd[2 * h + j]
-                    };
-                    let tau = sigmoid(pre);
-                    let (df1, df2, dtau) = match mode {
-                        CfcMode::NoGate => (g, g * tau, g * f2),
-                        _ => (g * (one - tau), g * tau, g * (f2 - f1)),
-                    };
-                    dd[j] = df1 * (one - f1 * f1);
-                    dd[h + j] = df2 * (one - f2 * f2);
-                    let dpre = dtau * tau * (one - tau);
-                    if per_step {
-                        dd[2 * h + j] = dpre * ts;
-                        dd[3 * h + j] = dpre;
-                        dts[r] += dpre * hd[2 * h + j];
-                    } else {
-                        dd[2 * h + j] = dpre;
-                    }
-                }
+            }
+            (CfcMode::NoGate, false) => gated_row_backward::<T, true, false>(hd, g, ts, dd),
+            (CfcMode::NoGate, true) => {
+                gated_row_backward::<T, true, true>(hd, g, ts, dd);
+                dts[r] += span_gradient(hd, dd, h);
+            }
+            (_, false) => gated_row_backward::<T, false, false>(hd, g, ts, dd),
+            (_, true) => {
+                gated_row_backward::<T, false, true>(hd, g, ts, dd);
+                dts[r] += span_gradient(hd, dd, h);
             }
         }
     }
 }
 
+/// One row of a gated head's backward: dL/dhead (`dd`, laid out as the head) from dL/dh' (`g`),
+/// the head's values `hd` and the span. One loop over contiguous slices with branch-free,
+/// call-free tanh and σ (recomputed from the head), so that it vectorises; the mode and the span
+/// kind are constants of the instance.
+#[inline(always)]
+fn gated_row_backward<T: Real, const NO_GATE: bool, const PER_STEP: bool>(
+    hd: &[T],
+    g: &[T],
+    ts: T,
+    dd: &mut [T],
+) {
+    let h = g.len();
+    let one = T::one();
+    let (h1, rest) = hd.split_at(h);
+    let (h2, rest) = rest.split_at(h);
+    let (pa, rest) = rest.split_at(h);
+    let (d1, drest) = dd.split_at_mut(h);
+    let (d2, drest) = drest.split_at_mut(h);
+    let (d3, d4) = drest.split_at_mut(h);
+    // Every slice cut to h so that the compiler sees one trip count and no bounds checks (the
+    // fourth quarter exists only with per-step spans).
+    let (h1, h2, pa, d1, d2, d3) = (
+        &h1[..h],
+        &h2[..h],
+        &pa[..h],
+        &mut d1[..h],
+        &mut d2[..h],
+        &mut d3[..h],
+    );
+    let (pb, d4) = if PER_STEP {
+        (&rest[..h], &mut d4[..h])
+    } else {
+        (&rest[..0], &mut d4[..0])
+    };
+    for j in 0..h {
+        let (f1, f2) = (h1[j].tanh_lanes(), h2[j].tanh_lanes());
+        let pre = if PER_STEP { pa[j] * ts + pb[j] } else { pa[j] };
+        let tau = pre.sigmoid_lanes();
+        let gj = g[j];
+        let (df1, df2, dtau) = if NO_GATE {
+            (gj, gj * tau, gj * f2)
+        } else {
+            (gj * (one - tau), gj * tau, gj * (f2 - f1))
+        };
+        d1[j] = df1 * (one - f1 * f1);
+        d2[j] = df2 * (one - f2 * f2);
+        let dpre = dtau * tau * (one - tau);
+        if PER_STEP {
+            d3[j] = dpre * ts;
+            d4[j] = dpre;
+        } else {
+            d3[j] = dpre;
+        }
+    }
+}
+
+/// dL/dts of one row with per-step spans: Σ_j d pre_j · head₃_j, summed in j order (a separate
+/// pass so that the loop above has no running sum).
+#[inline(always)]
+fn span_gradient<T: Real>(hd: &[T], dd: &[T], h: usize) -> T {
+    let mut acc = T::zero();
+    for (&dpre, &p) in dd[3 * h..4 * h].iter().zip(&hd[2 * h..3 * h]) {
+        acc += dpre * p;
+    }
+    acc
+}
+
 /// In place: d(pre-activation) = d(activation) · lecun_tanh'(pre), from the activation z.
+#[inline(always)]
 fn lecun_backward<T: Real>(dz: &mut [T], z: &[T]) {
     let (la, lb) = (T::from_f64(LECUN_A), T::from_f64(LECUN_B));
     for (d, &zv) in dz.iter_mut().zip(z) {
@@ -103,8 +160,42 @@ fn lecun_backward<T: Real>(dz: &mut [T], z: &[T]) {
     }
 }
 
-/// (d drive, d packed, d h0).
+/// (d drive, d packed, d h0). The AVX2 copy where the CPU has it (the same bits).
 pub(super) fn backward<T: Real>(
+    s: &StackLayout,
+    drive: &[T],
+    packed: &[T],
+    h0: &[T],
+    hs: &[T],
+    g: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernel::wide_vectors() {
+        // SAFETY: `wide_vectors` is true only where the CPU has AVX2.
+        return unsafe { backward_avx2(s, drive, packed, h0, hs, g) };
+    }
+    backward_steps(s, drive, packed, h0, hs, g)
+}
+
+/// [`backward_steps`] compiled with AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn backward_avx2<T: Real>(
+    s: &StackLayout,
+    drive: &[T],
+    packed: &[T],
+    h0: &[T],
+    hs: &[T],
+    g: &[T],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    backward_steps(s, drive, packed, h0, hs, g)
+}
+
+#[inline(always)]
+fn backward_steps<T: Real>(
     s: &StackLayout,
     drive: &[T],
     packed: &[T],
@@ -124,6 +215,7 @@ pub(super) fn backward<T: Real>(
             Grads {
                 carry_rec: vec![T::zero(); b * ly.dims.hidden],
                 carry_in: vec![T::zero(); b * ly.dims.hidden],
+                dh: vec![T::zero(); b * ly.dims.hidden],
                 dhead: vec![T::zero(); b * ly.head],
                 dz: vec![T::zero(); b * u],
                 dz2: vec![T::zero(); b * u],
@@ -163,15 +255,21 @@ pub(super) fn backward<T: Real>(
             let gr = &mut grads[li];
             {
                 let last = li + 1 == nl;
-                let (carry_rec, carry_in) = (&gr.carry_rec, &gr.carry_in);
-                let dh = |r: usize, j: usize| {
-                    let v = g[(r * l + t) * sw + st + j] + carry_rec[r * hdim + j];
+                for r in 0..b {
+                    let out = &mut gr.dh[r * hdim..(r + 1) * hdim];
+                    let at = (r * l + t) * sw + st;
+                    let (gt, rec) = (&g[at..at + hdim], &gr.carry_rec[r * hdim..(r + 1) * hdim]);
                     if last {
-                        v
+                        for ((o, &a), &c) in out.iter_mut().zip(gt).zip(rec) {
+                            *o = a + c;
+                        }
                     } else {
-                        v + carry_in[r * hdim + j]
+                        let inp = &gr.carry_in[r * hdim..(r + 1) * hdim];
+                        for (((o, &a), &c), &i) in out.iter_mut().zip(gt).zip(rec).zip(inp) {
+                            *o = a + c + i;
+                        }
                     }
-                };
+                }
                 head_backward(
                     s,
                     ly,
@@ -179,7 +277,7 @@ pub(super) fn backward<T: Real>(
                     drive,
                     t,
                     sc.head(ly),
-                    &dh,
+                    &gr.dh,
                     &mut gr.dhead,
                     &mut dpacked,
                     &mut dts,
