@@ -1,7 +1,13 @@
 //! A checkpoint set written by round 1's code (format 1: no fingerprint, the metric history as
 //! `val_history`, the flat config holding the trainer's fields) loads and resumes with today's
-//! code, and the continuation is bit for bit what round 1's own binary computed
-//! (`tests/fixtures/ckpt_v1/README.md` has the two commands that wrote it).
+//! code, and its continuation is exact: resumed in one go or with one more stop and resume on the
+//! way, the same bits (`tests/fixtures/ckpt_v1/README.md` has the two commands that wrote it).
+//!
+//! Until issue 21 the continuation was also compared bit for bit with what round 1's own binary
+//! computed. That comparison ended when the arithmetic changed on purpose — the matmul's AVX-512
+//! kernels and the CfC op's correctly rounded tanh and σ round differently from round 1's AVX2
+//! matmul and libm calls — so `expected_resume.json` now serves for its tensor names only: every
+//! tensor round 1 continued, and no other, is in today's continuation.
 
 mod common;
 
@@ -10,7 +16,7 @@ use lsnn_train::checkpoint;
 use lsnn_train::TrainOptions;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ckpt_v1")
@@ -30,8 +36,34 @@ fn digests(tensors: &HashMap<String, candle_core::Tensor>) -> HashMap<String, St
         .collect()
 }
 
+/// Resumes the run in `run` up to `max_batches` batches in all.
+fn resume_to(run: &Path, max_batches: u64) {
+    let mut t = LmTrainer::resume(
+        run,
+        TrainOptions {
+            out_dir: run.to_path_buf(),
+            max_batches: Some(max_batches),
+            ..TrainOptions::default()
+        },
+        lsnn_train::lm::token_data,
+    )
+    .unwrap();
+    let s = t.run(&mut |_| {}).unwrap();
+    assert!(s.interrupted);
+}
+
+/// Digests of the current set's model, EMA and optimizer tensors, by kind.
+fn set_digests(run: &Path) -> Vec<(&'static str, HashMap<String, String>)> {
+    let ck = checkpoint::load(run).unwrap();
+    vec![
+        ("model", digests(&ck.model)),
+        ("ema", digests(&ck.ema)),
+        ("optimizer", digests(&ck.optimizer)),
+    ]
+}
+
 #[test]
-fn a_round_one_checkpoint_loads_and_resumes_bit_for_bit() {
+fn a_round_one_checkpoint_loads_and_resumes_exactly() {
     let dir = scratch("old-checkpoint");
     let run = dir.join("run");
     copy_dir(&fixture().join("run"), &run);
@@ -55,25 +87,35 @@ fn a_round_one_checkpoint_loads_and_resumes_bit_for_bit() {
         Some(16)
     );
     let s = t.run(&mut |_| {}).unwrap();
+    drop(t);
     assert!(s.interrupted);
     assert_eq!((s.steps, s.batches), (6, 12));
-    let ck = checkpoint::load(&run).unwrap();
-    for (kind, tensors) in [
-        ("model", &ck.model),
-        ("ema", &ck.ema),
-        ("optimizer", &ck.optimizer),
-    ] {
-        let want = expected[kind].as_object().unwrap();
-        let got = digests(tensors);
-        assert_eq!(got.len(), want.len(), "{kind}: tensor count");
-        for (k, h) in want {
+    let one_go = set_digests(&run);
+    for (kind, got) in &one_go {
+        let want = expected[*kind].as_object().unwrap();
+        let mut names: Vec<&String> = got.keys().collect();
+        names.sort();
+        let mut want_names: Vec<&String> = want.keys().collect();
+        want_names.sort();
+        assert_eq!(names, want_names, "{kind}: the tensors round 1 continued");
+    }
+    // The same continuation with a stop and a resume after batch 8 (inside an accumulation
+    // window of the old set's config): the same bits.
+    let hops = dir.join("hops");
+    copy_dir(&fixture().join("run"), &hops);
+    resume_to(&hops, 8);
+    resume_to(&hops, 12);
+    for ((kind, a), (_, b)) in one_go.iter().zip(set_digests(&hops)) {
+        assert_eq!(a.len(), b.len(), "{kind}: tensor count");
+        for (k, h) in a {
             assert_eq!(
-                got.get(k).map(String::as_str),
-                h.as_str(),
-                "{kind} {k} differs from round 1's continuation"
+                b.get(k),
+                Some(h),
+                "{kind} {k}: resumed with one more stop, not the same bits"
             );
         }
     }
+    let ck = checkpoint::load(&run).unwrap();
     // The resumed set is written in today's formats: the state (with a fingerprint, and the
     // lineage that adopted the round-1 set) and a manifest of every file.
     let state: serde_json::Value = serde_json::from_str(&ck.state_json).unwrap();

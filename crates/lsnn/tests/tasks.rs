@@ -60,7 +60,7 @@ fn the_builtin_regression_learns_and_its_shuffled_control_does_not() {
 #[test]
 fn the_builtin_classification_learns_and_its_shuffled_control_does_not() {
     let d = scratch("builtin-classification");
-    let epochs = ["--epochs", "8", "--set", "learning_rate=0.003"];
+    let epochs = ["--epochs", "12", "--set", "learning_rate=0.003"];
     let out = train(
         &d,
         &[&["--task", "classification", "--out", "cls"], &epochs[..]].concat(),

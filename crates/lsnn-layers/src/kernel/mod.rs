@@ -10,14 +10,17 @@
 //!   thread-local switch that keeps every kernel on its calling thread;
 //! - [`path`]: whether a fused kernel runs at all, or the composed reference (the switch that
 //!   forces the composed path on the CPU, process-wide or for one closure);
-//! - [`simd`]: whether the AVX2 copies of the hottest element kernels (the LIF kernels') run,
-//!   detected at run time;
+//! - [`simd`]: whether the AVX2 copies of the hottest element kernels (LIF, synaptic, alpha,
+//!   ALIF, LTC, CfC) run, detected at run time;
+//! - [`paths`]: which instruction paths the matmul and the element kernels take in this
+//!   process (recorded in checkpoints);
 //! - [`packing`]: the one convention by which a fused op takes its state and parameters and
 //!   returns its outputs (design §3.2).
 
 pub mod gemm;
 pub mod packing;
 pub mod path;
+pub mod paths;
 pub mod real;
 pub mod simd;
 pub mod slices;
@@ -25,6 +28,7 @@ pub mod threads;
 
 pub(crate) use gemm::{matmul, Gemm};
 pub use path::{composed, force_composed, fused_available, fused_enabled};
+pub use paths::{matmul_path, KernelPaths};
 pub(crate) use real::float_kernel;
 pub(crate) use real::Real;
 pub use simd::{cpu_has_avx2, use_wide_vectors, wide_vectors};

@@ -190,6 +190,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             finished: false,
             lineage: Some(new_lineage()),
             shard_sizing: None,
+            kernel_paths: Some(lsnn_layers::kernel::KernelPaths::for_device(&device)),
         };
         let replace = opts.overwrite;
         let mut t = Self::assemble(

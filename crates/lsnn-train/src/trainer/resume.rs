@@ -74,6 +74,19 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             cfg.train.gradient_accumulation_steps,
         )?;
         let device = cfg.train.candle_device()?;
+        let paths = lsnn_layers::kernel::KernelPaths::for_device(&device);
+        if let Some(diff) = state
+            .kernel_paths
+            .as_ref()
+            .and_then(|s| paths.differences(s))
+        {
+            notices.push(format!(
+                "this process's kernels differ from those the checkpoint was trained with: \
+                 {diff}; training continues, but its results will not be bit for bit those of \
+                 an uninterrupted run"
+            ));
+        }
+        state.kernel_paths = Some(paths);
         let (model, vars) = build::<M>(&cfg.model, SeededRng::new(cfg.train.seed), &device)?;
         keys::restore_model(&ck.dir.join(checkpoint::MODEL_FILE), &vars, &ck.model)?;
         let metrics: Vec<String> = ck.metrics_csv.lines().map(str::to_owned).collect();

@@ -69,6 +69,11 @@ pub struct TrainerState {
     /// for a fixed shard size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_sizing: Option<crate::shard::ShardSizing>,
+    /// The instruction paths the kernels took when this state was saved (AVX-512 matmul or
+    /// not, the fused or the composed path); a resume that takes others says so. `None` in
+    /// sets written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_paths: Option<lsnn_layers::kernel::KernelPaths>,
 }
 
 impl TrainerState {
