@@ -13,6 +13,7 @@
 pub mod cases;
 pub mod components;
 pub mod fuzz;
+pub mod peak;
 
 /// Errors of a case.
 #[derive(Debug, thiserror::Error)]
