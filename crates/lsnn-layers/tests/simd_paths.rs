@@ -286,13 +286,7 @@ fn run_cfc(dtype: DType, mode: CfcMode, per_step: bool) -> Vec<Vec<u64>> {
     let vb = lsnn_layers::SeededInit::var_builder(&vm, SeededRng::new(31), dtype, &Device::Cpu);
     let c = Cfc::new(&cfg, vb).unwrap();
     let mut rng = SeededRng::new(32);
-    let mut n = |dims: &[usize], std: f64| {
-        Var::from_tensor(
-            &rng.normal_tensor(dims, 0.0, std, dtype, &Device::Cpu)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let mut n = |dims: &[usize], std: f64| normal_var(&mut rng, dims, std, dtype);
     let (x, h0, ts) = (n(&[3, 9, 5], 1.5), n(&[3, 11], 0.5), n(&[3, 9], 0.4));
     let state = CfcState {
         h: h0.as_tensor().clone(),
@@ -313,11 +307,7 @@ fn run_cfc(dtype: DType, mode: CfcMode, per_step: bool) -> Vec<Vec<u64>> {
     if per_step {
         all.push(g.get(ts.as_tensor()).unwrap().clone());
     }
-    let mut vars: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    for (_, v) in vars {
-        all.push(g.get(v.as_tensor()).unwrap().clone());
-    }
+    push_param_grads(&vm, &g, &mut all);
     all.iter().map(|t| bits(t, dtype)).collect()
 }
 
@@ -332,13 +322,7 @@ fn run_ltc(dtype: DType) -> Vec<Vec<u64>> {
     let vb = lsnn_layers::SeededInit::var_builder(&vm, SeededRng::new(21), dtype, &Device::Cpu);
     let c = Ltc::new(&cfg, vb).unwrap();
     let mut rng = SeededRng::new(22);
-    let mut n = |dims: &[usize], std: f64| {
-        Var::from_tensor(
-            &rng.normal_tensor(dims, 0.0, std, dtype, &Device::Cpu)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let mut n = |dims: &[usize], std: f64| normal_var(&mut rng, dims, std, dtype);
     let (x, v0) = (n(&[3, 9, 7], 1.5), n(&[3, 21], 0.3));
     let (out, state) = c
         .forward_state(
@@ -352,10 +336,28 @@ fn run_ltc(dtype: DType) -> Vec<Vec<u64>> {
     let g = loss.backward().unwrap();
     let mut all = vec![out, state.v, g.get(x.as_tensor()).unwrap().clone()];
     all.push(g.get(v0.as_tensor()).unwrap().clone());
+    push_param_grads(&vm, &g, &mut all);
+    all.iter().map(|t| bits(t, dtype)).collect()
+}
+
+/// A variable of N(0, std²) values of `dims`.
+fn normal_var(rng: &mut SeededRng, dims: &[usize], std: f64, dtype: DType) -> Var {
+    Var::from_tensor(
+        &rng.normal_tensor(dims, 0.0, std, dtype, &Device::Cpu)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Appends the gradient of every parameter in `vm`, in name order.
+fn push_param_grads(
+    vm: &candle_nn::VarMap,
+    g: &candle_core::backprop::GradStore,
+    all: &mut Vec<Tensor>,
+) {
     let mut vars: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     for (_, v) in vars {
         all.push(g.get(v.as_tensor()).unwrap().clone());
     }
-    all.iter().map(|t| bits(t, dtype)).collect()
 }

@@ -102,16 +102,8 @@ fn gated_row_backward<T: Real, const NO_GATE: bool, const PER_STEP: bool>(
     let (d1, drest) = dd.split_at_mut(h);
     let (d2, drest) = drest.split_at_mut(h);
     let (d3, d4) = drest.split_at_mut(h);
-    // Every slice cut to h so that the compiler sees one trip count and no bounds checks (the
-    // fourth quarter exists only with per-step spans).
-    let (h1, h2, pa, d1, d2, d3) = (
-        &h1[..h],
-        &h2[..h],
-        &pa[..h],
-        &mut d1[..h],
-        &mut d2[..h],
-        &mut d3[..h],
-    );
+    // The fourth quarter exists only with per-step spans; cut to h so that the compiler sees one
+    // trip count and no bounds checks.
     let (pb, d4) = if PER_STEP {
         (&rest[..h], &mut d4[..h])
     } else {

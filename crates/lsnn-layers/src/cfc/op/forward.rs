@@ -181,7 +181,7 @@ pub(super) fn layer_head<T: Real>(
 /// mode's loop runs over contiguous slices with branch-free, call-free tanh and σ, so that it
 /// vectorises (the per-element `tanhf`/`expf` calls were a tenth of a training step).
 #[inline(always)]
-pub(super) fn gated_row<T: Real>(mode: CfcMode, per_step: bool, hd: &[T], ts: T, out: &mut [T]) {
+fn gated_row<T: Real>(mode: CfcMode, per_step: bool, hd: &[T], ts: T, out: &mut [T]) {
     let h = out.len();
     let (f1, rest) = hd.split_at(h);
     let (f2, rest) = rest.split_at(h);
