@@ -1,4 +1,5 @@
-//! The LIF, current-based LIF and LTC kernels' AVX2 version against their baseline (SSE2) version: the same Rust arithmetic
+//! The LIF, current-based LIF, LTC and CfC kernels' and the row ops' element lanes (GELU, σ,
+//! shifted exp) AVX2 version against their baseline (SSE2) version: the same Rust arithmetic
 //! compiled twice, picked at run time, so every output and every gradient must agree bit for bit
 //! — for each surrogate, reset, parameter source (fixed, one shared learned pair, one pair per
 //! feature), sequence and constant-current forms, f32 and f64, over blocks that do not fill the
@@ -268,7 +269,46 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
             }
         }
     }
+    // The row ops through the lanes: GELU, LayerNorm with GELU in both orders, the attention
+    // softmax (plain and causal), the gated residual.
+    for dtype in [DType::F32, DType::F64] {
+        use_wide_vectors(true);
+        let wide = run_rows(dtype);
+        use_wide_vectors(false);
+        let base = run_rows(dtype);
+        assert_same(&format!("row ops {dtype:?}"), &wide, &base);
+    }
     use_wide_vectors(true);
+}
+
+/// The row ops' outputs and the gradients of their inputs, as raw bits: rows of 37 (not a
+/// multiple of any vector width), values spread to GELU's tails.
+fn run_rows(dtype: DType) -> Vec<Vec<u64>> {
+    use lsnn_layers::fused::{gated_residual, gelu, masked_softmax, norm_act, NormAct};
+    let mut rng = SeededRng::new(41);
+    let mut n = |dims: &[usize], std: f64| normal_var(&mut rng, dims, std, dtype);
+    let (x, w, b) = (n(&[7, 37], 3.0), n(&[37], 1.0), n(&[37], 0.5));
+    let (y, a) = (n(&[7, 37], 1.0), n(&[7, 37], 4.0));
+    let xt = x.as_tensor();
+    let mut outs = vec![gelu(xt).unwrap()];
+    for order in [NormAct::Norm, NormAct::NormThenGelu, NormAct::GeluThenNorm] {
+        outs.push(norm_act(xt, w.as_tensor(), b.as_tensor(), 1e-5, order, None).unwrap());
+    }
+    let scores = xt.unsqueeze(0).unwrap();
+    for causal in [false, true] {
+        outs.push(masked_softmax(&scores, 0.37, causal).unwrap());
+    }
+    outs.push(gated_residual(y.as_tensor(), a.as_tensor(), xt).unwrap());
+    let loss = outs
+        .iter()
+        .map(|o| (o * weights(o, dtype)).unwrap().sum_all().unwrap())
+        .reduce(|p, q| (p + q).unwrap())
+        .unwrap();
+    let g = loss.backward().unwrap();
+    for v in [&x, &w, &b, &y, &a] {
+        outs.push(g.get(v.as_tensor()).unwrap().clone());
+    }
+    outs.iter().map(|t| bits(t, dtype)).collect()
 }
 
 /// The CfC's outputs and every gradient (input, state, spans, parameters), as raw bits.

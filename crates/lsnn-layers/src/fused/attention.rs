@@ -11,6 +11,7 @@
 //! backward needs, so it travels in the output that candle keeps for backward anyway (the
 //! packing convention, design §3.2, for a value the op itself needs again).
 
+use crate::kernel::lanes::exp_shifted_in_place;
 use crate::kernel::{float_kernel, fused_available, matmul, parallel_allowed, Gemm, Real};
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor, D,
@@ -215,10 +216,10 @@ impl AttnOp {
                         mx = *x;
                     }
                 }
+                exp_shifted_in_place(&mut row[..vis], T::one(), mx);
                 let mut sum = T::zero();
-                for x in row[..vis].iter_mut() {
-                    *x = (*x - mx).exp_();
-                    sum += *x;
+                for &x in &row[..vis] {
+                    sum += x;
                 }
                 row[vis..].fill(T::zero());
                 // exp(−∞) = 0 on a row's first visible tile, where acc and l are still zero.
@@ -342,9 +343,7 @@ impl AttnOp {
                     let lse = ob[i * w + dh];
                     let vis = self.visible(i).saturating_sub(j0).min(nk);
                     let row = &mut p[r * nk..(r + 1) * nk];
-                    for x in row[..vis].iter_mut() {
-                        *x = (*x * scale - lse).exp_();
-                    }
+                    exp_shifted_in_place(&mut row[..vis], scale, lse);
                     row[vis..].fill(T::zero());
                 }
                 // dv += pᵀ·do (do read from the packed gradient, row stride dh + 1).

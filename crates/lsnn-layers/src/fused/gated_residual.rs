@@ -1,6 +1,7 @@
 //! The block's gated residual y + σ(a) ⊙ x as one CPU op; backward recomputes σ(a). Reference:
 //! [`super::reference::gated_residual`].
 
+use crate::kernel::lanes::sigmoid_in_place;
 use crate::kernel::{contiguous_slice, float_kernel, fused_available, row_chunks, Real};
 use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
@@ -25,17 +26,13 @@ pub fn gated_residual(y: &Tensor, a: &Tensor, x: &Tensor) -> candle_core::Result
 #[derive(Debug, Clone, Copy)]
 struct GatedResidualOp;
 
-#[inline(always)]
-fn sigmoid<T: Real>(v: T) -> T {
-    T::one() / (T::one() + (T::zero() - v).exp_())
-}
-
 fn gated_fwd<T: Real>(y: &[T], a: &[T], x: &[T]) -> Vec<T> {
     let mut out = vec![T::zero(); y.len()];
     row_chunks(&mut out, 1, y.len(), 4 * y.len(), |range, o| {
-        let s = range.start;
-        for (i, v) in o.iter_mut().enumerate() {
-            *v = y[s + i] + sigmoid(a[s + i]) * x[s + i];
+        o.copy_from_slice(&a[range.clone()]);
+        sigmoid_in_place(o);
+        for ((v, &yv), &xv) in o.iter_mut().zip(&y[range.clone()]).zip(&x[range]) {
+            *v = yv + *v * xv;
         }
     });
     out
@@ -46,10 +43,12 @@ fn gated_bwd<T: Real>(a: &[T], x: &[T], g: &[T]) -> Vec<T> {
     let n = a.len();
     let mut out = vec![T::zero(); 2 * n];
     let (da, dx) = out.split_at_mut(n);
-    for i in 0..n {
-        let s = sigmoid(a[i]);
-        da[i] = g[i] * x[i] * s * (T::one() - s);
-        dx[i] = g[i] * s;
+    dx.copy_from_slice(a);
+    sigmoid_in_place(dx);
+    for (((d, s), &xv), &gv) in da.iter_mut().zip(dx.iter_mut()).zip(x).zip(g) {
+        let sv = *s;
+        *d = gv * xv * sv * (T::one() - sv);
+        *s = gv * sv;
     }
     out
 }

@@ -1,6 +1,7 @@
 //! Exact (erf) GELU, x·Φ(x) with Φ(x) = (1 + erf(x/√2))/2, as one CPU op with its own backward
 //! dx = dy·(Φ(x) + x·φ(x)). Reference: [`super::reference::gelu`].
 
+use crate::kernel::lanes::gelu_in_place;
 use crate::kernel::{contiguous_slice, float_kernel, fused_available, row_chunks, Real};
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor,
@@ -18,30 +19,20 @@ pub fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
 struct GeluOp;
 
 fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
-    let half = T::from_f64(0.5);
-    let r = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
-    let mut y = vec![T::zero(); x.len()];
-    row_chunks(&mut y, 1, x.len(), 8 * x.len(), |range, out| {
-        for (o, &v) in out.iter_mut().zip(&x[range]) {
-            *o = half * v * (T::one() + (v * r).erf_());
-        }
+    let mut y = x.to_vec();
+    row_chunks(&mut y, 1, x.len(), 8 * x.len(), |_, out| {
+        gelu_in_place::<T, false>(out)
     });
     y
 }
 
 /// dx = dy·(Φ(x) + x·φ(x)).
 fn gelu_bwd<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
-    let half = T::from_f64(0.5);
-    let r = T::from_f64(std::f64::consts::FRAC_1_SQRT_2);
-    let c = T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt());
-    let mut dx = vec![T::zero(); x.len()];
+    let mut dx = x.to_vec();
     row_chunks(&mut dx, 1, x.len(), 8 * x.len(), |range, out| {
-        let start = range.start;
-        for (i, o) in out.iter_mut().enumerate() {
-            let v = x[start + i];
-            let cdf = half * (T::one() + (v * r).erf_());
-            let pdf = c * (T::zero() - half * v * v).exp_();
-            *o = dy[start + i] * (cdf + v * pdf);
+        gelu_in_place::<T, true>(out);
+        for (o, &g) in out.iter_mut().zip(&dy[range]) {
+            *o = g * *o;
         }
     });
     dx

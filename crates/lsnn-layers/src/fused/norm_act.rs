@@ -5,6 +5,7 @@
 use super::dropout::KeepMask;
 use super::last_dim;
 use super::layer_norm::moments;
+use crate::kernel::lanes::{gelu_in_place, gelu_with_slope};
 use crate::kernel::{contiguous_slice, float_kernel, fused_available, row_chunks, Real};
 use crate::rng::SeededRng;
 use candle_core::{backend::BackendStorage, CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
@@ -18,16 +19,6 @@ pub enum NormAct {
     NormThenGelu,
     /// LayerNorm(GELU(x)) (the output head).
     GeluThenNorm,
-}
-
-/// exact GELU and its derivative at v.
-#[inline(always)]
-fn gelu_and_slope<T: Real>(v: T) -> (T, T) {
-    let half = T::from_f64(0.5);
-    let cdf = half * (T::one() + (v * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).erf_());
-    let pdf =
-        T::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt()) * (T::zero() - half * v * v).exp_();
-    (v * cdf, cdf + v * pdf)
 }
 
 /// LayerNorm (weight `w`, bias `b`, ε), alone or with exact GELU in the given order, then
@@ -97,13 +88,13 @@ impl NormActOp {
                     NormAct::NormThenGelu => {
                         let (mean, rstd) = moments(xr, eps);
                         for j in 0..d {
-                            yr[j] = gelu_and_slope((xr[j] - mean) * rstd * w[j] + b[j]).0;
+                            yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
                         }
+                        gelu_in_place::<T, false>(yr);
                     }
                     NormAct::GeluThenNorm => {
-                        for j in 0..d {
-                            g[j] = gelu_and_slope(xr[j]).0;
-                        }
+                        g.copy_from_slice(xr);
+                        gelu_in_place::<T, false>(&mut g);
                         let (mean, rstd) = moments(&g, eps);
                         for j in 0..d {
                             yr[j] = (g[j] - mean) * rstd * w[j] + b[j];
@@ -138,17 +129,18 @@ impl NormActOp {
                 let xr = &x[r * d..(r + 1) * d];
                 let dyr = &dy[r * d..(r + 1) * d];
                 if self.order == NormAct::GeluThenNorm {
-                    for j in 0..d {
-                        (u[j], slope[j]) = gelu_and_slope(xr[j]);
-                    }
+                    gelu_with_slope(xr, &mut u, &mut slope);
                 } else {
                     u.copy_from_slice(xr);
                 }
                 let (mean, rstd) = moments(&u, eps);
                 if self.order == NormAct::NormThenGelu {
                     for j in 0..d {
-                        let z = (u[j] - mean) * rstd * w[j] + b[j];
-                        du[j] = dyr[j] * gelu_and_slope(z).1;
+                        du[j] = (u[j] - mean) * rstd * w[j] + b[j];
+                    }
+                    gelu_in_place::<T, true>(&mut du);
+                    for j in 0..d {
+                        du[j] = dyr[j] * du[j];
                     }
                 } else {
                     du.copy_from_slice(dyr);

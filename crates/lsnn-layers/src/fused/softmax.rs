@@ -2,6 +2,7 @@
 //! with its own backward (candle-nn's `softmax_last_dim` has none). Reference:
 //! [`super::reference::masked_softmax`].
 
+use crate::kernel::lanes::exp_shifted_in_place;
 use crate::kernel::{contiguous_slice, float_kernel, fused_available, row_chunks, Real};
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor,
@@ -67,10 +68,10 @@ impl SoftmaxOp {
                         m = v;
                     }
                 }
+                pr.copy_from_slice(sr);
+                exp_shifted_in_place(pr, scale, m);
                 let mut sum = T::zero();
-                for (o, &v) in pr.iter_mut().zip(sr) {
-                    let e = (v * scale - m).exp_();
-                    *o = e;
+                for &e in pr.iter() {
                     sum += e;
                 }
                 let inv = T::one() / sum;
