@@ -148,16 +148,28 @@ impl SeededRng {
     pub fn dropout_bits(&mut self, n: usize, p: f64) -> Vec<u64> {
         // Drop when the 32-bit draw is below p·2³² (the cast saturates: 0 below, 2⁶⁴−1 above).
         let threshold = (p * 4_294_967_296.0).round() as u64;
+        let keep = |half: u64| (half >= threshold) as u64;
         let mut bits = vec![0u64; n.div_ceil(64)];
-        let mut i = 0;
-        while i < n {
-            let r = self.next_u64();
-            for half in [r & 0xFFFF_FFFF, r >> 32] {
-                if i < n && half >= threshold {
-                    bits[i / 64] |= 1 << (i % 64);
-                }
-                i += 1;
+        // Whole words without a branch per element (32 draws each), then the last word's
+        // elements two per draw: the same draws in the same order as one element at a time.
+        let whole = n / 64;
+        for word in &mut bits[..whole] {
+            let mut w = 0u64;
+            for k in 0..32 {
+                let r = self.next_u64();
+                w |= (keep(r & 0xFFFF_FFFF) | keep(r >> 32) << 1) << (2 * k);
             }
+            *word = w;
+        }
+        let rest = n - whole * 64;
+        if rest > 0 {
+            let mut w = 0u64;
+            for k in 0..rest.div_ceil(2) {
+                let r = self.next_u64();
+                w |= (keep(r & 0xFFFF_FFFF) | keep(r >> 32) << 1) << (2 * k);
+            }
+            // An odd count drew one half too many: its bit lies past n and is cleared.
+            bits[whole] = w & (u64::MAX >> (64 - rest));
         }
         bits
     }
@@ -184,5 +196,53 @@ impl SeededRng {
             })
             .collect();
         Tensor::from_vec(v, shape.clone(), device)?.to_dtype(dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeededRng;
+
+    /// The mask one element at a time, two elements per draw: the definition the word-wise
+    /// [`SeededRng::dropout_bits`] must reproduce.
+    fn bits_one_by_one(rng: &mut SeededRng, n: usize, p: f64) -> Vec<u64> {
+        let threshold = (p * 4_294_967_296.0).round() as u64;
+        let mut bits = vec![0u64; n.div_ceil(64)];
+        let mut i = 0;
+        while i < n {
+            let r = rng.next_u64();
+            for half in [r & 0xFFFF_FFFF, r >> 32] {
+                if i < n && half >= threshold {
+                    bits[i / 64] |= 1 << (i % 64);
+                }
+                i += 1;
+            }
+        }
+        bits
+    }
+
+    /// Same bits and the same generator state after, for lengths around word boundaries (odd
+    /// ones included) and probabilities from 0 to 1; the drop rate near p.
+    #[test]
+    fn dropout_bits_match_the_element_wise_definition() {
+        for n in [0, 1, 2, 3, 63, 64, 65, 127, 128, 129, 1000, 4097] {
+            for p in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                let (mut a, mut b) = (SeededRng::new(7 + n as u64), SeededRng::new(7 + n as u64));
+                assert_eq!(
+                    a.dropout_bits(n, p),
+                    bits_one_by_one(&mut b, n, p),
+                    "n {n} p {p}"
+                );
+                assert_eq!(a.next_u64(), b.next_u64(), "state after n {n} p {p}");
+            }
+        }
+        let n = 1 << 16;
+        let kept: u32 = SeededRng::new(3)
+            .dropout_bits(n, 0.25)
+            .iter()
+            .map(|w| w.count_ones())
+            .sum();
+        let rate = 1.0 - kept as f64 / n as f64;
+        assert!((rate - 0.25).abs() < 0.01, "drop rate {rate}");
     }
 }
