@@ -114,8 +114,8 @@ fn cross_entropy_case(dtype: DType, n: usize, v: usize, tol: f64) {
     );
 }
 
-fn norm_act_case(dtype: DType, rows: usize, d: usize, order: fused::NormAct, p: f64, tol: f64) {
-    let x = randn(16, &[rows, d], dtype);
+fn norm_act_case(dtype: DType, rows: &[usize], d: usize, order: fused::NormAct, p: f64, tol: f64) {
+    let x = randn(16, &[rows, &[d]].concat(), dtype);
     let w = randn(17, &[d], dtype);
     let b = randn(18, &[d], dtype);
     fn drop(p: f64, rng: &mut SeededRng) -> Option<(f64, &mut SeededRng)> {
@@ -132,7 +132,22 @@ fn norm_act_case(dtype: DType, rows: usize, d: usize, order: fused::NormAct, p: 
             fused::reference::norm_act(&t[0], &t[1], &t[2], 1e-5, order, drop(p, &mut rng)).unwrap()
         },
         tol,
-        &format!("norm_act {order:?} p {p} {dtype:?} [{rows}, {d}]"),
+        &format!("norm_act {order:?} p {p} {dtype:?} {rows:?} × {d}"),
+    );
+}
+
+/// The fused linear (which takes x with its leading dimensions as they are) against the
+/// composed x·Wᵀ + b, for x of rank 1 to 3.
+fn linear_case(dtype: DType, lead: &[usize], k: usize, n: usize, tol: f64) {
+    let x = randn(22, &[lead, &[k]].concat(), dtype);
+    let w = randn(23, &[n, k], dtype);
+    let b = randn(24, &[n], dtype);
+    check(
+        &[&x, &w, &b],
+        |t| fused::linear(&t[0], &t[1], &t[2]).unwrap(),
+        |t| fused::reference::linear(&t[0], &t[1], &t[2]).unwrap(),
+        tol,
+        &format!("linear {dtype:?} {lead:?} × {k} → {n}"),
     );
 }
 
@@ -156,10 +171,15 @@ fn all_cases() {
         fused::NormAct::GeluThenNorm,
     ] {
         for p in [0.0, 0.3] {
-            norm_act_case(DType::F64, 7, 9, order, p, 1e-12);
-            norm_act_case(DType::F32, 300, 128, order, p, 1e-5);
+            norm_act_case(DType::F64, &[7], 9, order, p, 1e-12);
+            norm_act_case(DType::F64, &[2, 3], 9, order, p, 1e-12);
+            norm_act_case(DType::F32, &[300], 128, order, p, 1e-5);
         }
     }
+    for lead in [&[][..], &[5], &[3, 4]] {
+        linear_case(DType::F64, lead, 7, 6, 1e-12);
+    }
+    linear_case(DType::F32, &[8, 40], 96, 64, 1e-5);
     gated_case(DType::F64, &[3, 5, 7], 1e-12);
     gated_case(DType::F32, &[300, 128], 1e-5);
     layer_norm_case(DType::F64, &[7], 5, 1e-12);

@@ -7,7 +7,7 @@ use candle_core::{Shape, Tensor};
 /// x·Wᵀ + b for x `[.., in]`, W `[out, in]`, b `[out]` — the fused op on the CPU (f32/f64, matching
 /// dtypes, contiguous parameters), else [`super::reference::linear`].
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    let (out_dim, in_dim) = w.dims2()?;
+    let (_, in_dim) = w.dims2()?;
     let fused = crate::kernel::fused_available(x)
         && x.dtype() == w.dtype()
         && w.is_contiguous()
@@ -15,9 +15,30 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor>
     if !fused {
         return super::reference::linear(x, w, b);
     }
-    let (x2, lead) = as_matrix(x, in_dim, "linear input")?;
-    let y = x2.contiguous()?.apply_op3(w, b, LinearOp)?;
-    y.reshape([lead, vec![out_dim]].concat())
+    if x.dims().last() != Some(&in_dim) {
+        candle_core::bail!("linear input: expected shape [.., {in_dim}], got {:?}", x.dims());
+    }
+    // The op takes x with its leading dimensions as they are: a reshape to a matrix and back
+    // would be two more graph nodes, each a zero-filled gradient and an add in backward.
+    x.contiguous()?.apply_op3(w, b, LinearOp)
+}
+
+/// `dims` with its last dimension (the caller has checked there is one) replaced by `last`.
+fn with_last(dims: &[usize], last: usize) -> Shape {
+    let mut d = dims.to_vec();
+    if let Some(l) = d.last_mut() {
+        *l = last;
+    }
+    Shape::from(d)
+}
+
+/// The row count and width of a tensor read as a matrix [Π leading dims, last dim], or an
+/// error naming `what` for a scalar.
+fn rows_cols(l: &candle_core::Layout, what: &str) -> candle_core::Result<(usize, usize)> {
+    match l.dims().split_last() {
+        Some((&last, lead)) => Ok((lead.iter().product(), last)),
+        None => candle_core::bail!("{what}: expected [.., d], got a scalar"),
+    }
 }
 
 /// x [.., in] as a matrix [Π leading dims, in] and the leading dims, or an error naming `what`
@@ -128,7 +149,7 @@ impl candle_core::CustomOp3 for LinearOp {
         s3: &candle_core::CpuStorage,
         l3: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        let (m, k) = l1.shape().dims2()?;
+        let (m, k) = rows_cols(l1, "linear: x")?;
         let (n, k2) = l2.shape().dims2()?;
         if k != k2 || l3.shape().elem_count() != n {
             candle_core::bail!(
@@ -148,7 +169,7 @@ impl candle_core::CustomOp3 for LinearOp {
             k,
             n,
         ));
-        Ok((out, Shape::from((m, n))))
+        Ok((out, with_last(l1.dims(), n)))
     }
 
     fn bwd(
@@ -192,8 +213,11 @@ impl candle_core::CustomOp2 for LinearGradOp {
         s2: &candle_core::CpuStorage,
         l2: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        let (m, n) = l1.shape().dims2()?;
-        let (rows, k) = l2.shape().dims2()?;
+        let (m, n) = rows_cols(l1, "linear grad: dy")?;
+        let (rows, k) = match self {
+            LinearGradOp::Input => l2.shape().dims2()?,
+            LinearGradOp::Params => rows_cols(l2, "linear grad: x")?,
+        };
         // W has a row per output (n), x a row per input row (m).
         let want = match self {
             LinearGradOp::Input => n,
@@ -217,7 +241,7 @@ impl candle_core::CustomOp2 for LinearGradOp {
             }
         });
         let shape = match self {
-            LinearGradOp::Input => Shape::from((m, k)),
+            LinearGradOp::Input => with_last(l1.dims(), k),
             LinearGradOp::Params => Shape::from(n * k + n),
         };
         Ok((out, shape))

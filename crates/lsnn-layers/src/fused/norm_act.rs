@@ -54,10 +54,11 @@ pub fn norm_act(
         Some((p, rng)) if p > 0.0 => Some(KeepMask::draw(rng, x.elem_count(), p)),
         _ => None,
     };
-    let x2 = x.reshape(((), d))?.contiguous()?;
     let op = NormActOp { eps, order, mask };
-    x2.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?
-        .reshape(x.shape())
+    // The op reads x as rows of D whatever its leading dimensions: no reshape nodes around it
+    // (each would cost a zero-filled gradient and an add in backward).
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
 }
 
 #[derive(Debug, Clone)]
@@ -215,7 +216,7 @@ impl CustomOp3 for NormActOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let rows = x.dim(0)?;
+        let rows = x.elem_count() / w.elem_count().max(1);
         let dy = match &self.mask {
             Some(m) => dy.contiguous()?.apply_op1_no_bwd(m)?,
             None => dy.contiguous()?,
@@ -232,7 +233,7 @@ impl CustomOp3 for NormActOp {
         };
         let packed = x.apply_op3_no_bwd(w, &dy, &op)?;
         Ok((
-            Some(packed.narrow(0, 0, rows)?),
+            Some(packed.narrow(0, 0, rows)?.reshape(x.shape())?),
             Some(packed.get(rows)?),
             Some(packed.get(rows + 1)?),
         ))
@@ -259,7 +260,8 @@ impl CustomOp3 for NormActBwdOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, d) = l1.shape().dims2()?;
+        let d = l2.shape().elem_count();
+        let rows = l1.shape().elem_count() / d.max(1);
         let needs_bias = self.fwd.order == NormAct::NormThenGelu;
         if needs_bias && self.bias.len() != d {
             candle_core::bail!("norm-act-bwd: bias of {} for width {d}", self.bias.len());
