@@ -371,7 +371,7 @@ impl HybridLiquidSpikingBlock {
         })
     }
 
-    /// s = rate + κ·LayerNorm_S(mean U) for x [N, D] → [N, S].
+    /// s = rate + κ·LayerNorm_S(mean U) for x [.., D] → [.., S].
     fn spiking(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
         let enc = self.encoder.rate_unchecked(x, mode)?;
         let norm = self.pnorm.forward(&enc.mean_mem)?;
@@ -467,7 +467,7 @@ impl HybridLiquidSpikingBlock {
         mode: &mut Mode<'_>,
     ) -> Result<(Tensor, BlockState)> {
         check_width(x, "block input [B, L, D]", 3, self.cfg.d_model)?;
-        let (b, l, d) = x.dims3()?;
+        let (b, l, _) = x.dims3()?;
         if l == 0 {
             return Err(LayerError::Shape {
                 what: "block input [B, L, D]",
@@ -475,10 +475,7 @@ impl HybridLiquidSpikingBlock {
                 actual: x.dims().to_vec(),
             });
         }
-        let sdim = self.cfg.spiking_units;
-        let s = self
-            .spiking(&x.reshape((b * l, d))?, mode)?
-            .reshape((b, l, sdim))?;
+        let s = self.spiking(x, mode)?;
         let h0 = match h0 {
             Some(h) => {
                 self.check_state(h, b)?;

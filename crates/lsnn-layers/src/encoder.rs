@@ -199,8 +199,8 @@ impl SpikingEncoder {
         &self.rng
     }
 
+    /// The second layer's input current for x [.., D_in] (the callers check x's shape).
     fn second_current(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<Tensor> {
-        check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
         let i1 = self.fc1.forward(x)?;
         let dropout = match mode {
             Mode::Train(rng) if self.cfg.dropout > 0.0 => Some((self.cfg.dropout, &mut **rng)),
@@ -212,10 +212,14 @@ impl SpikingEncoder {
 
     /// Rate form: `spikes` = mean_t S2 [N, S], with the mean membrane.
     pub fn rate(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
+        check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
         crate::nn::check_finite(x, "encoder input")?;
         self.rate_unchecked(x, mode)
     }
 
+    /// [`Self::rate`] for x [.., D_in] of any leading dimensions (the block passes [B, L, D]
+    /// as it is: a reshape to rows and back would be two more graph nodes), without the
+    /// NaN/infinity scan; the caller has checked x's width.
     pub(crate) fn rate_unchecked(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
         let i2 = self.second_current(x, mode)?;
         let r = self.lif2.rate(&i2, false)?;
@@ -257,6 +261,7 @@ impl SpikingEncoder {
 
     /// Spike-train form: `spikes` = S2 as [N, T, S], with the mean membrane.
     pub fn spikes(&self, x: &Tensor, mode: &mut Mode<'_>) -> Result<EncoderOutput> {
+        check_width(x, "encoder input [N, D_in]", 2, self.cfg.in_dim)?;
         crate::nn::check_finite(x, "encoder input")?;
         let i2 = self.second_current(x, mode)?;
         let s2 = self.lif2.spikes(&i2)?;
