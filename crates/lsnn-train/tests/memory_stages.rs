@@ -164,8 +164,13 @@ fn four_layers_name_each_layers_backward_with_its_attention() {
         held.iter().all(|h| (h - held[3]).abs() <= SLACK),
         "{held:?}"
     );
+    // Far more than its own output [B, L, D]: the encoder's spike trains, the CfC's states and
+    // the norms' inputs. (Graph nodes count too: dropping the reshape nodes around the fused
+    // linear and norm took it from just over 81,920 to 79,968 bytes.)
+    let cfg = tiny_model();
+    let out = (4 * cfg.sequence_length * cfg.hidden_dim * 4) as i64;
     assert!(
-        held[3] > 40 * SLACK,
-        "a block keeps its activations: {held:?}"
+        held[3] > 10 * out,
+        "a block keeps its activations: {held:?}, output {out}"
     );
 }

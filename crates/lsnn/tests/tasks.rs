@@ -60,7 +60,11 @@ fn the_builtin_regression_learns_and_its_shuffled_control_does_not() {
 #[test]
 fn the_builtin_classification_learns_and_its_shuffled_control_does_not() {
     let d = scratch("builtin-classification");
-    let epochs = ["--epochs", "12", "--set", "learning_rate=0.003"];
+    // At learning rate 0.003 whether the model leaves its first plateau depends on the seed
+    // (seeds 0–3 ended at 0.18, 0.83, 0.89, 0.51; a change of rounding in GELU flipped seed 0
+    // from learning to not); at 0.0015 all four reach 0.58–0.99 in 12 epochs (threshold:
+    // majority + 0.30 = 0.47), and the shuffled control stays at the majority.
+    let epochs = ["--epochs", "12", "--set", "learning_rate=0.0015"];
     let out = train(
         &d,
         &[&["--task", "classification", "--out", "cls"], &epochs[..]].concat(),

@@ -16,7 +16,10 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor>
         return super::reference::linear(x, w, b);
     }
     if x.dims().last() != Some(&in_dim) {
-        candle_core::bail!("linear input: expected shape [.., {in_dim}], got {:?}", x.dims());
+        candle_core::bail!(
+            "linear input: expected shape [.., {in_dim}], got {:?}",
+            x.dims()
+        );
     }
     // The op takes x with its leading dimensions as they are: a reshape to a matrix and back
     // would be two more graph nodes, each a zero-filled gradient and an add in backward.
