@@ -5,7 +5,7 @@
 //!   for disjoint writes from several threads;
 //! - [`real`]: the one f32/f64 dispatch (the crate's `float_kernel!` macro) and the
 //!   `Real` element trait with the transcendental functions the kernels need;
-//! - [`lanes`]: element functions (GELU, shifted exp, σ) mapped over slices, vectorised, with
+//! - `lanes`: element functions (GELU, shifted exp, σ) mapped over slices, vectorised, with
 //!   AVX2 copies chosen at run time;
 //! - [`gemm`]: matrix products on slices with strides;
 //! - [`threads`]: row kernels split over rayon only for large work, and [`sequential`], the
@@ -13,7 +13,7 @@
 //! - [`path`]: whether a fused kernel runs at all, or the composed reference (the switch that
 //!   forces the composed path on the CPU, process-wide or for one closure);
 //! - [`simd`]: whether the AVX2 copies of the hottest element kernels (LIF, synaptic, alpha,
-//!   ALIF, LTC, CfC, and the [`lanes`]) run, detected at run time;
+//!   ALIF, LTC, CfC, and the lanes) run, detected at run time;
 //! - [`paths`]: which instruction paths the matmul and the element kernels take in this
 //!   process (recorded in checkpoints);
 //! - [`packing`]: the one convention by which a fused op takes its state and parameters and
