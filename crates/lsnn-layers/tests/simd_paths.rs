@@ -270,7 +270,7 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
         }
     }
     // The row ops through the lanes: GELU, LayerNorm with GELU in both orders, the attention
-    // softmax (plain and causal), the gated residual.
+    // softmax (plain and causal), the tiled attention (plain and causal), the gated residual.
     for dtype in [DType::F32, DType::F64] {
         use_wide_vectors(true);
         let wide = run_rows(dtype);
@@ -284,11 +284,17 @@ fn avx2_and_baseline_kernels_agree_bit_for_bit() {
 /// The row ops' outputs and the gradients of their inputs, as raw bits: rows of 37 (not a
 /// multiple of any vector width), values spread to GELU's tails.
 fn run_rows(dtype: DType) -> Vec<Vec<u64>> {
-    use lsnn_layers::fused::{gated_residual, gelu, masked_softmax, norm_act, NormAct};
+    use lsnn_layers::fused::{attention, gated_residual, gelu, masked_softmax, norm_act, NormAct};
     let mut rng = SeededRng::new(41);
     let mut n = |dims: &[usize], std: f64| normal_var(&mut rng, dims, std, dtype);
     let (x, w, b) = (n(&[7, 37], 3.0), n(&[37], 1.0), n(&[37], 0.5));
     let (y, a) = (n(&[7, 37], 1.0), n(&[7, 37], 4.0));
+    // Attention [B, H, L, dh] with L = 70: a full tile of 64 keys and a partial one.
+    let (qa, ka, va) = (
+        n(&[1, 2, 70, 5], 1.5),
+        n(&[1, 2, 70, 5], 1.5),
+        n(&[1, 2, 70, 5], 1.0),
+    );
     let xt = x.as_tensor();
     let mut outs = vec![gelu(xt).unwrap()];
     for order in [NormAct::Norm, NormAct::NormThenGelu, NormAct::GeluThenNorm] {
@@ -298,6 +304,10 @@ fn run_rows(dtype: DType) -> Vec<Vec<u64>> {
     for causal in [false, true] {
         outs.push(masked_softmax(&scores, 0.37, causal).unwrap());
     }
+    for causal in [false, true] {
+        let (qt, kt, vt) = (qa.as_tensor(), ka.as_tensor(), va.as_tensor());
+        outs.push(attention(qt, kt, vt, 0.45, causal).unwrap());
+    }
     outs.push(gated_residual(y.as_tensor(), a.as_tensor(), xt).unwrap());
     let loss = outs
         .iter()
@@ -305,7 +315,7 @@ fn run_rows(dtype: DType) -> Vec<Vec<u64>> {
         .reduce(|p, q| (p + q).unwrap())
         .unwrap();
     let g = loss.backward().unwrap();
-    for v in [&x, &w, &b, &y, &a] {
+    for v in [&x, &w, &b, &y, &a, &qa, &ka, &va] {
         outs.push(g.get(v.as_tensor()).unwrap().clone());
     }
     outs.iter().map(|t| bits(t, dtype)).collect()

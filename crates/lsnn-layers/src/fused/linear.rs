@@ -193,8 +193,9 @@ impl candle_core::CustomOp3 for LinearOp {
     }
 }
 
-/// Backward of [`LinearOp`], one gemm each: `Input` maps (dy [m, n], W [n, k]) to dx [m, k];
-/// `Params` maps (dy [m, n], x [m, k]) to [dW (n·k) | db (n)].
+/// Backward of [`LinearOp`], one gemm each, with m the product of the leading dimensions:
+/// `Input` maps (dy [.., n], W [n, k]) to dx [.., k]; `Params` maps (dy [.., n], x [.., k]) to
+/// [dW (n·k) | db (n)].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinearGradOp {
     Input,

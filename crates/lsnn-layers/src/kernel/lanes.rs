@@ -1,6 +1,6 @@
-//! Element functions of [`Real`] mapped over contiguous slices, one loop each with no call and
-//! no branch in its body so that it vectorises, compiled a second time with AVX2 (four f64 or
-//! eight f32 lanes) and chosen at run time by [`super::wide_vectors`]. Rust never fuses a
+//! Element functions of [`Real`] mapped over contiguous slices, one loop each — for f32 with no
+//! call and no branch in its body, so that it vectorises (the f64 forms call libm) — compiled a
+//! second time with AVX2 (four f64 or eight f32 lanes) and chosen at run time by [`super::wide_vectors`]. Rust never fuses a
 //! multiply and an add on its own, so both copies give the same bits (`tests/simd_paths.rs`).
 
 use super::Real;
@@ -64,7 +64,8 @@ fn gelu_with_slope_loop<T: Real>(x: &[T], gelu: &mut [T], slope: &mut [T]) {
 
 /// Each element v of `v` replaced by e^{scale·v − shift}, from [`Real::exp_nonpositive`]: the
 /// caller's shift is at least every scale·v (a row's maximum or its log-sum-exp), so the
-/// exponent is never positive — where rounding leaves it a hair above 0, the result is 1.
+/// exponent is never positive — where rounding leaves it a hair above 0, the f32 result is 1
+/// (the f64 one is `exp` of it).
 pub(crate) fn exp_shifted_in_place<T: Real>(v: &mut [T], scale: T, shift: T) {
     #[cfg(target_arch = "x86_64")]
     if super::wide_vectors() {
