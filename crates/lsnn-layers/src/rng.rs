@@ -149,6 +149,8 @@ impl SeededRng {
         // Drop when the 32-bit draw is below p·2³² (the cast saturates: 0 below, 2⁶⁴−1 above).
         let threshold = (p * 4_294_967_296.0).round() as u64;
         let keep = |half: u64| (half >= threshold) as u64;
+        // One draw's two elements as two bits: the low half first.
+        let pair = |r: u64| keep(r & 0xFFFF_FFFF) | keep(r >> 32) << 1;
         let mut bits = vec![0u64; n.div_ceil(64)];
         // Whole words without a branch per element (32 draws each), then the last word's
         // elements two per draw: the same draws in the same order as one element at a time.
@@ -156,8 +158,7 @@ impl SeededRng {
         for word in &mut bits[..whole] {
             let mut w = 0u64;
             for k in 0..32 {
-                let r = self.next_u64();
-                w |= (keep(r & 0xFFFF_FFFF) | keep(r >> 32) << 1) << (2 * k);
+                w |= pair(self.next_u64()) << (2 * k);
             }
             *word = w;
         }
@@ -165,8 +166,7 @@ impl SeededRng {
         if rest > 0 {
             let mut w = 0u64;
             for k in 0..rest.div_ceil(2) {
-                let r = self.next_u64();
-                w |= (keep(r & 0xFFFF_FFFF) | keep(r >> 32) << 1) << (2 * k);
+                w |= pair(self.next_u64()) << (2 * k);
             }
             // An odd count drew one half too many: its bit lies past n and is cleared.
             bits[whole] = w & (u64::MAX >> (64 - rest));
