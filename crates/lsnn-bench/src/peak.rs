@@ -9,6 +9,7 @@
 //! flight); the loop body is nothing but FMAs on registers, so the figure is the cores'
 //! arithmetic rate and nothing else (no memory, no packing).
 
+use lsnn_layers::kernel::bf16::{matmul_bf16_on, Bf16Kernel, Operand};
 use std::time::{Duration, Instant};
 
 /// Independent FMA chains per thread (one FMA = 2 FLOP per lane).
@@ -166,53 +167,98 @@ pub fn best_fma_gflops(width: Width, threads: usize, seconds: f64, reps: usize) 
         .fold(0.0, f64::max)
 }
 
-/// GFLOP/s of the `gemm` crate on one thread for dst [m × n] = lhs [m × k] · rhs [k × n], all
-/// row-major f32: the best of `reps` timings of enough products to take about `seconds`.
-pub fn gemm_gflops(m: usize, n: usize, k: usize, seconds: f64, reps: usize) -> f64 {
-    let lhs: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
-    let rhs: Vec<f32> = (0..k * n).map(|i| ((i % 7) as f32 - 3.0) * 0.02).collect();
-    let mut dst = vec![0f32; m * n];
-    let mut product = |count: usize| {
-        for _ in 0..count {
-            // SAFETY: dst holds m·n, lhs m·k and rhs k·n elements, each row-major with the
-            // strides given; dst aliases neither input.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    lhs.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
-        std::hint::black_box(dst[0]);
-    };
-    product(2);
+/// The best GFLOP/s of `reps` timings of enough calls of `product` (one product of `flop`
+/// floating-point operations) to take about `seconds`, after two warm-up calls.
+fn best_rate(flop: f64, seconds: f64, reps: usize, mut product: impl FnMut()) -> f64 {
+    product();
+    product();
     let t = Instant::now();
-    product(1);
+    product();
     let once = t.elapsed().as_secs_f64().max(1e-7);
     let count = ((seconds / once) as usize).max(1);
     let mut best = 0.0f64;
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        product(count);
+        for _ in 0..count {
+            product();
+        }
         let secs = t.elapsed().as_secs_f64();
-        best = best.max(2.0 * (m * n * k * count) as f64 / secs / 1e9);
+        best = best.max(flop * count as f64 / secs / 1e9);
     }
     best
+}
+
+/// Deterministic operands for a rate measurement: lhs [m × k] and rhs [k × n], row-major.
+fn operands(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    (
+        (0..m * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect(),
+        (0..k * n).map(|i| ((i % 7) as f32 - 3.0) * 0.02).collect(),
+    )
+}
+
+/// GFLOP/s of the `gemm` crate on one thread for dst [m × n] = lhs [m × k] · rhs [k × n], all
+/// row-major f32: the best of `reps` timings of enough products to take about `seconds`.
+pub fn gemm_gflops(m: usize, n: usize, k: usize, seconds: f64, reps: usize) -> f64 {
+    let (lhs, rhs) = operands(m, n, k);
+    let mut dst = vec![0f32; m * n];
+    let flop = 2.0 * (m * n * k) as f64;
+    best_rate(flop, seconds, reps, || {
+        // SAFETY: dst holds m·n, lhs m·k and rhs k·n elements, each row-major with the
+        // strides given; dst aliases neither input.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs.as_ptr(),
+                1,
+                k as isize,
+                rhs.as_ptr(),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        std::hint::black_box(dst[0]);
+    })
+}
+
+/// GFLOP/s of the bf16 matmul (`lsnn_layers::kernel::bf16`, f32 operands rounded while packed,
+/// f32 accumulation) on one thread with `kernel`, as [`gemm_gflops`] measures gemm; `None`
+/// where the CPU cannot run `kernel`.
+pub fn bf16_gflops(
+    kernel: Bf16Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    seconds: f64,
+    reps: usize,
+) -> Option<f64> {
+    if !kernel.available() {
+        return None;
+    }
+    let (lhs, rhs) = operands(m, n, k);
+    let mut dst = vec![0f32; m * n];
+    let flop = 2.0 * (m * n * k) as f64;
+    Some(best_rate(flop, seconds, reps, || {
+        let done = matmul_bf16_on(
+            kernel,
+            (m, n, k),
+            &mut dst,
+            false,
+            Operand::row_major(&lhs, k),
+            Operand::row_major(&rhs, n),
+            false,
+        );
+        std::hint::black_box((done.is_ok(), dst[0]));
+    }))
 }

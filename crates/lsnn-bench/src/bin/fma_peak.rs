@@ -1,6 +1,7 @@
 //! Prints the machine's f32 multiply-add peak (one and two threads, AVX2 and AVX-512) and the
 //! `gemm` crate's rate on the project's shapes on one thread: the figures docs/performance.md
-//! states every GFLOP/s against (design §9.4).
+//! states every GFLOP/s against (design §9.4); and the bf16 matmul's rate on the same shapes
+//! with each of its kernels (design §9.5).
 //!
 //! ```text
 //! cargo run --release -p lsnn-bench --bin fma-peak [-- --seconds 1]
@@ -8,7 +9,8 @@
 //!
 //! Each figure is the best of five runs of about the given time (the machine is shared).
 
-use lsnn_bench::peak::{best_fma_gflops, gemm_gflops, Width, ACCUMULATORS};
+use lsnn_bench::peak::{best_fma_gflops, bf16_gflops, gemm_gflops, Width, ACCUMULATORS};
+use lsnn_layers::kernel::bf16::Bf16Kernel;
 
 /// (what, m, n, k): lm-small's and lm-medium's largest linears as one shard of 4 rows × 64
 /// positions sees them, forward; and the CfC's per-step product.
@@ -76,5 +78,18 @@ fn main() {
             "{what:<52} {:8.1} GFLOP/s",
             gemm_gflops(m, n, k, seconds, 5)
         );
+    }
+    println!("bf16 matmul (bf16 operands, f32 accumulation), one thread, best of 5:");
+    for kernel in [Bf16Kernel::Avx512Bf16, Bf16Kernel::Portable] {
+        for (what, m, n, k) in SHAPES {
+            let rate = bf16_gflops(kernel, m, n, k, seconds, 5);
+            match rate {
+                Some(r) => println!("{:<12} {what:<52} {r:8.1} GFLOP/s", kernel.name()),
+                None => println!("{:<12} not available on this CPU", kernel.name()),
+            }
+            if rate.is_none() {
+                break;
+            }
+        }
     }
 }

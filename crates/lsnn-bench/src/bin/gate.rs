@@ -3,13 +3,15 @@
 //! ```text
 //! lsnn-gate measure    JSON of allocation counts and peak live bytes (single-threaded),
 //!                      and the fused/reference time ratios of each component, and
-//!                      where the CPU has AVX-512F the matmul's rate over the AVX2 peak
+//!                      where the CPU has AVX-512F the matmul's rate over the AVX2 peak,
+//!                      and where it has AVX-512 BF16 the bf16 matmul's rate over gemm's
 //! lsnn-gate instr      a fixed workload to run under valgrind's callgrind (instruction counts)
 //! ```
 
 use anyhow::{bail, Result};
-use lsnn_bench::peak::{best_fma_gflops, gemm_gflops, Width};
+use lsnn_bench::peak::{best_fma_gflops, bf16_gflops, gemm_gflops, Width};
 use lsnn_bench::{cases, components};
+use lsnn_layers::kernel::bf16::Bf16Kernel;
 use lsnn_memory::{alloc, CountingAlloc, PeakWindow};
 use lsnn_train::workload::{workload, StepBench};
 use std::collections::BTreeMap;
@@ -19,6 +21,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 /// The ratio that guards the matmul's AVX-512 path.
 const MATMUL_RATIO: &str = "matmul avx512: gemm [256x512].[512x2048] over the AVX2 peak";
+/// The ratio that guards the bf16 matmul's AVX-512 BF16 kernel.
+const BF16_RATIO: &str = "matmul bf16: avx512_bf16 [256x512].[512x2048] over f32 gemm";
 
 fn per_step(step: &mut StepBench, train: bool) -> Result<(u64, u64)> {
     for i in 0..3 {
@@ -80,6 +84,17 @@ fn measure() -> Result<()> {
         }
     } else {
         eprintln!("lsnn-gate: no AVX-512F on this CPU; {MATMUL_RATIO} not measured");
+    }
+    // The bf16 kernel, which valgrind cannot see either: its rate over gemm's f32 rate on the
+    // same shape, one thread each, in this run. Only the bf16 dot products (two products per
+    // lane per instruction, half the bytes to load) can lift it far above 1.
+    let (m_, n_, k_) = (256, 2048, 512);
+    match bf16_gflops(Bf16Kernel::Avx512Bf16, m_, n_, k_, 0.25, 3) {
+        Some(bf16) => {
+            let f32_rate = gemm_gflops(m_, n_, k_, 0.25, 3);
+            ratios.insert(BF16_RATIO.to_string(), bf16 / f32_rate);
+        }
+        None => eprintln!("lsnn-gate: no AVX-512 BF16 on this CPU; {BF16_RATIO} not measured"),
     }
     println!("{}", serde_json::json!({ "metrics": m, "ratios": ratios }));
     Ok(())

@@ -22,8 +22,10 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor>
         );
     }
     // The op takes x with its leading dimensions as they are: a reshape to a matrix and back
-    // would be two more graph nodes, each a zero-filled gradient and an add in backward.
-    x.contiguous()?.apply_op3(w, b, LinearOp)
+    // would be two more graph nodes, each a zero-filled gradient and an add in backward. It
+    // keeps the precision in force now, so its backward runs in the same one.
+    let bf16 = crate::kernel::matmul_precision() == crate::kernel::MatmulPrecision::Bf16;
+    x.contiguous()?.apply_op3(w, b, LinearOp { bf16 })
 }
 
 /// `dims` with its last dimension (the caller has checked there is one) replaced by `last`.
@@ -63,11 +65,15 @@ pub(crate) fn as_matrix(
 /// y = x·Wᵀ + b as one CPU custom op: one gemm with the bias pre-filled in the output, so the
 /// graph keeps no separate matmul result (less memory, one op fewer); backward
 /// dx = dy·W and dW = dyᵀ·x with db = Σ_rows dy ([`LinearGradOp`]), each one gemm
-/// call on the slices (no transposed copies, no candle reduction).
+/// call on the slices (no transposed copies, no candle reduction). With `bf16` (f32 only) the
+/// three products round their operands to bf16 and sum in f32 (design §9.5).
 #[derive(Debug, Clone, Copy)]
-struct LinearOp;
+struct LinearOp {
+    bf16: bool,
+}
 
 fn linear_kernel<T: candle_core::WithDType>(
+    bf16: bool,
     x: &[T],
     w: &[T],
     b: &[T],
@@ -80,7 +86,8 @@ fn linear_kernel<T: candle_core::WithDType>(
         dst.extend_from_slice(b);
     }
     // x is [m, k] row-major; w is [n, k] row-major, so wᵀ [k, n] has row stride 1, column k.
-    crate::kernel::matmul(
+    crate::kernel::matmul_in(
+        bf16,
         crate::kernel::Gemm { m, n, k },
         &mut dst,
         true,
@@ -93,6 +100,7 @@ fn linear_kernel<T: candle_core::WithDType>(
 
 /// Packed [n·k + n]: dW = dyᵀ·x [n, k], then db = Σ_rows dy [n].
 fn linear_dw_kernel<T: candle_core::WithDType>(
+    bf16: bool,
     dy: &[T],
     x: &[T],
     m: usize,
@@ -102,7 +110,8 @@ fn linear_dw_kernel<T: candle_core::WithDType>(
     let mut out = vec![T::zero(); n * k + n];
     let (dw, db) = out.split_at_mut(n * k);
     // dyᵀ [n, m]: row stride 1, column stride n.
-    crate::kernel::matmul(
+    crate::kernel::matmul_in(
+        bf16,
         crate::kernel::Gemm { m: n, n: k, k: m },
         dw,
         false,
@@ -120,6 +129,7 @@ fn linear_dw_kernel<T: candle_core::WithDType>(
 
 /// dx = dy·W [m, k].
 fn linear_dx_kernel<T: candle_core::WithDType>(
+    bf16: bool,
     dy: &[T],
     w: &[T],
     m: usize,
@@ -127,7 +137,8 @@ fn linear_dx_kernel<T: candle_core::WithDType>(
     n: usize,
 ) -> Vec<T> {
     let mut dx = vec![T::zero(); m * k];
-    crate::kernel::matmul(
+    crate::kernel::matmul_in(
+        bf16,
         crate::kernel::Gemm { m, n: k, k: n },
         &mut dx,
         false,
@@ -165,6 +176,7 @@ impl candle_core::CustomOp3 for LinearOp {
         use crate::kernel::contiguous_slice as cs;
         let dt = candle_core::backend::BackendStorage::dtype(s1);
         let out = crate::kernel::float_kernel!("linear", dt, |T| linear_kernel::<T>(
+            self.bf16,
             cs(s1, l1, "linear: x")?,
             cs(s2, l2, "linear: weight")?,
             cs(s3, l3, "linear: bias")?,
@@ -185,28 +197,39 @@ impl candle_core::CustomOp3 for LinearOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, k) = w.dims2()?;
         let dy = dy.contiguous()?;
-        let dx = dy.apply_op2_no_bwd(w, &LinearGradOp::Input)?;
-        let packed = dy.apply_op2_no_bwd(x, &LinearGradOp::Params)?;
+        let grad = |part| LinearGradOp {
+            part,
+            bf16: self.bf16,
+        };
+        let dx = dy.apply_op2_no_bwd(w, &grad(GradPart::Input))?;
+        let packed = dy.apply_op2_no_bwd(x, &grad(GradPart::Params))?;
         let dw = packed.narrow(0, 0, n * k)?.reshape((n, k))?;
         let db = packed.narrow(0, n * k, n)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 
-/// Backward of [`LinearOp`], one gemm each, with m the product of the leading dimensions:
-/// `Input` maps (dy [.., n], W [n, k]) to dx [.., k]; `Params` maps (dy [.., n], x [.., k]) to
-/// [dW (n·k) | db (n)].
+/// Backward of [`LinearOp`], one gemm each (in bf16 where forward was), with m the product of
+/// the leading dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinearGradOp {
+struct LinearGradOp {
+    part: GradPart,
+    bf16: bool,
+}
+
+/// Which gradient: `Input` maps (dy [.., n], W [n, k]) to dx [.., k]; `Params` maps
+/// (dy [.., n], x [.., k]) to [dW (n·k) | db (n)].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GradPart {
     Input,
     Params,
 }
 
 impl candle_core::CustomOp2 for LinearGradOp {
     fn name(&self) -> &'static str {
-        match self {
-            LinearGradOp::Input => "linear-dx",
-            LinearGradOp::Params => "linear-dw",
+        match self.part {
+            GradPart::Input => "linear-dx",
+            GradPart::Params => "linear-dw",
         }
     }
 
@@ -218,14 +241,14 @@ impl candle_core::CustomOp2 for LinearGradOp {
         l2: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
         let (m, n) = rows_cols(l1, "linear grad: dy")?;
-        let (rows, k) = match self {
-            LinearGradOp::Input => l2.shape().dims2()?,
-            LinearGradOp::Params => rows_cols(l2, "linear grad: x")?,
+        let (rows, k) = match self.part {
+            GradPart::Input => l2.shape().dims2()?,
+            GradPart::Params => rows_cols(l2, "linear grad: x")?,
         };
         // W has a row per output (n), x a row per input row (m).
-        let want = match self {
-            LinearGradOp::Input => n,
-            LinearGradOp::Params => m,
+        let want = match self.part {
+            GradPart::Input => n,
+            GradPart::Params => m,
         };
         if rows != want {
             candle_core::bail!(
@@ -239,14 +262,14 @@ impl candle_core::CustomOp2 for LinearGradOp {
         let dt = candle_core::backend::BackendStorage::dtype(s1);
         let out = crate::kernel::float_kernel!(self.name(), dt, |T| {
             let (dy, other) = (cs(s1, l1, "linear grad: dy")?, cs(s2, l2, "linear grad")?);
-            match self {
-                LinearGradOp::Input => linear_dx_kernel::<T>(dy, other, m, k, n),
-                LinearGradOp::Params => linear_dw_kernel::<T>(dy, other, m, k, n),
+            match self.part {
+                GradPart::Input => linear_dx_kernel::<T>(self.bf16, dy, other, m, k, n),
+                GradPart::Params => linear_dw_kernel::<T>(self.bf16, dy, other, m, k, n),
             }
         });
-        let shape = match self {
-            LinearGradOp::Input => with_last(l1.dims(), k),
-            LinearGradOp::Params => Shape::from(n * k + n),
+        let shape = match self.part {
+            GradPart::Input => with_last(l1.dims(), k),
+            GradPart::Params => Shape::from(n * k + n),
         };
         Ok((out, shape))
     }

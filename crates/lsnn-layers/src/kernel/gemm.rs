@@ -82,3 +82,47 @@ pub(crate) fn matmul<T: WithDType>(
         );
     }
 }
+
+/// [`matmul`], or — where `bf16` is set and `T` is f32 — the same product with its operands
+/// rounded to bf16 and its sums in f32 ([`super::bf16::matmul_bf16`], design §9.5). f64
+/// products ignore `bf16`.
+///
+/// # Panics
+/// As [`matmul`]: when an operand's strides reach outside its slice.
+pub(crate) fn matmul_in<T: WithDType>(
+    bf16: bool,
+    g: Gemm,
+    dst: &mut [T],
+    read: bool,
+    lhs: (&[T], usize, usize),
+    rhs: (&[T], usize, usize),
+    parallel: bool,
+) {
+    if !(bf16 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()) {
+        return matmul(g, dst, read, lhs, rhs, parallel);
+    }
+    // SAFETY: T is f32 (the TypeId check above), so each slice is the same memory as an f32
+    // slice of the same length.
+    let (dst, l, r) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<f32>(), dst.len()),
+            std::slice::from_raw_parts(lhs.0.as_ptr().cast::<f32>(), lhs.0.len()),
+            std::slice::from_raw_parts(rhs.0.as_ptr().cast::<f32>(), rhs.0.len()),
+        )
+    };
+    let operand = |data, rs, cs| super::bf16::Operand {
+        data,
+        row_stride: rs,
+        col_stride: cs,
+    };
+    if let Err(e) = super::bf16::matmul_bf16(
+        (g.m, g.n, g.k),
+        dst,
+        read,
+        operand(l, lhs.1, lhs.2),
+        operand(r, rhs.1, rhs.2),
+        parallel,
+    ) {
+        panic!("gemm: {e}");
+    }
+}

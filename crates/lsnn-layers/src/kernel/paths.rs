@@ -18,6 +18,14 @@ pub struct KernelPaths {
     /// The fused CPU kernels (`false`: the composed reference path, which rounds differently,
     /// and always on a GPU).
     pub fused: bool,
+    /// The fused linears' matmul precision: `"f32"`, or `"bf16"` (mixed precision, design §9.5).
+    /// Checkpoints written before it was recorded were f32.
+    #[serde(default = "f32_name")]
+    pub precision: String,
+}
+
+fn f32_name() -> String {
+    super::MatmulPrecision::F32.name().to_string()
 }
 
 impl KernelPaths {
@@ -32,7 +40,14 @@ impl KernelPaths {
             matmul: gpu.to_string(),
             elements: "device".to_string(),
             fused: false,
+            precision: f32_name(),
         }
+    }
+
+    /// These paths with the fused linears' products in `precision`.
+    pub fn with_precision(mut self, precision: super::MatmulPrecision) -> Self {
+        self.precision = precision.name().to_string();
+        self
     }
 
     /// The paths of a CPU model in this process now.
@@ -46,11 +61,12 @@ impl KernelPaths {
             }
             .to_string(),
             fused: super::fused_enabled(),
+            precision: f32_name(),
         }
     }
 
-    /// What differs from `saved` in a way that changes results (`elements` does not), as a
-    /// sentence for a resume's notice; `None` when nothing does.
+    /// What differs from `saved` in a way that changes results (`elements` does not; the
+    /// precision does), as a sentence for a resume's notice; `None` when nothing does.
     pub fn differences(&self, saved: &KernelPaths) -> Option<String> {
         let mut parts = Vec::new();
         if self.matmul != saved.matmul {
@@ -64,6 +80,12 @@ impl KernelPaths {
                 "{} path (saved run: {})",
                 if self.fused { "fused" } else { "composed" },
                 if saved.fused { "fused" } else { "composed" }
+            ));
+        }
+        if self.precision != saved.precision {
+            parts.push(format!(
+                "matmul precision {} (saved run: {})",
+                self.precision, saved.precision
             ));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
@@ -98,6 +120,7 @@ mod tests {
             matmul: matmul.into(),
             elements: elements.into(),
             fused,
+            precision: "f32".into(),
         }
     }
 
@@ -119,5 +142,16 @@ mod tests {
             KernelPaths::cpu()
         );
         assert_eq!(KernelPaths::cpu().matmul, super::matmul_path());
+        let bf16 = saved
+            .clone()
+            .with_precision(crate::kernel::MatmulPrecision::Bf16);
+        assert_eq!(
+            bf16.differences(&saved).unwrap(),
+            "matmul precision bf16 (saved run: f32)"
+        );
+        // A checkpoint from before the field was recorded reads as f32.
+        let old: KernelPaths =
+            serde_json::from_str(r#"{"matmul":"avx512f","elements":"avx2","fused":true}"#).unwrap();
+        assert_eq!(old, saved);
     }
 }
