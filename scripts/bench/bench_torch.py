@@ -56,7 +56,9 @@ def config(name):
 
 
 def measure(name, mode, steps, threads, grad_in_inference=False, seq_len=None, sdpa=False,
-            checkpoint=False):
+            checkpoint=False, autocast=None):
+    import contextlib
+
     import torch
 
     from torch_models import LM, SeqModel
@@ -88,22 +90,34 @@ def measure(name, mode, steps, threads, grad_in_inference=False, seq_len=None, s
     fwd_loss = model.loss
     fwd = model
     if mode == "compile":
+        # Inductor's memory planner recurses once per node; lm-medium's graph under autocast
+        # (a cast node per matmul operand) passes Python's default limit of 1000.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 50_000))
         fwd_loss = torch.compile(model.loss)
         fwd = torch.compile(model)
+
+    def amp():
+        # Mixed precision as PyTorch users write it: the forward under CPU autocast (bf16
+        # matmuls and linears, f32 master weights), backward and the optimizer outside it.
+        if autocast == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def train_step(i):
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = fwd_loss(pool[i % 8])
+        with amp():
+            loss = fwd_loss(pool[i % 8])
         loss.backward()
         opt.step()
 
     def infer_step(i):
         model.eval()
         if grad_in_inference:
-            fwd(infer_input[i % 8])
+            with amp():
+                fwd(infer_input[i % 8])
         else:
-            with torch.no_grad():
+            with torch.no_grad(), amp():
                 fwd(infer_input[i % 8])
 
     t0 = time.perf_counter()
@@ -145,6 +159,7 @@ def measure(name, mode, steps, threads, grad_in_inference=False, seq_len=None, s
         "batch": B,
         "sdpa": sdpa,
         "checkpoint": checkpoint,
+        "autocast": autocast,
     }
 
 
@@ -161,6 +176,8 @@ def main():
                     help="attention through torch's scaled_dot_product_attention (is_causal)")
     ap.add_argument("--checkpoint", action="store_true",
                     help="torch.utils.checkpoint around each trunk layer in training")
+    ap.add_argument("--autocast", choices=["bf16"],
+                    help="forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--all", action="store_true",
                     help="the reproduction check, then every workload and mode, one process each")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="with --all: which (comma-separated)")
@@ -190,7 +207,7 @@ def main():
         ap.error("--workload (or --all)")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     print(json.dumps(measure(args.workload, args.mode, args.steps, args.threads, args.infer_autograd,
-                             args.seq_len, args.sdpa, args.checkpoint)))
+                             args.seq_len, args.sdpa, args.checkpoint, args.autocast)))
 
 
 if __name__ == "__main__":

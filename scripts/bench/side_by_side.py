@@ -6,6 +6,10 @@ each in its own process, and a Markdown table of tokens/s, peak RSS and the rati
 
     cargo build --release -p lsnn
     scripts/fixtures/.venv/bin/python scripts/bench/side_by_side.py [--workloads ts-small,cls-small] [--steps 20]
+    scripts/fixtures/.venv/bin/python scripts/bench/side_by_side.py --workloads lm-small,lm-medium --precision bf16
+
+`--precision bf16` runs `lsnn bench --precision bf16` (bf16 matmul operands, f32 sums) against
+PyTorch under `torch.autocast("cpu", dtype=torch.bfloat16)`; the reproduction stays f32.
 
 Writes the raw JSON lines to --out (default: bench-side-by-side.jsonl) beside the table.
 """
@@ -22,9 +26,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 
 
-def lsnn(workload, steps):
+def lsnn(workload, steps, precision="f32"):
     exe = os.path.join(REPO, "target", "release", "lsnn")
-    out = subprocess.run([exe, "bench", "--workload", workload, "--steps", str(steps), "--json"],
+    out = subprocess.run([exe, "bench", "--workload", workload, "--steps", str(steps), "--json",
+                          "--precision", precision],
                          capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     r["mode"] = "lsnn"
@@ -46,6 +51,8 @@ def main():
     ap.add_argument("--modes", default="eager,compile")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default="bench-side-by-side.jsonl")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                    help="bf16: lsnn's bf16 matmuls against PyTorch's CPU autocast to bfloat16")
     args = ap.parse_args()
     sys.path.insert(0, HERE)
     from bench_torch import REFERENCE_LM_SMALL
@@ -65,9 +72,10 @@ def main():
               + ", ".join(f"{k} {rep.get(k, float('nan')):.0f} ({v:+.1%})" for k, v in dev.items())
               + (" — within ±10%" if reproduced else " — NOT within ±10%: ratios below are not quotable"))
         for w in args.workloads.split(","):
-            res = {"lsnn": keep(lsnn(w, args.steps))}
+            res = {"lsnn": keep(lsnn(w, args.steps, args.precision))}
+            extra = ["--autocast", "bf16"] if args.precision == "bf16" else []
             for m in args.modes.split(","):
-                res[m] = keep(torch(w, m, args.steps))
+                res[m] = keep(torch(w, m, args.steps, extra))
             rows.append((w, res))
     print()
     print("| workload | lsnn train | eager | compile | lsnn infer | eager | compile | train ×eager | train ×compile | infer ×eager | infer ×compile | peak RSS lsnn / eager / compile (MiB) |")

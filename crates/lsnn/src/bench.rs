@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// synchronise, so a step's time is its work, not its queueing.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The fused linears' matrix products: f32, or bf16 (operands rounded to bf16, sums in f32;
+    /// needs a CPU with AVX-512 BF16).
+    #[arg(long, default_value = "f32", value_parser = crate::commands::precision::CHOICES)]
+    precision: String,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -70,9 +74,16 @@ fn with_sets(cfg: RunConfig<ModelConfig>, sets: &[String]) -> Result<RunConfig<M
 
 /// `lsnn bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
+    use lsnn_train::lsnn_layers::kernel::with_matmul_precision;
     if a.steps == 0 {
         bail!("--steps 0; expected at least 1");
     }
+    let precision = crate::commands::precision::parse(&a.precision, Some(&a.device))?;
+    with_matmul_precision(precision, || measure(a))
+}
+
+/// The measurement itself, in the precision the caller set.
+fn measure(a: BenchArgs) -> Result<()> {
     let device = lsnn_train::config::candle_device(&a.device)?;
     let cfg = with_sets(workload(&a.workload)?, &a.set)?;
     let mut bench = StepBench::new_on(&cfg, &device)?;
@@ -146,6 +157,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "largest_alloc_bytes": largest_alloc,
         "allocs_per_train_step": allocs,
         "rayon_threads": threads,
+        "precision": a.precision,
     });
     if let Some(u) = device_used {
         j["device_used_mib"] = serde_json::json!(u as f64 / (1024.0 * 1024.0));
@@ -159,8 +171,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         lines.push(j.to_string());
     } else {
         lines.push(format!(
-            "workload {} (B={b}, L={l}), {} timed steps each",
-            a.workload, a.steps
+            "workload {} (B={b}, L={l}), {} timed steps each, {} matmuls",
+            a.workload, a.steps, a.precision
         ));
         lines.push(format!(
             "  train:     median {train_ms:.2} ms  -> {:.0} tokens/s",

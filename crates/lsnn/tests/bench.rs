@@ -71,3 +71,23 @@ fn set_reaches_the_measured_step() {
         "largest allocation: tiled {tiled} B, materialized {materialized} B"
     );
 }
+
+/// `--precision bf16`: reported in the JSON where the CPU has AVX-512 BF16, refused naming the
+/// instructions where it does not; `--device` other than the CPU is refused either way.
+#[test]
+fn precision_bf16_runs_or_is_refused() {
+    use lsnn_train::lsnn_layers::kernel::bf16::Bf16Kernel;
+    let dir = std::env::temp_dir();
+    let args = ["bench", "--steps", "1", "--json", "--precision", "bf16"];
+    if Bf16Kernel::active() == Bf16Kernel::Avx512Bf16 {
+        let j = bench_json(&["--precision", "bf16"]);
+        assert_eq!(j["precision"], "bf16", "{j}");
+        assert!(j["train_tokens_per_s"].as_f64().unwrap() > 0.0);
+    } else {
+        let e = err(&lsnn(&args, &dir));
+        assert!(e.contains("AVX-512 BF16"), "{e}");
+    }
+    let e = err(&lsnn(&[&args[..], &["--device", "cuda"]].concat(), &dir));
+    assert!(e.contains("--device cpu"), "{e}");
+    assert_eq!(bench_json(&[])["precision"], "f32");
+}

@@ -113,6 +113,36 @@ fn eval_generate_and_their_errors() {
         too_long.contains("max_position_embeddings = 24"),
         "{too_long}"
     );
+    // Inference with bf16 matmuls: where the CPU has AVX-512 BF16, eval's loss moves by less
+    // than 1% and generate still continues the prompt; elsewhere both refuse, naming what is
+    // missing.
+    use lsnn_train::lsnn_layers::kernel::bf16::Bf16Kernel;
+    let eval_json = |extra: &[&str]| {
+        lsnn(
+            &[&["eval", "--checkpoint", "run", "--json"], extra].concat(),
+            &d,
+        )
+    };
+    let loss = |o: &std::process::Output| {
+        let j: serde_json::Value = serde_json::from_str(ok(o).trim()).unwrap();
+        j["val_loss"].as_f64().unwrap()
+    };
+    let f32_loss = loss(&eval_json(&[]));
+    let bf16_eval = eval_json(&["--precision", "bf16"]);
+    let bf16_generate = lsnn(&[&generate[..], &["--precision", "bf16"]].concat(), &d);
+    if Bf16Kernel::active() == Bf16Kernel::Avx512Bf16 {
+        let bf16_loss = loss(&bf16_eval);
+        assert!(
+            bf16_loss != f32_loss && (bf16_loss - f32_loss).abs() <= 0.01 * f32_loss,
+            "bf16 {bf16_loss} vs f32 {f32_loss}"
+        );
+        assert!(ok(&bf16_generate).starts_with("line 1"));
+    } else {
+        for o in [&bf16_eval, &bf16_generate] {
+            let e = err(o);
+            assert!(e.contains("AVX-512 BF16"), "{e}");
+        }
+    }
     let missing = err(&lsnn(&["eval", "--checkpoint", "nowhere"], &d));
     assert!(
         missing.contains("nowhere") && missing.contains("no such directory"),

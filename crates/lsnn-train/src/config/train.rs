@@ -65,7 +65,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// `"cpu"`, `"cuda"` or `"cuda:N"`.
     pub device: String,
-    /// Half precision where the device supports it (on the CPU: a warning and f32).
+    /// Mixed precision: on a CPU with AVX-512 BF16 the fused linears' products take bf16
+    /// operands and sum in f32, everything else staying f32 (design §9.5); elsewhere a notice
+    /// and f32.
     pub mixed_precision: bool,
     /// The sequence tasks' inputs as spikes (`{"kind": "rate", "num_steps": 8}`, or `latency`,
     /// `delta`; design §8.4); absent: the features as they are. The command line passes it to
@@ -419,6 +421,49 @@ impl TrainConfig {
     /// The candle device; CUDA in a build without the `cuda` feature is a clear error.
     pub fn candle_device(&self) -> Result<candle_core::Device> {
         candle_device(&self.device)
+    }
+
+    /// The fused linears' matmul precision this config gives on `device`, and what to tell the
+    /// user about it: bf16 where `mixed_precision` is set and the device is a CPU whose bf16
+    /// kernel is the AVX-512 BF16 one; f32 otherwise, with the reason when mixed precision was
+    /// asked for.
+    pub fn matmul_precision(
+        &self,
+        device: &candle_core::Device,
+    ) -> (lsnn_layers::kernel::MatmulPrecision, Option<String>) {
+        use lsnn_layers::kernel::{bf16::Bf16Kernel, MatmulPrecision};
+        if !self.mixed_precision {
+            return (MatmulPrecision::F32, None);
+        }
+        if !device.is_cpu() {
+            return (
+                MatmulPrecision::F32,
+                Some(format!(
+                    "mixed_precision has no effect on device \"{}\" yet; training in f32",
+                    crate::error::clip(&self.device)
+                )),
+            );
+        }
+        if Bf16Kernel::active() == Bf16Kernel::Avx512Bf16 {
+            (
+                MatmulPrecision::Bf16,
+                Some(
+                    "mixed precision: the linears' matrix products take bf16 operands and sum \
+                     in f32 (AVX-512 BF16); parameters, optimizer and every other op stay f32"
+                        .into(),
+                ),
+            )
+        } else {
+            (
+                MatmulPrecision::F32,
+                Some(
+                    "mixed_precision has no effect: this CPU lacks AVX-512 BF16 instructions \
+                     (or LSNN_BASELINE_ISA=1 turned them off), and bf16 without them is slower \
+                     than f32; training in f32"
+                        .into(),
+                ),
+            )
+        }
     }
 }
 

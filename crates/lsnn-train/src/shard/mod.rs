@@ -58,14 +58,16 @@ pub fn even_parts(rows: usize, parts: usize) -> Vec<(usize, usize)> {
 }
 
 /// Runs `f(i)` for each shard index `0..n`, on separate rayon threads when there is more than
-/// one shard and more than one thread, each with the kernels' own threading off; results in
-/// shard order.
+/// one shard and more than one thread, each with the kernels' own threading off and the
+/// calling thread's matmul precision; results in shard order.
 pub fn run_shards<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    use lsnn_layers::kernel::{matmul_precision, sequential, with_matmul_precision};
     use rayon::prelude::*;
     if n > 1 && rayon::current_num_threads() > 1 {
+        let precision = matmul_precision();
         (0..n)
             .into_par_iter()
-            .map(|i| lsnn_layers::kernel::sequential(|| f(i)))
+            .map(|i| sequential(|| with_matmul_precision(precision, || f(i))))
             .collect()
     } else {
         (0..n).map(f).collect()

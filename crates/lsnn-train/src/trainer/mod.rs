@@ -116,6 +116,8 @@ pub struct Trainer<M: TrainModel, D: Dataset<M>> {
     notices: Vec<String>,
     /// `overwrite`: the next save also removes the replaced run's sets.
     replace_pending: Cell<bool>,
+    /// The fused linears' matmul precision for the training steps (mixed precision or not).
+    precision: lsnn_layers::kernel::MatmulPrecision,
 }
 
 impl<M: TrainModel, D: Dataset<M>> std::fmt::Debug for Trainer<M, D> {
@@ -190,7 +192,10 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             finished: false,
             lineage: Some(new_lineage()),
             shard_sizing: None,
-            kernel_paths: Some(lsnn_layers::kernel::KernelPaths::for_device(&device)),
+            kernel_paths: Some(
+                lsnn_layers::kernel::KernelPaths::for_device(&device)
+                    .with_precision(cfg.train.matmul_precision(&device).0),
+            ),
         };
         let replace = opts.overwrite;
         let mut t = Self::assemble(
@@ -277,6 +282,7 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             TrainError::ckpt(&opts.out_dir, "dropout generator state is all zero")
         })?;
         let baseline = data.baseline();
+        let (precision, precision_notice) = cfg.train.matmul_precision(&device);
         Ok(Trainer {
             model,
             vars,
@@ -296,8 +302,9 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             device,
             baseline,
             _lock: lock,
-            notices: alert_notice.into_iter().collect(),
+            notices: precision_notice.into_iter().chain(alert_notice).collect(),
             replace_pending: Cell::new(false),
+            precision,
         })
     }
 

@@ -74,7 +74,8 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             cfg.train.gradient_accumulation_steps,
         )?;
         let device = cfg.train.candle_device()?;
-        let paths = lsnn_layers::kernel::KernelPaths::for_device(&device);
+        let paths = lsnn_layers::kernel::KernelPaths::for_device(&device)
+            .with_precision(cfg.train.matmul_precision(&device).0);
         if let Some(diff) = state
             .kernel_paths
             .as_ref()

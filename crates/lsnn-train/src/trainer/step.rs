@@ -15,13 +15,15 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
     /// end). Returns the reported loss (NaN when skipped).
     pub fn train_batch(&mut self, batch: &M::Batch) -> Result<f64> {
         let rows = self.shard_rows()?;
-        let out = crate::shard::loss_and_grads(
-            &self.model,
-            batch,
-            &mut self.dropout_rng,
-            &self.vars,
-            rows,
-        )?;
+        let out = lsnn_layers::kernel::with_matmul_precision(self.precision, || {
+            crate::shard::loss_and_grads(
+                &self.model,
+                batch,
+                &mut self.dropout_rng,
+                &self.vars,
+                rows,
+            )
+        })?;
         self.state.accum_in_window += 1;
         self.state.batches_seen += 1;
         self.state.tokens_seen += M::batch_items(batch);

@@ -33,6 +33,10 @@ pub struct EvalArgs {
     /// Device: cpu, cuda or cuda:N (default: the run's).
     #[arg(long)]
     device: Option<String>,
+    /// The linears' matrix products: f32, or bf16 (operands rounded to bf16, sums in f32;
+    /// needs a CPU with AVX-512 BF16).
+    #[arg(long, default_value = "f32", value_parser = super::precision::CHOICES)]
+    precision: String,
 }
 
 /// The result as one JSON object: metrics by name, baselines, the evaluated examples.
@@ -47,10 +51,13 @@ fn json_of(r: &EvalResult, baselines: &[(String, f64)]) -> String {
 
 /// `lsnn eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
-    match lsnn_train::inference::task_of(&a.checkpoint)? {
-        Task::Llm => eval_lm(a),
-        _ => eval_sequence(a),
-    }
+    let precision = super::precision::parse(&a.precision, a.device.as_deref())?;
+    lsnn_train::lsnn_layers::kernel::with_matmul_precision(precision, || {
+        match lsnn_train::inference::task_of(&a.checkpoint)? {
+            Task::Llm => eval_lm(a),
+            _ => eval_sequence(a),
+        }
+    })
 }
 
 fn eval_sequence(a: EvalArgs) -> Result<()> {

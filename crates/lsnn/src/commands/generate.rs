@@ -33,6 +33,10 @@ pub struct GenerateArgs {
     /// Device: cpu, cuda or cuda:N (default: the run's).
     #[arg(long)]
     device: Option<String>,
+    /// The linears' matrix products: f32, or bf16 (operands rounded to bf16, sums in f32;
+    /// needs a CPU with AVX-512 BF16).
+    #[arg(long, default_value = "f32", value_parser = super::precision::CHOICES)]
+    precision: String,
 }
 
 /// `lsnn generate`.
@@ -44,6 +48,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         ))
         .into());
     }
+    let precision = super::precision::parse(&a.precision, a.device.as_deref())?;
     let prompt = ByteTokenizer.encode(&a.prompt);
     if prompt.is_empty() {
         return Err(BadInput("--prompt is empty; expected at least one character".into()).into());
@@ -70,6 +75,8 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
             rng: &mut rng,
         }
     };
-    let out = continue_prompts(&lm.model, &[prompt], a.max_tokens, sampler)?;
+    let out = lsnn_train::lsnn_layers::kernel::with_matmul_precision(precision, || {
+        continue_prompts(&lm.model, &[prompt], a.max_tokens, sampler)
+    })?;
     super::say(&format!("{}{}", a.prompt, ByteTokenizer.decode(&out[0])))
 }

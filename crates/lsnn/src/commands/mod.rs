@@ -4,6 +4,7 @@
 pub(crate) mod config;
 mod eval;
 mod generate;
+pub(crate) mod precision;
 mod predict;
 mod train;
 

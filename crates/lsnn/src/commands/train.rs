@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// Device: cpu, cuda or cuda:N (overrides the config's `device`).
     #[arg(long)]
     device: Option<String>,
+    /// Mixed precision (sets the config's `mixed_precision`): on a CPU with AVX-512 BF16 the
+    /// linears' matrix products take bf16 operands and sum in f32; elsewhere a notice and f32.
+    #[arg(long)]
+    mixed_precision: bool,
     /// Memory budget, e.g. 2GiB or 50%.
     #[arg(long, value_name = "SIZE")]
     memory_budget: Option<String>,
@@ -139,8 +143,9 @@ pub fn train(a: TrainArgs) -> Result<u8> {
             || a.task.is_some()
             || !a.sets.is_empty()
             || a.shuffle_time
+            || a.mixed_precision
         {
-            return Err(bad("--resume continues the saved run as it was configured; drop --config, --set, --task, --data, --shuffle-time, --epochs, --seed, --device and --overwrite"));
+            return Err(bad("--resume continues the saved run as it was configured; drop --config, --set, --task, --data, --shuffle-time, --epochs, --seed, --device, --mixed-precision and --overwrite"));
         }
         lsnn_train::checkpoint::resolve(dir)?;
         return match lsnn_train::inference::task_of(dir)? {
@@ -189,8 +194,8 @@ pub fn train(a: TrainArgs) -> Result<u8> {
     if let Some(d) = &a.device {
         cfg.train.device = d.clone();
     }
-    if cfg.train.mixed_precision && cfg.train.parse_device()?.is_none() {
-        err("warning: mixed_precision has no effect on the CPU; training in f32");
+    if a.mixed_precision {
+        cfg.train.mixed_precision = true;
     }
     match cfg.model.task()? {
         Task::Llm => {
