@@ -48,14 +48,7 @@ pub fn force_composed(on: bool) {
 /// Runs `f` with the composed path forced on this thread (ops that other threads run are not
 /// affected), restoring the previous setting afterwards.
 pub fn composed<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            COMPOSED_HERE.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(COMPOSED_HERE.with(|c| c.replace(true)));
-    f()
+    super::threads::with_thread_value(&COMPOSED_HERE, true, f)
 }
 
 /// False while the composed path is forced (process-wide or on this thread).

@@ -34,14 +34,7 @@ thread_local! {
 /// afterwards. Work split over other threads carries it only where the code passes it on, as
 /// lsnn-train's shards do.
 pub fn with_matmul_precision<R>(precision: MatmulPrecision, f: impl FnOnce() -> R) -> R {
-    struct Restore(MatmulPrecision);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            PRECISION.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(PRECISION.with(|c| c.replace(precision)));
-    f()
+    super::threads::with_thread_value(&PRECISION, precision, f)
 }
 
 /// The precision set on this thread by [`with_matmul_precision`] (f32 outside it).

@@ -66,13 +66,24 @@ thread_local! {
 /// gemm all run on the calling thread), for callers that already keep every core busy with
 /// coarser work, such as one batch shard per thread. Restores the previous setting afterwards.
 pub fn sequential<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
+    with_thread_value(&SEQUENTIAL, true, f)
+}
+
+/// Runs `f` with the thread-local `cell` set to `value`, restoring its previous value afterwards
+/// (also when `f` unwinds): the one mechanism of the scoped switches ([`sequential`],
+/// [`super::composed`], [`super::with_matmul_precision`]).
+pub(crate) fn with_thread_value<T: Copy + 'static, R>(
+    cell: &'static std::thread::LocalKey<std::cell::Cell<T>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<T: Copy + 'static>(&'static std::thread::LocalKey<std::cell::Cell<T>>, T);
+    impl<T: Copy + 'static> Drop for Restore<T> {
         fn drop(&mut self) {
-            SEQUENTIAL.with(|c| c.set(self.0));
+            self.0.with(|c| c.set(self.1));
         }
     }
-    let _restore = Restore(SEQUENTIAL.with(|c| c.replace(true)));
+    let _restore = Restore(cell, cell.with(|c| c.replace(value)));
     f()
 }
 
