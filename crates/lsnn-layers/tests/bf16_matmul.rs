@@ -289,13 +289,19 @@ fn within(got: &Tensor, want: &Tensor, mag: &Tensor, steps: usize, what: &str) {
 /// The fused linear inside `with_matmul_precision(Bf16)`: forward and both gradients are the
 /// products of bf16-rounded operands summed in f32 (against f64 products of candle-rounded
 /// operands), the bias and its gradient stay f32; outside the scope the same op is f32 again,
-/// bit for bit what it was before the scope.
+/// bit for bit what it was before the scope. Backward runs outside the scope: the op keeps the
+/// precision it ran forward in.
 #[test]
 fn the_fused_linear_in_bf16_scope() {
     use candle_core::Var;
     use lsnn_layers::fused::linear;
-    use lsnn_layers::kernel::{matmul_precision, with_matmul_precision, MatmulPrecision};
+    use lsnn_layers::kernel::{
+        force_composed, matmul_precision, with_matmul_precision, MatmulPrecision,
+    };
     use lsnn_layers::SeededRng;
+    // The fused op itself, also in CI's LSNN_FORCE_COMPOSED=1 pass (whose composed linear is
+    // candle's f32 matmul, which no precision changes).
+    force_composed(false);
     let dev = Device::Cpu;
     let mut rng = SeededRng::new(3);
     let (b, l, k, n) = (3, 5, 37, 45);
@@ -314,12 +320,13 @@ fn the_fused_linear_in_bf16_scope() {
     let g = rng
         .normal_tensor((b, l, n), 0.0, 1.0, DType::F32, &dev)
         .unwrap();
-    let run = || {
-        let y = linear(x.as_tensor(), w.as_tensor(), bias.as_tensor()).unwrap();
+    let forward = || linear(x.as_tensor(), w.as_tensor(), bias.as_tensor()).unwrap();
+    let backward = |y: Tensor| {
         let grads = (&y * &g).unwrap().sum_all().unwrap().backward().unwrap();
         let get = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
         (y, get(&x), get(&w), get(&bias))
     };
+    let run = || backward(forward());
     let bits = |t: &Tensor| {
         t.flatten_all()
             .unwrap()
@@ -330,7 +337,7 @@ fn the_fused_linear_in_bf16_scope() {
             .collect::<Vec<_>>()
     };
     let before = run();
-    let mixed = with_matmul_precision(MatmulPrecision::Bf16, run);
+    let mixed = backward(with_matmul_precision(MatmulPrecision::Bf16, forward));
     assert_eq!(matmul_precision(), MatmulPrecision::F32, "the scope ended");
     let after = run();
     for (a, b) in [
@@ -371,4 +378,39 @@ fn the_fused_linear_in_bf16_scope() {
     within(&mixed.2, &dw_ref, &dw_mag, steps(b * l), "dW");
     // db = Σ dy, in f32 as before: the same bits as the f32 run.
     assert_eq!(bits(&mixed.3), bits(&before.3));
+}
+
+/// Operands under strides that are neither 1 (every other element of a wider buffer: the
+/// packing's element-by-element path) give the bits of the same operands stored compactly.
+#[test]
+fn strided_operands_give_the_compact_bits() {
+    let (m, n, k) = (13, 41, 23);
+    let case = Case::new(m, n, k, 11, (-2, 2));
+    // lhs row-major m × k, spread to every other element; rhs k × n likewise.
+    let spread = |v: &[f32]| v.iter().flat_map(|&x| [x, 99.0]).collect::<Vec<f32>>();
+    let (ls, rs) = (spread(&case.lhs), spread(&case.rhs));
+    let lhs = Operand {
+        data: &ls,
+        row_stride: 2 * k,
+        col_stride: 2,
+    };
+    let rhs = Operand {
+        data: &rs,
+        row_stride: 2 * n,
+        col_stride: 2,
+    };
+    let compact = Case {
+        lhs_t: false,
+        rhs_t: false,
+        ..case
+    };
+    for kernel in [Bf16Kernel::Portable, Bf16Kernel::active()] {
+        let want = compact.run(kernel, true, false);
+        let mut got = compact.c0.clone();
+        matmul_bf16_on(kernel, (m, n, k), &mut got, true, lhs, rhs, false).unwrap();
+        assert_eq!(
+            want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            got.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+    }
 }

@@ -149,53 +149,57 @@ pub fn probe_stages<M: TrainModel>(
                 .into(),
         });
     }
+    // The probe thread runs the caller's matmul precision (the trainer's, for a mixed run).
+    let precision = lsnn_layers::kernel::matmul_precision();
     probe_pool()?.install(|| {
-        let start_live = alloc::live_bytes();
-        let varmap = candle_nn::VarMap::new();
-        let vb = SeededInit::var_builder(&varmap, SeededRng::new(seed), DType::F32, device);
-        let model = M::build(cfg, vb)?;
-        let vars = lsnn_layers::named_vars(&varmap);
-        let parameter_bytes: u64 = vars
-            .iter()
-            .map(|(_, v)| (v.elem_count() * v.dtype().size_in_bytes()) as u64)
-            .sum();
-        let mut rng = SeededRng::new(seed ^ 0x57A6E);
-        // A first step unmeasured: what the first use of a kernel or a thread allocates once
-        // (scratch buffers kept for the next call) is not a stage's cost.
-        drop(model.loss_and_grads(batch, &mut Mode::Train(&mut rng.clone()), 1.0)?);
-        let step = PeakWindow::open();
-        let windows = Rc::new(RefCell::new(Windows::default()));
-        let (_, grads) = observe(windows.clone(), || {
-            model.loss_and_grads(batch, &mut Mode::Train(&mut rng), 1.0)
-        })?;
-        let mut stages = std::mem::take(&mut windows.borrow_mut().done);
-        let grads = grads.ok_or_else(|| TrainError::Config {
-            field: "memory stages".into(),
-            message: "the probe step's loss is not finite; nothing to back-propagate".into(),
-        })?;
-        let named: std::collections::BTreeMap<String, candle_core::Tensor> = vars
-            .iter()
-            .filter_map(|(n, v)| grads.get(v.as_tensor()).map(|g| (n.clone(), g.clone())))
-            .collect();
-        drop(grads);
-        // The optimizer: its state made (AdamW's moments) and one step — after one unmeasured,
-        // for the same reason as the first training step.
-        AdamW::new(&vars, adamw)?.step(&named, 1e-3, 1.0)?;
-        let window = PeakWindow::open();
-        let mut opt = AdamW::new(&vars, adamw)?;
-        opt.step(&named, 1e-3, 1.0)?;
-        stages.push(measured("optimizer", "optimizer", window));
-        let step_start = step.start_live();
-        let step_peak = step.close().saturating_sub(step_start);
-        let parameters = vars.len();
-        drop((opt, named, model, vars, varmap));
-        Ok(StageReport {
-            batch_rows: M::batch_rows(batch),
-            start_live_bytes: start_live,
-            parameter_bytes,
-            parameters,
-            step_peak_bytes: step_peak,
-            stages,
+        lsnn_layers::kernel::with_matmul_precision(precision, || {
+            let start_live = alloc::live_bytes();
+            let varmap = candle_nn::VarMap::new();
+            let vb = SeededInit::var_builder(&varmap, SeededRng::new(seed), DType::F32, device);
+            let model = M::build(cfg, vb)?;
+            let vars = lsnn_layers::named_vars(&varmap);
+            let parameter_bytes: u64 = vars
+                .iter()
+                .map(|(_, v)| (v.elem_count() * v.dtype().size_in_bytes()) as u64)
+                .sum();
+            let mut rng = SeededRng::new(seed ^ 0x57A6E);
+            // A first step unmeasured: what the first use of a kernel or a thread allocates once
+            // (scratch buffers kept for the next call) is not a stage's cost.
+            drop(model.loss_and_grads(batch, &mut Mode::Train(&mut rng.clone()), 1.0)?);
+            let step = PeakWindow::open();
+            let windows = Rc::new(RefCell::new(Windows::default()));
+            let (_, grads) = observe(windows.clone(), || {
+                model.loss_and_grads(batch, &mut Mode::Train(&mut rng), 1.0)
+            })?;
+            let mut stages = std::mem::take(&mut windows.borrow_mut().done);
+            let grads = grads.ok_or_else(|| TrainError::Config {
+                field: "memory stages".into(),
+                message: "the probe step's loss is not finite; nothing to back-propagate".into(),
+            })?;
+            let named: std::collections::BTreeMap<String, candle_core::Tensor> = vars
+                .iter()
+                .filter_map(|(n, v)| grads.get(v.as_tensor()).map(|g| (n.clone(), g.clone())))
+                .collect();
+            drop(grads);
+            // The optimizer: its state made (AdamW's moments) and one step — after one unmeasured,
+            // for the same reason as the first training step.
+            AdamW::new(&vars, adamw)?.step(&named, 1e-3, 1.0)?;
+            let window = PeakWindow::open();
+            let mut opt = AdamW::new(&vars, adamw)?;
+            opt.step(&named, 1e-3, 1.0)?;
+            stages.push(measured("optimizer", "optimizer", window));
+            let step_start = step.start_live();
+            let step_peak = step.close().saturating_sub(step_start);
+            let parameters = vars.len();
+            drop((opt, named, model, vars, varmap));
+            Ok(StageReport {
+                batch_rows: M::batch_rows(batch),
+                start_live_bytes: start_live,
+                parameter_bytes,
+                parameters,
+                step_peak_bytes: step_peak,
+                stages,
+            })
         })
     })
 }

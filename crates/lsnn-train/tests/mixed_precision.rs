@@ -14,6 +14,9 @@ fn train(name: &str, mixed: bool) -> (Vec<String>, Vec<f64>, Vec<u64>, String) {
     let dir = scratch(name);
     let mut cfg = resume_config();
     cfg.train.mixed_precision = mixed;
+    // Shards of one row, so that the steps run on the shard threads (where the precision must
+    // be carried) rather than on the calling thread.
+    cfg.train.shard_rows = lsnn_train::shard::ShardRows::Fixed(1);
     let mut t = LmTrainer::new(cfg, text_data(&dir), options(&dir)).unwrap();
     let (mut notices, mut val, mut losses) = (Vec::new(), Vec::new(), Vec::new());
     t.run(&mut |e| match e {

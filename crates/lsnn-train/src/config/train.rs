@@ -424,9 +424,10 @@ impl TrainConfig {
     }
 
     /// The fused linears' matmul precision this config gives on `device`, and what to tell the
-    /// user about it: bf16 where `mixed_precision` is set and the device is a CPU whose bf16
-    /// kernel is the AVX-512 BF16 one; f32 otherwise, with the reason when mixed precision was
-    /// asked for.
+    /// user about it: bf16 where `mixed_precision` is set, the device is a CPU whose bf16
+    /// kernel is the AVX-512 BF16 one and the fused kernels run; f32 otherwise, with the reason
+    /// when mixed precision was asked for. Only the training steps (and their probes) run bf16:
+    /// validation, the EMA's evaluation and inference stay f32 unless a command asks.
     pub fn matmul_precision(
         &self,
         device: &candle_core::Device,
@@ -442,6 +443,16 @@ impl TrainConfig {
                     "mixed_precision has no effect on device \"{}\" yet; training in f32",
                     crate::error::clip(&self.device)
                 )),
+            );
+        }
+        if !lsnn_layers::kernel::fused_enabled() {
+            return (
+                MatmulPrecision::F32,
+                Some(
+                    "mixed_precision has no effect on the composed path (LSNN_FORCE_COMPOSED): \
+                     its linears are candle's f32 matmuls; training in f32"
+                        .into(),
+                ),
             );
         }
         if Bf16Kernel::active() == Bf16Kernel::Avx512Bf16 {

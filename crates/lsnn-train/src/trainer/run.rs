@@ -132,13 +132,15 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
             .data
             .train_batch(&indices, &self.device)
             .and_then(|batch| {
-                crate::memory_stages::probe_stages::<M>(
-                    &self.cfg.model,
-                    &batch,
-                    *self.opt.config(),
-                    self.cfg.train.seed,
-                    &self.device,
-                )
+                lsnn_layers::kernel::with_matmul_precision(self.precision, || {
+                    crate::memory_stages::probe_stages::<M>(
+                        &self.cfg.model,
+                        &batch,
+                        *self.opt.config(),
+                        self.cfg.train.seed,
+                        &self.device,
+                    )
+                })
             });
         match probed {
             Ok(report) => on_event(&Event::MemoryStages(report)),

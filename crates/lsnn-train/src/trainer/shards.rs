@@ -51,7 +51,10 @@ impl<M: TrainModel, D: Dataset<M>> Trainer<M, D> {
         let indices: Vec<u32> = (0..self.cfg.train.batch_size as u32).collect();
         let batch = self.data.train_batch(&indices, &self.device)?;
         let budget = self.manager.budget_bytes()?;
-        let sizing = choose_shard_rows(&self.model, &batch, &self.dropout_rng, &self.vars, budget)?;
+        // The probes run the steps' own products (bf16 packing allocates what f32 does not).
+        let sizing = lsnn_layers::kernel::with_matmul_precision(self.precision, || {
+            choose_shard_rows(&self.model, &batch, &self.dropout_rng, &self.vars, budget)
+        })?;
         drop(batch);
         Ok(self.state.shard_sizing.insert(sizing))
     }

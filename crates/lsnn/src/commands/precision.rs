@@ -10,8 +10,8 @@ pub const CHOICES: [&str; 2] = ["f32", "bf16"];
 
 /// The precision `flag` names for a command on `device` (`None`: the run's own): bf16 is the
 /// CPU's fused linear, so it refuses another `device` and a CPU without AVX-512 BF16 (rather
-/// than running the slow portable kernel); on a run whose own device is a GPU it changes
-/// nothing, as the fused linear is CPU-only.
+/// than running the slow portable kernel) — also when the run's own device, used for lack of
+/// `--device`, is a GPU, where it would change nothing.
 pub fn parse(flag: &str, device: Option<&str>) -> Result<MatmulPrecision, BadInput> {
     match flag {
         "f32" => Ok(MatmulPrecision::F32),

@@ -5,9 +5,11 @@
 //! instruction `vdpbf16ps` does per lane (Intel's SDM, and measured on Zen 4): for each k-pair,
 //! add the product of the odd elements, round to f32, then add the product of the even ones and
 //! round again; each product is exact (two 8-bit significands); subnormal accumulators count as
-//! zero on the way in and subnormal sums are flushed to zero. So the two give the same bits on
-//! every input of normal magnitude (tested), and the portable one is the reference the tests and
-//! CPUs without the instructions use.
+//! zero on the way in and subnormal sums are flushed to zero. So the two give the same bits
+//! (tested on random shapes, and with sums in and around the subnormal range; a sum whose exact
+//! value rounds up to 2^-126 from below is the one case where it could matter whether the
+//! hardware detects tininess before or after rounding), and the portable one is the reference the tests and CPUs without
+//! the instructions use.
 
 use super::convert::{high, low};
 use super::pack::{MR, NR};

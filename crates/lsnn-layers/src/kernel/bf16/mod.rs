@@ -88,11 +88,15 @@ impl Bf16Kernel {
     /// The kernel [`matmul_bf16`] uses: AVX-512 BF16 where the CPU has it and
     /// `LSNN_BASELINE_ISA=1` is not set (valgrind hides it: the portable one runs there).
     pub fn active() -> Self {
-        if Bf16Kernel::Avx512Bf16.available() && !super::path::env_flag("LSNN_BASELINE_ISA") {
-            Bf16Kernel::Avx512Bf16
-        } else {
-            Bf16Kernel::Portable
-        }
+        // Decided once per process: the environment and the CPU do not change under it.
+        static ACTIVE: std::sync::OnceLock<Bf16Kernel> = std::sync::OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            if Bf16Kernel::Avx512Bf16.available() && !super::path::env_flag("LSNN_BASELINE_ISA") {
+                Bf16Kernel::Avx512Bf16
+            } else {
+                Bf16Kernel::Portable
+            }
+        })
     }
 
     /// Whether this CPU can run the kernel.

@@ -38,8 +38,11 @@ pub(super) fn pack(
         width,
     };
     #[cfg(target_arch = "x86_64")]
-    if wide && super::micro::cpu_has_avx512_bf16() {
-        // SAFETY: the CPU has AVX-512F and BW (both come with AVX-512 BF16's detection above).
+    if wide
+        && super::micro::cpu_has_avx512_bf16()
+        && std::arch::is_x86_feature_detected!("avx512bw")
+    {
+        // SAFETY: the CPU has AVX-512F and BW (detected above).
         unsafe { pack_avx512(&job, &mut out) };
         return out;
     }
